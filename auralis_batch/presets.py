@@ -1,0 +1,321 @@
+"""Mastering presets: TOML files validated into frozen dataclasses.
+
+Settings resolve ``defaults < preset TOML < CLI flags``. Every bad field is reported
+as ``file: dotted.path: message`` and all of them at once, so a user fixes a preset in
+one go. Loaded presets are immutable and memoised: a lookup after the first load is a
+dict hit plus one ``stat`` (to notice an edited file), well under 1 ms.
+
+The compressor threshold is in dBFS *of the signal as it will be at the target
+loudness*: the engine offsets it by the gain that takes the equalised track to its
+target, so one preset treats a quiet 1970s master and a loud modern one alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import PresetError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+BUILTIN_PRESETS: tuple[str, ...] = ("gentle", "warm", "bright", "punchy")
+EQ_KINDS: tuple[str, ...] = ("peaking", "low_shelf", "high_shelf", "high_pass", "low_pass")
+
+# (minimum, maximum, unit) for every numeric field: the one table of limits.
+LIMITS: dict[str, tuple[float, float, str]] = {
+    "target_lufs": (-40.0, -5.0, "LUFS"),
+    "eq.highpass_hz": (0.0, 200.0, "Hz"),
+    "eq.bands.frequency_hz": (10.0, 20000.0, "Hz"),
+    "eq.bands.gain_db": (-12.0, 12.0, "dB"),
+    "eq.bands.q": (0.1, 10.0, ""),
+    "compressor.threshold_db": (-60.0, 0.0, "dBFS"),
+    "compressor.ratio": (1.0, 20.0, ""),
+    "compressor.knee_db": (0.0, 24.0, "dB"),
+    "compressor.attack_ms": (0.1, 500.0, "ms"),
+    "compressor.release_ms": (1.0, 5000.0, "ms"),
+    "compressor.makeup_db": (-12.0, 24.0, "dB"),
+    "limiter.ceiling_dbtp": (-20.0, 0.0, "dBTP"),
+    "limiter.lookahead_ms": (0.5, 20.0, "ms"),
+    "limiter.release_ms": (1.0, 2000.0, "ms"),
+    "limiter.max_gain_reduction_db": (0.0, 24.0, "dB"),
+}
+
+
+@dataclass(frozen=True)
+class EQBand:
+    """One EQ band: an RBJ biquad."""
+
+    name: str
+    kind: str
+    frequency_hz: float
+    gain_db: float
+    q: float = 0.707
+
+
+@dataclass(frozen=True)
+class EQSettings:
+    highpass_hz: float = 20.0  # 0 disables the subsonic high-pass
+    bands: tuple[EQBand, ...] = ()
+
+
+@dataclass(frozen=True)
+class CompressorSettings:
+    threshold_db: float = -12.0
+    ratio: float = 2.0
+    knee_db: float = 6.0
+    attack_ms: float = 20.0
+    release_ms: float = 200.0
+    makeup_db: float = 0.0
+
+
+@dataclass(frozen=True)
+class LimiterSettings:
+    ceiling_dbtp: float = -1.0
+    lookahead_ms: float = 5.0
+    release_ms: float = 80.0
+    # The most peak reduction the limiter may apply to reach the target. Beyond it the
+    # engine lowers the gain instead and reports that the target was not reached.
+    max_gain_reduction_db: float = 6.0
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A complete, validated set of mastering parameters."""
+
+    name: str
+    description: str = ""
+    target_lufs: float = -14.0
+    tempo: bool = False
+    eq: EQSettings = field(default_factory=EQSettings)
+    compressor: CompressorSettings = field(default_factory=CompressorSettings)
+    limiter: LimiterSettings = field(default_factory=LimiterSettings)
+    source: str = ""
+    notes: tuple[str, ...] = ()  # why each parameter was chosen (adaptive/reference)
+
+    def with_overrides(
+        self, *, target_lufs: float | None = None, ceiling_dbtp: float | None = None
+    ) -> Preset:
+        """A copy with CLI overrides applied and validated."""
+        preset = self
+        if target_lufs is not None:
+            preset = dataclasses.replace(preset, target_lufs=float(target_lufs))
+        if ceiling_dbtp is not None:
+            lim = dataclasses.replace(preset.limiter, ceiling_dbtp=float(ceiling_dbtp))
+            preset = dataclasses.replace(preset, limiter=lim)
+        if preset is not self:
+            problems = validate(preset)
+            if problems:
+                raise PresetError("; ".join(f"{preset.name}: {p}" for p in problems))
+        return preset
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe parameters, as written in the report."""
+        d = dataclasses.asdict(self)
+        d["eq"]["bands"] = [dataclasses.asdict(b) for b in self.eq.bands]
+        d["notes"] = list(self.notes)
+        return d
+
+
+def _check_range(path: str, key: str, value: Any, problems: list[str]) -> float | None:
+    lo, hi, unit = LIMITS[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        problems.append(f"{path}: must be a number, got {value!r}")
+        return None
+    v = float(value)
+    if not math.isfinite(v) or v < lo or v > hi:
+        unit_s = f" {unit}" if unit else ""
+        problems.append(f"{path}: must be between {lo:g} and {hi:g}{unit_s}, got {value!r}")
+        return None
+    return v
+
+
+def validate(preset: Preset) -> list[str]:
+    """Range-check a preset built in code (adaptive/reference); list of problems."""
+    problems: list[str] = []
+    _check_range("target_lufs", "target_lufs", preset.target_lufs, problems)
+    _check_range("eq.highpass_hz", "eq.highpass_hz", preset.eq.highpass_hz, problems)
+    for i, band in enumerate(preset.eq.bands):
+        for key in ("frequency_hz", "gain_db", "q"):
+            _check_range(f"eq.bands[{i}].{key}", f"eq.bands.{key}", getattr(band, key), problems)
+        if band.kind not in EQ_KINDS:
+            problems.append(f"eq.bands[{i}].kind: must be one of {list(EQ_KINDS)}")
+    for section in ("compressor", "limiter"):
+        obj = getattr(preset, section)
+        for f in dataclasses.fields(obj):
+            _check_range(
+                f"{section}.{f.name}", f"{section}.{f.name}", getattr(obj, f.name), problems
+            )
+    return problems
+
+
+def _parse(data: dict[str, Any], *, name: str, source: str) -> Preset:
+    problems: list[str] = []
+    known_top = {"name", "description", "target_lufs", "tempo", "eq", "compressor", "limiter"}
+    for key in data:
+        if key not in known_top:
+            problems.append(f"{key}: unknown key (expected one of {sorted(known_top)})")
+
+    def number(section: dict[str, Any], path: str, key: str, default: float) -> float:
+        if key not in section:
+            return default
+        v = _check_range(path, path_key(path), section[key], problems)
+        return default if v is None else v
+
+    def path_key(path: str) -> str:
+        # "eq.bands[3].gain_db" -> "eq.bands.gain_db"
+        parts = [p.split("[")[0] for p in path.split(".")]
+        return ".".join(parts)
+
+    target = number(data, "target_lufs", "target_lufs", Preset.target_lufs)
+    tempo = data.get("tempo", False)
+    if not isinstance(tempo, bool):
+        problems.append(f"tempo: must be true or false, got {tempo!r}")
+        tempo = False
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        problems.append("description: must be a string")
+        description = ""
+
+    eq_data = data.get("eq", {})
+    bands: list[EQBand] = []
+    highpass = EQSettings.highpass_hz
+    if not isinstance(eq_data, dict):
+        problems.append("eq: must be a table")
+    else:
+        for key in eq_data:
+            if key not in ("highpass_hz", "bands"):
+                problems.append(f"eq.{key}: unknown key (expected highpass_hz or bands)")
+        highpass = number(eq_data, "eq.highpass_hz", "highpass_hz", highpass)
+        raw_bands = eq_data.get("bands", [])
+        if not isinstance(raw_bands, list):
+            problems.append("eq.bands: must be an array of tables ([[eq.bands]])")
+            raw_bands = []
+        if len(raw_bands) > 16:
+            problems.append(f"eq.bands: at most 16 bands, got {len(raw_bands)}")
+        for i, band in enumerate(raw_bands):
+            p = f"eq.bands[{i}]"
+            if not isinstance(band, dict):
+                problems.append(f"{p}: must be a table")
+                continue
+            for key in band:
+                if key not in ("name", "kind", "frequency_hz", "gain_db", "q"):
+                    problems.append(f"{p}.{key}: unknown key")
+            kind = band.get("kind", "peaking")
+            if kind not in EQ_KINDS:
+                problems.append(f"{p}.kind: must be one of {list(EQ_KINDS)}, got {kind!r}")
+            if "frequency_hz" not in band:
+                problems.append(f"{p}.frequency_hz: missing")
+            bands.append(
+                EQBand(
+                    name=str(band.get("name", f"band{i + 1}")),
+                    kind=str(kind),
+                    frequency_hz=number(band, f"{p}.frequency_hz", "frequency_hz", 1000.0),
+                    gain_db=number(band, f"{p}.gain_db", "gain_db", 0.0),
+                    q=number(band, f"{p}.q", "q", 0.707),
+                )
+            )
+
+    def section(name_: str, cls: type) -> Any:
+        raw = data.get(name_, {})
+        if not isinstance(raw, dict):
+            problems.append(f"{name_}: must be a table")
+            return cls()
+        defaults = cls()
+        names = {f.name for f in dataclasses.fields(cls)}
+        for key in raw:
+            if key not in names:
+                problems.append(f"{name_}.{key}: unknown key (expected one of {sorted(names)})")
+        values = {f: number(raw, f"{name_}.{f}", f, getattr(defaults, f)) for f in names}
+        return cls(**values)
+
+    compressor = section("compressor", CompressorSettings)
+    limiter = section("limiter", LimiterSettings)
+    if problems:
+        raise PresetError("\n".join(f"{source}: {p}" for p in problems))
+    return Preset(
+        name=str(data.get("name", name)),
+        description=description.strip(),
+        target_lufs=target,
+        tempo=tempo,
+        eq=EQSettings(highpass_hz=highpass, bands=tuple(bands)),
+        compressor=compressor,
+        limiter=limiter,
+        source=source,
+    )
+
+
+def parse_preset_text(text: str, *, name: str, source: str) -> Preset:
+    """Parse TOML text into a validated :class:`Preset`."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PresetError(f"{source}: not valid TOML ({exc})") from None
+    return _parse(data, name=name, source=source)
+
+
+_MEMO: dict[str, tuple[int, Preset]] = {}
+
+
+def _load_file(path: Path) -> Preset:
+    try:
+        st = path.stat()
+    except OSError:
+        raise PresetError(
+            f"{path}: preset file not found; built-in presets are {', '.join(BUILTIN_PRESETS)}"
+        ) from None
+    key = str(path)
+    hit = _MEMO.get(key)
+    if hit is not None and hit[0] == st.st_mtime_ns:
+        return hit[1]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PresetError(f"{path.name}: cannot read preset ({exc})") from None
+    preset = parse_preset_text(text, name=path.stem, source=path.name)
+    _MEMO[key] = (st.st_mtime_ns, preset)
+    return preset
+
+
+_BUILTIN: dict[str, Preset] = {}
+
+
+def builtin_preset_text(name: str) -> str:
+    """Text of a built-in preset: installed package data, or ``configs/`` in a checkout."""
+    try:
+        return resources.files("auralis_batch.configs").joinpath(f"{name}.toml").read_text("utf-8")
+    except ModuleNotFoundError:  # running from a source tree that is not installed
+        return (Path(__file__).resolve().parents[1] / "configs" / f"{name}.toml").read_text("utf-8")
+
+
+def load_preset(name_or_path: str | os.PathLike) -> Preset:
+    """A built-in preset by name (``gentle``, ``warm``, ``bright``, ``punchy``) or any
+    TOML file in the same schema."""
+    key = os.fspath(name_or_path)
+    hit = _BUILTIN.get(key)
+    if hit is not None:
+        return hit
+    if key in BUILTIN_PRESETS:
+        preset = parse_preset_text(builtin_preset_text(key), name=key, source=f"{key}.toml")
+        _BUILTIN[key] = preset
+        return preset
+    path = Path(key)
+    if path.suffix.lower() == ".toml" or path.exists():
+        return _load_file(path.resolve())
+    raise PresetError(
+        f"unknown preset {key!r}: choose one of {', '.join(BUILTIN_PRESETS)}, 'adaptive', "
+        "or give a path to a .toml file"
+    )
+
+
+def list_presets() -> list[Preset]:
+    return [load_preset(n) for n in BUILTIN_PRESETS]
