@@ -1,0 +1,311 @@
+"""The mastering chain for one track, streamed in blocks.
+
+EQ -> compressor -> gain to the loudness target -> true-peak lookahead limiter.
+
+Passes over the audio (each reads the source again, or a stored copy of the
+equalised and compressed signal when it fits the memory budget):
+
+A. measure the source (skipped when the caller already has its loudness, e.g. from
+   the fingerprint cache);
+B. EQ and compressor, measuring the loudness and true peak of the result;
+C. gain to the target, limiter, quantise, write, and measure what was written.
+
+If limiting pulled the result more than :data:`TARGET_TOLERANCE_LU` off target, C runs
+once more with the gain corrected; if the written true peak is above the ceiling (it
+never should be) C runs again with the gain lowered by the excess. When the target
+would need more than ``limiter.max_gain_reduction_db`` of peak limiting, the gain is
+lowered instead and the outcome says the target was not reached: a mastering tool
+should not crush a dynamic track to hit a number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .audio import BLOCK_FRAMES, Quantizer, iter_blocks
+from .dynamics import Compressor, Limiter
+from .eq import Equalizer
+from .meter import Loudness, LoudnessMeter
+from .presets import Preset
+
+#: Largest make-up gain the chain applies, dB: near-silent tracks are not blown up.
+MAX_GAIN_DB = 30.0
+#: The result should land this close to the target (LU); otherwise a corrective pass.
+TARGET_TOLERANCE_LU = 0.2
+#: Outcome counts as on target within this (LU), the issue's acceptance band.
+TARGET_ACCEPT_LU = 0.5
+#: Below this the track is treated as silent: no gain, no compression offset.
+SILENCE_LUFS = -70.0
+#: Keep the processed signal in memory between passes when it is at most this big.
+MEMORY_BUDGET_BYTES = 256 * 1024 * 1024
+
+BlockSource = Callable[[], Iterable[np.ndarray]]
+SinkFactory = Callable[[], AbstractContextManager[Callable[[np.ndarray], None]]]
+
+
+def array_source(audio: np.ndarray, *, block_frames: int = BLOCK_FRAMES) -> BlockSource:
+    """A :data:`BlockSource` over an in-memory ``(channels, n)`` array."""
+
+    def blocks() -> Iterator[np.ndarray]:
+        for start in range(0, audio.shape[1], block_frames):
+            yield audio[:, start : start + block_frames]
+
+    return blocks
+
+
+def file_source(path, *, block_frames: int = BLOCK_FRAMES) -> BlockSource:
+    """A :data:`BlockSource` that decodes ``path`` afresh each time it is iterated."""
+    return lambda: iter_blocks(path, block_frames=block_frames)
+
+
+def measure_stream(source: BlockSource, *, sample_rate: int, channels: int) -> Loudness:
+    """Loudness of a stream (pass A)."""
+    meter = LoudnessMeter(sample_rate, channels)
+    for block in source():
+        meter.process(block)
+    return meter.result()
+
+
+@dataclass
+class MasterOutcome:
+    """What the chain did to one track."""
+
+    before: Loudness
+    after: Loudness
+    target_lufs: float
+    ceiling_dbtp: float
+    gain_db: float
+    compressor_threshold_db: float  # effective threshold in the source's dBFS
+    limiter_max_gain_reduction_db: float
+    target_reached: bool
+    passes: int
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "target_lufs": self.target_lufs,
+            "ceiling_dbtp": self.ceiling_dbtp,
+            "gain_db": round(self.gain_db, 2),
+            "compressor_threshold_db": round(self.compressor_threshold_db, 2),
+            "limiter_max_gain_reduction_db": round(self.limiter_max_gain_reduction_db, 2),
+            "target_reached": self.target_reached,
+            "render_passes": self.passes,
+            "notes": list(self.notes),
+        }
+
+
+def _finite(x: float) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+@contextlib.contextmanager
+def _discard() -> Iterator[Callable[[np.ndarray], None]]:
+    yield lambda pcm: None
+
+
+def master_stream(
+    source: BlockSource,
+    *,
+    sample_rate: int,
+    channels: int,
+    preset: Preset,
+    before: Loudness | None = None,
+    sink: SinkFactory | None = None,
+    bit_depth: str = "32f",
+    gain_db: float | None = None,
+    total_frames: int | None = None,
+    seed: int = 0,
+) -> MasterOutcome:
+    """Master one stream.
+
+    Parameters
+    ----------
+    source : callable returning a fresh iterable of float64 (channels, n) blocks
+    sample_rate : int, Hz
+    channels : int
+    preset : validated :class:`Preset`
+    before : loudness of the source if already known (skips pass A)
+    sink : context-manager factory yielding a ``write(pcm)`` function; opened once per
+        render pass, so a corrective pass replaces the previous output atomically
+    bit_depth : "16", "24" or "32f": what the sink stores; the after-measurement is of
+        exactly those quantised samples
+    gain_db : fixed gain (album mode) instead of the gain to the track's own target
+    total_frames : length, if known, to decide whether the processed signal fits memory
+    seed : dither seed (re-runs write identical files)
+    """
+    notes: list[str] = []
+    if before is None:
+        before = measure_stream(source, sample_rate=sample_rate, channels=channels)
+    target = preset.target_lufs
+    ceiling = preset.limiter.ceiling_dbtp
+    silent = not _finite(before.integrated_lufs) or before.integrated_lufs < SILENCE_LUFS
+    if silent:
+        notes.append("silent or near-silent source: no loudness gain applied")
+
+    # Compressor threshold is defined at the target level (see presets module).
+    offset = 0.0 if silent else float(np.clip(target - before.integrated_lufs, -40.0, 40.0))
+    threshold = float(np.clip(preset.compressor.threshold_db - offset, -60.0, 0.0))
+    comp_cfg = preset.compressor
+
+    def eq_comp() -> Iterator[np.ndarray]:
+        eq = Equalizer(sample_rate, channels, preset.eq)
+        comp = Compressor(
+            sample_rate,
+            channels,
+            threshold_db=threshold,
+            ratio=comp_cfg.ratio,
+            knee_db=comp_cfg.knee_db,
+            attack_ms=comp_cfg.attack_ms,
+            release_ms=comp_cfg.release_ms,
+            makeup_db=comp_cfg.makeup_db,
+        )
+        for block in source():
+            if block.shape[1]:
+                yield comp.process(eq.process(block))
+
+    # Pass B: loudness and true peak after EQ and compression.
+    fits = total_frames is not None and total_frames * channels * 8 <= MEMORY_BUDGET_BYTES
+    stored: list[np.ndarray] | None = [] if fits else None
+    meter_b = LoudnessMeter(sample_rate, channels)
+    for y in eq_comp():
+        meter_b.process(y)
+        if stored is not None:
+            stored.append(y)
+    mid = meter_b.result()
+
+    def processed() -> Iterable[np.ndarray]:
+        return stored if stored is not None else eq_comp()
+
+    if gain_db is not None:
+        gain = float(gain_db)
+        album = True
+    else:
+        album = False
+        gain = 0.0 if silent or not _finite(mid.integrated_lufs) else target - mid.integrated_lufs
+    if gain > MAX_GAIN_DB:
+        notes.append(f"gain capped at +{MAX_GAIN_DB:g} dB (would need {gain:+.1f} dB)")
+        gain = MAX_GAIN_DB
+
+    max_gr = preset.limiter.max_gain_reduction_db
+    capped = False
+
+    def cap(g: float) -> float:
+        nonlocal capped
+        if not _finite(mid.true_peak_dbtp):
+            return g
+        needed = mid.true_peak_dbtp + g - ceiling
+        if needed > max_gr + 1e-9:
+            capped = True
+            return g - (needed - max_gr)
+        return g
+
+    wanted = gain
+    gain = cap(gain)
+    if capped:
+        notes.append(
+            f"target {target:g} LUFS needs {wanted - gain + max_gr:.1f} dB of peak limiting; "
+            f"limited to {max_gr:g} dB (limiter.max_gain_reduction_db), so the gain is "
+            f"{gain:+.1f} dB instead of {wanted:+.1f} dB"
+        )
+
+    def render(g: float) -> tuple[Loudness, float]:
+        lim = Limiter(
+            sample_rate,
+            channels,
+            ceiling_dbtp=ceiling,
+            lookahead_ms=preset.limiter.lookahead_ms,
+            release_ms=preset.limiter.release_ms,
+        )
+        quant = Quantizer(bit_depth, seed=seed)
+        meter = LoudnessMeter(sample_rate, channels)
+        lin = 10.0 ** (g / 20.0)
+        with (sink or _discard)() as write:
+
+            def emit(z: np.ndarray) -> None:
+                if z.shape[1] == 0:
+                    return
+                pcm = quant(z)
+                write(pcm)
+                meter.process(quant.as_float(pcm))
+
+            for y in processed():
+                emit(lim.process(y * lin))
+            emit(lim.flush())
+        return meter.result(), lim.max_gain_reduction_db
+
+    passes = 1
+    after, lim_gr = render(gain)
+    if (
+        not silent
+        and not album
+        and not capped
+        and _finite(after.integrated_lufs)
+        and abs(target - after.integrated_lufs) > TARGET_TOLERANCE_LU
+    ):
+        gain = cap(gain + (target - after.integrated_lufs))
+        passes += 1
+        after, lim_gr = render(gain)
+    for _ in range(2):  # the ceiling is a promise: never write above it
+        if not (_finite(after.true_peak_dbtp) and after.true_peak_dbtp > ceiling):
+            break
+        gain -= after.true_peak_dbtp - ceiling + 0.02
+        passes += 1
+        after, lim_gr = render(gain)
+        notes.append("gain lowered slightly to keep the true peak under the ceiling")
+
+    reached = (
+        silent
+        or album
+        or (
+            _finite(after.integrated_lufs)
+            and abs(target - after.integrated_lufs) <= TARGET_ACCEPT_LU
+        )
+    )
+    if not reached and not capped:
+        notes.append(f"result {after.integrated_lufs:.2f} LUFS is off the {target:g} LUFS target")
+    return MasterOutcome(
+        before=before,
+        after=after,
+        target_lufs=target,
+        ceiling_dbtp=ceiling,
+        gain_db=gain,
+        compressor_threshold_db=threshold,
+        limiter_max_gain_reduction_db=lim_gr,
+        target_reached=bool(reached and not capped),
+        passes=passes,
+        notes=notes,
+    )
+
+
+def master_array(
+    audio: np.ndarray, sample_rate: int, *, preset: Preset, bit_depth: str = "32f"
+) -> tuple[np.ndarray, MasterOutcome]:
+    """Master an in-memory ``(channels, n)`` array; returns ``(mastered, outcome)``."""
+    from .audio import as_audio
+
+    x = as_audio(audio)
+    out: list[np.ndarray] = []
+
+    @contextlib.contextmanager
+    def collect() -> Iterator[Callable[[np.ndarray], None]]:
+        out.clear()
+        quant = Quantizer(bit_depth)
+        yield lambda pcm: out.append(quant.as_float(pcm))
+
+    outcome = master_stream(
+        array_source(x),
+        sample_rate=sample_rate,
+        channels=x.shape[0],
+        preset=preset,
+        sink=collect,
+        bit_depth=bit_depth,
+        total_frames=x.shape[1],
+    )
+    y = np.concatenate(out, axis=1) if out else np.zeros_like(x)
+    return y, outcome
