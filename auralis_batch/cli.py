@@ -216,7 +216,8 @@ def presets_show(
         )
     c = p.compressor
     typer.echo(
-        f"  compressor {c.ratio:g}:1 at {c.threshold_db:g} dBFS (at target), knee {c.knee_db:g} dB, "
+        f"  compressor {c.ratio:g}:1 at {c.threshold_db:g} dBFS (at target), "
+        f"knee {c.knee_db:g} dB, "
         f"attack {c.attack_ms:g} ms, release {c.release_ms:g} ms, makeup {c.makeup_db:g} dB"
     )
     lim = p.limiter
