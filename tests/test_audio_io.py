@@ -1,0 +1,140 @@
+"""The I/O edge: layout validation, specific decode errors, atomic writes, dither."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from auralis_batch.audio import AtomicWriter, Quantizer, as_audio, iter_blocks, probe, read_audio
+from auralis_batch.errors import AudioError, DecodeError, OutputError
+
+
+def test_as_audio_layout_rules():
+    assert as_audio(np.zeros(10)).shape == (1, 10)
+    assert as_audio(np.zeros((2, 10), dtype=np.float32)).dtype == np.float64
+    with pytest.raises(AudioError, match="more channels than samples"):
+        as_audio(np.zeros((8, 2)))
+    with pytest.raises(AudioError, match="NaN or infinite"):
+        as_audio(np.array([[0.0, np.nan, 0.0]]))
+    with pytest.raises(AudioError, match=r"expected shape \(channels, samples\)"):
+        as_audio(np.zeros((1, 2, 3)))
+
+
+def _write_tone(path, seconds=1.0, sr=44100, channels=2, subtype="PCM_16", fmt=None):
+    t = np.arange(int(sr * seconds)) / sr
+    x = 0.5 * np.sin(2 * np.pi * 440 * t)
+    sf.write(path, np.tile(x[:, None], (1, channels)), sr, subtype=subtype, format=fmt)
+
+
+def test_specific_errors_for_bad_files(tmp_path):
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    with pytest.raises(DecodeError, match="empty"):
+        probe(empty)
+    text = tmp_path / "notes.flac"
+    text.write_text("this is not audio\n" * 100)
+    with pytest.raises(DecodeError, match="not a readable audio file"):
+        probe(text)
+    with pytest.raises(DecodeError, match="no such file"):
+        probe(tmp_path / "missing.wav")
+
+
+def test_truncated_flac_fails_clearly(tmp_path):
+    good = tmp_path / "good.flac"
+    _write_tone(good, seconds=5.0)
+    bad = tmp_path / "bad.flac"
+    data = good.read_bytes()
+    bad.write_bytes(data[: len(data) // 3])
+    # Either the header check or the decode must fail, never return garbage silently.
+    try:
+        audio, _ = read_audio(bad)
+    except DecodeError as exc:
+        assert "bad.flac" in str(exc)
+    else:
+        assert audio.shape[1] < 5 * 44100
+
+
+def test_nan_in_float_wav_is_rejected(tmp_path):
+    path = tmp_path / "nan.wav"
+    x = np.zeros((1000, 2), dtype=np.float32)
+    x[500, 1] = np.nan
+    sf.write(path, x, 44100, subtype="FLOAT")
+    with pytest.raises(AudioError, match="NaN or infinite"):
+        list(iter_blocks(path))
+
+
+def test_blocks_concatenate_to_the_file(tmp_path):
+    path = tmp_path / "tone.wav"
+    _write_tone(path, seconds=2.0, subtype="FLOAT")
+    whole, sr = read_audio(path)
+    blocks = list(iter_blocks(path, block_frames=1000))
+    assert sr == 44100
+    assert np.array_equal(np.concatenate(blocks, axis=1), whole)
+    expected = sf.read(path, always_2d=True)[0].T
+    assert np.array_equal(whole, expected)
+
+
+def test_atomic_writer_leaves_nothing_on_error(tmp_path):
+    dst = tmp_path / "out" / "song.flac"
+    with (
+        pytest.raises(RuntimeError),
+        AtomicWriter(dst, sample_rate=44100, channels=2, fmt="flac", subtype="PCM_24") as w,
+    ):
+        w.write(Quantizer("24")(np.zeros((2, 1000))))
+        raise RuntimeError("crash mid-write")
+    assert not dst.exists()
+    assert list(dst.parent.iterdir()) == []
+
+
+def test_atomic_writer_renames_on_success(tmp_path):
+    dst = tmp_path / "song.flac"
+    x = 0.25 * np.ones((2, 1000))
+    with AtomicWriter(dst, sample_rate=48000, channels=2, fmt="flac", subtype="PCM_24") as w:
+        assert w.temporary_path is not None and w.temporary_path.name.endswith(".partial")
+        w.write(Quantizer("24")(x))
+    assert [p.name for p in tmp_path.iterdir()] == ["song.flac"]
+    got, sr = read_audio(dst)
+    assert sr == 48000
+    assert np.allclose(got, x, atol=2**-23)
+
+
+def test_unwritable_destination_is_an_output_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with (
+        pytest.raises(OutputError),
+        AtomicWriter(
+            blocker / "sub" / "a.flac", sample_rate=44100, channels=1, fmt="flac", subtype="PCM_16"
+        ),
+    ):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("bit_depth", "subtype", "lsb"), [("16", "PCM_16", 2**-15), ("24", "PCM_24", 2**-23)]
+)
+def test_quantizer_roundtrip_through_soundfile(tmp_path, bit_depth, subtype, lsb):
+    rng = np.random.default_rng(0)
+    x = 0.5 * rng.uniform(-1, 1, (2, 20000))
+    q = Quantizer(bit_depth, seed=1)
+    pcm = q(x)
+    path = tmp_path / "q.wav"
+    sf.write(path, pcm, 44100, subtype=subtype)
+    back = sf.read(path, always_2d=True, dtype="float64")[0].T
+    assert np.array_equal(back, q.as_float(pcm))  # what we measure is what is written
+    err = back - x
+    assert np.abs(err).max() <= (1.5 if bit_depth == "16" else 0.5) * lsb + 1e-12
+
+
+def test_tpdf_dither_noise_power_and_independence():
+    # TPDF (+-1 LSB) plus rounding: error variance 1/12 + 1/6 = 1/4 LSB^2, mean 0,
+    # and the error does not follow the signal (no harmonic distortion).
+    n = 200000
+    t = np.arange(n)
+    x = (3.3 / 32768) * np.sin(2 * np.pi * 0.01 * t)[None, :]  # a very quiet tone
+    q = Quantizer("16", seed=3)
+    err = (q.as_float(q(x)) - x)[0] * 32768
+    assert np.var(err) == pytest.approx(0.25, rel=0.03)
+    assert abs(err.mean()) < 0.01
+    assert abs(np.corrcoef(err, x[0])[0, 1]) < 0.01

@@ -1,0 +1,113 @@
+"""Biquad designs and the cascade kernel against scipy.signal and the RBJ cookbook's
+analytic properties (gain at the centre/corner, DC and Nyquist)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+from scipy import signal
+
+from auralis_batch.eq import Equalizer, design_eq
+from auralis_batch.presets import EQBand, EQSettings
+from kernels.biquad import (
+    HIGH_PASS,
+    HIGH_SHELF,
+    LOW_PASS,
+    LOW_SHELF,
+    PEAKING,
+    design_cascade,
+    rbj_biquad,
+    sos_filter,
+)
+
+RATES = [22050, 44100, 48000, 96000, 192000]
+
+
+def gain_db_at(sos: np.ndarray, freq_hz: float, sample_rate: float) -> float:
+    _, h = signal.sosfreqz(sos, worN=[freq_hz], fs=sample_rate)
+    return float(20 * np.log10(np.abs(h[0])))
+
+
+@pytest.mark.parametrize("sample_rate", RATES)
+@pytest.mark.parametrize("gain_db", [-9.0, -1.5, 2.0, 12.0])
+def test_peaking_hits_its_gain_at_centre_and_unity_far_away(sample_rate, gain_db):
+    sos = rbj_biquad(PEAKING, 1000.0, gain_db, 1.0, float(sample_rate))[None, :]
+    assert gain_db_at(sos, 1000.0, sample_rate) == pytest.approx(gain_db, abs=1e-6)
+    assert gain_db_at(sos, 1.0, sample_rate) == pytest.approx(0.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("sample_rate", RATES)
+@pytest.mark.parametrize("gain_db", [-6.0, 3.0, 9.0])
+def test_shelves_full_gain_at_their_end_half_at_corner(sample_rate, gain_db):
+    low = rbj_biquad(LOW_SHELF, 200.0, gain_db, 0.707, float(sample_rate))[None, :]
+    high = rbj_biquad(HIGH_SHELF, 5000.0, gain_db, 0.707, float(sample_rate))[None, :]
+    # Cookbook shelves: gain_db at DC (low) / Nyquist (high), half of it at the corner.
+    assert gain_db_at(low, 0.0, sample_rate) == pytest.approx(gain_db, abs=1e-6)
+    assert gain_db_at(low, sample_rate / 2, sample_rate) == pytest.approx(0.0, abs=1e-6)
+    assert gain_db_at(low, 200.0, sample_rate) == pytest.approx(gain_db / 2, abs=1e-6)
+    assert gain_db_at(high, sample_rate / 2, sample_rate) == pytest.approx(gain_db, abs=1e-6)
+    assert gain_db_at(high, 0.0, sample_rate) == pytest.approx(0.0, abs=1e-6)
+    assert gain_db_at(high, 5000.0, sample_rate) == pytest.approx(gain_db / 2, abs=1e-6)
+
+
+@pytest.mark.parametrize("sample_rate", RATES)
+def test_butterworth_pass_filters_are_minus_3db_at_cutoff(sample_rate):
+    q = 1 / np.sqrt(2)
+    hp = rbj_biquad(HIGH_PASS, 100.0, 0.0, q, float(sample_rate))[None, :]
+    lp = rbj_biquad(LOW_PASS, 5000.0, 0.0, q, float(sample_rate))[None, :]
+    assert gain_db_at(hp, 100.0, sample_rate) == pytest.approx(-3.0103, abs=1e-3)
+    assert gain_db_at(lp, 5000.0, sample_rate) == pytest.approx(-3.0103, abs=1e-3)
+    # Matches scipy's bilinear Butterworth design (same prewarped corner).
+    expected = signal.butter(2, 100.0, "highpass", fs=sample_rate, output="sos")
+    assert_allclose(hp, expected, rtol=1e-9, atol=1e-12)
+
+
+def _cascade(sample_rate: float) -> np.ndarray:
+    kinds = np.array([HIGH_PASS, LOW_SHELF, PEAKING, PEAKING, PEAKING, PEAKING, HIGH_SHELF])
+    f = np.array([25, 100, 300, 1000, 3000, 6000, 9000.0])
+    g = np.array([0, 2, -1, 0.5, 1, 1.5, 2.0])
+    q = np.array([0.707, 0.707, 1, 1, 1, 1, 0.707])
+    return design_cascade(kinds, f, g, q, sample_rate)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 6])
+def test_cascade_matches_scipy_sosfilt(channels):
+    rng = np.random.default_rng(channels)
+    x = rng.standard_normal((channels, 20000))
+    sos = _cascade(44100.0)
+    zi = rng.standard_normal((channels, sos.shape[0], 2)) * 0.1
+    got, got_zf = sos_filter(x, sos, zi)
+    expected, expected_zf = signal.sosfilt(sos, x, axis=-1, zi=np.transpose(zi, (1, 0, 2)))
+    assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+    assert_allclose(got_zf, np.transpose(expected_zf, (1, 0, 2)), rtol=1e-10, atol=1e-12)
+
+
+def test_cascade_streamed_in_blocks_equals_one_piece():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 30011))
+    sos = _cascade(48000.0)
+    whole, _ = sos_filter(x, sos, np.zeros((2, sos.shape[0], 2)))
+    zi = np.zeros((2, sos.shape[0], 2))
+    parts = []
+    cuts = np.sort(rng.choice(np.arange(1, x.shape[1]), size=40, replace=False))
+    for block in np.split(x, cuts, axis=1) + [x[:, :0]]:
+        y, zi = sos_filter(np.ascontiguousarray(block), sos, zi)
+        parts.append(y)
+    assert_allclose(np.concatenate(parts, axis=1), whole, rtol=0, atol=0)
+
+
+def test_equalizer_skips_flat_bands_and_clamps_near_nyquist():
+    settings = EQSettings(
+        highpass_hz=20.0,
+        bands=(
+            EQBand("flat", "peaking", 1000.0, 0.0, 1.0),
+            EQBand("air", "high_shelf", 12000.0, 3.0, 0.707),
+        ),
+    )
+    sos = design_eq(settings, 22050)
+    assert sos.shape == (2, 6)  # high-pass + shelf; the 0 dB band is an identity
+    assert np.all(np.isfinite(sos))
+    eq = Equalizer(22050, 1, settings)
+    y = eq.process(np.ones((1, 4096)))
+    assert np.all(np.isfinite(y))
