@@ -91,7 +91,7 @@ def test_cascade_streamed_in_blocks_equals_one_piece():
     zi = np.zeros((2, sos.shape[0], 2))
     parts = []
     cuts = np.sort(rng.choice(np.arange(1, x.shape[1]), size=40, replace=False))
-    for block in np.split(x, cuts, axis=1) + [x[:, :0]]:
+    for block in [*np.split(x, cuts, axis=1), x[:, :0]]:
         y, zi = sos_filter(np.ascontiguousarray(block), sos, zi)
         parts.append(y)
     assert_allclose(np.concatenate(parts, axis=1), whole, rtol=0, atol=0)
