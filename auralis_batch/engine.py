@@ -158,6 +158,7 @@ def master_file(
     before: Loudness | None = None,
     gain_db: float | None = None,
     after_write: Callable[[Path], None] | None = None,
+    deadline: float | None = None,
 ) -> dict:
     """Master one file to ``job.output``; a report record, never an exception."""
     t0 = time.perf_counter()
@@ -190,8 +191,11 @@ def master_file(
             ) as writer:
                 yield writer.write
 
+        source = file_source(src)
+        if deadline is not None:
+            source = _with_deadline(source, deadline)
         outcome = master_stream(
-            file_source(src),
+            source,
             sample_rate=info.sample_rate,
             channels=info.channels,
             preset=preset,
@@ -222,6 +226,171 @@ def master_file(
         rec["error"] = _error_text(exc)
     rec["seconds"] = round(time.perf_counter() - t0, 4)
     return rec
+
+
+class TrackTimeoutError(AuralisError):
+    """The track took longer than ``--timeout-per-track``."""
+
+
+def _with_deadline(source, deadline: float):
+    def blocks():
+        for block in source():
+            if time.monotonic() > deadline:
+                raise TrackTimeoutError("timed out (--timeout-per-track); no output written")
+            yield block
+
+    return blocks
+
+
+def _analysis_for(job: Job, settings, cache, deadline: float | None) -> dict:
+    from .analysis import analyze_file
+    from .batch import _needs_tempo
+
+    if deadline is not None and time.monotonic() > deadline:
+        raise TrackTimeoutError("timed out before analysis")
+    return analyze_file(job.input, tempo=_needs_tempo(settings), cache=cache)
+
+
+def _finish_outputs(rec: dict, job: Job, settings, *, album_lufs=None, album_peak=None) -> None:
+    from .tags import copy_tags, loudness_tag_values, write_loudness_tags
+
+    notes = []
+    if settings.copy_tags:
+        notes.append(copy_tags(job.input, job.output))
+    if settings.write_loudness_tags:
+        after = rec["after"]
+        if after["integrated_lufs"] is not None and after["true_peak_dbtp"] is not None:
+            values = loudness_tag_values(
+                after["integrated_lufs"],
+                after["true_peak_dbtp"],
+                album_lufs=album_lufs,
+                album_peak_dbtp=album_peak,
+            )
+            notes.append(write_loudness_tags(job.output, values))
+    notes = [n for n in notes if n]
+    if notes:
+        rec["tag_notes"] = notes
+
+
+def master_track(job: Job, settings, *, cache=None) -> dict:
+    """Analyse (cached), choose parameters, master, tag. A record, never an exception."""
+    from .analysis import loudness_from_record
+    from .batch import _resolve_preset
+
+    t0 = time.perf_counter()
+    deadline = (
+        time.monotonic() + settings.timeout_per_track_s if settings.timeout_per_track_s else None
+    )
+    try:
+        analysis = _analysis_for(job, settings, cache, deadline)
+        preset = _resolve_preset(settings, analysis)
+    except Exception as exc:
+        rec = failed_record(job.input, _error_text(exc), job.output)
+        rec["preset"] = settings.preset
+        rec["seconds"] = round(time.perf_counter() - t0, 4)
+        return rec
+    rec = master_file(
+        job,
+        preset,
+        fmt=settings.fmt,
+        bit_depth=settings.bit_depth,
+        before=loudness_from_record(analysis),
+        deadline=deadline,
+    )
+    _decorate(rec, analysis)
+    if rec["status"] == "ok":
+        _finish_outputs(rec, job, settings)
+    rec["seconds"] = round(time.perf_counter() - t0, 4)
+    return rec
+
+
+def _decorate(rec: dict, analysis: dict) -> None:
+    rec["tempo_bpm"] = analysis.get("tempo_bpm")
+    rec["tempo_confidence"] = analysis.get("tempo_confidence")
+    rec["fingerprint_cached"] = analysis.get("cached") or False
+    rec["analysis_seconds"] = analysis.get("seconds")
+
+
+def master_album(unit: Sequence[Job], settings, *, cache=None) -> list[dict]:
+    """One shared gain for every track of a folder, from the album's loudness.
+
+    Each track goes through its own EQ and compressor; the gating blocks of all the
+    processed tracks are pooled and gated together (BS.1770 album loudness, as
+    loudgain/r128gain do) and one gain takes the album to the target, lowered if any
+    track would need more than the preset's limiting allowance. Relative levels stay
+    as the artist made them.
+    """
+    import numpy as np
+
+    from .analysis import loudness_from_record
+    from .batch import _resolve_preset
+    from .meter import integrated_from_block_powers
+    from .pipeline import measure_processed
+
+    t0 = time.perf_counter()
+    prepared = []
+    records: list[dict] = []
+    for job in unit:
+        try:
+            analysis = _analysis_for(job, settings, cache, None)
+            preset = _resolve_preset(settings, analysis)
+            info = probe(job.input)
+            before = loudness_from_record(analysis)
+            mid, powers = measure_processed(
+                file_source(job.input),
+                sample_rate=info.sample_rate,
+                channels=info.channels,
+                preset=preset,
+                before=before,
+            )
+            prepared.append((job, analysis, preset, before, mid, powers))
+        except Exception as exc:
+            rec = failed_record(job.input, _error_text(exc), job.output)
+            rec["preset"] = settings.preset
+            records.append(rec)
+    if not prepared:
+        return records
+    pooled = np.concatenate([p[5] for p in prepared]) if prepared else np.zeros(0)
+    album_mid = integrated_from_block_powers(pooled)
+    target = prepared[0][2].target_lufs
+    gain = 0.0 if not np.isfinite(album_mid) else target - album_mid
+    for _, _, preset, _, mid, _ in prepared:
+        if np.isfinite(mid.true_peak_dbtp):
+            allowed = preset.limiter.ceiling_dbtp + preset.limiter.max_gain_reduction_db
+            gain = min(gain, allowed - mid.true_peak_dbtp)
+    album_peak = -np.inf
+    album_records = []
+    for job, analysis, preset, before, _, _ in prepared:
+        rec = master_file(
+            job, preset, fmt=settings.fmt, bit_depth=settings.bit_depth, before=before, gain_db=gain
+        )
+        _decorate(rec, analysis)
+        rec["album"] = {
+            "folder": str(job.input.parent),
+            "tracks": len(prepared),
+            "gain_db": round(float(gain), 2),
+            "album_lufs_before_gain": None
+            if not np.isfinite(album_mid)
+            else round(float(album_mid), 2),
+        }
+        if rec["status"] == "ok" and rec["after"]["true_peak_dbtp"] is not None:
+            album_peak = max(album_peak, rec["after"]["true_peak_dbtp"])
+        album_records.append(rec)
+    album_after = album_mid + gain if np.isfinite(album_mid) else None
+    for (job, *_), rec in zip(prepared, album_records, strict=False):
+        if rec["status"] == "ok":
+            _finish_outputs(
+                rec,
+                job,
+                settings,
+                album_lufs=album_after,
+                album_peak=album_peak if np.isfinite(album_peak) else None,
+            )
+            rec["album"]["album_lufs"] = None if album_after is None else round(album_after, 2)
+    elapsed = round(time.perf_counter() - t0, 4)
+    for rec in album_records:
+        rec.setdefault("seconds", elapsed / max(len(album_records), 1))
+    return records + album_records
 
 
 def summarize(records: Sequence[dict]) -> dict:

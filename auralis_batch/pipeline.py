@@ -72,6 +72,52 @@ def measure_stream(source: BlockSource, *, sample_rate: int, channels: int) -> L
     return meter.result()
 
 
+def effective_threshold_db(preset: Preset, before: Loudness) -> float:
+    """Compressor threshold in the source's dBFS.
+
+    Presets define the threshold at the target level; a source that is ``d`` dB below
+    its target gets a threshold ``d`` dB lower, so the compressor works alike on quiet
+    and loud sources. Silent sources keep the preset's value.
+    """
+    silent = not _finite(before.integrated_lufs) or before.integrated_lufs < SILENCE_LUFS
+    offset = 0.0 if silent else float(np.clip(preset.target_lufs - before.integrated_lufs, -40, 40))
+    return float(np.clip(preset.compressor.threshold_db - offset, -60.0, 0.0))
+
+
+def processed_stream(
+    source: BlockSource, *, sample_rate: int, channels: int, preset: Preset, threshold_db: float
+) -> Iterator[np.ndarray]:
+    """EQ then compressor over a fresh pass of ``source``."""
+    cfg = preset.compressor
+    eq = Equalizer(sample_rate, channels, preset.eq)
+    comp = Compressor(
+        sample_rate,
+        channels,
+        threshold_db=threshold_db,
+        ratio=cfg.ratio,
+        knee_db=cfg.knee_db,
+        attack_ms=cfg.attack_ms,
+        release_ms=cfg.release_ms,
+        makeup_db=cfg.makeup_db,
+    )
+    for block in source():
+        if block.shape[1]:
+            yield comp.process(eq.process(block))
+
+
+def measure_processed(
+    source: BlockSource, *, sample_rate: int, channels: int, preset: Preset, before: Loudness
+) -> tuple[Loudness, np.ndarray]:
+    """Loudness after EQ and compression, with its gating-block powers (album mode)."""
+    meter = LoudnessMeter(sample_rate, channels)
+    threshold = effective_threshold_db(preset, before)
+    for y in processed_stream(
+        source, sample_rate=sample_rate, channels=channels, preset=preset, threshold_db=threshold
+    ):
+        meter.process(y)
+    return meter.result(), meter.gating_block_powers()
+
+
 @dataclass
 class MasterOutcome:
     """What the chain did to one track."""
@@ -148,26 +194,16 @@ def master_stream(
     if silent:
         notes.append("silent or near-silent source: no loudness gain applied")
 
-    # Compressor threshold is defined at the target level (see presets module).
-    offset = 0.0 if silent else float(np.clip(target - before.integrated_lufs, -40.0, 40.0))
-    threshold = float(np.clip(preset.compressor.threshold_db - offset, -60.0, 0.0))
-    comp_cfg = preset.compressor
+    threshold = effective_threshold_db(preset, before)
 
     def eq_comp() -> Iterator[np.ndarray]:
-        eq = Equalizer(sample_rate, channels, preset.eq)
-        comp = Compressor(
-            sample_rate,
-            channels,
+        return processed_stream(
+            source,
+            sample_rate=sample_rate,
+            channels=channels,
+            preset=preset,
             threshold_db=threshold,
-            ratio=comp_cfg.ratio,
-            knee_db=comp_cfg.knee_db,
-            attack_ms=comp_cfg.attack_ms,
-            release_ms=comp_cfg.release_ms,
-            makeup_db=comp_cfg.makeup_db,
         )
-        for block in source():
-            if block.shape[1]:
-                yield comp.process(eq.process(block))
 
     # Pass B: loudness and true peak after EQ and compression.
     fits = total_frames is not None and total_frames * channels * 8 <= MEMORY_BUDGET_BYTES

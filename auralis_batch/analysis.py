@@ -1,0 +1,207 @@
+"""Analysis of one track: loudness, fingerprint and tempo in one streamed pass, cached.
+
+One decode feeds three consumers block by block: the BS.1770 meter, the fingerprint
+analyser and a SHA-256 of the decoded PCM (the cache key, so re-tagging a file keeps
+its fingerprint). With a warm cache an unchanged file is neither decoded nor hashed:
+the cache maps (path, size, mtime, inode) to the content hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .audio import AudioInfo, as_audio, iter_blocks, probe
+from .errors import AuralisError
+from .fingerprint import (
+    ANALYSIS_SAMPLE_RATE,
+    DEFAULT_TEMPO_BPM,
+    FINGERPRINT_VERSION,
+    Fingerprint,
+    FingerprintAnalyzer,
+)
+from .meter import Loudness, LoudnessMeter
+
+LOUDNESS_KEYS = (
+    "integrated_lufs",
+    "true_peak_dbtp",
+    "lra_lu",
+    "sample_peak_dbfs",
+    "max_momentary_lufs",
+    "max_short_term_lufs",
+)
+
+
+class PcmHasher:
+    """SHA-256 of decoded PCM as interleaved little-endian float32 frames.
+
+    Interleaving (frame by frame) makes the digest independent of how the stream was
+    cut into blocks; float32 is the precision every decoder delivers losslessly.
+    """
+
+    def __init__(self) -> None:
+        self._h = hashlib.sha256()
+
+    def update(self, block: np.ndarray) -> None:
+        self._h.update(np.ascontiguousarray(block.T, dtype="<f4").tobytes())
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
+
+
+def cache_key(content_sha256: str, *, tempo: bool) -> str:
+    """Everything that changes the analysis is in the key."""
+    return f"fp:v{FINGERPRINT_VERSION}:tempo{int(tempo)}:sr{ANALYSIS_SAMPLE_RATE}:{content_sha256}"
+
+
+def loudness_from_record(record: dict[str, Any]) -> Loudness:
+    """Rebuild the source :class:`Loudness` from an analysis record (None -> -inf)."""
+    src = record.get("loudness", record)
+    values = {}
+    for k in LOUDNESS_KEYS:
+        v = src.get(k)
+        values[k] = -math.inf if v is None else float(v)
+    if values["lra_lu"] == -math.inf:
+        values["lra_lu"] = 0.0
+    return Loudness(**values)
+
+
+def _analyse_stream(blocks, sample_rate: int, channels: int, *, tempo: bool, hasher=None):
+    meter = LoudnessMeter(sample_rate, channels)
+    fp = FingerprintAnalyzer(sample_rate, channels, tempo=tempo)
+    frames = 0
+    for block in blocks:
+        meter.process(block)
+        fp.process(block)
+        if hasher is not None:
+            hasher.update(block)
+        frames += block.shape[1]
+    loud = meter.result()
+    finger = fp.finish(
+        true_peak_dbtp=loud.true_peak_dbtp,
+        integrated_lufs=loud.integrated_lufs,
+        lra_lu=loud.lra_lu,
+        short_term_lufs=meter.short_term_lufs(),
+    )
+    return loud, finger, frames
+
+
+def _record(
+    path: str | None,
+    info: AudioInfo | None,
+    sample_rate: int,
+    channels: int,
+    frames: int,
+    loud: Loudness,
+    finger: Fingerprint,
+) -> dict[str, Any]:
+    rec: dict[str, Any] = {
+        "path": path,
+        "duration_s": round(frames / sample_rate, 3),
+        "sample_rate": sample_rate,
+        "channels": channels,
+    }
+    ld = loud.to_dict()
+    for k in ("integrated_lufs", "true_peak_dbtp", "lra_lu", "sample_peak_dbfs"):
+        rec[k] = ld[k]
+    rec["tempo_bpm"] = round(finger.tempo_bpm, 2)
+    rec["tempo_confidence"] = round(finger.tempo_confidence, 3)
+    rec["fingerprint"] = finger.to_dict()
+    rec["fingerprint_version"] = FINGERPRINT_VERSION
+    rec["loudness"] = ld
+    return rec
+
+
+def analyze_file(path: str | os.PathLike, *, tempo: bool = True, cache=None) -> dict[str, Any]:
+    """Analyse one file (raises :class:`AuralisError` on bad input).
+
+    ``cache`` is a :class:`~auralis_batch.cache.FingerprintCache` or ``None``. The
+    returned record carries ``cached``: ``"memory"``, ``"disk"`` or ``False``.
+    """
+    t0 = time.perf_counter()
+    p = Path(path)
+    if cache is not None:
+        content = cache.lookup_path(p)
+        if content is not None:
+            hit = _cached(cache, content, tempo)
+            if hit is not None:
+                hit["path"] = str(p)
+                hit["seconds"] = round(time.perf_counter() - t0, 4)
+                return hit
+    info = probe(p)
+    hasher = PcmHasher()
+    loud, finger, frames = _analyse_stream(
+        iter_blocks(p), info.sample_rate, info.channels, tempo=tempo, hasher=hasher
+    )
+    content = hasher.hexdigest()
+    rec = _record(str(p), info, info.sample_rate, info.channels, frames, loud, finger)
+    rec["content_sha256"] = content
+    if cache is not None:
+        # A re-tagged copy of known audio: the content key may already be there.
+        stored = {k: v for k, v in rec.items() if k not in ("path", "seconds", "cached")}
+        cache.set(cache_key(content, tempo=tempo), stored)
+        cache.remember_path(p, content)
+    rec["cached"] = False
+    rec["seconds"] = round(time.perf_counter() - t0, 4)
+    return rec
+
+
+def _cached(cache, content: str, tempo: bool) -> dict[str, Any] | None:
+    # A tempo-on record also answers a tempo-off request (report the default tempo).
+    for with_tempo in (True,) if tempo else (False, True):
+        value, source = cache.get_with_source(cache_key(content, tempo=with_tempo))
+        if value is not None:
+            rec = dict(value)
+            if not tempo and with_tempo:
+                rec["tempo_bpm"] = DEFAULT_TEMPO_BPM
+                rec["tempo_confidence"] = 0.0
+                fp = dict(rec["fingerprint"])
+                fp["tempo_bpm"], fp["tempo_confidence"] = DEFAULT_TEMPO_BPM, 0.0
+                rec["fingerprint"] = fp
+            rec["cached"] = source
+            return rec
+    return None
+
+
+def analyze_array(audio: np.ndarray, sample_rate: int, *, tempo: bool = True) -> dict[str, Any]:
+    """Analyse an in-memory ``(channels, n)`` array (no cache)."""
+    t0 = time.perf_counter()
+    x = as_audio(audio)
+    if x.shape[1] == 0:
+        raise AuralisError("audio: has no samples")
+    if not 8000 <= int(sample_rate) <= 384000:
+        raise AuralisError(f"sample_rate must be between 8000 and 384000 Hz, got {sample_rate}")
+    step = 65536
+    blocks = (x[:, i : i + step] for i in range(0, x.shape[1], step))
+    loud, finger, frames = _analyse_stream(blocks, int(sample_rate), x.shape[0], tempo=tempo)
+    rec = _record(None, None, int(sample_rate), x.shape[0], frames, loud, finger)
+    rec["cached"] = False
+    rec["seconds"] = round(time.perf_counter() - t0, 4)
+    return rec
+
+
+def analyze(
+    path_or_array: str | os.PathLike | np.ndarray,
+    sample_rate: int | None = None,
+    tempo: bool = True,
+    *,
+    cache=None,
+) -> dict[str, Any]:
+    """Analyse a file path or a ``(channels, n)`` array.
+
+    Returns the record that ``auralis-batch analyze --json`` prints: ``path``,
+    ``duration_s``, ``sample_rate``, ``channels``, the four loudness keys,
+    ``tempo_bpm``, ``tempo_confidence``, ``fingerprint``, ``fingerprint_version`` and
+    ``seconds``. ``tempo=False`` skips the tempo work and reports 120.0 / 0.0.
+    """
+    if isinstance(path_or_array, np.ndarray):
+        if sample_rate is None:
+            raise AuralisError("sample_rate is required when analysing an array")
+        return analyze_array(path_or_array, sample_rate, tempo=tempo)
+    return analyze_file(path_or_array, tempo=tempo, cache=cache)
