@@ -8,6 +8,7 @@ neither compiles kernels nor loads the DSP stack.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -78,6 +79,30 @@ def _fmt(value: object, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+CacheDirOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option(
+        "--cache-dir",
+        help="Fingerprint cache folder (default: $AURALIS_CACHE_DIR or the user cache dir).",
+    ),
+]
+NoCacheOpt = Annotated[
+    bool, typer.Option("--no-cache", help="Do not read or write the fingerprint cache.")
+]
+NoTempoOpt = Annotated[
+    bool, typer.Option("--no-tempo", help="Skip tempo estimation (reports 120 BPM).")
+]
+
+
+def _cpu_count() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS / Windows
+        return os.cpu_count() or 1
+
+
 @app.command()
 def master(
     inputs: Inputs,
@@ -90,44 +115,192 @@ def master(
     fmt: FormatOpt = "flac",
     bit_depth: BitDepthOpt = "24",
     report: ReportOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-track output.")] = False,
+    reference: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--reference", help="Match the balance and loudness of this reference track."),
+    ] = None,
+    jobs: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--jobs", "-j", help="Parallel worker processes (default: all cores).", min=1),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be done; write nothing.")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Redo tracks the journal says are done.")
+    ] = False,
+    album: Annotated[
+        bool, typer.Option("--album", help="Tracks in one folder share one gain (album mode).")
+    ] = False,
+    write_loudness_tags: Annotated[
+        bool, typer.Option("--write-loudness-tags", help="Write ReplayGain 2.0 tags of the result.")
+    ] = False,
+    timeout_per_track: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option(
+            "--timeout-per-track", help="Fail a track that takes longer than this, seconds.", min=1
+        ),
+    ] = None,
+    backend: Annotated[
+        str, typer.Option("--backend", help="local (joblib processes) or dask (needs --scheduler).")
+    ] = "local",
+    scheduler: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--scheduler", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786."),
+    ] = None,
+    no_tempo: NoTempoOpt = False,
+    no_cache: NoCacheOpt = False,
+    cache_dir: CacheDirOpt = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress or per-track output (cron).")
+    ] = False,
 ) -> None:
-    """Master INPUT files and folders into --out."""
+    """Master INPUT files and folders into --out (resumable, parallel)."""
+    _run_master(**locals())
+
+
+def _run_master(
+    *,
+    inputs,
+    out,
+    preset,
+    target_lufs,
+    ceiling_dbtp,
+    fmt,
+    bit_depth,
+    report,
+    reference,
+    jobs,
+    dry_run,
+    overwrite,
+    album,
+    write_loudness_tags,
+    timeout_per_track,
+    backend,
+    scheduler,
+    no_tempo,
+    no_cache,
+    cache_dir,
+    quiet,
+) -> None:
     from .audio import output_subtype
-    from .engine import master_file, plan_jobs, summarize
+    from .batch import RunSettings, check_output_writable, run_master
     from .errors import AuralisError
     from .presets import load_preset
 
+    if report is not None and report.suffix.lower() not in (".json", ".csv"):
+        _fail_usage(f"--report {report}: use a .json or .csv file name")
+    if backend not in ("local", "dask"):
+        _fail_usage(f"--backend must be local or dask, got {backend!r}")
+    if backend == "dask" and not scheduler:
+        _fail_usage("--backend dask needs --scheduler tcp://HOST:PORT")
     try:
         output_subtype(fmt, bit_depth)
-        chosen = load_preset(preset).with_overrides(
-            target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp
-        )
+        if preset != "adaptive":
+            load_preset(preset).with_overrides(target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp)
     except AuralisError as exc:
         _fail_usage(str(exc))
     for item in inputs:
         if not item.exists():
             _fail_usage(f"input {item} does not exist")
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        check_output_writable(out)
     except OSError as exc:
-        _fail_usage(f"--out {out}: cannot create folder ({exc.strerror})")
-    jobs, records = plan_jobs(inputs, out, fmt)
-    for job in jobs:
-        rec = master_file(job, chosen, fmt=fmt, bit_depth=bit_depth)
-        records.append(rec)
-        if not quiet:
-            _print_master_line(rec)
-    summary = summarize(records)
-    if report is not None:
-        _write_json(report, {"tracks": records, "summary": summary})
-    if not quiet:
-        typer.echo(
-            f"{summary['ok']} mastered, {summary['failed']} failed, {summary['skipped']} skipped "
-            f"in {summary['seconds']:.1f} s",
-            err=True,
+        _fail_usage(f"--out {out}: not writable ({exc.strerror or exc})")
+
+    ref_record = None
+    if reference is not None:
+        ref_record = _analyse_reference(reference, no_cache=no_cache, cache_dir=cache_dir)
+    settings = RunSettings(
+        preset="reference" if reference is not None else preset,
+        target_lufs=target_lufs,
+        ceiling_dbtp=ceiling_dbtp,
+        fmt=fmt,
+        bit_depth=bit_depth,
+        album=album,
+        write_loudness_tags=write_loudness_tags,
+        timeout_per_track_s=timeout_per_track,
+        use_cache=not no_cache,
+        cache_dir=str(cache_dir) if cache_dir else None,
+        reference=str(reference) if reference else None,
+        reference_record=ref_record,
+        tempo=False if no_tempo else None,
+    )
+    n_jobs = jobs or _cpu_count()
+    from .progress import BatchProgress
+
+    progress = BatchProgress(enabled=not quiet and not dry_run)
+    with contextlib.ExitStack() as stack:
+        if backend == "dask":
+            stack.enter_context(_dask_backend(scheduler))
+            n_jobs = -1
+        stack.enter_context(progress)
+        result = run_master(
+            inputs,
+            out,
+            settings,
+            n_jobs=n_jobs,
+            overwrite=overwrite,
+            dry_run=dry_run,
+            on_start=progress.start,
+            on_record=progress.update,
         )
-    raise typer.Exit(code=1 if summary["failed"] else 0)
+    if report is not None:
+        from .report import write_report
+
+        write_report(report, result.records, result.summary)
+    if dry_run:
+        for rec in result.records:
+            typer.echo(
+                f"{rec['status']:<8} {rec['input']}"
+                + (f" -> {rec['output']}" if rec.get("output") else "")
+                + (f"  ({rec['error']})" if rec.get("error") else "")
+            )
+        raise typer.Exit(code=0)
+    if not quiet:
+        progress.print_summary(result.records, result.summary)
+    for rec in result.records:
+        if rec["status"] == "failed":
+            typer.echo(f"[failed] {rec['input']}: {rec['error']}", err=True)
+    if result.stopped:
+        typer.echo(f"[error] {result.stopped}", err=True)
+    raise typer.Exit(code=1 if result.summary["failed"] or result.stopped else 0)
+
+
+@contextlib.contextmanager
+def _dask_backend(scheduler: str):
+    try:
+        import joblib
+        from distributed import Client
+    except ImportError:
+        _fail_usage("--backend dask needs the dask extra: pip install 'auralis-batch[dask]'")
+    try:
+        client = Client(scheduler, timeout="20s")
+    except Exception as exc:
+        _fail_usage(f"--scheduler {scheduler}: cannot connect ({exc})")
+    try:
+        with joblib.parallel_config(backend="dask"):
+            yield client
+    finally:
+        client.close()
+
+
+def _analyse_reference(reference: Path, *, no_cache: bool, cache_dir: Path | None) -> dict:
+    from .analysis import analyze_file
+    from .errors import AuralisError
+
+    cache = None
+    if not no_cache:
+        from .cache import open_cache
+
+        cache = open_cache(cache_dir)
+    try:
+        return analyze_file(reference, tempo=False, cache=cache)
+    except AuralisError as exc:
+        _fail_usage(f"--reference: {exc}")
+    finally:
+        if cache is not None:
+            cache.close()
 
 
 def _print_master_line(rec: dict) -> None:
@@ -179,6 +352,122 @@ def measure(inputs: Inputs, json_out: JsonFlag = False) -> None:
             if r["status"] != "ok":
                 typer.echo(f"{r['status']}: {r['input']}: {r['error']}", err=True)
     raise typer.Exit(code=1 if any(r["status"] == "failed" for r in records) else 0)
+
+
+@app.command()
+def analyze(
+    inputs: Inputs,
+    json_out: JsonFlag = False,
+    csv_out: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
+    no_tempo: NoTempoOpt = False,
+    no_cache: NoCacheOpt = False,
+    cache_dir: CacheDirOpt = None,
+) -> None:
+    """Analyse loudness, spectral fingerprint, dynamics, stereo image and tempo."""
+    from .analysis import analyze_file
+    from .engine import _error_text, discover
+
+    if json_out and csv_out:
+        _fail_usage("choose one of --json and --csv")
+    missing = [p for p in inputs if not p.exists()]
+    if missing:
+        _fail_usage(f"input {missing[0]} does not exist")
+    audio, _ = discover(inputs)
+    cache = None
+    if not no_cache:
+        from .cache import open_cache
+
+        cache = open_cache(cache_dir)
+    records = []
+    try:
+        for f, _rel in audio:
+            try:
+                records.append(analyze_file(f, tempo=not no_tempo, cache=cache))
+            except Exception as exc:
+                records.append({"path": str(f), "error": _error_text(exc)})
+    finally:
+        if cache is not None:
+            cache.close()
+    for r in records:
+        r.pop("loudness", None)
+        r.pop("content_sha256", None)
+    if json_out:
+        typer.echo(json.dumps(records, indent=2, allow_nan=False))
+    elif csv_out:
+        _print_analysis_csv(records)
+    else:
+        _print_analysis_table(records)
+    for r in records:
+        if "error" in r:
+            typer.echo(f"[failed] {r['path']}: {r['error']}", err=True)
+    raise typer.Exit(code=1 if any("error" in r for r in records) else 0)
+
+
+_ANALYSIS_COLUMNS = (
+    "path",
+    "duration_s",
+    "integrated_lufs",
+    "true_peak_dbtp",
+    "lra_lu",
+    "tempo_bpm",
+    "tempo_confidence",
+)
+
+
+def _print_analysis_csv(records: list[dict]) -> None:
+    import csv
+
+    bands: list[str] = []
+    for r in records:
+        if "fingerprint" in r:
+            bands = sorted(k for k, v in r["fingerprint"].items() if not isinstance(v, dict))
+            break
+    writer = csv.writer(sys.stdout)
+    writer.writerow([*_ANALYSIS_COLUMNS, *bands, "cached", "error"])
+    for r in records:
+        fp = r.get("fingerprint", {})
+        writer.writerow(
+            [r.get(c, "") for c in _ANALYSIS_COLUMNS]
+            + [fp.get(b, "") for b in bands]
+            + [r.get("cached", ""), r.get("error", "")]
+        )
+
+
+def _print_analysis_table(records: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Analysis")
+    for col in (
+        "file",
+        "dur s",
+        "LUFS",
+        "dBTP",
+        "LRA",
+        "BPM",
+        "conf",
+        "centroid Hz",
+        "width",
+        "cached",
+    ):
+        table.add_column(col, justify="left" if col == "file" else "right")
+    for r in records:
+        if "error" in r:
+            continue
+        fp = r["fingerprint"]
+        table.add_row(
+            r["path"],
+            _fmt(r["duration_s"]),
+            _fmt(r["integrated_lufs"]),
+            _fmt(r["true_peak_dbtp"]),
+            _fmt(r["lra_lu"]),
+            _fmt(r["tempo_bpm"]),
+            _fmt(r["tempo_confidence"], ".2f"),
+            _fmt(fp.get("spectral_centroid_hz"), ".0f"),
+            _fmt(fp.get("stereo_width"), ".2f"),
+            str(r.get("cached") or "-"),
+        )
+    Console().print(table)
 
 
 @presets_app.command("list")
