@@ -1,0 +1,77 @@
+"""Shared fixtures: the real-music corpus (skipped when missing) and small signals."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+
+
+def corpus_files() -> list[Path]:
+    return sorted(CORPUS.glob("*.ogg")) if CORPUS.is_dir() else []
+
+
+@pytest.fixture
+def corpus() -> list[Path]:
+    files = corpus_files()
+    if not files:
+        pytest.skip(f"real-music corpus not found at {CORPUS}")
+    return files
+
+
+def music_like(
+    seconds: float = 8.0,
+    sample_rate: int = 44100,
+    channels: int = 2,
+    seed: int = 0,
+    level_db: float = -20.0,
+) -> np.ndarray:
+    """A deterministic mix with drums (kick, snare noise, hats), bass and a chord pad,
+    with dynamics (a quiet intro, a loud chorus), scaled to roughly ``level_db`` RMS."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sample_rate)
+    t = np.arange(n) / sample_rate
+    beat = 60.0 / 120.0
+    out = np.zeros((channels, n))
+    env_t = t % beat
+    kick = np.sin(2 * np.pi * (50 + 100 * np.exp(-env_t * 40)) * env_t) * np.exp(-env_t * 12)
+    snare_t = (t + beat) % (2 * beat)
+    snare = rng.standard_normal(n) * np.exp(-snare_t * 25) * 0.5
+    hats_t = t % (beat / 2)
+    hats = np.diff(rng.standard_normal(n + 1)) * np.exp(-hats_t * 80) * 0.15
+    bass = 0.4 * np.sin(2 * np.pi * 55 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * t / (4 * beat)))
+    pad = sum(0.12 * np.sin(2 * np.pi * f * t + k) for k, f in enumerate((220, 277.2, 329.6, 440)))
+    dyn = np.where(t < seconds / 3, 0.3, 1.0)  # quiet intro, loud rest
+    mono = (kick + snare + hats + bass + pad) * dyn
+    for c in range(channels):
+        pan = 1.0 if channels == 1 else 0.8 + 0.4 * c / max(channels - 1, 1)
+        out[c] = mono * pan + 0.02 * rng.standard_normal(n)
+    rms = np.sqrt(np.mean(out**2))
+    return np.ascontiguousarray(out * (10 ** (level_db / 20) / rms))
+
+
+@pytest.fixture
+def write_audio(tmp_path):
+    """Write ``(channels, n)`` audio to ``tmp_path/name`` with soundfile."""
+    import soundfile as sf
+
+    def _write(name: str, audio: np.ndarray, sample_rate: int = 44100, subtype: str = "PCM_24"):
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, audio.T, sample_rate, subtype=subtype)
+        return path
+
+    return _write
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Never touch the user's real fingerprint cache from tests."""
+    if "AURALIS_CACHE_DIR" not in os.environ or not os.environ["AURALIS_CACHE_DIR"].startswith(
+        str(tmp_path_factory.getbasetemp())
+    ):
+        monkeypatch.setenv("AURALIS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
