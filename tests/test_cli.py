@@ -1,0 +1,180 @@
+"""The command line: exit codes, JSON keys, bad input that never stops the run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from auralis_batch.cli import app
+
+from .conftest import music_like
+
+runner = CliRunner()
+LOUDNESS_KEYS = {"integrated_lufs", "true_peak_dbtp", "lra_lu", "sample_peak_dbfs"}
+
+
+def sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def library(tmp_path, write_audio):
+    """A folder with good tracks in a sub-folder and every kind of bad file."""
+    lib = tmp_path / "lib"
+    write_audio("lib/album/01 good.wav", music_like(seconds=4.0, seed=1))
+    write_audio("lib/album/02 mono.flac", music_like(seconds=3.0, channels=1, seed=2), 48000)
+    (lib / "empty.wav").write_bytes(b"")
+    (lib / "notes.txt").write_text("not audio")
+    (lib / "fake.flac").write_text("definitely not a flac file\n" * 50)
+    x = np.zeros((4410, 2), dtype=np.float32)
+    x[100, 0] = np.nan
+    sf.write(lib / "nan.wav", x, 44100, subtype="FLOAT")
+    good = (lib / "album" / "01 good.wav").read_bytes()
+    (lib / "truncated.wav").write_bytes(good[: len(good) // 2][:200])
+    return lib
+
+
+def test_help_is_instant_no_kernels_no_numpy():
+    code = (
+        "import sys; from auralis_batch.cli import app\n"
+        "mods = ('numpy', 'numba', 'soundfile', 'scipy', 'kernels')\n"
+        "heavy = [m for m in mods if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+    res = subprocess.run(
+        [sys.executable, "-m", "auralis_batch.cli", "--help"], capture_output=True, text=True
+    )
+    assert res.returncode == 0 and "master" in res.stdout
+
+
+def test_master_folder_with_bad_files_goes_on_and_reports(tmp_path, library):
+    before = {p: sha(p) for p in library.rglob("*") if p.is_file()}
+    out = tmp_path / "out"
+    report = tmp_path / "report.json"
+    res = runner.invoke(
+        app, ["master", str(library), "--out", str(out), "--report", str(report), "-j", "1", "-q"]
+    )
+    assert res.exit_code == 1, res.output
+    data = json.loads(report.read_text())
+    assert set(data) == {"tracks", "summary"}
+    by_name = {p.split("/")[-1]: t for t in data["tracks"] for p in [t["input"]]}
+    for t in data["tracks"]:
+        assert {"input", "status", "error", "seconds"} <= set(t)
+    ok = by_name["01 good.wav"]
+    assert ok["status"] == "ok" and ok["error"] is None and ok["preset"] == "gentle"
+    assert set(ok["before"]) >= LOUDNESS_KEYS and set(ok["after"]) >= LOUDNESS_KEYS
+    assert ok["after"]["integrated_lufs"] == pytest.approx(-14.0, abs=0.5)
+    assert ok["after"]["true_peak_dbtp"] <= -1.0
+    assert ok["output"].endswith("out/album/01 good.flac")
+    assert by_name["02 mono.flac"]["status"] == "ok"
+    assert by_name["notes.txt"]["status"] == "skipped"
+    for bad, words in {
+        "empty.wav": "empty",
+        "fake.flac": "not a readable audio file",
+        "nan.wav": "NaN",
+        "truncated.wav": "",
+    }.items():
+        assert by_name[bad]["status"] == "failed", bad
+        assert words in by_name[bad]["error"], by_name[bad]["error"]
+    assert data["summary"]["ok"] == 2 and data["summary"]["failed"] == 4
+    # outputs mirror the tree, are FLAC 24-bit, nothing partial is left, sources untouched
+    info = sf.info(out / "album" / "01 good.flac")
+    assert info.subtype == "PCM_24" and info.samplerate == 44100
+    assert sf.info(out / "album" / "02 mono.flac").channels == 1
+    assert not [p for p in out.rglob("*.partial")]
+    assert not (out / "empty.flac").exists()
+    assert before == {p: sha(p) for p in library.rglob("*") if p.is_file()}
+
+
+def test_master_wav_16_bit_and_overrides(tmp_path, write_audio):
+    src = write_audio("a.wav", music_like(seconds=4.0))
+    out = tmp_path / "out"
+    res = runner.invoke(
+        app,
+        [
+            "master",
+            str(src),
+            "--out",
+            str(out),
+            "--format",
+            "wav",
+            "--bit-depth",
+            "16",
+            "--target-lufs",
+            "-16",
+            "--ceiling-dbtp",
+            "-2",
+            "--preset",
+            "warm",
+            "-q",
+            "-j",
+            "1",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    info = sf.info(out / "a.wav")
+    assert info.subtype == "PCM_16"
+    res = runner.invoke(app, ["measure", str(out / "a.wav"), "--json"])
+    rec = json.loads(res.stdout)[0]
+    assert rec["integrated_lufs"] == pytest.approx(-16.0, abs=0.5)
+    assert rec["true_peak_dbtp"] <= -2.0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--preset", "loud"], "unknown preset"),
+        (["--format", "flac", "--bit-depth", "32f"], "32f"),
+        (["--format", "mp3"], "format must be one of"),
+        (["--target-lufs", "3"], "target_lufs"),
+    ],
+)
+def test_usage_errors_exit_2(tmp_path, write_audio, args, message):
+    src = write_audio("a.wav", music_like(seconds=1.0))
+    res = runner.invoke(app, ["master", str(src), "--out", str(tmp_path / "o"), *args])
+    assert res.exit_code == 2
+    assert message in res.output
+
+
+def test_output_onto_input_is_refused(tmp_path, write_audio):
+    src = write_audio("a.flac", music_like(seconds=2.0))
+    digest = sha(src)
+    res = runner.invoke(app, ["master", str(src), "--out", str(tmp_path), "-q", "-j", "1"])
+    assert res.exit_code == 1
+    assert "would overwrite an input" in res.output
+    assert sha(src) == digest
+
+
+def test_measure_json_keys_and_failures(tmp_path, write_audio):
+    good = write_audio("good.wav", music_like(seconds=3.0))
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF0000WAVEjunk")
+    res = runner.invoke(app, ["measure", str(good), str(bad), "--json"])
+    assert res.exit_code == 1
+    recs = json.loads(res.stdout)
+    assert {r["input"].split("/")[-1]: r["status"] for r in recs} == {
+        "good.wav": "ok",
+        "bad.wav": "failed",
+    }
+    ok = next(r for r in recs if r["status"] == "ok")
+    assert LOUDNESS_KEYS <= set(ok) and {"input", "status", "error", "seconds"} <= set(ok)
+
+
+def test_presets_commands():
+    res = runner.invoke(app, ["presets", "list"])
+    assert res.exit_code == 0
+    for name in ("gentle", "warm", "bright", "punchy"):
+        assert name in res.stdout
+    res = runner.invoke(app, ["presets", "show", "punchy", "--json"])
+    data = json.loads(res.stdout)
+    assert data["compressor"]["ratio"] == 4.0 and len(data["eq"]["bands"]) == 7
+    assert runner.invoke(app, ["presets", "show", "nope"]).exit_code == 2
