@@ -188,10 +188,31 @@ def _needs_tempo(settings: RunSettings) -> bool:
     return load_preset(settings.preset).tempo
 
 
+#: Fault injection for the test suite only: "crash:NAME" makes the worker process die
+#: (os._exit) on the input file named NAME, "memory:NAME" raises MemoryError there.
+FAULT_ENV = "AURALIS_BATCH_FAULT"
+
+
+def _inject_fault(unit: Sequence[Job]) -> None:
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    kind, _, name = spec.partition(":")
+    if any(job.input.name == name for job in unit):
+        if kind == "crash":
+            os._exit(70)
+        if kind == "memory":
+            raise MemoryError
+
+
 def master_unit(unit: Sequence[Job], settings: RunSettings) -> list[dict]:
     """Master one track, or one album (same folder, one shared gain). Never raises."""
-    from .engine import master_track
+    from .engine import _error_text, failed_record, master_track
 
+    try:
+        _inject_fault(unit)
+    except MemoryError as exc:
+        return [failed_record(job.input, _error_text(exc), job.output) for job in unit]
     cache = _open_worker_cache(settings)
     if settings.album and len(unit) > 1:
         from .engine import master_album

@@ -1,0 +1,271 @@
+"""Overnight-run guarantees: resume, kill -9, crashing workers, album mode, tags."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from auralis_batch.batch import JOURNAL_DIR, JOURNAL_NAME, RunSettings, run_master
+from auralis_batch.cli import app
+
+from .conftest import music_like
+
+runner = CliRunner()
+
+
+def sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def small_library(tmp_path, write_audio):
+    for i in range(4):
+        write_audio(f"lib/a/{i:02d}.flac", music_like(seconds=2.5, seed=i, level_db=-20 - 3 * i))
+    return tmp_path / "lib"
+
+
+def _statuses(result):
+    return sorted((r["input"].rsplit("/", 1)[-1], r["status"]) for r in result.records)
+
+
+def test_resume_skips_done_tracks_and_overwrite_redoes(tmp_path, small_library):
+    out = tmp_path / "out"
+    first = run_master([small_library], out, RunSettings(use_cache=False), n_jobs=1)
+    assert first.summary["ok"] == 4
+    journal = out / JOURNAL_DIR / JOURNAL_NAME
+    assert len(journal.read_text().splitlines()) == 4
+    second = run_master([small_library], out, RunSettings(use_cache=False), n_jobs=1)
+    assert {s for _, s in _statuses(second)} == {"skipped"}
+    # a changed input and a changed preset are redone
+    sf.write(small_library / "a" / "00.flac", music_like(seconds=2.0, seed=9).T, 44100)
+    third = run_master([small_library], out, RunSettings(use_cache=False), n_jobs=1)
+    assert dict(_statuses(third))["00.flac"] == "ok"
+    assert sum(s == "skipped" for _, s in _statuses(third)) == 3
+    warm = run_master([small_library], out, RunSettings(preset="warm", use_cache=False), n_jobs=1)
+    assert warm.summary["ok"] == 4
+    forced = run_master(
+        [small_library], out, RunSettings(preset="warm", use_cache=False), n_jobs=1, overwrite=True
+    )
+    assert forced.summary["ok"] == 4
+
+
+def test_torn_journal_line_is_ignored(tmp_path, small_library):
+    out = tmp_path / "out"
+    run_master([small_library], out, RunSettings(use_cache=False), n_jobs=1)
+    journal = out / JOURNAL_DIR / JOURNAL_NAME
+    lines = journal.read_text().splitlines()
+    journal.write_text("\n".join(lines[:2]) + "\n" + lines[2][:20])  # killed mid-write
+    again = run_master([small_library], out, RunSettings(use_cache=False), n_jobs=1)
+    assert again.summary["ok"] == 2 and again.summary["skipped"] == 2
+
+
+def test_kill_9_mid_run_leaves_no_partial_file_and_rerun_completes(tmp_path, write_audio):
+    for i in range(6):
+        write_audio(f"lib/{i:02d}.wav", music_like(seconds=20.0, seed=i))
+    lib, out = tmp_path / "lib", tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "auralis_batch.cli",
+        "master",
+        str(lib),
+        "--out",
+        str(out),
+        "-q",
+        "-j",
+        "1",
+        "--no-cache",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(out.glob("*.flac"))) < 1:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    for f in out.glob("*.flac"):  # every file under a final name is complete
+        info = sf.info(f)
+        assert info.frames == 20 * 44100
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in out.glob("*.flac")) == [f"{i:02d}.flac" for i in range(6)]
+    assert not list(out.rglob("*.partial"))
+
+
+def test_crashing_worker_fails_only_its_track(tmp_path, small_library, monkeypatch):
+    monkeypatch.setenv("AURALIS_BATCH_FAULT", "crash:01.flac")
+    out = tmp_path / "out"
+    result = run_master([small_library], out, RunSettings(use_cache=False), n_jobs=2)
+    status = dict(_statuses(result))
+    assert status.pop("01.flac") == "failed"
+    assert set(status.values()) == {"ok"}
+    err = next(r["error"] for r in result.records if r["input"].endswith("01.flac"))
+    assert "crashed" in err
+
+
+def test_memory_error_fails_only_its_track(tmp_path, small_library, monkeypatch):
+    monkeypatch.setenv("AURALIS_BATCH_FAULT", "memory:02.flac")
+    result = run_master([small_library], tmp_path / "out", RunSettings(use_cache=False), n_jobs=1)
+    status = dict(_statuses(result))
+    assert status["02.flac"] == "failed" and status["00.flac"] == "ok"
+    assert "out of memory" in next(
+        r["error"] for r in result.records if r["input"].endswith("02.flac")
+    )
+
+
+def test_parallel_output_equals_serial_output(tmp_path, small_library):
+    a = run_master([small_library], tmp_path / "j1", RunSettings(use_cache=False), n_jobs=1)
+    b = run_master([small_library], tmp_path / "j2", RunSettings(use_cache=False), n_jobs=2)
+    assert a.summary["ok"] == b.summary["ok"] == 4
+    for f in (tmp_path / "j1").rglob("*.flac"):
+        g = tmp_path / "j2" / f.relative_to(tmp_path / "j1")
+        assert np.array_equal(sf.read(f)[0], sf.read(g)[0])
+
+
+def test_album_mode_keeps_relative_levels(tmp_path, small_library):
+    result = run_master(
+        [small_library], tmp_path / "out", RunSettings(album=True, use_cache=False), n_jobs=1
+    )
+    recs = sorted((r for r in result.records if r["status"] == "ok"), key=lambda r: r["input"])
+    assert len(recs) == 4
+    gains = {r["album"]["gain_db"] for r in recs}
+    assert len(gains) == 1  # one shared gain
+    before = [r["before"]["integrated_lufs"] for r in recs]
+    after = [r["after"]["integrated_lufs"] for r in recs]
+    # the 3 dB steps between the tracks survive (within what EQ/limiting change)
+    np.testing.assert_allclose(np.diff(after), np.diff(before), atol=1.0)
+
+
+def test_tags_and_cover_are_copied_and_loudness_tags_written(tmp_path, write_audio):
+    from mutagen.flac import FLAC, Picture
+
+    src = write_audio("lib/song.flac", music_like(seconds=3.0))
+    f = FLAC(src)
+    f["title"], f["artist"] = "Night Drive", "The Testers"
+    pic = Picture()
+    pic.data, pic.mime, pic.type = b"\x89PNG\r\n\x1a\nfake", "image/png", 3
+    f.add_picture(pic)
+    f.save()
+    out = tmp_path / "out"
+    res = runner.invoke(
+        app, ["master", str(src), "--out", str(out), "--write-loudness-tags", "-q", "-j", "1"]
+    )
+    assert res.exit_code == 0, res.output
+    g = FLAC(out / "song.flac")
+    assert g["title"] == ["Night Drive"] and g["artist"] == ["The Testers"]
+    assert g.pictures and g.pictures[0].data == pic.data
+    gain = float(g["replaygain_track_gain"][0].split()[0])
+    assert gain == pytest.approx(-18.0 - (-14.0), abs=0.6)
+
+
+def test_dry_run_writes_nothing(tmp_path, small_library):
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["master", str(small_library), "--out", str(out), "--dry-run"])
+    assert res.exit_code == 0
+    assert res.output.count("planned") == 4
+    assert not list(out.rglob("*.flac"))
+
+
+def test_unwritable_out_is_a_setup_error(tmp_path, small_library):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    res = runner.invoke(app, ["master", str(small_library), "--out", str(blocker / "out")])
+    assert res.exit_code == 2
+    assert "not writable" in res.output
+
+
+def test_disk_full_fails_track_cleanly_and_stops(tmp_path, small_library, monkeypatch):
+    import errno
+
+    from auralis_batch import audio
+
+    calls = {"n": 0}
+    real_write = audio.AtomicWriter.write
+
+    def full(self, pcm):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise audio.OutputError(f"{self.path}: write failed ({os.strerror(errno.ENOSPC)})")
+        return real_write(self, pcm)
+
+    monkeypatch.setattr(audio.AtomicWriter, "write", full)
+    result = run_master([small_library], tmp_path / "out", RunSettings(use_cache=False), n_jobs=1)
+    assert result.stopped and "disk full" in result.stopped
+    failed = [r for r in result.records if r["status"] == "failed"]
+    assert len(failed) == 1 and "No space left" in failed[0]["error"]
+    assert not list((tmp_path / "out").rglob("*.partial"))
+    assert any("not processed" in (r.get("error") or "") for r in result.records)
+
+
+def test_report_csv(tmp_path, small_library):
+    report = tmp_path / "r.csv"
+    res = runner.invoke(
+        app,
+        [
+            "master",
+            str(small_library),
+            "--out",
+            str(tmp_path / "o"),
+            "--report",
+            str(report),
+            "-q",
+            "-j",
+            "1",
+        ],
+    )
+    assert res.exit_code == 0
+    lines = report.read_text().splitlines()
+    assert lines[0].startswith("input,output,status,error,preset,seconds")
+    assert len(lines) == 5
+
+
+def test_dask_backend_gives_identical_outputs(tmp_path, small_library):
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(
+        host="127.0.0.1", n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    try:
+        res = runner.invoke(
+            app,
+            [
+                "master",
+                str(small_library),
+                "--out",
+                str(tmp_path / "dask"),
+                "--backend",
+                "dask",
+                "--scheduler",
+                cluster.scheduler_address,
+                "-q",
+                "--no-cache",
+            ],
+        )
+        assert res.exit_code == 0, res.output
+    finally:
+        cluster.close()
+    res = runner.invoke(
+        app,
+        [
+            "master",
+            str(small_library),
+            "--out",
+            str(tmp_path / "local"),
+            "-q",
+            "-j",
+            "1",
+            "--no-cache",
+        ],
+    )
+    assert res.exit_code == 0
+    for f in (tmp_path / "local").rglob("*.flac"):
+        g = tmp_path / "dask" / f.relative_to(tmp_path / "local")
+        assert np.array_equal(sf.read(f)[0], sf.read(g)[0])
