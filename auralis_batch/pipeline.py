@@ -241,14 +241,7 @@ def master_stream(
             return g - (needed - max_gr)
         return g
 
-    wanted = gain
     gain = cap(gain)
-    if capped:
-        notes.append(
-            f"target {target:g} LUFS needs {wanted - gain + max_gr:.1f} dB of peak limiting; "
-            f"limited to {max_gr:g} dB (limiter.max_gain_reduction_db), so the gain is "
-            f"{gain:+.1f} dB instead of {wanted:+.1f} dB"
-        )
 
     def render(g: float) -> tuple[Loudness, float]:
         lim = Limiter(
@@ -280,13 +273,15 @@ def master_stream(
     if (
         not silent
         and not album
-        and not capped
         and _finite(after.integrated_lufs)
         and abs(target - after.integrated_lufs) > TARGET_TOLERANCE_LU
     ):
-        gain = cap(gain + (target - after.integrated_lufs))
-        passes += 1
-        after, lim_gr = render(gain)
+        # Limiting costs loudness; correct once with what the first pass measured.
+        corrected = cap(gain + (target - after.integrated_lufs))
+        if abs(corrected - gain) > 0.01:
+            gain = corrected
+            passes += 1
+            after, lim_gr = render(gain)
     for _ in range(2):  # the ceiling is a promise: never write above it
         if not (_finite(after.true_peak_dbtp) and after.true_peak_dbtp > ceiling):
             break
@@ -303,8 +298,17 @@ def master_stream(
             and abs(target - after.integrated_lufs) <= TARGET_ACCEPT_LU
         )
     )
-    if not reached and not capped:
-        notes.append(f"result {after.integrated_lufs:.2f} LUFS is off the {target:g} LUFS target")
+    if not reached:
+        if capped:
+            notes.append(
+                f"target {target:g} LUFS not reached ({after.integrated_lufs:.1f} LUFS): it would "
+                f"need more than {max_gr:g} dB of peak limiting (limiter.max_gain_reduction_db); "
+                "the track was not crushed to hit the number"
+            )
+        else:
+            notes.append(
+                f"result {after.integrated_lufs:.2f} LUFS is off the {target:g} LUFS target"
+            )
     return MasterOutcome(
         before=before,
         after=after,
@@ -313,7 +317,7 @@ def master_stream(
         gain_db=gain,
         compressor_threshold_db=threshold,
         limiter_max_gain_reduction_db=lim_gr,
-        target_reached=bool(reached and not capped),
+        target_reached=bool(reached),
         passes=passes,
         notes=notes,
     )

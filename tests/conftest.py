@@ -30,7 +30,7 @@ def music_like(
     seed: int = 0,
     level_db: float = -20.0,
 ) -> np.ndarray:
-    """A deterministic mix with drums (kick, snare noise, hats), bass and a chord pad,
+    """A deterministic mix (peak-to-loudness ratio about 13 dB, like real masters) with drums (kick, snare noise, hats), bass and a chord pad,
     with dynamics (a quiet intro, a loud chorus), scaled to roughly ``level_db`` RMS."""
     rng = np.random.default_rng(seed)
     n = int(seconds * sample_rate)
@@ -38,18 +38,26 @@ def music_like(
     beat = 60.0 / 120.0
     out = np.zeros((channels, n))
     env_t = t % beat
-    kick = np.sin(2 * np.pi * (50 + 100 * np.exp(-env_t * 40)) * env_t) * np.exp(-env_t * 12)
+    kick = 0.6 * np.sin(2 * np.pi * (50 + 100 * np.exp(-env_t * 40)) * env_t) * np.exp(-env_t * 12)
     snare_t = (t + beat) % (2 * beat)
-    snare = rng.standard_normal(n) * np.exp(-snare_t * 25) * 0.5
+    snare = rng.standard_normal(n) * np.exp(-snare_t * 25) * 0.25
     hats_t = t % (beat / 2)
-    hats = np.diff(rng.standard_normal(n + 1)) * np.exp(-hats_t * 80) * 0.15
+    # hats: high-passed noise, band-limited at 16 kHz as a recording chain would be
+    from scipy import signal
+
+    noise = signal.sosfilt(
+        signal.butter(4, [6000, 16000], "bandpass", fs=sample_rate, output="sos"),
+        rng.standard_normal(n),
+    )
+    hats = noise * np.exp(-hats_t * 80) * 0.3
     bass = 0.4 * np.sin(2 * np.pi * 55 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * t / (4 * beat)))
-    pad = sum(0.12 * np.sin(2 * np.pi * f * t + k) for k, f in enumerate((220, 277.2, 329.6, 440)))
+    pad = sum(0.15 * np.sin(2 * np.pi * f * t + k) for k, f in enumerate((220, 277.2, 329.6, 440)))
     dyn = np.where(t < seconds / 3, 0.3, 1.0)  # quiet intro, loud rest
-    mono = (kick + snare + hats + bass + pad) * dyn
+    mix = kick + snare + hats + bass + pad
+    mix = np.tanh(1.5 * mix / np.abs(mix).max()) * dyn  # a mix bus that is already glued
     for c in range(channels):
         pan = 1.0 if channels == 1 else 0.8 + 0.4 * c / max(channels - 1, 1)
-        out[c] = mono * pan + 0.02 * rng.standard_normal(n)
+        out[c] = mix * pan + 0.005 * rng.standard_normal(n)
     rms = np.sqrt(np.mean(out**2))
     return np.ascontiguousarray(out * (10 ** (level_db / 20) / rms))
 

@@ -34,11 +34,15 @@ def test_every_preset_lands_on_target_under_the_ceiling(name):
     x = music_like(seconds=12.0, level_db=-24.0)
     y, outcome = master_array(x, 44100, preset=preset)
     assert y.shape == x.shape
-    assert pyloudnorm_lufs(y, 44100) == pytest.approx(preset.target_lufs, abs=0.5)
-    assert (
-        abs(outcome.after.integrated_lufs - preset.target_lufs) <= 0.2 + 1e-9
-        or not outcome.target_reached
-    )
+    if outcome.target_reached:
+        assert pyloudnorm_lufs(y, 44100) == pytest.approx(preset.target_lufs, abs=0.5)
+        room = outcome.limiter_max_gain_reduction_db < preset.limiter.max_gain_reduction_db - 0.1
+        tolerance = 0.2 if room else 0.5  # aim for 0.2 unless the limiting allowance is used up
+        assert outcome.after.integrated_lufs == pytest.approx(preset.target_lufs, abs=tolerance)
+    else:  # allowed only when more limiting than the preset allows would be needed
+        assert any("limiting" in n for n in outcome.notes)
+        assert outcome.limiter_max_gain_reduction_db >= preset.limiter.max_gain_reduction_db - 0.5
+        assert outcome.after.integrated_lufs < preset.target_lufs
     assert independent_true_peak_dbtp(y) <= preset.limiter.ceiling_dbtp + 0.05
     assert outcome.after.true_peak_dbtp <= preset.limiter.ceiling_dbtp
 
@@ -46,10 +50,11 @@ def test_every_preset_lands_on_target_under_the_ceiling(name):
 def test_source_above_0_dbtp_is_brought_under_the_ceiling():
     x = music_like(seconds=8.0, level_db=-6.0)  # hot master, peaks far above 0 dBFS
     assert np.abs(x).max() > 1.0
-    preset = load_preset("gentle").with_overrides(target_lufs=-12.0)
-    y, outcome = master_array(x, 44100, preset=preset)
+    y, outcome = master_array(x, 44100, preset=load_preset("gentle"))
+    assert outcome.before.true_peak_dbtp > 3.0
     assert independent_true_peak_dbtp(y) <= -1.0 + 0.05
-    assert outcome.after.integrated_lufs == pytest.approx(-12.0, abs=0.5)
+    assert outcome.after.true_peak_dbtp <= -1.0
+    assert outcome.after.integrated_lufs == pytest.approx(-14.0, abs=0.2)
 
 
 def test_silence_gets_no_gain_blow_up():
