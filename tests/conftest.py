@@ -30,8 +30,9 @@ def music_like(
     seed: int = 0,
     level_db: float = -20.0,
 ) -> np.ndarray:
-    """A deterministic mix (peak-to-loudness ratio about 13 dB, like real masters) with drums (kick, snare noise, hats), bass and a chord pad,
-    with dynamics (a quiet intro, a loud chorus), scaled to roughly ``level_db`` RMS."""
+    """A deterministic mix (peak-to-loudness ratio about 14 dB, like real mixes) with
+    drums (kick, snare noise, hats), bass and a chord pad, with dynamics (a quiet intro,
+    a loud chorus), scaled to roughly ``level_db`` RMS."""
     rng = np.random.default_rng(seed)
     n = int(seconds * sample_rate)
     t = np.arange(n) / sample_rate
