@@ -127,7 +127,8 @@ def test_first_call_jit_time(benchmark, tmp_path):
     """Cold start: import and first master call with an empty Numba cache (compile)."""
     code = (
         "import numpy as np, time; t=time.perf_counter();"
-        "from auralis_batch.pipeline import master_array; from auralis_batch.presets import load_preset;"
+        "from auralis_batch.pipeline import master_array;"
+        "from auralis_batch.presets import load_preset;"
         "master_array(np.zeros((2, 44100)) + 0.1, 44100, preset=load_preset('gentle'));"
         "print(time.perf_counter()-t)"
     )
