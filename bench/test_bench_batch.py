@@ -1,0 +1,141 @@
+"""End-to-end batch speed, scaling, start-up time and bounded memory.
+
+Goals (issue 6): ``master`` on a folder >= 100x realtime per core including decoding
+and encoding, within 2x of the I/O floor (decode + encode alone, same files, same
+run); ``-j 2`` >= 1.8x ``-j 1`` on 2 cores; ``--help`` within 0.3 s of a bare
+interpreter; a 2-hour 96 kHz stereo file masters in <= 500 MB peak RSS.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from auralis_batch.batch import RunSettings, run_master
+
+SR = 44100
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+N_TRACKS = 4
+SECONDS = 60
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("lib")
+    files = sorted(CORPUS.glob("*.ogg"))
+    rng = np.random.default_rng(0)
+    for i in range(N_TRACKS):
+        if files:
+            x, _ = sf.read(files[i % len(files)], always_2d=True)
+            x = np.tile(x, (SECONDS * SR // x.shape[0] + 1, 1))[: SECONDS * SR]
+        else:
+            t = np.arange(SECONDS * SR) / SR
+            x = 0.3 * np.sin(2 * np.pi * 110 * t)[:, None] + 0.05 * rng.standard_normal((t.size, 2))
+        sf.write(d / f"{i:02d}.flac", x, SR, subtype="PCM_24")
+    return d
+
+
+def _audio_seconds(folder: Path) -> float:
+    return sum(sf.info(f).duration for f in folder.glob("*.flac"))
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_master_folder(benchmark, folder, tmp_path, jobs):
+    benchmark.group = f"master {N_TRACKS} x {SECONDS} s tracks end to end"
+    run_master([folder], tmp_path / "warm", RunSettings(use_cache=False), n_jobs=1)  # JIT warm
+    counter = iter(range(100))
+
+    def run():
+        out = tmp_path / f"out{next(counter)}"
+        res = run_master([folder], out, RunSettings(use_cache=False), n_jobs=jobs)
+        assert res.summary["ok"] == N_TRACKS
+        return res
+
+    benchmark.pedantic(run, rounds=2, iterations=1)
+    realtime = _audio_seconds(folder) / benchmark.stats.stats.mean
+    benchmark.extra_info["x_realtime"] = round(realtime, 1)
+    benchmark.extra_info["x_realtime_per_core"] = round(realtime / jobs, 1)
+
+
+def test_io_floor(benchmark, folder, tmp_path):
+    """Decode + encode alone (FLAC 24-bit), block by block, one core."""
+    benchmark.group = f"master {N_TRACKS} x {SECONDS} s tracks end to end"
+
+    def run():
+        for f in sorted(folder.glob("*.flac")):
+            with (
+                sf.SoundFile(f) as src,
+                sf.SoundFile(
+                    tmp_path / f.name,
+                    "w",
+                    samplerate=src.samplerate,
+                    channels=src.channels,
+                    format="FLAC",
+                    subtype="PCM_24",
+                ) as dst,
+            ):
+                for block in src.blocks(65536, dtype="float64"):
+                    q = np.clip(np.floor(block * 8388608.0 + 0.5), -8388608, 8388607).astype(
+                        np.int32
+                    )
+                    dst.write(q << 8)
+
+    benchmark.pedantic(run, rounds=2, iterations=1)
+    benchmark.extra_info["x_realtime"] = round(
+        _audio_seconds(folder) / benchmark.stats.stats.mean, 1
+    )
+
+
+@pytest.mark.parametrize("what", ["bare python", "auralis-batch --help"])
+def test_cli_help_startup(benchmark, what):
+    benchmark.group = "start-up"
+    cmd = (
+        [sys.executable, "-c", "pass"]
+        if what == "bare python"
+        else [sys.executable, "-m", "auralis_batch.cli", "--help"]
+    )
+    benchmark.pedantic(
+        lambda: subprocess.run(cmd, check=True, capture_output=True), rounds=10, iterations=1
+    )
+
+
+@pytest.mark.skipif(
+    not os.environ.get("AURALIS_BENCH_LONG"),
+    reason="set AURALIS_BENCH_LONG=1 (writes a 2-hour file)",
+)
+def test_two_hour_96k_peak_rss(benchmark, tmp_path):
+    """Peak RSS of mastering a 2-hour 96 kHz stereo file in a fresh process."""
+    benchmark.group = "bounded memory"
+    src = tmp_path / "long.flac"
+    sr, block = 96000, 96000 * 60
+    rng = np.random.default_rng(0)
+    with sf.SoundFile(src, "w", samplerate=sr, channels=2, format="FLAC", subtype="PCM_16") as f:
+        t = np.arange(block) / sr
+        base = 0.25 * np.sin(2 * np.pi * 220 * t)
+        for minute in range(120):
+            x = base * (0.5 + 0.5 * np.sin(minute)) + 0.01 * rng.standard_normal(block)
+            f.write(np.stack([x, x * 0.9], axis=1))
+    code = (
+        "import resource, sys; from pathlib import Path;"
+        "from auralis_batch.batch import RunSettings, run_master;"
+        f"src, out = Path({str(src)!r}), Path({str(tmp_path / 'out')!r});"
+        "r = run_master([src], out, RunSettings(use_cache=False), n_jobs=1);"
+        "assert r.summary['ok'] == 1, r.records;"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+
+    def run():
+        return subprocess.run(
+            [sys.executable, "-c", code], check=True, capture_output=True, text=True
+        )
+
+    res = benchmark.pedantic(run, rounds=1, iterations=1)
+    peak_mb = int(res.stdout.strip().splitlines()[-1]) / 1024
+    benchmark.extra_info["peak_rss_mb"] = round(peak_mb, 1)
+    assert peak_mb <= 500
