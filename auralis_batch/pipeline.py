@@ -38,6 +38,8 @@ from .presets import Preset
 MAX_GAIN_DB = 30.0
 #: The result should land this close to the target (LU); otherwise a corrective pass.
 TARGET_TOLERANCE_LU = 0.2
+#: Extra render passes allowed to pull the result onto the target.
+MAX_CORRECTIONS = 2
 #: Outcome counts as on target within this (LU), the issue's acceptance band.
 TARGET_ACCEPT_LU = 0.5
 #: Below this the track is treated as silent: no gain, no compression offset.
@@ -270,18 +272,25 @@ def master_stream(
 
     passes = 1
     after, lim_gr = render(gain)
-    if (
-        not silent
-        and not album
-        and _finite(after.integrated_lufs)
-        and abs(target - after.integrated_lufs) > TARGET_TOLERANCE_LU
-    ):
-        # Limiting costs loudness; correct once with what the first pass measured.
-        corrected = cap(gain + (target - after.integrated_lufs))
-        if abs(corrected - gain) > 0.01:
-            gain = corrected
-            passes += 1
-            after, lim_gr = render(gain)
+    # Limiting costs loudness: correct the gain with what was measured (secant steps,
+    # at most MAX_CORRECTIONS extra renders; usually one).
+    prev: tuple[float, float] | None = None
+    for _ in range(MAX_CORRECTIONS):
+        if silent or album or not _finite(after.integrated_lufs):
+            break
+        error = target - after.integrated_lufs
+        if abs(error) <= TARGET_TOLERANCE_LU:
+            break
+        slope = 1.0
+        if prev is not None and abs(gain - prev[0]) > 1e-6:
+            slope = float(np.clip((after.integrated_lufs - prev[1]) / (gain - prev[0]), 0.3, 1.0))
+        corrected = cap(gain + error / slope)
+        if abs(corrected - gain) <= 0.01:
+            break
+        prev = (gain, after.integrated_lufs)
+        gain = corrected
+        passes += 1
+        after, lim_gr = render(gain)
     for _ in range(2):  # the ceiling is a promise: never write above it
         if not (_finite(after.true_peak_dbtp) and after.true_peak_dbtp > ceiling):
             break
