@@ -213,12 +213,18 @@ def master_unit(unit: Sequence[Job], settings: RunSettings) -> list[dict]:
         _inject_fault(unit)
     except MemoryError as exc:
         return [failed_record(job.input, _error_text(exc), job.output) for job in unit]
-    cache = _open_worker_cache(settings)
-    if settings.album and len(unit) > 1:
-        from .engine import master_album
+    try:
+        cache = _open_worker_cache(settings)
+    except Exception:  # the cache is an optimisation, never a point of failure
+        cache = None
+    try:
+        if settings.album and len(unit) > 1:
+            from .engine import master_album
 
-        return master_album(unit, settings, cache=cache)
-    return [master_track(job, settings, cache=cache) for job in unit]
+            return master_album(unit, settings, cache=cache)
+        return [master_track(job, settings, cache=cache) for job in unit]
+    except Exception as exc:  # a bug must not take the batch down: fail the unit
+        return [failed_record(job.input, _error_text(exc), job.output) for job in unit]
 
 
 # --------------------------------------------------------------------------- the run
