@@ -1,7 +1,8 @@
 """Dynamics kernels: feed-forward compressor and true-peak lookahead limiter.
 
-Both are stateful: every call takes the state the previous call returned, so a file
-processed in blocks gives exactly the samples of one piece.
+Both are stateful: every call takes the state the previous call returned and returns
+the new state, so a file processed in blocks of any size gives exactly the samples of
+one piece. Neither kernel mutates its inputs.
 """
 
 from __future__ import annotations
@@ -15,43 +16,51 @@ from ._jit import jit
 # ----------------------------------------------------------------------- compressor
 # params layout: threshold_db, ratio, knee_db, attack_coef, release_coef, makeup_db
 COMP_THRESHOLD, COMP_RATIO, COMP_KNEE, COMP_ATTACK, COMP_RELEASE, COMP_MAKEUP = range(6)
-_LEVEL_FLOOR_DB = -200.0
+#: Smoothed gain reduction below this (dB) snaps to exactly 0: the signal is then
+#: multiplied by the makeup gain alone (bit-exact transparency below the knee).
+GR_SNAP_DB = 1e-9
+_DB_PER_NEPER = 20.0 / math.log(10.0)
 
 
 @jit
 def gain_computer_db(level_db, threshold_db, ratio, knee_db):
-    """Static gain reduction (dB, >= 0) of the soft-knee curve of Giannoulis,
-    Massberg & Reiss (2012), eq. 4: quadratic between T - W/2 and T + W/2."""
+    """Static gain reduction (dB, >= 0) of Giannoulis, Massberg & Reiss (2012), eq. 4.
+
+    ``y_G = x_G`` below ``T - W/2``; ``x_G + (1/R - 1)(x_G - T + W/2)^2 / (2W)`` in the
+    knee; ``T + (x_G - T)/R`` above ``T + W/2``. Returns ``x_G - y_G``.
+    """
     over = level_db - threshold_db
     if 2.0 * over < -knee_db:
         return 0.0
-    if knee_db > 0.0 and 2.0 * abs(over) <= knee_db:
-        t = over + knee_db / 2.0
-        return -(1.0 / ratio - 1.0) * t * t / (2.0 * knee_db)
-    return over - (threshold_db + over / ratio - threshold_db)
+    if 2.0 * over <= knee_db and knee_db > 0.0:
+        t = over + 0.5 * knee_db
+        return (1.0 - 1.0 / ratio) * t * t / (2.0 * knee_db)
+    return over * (1.0 - 1.0 / ratio)
 
 
 @jit
 def compressor(x, params, state, want_trace):
-    """Stereo-linked feed-forward compressor.
+    """Stereo-linked feed-forward compressor, log-domain smooth branching detector.
 
-    The detector takes the largest |sample| across channels (so the stereo image never
-    shifts), converts to dB, applies the static curve and smooths the gain reduction in
-    the log domain with the smooth branching detector (Giannoulis et al. eq. 17):
-    attack coefficient while reduction rises, release while it falls.
+    Side chain (Giannoulis et al. 2012, fig. 7(b) "log domain detector"): the level is
+    the largest |sample| across channels (max-linked: the stereo image never shifts
+    and a hard-panned peak is caught as on its own), in dBFS; the static curve gives a
+    gain reduction ``x_L``; the smooth branching peak detector (eq. 17) smooths it,
+    ``y_L = a y_L + (1 - a) x_L`` with ``a`` = attack coefficient while ``x_L > y_L``
+    and release coefficient otherwise. Output gain ``makeup_db - y_L``.
 
     Parameters
     ----------
     x : float64 [shape=(channels, n)]
     params : float64 [shape=(6,)] threshold_db, ratio, knee_db, attack_coef,
         release_coef, makeup_db; coefficients are ``exp(-1 / (time_s * sample_rate))``
-    state : float64 [shape=(1,)] smoothed gain reduction in dB
+    state : float64 [shape=(1,)] smoothed gain reduction ``y_L`` in dB
     want_trace : bool, also return the gain reduction per sample
 
     Returns
     -------
     y : float64 [shape=(channels, n)]
-    trace : float64 [shape=(n,)] gain reduction in dB (empty unless ``want_trace``)
+    trace : float64 [shape=(n,)] gain reduction in dB, >= 0 (empty unless ``want_trace``)
     state : float64 [shape=(1,)]
     """
     n_ch, n = x.shape
@@ -62,6 +71,8 @@ def compressor(x, params, state, want_trace):
     a_rel = params[COMP_RELEASE]
     makeup = params[COMP_MAKEUP]
     makeup_lin = 10.0 ** (makeup / 20.0)
+    # Below the knee's lower edge the static curve is 0: compare linearly, skip the log.
+    knee_start = 10.0 ** ((thr - 0.5 * knee) / 20.0)
     y = np.empty_like(x)
     trace = np.empty(n if want_trace else 0)
     yl = state[0]
@@ -71,17 +82,18 @@ def compressor(x, params, state, want_trace):
             a = abs(x[c, i])
             if a > peak:
                 peak = a
-        level = 20.0 * math.log10(peak) if peak > 1e-10 else _LEVEL_FLOOR_DB
-        xl = gain_computer_db(level, thr, ratio, knee)
+        xl = 0.0
+        if peak > knee_start:
+            xl = gain_computer_db(20.0 * math.log10(peak), thr, ratio, knee)
         if xl > yl:
             yl = a_att * yl + (1.0 - a_att) * xl
         else:
             yl = a_rel * yl + (1.0 - a_rel) * xl
-        if yl < 1e-9:
-            yl = 0.0  # below threshold the signal passes untouched (apart from makeup)
+        if yl < GR_SNAP_DB:
+            yl = 0.0
             g = makeup_lin
         else:
-            g = 10.0 ** ((makeup - yl) / 20.0)
+            g = math.exp((makeup - yl) / _DB_PER_NEPER)
         for c in range(n_ch):
             y[c, i] = x[c, i] * g
         if want_trace:
@@ -92,65 +104,114 @@ def compressor(x, params, state, want_trace):
 
 
 # -------------------------------------------------------------------------- limiter
-# fstate layout (float64): r (released gain), sum1, sum2, min_gain_seen
-# istate layout (int64): n (samples seen), hold, dq_head, dq_count, pos_delay, pos1, pos2
-F_R, F_SUM1, F_SUM2, F_MIN = range(4)
-I_N, I_HOLD, I_HEAD, I_COUNT, I_DELAY, I_POS1, I_POS2 = range(7)
+# fstate (float64): reduction after release, box-1 sum, box-2 sum
+F_RED, F_SUM1, F_SUM2 = range(3)
+# istate (int64): samples seen, deque head, deque count, box-1 pos, box-1 nonzeros,
+# box-2 pos, box-2 nonzeros
+I_N, I_HEAD, I_COUNT, I_POS1, I_NZ1, I_POS2, I_NZ2 = range(7)
 
 
 @jit
-def limiter_sizes(lookahead):
-    """``(delay, window, box1, box2)`` for a lookahead of ``lookahead`` samples.
+def limiter_sizes(lookahead, taps, hold):
+    """``(delay, window, box1, box2)`` for the limiter of :func:`limiter`.
 
-    The gain is a sliding minimum over ``window`` samples of the required gain, then an
-    exponential release, then two box filters whose combined support is ``lookahead``;
-    the audio is delayed by ``delay = lookahead + 10`` so that every sample entering the
-    12-tap true-peak interpolation of a peak is scaled by at most that peak's required
-    gain (see :func:`limiter`).
+    ``lookahead`` samples of gain ramp, a true-peak interpolator of ``taps`` taps per
+    phase and a hold of ``hold`` samples. The two box filters have a combined support
+    of ``lookahead`` samples; the audio is delayed by ``lookahead + taps - 2`` and the
+    sliding minimum spans at least ``lookahead + taps - 1`` samples, so every sample
+    inside the interpolation window of a peak is scaled by at most that peak's required
+    gain (proof in :func:`limiter`).
     """
     m = max(lookahead, 2)
-    box1 = m // 2
-    box2 = m - box1 + 1
-    delay = m + 10
-    window = delay + 1
+    box1 = (m + 1) // 2
+    box2 = m + 1 - box1
+    delay = m + taps - 2
+    window = max(delay + 1, hold)
     return delay, window, box1, box2
 
 
+@jit(fastmath={"reassoc", "contract"})
+def _dot(bank, p, buf, c, start):
+    """``sum_k bank[p, k] * buf[c, start + k]`` (reassociated so LLVM vectorises it)."""
+    acc = 0.0
+    for k in range(bank.shape[1]):
+        acc += bank[p, k] * buf[c, start + k]
+    return acc
+
+
 @jit
-def limiter(x, bank, params, fstate, istate, tp_hist, delay_buf, dq_val, dq_idx, box1, box2):
+def _vertex(a, b, c):
+    """Peak of the parabola through ``(-1, a), (0, b), (1, c)`` around ``b``'s sign.
+
+    Returns ``|b|`` unless the parabola is concave with its vertex within one step,
+    then the vertex height: a sub-grid refinement of the 4x true peak, so inter-sample
+    peaks between the oversampled points (up to 0.7 dB below Nyquist at 4x) are seen.
+    """
+    s = 1.0 if b >= 0.0 else -1.0
+    a *= s
+    b *= s
+    c *= s
+    curv = a - 2.0 * b + c
+    if curv >= 0.0:
+        return b
+    delta = 0.5 * (a - c) / curv
+    if delta > 1.0 or delta < -1.0:
+        return b
+    return b - 0.25 * (a - c) * delta
+
+
+@jit
+def limiter(x, bank, params, fstate, istate, delay_buf, dq_val, dq_idx, box1, box2):
     """Lookahead brickwall limiter holding a true-peak ceiling.
 
-    Detector: for each new input sample the 4x polyphase interpolation (the same FIR
-    as the meter's true peak) gives the largest inter-sample value across channels;
-    required gain ``g = min(1, ceiling / peak)``. Gain path: sliding-window minimum
-    of ``g`` (monotonic deque), instant attack / held exponential release, then two box
-    filters (a smooth S-shaped ramp of ``lookahead`` samples). Every output gain is an
-    average of values that are each at most the required gain of any peak within
-    reach, so the ceiling holds by construction (up to the interpolation of a gain that
-    varies across the 12-tap window, covered by a small margin in ``ceiling``).
+    Detector: window ``j`` = the ``T`` input samples ending at input ``j`` (``T`` taps
+    per phase of ``bank``, :func:`kernels.truepeak.polyphase_bank`). Its 4x polyphase
+    values between inputs ``j - T/2`` and ``j - T/2 + 1`` (phase 0 is the sample
+    itself), refined by a parabola through each 3 neighbouring values, give ``pk[j]``,
+    the largest inter-sample value over channels; required gain
+    ``r[j] = min(1, ceiling / pk[j])``. Exact values are only computed where the bound
+    ``gain_bound * max|window|`` exceeds the ceiling (a per-sample rule, so the result
+    does not depend on block boundaries).
+
+    Gain path: ``h`` = sliding minimum of ``r`` over ``window`` samples (monotonic
+    deque); reduction ``d = 1 - gain`` attacks instantly to ``1 - h`` and releases
+    exponentially towards it (the minimum window doubles as the hold); two box filters
+    of combined support ``L`` (the lookahead) turn the steps into an S-shaped ramp.
+
+    Guarantee: the output at time ``n`` is input ``n - D``, ``D = L + T - 2``, times
+    ``s[n]``, a weighted mean of released values at times ``n - L + 1 .. n``; each is at
+    most ``h`` there, i.e. at most every ``r[j]`` with ``n - window + 1 <= j <= n - L + 1``.
+    Windows ``j`` that contain input ``n - D`` are ``n - D <= j <= n - D + T - 1 =
+    n - L + 1``, all in that range since ``window >= D + 1``. So every sample of a
+    peak's interpolation window is scaled by at most the peak's required gain; an
+    isolated peak sees a constant gain across its window, so the interpolated output is
+    exactly ``r * pk <= ceiling``. Where gains of several peaks meet, the gain varies
+    slightly across a window: the caller's margin covers that.
 
     Parameters
     ----------
     x : float64 [shape=(channels, n)]
-    bank : float64 [shape=(phases, taps)] true-peak interpolator
-    params : float64 [shape=(3,)] ceiling (linear, margin included), release_coef, hold samples
-    fstate, istate : float64 [shape=(4,)], int64 [shape=(7,)] scalar state
-    tp_hist : float64 [shape=(channels, taps - 1)] detector input history
-    delay_buf : float64 [shape=(channels, delay)] audio delay line (ring)
+    bank : float64 [shape=(4, taps)] true-peak interpolator (phase 0 = the sample)
+    params : float64 [shape=(3,)] ceiling (linear, margin included), release_coef,
+        gain_bound (sup over fractional delays of the interpolator's sum |taps|)
+    fstate : float64 [shape=(3,)], istate : int64 [shape=(7,)] scalar state
+    delay_buf : float64 [shape=(channels, D)] last ``D`` input samples
     dq_val, dq_idx : float64, int64 [shape=(window,)] sliding-minimum deque (ring)
-    box1, box2 : float64 rings of the two box filters
+    box1, box2 : float64 rings of the two box filters (reduction values)
 
     Returns
     -------
-    y : float64 [shape=(channels, n)], delayed by ``delay`` samples
+    y : float64 [shape=(channels, n)] delayed by ``D`` samples
+    min_gain : float, smallest gain applied in this block
     and the updated state arrays in the order they were passed.
     """
     n_ch, n = x.shape
-    n_ph, n_taps = bank.shape
-    hist_len = n_taps - 1
+    n_taps = bank.shape[1]
+    half = n_taps // 2
     ceiling = params[0]
     a_rel = params[1]
-    hold_len = int(params[2])
+    gain_bound = params[2]
+    m_skip = ceiling / gain_bound  # window max below this: no true peak above ceiling
     window = dq_val.shape[0]
     delay = delay_buf.shape[1]
     len1 = box1.shape[0]
@@ -158,76 +219,77 @@ def limiter(x, bank, params, fstate, istate, tp_hist, delay_buf, dq_val, dq_idx,
 
     fs = fstate.copy()
     st = istate.copy()
-    hist = tp_hist.copy()
-    dbuf = delay_buf.copy()
     dv = dq_val.copy()
     di = dq_idx.copy()
     b1 = box1.copy()
     b2 = box2.copy()
-    y = np.empty_like(x)
 
-    # Upper bound on the interpolator's gain: skip exact interpolation when even the
-    # bound stays under the ceiling.
-    gain_bound = 0.0
-    for p in range(n_ph):
-        acc = 0.0
-        for k in range(n_taps):
-            acc += abs(bank[p, k])
-        if acc > gain_bound:
-            gain_bound = acc
-
-    r = fs[F_R]
-    sum1 = fs[F_SUM1]
-    sum2 = fs[F_SUM2]
-    gmin = fs[F_MIN]
-    count = st[I_N]
-    hold = st[I_HOLD]
-    head = st[I_HEAD]
-    qn = st[I_COUNT]
-    pd = st[I_DELAY]
-    p1 = st[I_POS1]
-    p2 = st[I_POS2]
-    win = np.empty(n_taps)
-
-    for i in range(n):
-        # ---- detector: largest interpolated value of the window ending at sample i
+    # buf = [last D inputs | this block]; detector window j ends at buf[delay + i].
+    total = delay + n
+    buf = np.empty((n_ch, total))
+    buf[:, :delay] = delay_buf
+    buf[:, delay:] = x
+    amax = np.empty(total)
+    for k in range(total):
         m = 0.0
         for c in range(n_ch):
-            v = abs(x[c, i])
-            if v > m:
-                m = v
-            for k in range(hist_len):
-                v = abs(hist[c, k])
-                if v > m:
-                    m = v
-        peak = 0.0
-        if m * gain_bound > ceiling:
-            for c in range(n_ch):
-                for k in range(hist_len):
-                    win[k] = hist[c, k]
-                win[hist_len] = x[c, i]
-                for p in range(n_ph):
-                    acc = 0.0
-                    for k in range(n_taps):
-                        acc += bank[p, k] * win[k]
-                    a = abs(acc)
-                    if a > peak:
-                        peak = a
-        for c in range(n_ch):
-            for k in range(hist_len - 1):
-                hist[c, k] = hist[c, k + 1]
-            hist[c, hist_len - 1] = x[c, i]
+            a = abs(buf[c, k])
+            if a > m:
+                m = a
+        amax[k] = m
+
+    red = fs[F_RED]
+    sum1 = fs[F_SUM1]
+    sum2 = fs[F_SUM2]
+    count = st[I_N]
+    head = st[I_HEAD]
+    qn = st[I_COUNT]
+    p1 = st[I_POS1]
+    nz1 = st[I_NZ1]
+    p2 = st[I_POS2]
+    nz2 = st[I_NZ2]
+    inv1 = 1.0 / len1
+    inv2 = 1.0 / len2
+    y = np.empty_like(x)
+    min_gain = 1.0
+    chunk = 32
+    chunk_max = 0.0
+
+    for i in range(n):
+        end = delay + i  # buf index of the newest sample of window j
+        lo = end - n_taps + 1
+        # ---- detector (chunked bound first, then the same per-sample rule)
+        if i % chunk == 0:
+            chunk_max = 0.0
+            for k in range(lo, min(end + chunk, total)):
+                if amax[k] > chunk_max:
+                    chunk_max = amax[k]
         g = 1.0
-        if peak > ceiling:
-            g = ceiling / peak
+        if chunk_max > m_skip:
+            m = 0.0
+            for k in range(lo, end + 1):
+                if amax[k] > m:
+                    m = amax[k]
+            if m > m_skip:
+                pk = 0.0
+                for c in range(n_ch):
+                    v0 = buf[c, lo + half]
+                    v1 = _dot(bank, 1, buf, c, lo)
+                    v2 = _dot(bank, 2, buf, c, lo)
+                    v3 = _dot(bank, 3, buf, c, lo)
+                    v4 = buf[c, lo + half + 1]
+                    e = max(abs(v0), abs(v4))
+                    e = max(e, _vertex(v0, v1, v2))
+                    e = max(e, _vertex(v1, v2, v3))
+                    e = max(e, _vertex(v2, v3, v4))
+                    if e > pk:
+                        pk = e
+                if pk > ceiling:
+                    g = ceiling / pk
 
         # ---- sliding minimum over `window` samples (monotonic deque in a ring)
-        while qn > 0:
-            last = (head + qn - 1) % window
-            if dv[last] >= g:
-                qn -= 1
-            else:
-                break
+        while qn > 0 and dv[(head + qn - 1) % window] >= g:
+            qn -= 1
         slot = (head + qn) % window
         dv[slot] = g
         di[slot] = count
@@ -235,52 +297,62 @@ def limiter(x, bank, params, fstate, istate, tp_hist, delay_buf, dq_val, dq_idx,
         if di[head] <= count - window:
             head = (head + 1) % window
             qn -= 1
-        h = dv[head]
+        target = 1.0 - dv[head]
 
-        # ---- instant attack, held exponential release
-        if h < r:
-            r = h
-            hold = hold_len
-        elif h <= r * 1.001:
-            hold = hold_len  # the same level keeps coming: keep holding (steady tones)
-        elif hold > 0:
-            hold -= 1
+        # ---- instant attack, exponential release towards the held minimum
+        if target >= red:
+            red = target
         else:
-            r = a_rel * r + (1.0 - a_rel) * h
-            if r > h:
-                r = h
+            red = target + a_rel * (red - target)
+            if red - target < 1e-15:
+                red = target
 
-        # ---- two box filters: an S-shaped gain ramp over the lookahead
-        sum1 += r - b1[p1]
-        b1[p1] = r
-        p1 = (p1 + 1) % len1
-        s1 = sum1 / len1
-        sum2 += s1 - b2[p2]
+        # ---- two box filters over the reduction: exact zero when nothing is limited
+        old = b1[p1]
+        if old != 0.0:
+            nz1 -= 1
+        if red != 0.0:
+            nz1 += 1
+        sum1 += red - old
+        b1[p1] = red
+        p1 += 1
+        if p1 == len1:
+            p1 = 0
+        if nz1 == 0:
+            sum1 = 0.0
+        s1 = sum1 * inv1
+        old = b2[p2]
+        if old != 0.0:
+            nz2 -= 1
+        if s1 != 0.0:
+            nz2 += 1
+        sum2 += s1 - old
         b2[p2] = s1
-        p2 = (p2 + 1) % len2
-        s = sum2 / len2
-        if s > 1.0:
-            s = 1.0
-        if s < gmin:
-            gmin = s
+        p2 += 1
+        if p2 == len2:
+            p2 = 0
+        if nz2 == 0:
+            sum2 = 0.0
+        gain = 1.0 - sum2 * inv2
+        if gain > 1.0:
+            gain = 1.0
+        if gain < min_gain:
+            min_gain = gain
 
         # ---- apply to the delayed audio
         for c in range(n_ch):
-            out = dbuf[c, pd]
-            dbuf[c, pd] = x[c, i]
-            y[c, i] = out * s
-        pd = (pd + 1) % delay
+            y[c, i] = buf[c, i] * gain
         count += 1
 
-    fs[F_R] = r
+    fs[F_RED] = red
     fs[F_SUM1] = sum1
     fs[F_SUM2] = sum2
-    fs[F_MIN] = gmin
     st[I_N] = count
-    st[I_HOLD] = hold
     st[I_HEAD] = head
     st[I_COUNT] = qn
-    st[I_DELAY] = pd
     st[I_POS1] = p1
+    st[I_NZ1] = nz1
     st[I_POS2] = p2
-    return y, fs, st, hist, dbuf, dv, di, b1, b2
+    st[I_NZ2] = nz2
+    new_delay = np.ascontiguousarray(buf[:, n:])
+    return y, min_gain, fs, st, new_delay, dv, di, b1, b2
