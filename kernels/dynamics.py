@@ -130,13 +130,27 @@ def limiter_sizes(lookahead, taps, hold):
     return delay, window, box1, box2
 
 
-@jit(fastmath={"reassoc", "contract"})
-def _dot(bank, p, buf, c, start):
-    """``sum_k bank[p, k] * buf[c, start + k]`` (reassociated so LLVM vectorises it)."""
-    acc = 0.0
-    for k in range(bank.shape[1]):
-        acc += bank[p, k] * buf[c, start + k]
-    return acc
+@jit(fastmath={"contract"})
+def _phases(buf, bank, start, stop, out):
+    """Phases 1..3 of the interpolator for windows ``start .. stop - 1`` of every channel.
+
+    ``out[c, p - 1, i - start] = sum_k bank[p, k] * buf[c, i + k]``: the tap loop is
+    outside and the inner loop a multiply-add over contiguous 1-D slices, which LLVM
+    vectorises (4x faster than a dot product per position); each value is summed in tap
+    order whatever the chunking. ``contract`` (FMA) keeps NaN/Inf semantics.
+    """
+    m = stop - start
+    n_taps = bank.shape[1]
+    for c in range(buf.shape[0]):
+        xs = buf[c, start : stop + n_taps]
+        for p in range(1, 4):
+            acc = np.zeros(m)
+            for k in range(n_taps):
+                h = bank[p, k]
+                seg = xs[k : k + m]
+                for i in range(m):
+                    acc[i] += h * seg[i]
+            out[c, p - 1, :m] = acc
 
 
 @jit
@@ -167,7 +181,7 @@ def limiter(x, bank, params, fstate, istate, delay_buf, dq_val, dq_idx, box1, bo
     Detector: window ``j`` = the ``T`` input samples ending at input ``j`` (``T`` taps
     per phase of ``bank``, :func:`kernels.truepeak.polyphase_bank`). Its 4x polyphase
     values between inputs ``j - T/2`` and ``j - T/2 + 1`` (phase 0 is the sample
-    itself), refined by a parabola through each 3 neighbouring values, give ``pk[j]``,
+    itself), refined by a parabola through the largest and its neighbours, give ``pk[j]``,
     the largest inter-sample value over channels; required gain
     ``r[j] = min(1, ceiling / pk[j])``. Exact values are only computed where the bound
     ``gain_bound * max|window|`` exceeds the ceiling (a per-sample rule, so the result
@@ -229,14 +243,19 @@ def limiter(x, bank, params, fstate, istate, delay_buf, dq_val, dq_idx, box1, bo
     buf = np.empty((n_ch, total))
     buf[:, :delay] = delay_buf
     buf[:, delay:] = x
-    amax = np.empty(total)
+    # need[i]: some sample of window i is loud enough that its interpolation could
+    # exceed the ceiling (bound * |x| > ceiling). Decided per window, so the result does
+    # not depend on block boundaries.
+    need = np.zeros(n, dtype=np.bool_)
+    last_loud = -1
     for k in range(total):
-        m = 0.0
         for c in range(n_ch):
-            a = abs(buf[c, k])
-            if a > m:
-                m = a
-        amax[k] = m
+            if abs(buf[c, k]) > m_skip:
+                last_loud = k
+                break
+        i = k - delay
+        if i >= 0 and last_loud >= k - n_taps + 1:
+            need[i] = True
 
     red = fs[F_RED]
     sum1 = fs[F_SUM1]
@@ -252,50 +271,67 @@ def limiter(x, bank, params, fstate, istate, delay_buf, dq_val, dq_idx, box1, bo
     inv2 = 1.0 / len2
     y = np.empty_like(x)
     min_gain = 1.0
-    chunk = 32
-    chunk_max = 0.0
+    chunk = 256
+    ph = np.empty((n_ch, 3, chunk))
+    base = delay - n_taps + 1  # buf index of the first sample of window 0
+    have = False
 
     for i in range(n):
-        end = delay + i  # buf index of the newest sample of window j
-        lo = end - n_taps + 1
-        # ---- detector (chunked bound first, then the same per-sample rule)
+        # ---- detector: exact 4x values (chunked FIR) only where needed
         if i % chunk == 0:
-            chunk_max = 0.0
-            for k in range(lo, min(end + chunk, total)):
-                if amax[k] > chunk_max:
-                    chunk_max = amax[k]
+            stop = min(i + chunk, n)
+            have = False
+            for k in range(i, stop):
+                if need[k]:
+                    have = True
+                    break
+            if have:
+                _phases(buf, bank, base + i, base + stop, ph)
         g = 1.0
-        if chunk_max > m_skip:
-            m = 0.0
-            for k in range(lo, end + 1):
-                if amax[k] > m:
-                    m = amax[k]
-            if m > m_skip:
-                pk = 0.0
-                for c in range(n_ch):
-                    v0 = buf[c, lo + half]
-                    v1 = _dot(bank, 1, buf, c, lo)
-                    v2 = _dot(bank, 2, buf, c, lo)
-                    v3 = _dot(bank, 3, buf, c, lo)
-                    v4 = buf[c, lo + half + 1]
-                    e = max(abs(v0), abs(v4))
-                    e = max(e, _vertex(v0, v1, v2))
+        if need[i]:
+            lo = base + i
+            j = i % chunk
+            pk = 0.0
+            for c in range(n_ch):
+                v0 = buf[c, lo + half]
+                v1 = ph[c, 0, j]
+                v2 = ph[c, 1, j]
+                v3 = ph[c, 2, j]
+                v4 = buf[c, lo + half + 1]
+                e = max(abs(v0), abs(v4))
+                a1 = abs(v1)
+                a2 = abs(v2)
+                a3 = abs(v3)
+                if a2 >= a1 and a2 >= a3:
                     e = max(e, _vertex(v1, v2, v3))
+                elif a1 >= a3:
+                    e = max(e, _vertex(v0, v1, v2))
+                else:
                     e = max(e, _vertex(v2, v3, v4))
-                    if e > pk:
-                        pk = e
-                if pk > ceiling:
-                    g = ceiling / pk
+                if e > pk:
+                    pk = e
+            if pk > ceiling:
+                g = ceiling / pk
 
         # ---- sliding minimum over `window` samples (monotonic deque in a ring)
-        while qn > 0 and dv[(head + qn - 1) % window] >= g:
+        # (ring indices wrap by a compare, not %: integer division is slow per sample)
+        while qn > 0:
+            last = head + qn - 1
+            if last >= window:
+                last -= window
+            if dv[last] < g:
+                break
             qn -= 1
-        slot = (head + qn) % window
+        slot = head + qn
+        if slot >= window:
+            slot -= window
         dv[slot] = g
         di[slot] = count
         qn += 1
         if di[head] <= count - window:
-            head = (head + 1) % window
+            head += 1
+            if head == window:
+                head = 0
             qn -= 1
         target = 1.0 - dv[head]
 
