@@ -1,0 +1,103 @@
+"""`analyze`: the record, laziness of tempo, caching, and the command."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import auralis_batch as ab
+from auralis_batch.cli import app
+
+from .conftest import music_like
+
+runner = CliRunner()
+RECORD_KEYS = {
+    "path",
+    "duration_s",
+    "sample_rate",
+    "channels",
+    "integrated_lufs",
+    "true_peak_dbtp",
+    "lra_lu",
+    "sample_peak_dbfs",
+    "tempo_bpm",
+    "tempo_confidence",
+    "fingerprint",
+    "fingerprint_version",
+    "seconds",
+}
+
+
+def test_api_on_array_and_file_agree(write_audio):
+    x = music_like(seconds=6.0)
+    path = write_audio("a.wav", x, subtype="FLOAT")
+    from_array = ab.analyze(x, sample_rate=44100)
+    from_file = ab.analyze(str(path))
+    assert RECORD_KEYS <= set(from_array) and RECORD_KEYS <= set(from_file)
+    assert from_file["path"] == str(path) and from_array["path"] is None
+    assert from_file["integrated_lufs"] == pytest.approx(from_array["integrated_lufs"], abs=0.01)
+    assert from_file["fingerprint"]["spectral_centroid_hz"] == pytest.approx(
+        from_array["fingerprint"]["spectral_centroid_hz"], rel=1e-4
+    )
+    assert from_file["sample_rate"] == 44100 and from_file["channels"] == 2
+
+
+def test_tempo_is_lazy():
+    x = music_like(seconds=8.0)
+    rec = ab.analyze(x, sample_rate=44100, tempo=False)
+    assert rec["tempo_bpm"] == 120.0 and rec["tempo_confidence"] == 0.0
+    assert rec["fingerprint"]["tempo_bpm"] == 120.0
+
+
+def test_array_needs_a_sample_rate():
+    with pytest.raises(ab.AuralisError, match="sample_rate"):
+        ab.analyze(np.zeros((2, 100)))
+
+
+def test_cache_hit_on_second_call_and_after_retag(tmp_path, write_audio):
+    from auralis_batch.cache import FingerprintCache
+
+    path = write_audio("song.flac", music_like(seconds=4.0))
+    with FingerprintCache(tmp_path / "cache") as cache:
+        first = ab.analyze(str(path), cache=cache)
+        second = ab.analyze(str(path), cache=cache)
+        assert first["cached"] is False and second["cached"] in ("memory", "disk")
+        assert second["fingerprint"] == first["fingerprint"]
+        # a tempo-off request is answered from the tempo-on entry
+        off = ab.analyze(str(path), tempo=False, cache=cache)
+        assert off["cached"] and off["tempo_bpm"] == 120.0
+    from mutagen.flac import FLAC
+
+    f = FLAC(path)
+    f["title"] = "retagged"
+    f.save()
+    with FingerprintCache(tmp_path / "cache") as cache:
+        again = ab.analyze(str(path), cache=cache)  # file changed on disk, audio did not
+        assert again["cached"] == "disk"
+
+
+def test_analyze_command_json_and_errors(tmp_path, write_audio):
+    good = write_audio("good.wav", music_like(seconds=4.0))
+    bad = tmp_path / "bad.flac"
+    bad.write_text("nope")
+    res = runner.invoke(app, ["analyze", str(good), str(bad), "--json", "--no-tempo"])
+    assert res.exit_code == 1
+    recs = json.loads(res.stdout)
+    ok = next(r for r in recs if r["path"] == str(good))
+    assert RECORD_KEYS <= set(ok)
+    assert ok["tempo_bpm"] == 120.0
+    failed = next(r for r in recs if r["path"] == str(bad))
+    assert set(failed) == {"path", "error"}
+
+
+def test_analyze_command_csv_and_table(write_audio):
+    good = write_audio("good.wav", music_like(seconds=4.0))
+    res = runner.invoke(app, ["analyze", str(good), "--csv", "--no-cache"])
+    assert res.exit_code == 0
+    header = res.stdout.splitlines()[0].split(",")
+    assert header[:3] == ["path", "duration_s", "integrated_lufs"]
+    res = runner.invoke(app, ["analyze", str(good), "--no-cache"])
+    assert res.exit_code == 0 and "good.wav" in res.stdout
