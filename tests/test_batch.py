@@ -269,3 +269,16 @@ def test_dask_backend_gives_identical_outputs(tmp_path, small_library):
     for f in (tmp_path / "local").rglob("*.flac"):
         g = tmp_path / "dask" / f.relative_to(tmp_path / "local")
         assert np.array_equal(sf.read(f)[0], sf.read(g)[0])
+
+
+def test_timeout_per_track_fails_only_the_slow_track(tmp_path, write_audio):
+    write_audio("lib/long.flac", music_like(seconds=600.0, seed=3))
+    write_audio("lib/short.flac", music_like(seconds=2.0, seed=4))
+    settings = RunSettings(use_cache=False, timeout_per_track_s=1.0)
+    result = run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1)
+    status = dict(_statuses(result))
+    assert status == {"long.flac": "failed", "short.flac": "ok"}
+    err = next(r["error"] for r in result.records if r["input"].endswith("long.flac"))
+    assert "timed out" in err
+    assert not (tmp_path / "out" / "long.flac").exists()
+    assert not list((tmp_path / "out").rglob("*.partial"))
