@@ -1,0 +1,98 @@
+"""``auralis-batch cache ...``: inspect and maintain the fingerprint cache.
+
+Light to import (typer only); the cache module loads inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+cache_app = typer.Typer(help="Inspect and maintain the fingerprint cache.", no_args_is_help=True)
+
+CacheDir = Annotated[
+    Optional[Path],  # noqa: UP045 - typer needs Optional on py3.10
+    typer.Option(
+        "--cache-dir", help="Cache folder (default: $AURALIS_CACHE_DIR or the user cache dir)."
+    ),
+]
+
+
+def _open(cache_dir: Path | None):
+    from .cache import FingerprintCache
+
+    try:
+        return FingerprintCache(cache_dir)
+    except Exception as exc:
+        typer.echo(
+            f"[error] cannot open the cache at {cache_dir or 'default location'}: {exc}", err=True
+        )
+        raise typer.Exit(code=2) from None
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+@cache_app.command("stats")
+def stats(
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Entries, size, and hit rates per level (counted across processes)."""
+    with _open(cache_dir) as cache:
+        s = cache.stats()
+    if json_out:
+        typer.echo(json.dumps(s, indent=2))
+        return
+    typer.echo(f"directory   {s['directory']}")
+    typer.echo(f"entries     {s['entries']} fingerprints, {s['paths']} file paths")
+    typer.echo(f"size        {_size(s['bytes_used'])} of {_size(s['size_limit_bytes'])}")
+    for level in ("memory", "disk"):
+        lv = s[level]
+        rate = 100 * lv["hit_rate"]
+        typer.echo(f"{level:<11} {lv['hits']} hits, {lv['misses']} misses, hit rate {rate:.1f} %")
+
+
+@cache_app.command("clear")
+def clear(cache_dir: CacheDir = None) -> None:
+    """Delete every entry."""
+    with _open(cache_dir) as cache:
+        n = cache.clear()
+    typer.echo(f"removed {n} entries")
+
+
+@cache_app.command("prune")
+def prune(
+    older_than: Annotated[
+        str,
+        typer.Option("--older-than", help="Remove entries not used for this long: 30d, 12h, 90m."),
+    ] = "30d",
+    cache_dir: CacheDir = None,
+) -> None:
+    """Remove entries not read or written for a while."""
+    from .cache import parse_duration
+
+    try:
+        seconds = parse_duration(older_than)
+    except ValueError as exc:
+        typer.echo(f"[error] {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    with _open(cache_dir) as cache:
+        n = cache.prune(seconds)
+    typer.echo(f"removed {n} entries not used for {older_than}")
+
+
+@cache_app.command("path")
+def path(cache_dir: CacheDir = None) -> None:
+    """Print the cache folder."""
+    from .cache import default_cache_dir
+
+    typer.echo(str(cache_dir if cache_dir is not None else default_cache_dir()))
