@@ -164,6 +164,9 @@ class FingerprintCache:
             "disk": _json_disk_class(),
             "timeout": SQLITE_TIMEOUT_S,
             "statistics": False,
+            # evict a few LRU rows per write (diskcache's default of 10 can empty a small
+            # cache at once)
+            "cull_limit": 4,
         }
         try:
             return diskcache.Cache(str(self.directory), **kwargs)
