@@ -20,6 +20,31 @@ COMP_THRESHOLD, COMP_RATIO, COMP_KNEE, COMP_ATTACK, COMP_RELEASE, COMP_MAKEUP = 
 #: multiplied by the makeup gain alone (bit-exact transparency below the knee).
 GR_SNAP_DB = 1e-9
 _DB_PER_NEPER = 20.0 / math.log(10.0)
+#: Samples per chunk of the compressor's three passes (fits L1 with its scratch).
+COMP_CHUNK = 1024
+
+# fdlibm e_log.c / e_exp.c constants (Sun Microsystems, freely redistributable): a
+# log and an exp of about 1 ulp written with + - * / only, so LLVM vectorises them
+# and the vector body and the scalar remainder give identical bits (a libm call would
+# do neither, and SVML's vector log differs from the scalar one in the last bit).
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_INV_LN2 = 1.44269504088896338700e00
+_SQRT2 = 1.4142135623730951
+_LG1 = 6.666666666666735130e-01
+_LG2 = 3.999999999940941908e-01
+_LG3 = 2.857142874366239149e-01
+_LG4 = 2.222219843214978396e-01
+_LG5 = 1.818357216161805012e-01
+_LG6 = 1.531383769920937332e-01
+_LG7 = 1.479819860511658591e-01
+_P1 = 1.66666666666666019037e-01
+_P2 = -2.77777777770155933842e-03
+_P3 = 6.61375632143793436117e-05
+_P4 = -1.65339022054652515390e-06
+_P5 = 4.13813679705723846039e-08
+_MANTISSA = 0x000FFFFFFFFFFFFF
+_ONE_BITS = 0x3FF0000000000000
 
 
 @jit
@@ -38,7 +63,82 @@ def gain_computer_db(level_db, threshold_db, ratio, knee_db):
     return over * (1.0 - 1.0 / ratio)
 
 
-@jit
+@jit(error_model="numpy")
+def _static_curve(peak, m_bits, thr, ratio, knee, knee_start, out):
+    """``out[i]`` = :func:`gain_computer_db` of ``peak[i]`` in dBFS (0 at or below
+    ``knee_start``, linear), for ``i < out.shape[0]``. ``m_bits`` is int64 scratch.
+
+    ``ln(peak) = k ln 2 + ln(m)``, ``m`` in ``[sqrt(2)/2, sqrt(2))``, and ``ln(m)`` as
+    in fdlibm's ``__ieee754_log`` (``s = f / (2 + f)``, a degree-14 odd series in
+    ``s``): about 1 ulp. Branch-free, so the loops vectorise.
+    """
+    m = out.shape[0]
+    bits = peak.view(np.int64)
+    for i in range(m):
+        m_bits[i] = (bits[i] & _MANTISSA) | _ONE_BITS
+    mant = m_bits.view(np.float64)
+    slope = 1.0 - 1.0 / ratio
+    half_knee = 0.5 * knee
+    inv_2knee = 1.0 / (2.0 * knee) if knee > 0.0 else 0.0
+    for i in range(m):
+        p = peak[i]
+        k = float((bits[i] >> 52) - 1023)
+        f = mant[i]
+        big = f > _SQRT2
+        f = 0.5 * f if big else f
+        k = k + 1.0 if big else k
+        f = f - 1.0
+        s = f / (2.0 + f)
+        z = s * s
+        w = z * z
+        r = w * (_LG2 + w * (_LG4 + w * _LG6)) + z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
+        hfsq = 0.5 * f * f
+        ln = k * _LN2_HI - ((hfsq - (s * (hfsq + r) + k * _LN2_LO)) - f)
+        level = ln * _DB_PER_NEPER
+        level = math.inf if p > 1.7976931348623157e308 else level
+        # Giannoulis eq. 4 as selects (same arithmetic as gain_computer_db)
+        over = level - thr
+        t = over + half_knee
+        in_knee = 2.0 * over <= knee and knee > 0.0
+        xl = slope * t * t * inv_2knee if in_knee else over * slope
+        out[i] = xl if p > knee_start else 0.0
+
+
+@jit(error_model="numpy", inline="always")
+def _exp(x):
+    """``exp(x)`` for ``x <= 0`` as fdlibm's ``__ieee754_exp`` (about 1 ulp): the
+    reduction ``x = k ln 2 + r`` and a degree-10 rational approximation of ``exp(r)``;
+    ``2**k`` is applied by the caller through the exponent bits."""
+    k = math.floor(x * _INV_LN2 + 0.5)
+    hi = x - k * _LN2_HI
+    lo = k * _LN2_LO
+    r = hi - lo
+    t = r * r
+    c = r - t * (_P1 + t * (_P2 + t * (_P3 + t * (_P4 + t * _P5))))
+    return 1.0 - ((lo - (r * c) / (2.0 - c)) - hi), k
+
+
+@jit(error_model="numpy")
+def _gains(yl, makeup, makeup_lin, g, scale_bits):
+    """``g[i] = 10 ** ((makeup - yl[i]) / 20)``, exactly ``makeup_lin`` where
+    ``yl[i] == 0`` (the transparent case). ``scale_bits`` is int64 scratch."""
+    m = g.shape[0]
+    for i in range(m):
+        x = (makeup - yl[i]) / _DB_PER_NEPER
+        x = -700.0 if x < -700.0 else x  # 2**k stays a normal number
+        x = 700.0 if x > 700.0 else x
+        e, k = _exp(x)
+        g[i] = e
+        scale_bits[i] = (int(k) + 1023) << 52
+    scale = scale_bits.view(np.float64)
+    for i in range(m):
+        v = yl[i]
+        gi = g[i] * scale[i]
+        gi = 0.0 if v > 1e300 else gi  # an infinite reduction mutes, as exp(-inf) would
+        g[i] = makeup_lin if v == 0.0 else gi
+
+
+@jit(error_model="numpy")
 def compressor(x, params, state, want_trace):
     """Stereo-linked feed-forward compressor, log-domain smooth branching detector.
 
@@ -48,6 +148,12 @@ def compressor(x, params, state, want_trace):
     gain reduction ``x_L``; the smooth branching peak detector (eq. 17) smooths it,
     ``y_L = a y_L + (1 - a) x_L`` with ``a`` = attack coefficient while ``x_L > y_L``
     and release coefficient otherwise. Output gain ``makeup_db - y_L``.
+
+    Three passes per chunk of :data:`COMP_CHUNK` samples: the level and static curve
+    (vectorised, with the log of :func:`_static_curve`), the one-pole recurrence (the
+    only serial part), the gain (vectorised exp of :func:`_gains`) and its product with
+    every channel. Every sample gets the same arithmetic whatever the chunking, so
+    streamed blocks equal one piece.
 
     Parameters
     ----------
@@ -70,34 +176,47 @@ def compressor(x, params, state, want_trace):
     a_att = params[COMP_ATTACK]
     a_rel = params[COMP_RELEASE]
     makeup = params[COMP_MAKEUP]
+    b_att = 1.0 - a_att
+    b_rel = 1.0 - a_rel
     makeup_lin = 10.0 ** (makeup / 20.0)
-    # Below the knee's lower edge the static curve is 0: compare linearly, skip the log.
+    # Below the knee's lower edge the static curve is 0: compare linearly.
     knee_start = 10.0 ** ((thr - 0.5 * knee) / 20.0)
     y = np.empty_like(x)
     trace = np.empty(n if want_trace else 0)
+    peak = np.empty(COMP_CHUNK)
+    xl = np.empty(COMP_CHUNK)
+    yl_buf = np.empty(COMP_CHUNK)
+    g = np.empty(COMP_CHUNK)
+    bits = np.empty(COMP_CHUNK, dtype=np.int64)
     yl = state[0]
-    for i in range(n):
-        peak = 0.0
+    for start in range(0, n, COMP_CHUNK):
+        m = min(COMP_CHUNK, n - start)
+        # ---- level: largest |sample| over channels (NaN never wins the compare)
+        pk = peak[:m]
+        pk[:] = 0.0
         for c in range(n_ch):
-            a = abs(x[c, i])
-            if a > peak:
-                peak = a
-        xl = 0.0
-        if peak > knee_start:
-            xl = gain_computer_db(20.0 * math.log10(peak), thr, ratio, knee)
-        if xl > yl:
-            yl = a_att * yl + (1.0 - a_att) * xl
-        else:
-            yl = a_rel * yl + (1.0 - a_rel) * xl
-        if yl < GR_SNAP_DB:
-            yl = 0.0
-            g = makeup_lin
-        else:
-            g = math.exp((makeup - yl) / _DB_PER_NEPER)
+            xc = x[c, start : start + m]
+            for i in range(m):
+                a = abs(xc[i])
+                pk[i] = a if a > pk[i] else pk[i]
+        _static_curve(pk, bits[:m], thr, ratio, knee, knee_start, xl[:m])
+        # ---- smooth branching detector: the serial part
+        ylc = trace[start : start + m] if want_trace else yl_buf[:m]
+        for i in range(m):
+            v = xl[i]
+            att = a_att * yl + b_att * v
+            rel = a_rel * yl + b_rel * v
+            yl = att if v > yl else rel  # selects, not branches: no mispredictions
+            yl = 0.0 if yl < GR_SNAP_DB else yl
+            ylc[i] = yl
+        # ---- gain, applied to every channel
+        gc = g[:m]
+        _gains(ylc, makeup, makeup_lin, gc, bits[:m])
         for c in range(n_ch):
-            y[c, i] = x[c, i] * g
-        if want_trace:
-            trace[i] = yl
+            xc = x[c, start : start + m]
+            yc = y[c, start : start + m]
+            for i in range(m):
+                yc[i] = xc[i] * gc[i]
     out_state = np.empty(1)
     out_state[0] = yl
     return y, trace, out_state
