@@ -249,27 +249,45 @@ def limiter_sizes(lookahead, taps, hold):
     return delay, window, box1, box2
 
 
+#: Windows per detector chunk.
+LIM_CHUNK = 256
+
+
 @jit(fastmath={"contract"})
 def _phases(buf, bank, start, stop, out):
     """Phases 1..3 of the interpolator for windows ``start .. stop - 1`` of every channel.
 
-    ``out[c, p - 1, i - start] = sum_k bank[p, k] * buf[c, i + k]``: the tap loop is
-    outside and the inner loop a multiply-add over contiguous 1-D slices, which LLVM
-    vectorises (4x faster than a dot product per position); each value is summed in tap
-    order whatever the chunking. ``contract`` (FMA) keeps NaN/Inf semantics.
+    ``out[c, p - 1, i - start] = sum_k bank[p, k] * buf[c, i + k]``. The inner loop runs
+    over positions (contiguous, so LLVM vectorises it; 4x faster than a dot product per
+    position) and adds eight taps per pass, ``(((acc + h0 x0) + h1 x1) + ...)``, so the
+    accumulator is stored once per eight FMAs instead of once per FMA (1.6x faster)
+    while each value is still summed in tap order whatever the chunking. ``contract``
+    (FMA) keeps NaN/Inf semantics.
     """
     m = stop - start
     n_taps = bank.shape[1]
     for c in range(buf.shape[0]):
         xs = buf[c, start : stop + n_taps]
         for p in range(1, 4):
-            acc = np.zeros(m)
-            for k in range(n_taps):
-                h = bank[p, k]
+            h = bank[p]
+            acc = out[c, p - 1, :m]
+            acc[:] = 0.0
+            k = 0
+            while k + 8 <= n_taps:
+                h0, h1, h2, h3 = h[k], h[k + 1], h[k + 2], h[k + 3]
+                h4, h5, h6, h7 = h[k + 4], h[k + 5], h[k + 6], h[k + 7]
+                s = xs[k : k + m + 7]
+                for i in range(m):
+                    a = ((acc[i] + h0 * s[i]) + h1 * s[i + 1]) + h2 * s[i + 2]
+                    a = ((a + h3 * s[i + 3]) + h4 * s[i + 4]) + h5 * s[i + 5]
+                    acc[i] = (a + h6 * s[i + 6]) + h7 * s[i + 7]
+                k += 8
+            while k < n_taps:
+                hk = h[k]
                 seg = xs[k : k + m]
                 for i in range(m):
-                    acc[i] += h * seg[i]
-            out[c, p - 1, :m] = acc
+                    acc[i] += hk * seg[i]
+                k += 1
 
 
 @jit
@@ -368,13 +386,13 @@ def limiter(x, bank, params, fstate, istate, delay_buf, dq_val, dq_idx, box1, bo
     need = np.zeros(n, dtype=np.bool_)
     last_loud = -1
     for k in range(total):
+        loud = False
         for c in range(n_ch):
-            if abs(buf[c, k]) > m_skip:
-                last_loud = k
-                break
+            loud |= abs(buf[c, k]) > m_skip
+        last_loud = k if loud else last_loud
         i = k - delay
-        if i >= 0 and last_loud >= k - n_taps + 1:
-            need[i] = True
+        if i >= 0:
+            need[i] = last_loud >= k - n_taps + 1
 
     red = fs[F_RED]
     sum1 = fs[F_SUM1]
@@ -390,114 +408,116 @@ def limiter(x, bank, params, fstate, istate, delay_buf, dq_val, dq_idx, box1, bo
     inv2 = 1.0 / len2
     y = np.empty_like(x)
     min_gain = 1.0
-    chunk = 256
-    ph = np.empty((n_ch, 3, chunk))
+    ph = np.empty((n_ch, 3, LIM_CHUNK))
+    g_buf = np.empty(LIM_CHUNK)
+    gain_buf = np.empty(LIM_CHUNK)
     base = delay - n_taps + 1  # buf index of the first sample of window 0
-    have = False
 
-    for i in range(n):
-        # ---- detector: exact 4x values (chunked FIR) only where needed
-        if i % chunk == 0:
-            stop = min(i + chunk, n)
-            have = False
-            for k in range(i, stop):
-                if need[k]:
-                    have = True
+    for c0 in range(0, n, LIM_CHUNK):
+        m = min(LIM_CHUNK, n - c0)
+        # ---- detector: exact 4x values (chunked FIR) only over the windows that need it
+        gr = g_buf[:m]
+        gr[:] = 1.0
+        first = c0
+        while first < c0 + m:
+            if not need[first]:
+                first += 1
+                continue
+            stop = first + 1  # a run of windows that need exact values
+            while stop < c0 + m and need[stop]:
+                stop += 1
+            _phases(buf, bank, base + first, base + stop, ph)
+            for i in range(first, stop):
+                lo = base + i
+                j = i - first
+                pk = 0.0
+                for c in range(n_ch):
+                    v0 = buf[c, lo + half]
+                    v1 = ph[c, 0, j]
+                    v2 = ph[c, 1, j]
+                    v3 = ph[c, 2, j]
+                    v4 = buf[c, lo + half + 1]
+                    e = max(abs(v0), abs(v4))
+                    a1 = abs(v1)
+                    a2 = abs(v2)
+                    a3 = abs(v3)
+                    if a2 >= a1 and a2 >= a3:
+                        e = max(e, _vertex(v1, v2, v3))
+                    elif a1 >= a3:
+                        e = max(e, _vertex(v0, v1, v2))
+                    else:
+                        e = max(e, _vertex(v2, v3, v4))
+                    if e > pk:
+                        pk = e
+                if pk > ceiling:
+                    gr[i - c0] = ceiling / pk
+            first = stop
+
+        gains = gain_buf[:m]
+        for t in range(m):
+            g = gr[t]
+            # ---- sliding minimum over `window` samples (monotonic deque in a ring)
+            # (ring indices wrap by a compare, not %: integer division is slow per sample)
+            while qn > 0:
+                last = head + qn - 1
+                if last >= window:
+                    last -= window
+                if dv[last] < g:
                     break
-            if have:
-                _phases(buf, bank, base + i, base + stop, ph)
-        g = 1.0
-        if need[i]:
-            lo = base + i
-            j = i % chunk
-            pk = 0.0
-            for c in range(n_ch):
-                v0 = buf[c, lo + half]
-                v1 = ph[c, 0, j]
-                v2 = ph[c, 1, j]
-                v3 = ph[c, 2, j]
-                v4 = buf[c, lo + half + 1]
-                e = max(abs(v0), abs(v4))
-                a1 = abs(v1)
-                a2 = abs(v2)
-                a3 = abs(v3)
-                if a2 >= a1 and a2 >= a3:
-                    e = max(e, _vertex(v1, v2, v3))
-                elif a1 >= a3:
-                    e = max(e, _vertex(v0, v1, v2))
-                else:
-                    e = max(e, _vertex(v2, v3, v4))
-                if e > pk:
-                    pk = e
-            if pk > ceiling:
-                g = ceiling / pk
+                qn -= 1
+            slot = head + qn
+            if slot >= window:
+                slot -= window
+            dv[slot] = g
+            di[slot] = count
+            qn += 1
+            if di[head] <= count - window:
+                head += 1
+                if head == window:
+                    head = 0
+                qn -= 1
+            target = 1.0 - dv[head]
 
-        # ---- sliding minimum over `window` samples (monotonic deque in a ring)
-        # (ring indices wrap by a compare, not %: integer division is slow per sample)
-        while qn > 0:
-            last = head + qn - 1
-            if last >= window:
-                last -= window
-            if dv[last] < g:
-                break
-            qn -= 1
-        slot = head + qn
-        if slot >= window:
-            slot -= window
-        dv[slot] = g
-        di[slot] = count
-        qn += 1
-        if di[head] <= count - window:
-            head += 1
-            if head == window:
-                head = 0
-            qn -= 1
-        target = 1.0 - dv[head]
-
-        # ---- instant attack, exponential release towards the held minimum
-        if target >= red:
-            red = target
-        else:
-            red = target + a_rel * (red - target)
-            if red - target < 1e-15:
+            # ---- instant attack, exponential release towards the held minimum
+            if target >= red:
                 red = target
+            else:
+                red = target + a_rel * (red - target)
+                if red - target < 1e-15:
+                    red = target
 
-        # ---- two box filters over the reduction: exact zero when nothing is limited
-        old = b1[p1]
-        if old != 0.0:
-            nz1 -= 1
-        if red != 0.0:
-            nz1 += 1
-        sum1 += red - old
-        b1[p1] = red
-        p1 += 1
-        if p1 == len1:
-            p1 = 0
-        if nz1 == 0:
-            sum1 = 0.0
-        s1 = sum1 * inv1
-        old = b2[p2]
-        if old != 0.0:
-            nz2 -= 1
-        if s1 != 0.0:
-            nz2 += 1
-        sum2 += s1 - old
-        b2[p2] = s1
-        p2 += 1
-        if p2 == len2:
-            p2 = 0
-        if nz2 == 0:
-            sum2 = 0.0
-        gain = 1.0 - sum2 * inv2
-        if gain > 1.0:
-            gain = 1.0
-        if gain < min_gain:
-            min_gain = gain
+            # ---- two box filters over the reduction: exact zero when nothing is limited
+            old = b1[p1]
+            nz1 += int(red != 0.0) - int(old != 0.0)
+            sum1 += red - old
+            b1[p1] = red
+            p1 += 1
+            if p1 == len1:
+                p1 = 0
+            if nz1 == 0:
+                sum1 = 0.0
+            s1 = sum1 * inv1
+            old = b2[p2]
+            nz2 += int(s1 != 0.0) - int(old != 0.0)
+            sum2 += s1 - old
+            b2[p2] = s1
+            p2 += 1
+            if p2 == len2:
+                p2 = 0
+            if nz2 == 0:
+                sum2 = 0.0
+            gain = 1.0 - sum2 * inv2
+            gains[t] = 1.0 if gain > 1.0 else gain
+            count += 1
 
         # ---- apply to the delayed audio
+        for t in range(m):
+            min_gain = gains[t] if gains[t] < min_gain else min_gain
         for c in range(n_ch):
-            y[c, i] = buf[c, i] * gain
-        count += 1
+            src = buf[c, c0 : c0 + m]
+            dst = y[c, c0 : c0 + m]
+            for t in range(m):
+                dst[t] = src[t] * gains[t]
 
     fs[F_RED] = red
     fs[F_SUM1] = sum1
