@@ -457,26 +457,29 @@ def limiter(x, bank, params, fstate, istate, delay_buf, dq_val, dq_idx, box1, bo
         for t in range(m):
             g = gr[t]
             # ---- sliding minimum over `window` samples (monotonic deque in a ring)
+            # Only gains below 1 enter the deque (an empty deque means 1): the minimum is
+            # the same element, and on the usual unlimited samples this is one compare.
             # (ring indices wrap by a compare, not %: integer division is slow per sample)
-            while qn > 0:
-                last = head + qn - 1
-                if last >= window:
-                    last -= window
-                if dv[last] < g:
-                    break
-                qn -= 1
-            slot = head + qn
-            if slot >= window:
-                slot -= window
-            dv[slot] = g
-            di[slot] = count
-            qn += 1
-            if di[head] <= count - window:
+            if g < 1.0:
+                while qn > 0:
+                    last = head + qn - 1
+                    if last >= window:
+                        last -= window
+                    if dv[last] < g:
+                        break
+                    qn -= 1
+                slot = head + qn
+                if slot >= window:
+                    slot -= window
+                dv[slot] = g
+                di[slot] = count
+                qn += 1
+            if qn > 0 and di[head] <= count - window:
                 head += 1
                 if head == window:
                     head = 0
                 qn -= 1
-            target = 1.0 - dv[head]
+            target = 1.0 - dv[head] if qn > 0 else 0.0
 
             # ---- instant attack, exponential release towards the held minimum
             if target >= red:
