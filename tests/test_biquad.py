@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 from scipy import signal
 
 from auralis_batch.eq import Equalizer, design_eq
@@ -111,3 +111,37 @@ def test_equalizer_skips_flat_bands_and_clamps_near_nyquist():
     eq = Equalizer(22050, 1, settings)
     y = eq.process(np.ones((1, 4096)))
     assert np.all(np.isfinite(y))
+
+
+@pytest.mark.parametrize("n_sections", [1, 2, 5, 8, 9, 13, 17])
+@pytest.mark.parametrize("channels", [1, 2, 5])
+def test_any_cascade_length_matches_scipy_bit_for_bit(n_sections, channels):
+    # The kernel runs up to 8 sections per generated loop (longer cascades in groups),
+    # a wavefront for blocks at least as long as the group and sample-major otherwise;
+    # all of them perform sosfilt's operations in sosfilt's order.
+    rng = np.random.default_rng(n_sections * 10 + channels)
+    sos = np.concatenate([_cascade(44100.0)] * 3)[:n_sections]
+    x = rng.standard_normal((channels, 3001))
+    zi = rng.standard_normal((channels, n_sections, 2)) * 0.1
+    got, got_zf = sos_filter(x, sos, zi)
+    expected, expected_zf = signal.sosfilt(sos, x, axis=-1, zi=np.transpose(zi, (1, 0, 2)))
+    assert_array_equal(got, expected)
+    assert_array_equal(got_zf, np.transpose(expected_zf, (1, 0, 2)))
+    # block sizes below, at and above the group length, and empty blocks
+    parts, z = [], zi
+    for block in np.split(x, [0, 1, 3, 10, 17, 25, 26, 300, 300, 2000], axis=1):
+        y, z = sos_filter(block, sos, z)
+        parts.append(y)
+    assert_array_equal(np.concatenate(parts, axis=1), got)
+    assert_array_equal(z, got_zf)
+
+
+def test_non_contiguous_input_and_no_sections():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 1000))[::2, ::3]  # strided view
+    sos = _cascade(48000.0)
+    got, _ = sos_filter(x, sos, np.zeros((2, sos.shape[0], 2)))
+    assert_array_equal(got, signal.sosfilt(sos, x, axis=-1))
+    y, zf = sos_filter(x, np.zeros((0, 6)), np.zeros((2, 0, 2)))
+    assert_array_equal(y, x)
+    assert zf.shape == (2, 0, 2)
