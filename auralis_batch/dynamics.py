@@ -184,7 +184,7 @@ class Limiter:
         self._sizes = limiter_sizes(lookahead, taps, hold)
         self.latency_samples: int = int(self._sizes[0])
         ceiling_lin = 10.0 ** ((self.ceiling_dbtp - LIMITER_MARGIN_DB) / 20.0)
-        self._params = np.array([ceiling_lin, _coef(rel, sr), gain_bound])
+        self._params = np.array([ceiling_lin, _coef(rel, sr), gain_bound, 1.0])
         self._min_gain = 1.0
         self._reset()
 
@@ -207,7 +207,8 @@ class Limiter:
         """Largest gain reduction applied so far (dB, >= 0), over all streams."""
         return 0.0 if self._min_gain >= 1.0 else -20.0 * math.log10(max(self._min_gain, 1e-12))
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
+    def _run(self, x: np.ndarray, gain: float = 1.0) -> np.ndarray:
+        self._params[3] = gain
         y, min_gain, *state = limiter(x, self._bank, self._params, *self._state)
         self._state = tuple(state)
         if self._to_skip:
@@ -218,11 +219,19 @@ class Limiter:
             self._min_gain = min(self._min_gain, float(min_gain))
         return y
 
-    def process(self, block: np.ndarray) -> np.ndarray:
-        """Limit the next ``(channels, n)`` block; returns the samples that are ready."""
+    def process(self, block: np.ndarray, *, gain_db: float = 0.0) -> np.ndarray:
+        """Limit the next ``(channels, n)`` block; returns the samples that are ready.
+
+        ``gain_db`` (dB, -120 .. 120) is applied to the block on its way in, exactly as
+        ``process(block * 10 ** (gain_db / 20))`` but without a pass over the audio of
+        its own (the render chain's gain stage).
+        """
         x = _block(block, self.channels)
+        gain = 1.0
+        if gain_db != 0.0:
+            gain = 10.0 ** (_check("gain_db", gain_db, -120.0, 120.0, "dB") / 20.0)
         self._pending += x.shape[1]
-        y = self._run(x)
+        y = self._run(x, gain)
         self._pending -= y.shape[1]
         return y
 

@@ -58,10 +58,9 @@ def ours_render(x: np.ndarray) -> np.ndarray:
         release_ms=c.release_ms,
     )
     lim = Limiter(SR, 2, ceiling_dbtp=-1.0, release_ms=PRESET.limiter.release_ms)
-    gain = 10 ** (8 / 20)
     out = []
-    for i in range(0, x.shape[1], 65536):
-        out.append(lim.process(comp.process(eq.process(x[:, i : i + 65536])) * gain))
+    for i in range(0, x.shape[1], 65536):  # the gain stage rides on the limiter's input
+        out.append(lim.process(comp.process(eq.process(x[:, i : i + 65536])), gain_db=8.0))
     out.append(lim.flush())
     return np.concatenate(out, axis=1)
 

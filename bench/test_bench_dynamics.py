@@ -119,10 +119,9 @@ def _ours_chain(x: np.ndarray) -> np.ndarray:
     )
     comp = Compressor(SR, 2, threshold_db=-18, ratio=2, knee_db=6, attack_ms=20, release_ms=200)
     lim = Limiter(SR, 2, ceiling_dbtp=CEILING_DB)
-    gain = 10 ** (6 / 20)
     out = []
-    for i in range(0, x.shape[1], 65536):
-        out.append(lim.process(comp.process(eq.process(x[:, i : i + 65536])) * gain))
+    for i in range(0, x.shape[1], 65536):  # the gain stage rides on the limiter's input
+        out.append(lim.process(comp.process(eq.process(x[:, i : i + 65536])), gain_db=6.0))
     out.append(lim.flush())
     return np.concatenate(out, axis=1)
 

@@ -374,8 +374,10 @@ def limiter(x, bank, params, fstate, istate, delay_buf, dq_val, dq_idx, box1, bo
     ----------
     x : float64 [shape=(channels, n)]
     bank : float64 [shape=(4, taps)] true-peak interpolator (phase 0 = the sample)
-    params : float64 [shape=(3,)] ceiling (linear, margin included), release_coef,
-        gain_bound (sup over fractional delays of the interpolator's sum |taps|)
+    params : float64 [shape=(4,)] ceiling (linear, margin included), release_coef,
+        gain_bound (sup over fractional delays of the interpolator's sum |taps|),
+        input_gain (linear, applied to ``x`` on its way into the delay line: the
+        chain's gain stage without a pass of its own)
     fstate : float64 [shape=(3,)], istate : int64 [shape=(7,)] scalar state
     delay_buf : float64 [shape=(channels, D)] last ``D`` input samples
     dq_val, dq_idx : float64, int64 [shape=(window,)] sliding-minimum deque (ring)
@@ -393,6 +395,7 @@ def limiter(x, bank, params, fstate, istate, delay_buf, dq_val, dq_idx, box1, bo
     ceiling = params[0]
     a_rel = params[1]
     gain_bound = params[2]
+    input_gain = params[3]
     m_skip = ceiling / gain_bound  # window max below this: no true peak above ceiling
     window = dq_val.shape[0]
     delay = delay_buf.shape[1]
@@ -410,7 +413,11 @@ def limiter(x, bank, params, fstate, istate, delay_buf, dq_val, dq_idx, box1, bo
     total = delay + n
     buf = np.empty((n_ch, total))
     buf[:, :delay] = delay_buf
-    buf[:, delay:] = x
+    for c in range(n_ch):
+        dst = buf[c, delay:]
+        src = x[c]
+        for i in range(n):
+            dst[i] = src[i] * input_gain  # x * 1.0 is x, bit for bit
     # need[i]: some sample of window i is loud enough that its interpolation could
     # exceed the ceiling (bound * |x| > ceiling). Decided per window, so the result does
     # not depend on block boundaries.

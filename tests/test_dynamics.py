@@ -342,3 +342,19 @@ def test_block_of_wrong_shape_is_refused():
         Limiter(SR, 2).process(np.zeros((3, 10)))
     with pytest.raises(ParameterError, match=r"shape \(2, n\)"):
         Compressor(SR, 2, threshold_db=-10, ratio=2).process(np.zeros(10))
+
+
+@pytest.mark.parametrize("gain_db", [0.0, 6.0, -3.5])
+def test_limiter_input_gain_equals_scaling_the_input(gain_db):
+    rng = np.random.default_rng(5)
+    x = _signal("noise", rng, 9000, 2)
+    lin = 10.0 ** (gain_db / 20.0)
+    expected = limit(x * lin, SR, ceiling_dbtp=-1.0)
+    lim = Limiter(SR, 2, ceiling_dbtp=-1.0)
+    got = np.concatenate(
+        [stream(lambda b: lim.process(b, gain_db=gain_db), x, [700, 1, 0, 1234]), lim.flush()],
+        axis=1,
+    )
+    assert_array_equal(got, expected)
+    with pytest.raises(ParameterError, match="gain_db must be between -120 and 120 dB"):
+        lim.process(x, gain_db=math.inf)
