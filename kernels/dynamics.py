@@ -458,10 +458,12 @@ def limiter(x, bank, params, fstate, istate, delay_buf, dq_val, dq_idx, box1, bo
         gr = g_buf[:m]
         gr[:] = 1.0
         first = c0
+        detected = False
         while first < c0 + m:
             if not need[first]:
                 first += 1
                 continue
+            detected = True
             stop = first + 1  # a run of windows that need exact values
             while stop < c0 + m and need[stop]:
                 stop += 1
@@ -472,6 +474,16 @@ def limiter(x, bank, params, fstate, istate, delay_buf, dq_val, dq_idx, box1, bo
                 if pks[j] > ceiling:
                     gr[first + j - c0] = ceiling / pks[j]
             first = stop
+
+        if not detected and red == 0.0 and qn == 0 and nz1 == 0 and nz2 == 0:
+            # ---- idle: nothing to limit and nothing held or releasing. The loop below
+            # would give gain 1.0 for each sample and only move the ring positions.
+            p1 = (p1 + m) % len1
+            p2 = (p2 + m) % len2
+            count += m
+            for c in range(n_ch):
+                y[c, c0 : c0 + m] = buf[c, c0 : c0 + m]
+            continue
 
         gains = gain_buf[:m]
         for t in range(m):
