@@ -212,21 +212,9 @@ class _CascadeEmitter:
             f.add_incoming(v1, end)
         return finals
 
-    def sample_major(self, n_sec, n):
-        """All sections on sample ``i``, then ``i + 1``: for blocks shorter than the cascade."""
-        co = self.load_coefs(n_sec)
-
-        def body(i, z):
-            v = self.load_x(i)
-            for s in range(n_sec):
-                v = self.section(co, z, s, v)
-            self.store_y(i, v)
-            return z
-
-        self.store_state(self.loop(_c64(0), n, self.load_state(n_sec), body))
-
     def wavefront(self, n_sec, n):
-        """Step ``t`` runs section ``s`` on sample ``t - s`` (needs ``n >= n_sec``).
+        """Step ``t`` runs section ``s`` on sample ``t - s`` (needs ``n >= n_sec``; shorter
+        blocks go to :func:`_pair_scalar`).
 
         ``pend[s]`` carries section ``s - 1``'s output to section ``s`` for the next
         step; the first and last ``n_sec - 1`` steps (ramp up, ramp down) run only the
@@ -295,15 +283,7 @@ def _cascade_pair(typingctx, x0, x1, y0, y1, coefs, z):
             block = builder.append_basic_block(f"sos_{s}_sections")
             switch.add_case(ir.Constant(n_sec.type, s), block)
             builder.position_at_end(block)
-            if s == 1:
-                em.sample_major(s, n)
-            else:
-                long_block = builder.icmp_signed(">=", n, _c64(s))
-                with builder.if_else(long_block) as (wave, short):
-                    with wave:
-                        em.wavefront(s, n)
-                    with short:
-                        em.sample_major(s, n)
+            em.wavefront(s, n)
             builder.branch(after)
         builder.position_at_end(after)
         return context.get_dummy_value()
@@ -312,30 +292,38 @@ def _cascade_pair(typingctx, x0, x1, y0, y1, coefs, z):
 
 
 @jit
+def _pair_scalar(x0, x1, y0, y1, coefs, z):
+    """What :func:`_cascade_pair` computes, as plain loops, sample-major, one lane after
+    the other: the same operations in the same order, so the same bits. For blocks
+    shorter than the cascade (the wavefront needs ``n >= sections``) and for coverage
+    runs with ``NUMBA_DISABLE_JIT=1``, where an intrinsic has no Python form."""
+    n = x0.shape[0]
+    inputs = (x0.copy(), x1.copy())  # the outputs may be the inputs
+    outputs = (y0, y1)
+    for lane in range(2):
+        xc = inputs[lane]
+        yc = outputs[lane]
+        for i in range(n):
+            v = xc[i]
+            for s in range(coefs.shape[0]):
+                r = coefs[s, 0] * v + z[s, 0, lane]
+                z[s, 0, lane] = coefs[s, 1] * v - coefs[s, 3] * r + z[s, 1, lane]
+                z[s, 1, lane] = coefs[s, 2] * v - coefs[s, 4] * r
+                v = r
+            yc[i] = v
+
+
+@jit
 def _pair(x0, x1, y0, y1, coefs, z):
-    """One call site of the generated loop (keeps the callers small)."""
-    _cascade_pair(x0, x1, y0, y1, coefs, z)
+    """Two channels through one group of sections (at most MAX_SECTIONS)."""
+    if x0.shape[0] < coefs.shape[0]:
+        _pair_scalar(x0, x1, y0, y1, coefs, z)
+    else:
+        _cascade_pair(x0, x1, y0, y1, coefs, z)
 
 
-if numba.config.DISABLE_JIT:  # coverage runs: an intrinsic has no Python form
-
-    def _pair(x0, x1, y0, y1, coefs, z):
-        """The same arithmetic, sample-major, one lane after the other."""
-        inputs = (x0.copy(), x1.copy())  # the outputs may be the inputs
-        for lane, (xc, yc) in enumerate(zip(inputs, (y0, y1), strict=True)):
-            zl = z[:, :, lane].copy()
-            out = np.empty(xc.shape[0])
-            for i in range(xc.shape[0]):
-                v = xc[i]
-                for s in range(coefs.shape[0]):
-                    b0, b1, b2, a1, a2 = coefs[s]
-                    r = b0 * v + zl[s, 0]
-                    zl[s, 0] = b1 * v - a1 * r + zl[s, 1]
-                    zl[s, 1] = b2 * v - a2 * r
-                    v = r
-                out[i] = v
-            yc[:] = out
-            z[:, :, lane] = zl
+if numba.config.DISABLE_JIT:
+    _pair = _pair_scalar
 
 
 @jit
