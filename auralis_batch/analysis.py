@@ -135,6 +135,19 @@ def analyze_file(path: str | os.PathLike, *, tempo: bool = True, cache=None) -> 
                 hit["seconds"] = round(time.perf_counter() - t0, 4)
                 return hit
     info = probe(p)
+    if cache is not None and cache.path_changed(p):
+        # Seen before, changed since: most often a re-tag. Hash first (a decode pass,
+        # no analysis) and look the audio up before analysing it.
+        hasher = PcmHasher()
+        for block in iter_blocks(p):
+            hasher.update(block)
+        content = hasher.hexdigest()
+        hit = _cached(cache, content, tempo)
+        if hit is not None:
+            cache.remember_path(p, content)
+            hit["path"] = str(p)
+            hit["seconds"] = round(time.perf_counter() - t0, 4)
+            return hit
     hasher = PcmHasher()
     loud, finger, frames = _analyse_stream(
         iter_blocks(p), info.sample_rate, info.channels, tempo=tempo, hasher=hasher

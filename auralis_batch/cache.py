@@ -281,6 +281,16 @@ class FingerprintCache:
         content = entry.get("content")
         return content if isinstance(content, str) else None
 
+    def path_changed(self, path: str | os.PathLike) -> bool:
+        """True when ``path`` was seen before but its size, mtime or inode changed since.
+
+        Such a file is worth hashing before analysing: a re-tag keeps the audio.
+        """
+        key = PATH_PREFIX + str(Path(path).resolve())
+        with self._lock:
+            hit = self._memory.get(key)
+        return (hit if hit is not None else self._disk_get(key)) is not None
+
     def remember_path(self, path: str | os.PathLike, content_hash: str) -> None:
         p = Path(path).resolve()
         try:
@@ -412,6 +422,9 @@ class NullCache:
 
     def lookup_path(self, path: str | os.PathLike) -> str | None:
         return None
+
+    def path_changed(self, path: str | os.PathLike) -> bool:
+        return False
 
     def remember_path(self, path: str | os.PathLike, content_hash: str) -> None:
         return None

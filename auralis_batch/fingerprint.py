@@ -1,0 +1,477 @@
+"""Track fingerprint: spectrum, dynamics, stereo image, temporal traits and tempo.
+
+One streamed pass. :class:`FingerprintAnalyzer` takes ``(channels, n)`` blocks of any
+size and gives the same :class:`Fingerprint` as one piece (frames are cut from a
+carried buffer, so block boundaries never move a frame).
+
+Analysis rate and frames (chosen for speed; every field is in Hz or dB, not bins):
+
+* The channels are averaged to mono. Sources above 88.2 kHz are low-passed (8th-order
+  Butterworth at 0.45 of the new rate) and decimated by an integer factor to the
+  first rate at or above :data:`ANALYSIS_SAMPLE_RATE` (96 kHz -> 48 kHz).
+* Spectral frames: periodic Hann, about 46 ms (2048 samples at 44.1/48 kHz), hop of
+  half a frame. Frames whose mean square is below -60 dBFS are silent: they count in
+  ``silence_ratio`` and are left out of the spectral statistics.
+* Tempo frames (only when tempo is on): half that length and hop (1024 / 512 at
+  44.1 kHz, 11.6 ms), 32 log-spaced bands from 30 Hz, onset strength = mean dB rise
+  per band (see :mod:`kernels.tempo`).
+
+Field definitions:
+
+* ``band_energy``: share of spectral power in each band of :data:`BAND_EDGES_HZ`
+  (shares sum to 1 over 20 Hz - 20 kHz, or the Nyquist frequency if lower).
+* centroid, 85 % rolloff and flatness as librosa defines them, mean and standard
+  deviation over non-silent frames; ``spectral_flux``: mean L2 distance between
+  consecutive L2-normalised magnitude spectra (0 for a steady tone, level-free).
+* ``crest_db``: sample peak over RMS of all channels (a sine gives 3.01 dB);
+  ``plr_db``: true peak minus integrated loudness; ``loudness_variation_lu``: standard
+  deviation of the short-term loudness over the blocks that LRA counts;
+  ``lra_lu``: EBU Tech 3342.
+* ``stereo_width``: side energy over mid plus side energy of the front pair (0 mono,
+  0.5 uncorrelated, 1 out of phase); ``stereo_correlation``: Pearson correlation of
+  left and right without mean removal (1 mono, -1 out of phase).
+* ``onset_density_per_s``: onsets picked from the band-energy flux (librosa's
+  peak-picking rule and defaults) per second; ``silence_ratio``: silent frames over
+  all frames; ``percussive_ratio``: share of band energy above each band's 9-frame
+  (0.2 s) running median, a median-filter harmonic/percussive split (0 sustained,
+  towards 1 for clicks and drums).
+* ``tempo_bpm`` / ``tempo_confidence``: 120.0 / 0.0 when tempo is off or undefined.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from kernels.biquad import LOW_PASS, rbj_biquad, sos_filter
+from kernels.spectral import count_peaks, downmix_stats, frame_features, log_flux, percussive_share
+from kernels.tempo import autocorrelation, band_powers, detrend, tempo_from_acf
+
+from .errors import AudioError
+
+FINGERPRINT_VERSION = 1
+#: Spectral analysis runs at the source rate divided by the largest integer that keeps
+#: it at or above this rate (44.1 and 48 kHz are analysed as they are).
+ANALYSIS_SAMPLE_RATE = 44100
+DEFAULT_TEMPO_BPM = 120.0
+MIN_TEMPO_BPM = 40.0
+MAX_TEMPO_BPM = 240.0
+TEMPO_PRIOR_OCTAVES = 1.0
+BAND_EDGES_HZ: dict[str, tuple[float, float]] = {
+    "sub_bass": (20.0, 60.0),
+    "bass": (60.0, 250.0),
+    "low_mid": (250.0, 500.0),
+    "mid": (500.0, 2000.0),
+    "upper_mid": (2000.0, 4000.0),
+    "presence": (4000.0, 8000.0),
+    "air": (8000.0, 20000.0),
+}
+FRAME_SECONDS = 0.0464  # -> 2048 samples at 44.1 and 48 kHz
+SILENCE_DBFS = -60.0
+ROLLOFF_PERCENT = 0.85
+PERCUSSIVE_HALF_WIDTH = 4  # frames each side of the median (9 frames, ~0.2 s)
+TEMPO_BANDS = 32
+TEMPO_FLOOR_DB = -80.0
+_FFT_CHUNK = 64  # frames per FFT call: keeps the batch in cache
+_BUTTERWORTH8_Q = (0.50979558, 0.60134489, 0.89997622, 2.56291545)
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What one track sounds like, in numbers (see the module docstring)."""
+
+    band_energy: dict[str, float]
+    spectral_centroid_hz: float
+    spectral_centroid_std_hz: float
+    spectral_rolloff_hz: float
+    spectral_rolloff_std_hz: float
+    spectral_flatness: float
+    spectral_flatness_std: float
+    spectral_flux: float
+    crest_db: float
+    plr_db: float
+    loudness_variation_lu: float
+    lra_lu: float
+    stereo_width: float
+    stereo_correlation: float
+    onset_density_per_s: float
+    silence_ratio: float
+    percussive_ratio: float
+    tempo_bpm: float = DEFAULT_TEMPO_BPM
+    tempo_confidence: float = 0.0
+    version: int = field(default=FINGERPRINT_VERSION)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: floats rounded to 6 significant digits, non-finite -> None."""
+        out: dict[str, Any] = {}
+        for k, v in asdict(self).items():
+            if isinstance(v, dict):
+                out[k] = {b: _clean(e) for b, e in v.items()}
+            elif isinstance(v, float):
+                out[k] = _clean(v)
+            else:
+                out[k] = v
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Fingerprint:
+        """Inverse of :meth:`to_dict` (None -> NaN); unknown keys are ignored."""
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in data:
+                continue
+            v = data[f.name]
+            if f.name == "band_energy":
+                kwargs[f.name] = {str(b): float(e) for b, e in v.items()}
+            elif f.name == "version":
+                kwargs[f.name] = int(v)
+            else:
+                kwargs[f.name] = math.nan if v is None else float(v)
+        return cls(**kwargs)
+
+
+def _clean(v: float) -> float | None:
+    v = float(v)
+    return float(f"{v:.6g}") if math.isfinite(v) else None
+
+
+def _decimation(sample_rate: int) -> int:
+    return max(1, int(sample_rate) // ANALYSIS_SAMPLE_RATE)
+
+
+def _frame_length(rate: float) -> int:
+    return 1 << round(math.log2(rate * FRAME_SECONDS))
+
+
+def _periodic_hann(n: int) -> np.ndarray:
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
+
+
+class _Framer:
+    """Cuts a mono stream into frames of ``n`` samples every ``hop``, across blocks."""
+
+    def __init__(self, n: int, hop: int) -> None:
+        self.n = n
+        self.hop = hop
+        self._tail = np.zeros(0)
+        self.frames = 0
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        buf = np.concatenate((self._tail, x)) if self._tail.size else x
+        if buf.shape[0] < self.n:
+            self._tail = buf.copy()
+            return np.zeros((0, self.n))
+        count = (buf.shape[0] - self.n) // self.hop + 1
+        view = np.lib.stride_tricks.sliding_window_view(buf, self.n)[:: self.hop][:count]
+        self._tail = buf[count * self.hop :].copy()
+        self.frames += count
+        return view
+
+    def flush_if_empty(self) -> np.ndarray:
+        """One zero-padded frame when the whole stream was shorter than a frame."""
+        if self.frames or not self._tail.size:
+            return np.zeros((0, self.n))
+        frame = np.zeros((1, self.n))
+        frame[0, : self._tail.size] = self._tail
+        self._tail = np.zeros(0)
+        self.frames = 1
+        return frame
+
+
+def _bands_to_bins(edges_hz: list[tuple[float, float]], bin_hz: float, n_bins: int):
+    lo = np.empty(len(edges_hz), dtype=np.int64)
+    hi = np.empty(len(edges_hz), dtype=np.int64)
+    for i, (f0, f1) in enumerate(edges_hz):
+        lo[i] = min(n_bins, math.ceil(f0 / bin_hz))
+        hi[i] = min(n_bins, math.ceil(f1 / bin_hz))
+    return lo, hi
+
+
+def _tempo_bands(bin_hz: float, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    top = min(16000.0, (n_bins - 1) * bin_hz)
+    edges = np.geomspace(30.0, top, TEMPO_BANDS + 1) / bin_hz
+    idx = np.unique(np.maximum(1, np.round(edges).astype(np.int64)))
+    return idx[:-1].copy(), idx[1:].copy()
+
+
+class TempoTracker:
+    """Streaming onset envelope and tempo of a mono stream at ``rate`` Hz."""
+
+    def __init__(self, rate: float, frame_length: int) -> None:
+        self.rate = float(rate)
+        self._framer = _Framer(frame_length, frame_length // 2)
+        self._window = _periodic_hann(frame_length)
+        n_bins = frame_length // 2 + 1
+        self._lo, self._hi = _tempo_bands(self.rate / frame_length, n_bins)
+        self._ref = (frame_length / 4.0) ** 2  # band power of a full-scale sine
+        self._prev = np.zeros(self._lo.shape[0])
+        self._state = np.zeros(1, dtype=np.int64)
+        self._env: list[np.ndarray] = []
+        self.frame_rate = self.rate / (frame_length // 2)
+
+    def push(self, mono: np.ndarray) -> None:
+        self._frames(self._framer.push(mono))
+
+    def _frames(self, frames: np.ndarray) -> None:
+        for i in range(0, frames.shape[0], _FFT_CHUNK):
+            mag = np.abs(np.fft.rfft(frames[i : i + _FFT_CHUNK] * self._window, axis=1))
+            bp = band_powers(mag, self._lo, self._hi)
+            self._env.append(log_flux(bp, self._ref, TEMPO_FLOOR_DB, self._prev, self._state))
+
+    def envelope(self) -> np.ndarray:
+        """Onset strength, one value per tempo frame."""
+        return np.concatenate(self._env) if self._env else np.zeros(0)
+
+    def result(self) -> tuple[float, float]:
+        """``(tempo_bpm, confidence)``; the default tempo with confidence 0 if undefined."""
+        env = self.envelope()
+        max_lag = int(math.ceil(2.0 * 60.0 * self.frame_rate / MIN_TEMPO_BPM)) + 4
+        # Four slowest beats are the least that shows a period.
+        if env.shape[0] < 2 * max_lag or not np.any(env > 0.0):
+            return DEFAULT_TEMPO_BPM, 0.0
+        d = detrend(env, int(round(0.5 * self.frame_rate)))
+        acf = autocorrelation(d, max_lag)
+        bpm, conf = tempo_from_acf(
+            acf,
+            self.frame_rate,
+            MIN_TEMPO_BPM,
+            MAX_TEMPO_BPM,
+            DEFAULT_TEMPO_BPM,
+            TEMPO_PRIOR_OCTAVES,
+        )
+        return float(bpm), float(conf)
+
+
+class _Decimator:
+    """Anti-aliased integer decimation of a mono stream, exact across blocks."""
+
+    def __init__(self, sample_rate: int, factor: int) -> None:
+        self.factor = factor
+        cutoff = 0.45 * sample_rate / factor
+        self._sos = np.array(
+            [rbj_biquad(LOW_PASS, cutoff, 0.0, q, float(sample_rate)) for q in _BUTTERWORTH8_Q]
+        )
+        self._zi = np.zeros((1, self._sos.shape[0], 2))
+        self._offset = 0  # index in the next block of the next kept sample
+
+    def push(self, mono: np.ndarray) -> np.ndarray:
+        y, self._zi = sos_filter(mono[np.newaxis, :], self._sos, self._zi)
+        out = y[0, self._offset :: self.factor]
+        n = mono.shape[0]
+        self._offset = (self._offset - n) % self.factor
+        return np.ascontiguousarray(out)
+
+
+class FingerprintAnalyzer:
+    """Streaming fingerprint of one ``(channels, n)`` stream at ``sample_rate``.
+
+    ``tempo=False`` builds no tempo machinery at all: the tempo frames, onset envelope
+    and autocorrelation are skipped and the result reports 120.0 BPM, confidence 0.
+    """
+
+    def __init__(self, sample_rate: int, channels: int, *, tempo: bool = True) -> None:
+        self.sample_rate = int(sample_rate)
+        self.channels = int(channels)
+        self.tempo = bool(tempo)
+        factor = _decimation(self.sample_rate)
+        self._decimator = _Decimator(self.sample_rate, factor) if factor > 1 else None
+        self.analysis_rate = self.sample_rate / factor
+        n = _frame_length(self.analysis_rate)
+        self.frame_length = n
+        self._framer = _Framer(n, n // 2)
+        self._window = _periodic_hann(n)
+        self._n_bins = n // 2 + 1
+        self.bin_hz = self.analysis_rate / n
+        self._band_lo, self._band_hi = _bands_to_bins(
+            list(BAND_EDGES_HZ.values()), self.bin_hz, self._n_bins
+        )
+        self._silence_ms = 10.0 ** (SILENCE_DBFS / 10.0)
+        self._prev = np.zeros(self._n_bins)
+        self._flux_state = np.zeros(1, dtype=np.int64)
+        self._rows: list[np.ndarray] = []
+        self._acc = np.zeros(5)
+        self.samples = 0
+        self._tempo = TempoTracker(self.analysis_rate, n // 2) if self.tempo else None
+
+    def process(self, block: np.ndarray) -> None:
+        """Add a ``(channels, n)`` block (any float dtype, any n)."""
+        x = np.asarray(block)
+        if x.ndim != 2 or x.shape[0] != self.channels:
+            raise AudioError(
+                f"fingerprint: expected a block of shape ({self.channels}, n), got {x.shape}"
+            )
+        if x.shape[1] == 0:
+            return
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        mono = downmix_stats(x, self._acc)
+        self.samples += x.shape[1]
+        if self._decimator is not None:
+            mono = self._decimator.push(mono)
+        self._spectral(self._framer.push(mono))
+        if self._tempo is not None:
+            self._tempo.push(mono)
+
+    def _spectral(self, frames: np.ndarray) -> None:
+        for i in range(0, frames.shape[0], _FFT_CHUNK):
+            chunk = frames[i : i + _FFT_CHUNK]
+            ms = np.einsum("ij,ij->i", chunk, chunk) / chunk.shape[1]
+            mag = np.abs(np.fft.rfft(chunk * self._window, axis=1))
+            self._rows.append(
+                frame_features(
+                    mag,
+                    ms,
+                    self._silence_ms,
+                    self._band_lo,
+                    self._band_hi,
+                    self.bin_hz,
+                    ROLLOFF_PERCENT,
+                    self._prev,
+                    self._flux_state,
+                )
+            )
+
+    def finish(
+        self,
+        *,
+        true_peak_dbtp: float,
+        integrated_lufs: float,
+        lra_lu: float,
+        short_term_lufs: np.ndarray | None = None,
+    ) -> Fingerprint:
+        """The fingerprint; loudness figures come from the meter that saw the same stream."""
+        self._spectral(self._framer.flush_if_empty())
+        table = np.concatenate(self._rows) if self._rows else np.zeros((0, 7 + 6))
+        nb = len(BAND_EDGES_HZ)
+        silent = table[:, nb + 5]
+        live = silent == 0.0
+        band = table[live, :nb].sum(axis=0) if table.shape[0] else np.zeros(nb)
+        total = band.sum()
+        shares = band / total if total > 0 else np.zeros(nb)
+
+        def mean_std(col: int) -> tuple[float, float]:
+            v = table[live, col]
+            v = v[np.isfinite(v)]
+            if v.size == 0:
+                return 0.0, 0.0
+            return float(v.mean()), float(v.std())
+
+        centroid = mean_std(nb + 1)
+        rolloff = mean_std(nb + 2)
+        flatness = mean_std(nb + 3)
+        flux = mean_std(nb + 4)[0]
+
+        peak, ss, ll, rr, lr = self._acc
+        n_values = max(1, self.samples * self.channels)
+        ms = ss / n_values
+        crest = 10.0 * math.log10(peak * peak / ms) if ms > 0 and peak > 0 else 0.0
+        energy = ll + rr
+        width = (energy - 2.0 * lr) / (2.0 * energy) if energy > 0 else 0.0
+        corr = lr / math.sqrt(ll * rr) if ll > 0 and rr > 0 else 1.0
+        if self.channels == 1:
+            width, corr = 0.0, 1.0
+
+        frame_rate = self.analysis_rate / (self.frame_length // 2)
+        n_frames = table.shape[0]
+        onsets = 0
+        perc = 0.0
+        if n_frames:
+            env = log_flux(
+                np.ascontiguousarray(table[:, :nb]),
+                (self.frame_length / 4.0) ** 2,
+                TEMPO_FLOOR_DB,
+                np.zeros(nb),
+                np.zeros(1, dtype=np.int64),
+            )
+            top = env.max()
+            if top > 0:
+                env = env / top
+                # librosa.onset.onset_detect's peak_pick defaults, in frames
+                ms30 = max(1, int(round(0.03 * frame_rate)))
+                ms100 = max(1, int(round(0.10 * frame_rate)))
+                onsets = int(count_peaks(env, ms30, 0, ms100, ms100, 0.07, ms30))
+            perc = float(
+                percussive_share(
+                    np.ascontiguousarray(table[:, :nb]), silent.copy(), PERCUSSIVE_HALF_WIDTH
+                )
+            )
+        duration = self.samples / self.sample_rate if self.sample_rate else 0.0
+
+        variation = 0.0
+        if short_term_lufs is not None and len(short_term_lufs) and math.isfinite(integrated_lufs):
+            st = np.asarray(short_term_lufs, dtype=np.float64)
+            st = st[np.isfinite(st) & (st > -70.0) & (st > integrated_lufs - 20.0)]
+            if st.size:
+                variation = float(st.std())
+
+        tempo_bpm, tempo_conf = DEFAULT_TEMPO_BPM, 0.0
+        if self._tempo is not None:
+            tempo_bpm, tempo_conf = self._tempo.result()
+
+        plr = (
+            true_peak_dbtp - integrated_lufs
+            if math.isfinite(true_peak_dbtp) and math.isfinite(integrated_lufs)
+            else 0.0
+        )
+        return Fingerprint(
+            band_energy={k: float(v) for k, v in zip(BAND_EDGES_HZ, shares, strict=True)},
+            spectral_centroid_hz=centroid[0],
+            spectral_centroid_std_hz=centroid[1],
+            spectral_rolloff_hz=rolloff[0],
+            spectral_rolloff_std_hz=rolloff[1],
+            spectral_flatness=flatness[0],
+            spectral_flatness_std=flatness[1],
+            spectral_flux=flux,
+            crest_db=crest,
+            plr_db=plr,
+            loudness_variation_lu=variation,
+            lra_lu=float(lra_lu) if math.isfinite(lra_lu) else 0.0,
+            stereo_width=float(width),
+            stereo_correlation=float(max(-1.0, min(1.0, corr))),
+            onset_density_per_s=onsets / duration if duration > 0 else 0.0,
+            silence_ratio=float(1.0 - live.mean()) if n_frames else 1.0,
+            percussive_ratio=perc,
+            tempo_bpm=float(tempo_bpm),
+            tempo_confidence=float(tempo_conf),
+        )
+
+
+def fingerprint(audio: np.ndarray, sample_rate: int, *, tempo: bool = True) -> Fingerprint:
+    """Fingerprint of an in-memory ``(channels, n)`` array (meter included)."""
+    from .audio import as_audio
+    from .meter import LoudnessMeter
+
+    x = as_audio(audio)
+    meter = LoudnessMeter(sample_rate, x.shape[0])
+    fp = FingerprintAnalyzer(sample_rate, x.shape[0], tempo=tempo)
+    meter.process(x)
+    fp.process(x)
+    loud = meter.result()
+    return fp.finish(
+        true_peak_dbtp=loud.true_peak_dbtp,
+        integrated_lufs=loud.integrated_lufs,
+        lra_lu=loud.lra_lu,
+        short_term_lufs=meter.short_term_lufs(),
+    )
+
+
+def estimate_tempo(audio: np.ndarray, sample_rate: int) -> tuple[float, float]:
+    """Tempo of ``audio`` (``(channels, n)`` or mono 1-D): ``(bpm, confidence)``.
+
+    Only the tempo path runs (downmix, decimation if needed, onset envelope,
+    autocorrelation); no spectral fingerprint, no meter.
+    """
+    from .audio import as_audio
+
+    x = as_audio(audio)
+    sr = int(sample_rate)
+    mono = x.mean(axis=0) if x.shape[0] > 1 else x[0]
+    factor = _decimation(sr)
+    if factor > 1:
+        mono = _Decimator(sr, factor).push(np.ascontiguousarray(mono))
+    rate = sr / factor
+    tracker = TempoTracker(rate, _frame_length(rate) // 2)
+    tracker.push(np.ascontiguousarray(mono))
+    return tracker.result()

@@ -1,0 +1,258 @@
+"""Spectral fingerprint kernels: per-frame features and the temporal traits.
+
+The caller frames a mono (downmixed, possibly decimated) stream, windows it and takes
+``|rfft|``; these kernels turn magnitude frames into features. Definitions follow
+librosa where librosa has the feature, so the two can be compared frame by frame:
+
+* centroid: magnitude-weighted mean frequency (``librosa.feature.spectral_centroid``);
+* rolloff: lowest bin frequency below which ``roll_percent`` of the summed magnitude
+  lies (``spectral_rolloff``);
+* flatness: geometric over arithmetic mean of the power spectrum, each bin floored at
+  ``1e-10`` (``spectral_flatness``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._jit import jit
+
+FLATNESS_AMIN = 1e-10  # librosa's amin for spectral_flatness
+
+
+@jit
+def downmix_stats(x, acc):
+    """Mono downmix of ``x`` and running time-domain statistics.
+
+    Parameters
+    ----------
+    x : float64 [shape=(channels, n)]
+    acc : float64 [shape=(5,)], state updated in place: sample peak (max |x|), sum of
+        squares over every channel, and the front pair's sums L*L, R*R, L*R (for mono
+        the one channel stands for both).
+
+    Returns
+    -------
+    mono : float64 [shape=(n,)], the mean of the channels
+    """
+    ch, n = x.shape
+    mono = np.zeros(n)
+    peak = acc[0]
+    ss = 0.0
+    for c in range(ch):
+        row = x[c]
+        for i in range(n):
+            v = row[i]
+            mono[i] += v
+            a = abs(v)
+            if a > peak:
+                peak = a
+            ss += v * v
+    inv = 1.0 / ch
+    for i in range(n):
+        mono[i] *= inv
+    ll = 0.0
+    rr = 0.0
+    lr = 0.0
+    r_idx = 1 if ch > 1 else 0
+    left = x[0]
+    right = x[r_idx]
+    for i in range(n):
+        a = left[i]
+        b = right[i]
+        ll += a * a
+        rr += b * b
+        lr += a * b
+    acc[0] = peak
+    acc[1] += ss
+    acc[2] += ll
+    acc[3] += rr
+    acc[4] += lr
+    return mono
+
+
+@jit
+def frame_features(mag, frame_ms, silence_ms, band_lo, band_hi, bin_hz, roll_percent, prev, state):
+    """Features of a run of magnitude frames.
+
+    Parameters
+    ----------
+    mag : float64 [shape=(frames, bins)], ``|rfft|`` of windowed frames
+    frame_ms : float64 [shape=(frames,)], mean square of each (unwindowed) frame
+    silence_ms : float, frames with a smaller mean square are silent
+    band_lo, band_hi : int64 [shape=(bands,)], bin range ``[lo, hi)`` of each band
+    bin_hz : float, frequency step between bins
+    roll_percent : float in (0, 1)
+    prev : float64 [shape=(bins,)], L2-normalised magnitude of the previous frame (state)
+    state : int64 [shape=(1,)], 1 when ``prev`` holds a non-silent frame (state)
+
+    Returns
+    -------
+    out : float64 [shape=(frames, bands + 6)]: band powers, total power, centroid (Hz),
+        rolloff (Hz), flatness, flux (L2 distance between consecutive L2-normalised
+        magnitude spectra; NaN next to a silent frame), silent flag (0 or 1). The
+        spectral columns are NaN for silent frames.
+    """
+    nf, nb = mag.shape
+    nbands = band_lo.shape[0]
+    out = np.empty((nf, nbands + 6))
+    for t in range(nf):
+        m = mag[t]
+        for b in range(nbands):
+            s = 0.0
+            for k in range(band_lo[b], band_hi[b]):
+                s += m[k] * m[k]
+            out[t, b] = s
+        total_p = 0.0
+        total_m = 0.0
+        weighted = 0.0
+        log_sum = 0.0
+        p_sum = 0.0
+        for k in range(nb):
+            v = m[k]
+            p = v * v
+            total_p += p
+            total_m += v
+            weighted += v * (k * bin_hz)
+            pt = p if p > FLATNESS_AMIN else FLATNESS_AMIN
+            log_sum += math.log(pt)
+            p_sum += pt
+        out[t, nbands] = total_p
+        silent = frame_ms[t] < silence_ms or total_m <= 0.0
+        out[t, nbands + 5] = 1.0 if silent else 0.0
+        if silent:
+            for j in range(1, 5):
+                out[t, nbands + j] = np.nan
+            state[0] = 0
+            continue
+        out[t, nbands + 1] = weighted / total_m
+        threshold = roll_percent * total_m
+        cum = 0.0
+        roll = (nb - 1) * bin_hz
+        for k in range(nb):
+            cum += m[k]
+            if cum >= threshold:
+                roll = k * bin_hz
+                break
+        out[t, nbands + 2] = roll
+        out[t, nbands + 3] = math.exp(log_sum / nb) / (p_sum / nb)
+        norm = math.sqrt(total_p)
+        if state[0] == 1:
+            d = 0.0
+            for k in range(nb):
+                e = m[k] / norm - prev[k]
+                d += e * e
+            out[t, nbands + 4] = math.sqrt(d)
+        else:
+            out[t, nbands + 4] = np.nan
+        for k in range(nb):
+            prev[k] = m[k] / norm
+        state[0] = 1
+    return out
+
+
+@jit
+def log_flux(band_power, reference_power, floor_db, prev_db, state):
+    """Onset strength: mean over bands of the rise in dB since the previous frame.
+
+    Parameters
+    ----------
+    band_power : float64 [shape=(frames, bands)]
+    reference_power : float, band power that counts as 0 dB (a full-scale sine)
+    floor_db : float, levels are floored here (e.g. -80)
+    prev_db : float64 [shape=(bands,)], previous frame's levels (state)
+    state : int64 [shape=(1,)], 1 when ``prev_db`` holds a frame (state)
+
+    Returns
+    -------
+    env : float64 [shape=(frames,)], half-wave rectified dB rise, averaged over bands
+    """
+    nf, nb = band_power.shape
+    env = np.zeros(nf)
+    inv_ref = 1.0 / reference_power
+    floor_lin = 10.0 ** (floor_db / 10.0)
+    for t in range(nf):
+        s = 0.0
+        for b in range(nb):
+            p = band_power[t, b] * inv_ref
+            db = 10.0 * math.log10(p if p > floor_lin else floor_lin)
+            if state[0] == 1:
+                d = db - prev_db[b]
+                if d > 0.0:
+                    s += d
+            prev_db[b] = db
+        env[t] = s / nb
+        state[0] = 1
+    return env
+
+
+@jit
+def percussive_share(band_power, silent, half_width):
+    """Share of energy in short bursts: a median-filter harmonic/percussive split.
+
+    Each band's harmonic part is its median over ``2 * half_width + 1`` frames (what
+    sustains); the percussive part is what rises above it. Returns the percussive
+    energy over the total, over non-silent frames, in [0, 1] (0.0 with no energy).
+    """
+    nf, nb = band_power.shape
+    w = 2 * half_width + 1
+    win = np.empty(w)
+    perc = 0.0
+    total = 0.0
+    for b in range(nb):
+        for t in range(nf):
+            if silent[t] != 0.0:
+                continue
+            lo = t - half_width
+            n = 0
+            for j in range(lo, lo + w):
+                if 0 <= j < nf:
+                    win[n] = band_power[j, b]
+                    n += 1
+            srt = np.sort(win[:n])
+            if n % 2 == 1:
+                med = srt[n // 2]
+            else:
+                med = 0.5 * (srt[n // 2 - 1] + srt[n // 2])
+            e = band_power[t, b]
+            total += e
+            if e > med:
+                perc += e - med
+    if total <= 0.0:
+        return 0.0
+    return perc / total
+
+
+@jit
+def count_peaks(env, pre_max, post_max, pre_avg, post_avg, delta, wait):
+    """Number of onsets picked from ``env`` (librosa.util.peak_pick's rule).
+
+    A frame is an onset when it is the maximum of ``env[t - pre_max : t + post_max + 1]``,
+    exceeds the mean of ``env[t - pre_avg : t + post_avg + 1]`` by ``delta``, and
+    comes at least ``wait`` frames after the previous onset.
+    """
+    n = env.shape[0]
+    count = 0
+    last = -wait - 1
+    for t in range(n):
+        v = env[t]
+        is_max = True
+        for j in range(max(0, t - pre_max), min(n, t + post_max + 1)):
+            if env[j] > v:
+                is_max = False
+                break
+        if not is_max:
+            continue
+        s = 0.0
+        c = 0
+        for j in range(max(0, t - pre_avg), min(n, t + post_avg + 1)):
+            s += env[j]
+            c += 1
+        if v < s / c + delta:
+            continue
+        if t - last > wait:
+            count += 1
+            last = t
+    return count
