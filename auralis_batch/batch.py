@@ -366,11 +366,14 @@ def _execute(
 def _run_alone(
     i: int, unit: list[Job], settings: RunSettings, inflight_dir: Path | None
 ) -> list[dict]:
-    from joblib import Parallel, delayed
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
+    # A process of its own (joblib with n_jobs=1 would run in this one, and a crash
+    # would take the whole run down); spawn, so nothing of this process is inherited.
     try:
-        solo = Parallel(n_jobs=1, backend="loky")
-        ((_, recs),) = solo([delayed(_indexed)(i, unit, settings, inflight_dir, True)])
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as solo:
+            _, recs = solo.submit(_indexed, i, unit, settings, inflight_dir, True).result()
         return recs
     except Exception as exc:
         if not _is_pool_crash(exc):
