@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -110,6 +111,27 @@ def _reason(exc: BaseException) -> str:
     return text[-1] if text else type(exc).__name__
 
 
+_DATA_LINE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+
+
+def _refuse_truncated(handle: sf.SoundFile, p: Path) -> None:
+    """A WAV/AIFF whose header declares more audio than the file holds is truncated.
+
+    libsndfile plays such a file up to where it ends and notes the mismatch in its
+    header report; a mastered copy of half a song would be silently wrong. Streaming
+    writers' placeholder sizes (0, 0xFFFFFFFF) are not a truncation.
+    """
+    m = _DATA_LINE.search(handle.extra_info or "")
+    if m is None:
+        return
+    declared, actual = int(m.group(1)), int(m.group(2))
+    if 0 < declared < 0xFFFFFFF0 and declared > actual:
+        raise DecodeError(
+            f"{p}: truncated: the header declares {declared} bytes of audio, "
+            f"the file holds {actual}"
+        )
+
+
 def iter_blocks(
     path: str | os.PathLike, *, block_frames: int = BLOCK_FRAMES
 ) -> Iterator[np.ndarray]:
@@ -124,6 +146,7 @@ def iter_blocks(
     except Exception as exc:
         raise DecodeError(f"{p}: not a readable audio file ({_reason(exc)})") from None
     with handle:
+        _refuse_truncated(handle, p)
         total = 0
         while True:
             try:
