@@ -450,13 +450,16 @@ def _print_analysis_table(records: list[dict]) -> None:
         "width",
         "cached",
     ):
-        table.add_column(col, justify="left" if col == "file" else "right")
+        if col == "file":  # the name, whole: full paths are in --json / --csv
+            table.add_column(col, justify="left", no_wrap=True, min_width=12)
+        else:
+            table.add_column(col, justify="right")
     for r in records:
         if "error" in r:
             continue
         fp = r["fingerprint"]
         table.add_row(
-            r["path"],
+            Path(r["path"]).name,
             _fmt(r["duration_s"]),
             _fmt(r["integrated_lufs"]),
             _fmt(r["true_peak_dbtp"]),
