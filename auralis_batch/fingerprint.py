@@ -73,6 +73,8 @@ FRAME_SECONDS = 0.0464  # -> 2048 samples at 44.1 and 48 kHz
 SILENCE_DBFS = -60.0
 ROLLOFF_PERCENT = 0.85
 PERCUSSIVE_HALF_WIDTH = 4  # frames each side of the median (9 frames, ~0.2 s)
+ONSET_MIN_RISE_DB = 1.0
+ONSET_RANGE_DB = 50.0  # bands more than this below the frame's loudest are floored
 TEMPO_BANDS = 32
 TEMPO_FLOOR_DB = -80.0
 _FFT_CHUNK = 64  # frames per FFT call: keeps the batch in cache
@@ -219,7 +221,9 @@ class TempoTracker:
         for i in range(0, frames.shape[0], _FFT_CHUNK):
             mag = np.abs(np.fft.rfft(frames[i : i + _FFT_CHUNK] * self._window, axis=1))
             bp = band_powers(mag, self._lo, self._hi)
-            self._env.append(log_flux(bp, self._ref, TEMPO_FLOOR_DB, self._prev, self._state))
+            self._env.append(
+                log_flux(bp, self._ref, TEMPO_FLOOR_DB, ONSET_RANGE_DB, self._prev, self._state)
+            )
 
     def envelope(self) -> np.ndarray:
         """Onset strength, one value per tempo frame."""
@@ -382,12 +386,15 @@ class FingerprintAnalyzer:
                 np.ascontiguousarray(table[:, :nb]),
                 (self.frame_length / 4.0) ** 2,
                 TEMPO_FLOOR_DB,
+                ONSET_RANGE_DB,
                 np.zeros(nb),
                 np.zeros(1, dtype=np.int64),
             )
             top = env.max()
             if top > 0:
-                env = env / top
+                # Normalised to the largest rise, but never to less than a 1 dB rise, so
+                # rounding noise of a steady signal is not blown up into onsets.
+                env = env / max(top, ONSET_MIN_RISE_DB)
                 # librosa.onset.onset_detect's peak_pick defaults, in frames
                 ms30 = max(1, int(round(0.03 * frame_rate)))
                 ms100 = max(1, int(round(0.10 * frame_rate)))
