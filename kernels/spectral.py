@@ -74,13 +74,13 @@ def downmix_stats(x, acc):
 
 
 @jit
-def frame_features(mag, frame_ms, silence_ms, band_lo, band_hi, bin_hz, roll_percent, prev, state):
-    """Features of a run of magnitude frames.
+def frame_features(frames, spec, silence_ms, band_lo, band_hi, bin_hz, roll_percent, prev, state):
+    """Features of a run of frames.
 
     Parameters
     ----------
-    mag : float64 [shape=(frames, bins)], ``|rfft|`` of windowed frames
-    frame_ms : float64 [shape=(frames,)], mean square of each (unwindowed) frame
+    frames : float64 [shape=(frames, n)], the unwindowed frames (for their mean square)
+    spec : complex128 [shape=(frames, bins)], ``rfft`` of the windowed frames
     silence_ms : float, frames with a smaller mean square are silent
     band_lo, band_hi : int64 [shape=(bands,)], bin range ``[lo, hi)`` of each band
     bin_hz : float, frequency step between bins
@@ -95,32 +95,34 @@ def frame_features(mag, frame_ms, silence_ms, band_lo, band_hi, bin_hz, roll_per
         magnitude spectra; NaN next to a silent frame), silent flag (0 or 1). The
         spectral columns are NaN for silent frames.
     """
-    nf, nb = mag.shape
+    nf, nb = spec.shape
+    n = frames.shape[1]
     nbands = band_lo.shape[0]
     out = np.empty((nf, nbands + 6))
+    m = np.empty(nb)
     for t in range(nf):
-        m = mag[t]
+        ms = 0.0
+        for i in range(n):
+            ms += frames[t, i] * frames[t, i]
+        ms /= n
+        total_p = 0.0
+        total_m = 0.0
+        weighted = 0.0
+        for k in range(nb):
+            c = spec[t, k]
+            p = c.real * c.real + c.imag * c.imag
+            v = math.sqrt(p)
+            m[k] = v
+            total_p += p
+            total_m += v
+            weighted += v * (k * bin_hz)
         for b in range(nbands):
             s = 0.0
             for k in range(band_lo[b], band_hi[b]):
                 s += m[k] * m[k]
             out[t, b] = s
-        total_p = 0.0
-        total_m = 0.0
-        weighted = 0.0
-        log_sum = 0.0
-        p_sum = 0.0
-        for k in range(nb):
-            v = m[k]
-            p = v * v
-            total_p += p
-            total_m += v
-            weighted += v * (k * bin_hz)
-            pt = p if p > FLATNESS_AMIN else FLATNESS_AMIN
-            log_sum += math.log(pt)
-            p_sum += pt
         out[t, nbands] = total_p
-        silent = frame_ms[t] < silence_ms or total_m <= 0.0
+        silent = ms < silence_ms or total_m <= 0.0
         out[t, nbands + 5] = 1.0 if silent else 0.0
         if silent:
             for j in range(1, 5):
@@ -137,6 +139,22 @@ def frame_features(mag, frame_ms, silence_ms, band_lo, band_hi, bin_hz, roll_per
                 roll = k * bin_hz
                 break
         out[t, nbands + 2] = roll
+        # Geometric mean of the floored power: one log per 16 bins (the products stay
+        # within 1e-160 .. 1e96 for |X| <= n / 2, far inside float64).
+        log_sum = 0.0
+        p_sum = 0.0
+        k = 0
+        while k < nb:
+            prod = 1.0
+            stop = min(nb, k + 16)
+            for j in range(k, stop):
+                pt = m[j] * m[j]
+                if pt < FLATNESS_AMIN:
+                    pt = FLATNESS_AMIN
+                prod *= pt
+                p_sum += pt
+            log_sum += math.log(prod)
+            k = stop
         out[t, nbands + 3] = math.exp(log_sum / nb) / (p_sum / nb)
         norm = math.sqrt(total_p)
         if state[0] == 1:

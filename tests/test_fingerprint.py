@@ -40,11 +40,11 @@ def _features(y: np.ndarray):
     """Our kernel and librosa on the very same magnitude frames."""
     import librosa
 
-    mag = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP, center=False, window="hann"))
-    frames = _frames(y)
+    spec = librosa.stft(y, n_fft=N_FFT, hop_length=HOP, center=False, window="hann", dtype=complex)
+    mag = np.abs(spec)
     got = frame_features(
-        np.ascontiguousarray(mag.T),
-        (frames**2).mean(axis=1),
+        np.ascontiguousarray(_frames(y)),
+        np.ascontiguousarray(spec.T),
         0.0,
         np.zeros(1, dtype=np.int64),
         np.ones(1, dtype=np.int64),
