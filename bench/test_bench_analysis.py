@@ -9,37 +9,14 @@ equivalent (STFT, centroid, rolloff, flatness + ``beat.beat_track``); tempo alon
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import CORPUS, SR, best_alternating
 
 from auralis_batch.analysis import analyze_array
 from auralis_batch.fingerprint import estimate_tempo
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.signals import drum_pattern
-
 librosa = pytest.importorskip("librosa")
-
-SR = 44100
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
-
-
-@pytest.fixture(scope="module")
-def track() -> np.ndarray:
-    n = 240 * SR
-    src = CORPUS / "loyalists.ogg"
-    if src.exists():
-        import soundfile as sf
-
-        x, sr = sf.read(src, always_2d=True)
-        assert sr == SR
-        x = np.tile(x.T, (1, n // x.shape[0] + 1))[:, :n]
-    else:
-        x = drum_pattern(124.0, seconds=240.0, bass=True, pads=True)
-    return np.ascontiguousarray(x)
 
 
 def librosa_equivalent(x: np.ndarray) -> float:
@@ -56,18 +33,6 @@ def librosa_tempo(x: np.ndarray) -> float:
     y = np.ascontiguousarray(x.mean(axis=0), dtype=np.float32)
     tempo, _ = librosa.beat.beat_track(y=y, sr=SR)
     return float(np.atleast_1d(tempo)[0])
-
-
-def _best_alternating(fns: dict, rounds: int) -> dict:
-    import time
-
-    best = dict.fromkeys(fns, float("inf"))
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
-    return best
 
 
 @pytest.mark.parametrize(
@@ -88,7 +53,7 @@ def test_analysis_speed(benchmark, track, impl):
 
 def test_analysis_goals(track):
     analyze_array(track[:, : 10 * SR], SR)
-    best = _best_alternating(
+    best = best_alternating(
         {
             "full": lambda: analyze_array(track, SR, tempo=True),
             "no_tempo": lambda: analyze_array(track, SR, tempo=False),

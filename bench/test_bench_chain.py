@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SR, best_alternating
 from scipy import signal
 
 from auralis_batch.dynamics import Compressor, Limiter
@@ -22,26 +22,7 @@ from auralis_batch.pipeline import master_array
 from auralis_batch.presets import load_preset
 from kernels.biquad import sos_filter
 
-SR = 44100
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 PRESET = load_preset("gentle")
-
-
-@pytest.fixture(scope="module")
-def track() -> np.ndarray:
-    n = 240 * SR
-    src = CORPUS / "loyalists.ogg"
-    if src.exists():
-        import soundfile as sf
-
-        x, sr = sf.read(src, always_2d=True)
-        assert sr == SR
-        x = np.tile(x.T, (1, n // x.shape[0] + 1))[:, :n]
-    else:
-        rng = np.random.default_rng(0)
-        t = np.arange(n) / SR
-        x = 0.3 * np.sin(2 * np.pi * 110 * t) + 0.1 * rng.standard_normal((2, n))
-    return np.ascontiguousarray(x * (0.5 / np.abs(x).max()))
 
 
 def ours_render(x: np.ndarray) -> np.ndarray:
@@ -112,25 +93,12 @@ def test_eq_cascade(benchmark, track, impl):
     assert y.shape == track.shape
 
 
-def _best_alternating(fns: dict, rounds: int) -> dict:
-    """Best wall time of each callable, alternating them so machine load hits all alike."""
-    import time
-
-    best = dict.fromkeys(fns, float("inf"))
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
-    return best
-
-
 def test_eq_at_least_1_5x_faster_than_scipy(track):
     """Goal: EQ cascade >= 1.5x scipy.signal.sosfilt (measured about 2.8x)."""
     sos = design_eq(PRESET.eq, SR)
     zi = np.zeros((2, sos.shape[0], 2))
     sos_filter(track[:, :100], sos, zi)
-    best = _best_alternating(
+    best = best_alternating(
         {
             "ours": lambda: sos_filter(track, sos, zi),
             "scipy": lambda: signal.sosfilt(sos, track, axis=-1),
@@ -146,7 +114,7 @@ def test_render_chain_at_least_twice_as_fast_as_pedalboard(track):
     board = pedalboard_chain()
     x32 = track.astype(np.float32)
     ours_render(track[:, :SR])
-    best = _best_alternating(
+    best = best_alternating(
         {"ours": lambda: ours_render(track), "pedalboard": lambda: board(x32, SR)}, rounds=2
     )
     print(f"\nrender 4 min: ours {best['ours']:.3f} s, pedalboard {best['pedalboard']:.3f} s")

@@ -192,8 +192,8 @@ def gated_loudness(powers, relative_gate_lu):
 @jit
 def loudness_range(short_term_powers):
     """Loudness range per EBU Tech 3342: short-term values gated at -70 LUFS and
-    -20 LU below their mean power, LRA = 95th - 10th percentile (linear interpolation
-    between ranks); 0 when fewer than two values survive the gates."""
+    -20 LU below their mean power, LRA = 95th - 10th percentile (nearest rank); 0 when
+    fewer than two values survive the gates."""
     abs_threshold = 10.0 ** ((ABSOLUTE_GATE_LUFS - LUFS_OFFSET) / 10.0)
     kept = np.empty(short_term_powers.shape[0])
     n = 0
@@ -222,11 +222,9 @@ def loudness_range(short_term_powers):
 
 @jit
 def _percentile_sorted(vals, q):
-    pos = (vals.shape[0] - 1) * q / 100.0
-    i = int(math.floor(pos))
-    frac = pos - i
-    if i + 1 < vals.shape[0]:
-        return vals[i] + frac * (vals[i + 1] - vals[i])
+    """Nearest rank, rounded, as in EBU Tech 3342's own computation (and libebur128):
+    ``vals[round((n - 1) q / 100)]``."""
+    i = int(math.floor((vals.shape[0] - 1) * q / 100.0 + 0.5))
     return vals[i]
 
 

@@ -47,6 +47,7 @@ def _bank_gain(bank):
 
 
 CHUNK = 32
+RUN_CHUNKS = 8
 
 
 @jit
@@ -55,7 +56,10 @@ def true_peak_block(x, bank, history, floor):
 
     Exact, but fast: a chunk of output positions is skipped when the bound
     ``gain * max|input window|`` cannot beat the running maximum (or ``floor``, the
-    peak already found in earlier blocks). On music almost every chunk is skipped.
+    peak already found in earlier blocks); on music most chunks are. The bound reads
+    per-chunk maxima of |x| from one vectorised pass. Short runs of chunks that need
+    exact values are interpolated with the outputs as vector lanes, each output summing
+    its taps in order (the bits of a per-output loop).
 
     Parameters
     ----------
@@ -75,28 +79,54 @@ def true_peak_block(x, bank, history, floor):
     gain = _bank_gain(bank)
     peaks = floor.copy()
     new_hist = np.empty_like(history)
-    buf = np.empty(hist_len + n)
+    n_chunks = (n + CHUNK - 1) // CHUNK
+    n_back = (hist_len + CHUNK - 1) // CHUNK  # earlier chunks a window reaches into
+    xmax = np.empty(n_chunks)
+    win = np.empty(RUN_CHUNKS * CHUNK + hist_len)
+    out = np.empty(RUN_CHUNKS * CHUNK)
     for c in range(n_ch):
-        buf[:hist_len] = history[c]
-        buf[hist_len:] = x[c]
-        best = peaks[c]
-        for start in range(0, n, CHUNK):
-            stop = min(start + CHUNK, n)
+        xc = x[c]
+        for q in range(n_chunks):
             m = 0.0
-            for j in range(start, stop + hist_len):
-                a = abs(buf[j])
+            for t in range(q * CHUNK, min((q + 1) * CHUNK, n)):
+                a = abs(xc[t])
                 if a > m:
                     m = a
-            if m * gain <= best:
+            xmax[q] = m
+        hmax = 0.0
+        for t in range(hist_len):
+            hmax = max(hmax, abs(history[c, t]))
+        best = peaks[c]
+        j = 0
+        while j < n_chunks:
+            if _window_max(xmax, hmax, j, n_back) * gain <= best:
+                j += 1
                 continue
-            for i in range(start, stop):
-                for p in range(n_ph):
-                    acc = 0.0
-                    for k in range(n_taps):
-                        acc += bank[p, k] * buf[i + k]
-                    a = abs(acc)
+            j2 = j + 1  # a short run of chunks that need exact values, so best keeps up
+            while (
+                j2 < n_chunks
+                and j2 - j < RUN_CHUNKS
+                and _window_max(xmax, hmax, j2, n_back) * gain > best
+            ):
+                j2 += 1
+            lo = j * CHUNK
+            size = min(j2 * CHUNK, n) - lo
+            # the run's inputs: history then x, as one window
+            for t in range(size + hist_len):
+                u = lo + t
+                win[t] = history[c, u] if u < hist_len else xc[u - hist_len]
+            for p in range(n_ph):
+                for i in range(size):
+                    out[i] = 0.0
+                for k in range(n_taps):
+                    b = bank[p, k]
+                    for i in range(size):
+                        out[i] += b * win[i + k]
+                for i in range(size):
+                    a = abs(out[i])
                     if a > best:
                         best = a
+            j = j2
         peaks[c] = best
         if n >= hist_len:
             new_hist[c] = x[c, n - hist_len :]
@@ -104,6 +134,20 @@ def true_peak_block(x, bank, history, floor):
             new_hist[c, : hist_len - n] = history[c, n:]
             new_hist[c, hist_len - n :] = x[c]
     return peaks, new_hist
+
+
+@jit(inline="always")
+def _window_max(xmax, hmax, j, n_back):
+    """Bound on |input| over output chunk ``j``'s interpolation window: its own chunk,
+    the ``n_back`` before it, and the history when the window reaches into it."""
+    m = xmax[j]
+    for s in range(1, n_back + 1):
+        if j - s >= 0:
+            if xmax[j - s] > m:
+                m = xmax[j - s]
+        elif hmax > m:
+            m = hmax
+    return m
 
 
 @jit(fastmath={"reassoc", "contract"})
