@@ -11,9 +11,11 @@ final name.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,8 +246,10 @@ class AtomicWriter:
         self.subtype = subtype
         self._tmp: Path | None = None
         self._sf: sf.SoundFile | None = None
+        self._started = 0.0
 
     def __enter__(self) -> AtomicWriter:
+        self._started = time.time()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(
@@ -288,6 +292,16 @@ class AtomicWriter:
         except Exception as err:
             self._cleanup()
             raise OutputError(f"{self.path}: cannot finish output ({_reason(err)})") from None
+        self._sweep_stale()
+
+    def _sweep_stale(self) -> None:
+        """Remove temporaries of this output left by a run that was killed (kill -9,
+        power loss) before it could clean up: those last written before we started."""
+        pattern = f".{glob.escape(self.path.name)}.*.partial"
+        for stale in self.path.parent.glob(pattern):
+            with contextlib.suppress(OSError):
+                if stale.stat().st_mtime < self._started:
+                    stale.unlink()
 
     def _cleanup(self) -> None:
         if self._sf is not None:

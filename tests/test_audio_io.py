@@ -138,3 +138,18 @@ def test_tpdf_dither_noise_power_and_independence():
     assert np.var(err) == pytest.approx(0.25, rel=0.03)
     assert abs(err.mean()) < 0.01
     assert abs(np.corrcoef(err, x[0])[0, 1]) < 0.01
+
+
+def test_finished_output_sweeps_temporaries_of_a_killed_run(tmp_path):
+    import os
+
+    dst = tmp_path / "a.flac"
+    stale = tmp_path / ".a.flac.k1ll3d.partial"  # left by a run killed mid-write
+    stale.write_bytes(b"half a file")
+    os.utime(stale, (1_000_000_000, 1_000_000_000))
+    other = tmp_path / ".b.flac.x.partial"  # another output's: not ours to touch
+    other.write_bytes(b"x")
+    os.utime(other, (1_000_000_000, 1_000_000_000))
+    with AtomicWriter(dst, sample_rate=44100, channels=1, fmt="flac", subtype="PCM_16") as w:
+        w.write(np.zeros((100, 1), dtype=np.int16))
+    assert dst.exists() and not stale.exists() and other.exists()
