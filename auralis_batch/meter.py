@@ -24,6 +24,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from kernels.loudness import (
+    LANES,
     LRA_HOP_SUBBLOCKS,
     RELATIVE_GATE_LU,
     SUBBLOCKS_MOMENTARY,
@@ -33,7 +34,6 @@ from kernels.loudness import (
     k_weighting_sos,
     kweighted_subblock_power,
     loudness_range,
-    max_abs_per_channel,
 )
 from kernels.truepeak import polyphase_bank, true_peak_block
 
@@ -122,7 +122,7 @@ class LoudnessMeter:
             )
         self._sos = k_weighting_sos(self.sample_rate)
         self._zi = np.zeros((self.channels, 2, 2))
-        self._acc = np.zeros(self.channels)
+        self._acc = np.zeros((self.channels, LANES))
         self._count = 0
         self._subblock = int(round(0.1 * self.sample_rate))
         self._powers: list[np.ndarray] = []
@@ -142,15 +142,19 @@ class LoudnessMeter:
         if x.shape[1] == 0:
             return
         x = np.ascontiguousarray(x, dtype=np.float64)
-        if not np.isfinite(x).all():
-            raise AudioError("meter: block contains NaN or infinite samples")
-        p, self._zi, self._acc, self._count = kweighted_subblock_power(
+        p, zi, acc, count = kweighted_subblock_power(
             x, self._sos, self._zi, self._acc, self._count, self._subblock
         )
+        # A NaN or infinite sample reaches the filter state and the sums of squares
+        # (and stays there): checking those small arrays spares a pass over the block.
+        if not (np.isfinite(zi).all() and np.isfinite(acc).all() and np.isfinite(p).all()):
+            raise AudioError("meter: block contains NaN or infinite samples")
+        self._zi, self._acc, self._count = zi, acc, count
         if p.shape[1]:
             self._powers.append(p)
-        self._tp, self._tp_hist = true_peak_block(x, self._bank, self._tp_hist, self._tp)
-        self._peak = max_abs_per_channel(x, self._peak)
+        self._tp, self._peak, self._tp_hist = true_peak_block(
+            x, self._bank, self._tp_hist, self._tp, self._peak
+        )
         self.frames += x.shape[1]
 
     def _sub_powers(self) -> np.ndarray:

@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from ._jit import jit
+from .biquad import _pair
 
 # BS.1770-4 constants.
 LUFS_OFFSET = -0.691  # eq. 2: L = -0.691 + 10 log10(sum G_i z_i)
@@ -62,16 +63,25 @@ def k_weighting_sos(sample_rate: float) -> np.ndarray:
     return np.array([shelf, highpass], dtype=np.float64)
 
 
+LANES = 8  # partial sums per sub-block: the squares vectorise, and stay streamable
+_KW_CHUNK = 4096  # samples filtered into scratch at a time
+
+
 @jit
 def kweighted_subblock_power(x, sos, zi, acc, count, subblock_len):
     """K-weight ``x`` and reduce it to mean-square power per complete sub-block.
 
+    The two filter stages run as one cascade with channel pairs as vector lanes
+    (:mod:`kernels.biquad`). Each sub-block's sum of squares is kept as ``LANES``
+    partial sums, sample ``m`` of the sub-block going to sum ``m % LANES`` in arrival
+    order, so the sums vectorise and a stream cut anywhere gives the same bits.
+
     Parameters
     ----------
-    x : float64 [shape=(channels, n)]
+    x : float64 [shape=(channels, n)], C-contiguous
     sos : float64 [shape=(2, 6)] from :func:`k_weighting_sos`
     zi : float64 [shape=(channels, 2, 2)] filter state
-    acc : float64 [shape=(channels,)] running sum of squares of the open sub-block
+    acc : float64 [shape=(channels, LANES)] partial sums of squares of the open sub-block
     count : int, samples already in the open sub-block
     subblock_len : int, samples per 100 ms sub-block
 
@@ -84,50 +94,100 @@ def kweighted_subblock_power(x, sos, zi, acc, count, subblock_len):
     n_done = (count + n) // subblock_len
     power = np.empty((n_ch, n_done))
     zf = zi.copy()
-    acc_out = acc.copy()
-    count_out = count
+    lanes = acc.copy()
     inv = 1.0 / subblock_len
-    b0 = sos[0, 0]
-    b1 = sos[0, 1]
-    b2 = sos[0, 2]
-    a1 = sos[0, 4]
-    a2 = sos[0, 5]
-    c0 = sos[1, 0]
-    c1 = sos[1, 1]
-    c2 = sos[1, 2]
-    d1 = sos[1, 4]
-    d2 = sos[1, 5]
-    for c in range(n_ch):
-        z0 = zf[c, 0, 0]
-        z1 = zf[c, 0, 1]
-        w0 = zf[c, 1, 0]
-        w1 = zf[c, 1, 1]
-        s = acc[c]
+    coefs = np.empty((2, 5))
+    for s in range(2):
+        coefs[s, 0] = sos[s, 0]
+        coefs[s, 1] = sos[s, 1]
+        coefs[s, 2] = sos[s, 2]
+        coefs[s, 3] = sos[s, 4]
+        coefs[s, 4] = sos[s, 5]
+    ybuf = np.empty((2, _KW_CHUNK))
+    z = np.empty((2, 2, 2))
+    for c in range(0, n_ch, 2):
+        c1 = c + 1 if c + 1 < n_ch else c  # an odd last channel runs in both lanes
+        for s in range(2):
+            for q in range(2):
+                z[s, q, 0] = zf[c, s, q]
+                z[s, q, 1] = zf[c1, s, q]
         m = count
         k = 0
-        xc = x[c]
-        for i in range(n):
-            v = xc[i]
-            y = b0 * v + z0
-            z0 = b1 * v - a1 * y + z1
-            z1 = b2 * v - a2 * y
-            u = c0 * y + w0
-            w0 = c1 * y - d1 * u + w1
-            w1 = c2 * y - d2 * u
-            s += u * u
-            m += 1
-            if m == subblock_len:
-                power[c, k] = s * inv
-                k += 1
-                s = 0.0
-                m = 0
-        zf[c, 0, 0] = z0
-        zf[c, 0, 1] = z1
-        zf[c, 1, 0] = w0
-        zf[c, 1, 1] = w1
-        acc_out[c] = s
-        count_out = m
-    return power, zf, acc_out, count_out
+        for start in range(0, n, _KW_CHUNK):
+            size = min(_KW_CHUNK, n - start)
+            y0 = ybuf[0, :size]
+            y1 = ybuf[1, :size]
+            _pair(x[c, start : start + size], x[c1, start : start + size], y0, y1, coefs, z)
+            i = 0
+            while i < size:
+                seg = min(size - i, subblock_len - m)
+                _add_squares(lanes[c], y0, i, seg, m)
+                if c1 != c:
+                    _add_squares(lanes[c1], y1, i, seg, m)
+                i += seg
+                m += seg
+                if m == subblock_len:
+                    for ch in range(c, c1 + 1):
+                        total = 0.0
+                        for j in range(LANES):
+                            total += lanes[ch, j]
+                            lanes[ch, j] = 0.0
+                        power[ch, k] = total * inv
+                    k += 1
+                    m = 0
+        for s in range(2):
+            for q in range(2):
+                zf[c, s, q] = z[s, q, 0]
+                zf[c1, s, q] = z[s, q, 1]
+    return power, zf, lanes, (count + n) % subblock_len
+
+
+@jit(inline="always")
+def _add_squares(lanes, y, i, seg, m):
+    """``lanes[(m + t) % LANES] += y[i + t] ** 2`` for t in 0..seg-1, in order."""
+    o = m % LANES
+    s0 = lanes[o % LANES]
+    s1 = lanes[(o + 1) % LANES]
+    s2 = lanes[(o + 2) % LANES]
+    s3 = lanes[(o + 3) % LANES]
+    s4 = lanes[(o + 4) % LANES]
+    s5 = lanes[(o + 5) % LANES]
+    s6 = lanes[(o + 6) % LANES]
+    s7 = lanes[(o + 7) % LANES]
+    full = seg - seg % LANES
+    for t in range(i, i + full, LANES):
+        s0 += y[t] * y[t]
+        s1 += y[t + 1] * y[t + 1]
+        s2 += y[t + 2] * y[t + 2]
+        s3 += y[t + 3] * y[t + 3]
+        s4 += y[t + 4] * y[t + 4]
+        s5 += y[t + 5] * y[t + 5]
+        s6 += y[t + 6] * y[t + 6]
+        s7 += y[t + 7] * y[t + 7]
+    rest = seg - full
+    t = i + full
+    if rest > 0:
+        s0 += y[t] * y[t]
+    if rest > 1:
+        s1 += y[t + 1] * y[t + 1]
+    if rest > 2:
+        s2 += y[t + 2] * y[t + 2]
+    if rest > 3:
+        s3 += y[t + 3] * y[t + 3]
+    if rest > 4:
+        s4 += y[t + 4] * y[t + 4]
+    if rest > 5:
+        s5 += y[t + 5] * y[t + 5]
+    if rest > 6:
+        s6 += y[t + 6] * y[t + 6]
+    lanes[o % LANES] = s0
+    lanes[(o + 1) % LANES] = s1
+    lanes[(o + 2) % LANES] = s2
+    lanes[(o + 3) % LANES] = s3
+    lanes[(o + 4) % LANES] = s4
+    lanes[(o + 5) % LANES] = s5
+    lanes[(o + 6) % LANES] = s6
+    lanes[(o + 7) % LANES] = s7
 
 
 @jit
@@ -226,18 +286,3 @@ def _percentile_sorted(vals, q):
     ``vals[round((n - 1) q / 100)]``."""
     i = int(math.floor((vals.shape[0] - 1) * q / 100.0 + 0.5))
     return vals[i]
-
-
-@jit
-def max_abs_per_channel(x, peaks):
-    """Running per-channel sample peak: returns ``max(peaks, max|x|)``."""
-    n_ch, n = x.shape
-    out = peaks.copy()
-    for c in range(n_ch):
-        m = out[c]
-        for i in range(n):
-            a = abs(x[c, i])
-            if a > m:
-                m = a
-        out[c] = m
-    return out

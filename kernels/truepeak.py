@@ -30,6 +30,10 @@ def polyphase_bank(oversample: int = 4, taps_per_phase: int = 24, beta: float = 
     for p in range(oversample):
         phase = h[p::oversample][:taps_per_phase]
         bank[p] = phase / phase.sum()
+    # Phase 0 is the sample instant: sinc's zeros make it a unit impulse, exactly here
+    # (np.sinc leaves ~1e-17 at its zeros), so its outputs are the samples themselves.
+    bank[0] = 0.0
+    bank[0, taps_per_phase // 2] = 1.0
     return np.ascontiguousarray(bank[:, ::-1])  # reversed: dot with oldest..newest
 
 
@@ -51,7 +55,7 @@ RUN_CHUNKS = 8
 
 
 @jit
-def true_peak_block(x, bank, history, floor):
+def true_peak_block(x, bank, history, floor, sample_floor):
     """Per-channel max |interpolated sample| of one block (BS.1770-4 Annex 2).
 
     Exact, but fast: a chunk of output positions is skipped when the bound
@@ -67,10 +71,12 @@ def true_peak_block(x, bank, history, floor):
     bank : float64 [shape=(phases, taps)] from :func:`polyphase_bank`
     history : float64 [shape=(channels, taps - 1)], last input samples of the previous block
     floor : float64 [shape=(channels,)], peaks known so far (zeros to start)
+    sample_floor : float64 [shape=(channels,)], sample peaks known so far
 
     Returns
     -------
     peaks : float64 [shape=(channels,)] ``max(floor, true peak of this block)``, linear
+    sample_peaks : float64 [shape=(channels,)] ``max(sample_floor, max|x|)``, linear
     history : float64 [shape=(channels, taps - 1)] state for the next block
     """
     n_ch, n = x.shape
@@ -78,6 +84,7 @@ def true_peak_block(x, bank, history, floor):
     hist_len = n_taps - 1
     gain = _bank_gain(bank)
     peaks = floor.copy()
+    sample_peaks = sample_floor.copy()
     new_hist = np.empty_like(history)
     n_chunks = (n + CHUNK - 1) // CHUNK
     n_back = (hist_len + CHUNK - 1) // CHUNK  # earlier chunks a window reaches into
@@ -93,10 +100,15 @@ def true_peak_block(x, bank, history, floor):
                 if a > m:
                     m = a
             xmax[q] = m
+            if m > sample_peaks[c]:
+                sample_peaks[c] = m
         hmax = 0.0
         for t in range(hist_len):
             hmax = max(hmax, abs(history[c, t]))
-        best = peaks[c]
+        # Phase 0 reproduces the samples exactly (a unit impulse), so the block's
+        # sample peak is already one of the values: start from it, and interpolate
+        # only the other phases.
+        best = max(peaks[c], sample_peaks[c])
         j = 0
         while j < n_chunks:
             if _window_max(xmax, hmax, j, n_back) * gain <= best:
@@ -115,7 +127,7 @@ def true_peak_block(x, bank, history, floor):
             for t in range(size + hist_len):
                 u = lo + t
                 win[t] = history[c, u] if u < hist_len else xc[u - hist_len]
-            for p in range(n_ph):
+            for p in range(1, n_ph):
                 for i in range(size):
                     out[i] = 0.0
                 for k in range(n_taps):
@@ -133,7 +145,7 @@ def true_peak_block(x, bank, history, floor):
         else:
             new_hist[c, : hist_len - n] = history[c, n:]
             new_hist[c, hist_len - n :] = x[c]
-    return peaks, new_hist
+    return peaks, sample_peaks, new_hist
 
 
 @jit(inline="always")
