@@ -77,11 +77,12 @@ def _analyse_stream(blocks, sample_rate: int, channels: int, *, tempo: bool, has
     fp = FingerprintAnalyzer(sample_rate, channels, tempo=tempo)
     frames = 0
     for block in blocks:
-        meter.process(block)
-        fp.process(block)
         if hasher is not None:
             hasher.update(block)
-        frames += block.shape[1]
+        x = np.ascontiguousarray(block, dtype=np.float64)  # one copy for both
+        meter.process(x)
+        fp.process(x)
+        frames += x.shape[1]
     loud = meter.result()
     finger = fp.finish(
         true_peak_dbtp=loud.true_peak_dbtp,

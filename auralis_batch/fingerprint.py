@@ -12,9 +12,10 @@ Analysis rate and frames (chosen for speed; every field is in Hz or dB, not bins
 * Spectral frames: periodic Hann, about 46 ms (2048 samples at 44.1/48 kHz), hop of
   half a frame. Frames whose mean square is below -60 dBFS are silent: they count in
   ``silence_ratio`` and are left out of the spectral statistics.
-* Tempo frames (only when tempo is on): the stream is halved again (22.05 kHz),
-  frames of 512 with a hop of 256 (11.6 ms), 32 log-spaced bands from 30 Hz, onset
-  strength = mean dB rise per band (see :mod:`kernels.tempo`).
+* Tempo frames (only when tempo is on): periodic Hann, about 23 ms (1024 samples at
+  44.1/48 kHz) with a hop of half a frame (11.6 ms at 44.1 kHz), 32 log-spaced bands
+  from 30 Hz to 16 kHz, onset strength = mean dB rise per band (see
+  :mod:`kernels.tempo`).
 
 Field definitions:
 
@@ -52,7 +53,7 @@ from kernels.tempo import autocorrelation, band_powers, detrend, tempo_from_acf
 
 from .errors import AudioError
 
-FINGERPRINT_VERSION = 1
+FINGERPRINT_VERSION = 2  # 2: tempo bands from the full-rate spectrum
 #: Spectral analysis runs at the source rate divided by the largest integer that keeps
 #: it at or above this rate (44.1 and 48 kHz are analysed as they are).
 ANALYSIS_SAMPLE_RATE = 44100
@@ -152,6 +153,12 @@ def _periodic_hann(n: int) -> np.ndarray:
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
 
 
+def _frame_view(signal: np.ndarray, n: int, hop: int, count: int) -> np.ndarray:
+    if count == 0:
+        return np.zeros((0, n))
+    return np.lib.stride_tricks.sliding_window_view(signal, n)[::hop][:count]
+
+
 class _Framer:
     """Cuts a mono stream into frames of ``n`` samples every ``hop``, across blocks."""
 
@@ -161,16 +168,21 @@ class _Framer:
         self._tail = np.zeros(0)
         self.frames = 0
 
-    def push(self, x: np.ndarray) -> np.ndarray:
+    def push_signal(self, x: np.ndarray) -> tuple[np.ndarray, int]:
+        """``(signal, count)``: frame ``t < count`` is ``signal[t * hop :][:n]``."""
         buf = np.concatenate((self._tail, x)) if self._tail.size else x
         if buf.shape[0] < self.n:
             self._tail = buf.copy()
-            return np.zeros((0, self.n))
+            return buf[:0], 0
         count = (buf.shape[0] - self.n) // self.hop + 1
-        view = np.lib.stride_tricks.sliding_window_view(buf, self.n)[:: self.hop][:count]
         self._tail = buf[count * self.hop :].copy()
         self.frames += count
-        return view
+        return np.ascontiguousarray(buf[: (count - 1) * self.hop + self.n]), count
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        """The frames completed by ``x``, as a ``(count, n)`` view."""
+        signal, count = self.push_signal(x)
+        return _frame_view(signal, self.n, self.hop, count)
 
     def flush_if_empty(self) -> np.ndarray:
         """One zero-padded frame when the whole stream was shorter than a frame."""
@@ -202,13 +214,12 @@ def _tempo_bands(bin_hz: float, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
 class TempoTracker:
     """Streaming onset envelope and tempo of a mono stream at ``rate`` Hz.
 
-    Streams at 32 kHz and above are halved first (onsets need no more than 11 kHz of
-    bandwidth), so the envelope costs half the FFT work at the same 11.6 ms hop.
+    Frames of about 23 ms (1024 samples at 44.1 kHz) every 11.6 ms; band powers from
+    30 Hz to 16 kHz.
     """
 
     def __init__(self, rate: float) -> None:
-        self._half = _Decimator(int(rate), 2) if rate >= 32000 else None
-        self.rate = float(rate) / (2 if self._half is not None else 1)
+        self.rate = float(rate)
         frame_length = _frame_length(self.rate) // 2
         self._framer = _Framer(frame_length, frame_length // 2)
         self._window = _periodic_hann(frame_length)
@@ -221,14 +232,12 @@ class TempoTracker:
         self.frame_rate = self.rate / (frame_length // 2)
 
     def push(self, mono: np.ndarray) -> None:
-        if self._half is not None:
-            mono = self._half.push(mono)
         self._frames(self._framer.push(mono))
 
     def _frames(self, frames: np.ndarray) -> None:
         for i in range(0, frames.shape[0], _FFT_CHUNK):
-            mag = np.abs(np.fft.rfft(frames[i : i + _FFT_CHUNK] * self._window, axis=1))
-            bp = band_powers(mag, self._lo, self._hi)
+            spec = np.fft.rfft(frames[i : i + _FFT_CHUNK] * self._window, axis=1)
+            bp = band_powers(spec, self._lo, self._hi)
             self._env.append(
                 log_flux(bp, self._ref, TEMPO_FLOOR_DB, ONSET_RANGE_DB, self._prev, self._state)
             )
@@ -322,17 +331,21 @@ class FingerprintAnalyzer:
         self.samples += x.shape[1]
         if self._decimator is not None:
             mono = self._decimator.push(mono)
-        self._spectral(self._framer.push(mono))
+        self._spectral(*self._framer.push_signal(mono))
         if self._tempo is not None:
             self._tempo.push(mono)
 
-    def _spectral(self, frames: np.ndarray) -> None:
-        for i in range(0, frames.shape[0], _FFT_CHUNK):
-            chunk = frames[i : i + _FFT_CHUNK]
-            spec = np.fft.rfft(chunk * self._window, axis=1)
+    def _spectral(self, signal: np.ndarray, count: int) -> None:
+        n = self.frame_length
+        hop = self._framer.hop
+        for i in range(0, count, _FFT_CHUNK):
+            c = min(_FFT_CHUNK, count - i)
+            seg = signal[i * hop : i * hop + (c - 1) * hop + n]
+            spec = np.fft.rfft(_frame_view(seg, n, hop, c) * self._window, axis=1)
             self._rows.append(
                 frame_features(
-                    chunk,
+                    seg,
+                    hop,
                     spec,
                     self._silence_ms,
                     self._band_lo,
@@ -353,7 +366,8 @@ class FingerprintAnalyzer:
         short_term_lufs: np.ndarray | None = None,
     ) -> Fingerprint:
         """The fingerprint; loudness figures come from the meter that saw the same stream."""
-        self._spectral(self._framer.flush_if_empty())
+        last = self._framer.flush_if_empty()
+        self._spectral(last.reshape(-1), last.shape[0])
         table = np.concatenate(self._rows) if self._rows else np.zeros((0, 7 + 6))
         nb = len(BAND_EDGES_HZ)
         silent = table[:, nb + 5]

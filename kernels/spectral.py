@@ -20,9 +20,12 @@ import numpy as np
 from ._jit import jit
 
 FLATNESS_AMIN = 1e-10  # librosa's amin for spectral_flatness
+# Sums may be reassociated (and multiply-adds fused) so they vectorise; both flags keep
+# NaN/Inf semantics. Per-frame features do not depend on how the stream was cut.
+SUMS = {"reassoc", "contract"}
 
 
-@jit
+@jit(fastmath=SUMS)
 def downmix_stats(x, acc):
     """Mono downmix of ``x`` and running time-domain statistics.
 
@@ -38,33 +41,32 @@ def downmix_stats(x, acc):
     mono : float64 [shape=(n,)], the mean of the channels
     """
     ch, n = x.shape
-    mono = np.zeros(n)
+    mono = np.empty(n)
     peak = acc[0]
-    ss = 0.0
-    for c in range(ch):
-        row = x[c]
-        for i in range(n):
-            v = row[i]
-            mono[i] += v
-            a = abs(v)
-            if a > peak:
-                peak = a
-            ss += v * v
-    inv = 1.0 / ch
-    for i in range(n):
-        mono[i] *= inv
+    left = x[0]
+    right = x[1 if ch > 1 else 0]
     ll = 0.0
     rr = 0.0
     lr = 0.0
-    r_idx = 1 if ch > 1 else 0
-    left = x[0]
-    right = x[r_idx]
-    for i in range(n):
+    for i in range(n):  # the front pair, in one pass
         a = left[i]
         b = right[i]
         ll += a * a
         rr += b * b
         lr += a * b
+        mono[i] = a + b if ch > 1 else a
+        peak = max(peak, abs(a), abs(b))
+    ss = ll + rr if ch > 1 else ll
+    for c in range(2, ch):  # any further channels
+        row = x[c]
+        for i in range(n):
+            v = row[i]
+            mono[i] += v
+            ss += v * v
+            peak = max(peak, abs(v))
+    inv = 1.0 / ch
+    for i in range(n):
+        mono[i] *= inv
     acc[0] = peak
     acc[1] += ss
     acc[2] += ll
@@ -73,13 +75,17 @@ def downmix_stats(x, acc):
     return mono
 
 
-@jit
-def frame_features(frames, spec, silence_ms, band_lo, band_hi, bin_hz, roll_percent, prev, state):
+@jit(fastmath=SUMS)
+def frame_features(
+    signal, hop, spec, silence_ms, band_lo, band_hi, bin_hz, roll_percent, prev, state
+):
     """Features of a run of frames.
 
     Parameters
     ----------
-    frames : float64 [shape=(frames, n)], the unwindowed frames (for their mean square)
+    signal : float64 [shape=(m,)], contiguous; frame ``t`` is ``signal[t * hop :][:n]``
+        unwindowed (for its mean square), ``n = 2 * (bins - 1)``
+    hop : int, samples between frames
     spec : complex128 [shape=(frames, bins)], ``rfft`` of the windowed frames
     silence_ms : float, frames with a smaller mean square are silent
     band_lo, band_hi : int64 [shape=(bands,)], bin range ``[lo, hi)`` of each band
@@ -96,14 +102,15 @@ def frame_features(frames, spec, silence_ms, band_lo, band_hi, bin_hz, roll_perc
         spectral columns are NaN for silent frames.
     """
     nf, nb = spec.shape
-    n = frames.shape[1]
+    n = 2 * (nb - 1)
     nbands = band_lo.shape[0]
     out = np.empty((nf, nbands + 6))
     m = np.empty(nb)
     for t in range(nf):
         ms = 0.0
-        for i in range(n):
-            ms += frames[t, i] * frames[t, i]
+        start = t * hop
+        for i in range(start, start + n):
+            ms += signal[i] * signal[i]
         ms /= n
         total_p = 0.0
         total_m = 0.0
@@ -156,17 +163,18 @@ def frame_features(frames, spec, silence_ms, band_lo, band_hi, bin_hz, roll_perc
             log_sum += math.log(prod)
             k = stop
         out[t, nbands + 3] = math.exp(log_sum / nb) / (p_sum / nb)
-        norm = math.sqrt(total_p)
+        inv_norm = 1.0 / math.sqrt(total_p)
         if state[0] == 1:
             d = 0.0
             for k in range(nb):
-                e = m[k] / norm - prev[k]
+                e = m[k] * inv_norm - prev[k]
                 d += e * e
+                prev[k] = m[k] * inv_norm
             out[t, nbands + 4] = math.sqrt(d)
         else:
             out[t, nbands + 4] = np.nan
-        for k in range(nb):
-            prev[k] = m[k] / norm
+            for k in range(nb):
+                prev[k] = m[k] * inv_norm
         state[0] = 1
     return out
 
@@ -222,25 +230,28 @@ def percussive_share(band_power, silent, half_width):
     """Share of energy in short bursts: a median-filter harmonic/percussive split.
 
     Each band's harmonic part is its median over ``2 * half_width + 1`` frames (what
-    sustains); the percussive part is what rises above it. Returns the percussive
-    energy over the total, over non-silent frames, in [0, 1] (0.0 with no energy).
+    sustains; fewer at the edges); the percussive part is what rises above it. Returns
+    the percussive energy over the total, over non-silent frames, in [0, 1] (0.0 with
+    no energy). The window slides as a sorted array: one removal and one insertion
+    per frame.
     """
     nf, nb = band_power.shape
-    w = 2 * half_width + 1
-    win = np.empty(w)
+    srt = np.empty(2 * half_width + 1)
     perc = 0.0
     total = 0.0
     for b in range(nb):
+        n = 0
+        for j in range(min(half_width, nf)):  # the window of frame 0, minus its newest
+            n = _sorted_insert(srt, n, band_power[j, b])
         for t in range(nf):
+            old = t - half_width - 1
+            if old >= 0:
+                n = _sorted_remove(srt, n, band_power[old, b])
+            new = t + half_width
+            if new < nf:
+                n = _sorted_insert(srt, n, band_power[new, b])
             if silent[t] != 0.0:
                 continue
-            lo = t - half_width
-            n = 0
-            for j in range(lo, lo + w):
-                if 0 <= j < nf:
-                    win[n] = band_power[j, b]
-                    n += 1
-            srt = np.sort(win[:n])
             if n % 2 == 1:
                 med = srt[n // 2]
             else:
@@ -252,6 +263,26 @@ def percussive_share(band_power, silent, half_width):
     if total <= 0.0:
         return 0.0
     return perc / total
+
+
+@jit(inline="always")
+def _sorted_insert(srt, n, v):
+    i = n
+    while i > 0 and srt[i - 1] > v:
+        srt[i] = srt[i - 1]
+        i -= 1
+    srt[i] = v
+    return n + 1
+
+
+@jit(inline="always")
+def _sorted_remove(srt, n, v):
+    i = 0
+    while srt[i] != v:
+        i += 1
+    for j in range(i, n - 1):
+        srt[j] = srt[j + 1]
+    return n - 1
 
 
 @jit

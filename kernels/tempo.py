@@ -32,18 +32,24 @@ SLOWER_RATIO = 0.65
 FASTER_RATIO = 0.9
 
 
-@jit
-def band_powers(mag, band_lo, band_hi):
-    """Power of each band ``[lo, hi)`` of each magnitude frame: shape (frames, bands)."""
-    nf = mag.shape[0]
+@jit(fastmath={"reassoc", "contract"})
+def band_powers(spec, band_lo, band_hi):
+    """Power of each band ``[lo, hi)`` of each frame's spectrum, shape (frames, bands).
+
+    ``spec`` is the complex ``rfft`` of the frames [shape=(frames, bins)]; the power of
+    a bin is ``re**2 + im**2`` (no square root taken and undone). The sums may be
+    reassociated to vectorise (NaN/Inf semantics kept).
+    """
+    nf = spec.shape[0]
     nb = band_lo.shape[0]
     out = np.empty((nf, nb))
     for t in range(nf):
-        m = mag[t]
+        row = spec[t]
         for b in range(nb):
             s = 0.0
             for k in range(band_lo[b], band_hi[b]):
-                s += m[k] * m[k]
+                c = row[k]
+                s += c.real * c.real + c.imag * c.imag
             out[t, b] = s
     return out
 
