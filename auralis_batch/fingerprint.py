@@ -48,7 +48,14 @@ from typing import Any
 import numpy as np
 
 from kernels.biquad import LOW_PASS, rbj_biquad, sos_filter
-from kernels.spectral import count_peaks, downmix_stats, frame_features, log_flux, percussive_share
+from kernels.spectral import (
+    count_peaks,
+    downmix_stats,
+    frame_features,
+    level_rise,
+    percussive_share,
+    windowed_frames_into,
+)
 from kernels.tempo import autocorrelation, band_powers, detrend, tempo_from_acf
 
 from .errors import AudioError
@@ -159,6 +166,31 @@ def _frame_view(signal: np.ndarray, n: int, hop: int, count: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(signal, n)[::hop][:count]
 
 
+def log_flux(
+    band_power: np.ndarray,
+    reference_power: float,
+    floor_db: float,
+    range_db: float,
+    prev_db: np.ndarray,
+    state: np.ndarray,
+) -> np.ndarray:
+    """Onset strength of band-power frames: mean over bands of the rise in dB since
+    the previous frame (half-wave rectified).
+
+    Levels are in dB re ``reference_power`` (a full-scale sine), floored at
+    ``floor_db`` and at the frame's loudest band minus ``range_db``: the leakage in
+    near-empty bands wobbles by several dB from frame to frame and would otherwise read
+    as onsets. ``prev_db`` and ``state`` carry the previous frame across calls. The
+    logarithms run in NumPy (vectorised); the rises in :func:`kernels.spectral.level_rise`.
+    """
+    p = band_power * (1.0 / reference_power)
+    if p.shape[0] == 0:
+        return np.zeros(0)
+    lo = np.maximum(p.max(axis=1) * 10.0 ** (-range_db / 10.0), 10.0 ** (floor_db / 10.0))
+    levels = 10.0 * np.log10(np.maximum(p, lo[:, np.newaxis]))
+    return level_rise(levels, prev_db, state)
+
+
 class _Framer:
     """Cuts a mono stream into frames of ``n`` samples every ``hop``, across blocks."""
 
@@ -223,6 +255,7 @@ class TempoTracker:
         frame_length = _frame_length(self.rate) // 2
         self._framer = _Framer(frame_length, frame_length // 2)
         self._window = _periodic_hann(frame_length)
+        self._buf = np.empty((_FFT_CHUNK, frame_length))  # windowed frames, reused
         n_bins = frame_length // 2 + 1
         self._lo, self._hi = _tempo_bands(self.rate / frame_length, n_bins)
         self._ref = (frame_length / 4.0) ** 2  # band power of a full-scale sine
@@ -232,11 +265,12 @@ class TempoTracker:
         self.frame_rate = self.rate / (frame_length // 2)
 
     def push(self, mono: np.ndarray) -> None:
-        self._frames(self._framer.push(mono))
-
-    def _frames(self, frames: np.ndarray) -> None:
-        for i in range(0, frames.shape[0], _FFT_CHUNK):
-            spec = np.fft.rfft(frames[i : i + _FFT_CHUNK] * self._window, axis=1)
+        signal, count = self._framer.push_signal(mono)
+        hop = self._framer.hop
+        for i in range(0, count, _FFT_CHUNK):
+            c = min(_FFT_CHUNK, count - i)
+            frames = windowed_frames_into(signal[i * hop :], hop, self._window, self._buf[:c])
+            spec = np.fft.rfft(frames, axis=1)
             bp = band_powers(spec, self._lo, self._hi)
             self._env.append(
                 log_flux(bp, self._ref, TEMPO_FLOOR_DB, ONSET_RANGE_DB, self._prev, self._state)
@@ -304,6 +338,7 @@ class FingerprintAnalyzer:
         self.frame_length = n
         self._framer = _Framer(n, n // 2)
         self._window = _periodic_hann(n)
+        self._buf = np.empty((_FFT_CHUNK, n))  # windowed frames, reused
         self._n_bins = n // 2 + 1
         self.bin_hz = self.analysis_rate / n
         self._band_lo, self._band_hi = _bands_to_bins(
@@ -341,7 +376,8 @@ class FingerprintAnalyzer:
         for i in range(0, count, _FFT_CHUNK):
             c = min(_FFT_CHUNK, count - i)
             seg = signal[i * hop : i * hop + (c - 1) * hop + n]
-            spec = np.fft.rfft(_frame_view(seg, n, hop, c) * self._window, axis=1)
+            frames = windowed_frames_into(seg, hop, self._window, self._buf[:c])
+            spec = np.fft.rfft(frames, axis=1)
             self._rows.append(
                 frame_features(
                     seg,

@@ -180,41 +180,37 @@ def frame_features(
 
 
 @jit
-def log_flux(band_power, reference_power, floor_db, range_db, prev_db, state):
-    """Onset strength: mean over bands of the rise in dB since the previous frame.
+def windowed_frames_into(signal, hop, window, out):
+    """Fill ``out[t] = signal[t * hop :][:n] * window`` for every row ``t`` of ``out``
+    [shape=(count, n), C-contiguous]: frames ready for a batched FFT. Returns ``out``."""
+    count, n = out.shape
+    for t in range(count):
+        start = t * hop
+        for i in range(n):
+            out[t, i] = signal[start + i] * window[i]
+    return out
+
+
+@jit
+def level_rise(levels_db, prev_db, state):
+    """Onset strength: mean over bands of the rise in level since the previous frame.
 
     Parameters
     ----------
-    band_power : float64 [shape=(frames, bands)]
-    reference_power : float, band power that counts as 0 dB (a full-scale sine)
-    floor_db : float, levels are floored here (e.g. -80)
-    range_db : float, and at the frame's loudest band minus this: the leakage
-        in near-empty bands wobbles by several dB from frame to frame, and would
-        otherwise read as onsets
+    levels_db : float64 [shape=(frames, bands)], floored band levels
     prev_db : float64 [shape=(bands,)], previous frame's levels (state)
     state : int64 [shape=(1,)], 1 when ``prev_db`` holds a frame (state)
 
     Returns
     -------
-    env : float64 [shape=(frames,)], half-wave rectified dB rise, averaged over bands
+    env : float64 [shape=(frames,)], half-wave rectified rise, averaged over bands
     """
-    nf, nb = band_power.shape
+    nf, nb = levels_db.shape
     env = np.zeros(nf)
-    inv_ref = 1.0 / reference_power
-    floor_lin = 10.0 ** (floor_db / 10.0)
-    range_lin = 10.0 ** (-range_db / 10.0)
     for t in range(nf):
-        top = 0.0
-        for b in range(nb):
-            if band_power[t, b] > top:
-                top = band_power[t, b]
-        lo = top * inv_ref * range_lin
-        if lo < floor_lin:
-            lo = floor_lin
         s = 0.0
         for b in range(nb):
-            p = band_power[t, b] * inv_ref
-            db = 10.0 * math.log10(p if p > lo else lo)
+            db = levels_db[t, b]
             if state[0] == 1:
                 d = db - prev_db[b]
                 if d > 0.0:
