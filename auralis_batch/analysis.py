@@ -12,6 +12,7 @@ import hashlib
 import math
 import os
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,11 +120,22 @@ def _record(
     return rec
 
 
-def analyze_file(path: str | os.PathLike, *, tempo: bool = True, cache=None) -> dict[str, Any]:
+def analyze_file(
+    path: str | os.PathLike,
+    *,
+    tempo: bool = True,
+    cache=None,
+    keep_blocks: list[np.ndarray] | None = None,
+    hash_content: bool = True,
+) -> dict[str, Any]:
     """Analyse one file (raises :class:`AuralisError` on bad input).
 
     ``cache`` is a :class:`~auralis_batch.cache.FingerprintCache` or ``None``. The
     returned record carries ``cached``: ``"memory"``, ``"disk"`` or ``False``.
+    ``keep_blocks``: when the file is decoded for analysis, its float64 blocks are
+    appended here (the caller masters from memory instead of decoding again).
+    ``hash_content=False`` skips the PCM hash (``content_sha256``) when no cache is
+    given; with a cache the hash is its key and always computed.
     """
     t0 = time.perf_counter()
     p = Path(path)
@@ -149,13 +161,17 @@ def analyze_file(path: str | os.PathLike, *, tempo: bool = True, cache=None) -> 
             hit["path"] = str(p)
             hit["seconds"] = round(time.perf_counter() - t0, 4)
             return hit
-    hasher = PcmHasher()
+    hasher = PcmHasher() if cache is not None or hash_content else None
+    blocks: Iterable[np.ndarray] = iter_blocks(p)
+    if keep_blocks is not None:
+        blocks = _kept(blocks, keep_blocks)
     loud, finger, frames = _analyse_stream(
-        iter_blocks(p), info.sample_rate, info.channels, tempo=tempo, hasher=hasher
+        blocks, info.sample_rate, info.channels, tempo=tempo, hasher=hasher
     )
-    content = hasher.hexdigest()
     rec = _record(str(p), info, info.sample_rate, info.channels, frames, loud, finger)
-    rec["content_sha256"] = content
+    content = hasher.hexdigest() if hasher is not None else None
+    if content is not None:
+        rec["content_sha256"] = content
     if cache is not None:
         # A re-tagged copy of known audio: the content key may already be there.
         stored = {k: v for k, v in rec.items() if k not in ("path", "seconds", "cached")}
@@ -164,6 +180,12 @@ def analyze_file(path: str | os.PathLike, *, tempo: bool = True, cache=None) -> 
     rec["cached"] = False
     rec["seconds"] = round(time.perf_counter() - t0, 4)
     return rec
+
+
+def _kept(blocks: Iterable[np.ndarray], keep: list[np.ndarray]) -> Iterator[np.ndarray]:
+    for block in blocks:
+        keep.append(block)
+        yield block
 
 
 def _cached(cache, content: str, tempo: bool) -> dict[str, Any] | None:

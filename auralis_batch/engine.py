@@ -22,8 +22,13 @@ import numpy as np
 from .audio import AtomicWriter, output_subtype, probe, readable_extensions
 from .errors import AuralisError, OutputError
 from .meter import Loudness
-from .pipeline import file_source, master_stream, measure_stream
+from .pipeline import MEMORY_BUDGET_BYTES, file_source, master_stream, measure_stream
 from .presets import Preset
+
+#: A track whose decoded audio fits in this many bytes is decoded once: the analysis
+#: keeps the blocks for the render (which keeps its own processed copy under
+#: ``MEMORY_BUDGET_BYTES``). About 12.7 minutes of 44.1 kHz stereo.
+KEEP_DECODED_BYTES = MEMORY_BUDGET_BYTES // 2
 
 
 @dataclass(frozen=True)
@@ -159,8 +164,13 @@ def master_file(
     gain_db: float | None = None,
     after_write: Callable[[Path], None] | None = None,
     deadline: float | None = None,
+    decoded: list[np.ndarray] | None = None,
 ) -> dict:
-    """Master one file to ``job.output``; a report record, never an exception."""
+    """Master one file to ``job.output``; a report record, never an exception.
+
+    ``decoded``: the file's blocks, already decoded (by the analysis), so the chain
+    reads them from memory instead of decoding the file again.
+    """
     t0 = time.perf_counter()
     src = job.input
     dst = job.output
@@ -191,7 +201,7 @@ def master_file(
             ) as writer:
                 yield writer.write
 
-        source = file_source(src)
+        source = file_source(src) if not decoded else (lambda: iter(decoded))
         if deadline is not None:
             source = _with_deadline(source, deadline)
         outcome = master_stream(
@@ -242,13 +252,27 @@ def _with_deadline(source, deadline: float):
     return blocks
 
 
-def _analysis_for(job: Job, settings, cache, deadline: float | None) -> dict:
+def _analysis_for(
+    job: Job, settings, cache, deadline: float | None, keep: list[np.ndarray] | None = None
+) -> dict:
+    """The track's analysis (cached). With ``keep``, a track small enough to hold
+    (:data:`KEEP_DECODED_BYTES`) leaves its decoded blocks there for the render."""
     from .analysis import analyze_file
     from .batch import _needs_tempo
 
     if deadline is not None and time.monotonic() > deadline:
         raise TrackTimeoutError("timed out before analysis")
-    return analyze_file(job.input, tempo=_needs_tempo(settings), cache=cache)
+    if keep is not None:
+        info = probe(job.input)
+        if info.frames * info.channels * 8 > KEEP_DECODED_BYTES:
+            keep = None
+    return analyze_file(
+        job.input,
+        tempo=_needs_tempo(settings),
+        cache=cache,
+        keep_blocks=keep,
+        hash_content=False,  # with no cache nothing needs the PCM hash
+    )
 
 
 def _finish_outputs(rec: dict, job: Job, settings, *, album_lufs=None, album_peak=None) -> None:
@@ -281,8 +305,9 @@ def master_track(job: Job, settings, *, cache=None) -> dict:
     deadline = (
         time.monotonic() + settings.timeout_per_track_s if settings.timeout_per_track_s else None
     )
+    decoded: list[np.ndarray] = []
     try:
-        analysis = _analysis_for(job, settings, cache, deadline)
+        analysis = _analysis_for(job, settings, cache, deadline, keep=decoded)
         preset = _resolve_preset(settings, analysis)
     except Exception as exc:
         rec = failed_record(job.input, _error_text(exc), job.output)
@@ -296,7 +321,9 @@ def master_track(job: Job, settings, *, cache=None) -> dict:
         bit_depth=settings.bit_depth,
         before=loudness_from_record(analysis),
         deadline=deadline,
+        decoded=decoded,
     )
+    decoded.clear()
     _decorate(rec, analysis)
     if rec["status"] == "ok":
         _finish_outputs(rec, job, settings)

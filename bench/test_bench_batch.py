@@ -21,7 +21,7 @@ from auralis_batch.batch import RunSettings, run_master
 
 SR = 44100
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
-N_TRACKS = 4
+N_TRACKS = 8
 SECONDS = 60
 
 

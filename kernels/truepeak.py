@@ -128,12 +128,7 @@ def true_peak_block(x, bank, history, floor, sample_floor):
                 u = lo + t
                 win[t] = history[c, u] if u < hist_len else xc[u - hist_len]
             for p in range(1, n_ph):
-                for i in range(size):
-                    out[i] = 0.0
-                for k in range(n_taps):
-                    b = bank[p, k]
-                    for i in range(size):
-                        out[i] += b * win[i + k]
+                _interpolate(bank[p], win, size, out)
                 for i in range(size):
                     a = abs(out[i])
                     if a > best:
@@ -146,6 +141,46 @@ def true_peak_block(x, bank, history, floor, sample_floor):
             new_hist[c, : hist_len - n] = history[c, n:]
             new_hist[c, hist_len - n :] = x[c]
     return peaks, sample_peaks, new_hist
+
+
+@jit(inline="always")
+def _interpolate(taps, win, size, out):
+    """``out[i] = sum_k taps[k] * win[i + k]`` for ``i < size``, each output summed in
+    tap order (so the bits of a plain per-output loop), eight taps per pass over the
+    outputs: the outputs are vector lanes and ``out`` is loaded and stored once per
+    eight multiply-adds instead of once per tap."""
+    n_taps = taps.shape[0]
+    for i in range(size):
+        out[i] = 0.0
+    k = 0
+    while k + 8 <= n_taps:
+        b0 = taps[k]
+        b1 = taps[k + 1]
+        b2 = taps[k + 2]
+        b3 = taps[k + 3]
+        b4 = taps[k + 4]
+        b5 = taps[k + 5]
+        b6 = taps[k + 6]
+        b7 = taps[k + 7]
+        for i in range(size):
+            w = i + k
+            out[i] = (
+                out[i]
+                + b0 * win[w]
+                + b1 * win[w + 1]
+                + b2 * win[w + 2]
+                + b3 * win[w + 3]
+                + b4 * win[w + 4]
+                + b5 * win[w + 5]
+                + b6 * win[w + 6]
+                + b7 * win[w + 7]
+            )
+        k += 8
+    while k < n_taps:
+        b = taps[k]
+        for i in range(size):
+            out[i] += b * win[i + k]
+        k += 1
 
 
 @jit(inline="always")

@@ -282,3 +282,16 @@ def test_timeout_per_track_fails_only_the_slow_track(tmp_path, write_audio):
     assert "timed out" in err
     assert not (tmp_path / "out" / "long.flac").exists()
     assert not list((tmp_path / "out").rglob("*.partial"))
+
+
+def test_decoded_once_and_decoded_again_give_the_same_output(tmp_path, small_library):
+    """A fresh analysis hands its decoded blocks to the render (one decode); a cached
+    analysis leaves the render to decode the file itself. Same bytes either way."""
+    settings = RunSettings(cache_dir=tmp_path / "cache")
+    fresh = run_master([small_library], tmp_path / "one", settings, n_jobs=1)
+    again = run_master([small_library], tmp_path / "two", settings, n_jobs=1)
+    assert {r["fingerprint_cached"] for r in fresh.records} == {False}
+    assert {r["fingerprint_cached"] for r in again.records} <= {"memory", "disk"}
+    for a in sorted((tmp_path / "one").rglob("*.flac")):
+        b = tmp_path / "two" / a.relative_to(tmp_path / "one")
+        assert sha(a) == sha(b), a.name
