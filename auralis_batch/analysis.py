@@ -208,7 +208,7 @@ def _cached(cache, content: str, tempo: bool) -> dict[str, Any] | None:
 def analyze_array(audio: np.ndarray, sample_rate: int, *, tempo: bool = True) -> dict[str, Any]:
     """Analyse an in-memory ``(channels, n)`` array (no cache)."""
     t0 = time.perf_counter()
-    x = as_audio(audio)
+    x = as_audio(audio, finite=False)  # the meter refuses NaN/inf on its pass
     if x.shape[1] == 0:
         raise AuralisError("audio: has no samples")
     if not 8000 <= int(sample_rate) <= 384000:

@@ -35,11 +35,13 @@ OUTPUT_SUBTYPES: dict[str, dict[str, str]] = {
 }
 
 
-def as_audio(audio: np.ndarray, *, name: str = "audio") -> np.ndarray:
+def as_audio(audio: np.ndarray, *, name: str = "audio", finite: bool = True) -> np.ndarray:
     """Validate ``audio`` and return it as C-contiguous float64 ``(channels, samples)``.
 
     A 1-D array is mono. A 2-D array must be channels-first; an array with more
     channels than samples is refused rather than guessed (a likely transposed input).
+    ``finite=False`` leaves the NaN/inf check to the caller (the loudness meter finds
+    them on its way through the samples).
     """
     arr = np.asarray(audio)
     if arr.dtype.kind not in "fiu":
@@ -56,7 +58,7 @@ def as_audio(audio: np.ndarray, *, name: str = "audio") -> np.ndarray:
             "audio must be (channels, samples): transpose a (samples, channels) array"
         )
     out = np.ascontiguousarray(arr, dtype=np.float64)
-    if not np.isfinite(out).all():
+    if finite and not np.isfinite(out).all():
         raise AudioError(f"{name}: contains NaN or infinite samples")
     return out
 

@@ -101,3 +101,14 @@ def test_analyze_command_csv_and_table(write_audio):
     assert header[:3] == ["path", "duration_s", "integrated_lufs"]
     res = runner.invoke(app, ["analyze", str(good), "--no-cache"])
     assert res.exit_code == 0 and "good.wav" in res.stdout
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_array_with_nan_or_inf_is_refused(bad):
+    from auralis_batch.analysis import analyze_array
+    from auralis_batch.errors import AudioError
+
+    x = np.zeros((2, 3 * 44100))
+    x[1, 70000] = bad
+    with pytest.raises(AudioError, match="NaN or infinite"):
+        analyze_array(x, 44100)
