@@ -1,7 +1,8 @@
 """Tempo from an onset-strength envelope: autocorrelation, a perceptual prior, octave checks.
 
-The envelope (see :func:`kernels.spectral.log_flux`) is detrended, autocorrelated over
-lags covering 40-240 BPM and twice that (for the octave check), and scored on a grid
+The envelope (mean dB rise per band, :func:`kernels.spectral.level_rise`) is
+detrended, autocorrelated over lags covering 40-240 BPM and twice that (for the
+octave check), and scored on a grid
 of 1/120 octave. The score of a beat period ``L`` is ``A(L) + A(2L) / 2`` (a real beat
 repeats at twice its period too) weighted by a log-normal prior around 120 BPM, as
 in Ellis (2007) "Beat tracking by dynamic programming" and librosa's ``tempo``.
