@@ -138,6 +138,7 @@ def test_two_hour_96k_peak_rss(benchmark, tmp_path):
     res = benchmark.pedantic(run, rounds=1, iterations=1)
     peak_mb = int(res.stdout.strip().splitlines()[-1]) / 1024
     benchmark.extra_info["peak_rss_mb"] = round(peak_mb, 1)
+    print(f"\n2 h 96 kHz stereo FLAC: peak RSS {peak_mb:.0f} MB")
     assert peak_mb <= 500
 
 
