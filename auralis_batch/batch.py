@@ -239,12 +239,23 @@ ProgressCallback = Callable[[dict], None]
 
 
 def _units(jobs: list[Job], album: bool) -> list[list[Job]]:
+    """Work units, largest first (by bytes on disk, a proxy for duration): the long
+    tracks start early instead of one of them running alone at the end of the night."""
     if not album:
-        return [[j] for j in jobs]
-    groups: dict[Path, list[Job]] = {}
-    for j in jobs:
-        groups.setdefault(j.input.parent, []).append(j)
-    return list(groups.values())
+        units = [[j] for j in jobs]
+    else:
+        groups: dict[Path, list[Job]] = {}
+        for j in jobs:
+            groups.setdefault(j.input.parent, []).append(j)
+        units = list(groups.values())
+    return sorted(units, key=lambda unit: -sum(_size(j.input) for j in unit))
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _is_disk_full(rec: dict, out_dir: Path) -> bool:

@@ -295,3 +295,15 @@ def test_decoded_once_and_decoded_again_give_the_same_output(tmp_path, small_lib
     for a in sorted((tmp_path / "one").rglob("*.flac")):
         b = tmp_path / "two" / a.relative_to(tmp_path / "one")
         assert sha(a) == sha(b), a.name
+
+
+def test_largest_tracks_are_scheduled_first(tmp_path):
+    from auralis_batch.batch import _units
+    from auralis_batch.engine import Job
+
+    sizes = {"a.wav": 10, "b.wav": 3000, "c.wav": 200}
+    jobs = []
+    for name, n in sizes.items():
+        (tmp_path / name).write_bytes(b"x" * n)
+        jobs.append(Job(tmp_path / name, tmp_path / "out" / name))
+    assert [u[0].input.name for u in _units(jobs, album=False)] == ["b.wav", "c.wav", "a.wav"]
