@@ -14,7 +14,7 @@ Analysis rate and frames (chosen for speed; every field is in Hz or dB, not bins
   ``silence_ratio`` and are left out of the spectral statistics.
 * Tempo frames (only when tempo is on): periodic Hann, about 23 ms (1024 samples at
   44.1/48 kHz) with a hop of half a frame (11.6 ms at 44.1 kHz), 32 log-spaced bands
-  from 30 Hz to 16 kHz, onset strength = mean dB rise per band (see
+  from 30 Hz to 11 kHz, onset strength = mean dB rise per band (see
   :mod:`kernels.tempo`).
 
 Field definitions:
@@ -237,7 +237,7 @@ def _bands_to_bins(edges_hz: list[tuple[float, float]], bin_hz: float, n_bins: i
 
 
 def _tempo_bands(bin_hz: float, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
-    top = min(16000.0, (n_bins - 1) * bin_hz)
+    top = min(11025.0, (n_bins - 1) * bin_hz)
     edges = np.geomspace(30.0, top, TEMPO_BANDS + 1) / bin_hz
     idx = np.unique(np.maximum(1, np.round(edges).astype(np.int64)))
     return idx[:-1].copy(), idx[1:].copy()
@@ -247,7 +247,7 @@ class TempoTracker:
     """Streaming onset envelope and tempo of a mono stream at ``rate`` Hz.
 
     Frames of about 23 ms (1024 samples at 44.1 kHz) every 11.6 ms; band powers from
-    30 Hz to 16 kHz.
+    30 Hz to 11 kHz.
     """
 
     def __init__(self, rate: float) -> None:
