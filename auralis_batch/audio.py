@@ -220,6 +220,29 @@ class Quantizer:
             return q << 8  # soundfile takes the top 24 bits of int32 for PCM_24
         return np.ascontiguousarray(frames, dtype=np.float32)
 
+    def quantize(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(pcm, back)``: what :meth:`__call__` returns and, in the same pass, what
+        :meth:`as_float` would decode from it (the after-measurement's input)."""
+        if self.bit_depth not in ("16", "24"):
+            pcm = self(block)
+            return pcm, self.as_float(pcm)
+        from kernels.quantize import quantize_into
+
+        x = np.ascontiguousarray(block, dtype=np.float64)
+        ch, n = x.shape
+        if self.bit_depth == "16":
+            shape = (n, ch)
+            dither = self._rng.random(shape) - self._rng.random(shape)
+            pcm = np.empty(shape, dtype=np.int16)
+            scale, shift = 32768.0, 0
+        else:
+            dither = np.zeros((0, 0))
+            pcm = np.empty((n, ch), dtype=np.int32)
+            scale, shift = 8388608.0, 8
+        back = np.empty((ch, n))
+        quantize_into(x, scale, dither, shift, pcm, back)
+        return pcm, back
+
     def as_float(self, pcm: np.ndarray) -> np.ndarray:
         """What a reader will decode from ``pcm``: (channels, n) float64."""
         if pcm.dtype == np.int16:

@@ -255,18 +255,17 @@ def master_stream(
         )
         quant = Quantizer(bit_depth, seed=seed)
         meter = LoudnessMeter(sample_rate, channels)
-        lin = 10.0 ** (g / 20.0)
         with (sink or _discard)() as write:
 
             def emit(z: np.ndarray) -> None:
                 if z.shape[1] == 0:
                     return
-                pcm = quant(z)
+                pcm, back = quant.quantize(z)
                 write(pcm)
-                meter.process(quant.as_float(pcm))
+                meter.process(back)
 
             for y in processed():
-                emit(lim.process(y * lin))
+                emit(lim.process(y, gain_db=g))  # gain applied on the way in, no pass
             emit(lim.flush())
         return meter.result(), lim.max_gain_reduction_db
 

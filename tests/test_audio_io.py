@@ -153,3 +153,16 @@ def test_finished_output_sweeps_temporaries_of_a_killed_run(tmp_path):
     with AtomicWriter(dst, sample_rate=44100, channels=1, fmt="flac", subtype="PCM_16") as w:
         w.write(np.zeros((100, 1), dtype=np.int16))
     assert dst.exists() and not stale.exists() and other.exists()
+
+
+@pytest.mark.parametrize("bit_depth", ["16", "24", "32f"])
+def test_one_pass_quantize_equals_numpy_quantize_and_decode(bit_depth):
+    rng = np.random.default_rng(7)
+    x = 0.6 * rng.standard_normal((2, 5000))
+    x[0, :6] = [1.0, -1.0, 1.5, -1.5, 0.99999, -0.99999]  # clipping at both ends
+    reference, fused = Quantizer(bit_depth, seed=11), Quantizer(bit_depth, seed=11)
+    pcm_ref = reference(x)
+    pcm, back = fused.quantize(x)
+    assert pcm.dtype == pcm_ref.dtype and pcm.flags.c_contiguous
+    assert np.array_equal(pcm, pcm_ref)
+    assert np.array_equal(back, reference.as_float(pcm_ref))

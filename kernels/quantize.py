@@ -1,0 +1,45 @@
+"""Float to integer PCM for the writer, and the float a reader will decode from it.
+
+One pass instead of NumPy's chain (scale, add, floor, clip, cast, shift, transpose to
+the frame-major layout soundfile writes, and back again for the after-measurement).
+Same arithmetic as that chain, so the same integers.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ._jit import jit
+
+
+@jit
+def quantize_into(x, scale, dither, shift, pcm, back):
+    """Round ``x * scale (+ dither)`` to integers, clipped to the format's range.
+
+    Parameters
+    ----------
+    x : float64 [shape=(channels, n)]
+    scale : float, 2 ** (bits - 1): 32768.0 for 16-bit, 8388608.0 for 24-bit
+    dither : float64 [shape=(n, channels)] added before rounding, or shape (0, 0)
+    shift : int, left shift of the stored integer (8 puts 24-bit PCM in the top bits of
+        an int32, as soundfile expects)
+    pcm : int16 or int32 [shape=(n, channels)], C-contiguous: written here
+    back : float64 [shape=(channels, n)]: ``q / scale``, what a reader decodes
+    """
+    ch, n = x.shape
+    lo = -scale
+    hi = scale - 1.0
+    inv = 1.0 / scale
+    has_dither = dither.shape[0] > 0
+    for i in range(n):
+        for c in range(ch):
+            v = x[c, i] * scale
+            if has_dither:
+                v = v + dither[i, c]
+            q = math.floor(v + 0.5)
+            if q < lo:
+                q = lo
+            elif q > hi:
+                q = hi
+            pcm[i, c] = int(q) << shift
+            back[c, i] = q * inv
