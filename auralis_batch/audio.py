@@ -110,9 +110,14 @@ def probe(path: str | os.PathLike) -> AudioInfo:
     )
 
 
+_OPENING = re.compile(r"^Error opening .*?: ")
+
+
 def _reason(exc: BaseException) -> str:
+    """The library's last line, without libsndfile's "Error opening '<path>': " (our
+    messages name the file already)."""
     text = str(exc).strip().splitlines()
-    return text[-1] if text else type(exc).__name__
+    return _OPENING.sub("", text[-1]) if text else type(exc).__name__
 
 
 _DATA_LINE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
@@ -252,6 +257,12 @@ class Quantizer:
         return np.ascontiguousarray(pcm.T, dtype=np.float64)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 class AtomicWriter:
     """Write a sound file under a temporary name and rename it into place on success.
 
@@ -282,6 +293,7 @@ class AtomicWriter:
             )
             os.close(fd)
             self._tmp = Path(tmp)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the library
             self._sf = sf.SoundFile(
                 tmp,
                 mode="w",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -134,8 +135,19 @@ class Journal:
             self._fh = None
 
 
-def check_output_writable(out_dir: Path) -> None:
-    """Raise OSError (usage/setup error, exit 2) if OUT cannot take files."""
+def check_output_writable(out_dir: Path, *, create: bool = True) -> None:
+    """Raise OSError (usage/setup error, exit 2) if OUT cannot take files.
+
+    ``create=False`` (a dry run) writes nothing: the folder, or its nearest existing
+    parent, must be a writable directory.
+    """
+    if not create:
+        probe = out_dir
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        if not (probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)):
+            raise PermissionError(errno.EACCES, "permission denied", str(probe))
+        return
     out_dir.mkdir(parents=True, exist_ok=True)
     probe_path = out_dir / JOURNAL_DIR / f".probe-{os.getpid()}"
     probe_path.parent.mkdir(parents=True, exist_ok=True)

@@ -60,8 +60,17 @@ BitDepthOpt = Annotated[
 ]
 ReportOpt = Annotated[
     Optional[Path],  # noqa: UP045
-    typer.Option("--report", help="Write a JSON report {tracks, summary} to this file."),
+    typer.Option(
+        "--report",
+        help="Write a report to this file: FILE.json ({tracks, summary}) or FILE.csv.",
+    ),
 ]
+
+
+def _failure(path: str, error: str | None) -> str:
+    """``path: error``, without the path twice when the error already starts with it."""
+    error = error or "failed"
+    return error if error.startswith(f"{path}: ") else f"{path}: {error}"
 
 
 def _fail_usage(message: str) -> NoReturn:
@@ -203,8 +212,13 @@ def _run_master(
     for item in inputs:
         if not item.exists():
             _fail_usage(f"input {item} does not exist")
+    if out.exists() and not out.is_dir():
+        _fail_usage(f"--out {out}: is a file, not a folder")
     try:
-        check_output_writable(out)
+        if dry_run:
+            check_output_writable(out, create=False)
+        else:
+            check_output_writable(out)
     except OSError as exc:
         _fail_usage(f"--out {out}: not writable ({exc.strerror or exc})")
 
@@ -261,7 +275,7 @@ def _run_master(
         progress.print_summary(result.records, result.summary)
     for rec in result.records:
         if rec["status"] == "failed":
-            typer.echo(f"[failed] {rec['input']}: {rec['error']}", err=True)
+            typer.echo(f"[failed] {_failure(rec['input'], rec['error'])}", err=True)
     if result.stopped:
         typer.echo(f"[error] {result.stopped}", err=True)
     raise typer.Exit(code=1 if result.summary["failed"] or result.stopped else 0)
@@ -399,7 +413,7 @@ def analyze(
         _print_analysis_table(records)
     for r in records:
         if "error" in r:
-            typer.echo(f"[failed] {r['path']}: {r['error']}", err=True)
+            typer.echo(f"[failed] {_failure(r['path'], r['error'])}", err=True)
     raise typer.Exit(code=1 if any("error" in r for r in records) else 0)
 
 
@@ -420,7 +434,11 @@ def _print_analysis_csv(records: list[dict]) -> None:
     bands: list[str] = []
     for r in records:
         if "fingerprint" in r:
-            bands = sorted(k for k, v in r["fingerprint"].items() if not isinstance(v, dict))
+            bands = sorted(
+                k
+                for k, v in r["fingerprint"].items()
+                if not isinstance(v, dict) and k not in _ANALYSIS_COLUMNS
+            )
             break
     writer = csv.writer(sys.stdout)
     writer.writerow([*_ANALYSIS_COLUMNS, *bands, "cached", "error"])

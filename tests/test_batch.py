@@ -172,7 +172,31 @@ def test_dry_run_writes_nothing(tmp_path, small_library):
     res = runner.invoke(app, ["master", str(small_library), "--out", str(out), "--dry-run"])
     assert res.exit_code == 0
     assert res.output.count("planned") == 4
-    assert not list(out.rglob("*.flac"))
+    assert not out.exists()  # not even the folder or the journal
+
+
+def test_outputs_are_as_readable_as_the_umask_allows(tmp_path, small_library):
+    old = os.umask(0o022)
+    try:
+        run_master([small_library], tmp_path / "out", RunSettings(use_cache=False), n_jobs=1)
+    finally:
+        os.umask(old)
+    for f in (tmp_path / "out").rglob("*.flac"):
+        assert f.stat().st_mode & 0o777 == 0o644, f
+
+
+def test_out_that_is_a_file_and_failures_name_the_file_once(tmp_path, small_library):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    res = runner.invoke(app, ["master", str(small_library), "--out", str(blocker)])
+    assert res.exit_code == 2
+    assert "is a file, not a folder" in res.output
+    bad = small_library / "a" / "zz.wav"
+    bad.write_text("not audio")
+    res = runner.invoke(app, ["master", str(bad), "--out", str(tmp_path / "o"), "-q"])
+    assert res.exit_code == 1
+    line = next(ln for ln in res.output.splitlines() if ln.startswith("[failed]"))
+    assert line.count(str(bad)) == 1, line
 
 
 def test_unwritable_out_is_a_setup_error(tmp_path, small_library):
