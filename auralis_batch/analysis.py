@@ -188,6 +188,45 @@ def _kept(blocks: Iterable[np.ndarray], keep: list[np.ndarray]) -> Iterator[np.n
         yield block
 
 
+def measure_file_record(
+    path: str | os.PathLike, *, keep_blocks: list[np.ndarray] | None = None
+) -> dict[str, Any]:
+    """The loudness part of an analysis record, and nothing else: what a fixed preset
+    needs when no cache will keep a fingerprint for later (``master --no-cache``). The
+    record has the loudness keys, the default tempo (120.0, confidence 0) and
+    ``fingerprint`` None."""
+    t0 = time.perf_counter()
+    p = Path(path)
+    info = probe(p)
+    meter = LoudnessMeter(info.sample_rate, info.channels)
+    frames = 0
+    for block in iter_blocks(p):
+        if keep_blocks is not None:
+            keep_blocks.append(block)
+        meter.process(block)
+        frames += block.shape[1]
+    ld = meter.result().to_dict()
+    rec: dict[str, Any] = {
+        "path": str(p),
+        "duration_s": round(frames / info.sample_rate, 3),
+        "sample_rate": info.sample_rate,
+        "channels": info.channels,
+    }
+    for k in ("integrated_lufs", "true_peak_dbtp", "lra_lu", "sample_peak_dbfs"):
+        rec[k] = ld[k]
+    rec.update(
+        {
+            "tempo_bpm": DEFAULT_TEMPO_BPM,
+            "tempo_confidence": 0.0,
+            "fingerprint": None,
+            "loudness": ld,
+            "cached": False,
+            "seconds": round(time.perf_counter() - t0, 4),
+        }
+    )
+    return rec
+
+
 def _cached(cache, content: str, tempo: bool) -> dict[str, Any] | None:
     # A tempo-on record also answers a tempo-off request (report the default tempo).
     for with_tempo in (True,) if tempo else (False, True):

@@ -257,7 +257,7 @@ def _analysis_for(
 ) -> dict:
     """The track's analysis (cached). With ``keep``, a track small enough to hold
     (:data:`KEEP_DECODED_BYTES`) leaves its decoded blocks there for the render."""
-    from .analysis import analyze_file
+    from .analysis import analyze_file, measure_file_record
     from .batch import _needs_tempo
 
     if deadline is not None and time.monotonic() > deadline:
@@ -266,9 +266,15 @@ def _analysis_for(
         info = probe(job.input)
         if info.frames * info.channels * 8 > KEEP_DECODED_BYTES:
             keep = None
+    tempo = _needs_tempo(settings)
+    fixed = settings.preset != "adaptive" and settings.reference_record is None
+    if cache is None and fixed and not tempo:
+        # Nothing will read a fingerprint: no cache to keep it, a preset that does not
+        # adapt. The analysis is the source's loudness, as `measure` does.
+        return measure_file_record(job.input, keep_blocks=keep)
     return analyze_file(
         job.input,
-        tempo=_needs_tempo(settings),
+        tempo=tempo,
         cache=cache,
         keep_blocks=keep,
         hash_content=False,  # with no cache nothing needs the PCM hash

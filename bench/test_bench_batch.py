@@ -145,7 +145,9 @@ def test_two_hour_96k_peak_rss(benchmark, tmp_path):
 def test_batch_goals(folder, tmp_path):
     """The issue's goals in one measurement, best of 2 with the contenders alternating:
     >= 100x realtime per core end to end, within 2x of the I/O floor, -j 2 >= 1.8x -j 1,
-    and --help within 0.3 s of a bare interpreter."""
+    and --help within 0.3 s of a bare interpreter. The goals are checked on --no-cache
+    runs (a fixed preset then needs only the source's loudness); the default path with
+    a cold cache (full fingerprint, PCM hash, cache writes) is measured and printed."""
     import time
 
     from conftest import best_alternating
@@ -153,9 +155,14 @@ def test_batch_goals(folder, tmp_path):
     run_master([folder], tmp_path / "warm", RunSettings(use_cache=False), n_jobs=1)
     counter = iter(range(100))
 
-    def master(jobs: int) -> None:
-        out = tmp_path / f"out{next(counter)}"
-        res = run_master([folder], out, RunSettings(use_cache=False), n_jobs=jobs)
+    def master(jobs: int, cold_cache: bool = False) -> None:
+        i = next(counter)
+        settings = (
+            RunSettings(cache_dir=str(tmp_path / f"cache{i}"))  # the default path, cold
+            if cold_cache
+            else RunSettings(use_cache=False)  # loudness-only analysis (fixed preset)
+        )
+        res = run_master([folder], tmp_path / f"out{i}", settings, n_jobs=jobs)
         assert res.summary["ok"] == N_TRACKS
 
     def io_floor() -> None:
@@ -172,7 +179,13 @@ def test_batch_goals(folder, tmp_path):
                     dst.write(q.astype(np.int32) << 8)
 
     best = best_alternating(
-        {"j1": lambda: master(1), "j2": lambda: master(2), "io": io_floor}, rounds=2
+        {
+            "j1": lambda: master(1),
+            "j2": lambda: master(2),
+            "io": io_floor,
+            "j1_cold_cache": lambda: master(1, cold_cache=True),
+        },
+        rounds=2,
     )
     audio = _audio_seconds(folder)
 
@@ -190,6 +203,9 @@ def test_batch_goals(folder, tmp_path):
         f"\nbatch {N_TRACKS} x {SECONDS} s: -j 1 {audio / best['j1']:.0f}x realtime, "
         f"-j 2 {audio / best['j2']:.0f}x ({best['j1'] / best['j2']:.2f}x -j 1), "
         f"I/O floor {audio / best['io']:.0f}x ({best['j1'] / best['io']:.2f}x of it); "
+        f"-j 1 with a cold cache (fingerprints computed and stored) "
+        f"{audio / best['j1_cold_cache']:.0f}x ({best['j1_cold_cache'] / best['io']:.2f}x "
+        "the floor); "
         f"--help {helps * 1e3:.0f} ms vs bare python {bare * 1e3:.0f} ms"
     )
     assert audio / best["j1"] >= 100

@@ -31,15 +31,13 @@ def quantize_into(x, scale, dither, shift, pcm, back):
     hi = scale - 1.0
     inv = 1.0 / scale
     has_dither = dither.shape[0] > 0
-    for i in range(n):
-        for c in range(ch):
-            v = x[c, i] * scale
+    for c in range(ch):
+        row = x[c]
+        out = back[c]
+        for i in range(n):
+            v = row[i] * scale
             if has_dither:
                 v = v + dither[i, c]
-            q = math.floor(v + 0.5)
-            if q < lo:
-                q = lo
-            elif q > hi:
-                q = hi
+            q = min(max(math.floor(v + 0.5), lo), hi)
+            out[i] = q * inv
             pcm[i, c] = int(q) << shift
-            back[c, i] = q * inv

@@ -316,9 +316,13 @@ def test_decoded_once_and_decoded_again_give_the_same_output(tmp_path, small_lib
     again = run_master([small_library], tmp_path / "two", settings, n_jobs=1)
     assert {r["fingerprint_cached"] for r in fresh.records} == {False}
     assert {r["fingerprint_cached"] for r in again.records} <= {"memory", "disk"}
+    # --no-cache with a fixed preset measures loudness only (no fingerprint to keep)
+    light = run_master([small_library], tmp_path / "three", RunSettings(use_cache=False), n_jobs=1)
+    assert light.summary["ok"] == 4
     for a in sorted((tmp_path / "one").rglob("*.flac")):
-        b = tmp_path / "two" / a.relative_to(tmp_path / "one")
-        assert sha(a) == sha(b), a.name
+        for other in ("two", "three"):
+            b = tmp_path / other / a.relative_to(tmp_path / "one")
+            assert sha(a) == sha(b), (other, a.name)
 
 
 def test_largest_tracks_are_scheduled_first(tmp_path):
