@@ -242,8 +242,8 @@ def _tune_malloc() -> None:
             return
         libc = ctypes.CDLL(name)
         m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-        libc.mallopt(m_mmap_threshold, 64 * 1024 * 1024)
-        libc.mallopt(m_trim_threshold, 256 * 1024 * 1024)
+        libc.mallopt(m_mmap_threshold, 16 * 1024 * 1024)
+        libc.mallopt(m_trim_threshold, 32 * 1024 * 1024)
     except (OSError, AttributeError):
         pass
 
