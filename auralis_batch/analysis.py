@@ -50,7 +50,7 @@ class PcmHasher:
         self._h = hashlib.sha256()
 
     def update(self, block: np.ndarray) -> None:
-        self._h.update(np.ascontiguousarray(block.T, dtype="<f4").tobytes())
+        self._h.update(np.ascontiguousarray(block.T, dtype="<f4"))  # the buffer, no copy
 
     def hexdigest(self) -> str:
         return self._h.hexdigest()

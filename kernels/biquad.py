@@ -325,6 +325,12 @@ def _pair(x0, x1, y0, y1, coefs, z):
 if numba.config.DISABLE_JIT:
     _pair = _pair_scalar
 
+#: Two channels (1-D, C-contiguous float64) through one group of at most MAX_SECTIONS
+#: sections: ``cascade_pair(x0, x1, y0, y1, coefs, z)`` with ``coefs`` [shape=(m, 5)]
+#: ``b0 b1 b2 a1 a2`` and ``z`` [shape=(m, 2, 2)] the state (section, register, lane),
+#: updated in place. For kernels that filter and then reduce without a full-size output.
+cascade_pair = _pair
+
 
 @jit
 def sos_filter_into(x, sos, zi, y):

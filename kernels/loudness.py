@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from ._jit import jit
-from .biquad import _pair
+from .biquad import cascade_pair
 
 # BS.1770-4 constants.
 LUFS_OFFSET = -0.691  # eq. 2: L = -0.691 + 10 log10(sum G_i z_i)
@@ -117,7 +117,7 @@ def kweighted_subblock_power(x, sos, zi, acc, count, subblock_len):
             size = min(_KW_CHUNK, n - start)
             y0 = ybuf[0, :size]
             y1 = ybuf[1, :size]
-            _pair(x[c, start : start + size], x[c1, start : start + size], y0, y1, coefs, z)
+            cascade_pair(x[c, start : start + size], x[c1, start : start + size], y0, y1, coefs, z)
             i = 0
             while i < size:
                 seg = min(size - i, subblock_len - m)
