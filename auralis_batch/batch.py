@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -63,7 +64,7 @@ class RunSettings:
         d = dataclasses.asdict(self)
         for k in ("timeout_per_track_s", "use_cache", "cache_dir", "reference_record"):
             d.pop(k)
-        if self.preset != "adaptive":
+        if self.preset not in ("adaptive", "reference") and self.reference_record is None:
             d["preset_parameters"] = load_preset(self.preset).to_dict()
         if self.reference_record is not None:
             d["reference_sha256"] = self.reference_record.get("content_sha256")
@@ -227,20 +228,20 @@ def _tune_malloc() -> None:
     free, so every block paid ~200 page faults per buffer and the kernel zeroed the
     pages again: 14 % of a track's time in the kernel, and memory bandwidth that two
     workers then fight over. Above these thresholds glibc behaves as before. Once per
-    process; glibc (Linux) only, silently skipped elsewhere.
+    process; Linux only (elsewhere, or where libc has no ``mallopt``, skipped). It
+    changes just these two thresholds, in the process it runs in (with ``n_jobs=1``,
+    the caller's own).
     """
     global _MALLOC_TUNED
     if _MALLOC_TUNED:
         return
     _MALLOC_TUNED = True
+    if not sys.platform.startswith("linux"):
+        return
     try:
         import ctypes
-        import ctypes.util
 
-        name = ctypes.util.find_library("c")
-        if not name or "libc" not in name:
-            return
-        libc = ctypes.CDLL(name)
+        libc = ctypes.CDLL(None)  # the process's own symbols: glibc's, no ldconfig call
         m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
         libc.mallopt(m_mmap_threshold, 16 * 1024 * 1024)
         libc.mallopt(m_trim_threshold, 32 * 1024 * 1024)
@@ -379,6 +380,7 @@ def run_master(
         for job in todo:
             if str(job.input) not in finished:
                 records.append(skipped_record(job.input, f"not processed: {stopped}"))
+    records.sort(key=lambda r: str(r.get("input", "")))  # input order, however it ran
     return BatchResult(records, summarize(records), stopped)
 
 

@@ -147,7 +147,8 @@ def frame_features(
                 break
         out[t, nbands + 2] = roll
         # Geometric mean of the floored power: one log per 16 bins (the products stay
-        # within 1e-160 .. 1e96 for |X| <= n / 2, far inside float64).
+        # within 1e-160 .. 1e96 for |X| <= n / 2, far inside float64; a product that
+        # overflows is redone bin by bin).
         log_sum = 0.0
         p_sum = 0.0
         k = 0
@@ -160,7 +161,11 @@ def frame_features(
                     pt = FLATNESS_AMIN
                 prod *= pt
                 p_sum += pt
-            log_sum += math.log(prod)
+            if prod < math.inf:
+                log_sum += math.log(prod)
+            else:  # an absurdly loud frame (|X| beyond ~1e9): one log per bin
+                for j in range(k, stop):
+                    log_sum += math.log(max(m[j] * m[j], FLATNESS_AMIN))
             k = stop
         out[t, nbands + 3] = math.exp(log_sum / nb) / (p_sum / nb)
         inv_norm = 1.0 / math.sqrt(total_p)

@@ -37,9 +37,17 @@ def polyphase_bank(oversample: int = 4, taps_per_phase: int = 24, beta: float = 
     return np.ascontiguousarray(bank[:, ::-1])  # reversed: dot with oldest..newest
 
 
+#: Relative margin on the skip bound: a tap sum evaluated in floating point can exceed
+#: the rounded ``gain * max|x|`` by a few ulps (24 terms: < 3e-15 relative), and a
+#: chunk skipped on an exact tie would then lose that ulp, or lose it in one stream cut
+#: and not another.
+BOUND_MARGIN = 1e-12
+
+
 @jit
 def _bank_gain(bank):
-    """Largest sum of |taps| over the phases: |interpolated| <= gain * max|input|."""
+    """Largest sum of |taps| over the phases, plus :data:`BOUND_MARGIN`: a bound with
+    ``|interpolated| <= gain * max|input|`` even for the rounded sums."""
     g = 0.0
     for p in range(bank.shape[0]):
         acc = 0.0
@@ -47,7 +55,7 @@ def _bank_gain(bank):
             acc += abs(bank[p, k])
         if acc > g:
             g = acc
-    return g
+    return g * (1.0 + BOUND_MARGIN)
 
 
 CHUNK = 32

@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
+import auralis_batch as ab
 from auralis_batch.cli import app
 
 from .conftest import music_like
@@ -178,3 +179,22 @@ def test_presets_commands():
     data = json.loads(res.stdout)
     assert data["compressor"]["ratio"] == 4.0 and len(data["eq"]["bands"]) == 7
     assert runner.invoke(app, ["presets", "show", "nope"]).exit_code == 2
+
+
+def test_master_with_a_reference_track(tmp_path, write_audio):
+    """`--reference REF`: the CLI run completes (exit 0), takes the reference's loudness
+    as the target, and a re-run with the same reference is resumed from the journal."""
+    ref = write_audio("ref.wav", music_like(seconds=6.0, seed=5, level_db=-12.0))
+    src = write_audio("lib/a.wav", music_like(seconds=6.0, seed=6, level_db=-26.0))
+    out = tmp_path / "out"
+    report = tmp_path / "r.json"
+    args = ["master", str(src), "--out", str(out), "--reference", str(ref), "-q"]
+    res = runner.invoke(app, [*args, "--report", str(report)])
+    assert res.exit_code == 0, res.output
+    track = json.loads(report.read_text())["tracks"][0]
+    assert track["status"] == "ok"
+    ref_lufs = ab.analyze(str(ref))["integrated_lufs"]
+    assert track["after"]["integrated_lufs"] == pytest.approx(ref_lufs, abs=0.6)
+    again = runner.invoke(app, [*args, "--report", str(report)])
+    assert again.exit_code == 0
+    assert json.loads(report.read_text())["tracks"][0]["status"] == "skipped"

@@ -342,3 +342,59 @@ def test_integrated_matches_pyloudnorm_on_real_music(corpus):
         x, sr = sf.read(path, dtype="float64", always_2d=True)
         got = measure_loudness(x.T, sr).integrated_lufs
         assert got == pytest.approx(_pyloudnorm(x.T, sr), abs=0.1), path.name
+
+
+def test_true_peak_skip_bound_never_drops_an_ulp_across_stream_cuts():
+    """A window whose rounded tap sum exceeds the exact bound ``sum|taps| * max|x|`` by
+    an ulp (found by search, as a review did): the peak must be that value whether the
+    stream is cut before it or not (the skip bound carries a margin)."""
+    from kernels.truepeak import polyphase_bank, true_peak_block
+
+    bank = polyphase_bank()
+    p = int(np.argmax(np.abs(bank).sum(axis=1)))
+    taps = bank[p]
+    raw_gain = float(np.abs(taps).sum())
+
+    def rounded_sum(w):
+        acc = 0.0
+        for k in range(taps.shape[0]):
+            acc = acc + taps[k] * w[k]
+        return abs(acc)
+
+    rng = np.random.default_rng(0)
+    signs = np.sign(taps)
+    for _ in range(200_000):
+        m = rng.uniform(0.1, 1.0)
+        if rounded_sum(signs * m) > raw_gain * m:
+            break
+    else:
+        pytest.skip("no window above the rounded bound found")
+    worst = signs * m
+    bound = raw_gain * m
+    below = None  # a window whose sum lies in [bound, worst's sum): ties the bound
+    for k in range(taps.shape[0]):
+        nudged = worst.copy()
+        v = m
+        for _ in range(200):
+            v = np.nextafter(v, 0.0)
+            nudged[k] = signs[k] * v
+            if bound <= rounded_sum(nudged) < rounded_sum(worst):
+                below = nudged
+                break
+        if below is not None:
+            break
+    assert below is not None
+    x = np.zeros((1, 4096))
+    x[0, 100:124] = below  # earlier: sets the best so far to (at least) the bound
+    x[0, 170:194] = worst
+
+    def run(sizes):
+        hist, tp, sp, pos = np.zeros((1, taps.shape[0] - 1)), np.zeros(1), np.zeros(1), 0
+        for size in sizes:
+            tp, sp, hist = true_peak_block(x[:, pos : pos + size].copy(), bank, hist, tp, sp)
+            pos += size
+        return tp[0]
+
+    expected = rounded_sum(worst)
+    assert run([4096]) == expected
+    assert run([160, 4096 - 160]) == expected
