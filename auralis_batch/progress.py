@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import (
@@ -38,7 +39,7 @@ class BatchProgress:
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[failed]} failed"),
-                TextColumn("{task.fields[hours]:.2f} h audio"),
+                TextColumn("{task.fields[audio]} of audio"),
                 TextColumn("{task.fields[speed]:.0f}x realtime"),
                 TimeElapsedColumn(),
                 TextColumn("ETA"),
@@ -59,7 +60,7 @@ class BatchProgress:
         self.total_audio_s = total_audio_s
         if self._progress is not None:
             self._task = self._progress.add_task(
-                "master", total=max(n_tracks, 0), failed=0, hours=0.0, speed=0.0
+                "master", total=max(n_tracks, 0), failed=0, audio=_hms(0.0), speed=0.0
             )
 
     def update(self, rec: dict) -> None:
@@ -72,7 +73,7 @@ class BatchProgress:
                 self._task,
                 advance=1,
                 failed=self.failed,
-                hours=self.audio_s / 3600,
+                audio=_hms(self.audio_s),
                 speed=self.audio_s / elapsed,
             )
 
@@ -90,7 +91,7 @@ class BatchProgress:
                 continue
             b, a = r.get("before") or {}, r.get("after") or {}
             table.add_row(
-                r["input"],
+                Path(r["input"]).name,  # full paths are in --report
                 r["status"],
                 f(b.get("integrated_lufs")),
                 f(a.get("integrated_lufs")),
@@ -101,6 +102,12 @@ class BatchProgress:
         self.console.print(table)
         self.console.print(
             f"{summary['ok']} mastered, {summary['failed']} failed, {summary['skipped']} skipped; "
-            f"{self.audio_s / 3600:.2f} h of audio in {elapsed:.1f} s "
+            f"{_hms(self.audio_s)} of audio in {elapsed:.1f} s "
             f"({self.audio_s / elapsed:.0f}x realtime)"
         )
+
+
+def _hms(seconds: float) -> str:
+    """``H:MM:SS`` of audio (an overnight run is hours; a test clip is seconds)."""
+    total = int(round(seconds))
+    return f"{total // 3600}:{total % 3600 // 60:02d}:{total % 60:02d}"

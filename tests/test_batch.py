@@ -101,10 +101,22 @@ def test_kill_9_mid_run_leaves_no_partial_file_and_rerun_completes(tmp_path, wri
     assert not list(out.rglob("*.partial"))
 
 
+def _fresh_workers() -> None:
+    """Shut joblib's reusable worker pool down: workers started by an earlier test
+    would not see an environment variable set now."""
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor().shutdown(wait=True)
+
+
 def test_crashing_worker_fails_only_its_track(tmp_path, small_library, monkeypatch):
     monkeypatch.setenv("AURALIS_BATCH_FAULT", "crash:01.flac")
+    _fresh_workers()
     out = tmp_path / "out"
-    result = run_master([small_library], out, RunSettings(use_cache=False), n_jobs=2)
+    try:
+        result = run_master([small_library], out, RunSettings(use_cache=False), n_jobs=2)
+    finally:
+        _fresh_workers()  # no worker that knows the fault outlives the test
     status = dict(_statuses(result))
     assert status.pop("01.flac") == "failed"
     assert set(status.values()) == {"ok"}
