@@ -73,18 +73,25 @@ def loudness_from_record(record: dict[str, Any]) -> Loudness:
     return Loudness(**values)
 
 
-def _analyse_stream(blocks, sample_rate: int, channels: int, *, tempo: bool, hasher=None):
+def _analyse_stream(
+    blocks, sample_rate: int, channels: int, *, tempo: bool, hasher=None, fingerprint=True
+):
+    """Meter (and, unless ``fingerprint=False``, fingerprint) of one pass over ``blocks``:
+    ``(loudness, fingerprint or None, frames)``."""
     meter = LoudnessMeter(sample_rate, channels)
-    fp = FingerprintAnalyzer(sample_rate, channels, tempo=tempo)
+    fp = FingerprintAnalyzer(sample_rate, channels, tempo=tempo) if fingerprint else None
     frames = 0
     for block in blocks:
         if hasher is not None:
             hasher.update(block)
         x = np.ascontiguousarray(block, dtype=np.float64)  # one copy for both
         meter.process(x)
-        fp.process(x)
+        if fp is not None:
+            fp.process(x)
         frames += x.shape[1]
     loud = meter.result()
+    if fp is None:
+        return loud, None, frames
     finger = fp.finish(
         true_peak_dbtp=loud.true_peak_dbtp,
         integrated_lufs=loud.integrated_lufs,
@@ -101,8 +108,9 @@ def _record(
     channels: int,
     frames: int,
     loud: Loudness,
-    finger: Fingerprint,
+    finger: Fingerprint | None,
 ) -> dict[str, Any]:
+    """The analysis record; with no fingerprint, the default tempo and ``None``."""
     rec: dict[str, Any] = {
         "path": path,
         "duration_s": round(frames / sample_rate, 3),
@@ -112,10 +120,13 @@ def _record(
     ld = loud.to_dict()
     for k in ("integrated_lufs", "true_peak_dbtp", "lra_lu", "sample_peak_dbfs"):
         rec[k] = ld[k]
-    rec["tempo_bpm"] = round(finger.tempo_bpm, 2)
-    rec["tempo_confidence"] = round(finger.tempo_confidence, 3)
-    rec["fingerprint"] = finger.to_dict()
-    rec["fingerprint_version"] = FINGERPRINT_VERSION
+    if finger is None:
+        rec["tempo_bpm"], rec["tempo_confidence"], rec["fingerprint"] = DEFAULT_TEMPO_BPM, 0.0, None
+    else:
+        rec["tempo_bpm"] = round(finger.tempo_bpm, 2)
+        rec["tempo_confidence"] = round(finger.tempo_confidence, 3)
+        rec["fingerprint"] = finger.to_dict()
+        rec["fingerprint_version"] = FINGERPRINT_VERSION
     rec["loudness"] = ld
     return rec
 
@@ -127,6 +138,7 @@ def analyze_file(
     cache=None,
     keep_blocks: list[np.ndarray] | None = None,
     hash_content: bool = True,
+    fingerprint: bool = True,
 ) -> dict[str, Any]:
     """Analyse one file (raises :class:`AuralisError` on bad input).
 
@@ -134,8 +146,10 @@ def analyze_file(
     returned record carries ``cached``: ``"memory"``, ``"disk"`` or ``False``.
     ``keep_blocks``: when the file is decoded for analysis, its float64 blocks are
     appended here (the caller masters from memory instead of decoding again).
-    ``hash_content=False`` skips the PCM hash (``content_sha256``) when no cache is
-    given; with a cache the hash is its key and always computed.
+    ``hash_content=False`` skips the PCM hash (``content_sha256``) and
+    ``fingerprint=False`` the fingerprint (the record then has the default tempo and
+    ``fingerprint`` None: what a fixed preset needs) when no cache is given; a cache
+    always gets the hash, its key, and a whole record.
     """
     t0 = time.perf_counter()
     p = Path(path)
@@ -166,7 +180,12 @@ def analyze_file(
     if keep_blocks is not None:
         blocks = _kept(blocks, keep_blocks)
     loud, finger, frames = _analyse_stream(
-        blocks, info.sample_rate, info.channels, tempo=tempo, hasher=hasher
+        blocks,
+        info.sample_rate,
+        info.channels,
+        tempo=tempo,
+        hasher=hasher,
+        fingerprint=fingerprint or cache is not None,
     )
     rec = _record(str(p), info, info.sample_rate, info.channels, frames, loud, finger)
     content = hasher.hexdigest() if hasher is not None else None
@@ -186,45 +205,6 @@ def _kept(blocks: Iterable[np.ndarray], keep: list[np.ndarray]) -> Iterator[np.n
     for block in blocks:
         keep.append(block)
         yield block
-
-
-def measure_file_record(
-    path: str | os.PathLike, *, keep_blocks: list[np.ndarray] | None = None
-) -> dict[str, Any]:
-    """The loudness part of an analysis record, and nothing else: what a fixed preset
-    needs when no cache will keep a fingerprint for later (``master --no-cache``). The
-    record has the loudness keys, the default tempo (120.0, confidence 0) and
-    ``fingerprint`` None."""
-    t0 = time.perf_counter()
-    p = Path(path)
-    info = probe(p)
-    meter = LoudnessMeter(info.sample_rate, info.channels)
-    frames = 0
-    for block in iter_blocks(p):
-        if keep_blocks is not None:
-            keep_blocks.append(block)
-        meter.process(block)
-        frames += block.shape[1]
-    ld = meter.result().to_dict()
-    rec: dict[str, Any] = {
-        "path": str(p),
-        "duration_s": round(frames / info.sample_rate, 3),
-        "sample_rate": info.sample_rate,
-        "channels": info.channels,
-    }
-    for k in ("integrated_lufs", "true_peak_dbtp", "lra_lu", "sample_peak_dbfs"):
-        rec[k] = ld[k]
-    rec.update(
-        {
-            "tempo_bpm": DEFAULT_TEMPO_BPM,
-            "tempo_confidence": 0.0,
-            "fingerprint": None,
-            "loudness": ld,
-            "cached": False,
-            "seconds": round(time.perf_counter() - t0, 4),
-        }
-    )
-    return rec
 
 
 def _cached(cache, content: str, tempo: bool) -> dict[str, Any] | None:

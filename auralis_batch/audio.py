@@ -213,27 +213,22 @@ class Quantizer:
 
     def __call__(self, block: np.ndarray) -> np.ndarray:
         """``block`` (channels, n) float64 -> (n, channels) array soundfile writes."""
-        frames = block.T
-        if self.bit_depth == "16":
-            scale = 32768.0
-            dither = self._rng.random(frames.shape) - self._rng.random(frames.shape)
-            q = np.floor(frames * scale + dither + 0.5)
-            return np.clip(q, -32768, 32767).astype(np.int16)
-        if self.bit_depth == "24":
-            scale = 8388608.0
-            q = np.clip(np.floor(frames * scale + 0.5), -8388608, 8388607).astype(np.int32)
-            return q << 8  # soundfile takes the top 24 bits of int32 for PCM_24
-        return np.ascontiguousarray(frames, dtype=np.float32)
+        return self.quantize(block)[0]
 
     def quantize(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(pcm, back)``: what :meth:`__call__` returns and, in the same pass, what
-        :meth:`as_float` would decode from it (the after-measurement's input)."""
+        """``(pcm, back)``: the (n, channels) array soundfile writes and, from the same
+        pass, what a reader will decode from it (the after-measurement's input).
+
+        16/24-bit: ``floor(x * 2**(bits-1) (+ dither) + 0.5)``, clipped to the format's
+        range (:func:`kernels.quantize.quantize_into`); 24-bit values sit in the top
+        bits of an int32, as soundfile takes them for PCM_24.
+        """
+        x = np.ascontiguousarray(block, dtype=np.float64)
         if self.bit_depth not in ("16", "24"):
-            pcm = self(block)
+            pcm = np.ascontiguousarray(x.T, dtype=np.float32)
             return pcm, self.as_float(pcm)
         from kernels.quantize import quantize_into
 
-        x = np.ascontiguousarray(block, dtype=np.float64)
         ch, n = x.shape
         if self.bit_depth == "16":
             shape = (n, ch)

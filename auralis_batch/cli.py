@@ -215,10 +215,7 @@ def _run_master(
     if out.exists() and not out.is_dir():
         _fail_usage(f"--out {out}: is a file, not a folder")
     try:
-        if dry_run:
-            check_output_writable(out, create=False)
-        else:
-            check_output_writable(out)
+        check_output_writable(out, create=not dry_run)
     except OSError as exc:
         _fail_usage(f"--out {out}: not writable ({exc.strerror or exc})")
 

@@ -257,7 +257,7 @@ def _analysis_for(
 ) -> dict:
     """The track's analysis (cached). With ``keep``, a track small enough to hold
     (:data:`KEEP_DECODED_BYTES`) leaves its decoded blocks there for the render."""
-    from .analysis import analyze_file, measure_file_record
+    from .analysis import analyze_file
     from .batch import _needs_tempo
 
     if deadline is not None and time.monotonic() > deadline:
@@ -267,17 +267,16 @@ def _analysis_for(
         if info.frames * info.channels * 8 > KEEP_DECODED_BYTES:
             keep = None
     tempo = _needs_tempo(settings)
-    fixed = settings.preset != "adaptive" and settings.reference_record is None
-    if cache is None and fixed and not tempo:
-        # Nothing will read a fingerprint: no cache to keep it, a preset that does not
-        # adapt. The analysis is the source's loudness, as `measure` does.
-        return measure_file_record(job.input, keep_blocks=keep)
+    adapts = settings.preset == "adaptive" or settings.reference_record is not None
     return analyze_file(
         job.input,
         tempo=tempo,
         cache=cache,
         keep_blocks=keep,
         hash_content=False,  # with no cache nothing needs the PCM hash
+        # With no cache to keep a fingerprint and a preset that does not adapt, nothing
+        # would read one: the analysis is the source's loudness (and tempo if asked).
+        fingerprint=adapts or tempo,
     )
 
 

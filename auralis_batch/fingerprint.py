@@ -42,6 +42,7 @@ Field definitions:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -160,12 +161,6 @@ def _periodic_hann(n: int) -> np.ndarray:
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
 
 
-def _frame_view(signal: np.ndarray, n: int, hop: int, count: int) -> np.ndarray:
-    if count == 0:
-        return np.zeros((0, n))
-    return np.lib.stride_tricks.sliding_window_view(signal, n)[::hop][:count]
-
-
 def log_flux(
     band_power: np.ndarray,
     reference_power: float,
@@ -192,16 +187,35 @@ def log_flux(
 
 
 class _Framer:
-    """Cuts a mono stream into frames of ``n`` samples every ``hop``, across blocks."""
+    """Cuts a mono stream into Hann-windowed frames of ``n`` samples every ``hop``,
+    across blocks, and gives their spectra in batches of ``_FFT_CHUNK`` frames."""
 
     def __init__(self, n: int, hop: int) -> None:
         self.n = n
         self.hop = hop
         self._tail = np.zeros(0)
         self.frames = 0
+        self._window = _periodic_hann(n)
+        self._buf = np.empty((_FFT_CHUNK, n))  # windowed frames, reused
 
-    def push_signal(self, x: np.ndarray) -> tuple[np.ndarray, int]:
-        """``(signal, count)``: frame ``t < count`` is ``signal[t * hop :][:n]``."""
+    def spectra(self, x: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(segment, spectrum)`` for each batch of frames that ``x`` completes: frame
+        ``t`` of a batch is ``segment[t * hop :][:n]`` (unwindowed, contiguous) and
+        ``spectrum[t]`` the ``rfft`` of it windowed."""
+        signal, count = self._push(x)
+        yield from self._batches(signal, count)
+
+    def flush_spectra(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """One zero-padded frame when the whole stream was shorter than a frame."""
+        if self.frames or not self._tail.size:
+            return
+        frame = np.zeros(self.n)
+        frame[: self._tail.size] = self._tail
+        self._tail = np.zeros(0)
+        self.frames = 1
+        yield from self._batches(frame, 1)
+
+    def _push(self, x: np.ndarray) -> tuple[np.ndarray, int]:
         buf = np.concatenate((self._tail, x)) if self._tail.size else x
         if buf.shape[0] < self.n:
             self._tail = buf.copy()
@@ -211,20 +225,12 @@ class _Framer:
         self.frames += count
         return np.ascontiguousarray(buf[: (count - 1) * self.hop + self.n]), count
 
-    def push(self, x: np.ndarray) -> np.ndarray:
-        """The frames completed by ``x``, as a ``(count, n)`` view."""
-        signal, count = self.push_signal(x)
-        return _frame_view(signal, self.n, self.hop, count)
-
-    def flush_if_empty(self) -> np.ndarray:
-        """One zero-padded frame when the whole stream was shorter than a frame."""
-        if self.frames or not self._tail.size:
-            return np.zeros((0, self.n))
-        frame = np.zeros((1, self.n))
-        frame[0, : self._tail.size] = self._tail
-        self._tail = np.zeros(0)
-        self.frames = 1
-        return frame
+    def _batches(self, signal: np.ndarray, count: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for i in range(0, count, _FFT_CHUNK):
+            c = min(_FFT_CHUNK, count - i)
+            seg = signal[i * self.hop : i * self.hop + (c - 1) * self.hop + self.n]
+            frames = windowed_frames_into(seg, self.hop, self._window, self._buf[:c])
+            yield seg, np.fft.rfft(frames, axis=1)
 
 
 def _bands_to_bins(edges_hz: list[tuple[float, float]], bin_hz: float, n_bins: int):
@@ -254,8 +260,6 @@ class TempoTracker:
         self.rate = float(rate)
         frame_length = _frame_length(self.rate) // 2
         self._framer = _Framer(frame_length, frame_length // 2)
-        self._window = _periodic_hann(frame_length)
-        self._buf = np.empty((_FFT_CHUNK, frame_length))  # windowed frames, reused
         n_bins = frame_length // 2 + 1
         self._lo, self._hi = _tempo_bands(self.rate / frame_length, n_bins)
         self._ref = (frame_length / 4.0) ** 2  # band power of a full-scale sine
@@ -265,12 +269,7 @@ class TempoTracker:
         self.frame_rate = self.rate / (frame_length // 2)
 
     def push(self, mono: np.ndarray) -> None:
-        signal, count = self._framer.push_signal(mono)
-        hop = self._framer.hop
-        for i in range(0, count, _FFT_CHUNK):
-            c = min(_FFT_CHUNK, count - i)
-            frames = windowed_frames_into(signal[i * hop :], hop, self._window, self._buf[:c])
-            spec = np.fft.rfft(frames, axis=1)
+        for _, spec in self._framer.spectra(mono):
             bp = band_powers(spec, self._lo, self._hi)
             self._env.append(
                 log_flux(bp, self._ref, TEMPO_FLOOR_DB, ONSET_RANGE_DB, self._prev, self._state)
@@ -337,8 +336,6 @@ class FingerprintAnalyzer:
         n = _frame_length(self.analysis_rate)
         self.frame_length = n
         self._framer = _Framer(n, n // 2)
-        self._window = _periodic_hann(n)
-        self._buf = np.empty((_FFT_CHUNK, n))  # windowed frames, reused
         self._n_bins = n // 2 + 1
         self.bin_hz = self.analysis_rate / n
         self._band_lo, self._band_hi = _bands_to_bins(
@@ -366,18 +363,13 @@ class FingerprintAnalyzer:
         self.samples += x.shape[1]
         if self._decimator is not None:
             mono = self._decimator.push(mono)
-        self._spectral(*self._framer.push_signal(mono))
+        self._spectral(self._framer.spectra(mono))
         if self._tempo is not None:
             self._tempo.push(mono)
 
-    def _spectral(self, signal: np.ndarray, count: int) -> None:
-        n = self.frame_length
+    def _spectral(self, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> None:
         hop = self._framer.hop
-        for i in range(0, count, _FFT_CHUNK):
-            c = min(_FFT_CHUNK, count - i)
-            seg = signal[i * hop : i * hop + (c - 1) * hop + n]
-            frames = windowed_frames_into(seg, hop, self._window, self._buf[:c])
-            spec = np.fft.rfft(frames, axis=1)
+        for seg, spec in batches:
             self._rows.append(
                 frame_features(
                     seg,
@@ -402,8 +394,7 @@ class FingerprintAnalyzer:
         short_term_lufs: np.ndarray | None = None,
     ) -> Fingerprint:
         """The fingerprint; loudness figures come from the meter that saw the same stream."""
-        last = self._framer.flush_if_empty()
-        self._spectral(last.reshape(-1), last.shape[0])
+        self._spectral(self._framer.flush_spectra())
         table = np.concatenate(self._rows) if self._rows else np.zeros((0, 7 + 6))
         nb = len(BAND_EDGES_HZ)
         silent = table[:, nb + 5]

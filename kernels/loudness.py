@@ -144,9 +144,10 @@ def kweighted_subblock_power(x, sos, zi, acc, count, subblock_len):
 
 @jit(inline="always")
 def _add_squares(lanes, y, i, seg, m):
-    """``lanes[(m + t) % LANES] += y[i + t] ** 2`` for t in 0..seg-1, in order."""
+    """``lanes[(m + t) % LANES] += y[i + t] ** 2`` for t in 0..seg-1, in order: the
+    groups of eight as eight register sums (they vectorise), then the rest."""
     o = m % LANES
-    s0 = lanes[o % LANES]
+    s0 = lanes[o]
     s1 = lanes[(o + 1) % LANES]
     s2 = lanes[(o + 2) % LANES]
     s3 = lanes[(o + 3) % LANES]
@@ -164,23 +165,7 @@ def _add_squares(lanes, y, i, seg, m):
         s5 += y[t + 5] * y[t + 5]
         s6 += y[t + 6] * y[t + 6]
         s7 += y[t + 7] * y[t + 7]
-    rest = seg - full
-    t = i + full
-    if rest > 0:
-        s0 += y[t] * y[t]
-    if rest > 1:
-        s1 += y[t + 1] * y[t + 1]
-    if rest > 2:
-        s2 += y[t + 2] * y[t + 2]
-    if rest > 3:
-        s3 += y[t + 3] * y[t + 3]
-    if rest > 4:
-        s4 += y[t + 4] * y[t + 4]
-    if rest > 5:
-        s5 += y[t + 5] * y[t + 5]
-    if rest > 6:
-        s6 += y[t + 6] * y[t + 6]
-    lanes[o % LANES] = s0
+    lanes[o] = s0
     lanes[(o + 1) % LANES] = s1
     lanes[(o + 2) % LANES] = s2
     lanes[(o + 3) % LANES] = s3
@@ -188,6 +173,9 @@ def _add_squares(lanes, y, i, seg, m):
     lanes[(o + 5) % LANES] = s5
     lanes[(o + 6) % LANES] = s6
     lanes[(o + 7) % LANES] = s7
+    for t in range(full, seg):  # full is a multiple of LANES: lane (o + t) % LANES
+        v = y[i + t]
+        lanes[(o + t) % LANES] += v * v
 
 
 @jit
