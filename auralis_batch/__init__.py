@@ -20,15 +20,21 @@ from typing import Any
 __version__ = "0.1.0"
 
 
+def _kernels_dir() -> str:
+    """Where ``auralis_batch.kernels`` lives: inside the package in an installed wheel,
+    the repository's top-level ``kernels/`` in an editable install (a package-dir
+    mapping); found without importing it, so nothing of Numba loads here."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    inside = os.path.join(here, "kernels")
+    return inside if os.path.isdir(inside) else os.path.join(os.path.dirname(here), "kernels")
+
+
 def _numba_cache_dir() -> None:
     """Send Numba's compiled-kernel cache to the user cache dir when the install
     location is read-only (system-wide installs, containers)."""
     if os.environ.get("NUMBA_CACHE_DIR"):
         return
-    kernels_dir = os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kernels"
-    )
-    if os.access(kernels_dir, os.W_OK):
+    if os.access(_kernels_dir(), os.W_OK):
         return
     from platformdirs import user_cache_dir
 

@@ -227,7 +227,7 @@ class Quantizer:
         if self.bit_depth not in ("16", "24"):
             pcm = np.ascontiguousarray(x.T, dtype=np.float32)
             return pcm, self.as_float(pcm)
-        from kernels.quantize import quantize_into
+        from .kernels.quantize import quantize_into
 
         ch, n = x.shape
         if self.bit_depth == "16":

@@ -26,10 +26,9 @@ import math
 
 import numpy as np
 
-from kernels.dynamics import compressor, limiter, limiter_sizes
-from kernels.truepeak import polyphase_bank
-
 from .errors import ParameterError
+from .kernels.dynamics import compressor, limiter, limiter_sizes
+from .kernels.truepeak import polyphase_bank
 
 #: Internal safety margin below the ceiling, dB. It covers what the construction in
 #: :func:`kernels.dynamics.limiter` does not: a gain that varies across an interpolation

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.biquad import (
+from .kernels.biquad import (
     HIGH_PASS,
     HIGH_SHELF,
     LOW_PASS,
@@ -13,7 +13,6 @@ from kernels.biquad import (
     design_cascade,
     sos_filter,
 )
-
 from .presets import EQSettings
 
 _KIND_CODES = {

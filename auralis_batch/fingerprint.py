@@ -48,8 +48,9 @@ from typing import Any
 
 import numpy as np
 
-from kernels.biquad import LOW_PASS, rbj_biquad, sos_filter
-from kernels.spectral import (
+from .errors import AudioError
+from .kernels.biquad import LOW_PASS, rbj_biquad, sos_filter
+from .kernels.spectral import (
     count_peaks,
     downmix_stats,
     frame_features,
@@ -57,9 +58,7 @@ from kernels.spectral import (
     percussive_share,
     windowed_frames_into,
 )
-from kernels.tempo import autocorrelation, band_powers, detrend, tempo_from_acf
-
-from .errors import AudioError
+from .kernels.tempo import autocorrelation, band_powers, detrend, tempo_from_acf
 
 FINGERPRINT_VERSION = 2  # 2: tempo bands from the full-rate spectrum
 #: Spectral analysis runs at the source rate divided by the largest integer that keeps

@@ -23,7 +23,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from kernels.loudness import (
+from .errors import AudioError, ParameterError
+from .kernels.loudness import (
     LANES,
     LRA_HOP_SUBBLOCKS,
     RELATIVE_GATE_LU,
@@ -35,9 +36,7 @@ from kernels.loudness import (
     kweighted_subblock_power,
     loudness_range,
 )
-from kernels.truepeak import polyphase_bank, true_peak_block
-
-from .errors import AudioError, ParameterError
+from .kernels.truepeak import polyphase_bank, true_peak_block
 
 SURROUND_WEIGHT = 1.41  # BS.1770-4 Table 3, +1.5 dB for surround channels
 

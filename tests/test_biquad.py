@@ -9,8 +9,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from scipy import signal
 
 from auralis_batch.eq import Equalizer, design_eq
-from auralis_batch.presets import EQBand, EQSettings
-from kernels.biquad import (
+from auralis_batch.kernels.biquad import (
     HIGH_PASS,
     HIGH_SHELF,
     LOW_PASS,
@@ -20,6 +19,7 @@ from kernels.biquad import (
     rbj_biquad,
     sos_filter,
 )
+from auralis_batch.presets import EQBand, EQSettings
 
 RATES = [22050, 44100, 48000, 96000, 192000]
 

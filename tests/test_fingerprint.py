@@ -16,7 +16,7 @@ from auralis_batch.fingerprint import (
     estimate_tempo,
     fingerprint,
 )
-from kernels.spectral import frame_features
+from auralis_batch.kernels.spectral import frame_features
 
 from .conftest import music_like
 from .signals import click_track, drum_pattern

@@ -11,7 +11,7 @@ def test_numba_cache_goes_to_user_cache_dir_when_install_is_read_only(monkeypatc
     monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     real_access = os.access
-    kernels_dir = os.path.join(os.path.dirname(os.path.dirname(auralis_batch.__file__)), "kernels")
+    kernels_dir = auralis_batch._kernels_dir()
 
     def read_only(path, mode, *args, **kwargs):
         if os.path.abspath(path) == os.path.abspath(kernels_dir) and mode == os.W_OK:
@@ -30,3 +30,22 @@ def test_numba_cache_stays_beside_a_writable_install_and_respects_the_user(monke
     monkeypatch.setenv("NUMBA_CACHE_DIR", "/somewhere/chosen")
     auralis_batch._numba_cache_dir()
     assert os.environ["NUMBA_CACHE_DIR"] == "/somewhere/chosen"
+
+
+def test_wheel_has_one_top_level_package():
+    """``kernels/`` installs as ``auralis_batch.kernels``: a top-level ``kernels`` would
+    collide with an unrelated PyPI distribution of that name."""
+    from pathlib import Path
+
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+
+    config = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    setuptools_cfg = config["tool"]["setuptools"]
+    assert {p.split(".")[0] for p in setuptools_cfg["packages"]} == {"auralis_batch"}
+    assert setuptools_cfg["package-dir"]["auralis_batch.kernels"] == "kernels"
+    import auralis_batch.kernels.biquad as biquad
+
+    assert biquad.__name__ == "auralis_batch.kernels.biquad"

@@ -17,8 +17,8 @@ import pytest
 from scipy import signal
 
 from auralis_batch.errors import AudioError, ParameterError
+from auralis_batch.kernels.loudness import k_weighting_sos
 from auralis_batch.meter import LoudnessMeter, default_channel_weights, measure_loudness
-from kernels.loudness import k_weighting_sos
 
 from .conftest import music_like
 
@@ -348,7 +348,7 @@ def test_true_peak_skip_bound_never_drops_an_ulp_across_stream_cuts():
     """A window whose rounded tap sum exceeds the exact bound ``sum|taps| * max|x|`` by
     an ulp (found by search, as a review did): the peak must be that value whether the
     stream is cut before it or not (the skip bound carries a margin)."""
-    from kernels.truepeak import polyphase_bank, true_peak_block
+    from auralis_batch.kernels.truepeak import polyphase_bank, true_peak_block
 
     bank = polyphase_bank()
     p = int(np.argmax(np.abs(bank).sum(axis=1)))
