@@ -1,139 +1,391 @@
-"""Tags and cover art, copied from source to output with mutagen.
+"""Tags and cover art of an output, written into its temporary file before the rename.
 
-Text tags go through mutagen's "easy" interface, which maps the common fields
-(title, artist, album, date, track number, genre, ...) between ID3, Vorbis comments
-and MP4 atoms. Cover art is copied as FLAC pictures (FLAC/Ogg outputs) or an ID3
-APIC frame (WAV). Loudness tags follow ReplayGain 2.0 (reference -18 LUFS) and, for
-Opus, RFC 7845 R128 gains (reference -23 LUFS). Tag problems never fail a track: the
-functions return a note instead.
+:func:`write_output_tags` copies the source's text tags and cover art and writes the
+result's loudness tags in one mutagen load and save of the temporary file, so a crash
+while tagging can only break a file that is not yet under its final name, and the caller
+fsyncs audio and tags together. Text tags are mapped between ID3 frames and Vorbis
+comments with mutagen's own EasyID3 table (title, artist, album, date, track number,
+genre, MusicBrainz ids, ...); fields it does not know travel as ID3 ``TXXX`` frames.
+Cover art becomes FLAC pictures (FLAC) or ID3 ``APIC`` frames (WAV).
+
+Loudness tags follow ReplayGain 2.0 (reference -18 LUFS). The source's own loudness
+tags describe the source, not the re-levelled master, so they are never copied.
+
+A source whose tags cannot be read costs only its tags (a note; the master is fine);
+a failure to write the output's tags fails the track (:class:`OutputError`).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import os
+from collections.abc import Iterable
+from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import OutputError, ParameterError
+
+if TYPE_CHECKING:
+    from mutagen.flac import Picture
+    from mutagen.id3 import ID3
+
+__all__ = [
+    "REPLAYGAIN_REFERENCE_LUFS",
+    "TAG_OUTPUT_FORMATS",
+    "copy_tags",
+    "is_loudness_tag",
+    "loudness_tag_values",
+    "write_loudness_tags",
+    "write_output_tags",
+]
 
 REPLAYGAIN_REFERENCE_LUFS = -18.0
 
+#: Output formats :func:`write_output_tags` can tag, and how each stores its tags.
+TAG_OUTPUT_FORMATS = {"flac": "Vorbis comments + FLAC pictures", "wav": "ID3 chunk"}
 
-def _pictures(src) -> list:
-    """Cover art of any mutagen file as ``mutagen.flac.Picture`` objects."""
+#: Tag names (lower case) that describe the source's level: ReplayGain 1/2 (track and
+#: album gain and peak, reference loudness), Opus R128 gains, mp3gain's undo records,
+#: vorbisgain's pre-2.0 names, and iTunes' Sound Check (iTunNORM) and gapless
+#: (iTunSMPB: the source encoder's delay and padding, wrong for a new encode).
+_LOUDNESS_TAG_PREFIXES = ("replaygain_", "r128_", "mp3gain_")
+_LOUDNESS_TAG_NAMES = frozenset({"rg_radio", "rg_audiophile", "rg_peak", "itunnorm", "itunsmpb"})
+
+#: ID3 frames that are binary volume adjustments (RVA2; RVAD and XRVA of ID3v2.3).
+_LOUDNESS_ID3_FRAMES = frozenset({"RVA2", "RVAD", "XRVA"})
+
+#: Vorbis comment fields that carry pictures, not text.
+_PICTURE_FIELDS = frozenset({"metadata_block_picture", "coverart", "coverartmime"})
+
+#: A FLAC metadata block stores its length in 24 bits.
+_FLAC_BLOCK_MAX_BYTES = 2**24 - 1
+
+
+def is_loudness_tag(name: str) -> bool:
+    """True if the tag ``name`` (any case) states a loudness or gain of the audio."""
+    name = name.strip().lower()
+    return name.startswith(_LOUDNESS_TAG_PREFIXES) or name in _LOUDNESS_TAG_NAMES
+
+
+def write_output_tags(
+    tmp_path: str | os.PathLike,
+    *,
+    fmt: str,
+    source: str | os.PathLike | None,
+    loudness: dict[str, str] | None,
+) -> list[str]:
+    """Write tags and cover art into a finished (closed) temporary output file.
+
+    The source's text tags and cover art are copied except its loudness tags (see
+    :func:`is_loudness_tag`; ID3 ``RVA2`` volume frames and iTunes normalisation
+    comments included), which describe the source's level and not the master's;
+    ``loudness`` is written instead. The file is loaded and saved once with the
+    format's own mutagen class, never guessed from the name (a temporary ends in
+    ``.partial``), and only if something changes. The audio stream is not touched
+    (FLAC frames may move to make room for the tags; they are not re-encoded).
+
+    Parameters
+    ----------
+    tmp_path : str or os.PathLike
+        The temporary output, already closed by the audio writer (libsndfile writes
+        the FLAC STREAMINFO on close). This function does not fsync it: the caller
+        fsyncs after tagging, then renames.
+    fmt : {"flac", "wav"}
+        Format of ``tmp_path``. FLAC gets Vorbis comments and FLAC pictures; WAV gets
+        an ID3 chunk (common fields as their ID3 frames, others as ``TXXX``, cover
+        art as ``APIC``).
+    source : str or os.PathLike or None
+        File to copy text tags and cover art from (read with mutagen, any format it
+        knows: ID3 in MP3/WAV/AIFF, Vorbis comments in FLAC/Ogg). None copies
+        nothing.
+    loudness : dict of str to str or None
+        Tag name to value, as returned by :func:`loudness_tag_values`; None writes
+        no loudness tags (any the file already holds are still removed).
+
+    Returns
+    -------
+    notes : list of str
+        One line for the report per thing not copied: a source whose tags are
+        unreadable or of a format mutagen does not know, a field or picture the
+        output format cannot hold. Empty when everything was copied.
+
+    Raises
+    ------
+    ParameterError
+        ``fmt`` is not ``"flac"`` or ``"wav"``.
+    OutputError
+        The output could not be opened, read or rewritten. For an ``OSError`` the
+        message ends in its ``strerror`` in lower case (``"<tmp_path>: writing tags
+        failed: no space left on device"``) and ``__cause__`` is that ``OSError``,
+        so ``exc.__cause__.errno`` tells a full disk (``errno.ENOSPC``) apart. After
+        this error the temporary file may be damaged: remove it.
+    """
+    if fmt not in TAG_OUTPUT_FORMATS:
+        raise ParameterError(f"fmt must be one of {sorted(TAG_OUTPUT_FORMATS)}, got {fmt!r}")
+    notes: list[str] = []
+    fields: dict[str, list[str]] = {}
+    pictures: list[Picture] = []
+    if source is not None:
+        fields, pictures = _read_source(source, notes)
+    if source is None and loudness is None:
+        return notes
+    try:
+        with open(tmp_path, "rb+") as fh:
+            tag = _tag_flac if fmt == "flac" else _tag_wav
+            tag(fh, fields, pictures, loudness, notes, replace=source is not None)
+    except Exception as exc:  # mutagen wraps OSError in its own types; see _os_error
+        os_error = _os_error(exc)
+        if os_error is not None and os_error.errno is not None:
+            reason = os.strerror(os_error.errno).lower()
+        else:
+            reason = f"{type(exc).__name__}: {exc}"
+        raise OutputError(f"{tmp_path}: writing tags failed: {reason}") from (os_error or exc)
+    return notes
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """The OSError behind ``exc``: mutagen re-raises it as ``MutagenError(oserror)``."""
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        e = todo.pop()
+        if not isinstance(e, BaseException) or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError):
+            return e
+        todo.extend([e.__cause__, e.__context__, *e.args])
+    return None
+
+
+# ---------------------------------------------------------------- reading the source
+
+
+def _read_source(source: str | os.PathLike, notes: list[str]) -> tuple[dict, list]:
+    """Text fields (lower-case name -> values, loudness tags removed) and pictures."""
+    import mutagen
+    from mutagen.id3 import ID3
+
+    try:
+        src = mutagen.File(source)
+        if src is None:
+            kind = Path(source).suffix or Path(source).name
+            notes.append(f"tags not copied: mutagen reads no tags from {kind} files")
+            return {}, []
+        tags = src.tags
+        if isinstance(tags, ID3):
+            fields = _fields_from_id3(tags)
+        elif tags is not None:
+            fields = _fields_from_mapping(tags)
+        else:
+            fields = {}
+        pictures = _source_pictures(src, notes)
+    except Exception as exc:  # a corrupt tag in a source costs its tags, not the master
+        notes.append(
+            f"tags not copied: the source's tags are unreadable ({type(exc).__name__}: {exc})"
+        )
+        return {}, []
+    return {k: v for k, v in fields.items() if not is_loudness_tag(k)}, pictures
+
+
+def _fields_from_mapping(tags) -> dict[str, list[str]]:
+    """Vorbis comments (FLAC, Ogg) and other name -> list-of-text tag mappings."""
+    fields: dict[str, list[str]] = {}
+    for key in tags.keys():
+        values = tags[key]
+        name = key.lower()
+        if name in _PICTURE_FIELDS or not isinstance(values, list):
+            continue
+        if all(isinstance(v, str) for v in values):
+            fields.setdefault(name, []).extend(values)
+    return fields
+
+
+def _fields_from_id3(id3: ID3) -> dict[str, list[str]]:
+    """ID3 frames as Vorbis-style fields through mutagen's EasyID3 table; TXXX frames it
+    does not know by their description, the plain comment and the lyrics as well."""
+    from mutagen.easyid3 import EasyID3
+
+    fields: dict[str, list[str]] = {}
+    for key, getter in EasyID3.Get.items():
+        names = EasyID3.List[key](id3, key) if key in EasyID3.List else [key]
+        for name in names:
+            if "*" in name or is_loudness_tag(name):  # replaygain_*: RVA2 frames
+                continue
+            try:
+                fields[name] = [str(v) for v in getter(id3, name)]
+            except KeyError:
+                continue
+    known_txxx = _easy_id3_frame_keys()
+    for frame in id3.values():
+        if frame.FrameID == "TXXX" and frame.HashKey not in known_txxx and frame.desc:
+            fields.setdefault(frame.desc.lower(), []).extend(str(t) for t in frame.text)
+        elif frame.FrameID == "COMM" and not frame.desc:  # described COMMs are iTunes data
+            fields.setdefault("comment", []).extend(str(t) for t in frame.text)
+        elif frame.FrameID == "USLT":
+            fields.setdefault("lyrics", []).append(frame.text)
+    return fields
+
+
+@functools.cache
+def _easy_id3_frame_keys() -> frozenset[str]:
+    """ID3 frame keys EasyID3's fields use ("TIT2", "TXXX:MusicBrainz Album Id"),
+    found by letting each of its setters write into an empty tag."""
+    from mutagen.easyid3 import EasyID3
+    from mutagen.id3 import ID3
+
+    keys: set[str] = set()
+    for name, setter in EasyID3.Set.items():
+        if "*" in name:
+            continue
+        probe = ID3()
+        try:
+            setter(probe, name, ["2000"])
+        except Exception:  # a setter that refuses the probe value maps nothing we copy
+            continue
+        keys.update(probe.keys())
+    return frozenset(keys)
+
+
+def _source_pictures(src, notes: list[str]) -> list[Picture]:
+    """Cover art of a mutagen file (FLAC blocks, ID3 APIC, Ogg Vorbis comments)."""
     from mutagen.flac import Picture
 
-    pics: list[Picture] = []
-    tags = getattr(src, "tags", None)
-    if hasattr(src, "pictures"):  # FLAC
-        pics.extend(src.pictures)
-    if tags is None:
-        return pics
-    if hasattr(tags, "getall"):  # ID3 (MP3, WAV, AIFF)
+    pics: list[Picture] = list(getattr(src, "pictures", None) or [])
+    tags = src.tags
+    if tags is not None and hasattr(tags, "getall"):  # ID3 (MP3, WAV, AIFF)
         for frame in tags.getall("APIC"):
             p = Picture()
             p.data, p.mime, p.type, p.desc = frame.data, frame.mime, int(frame.type), frame.desc
             pics.append(p)
-    elif hasattr(tags, "get"):
-        for b64 in tags.get("metadata_block_picture", []) or []:  # Ogg Vorbis / Opus
+    elif tags is not None:  # Vorbis comments (Ogg Vorbis, Opus)
+        for b64 in tags.get("metadata_block_picture", []) or []:
             try:
                 pics.append(Picture(base64.b64decode(b64)))
             except Exception:
-                continue
-        for cover in tags.get("covr", []) or []:  # MP4
+                notes.append("a cover picture of the source is unreadable and was not copied")
+        for b64, mime in zip(
+            tags.get("coverart", []) or [], tags.get("coverartmime", []) or [], strict=False
+        ):  # the pre-2009 way of storing cover art in Vorbis comments
             p = Picture()
-            p.data, p.type = bytes(cover), 3
-            p.mime = "image/png" if bytes(cover[:4]) == b"\x89PNG" else "image/jpeg"
-            pics.append(p)
-    return pics
-
-
-def copy_tags(src_path: str | os.PathLike, dst_path: str | os.PathLike) -> str | None:
-    """Copy text tags and cover art; returns a note if something could not be copied."""
-    try:
-        import mutagen
-
-        src_easy = mutagen.File(src_path, easy=True)
-        src_full = mutagen.File(src_path)
-        if Path(dst_path).suffix.lower() == ".wav":
-            if src_easy is not None and src_easy.tags is not None:
-                _copy_to_wav_id3(dict(src_easy.tags.items()), dst_path)
-            pics = _pictures(src_full) if src_full is not None else []
-            if pics:
-                _add_pictures(dst_path, pics)
-            return None
-        dst = mutagen.File(dst_path, easy=True)
-        if dst is None:
-            return f"tags not copied: {Path(dst_path).suffix} output has no tag support"
-        if src_easy is None or src_easy.tags is None:
-            return None
-        if dst.tags is None:
-            dst.add_tags()
-        for key, values in src_easy.tags.items():
             try:
-                dst[key] = list(values)
-            except (KeyError, ValueError, TypeError):
-                continue  # a field the output's tag format cannot hold
-        dst.save()
-        pics = _pictures(src_full) if src_full is not None else []
-        if pics:
-            _add_pictures(dst_path, pics)
-    except Exception as exc:  # a broken tag never fails a mastered track
-        return f"tags not copied: {type(exc).__name__}: {exc}"
+                p.data = base64.b64decode(b64)
+            except ValueError:
+                notes.append("a cover picture of the source is unreadable and was not copied")
+                continue
+            p.mime, p.type = mime, 3
+            pics.append(p)
+    unique: dict[tuple, Picture] = {}
+    for p in pics:
+        unique.setdefault((p.type, p.desc, bytes(p.data)), p)
+    return list(unique.values())
+
+
+# ---------------------------------------------------------------- writing the output
+
+
+def _tag_flac(fh, fields, pictures, loudness, notes, *, replace: bool) -> None:
+    """Vorbis comments and pictures into the FLAC open as ``fh``; saved if changed."""
+    from mutagen.flac import FLAC
+
+    audio = FLAC(fh)
+    if audio.tags is None:
+        audio.add_tags()
+    tags = audio.tags
+    changed = False
+    for key in [k for k in tags.keys() if is_loudness_tag(k)]:
+        del tags[key]
+        changed = True
+    for name, values in fields.items():
+        if not _is_vorbis_name(name):
+            notes.append(f"tag {name!r} not copied: FLAC comment names are printable ASCII")
+            continue
+        tags[name.upper()] = list(values)
+        changed = True
+    for name, value in (loudness or {}).items():
+        tags[name.upper()] = [value]
+        changed = True
+    if replace and audio.pictures:
+        audio.clear_pictures()
+        changed = True
+    for p in pictures:
+        if len(p.write()) > _FLAC_BLOCK_MAX_BYTES:
+            notes.append(
+                f"cover art ({len(p.data) / 2**20:.1f} MiB) not copied: "
+                "a FLAC picture holds at most 16 MiB"
+            )
+            continue
+        audio.add_picture(p)
+        changed = True
+    if changed:
+        fh.seek(0)  # mutagen reads the header from where the file object stands
+        audio.save(fh)
+
+
+def _is_vorbis_name(name: str) -> bool:
+    """Vorbis comment field names are ASCII 0x20..0x7D without '='."""
+    return bool(name) and all(" " <= c <= "}" and c != "=" for c in name)
+
+
+def _tag_wav(fh, fields, pictures, loudness, notes, *, replace: bool) -> None:
+    """An ID3 chunk into the WAV open as ``fh``; saved if changed."""
+    from mutagen.id3 import APIC, COMM, TXXX, USLT
+    from mutagen.wave import WAVE
+
+    audio = WAVE(fh)
+    if audio.tags is None:
+        audio.add_tags()
+    id3 = audio.tags
+    changed = False
+    for key, frame in list(id3.items()):
+        if frame.FrameID in _LOUDNESS_ID3_FRAMES or (
+            frame.FrameID in ("TXXX", "COMM") and is_loudness_tag(frame.desc)
+        ):
+            del id3[key]
+            changed = True
+    for name, values in fields.items():
+        try:
+            if name == "comment":
+                id3.add(COMM(encoding=3, lang="eng", desc="", text=list(values)))
+            elif name == "lyrics":
+                id3.add(USLT(encoding=3, lang="eng", desc="", text="\n".join(values)))
+            elif (setter := _easy_id3_setter(name)) is not None:
+                setter(id3, name, list(values))
+            else:
+                id3.add(TXXX(encoding=3, desc=name.upper(), text=list(values)))
+        except (ValueError, TypeError, KeyError) as exc:  # e.g. a non-numeric track number
+            notes.append(f"tag {name!r} not copied: ID3 cannot hold {values!r} ({exc})")
+            continue
+        changed = True
+    for name, value in (loudness or {}).items():
+        id3.add(TXXX(encoding=3, desc=name, text=[value]))
+        changed = True
+    if replace and id3.getall("APIC"):
+        id3.delall("APIC")
+        changed = True
+    for p in pictures:
+        id3.add(APIC(encoding=3, mime=p.mime, type=p.type, desc=p.desc, data=p.data))
+        changed = True
+    if changed:
+        fh.seek(0)  # mutagen reads the header from where the file object stands
+        audio.save(fh)
+
+
+def _easy_id3_setter(name: str):
+    """mutagen's EasyID3 setter for the field ``name``, or None."""
+    from mutagen.easyid3 import EasyID3
+
+    if name in EasyID3.Set:
+        return EasyID3.Set[name]
+    for pattern, setter in EasyID3.Set.items():  # "performer:*"
+        if "*" in pattern and fnmatchcase(name, pattern) and not is_loudness_tag(name):
+            return setter
     return None
 
 
-_ID3_FRAMES = {
-    "title": "TIT2",
-    "artist": "TPE1",
-    "album": "TALB",
-    "albumartist": "TPE2",
-    "date": "TDRC",
-    "tracknumber": "TRCK",
-    "discnumber": "TPOS",
-    "genre": "TCON",
-    "composer": "TCOM",
-    "copyright": "TCOP",
-    "isrc": "TSRC",
-}
-
-
-def _copy_to_wav_id3(tags: dict, dst_path: str | os.PathLike) -> None:
-    """WAV has no "easy" mapping in mutagen: write the common fields as ID3 frames."""
-    import mutagen
-    from mutagen import id3
-
-    f = mutagen.File(dst_path)
-    if f.tags is None:
-        f.add_tags()
-    for key, values in tags.items():
-        frame = _ID3_FRAMES.get(key.lower())
-        text = [str(v) for v in values]
-        if frame is not None:
-            f.tags.add(getattr(id3, frame)(encoding=3, text=text))
-        else:
-            f.tags.add(id3.TXXX(encoding=3, desc=key.upper(), text=text))
-    f.save()
-
-
-def _add_pictures(dst_path: str | os.PathLike, pics: list) -> None:
-    import mutagen
-    from mutagen.flac import FLAC
-
-    suffix = Path(dst_path).suffix.lower()
-    if suffix == ".flac":
-        f = FLAC(dst_path)
-        f.clear_pictures()
-        for p in pics:
-            f.add_picture(p)
-        f.save()
-    elif suffix == ".wav":
-        from mutagen.id3 import APIC
-
-        f = mutagen.File(dst_path)
-        if f.tags is None:
-            f.add_tags()
-        for p in pics:
-            f.tags.add(APIC(encoding=3, mime=p.mime, type=p.type, desc=p.desc, data=p.data))
-        f.save()
+# ---------------------------------------------------------------- loudness values
 
 
 def loudness_tag_values(
@@ -156,25 +408,29 @@ def loudness_tag_values(
     return values
 
 
+# ---------------------------------------------------------------- old API, for the engine
+# until it calls write_output_tags on the temporary file: both tag a final file in place
+# (the crash window write_output_tags closes) and turn every error into a note.
+
+
+def copy_tags(src_path: str | os.PathLike, dst_path: str | os.PathLike) -> str | None:
+    """Deprecated: copy tags into a final ``.flac``/``.wav`` file in place; a note or None."""
+    return _old_api_note(dst_path, source=src_path, loudness=None)
+
+
 def write_loudness_tags(dst_path: str | os.PathLike, values: dict[str, str]) -> str | None:
-    """Write ReplayGain tags: Vorbis comments for FLAC/Ogg, ID3 TXXX frames for WAV."""
+    """Deprecated: write loudness tags into a final file in place; a note or None."""
+    return _old_api_note(dst_path, source=None, loudness=values)
+
+
+def _old_api_note(dst_path, *, source, loudness) -> str | None:
     try:
-        import mutagen
-
-        f = mutagen.File(dst_path)
-        if f is None:
-            return "loudness tags not written: unsupported output"
-        if f.tags is None:
-            f.add_tags()
-        if hasattr(f.tags, "getall"):  # ID3
-            from mutagen.id3 import TXXX
-
-            for key, value in values.items():
-                f.tags.add(TXXX(encoding=3, desc=key, text=[value]))
-        else:
-            for key, value in values.items():
-                f.tags[key] = [value]
-        f.save()
-    except Exception as exc:
-        return f"loudness tags not written: {type(exc).__name__}: {exc}"
-    return None
+        notes: Iterable[str] = write_output_tags(
+            dst_path,
+            fmt=Path(dst_path).suffix.lower().lstrip("."),
+            source=source,
+            loudness=loudness,
+        )
+    except (OutputError, ParameterError) as exc:
+        return f"tags not written: {exc}"
+    return "; ".join(notes) or None
