@@ -1,22 +1,36 @@
 """Persistent fingerprint cache: an in-process LRU in front of a size-limited diskcache.
 
 * Level 1: an ``OrderedDict`` LRU of ``memory_entries`` values in this process.
-* Level 2: a :class:`diskcache.Cache` (SQLite + files) shared by every process and
-  session, evicting the least-recently-used entries beyond ``size_limit_bytes``.
+* Level 2: a :class:`diskcache.Cache` (SQLite) shared by every process and session,
+  evicting the least-recently-used entries beyond ``size_limit_bytes``.
 
-Keys are strings: the SHA-256 of the decoded PCM plus everything that changes the
-analysis (see :func:`make_key`). A fast path maps (absolute path, size, mtime_ns,
-inode) to the content hash, so an unchanged file is neither decoded nor hashed.
+The cache owns its key format: :func:`make_key` (the SHA-256 of the decoded PCM from
+:class:`PcmHasher`, plus everything that changes the analysis) is what the analysis
+calls. A fast path maps (absolute path, size, mtime_ns, inode) to the content hash, so
+an unchanged file is neither decoded nor hashed.
 
-Values are JSON text only. :class:`JSONDisk` refuses pickle in both directions: it
-never stores a pickle, and when it reads a row whose stored mode says "pickle" (a
-tampered or foreign row; :meth:`diskcache.Cache.get` hands the row's own mode to
-``Disk.fetch``) it raises instead of unpickling. Nothing read from the cache can
-execute code. Unparsable rows and rows of another version are misses and deleted.
+Values are small JSON documents stored inline in the database, never as files, and
+nothing a row says is trusted (any process that can write the cache folder can edit
+``cache.db``). :class:`JSONDisk`:
+
+* never stores a pickle or a file; it reads only rows in raw mode whose ``filename``
+  is NULL and whose value is text or bytes, and refuses everything else unread with
+  :class:`UnsafeRowError` (:meth:`diskcache.Cache.get` hands the row's own mode and
+  filename to ``Disk.fetch``, so a tampered row could otherwise be unpickled or name
+  any file to read);
+* unlinks only a file named the way diskcache names value files (``ab/cd/<28 hex>.val``)
+  whose real path lies inside the cache folder, and removes no folder but those emptied
+  below it: ``Disk.remove`` runs with a row's ``filename`` on every delete, set over an
+  existing key, cull, eviction, expiry and clear.
+
+Refused, unparsable and other-version rows are misses and deleted.
 
 The cache is an optimisation, never a point of failure: a corrupt database is moved
 aside and rebuilt with one :class:`CacheWarning`; an unwritable or full location gives
 one warning and the run goes on uncached; timeouts and unreadable rows are misses.
+
+Importing this module loads neither NumPy nor Numba (``auralis-batch cache stats``
+stays light): the analysis passes its version and sample rate to :func:`make_key`.
 """
 
 from __future__ import annotations
@@ -27,36 +41,60 @@ import json
 import os
 import re
 import sqlite3
+import stat
 import threading
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from .errors import UnsafeRowError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = [
+    "DEFAULT_MEMORY_ENTRIES",
+    "DEFAULT_SIZE_LIMIT_BYTES",
+    "CacheWarning",
+    "FingerprintCache",
+    "NullCache",
+    "PcmHasher",
+    "UnsafeRowError",
+    "default_cache_dir",
+    "make_key",
+    "open_cache",
+    "parse_duration",
+]
 
 DEFAULT_SIZE_LIMIT_BYTES = 2 * 1024**3
 DEFAULT_MEMORY_ENTRIES = 50
 FINGERPRINT_PREFIX = "fp:"
 PATH_PREFIX = "path:"
 STATS_PREFIX = "__stats__:"
+STATS_COUNTERS = ("memory_hits", "memory_misses", "disk_hits", "disk_misses")
 SQLITE_TIMEOUT_S = 10.0
-#: Level-1 counters are added to the shared ones every this many operations and at close.
+#: Level-1 counters are added to the shared ones every this many operations, at
+#: :meth:`FingerprintCache.flush` and at close.
 STATS_FLUSH_EVERY = 64
+#: The only file names :meth:`JSONDisk.remove` acts on: diskcache's own value files.
+_VALUE_FILE = re.compile(r"[0-9a-f]{2}[/\\][0-9a-f]{2}[/\\][0-9a-f]{28}\.val")
 
 
 class CacheWarning(UserWarning):
     """The cache could not be used as intended; the run goes on."""
 
 
-class UnsafeRowError(Exception):
-    """A row that is not plain JSON (e.g. a pickle planted in the store)."""
-
-
 def default_cache_dir() -> Path:
-    """``$AURALIS_CACHE_DIR``, else the platform's user cache dir + ``/fingerprints``."""
+    """The cache folder used when none is given.
+
+    Returns
+    -------
+    Path
+        ``$AURALIS_CACHE_DIR`` (``~`` expanded) if set, else the platform's user cache
+        folder for auralis-batch + ``/fingerprints``. Nothing is created.
+    """
     env = os.environ.get("AURALIS_CACHE_DIR")
     if env:
         return Path(env).expanduser()
@@ -68,27 +106,84 @@ def default_cache_dir() -> Path:
 def make_key(
     content_sha256: str, *, fingerprint_version: int, tempo: bool, analysis_sample_rate: int
 ) -> str:
-    """Cache key of an analysis: content hash plus every option that changes it."""
+    """Cache key of an analysis: the content hash plus every option that changes it.
+
+    Parameters
+    ----------
+    content_sha256 : str
+        Hex digest of the decoded PCM (:meth:`PcmHasher.hexdigest`).
+    fingerprint_version : int
+        Version of the fingerprint algorithm
+        (:data:`auralis_batch.fingerprint.FINGERPRINT_VERSION`).
+    tempo : bool
+        Whether the analysis included tempo.
+    analysis_sample_rate : int
+        Sample rate the fingerprint analyses at, in Hz
+        (:data:`auralis_batch.fingerprint.ANALYSIS_SAMPLE_RATE`).
+
+    Returns
+    -------
+    str
+        ``fp:v{fingerprint_version}:tempo{0|1}:sr{analysis_sample_rate}:{content_sha256}``.
+        The format is what existing caches hold: changing it orphans every entry.
+    """
     return (
         f"{FINGERPRINT_PREFIX}v{fingerprint_version}:tempo{int(tempo)}:"
         f"sr{analysis_sample_rate}:{content_sha256}"
     )
 
 
-def hash_pcm_blocks(blocks: Iterable[np.ndarray]) -> str:
-    """SHA-256 of decoded PCM: each ``(channels, n)`` block as interleaved (frame by
-    frame) little-endian float32, so the digest does not depend on block boundaries."""
-    h = hashlib.sha256()
-    for block in blocks:
-        h.update(np.ascontiguousarray(np.asarray(block).T, dtype="<f4").tobytes())
-    return h.hexdigest()
+class PcmHasher:
+    """SHA-256 of decoded PCM as interleaved little-endian float32 frames.
+
+    Interleaving (frame by frame) makes the digest independent of how the stream was
+    cut into blocks; float32 is the precision every decoder delivers losslessly.
+    """
+
+    def __init__(self) -> None:
+        import numpy as np  # here, not at module level: the cache CLI stays light
+
+        self._contiguous = np.ascontiguousarray
+        self._h = hashlib.sha256()
+
+    def update(self, block: np.ndarray) -> None:
+        """Add one block of frames.
+
+        Parameters
+        ----------
+        block : np.ndarray [shape=(channels, n)]
+            Samples of any real dtype; converted to float32 (the converted buffer goes
+            to hashlib without a bytes copy).
+        """
+        self._h.update(self._contiguous(block.T, dtype="<f4"))
+
+    def hexdigest(self) -> str:
+        """Hex SHA-256 of every frame given so far."""
+        return self._h.hexdigest()
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_duration(text: str) -> float:
-    """``"30d"``, ``"12h"``, ``"90m"``, ``"45s"``, ``"2w"`` (or plain seconds) -> seconds."""
+    """Seconds in a duration such as ``"30d"``, ``"12h"``, ``"90m"``, ``"45s"`` or ``"2w"``.
+
+    Parameters
+    ----------
+    text : str
+        A number with an optional unit ``s``, ``m``, ``h``, ``d`` or ``w`` (plain
+        numbers are seconds).
+
+    Returns
+    -------
+    float
+        The duration in seconds.
+
+    Raises
+    ------
+    ValueError
+        ``text`` is not such a duration (the message names ``--older-than``).
+    """
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", str(text))
     if not m:
         raise ValueError(
@@ -97,12 +192,22 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2) or "s"]
 
 
+def _inside(root: str, path: str) -> bool:
+    """True when ``path`` (already a real path) lies strictly below ``root``."""
+    return path != root and os.path.commonpath([root, path]) == root
+
+
 def _json_disk_class():
     import diskcache
-    from diskcache.core import MODE_BINARY, MODE_PICKLE, MODE_RAW
+    from diskcache.core import MODE_RAW
 
     class JSONDisk(diskcache.Disk):
-        """Stores values as UTF-8 JSON bytes; refuses pickle in both directions."""
+        """Stores values as inline UTF-8 JSON; trusts no row's mode, filename or value."""
+
+        def __init__(self, directory, min_file_size=0, pickle_protocol=0):
+            super().__init__(directory, min_file_size, pickle_protocol)
+            # Fixed at open: removals never follow a directory a Settings row could set.
+            self._root = os.path.realpath(directory)
 
         def put(self, key):
             if not isinstance(key, str):
@@ -118,21 +223,75 @@ def _json_disk_class():
             if read:
                 raise TypeError("file-like values are not accepted")
             data = json.dumps(value, allow_nan=False, separators=(",", ":")).encode("utf-8")
-            return super().store(data, False, key=key)
+            return 0, MODE_RAW, None, sqlite3.Binary(data)  # inline, whatever its size
 
         def fetch(self, mode, filename, value, read):
-            if mode not in (MODE_RAW, MODE_BINARY) or mode == MODE_PICKLE:
-                raise UnsafeRowError(f"row stored in mode {mode}, not JSON bytes")
-            data = super().fetch(mode, filename, value, False)
-            if isinstance(data, str):
-                data = data.encode("utf-8")
-            return json.loads(bytes(data).decode("utf-8"))
+            if filename is not None:
+                raise UnsafeRowError(f"row names a file ({filename!r}); values are inline")
+            if mode != MODE_RAW:
+                raise UnsafeRowError(f"row stored in mode {mode}, not inline JSON")
+            if isinstance(value, str):
+                value = value.encode("utf-8")
+            if not isinstance(value, bytes):
+                raise UnsafeRowError(f"row value is {type(value).__name__}, not JSON text")
+            return json.loads(value.decode("utf-8"))
+
+        def filename(self, key=diskcache.core.UNKNOWN, value=diskcache.core.UNKNOWN):
+            raise TypeError("values are stored inline, never in files")
+
+        def remove(self, file_path):
+            # Only diskcache's own value files, only inside the cache folder: a row's
+            # filename may have been set to anything ('../x', '/home/..', 'cache.db').
+            if not isinstance(file_path, str) or not _VALUE_FILE.fullmatch(file_path):
+                return
+            root = self._root
+            full = os.path.realpath(os.path.join(root, file_path))  # symlinks resolved
+            if not _inside(root, full):
+                return
+            with contextlib.suppress(OSError):
+                if stat.S_ISREG(os.lstat(full).st_mode):
+                    os.remove(full)
+            folder = os.path.dirname(full)
+            while _inside(root, folder):  # emptied sub-folders, never the cache folder
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    break
+                folder = os.path.dirname(folder)
 
     return JSONDisk
 
 
+_BAD_ROW = (UnsafeRowError, ValueError, UnicodeDecodeError, TypeError)
+
+
 class FingerprintCache:
-    """Two-level cache of analysis records (JSON-safe dicts)."""
+    """Two-level cache of analysis records (JSON-safe dicts).
+
+    Parameters
+    ----------
+    directory : str or os.PathLike, optional
+        Cache folder (created if missing); default :func:`default_cache_dir`.
+    size_limit_bytes : int
+        Size of the shared store beyond which least-recently-used entries are evicted.
+    memory_entries : int
+        Entries kept in this process's level-1 LRU.
+    value_version : int
+        Version of the stored records; rows of another version are misses.
+
+    Raises
+    ------
+    OSError
+        The folder cannot be created or opened.
+    sqlite3.Error
+        The database is locked beyond the timeout, or still unusable after a corrupt
+        one was moved aside (:func:`open_cache` turns these into a :class:`NullCache`).
+
+    Warns
+    -----
+    CacheWarning
+        Once, when a corrupt database is moved aside and a new one started.
+    """
 
     def __init__(
         self,
@@ -148,7 +307,8 @@ class FingerprintCache:
         self.value_version = int(value_version)
         self._memory: OrderedDict[str, dict] = OrderedDict()
         self._lock = threading.Lock()
-        self._pending = {"memory_hits": 0, "memory_misses": 0, "disk_hits": 0, "disk_misses": 0}
+        self._stats_lock = threading.Lock()
+        self._pending = dict.fromkeys(STATS_COUNTERS, 0)
         self._ops = 0
         self._warned = False
         self._disk = self._open()
@@ -198,17 +358,37 @@ class FingerprintCache:
 
     # ------------------------------------------------------------------ values
     def get(self, key: str) -> dict | None:
+        """The value stored under ``key``, or None (see :meth:`get_with_source`)."""
         return self.get_with_source(key)[0]
 
     def get_with_source(self, key: str) -> tuple[dict | None, str]:
-        """``(value, source)`` with source ``"memory"``, ``"disk"`` or ``"miss"``."""
+        """The value stored under ``key`` and the level that answered.
+
+        Parameters
+        ----------
+        key : str
+            A key from :func:`make_key`.
+
+        Returns
+        -------
+        (dict or None, str)
+            A copy of the value and ``"memory"`` or ``"disk"``; ``(None, "miss")`` when
+            absent, of another version, unreadable or refused (those rows are deleted).
+
+        Warns
+        -----
+        CacheWarning
+            Once per instance, when the store fails (the lookup is then a miss).
+        """
         with self._lock:
             hit = self._memory.get(key)
             if hit is not None:
                 self._memory.move_to_end(key)
-                self._count("memory_hits")
-                return dict(hit), "memory"
-            self._count("memory_misses")
+                hit = dict(hit)
+        if hit is not None:
+            self._count("memory_hits")
+            return hit, "memory"
+        self._count("memory_misses")
         value = self._disk_get(key)
         if value is None:
             self._count("disk_misses")
@@ -220,7 +400,7 @@ class FingerprintCache:
     def _disk_get(self, key: str) -> dict | None:
         try:
             envelope = self._disk.get(key, default=None, retry=True)
-        except (UnsafeRowError, ValueError, UnicodeDecodeError, TypeError):
+        except _BAD_ROW:
             self._delete(key)
             return None
         except (sqlite3.Error, OSError) as exc:
@@ -249,6 +429,28 @@ class FingerprintCache:
                 self._memory.popitem(last=False)
 
     def set(self, key: str, value: dict) -> None:
+        """Store ``value`` under ``key`` in both levels.
+
+        Parameters
+        ----------
+        key : str
+            A key from :func:`make_key` (or a fast-path key).
+        value : dict
+            JSON-safe record (no NaN or infinity).
+
+        Raises
+        ------
+        TypeError
+            ``value`` is not a dict, or holds something JSON cannot encode.
+        ValueError
+            ``value`` holds NaN or infinity.
+
+        Warns
+        -----
+        CacheWarning
+            Once per instance, when the store is full or unwritable (the value then
+            lives in level 1 only).
+        """
         if not isinstance(value, dict):
             raise TypeError("cache values are dicts")
         self._remember(key, dict(value))
@@ -264,7 +466,10 @@ class FingerprintCache:
         return [st.st_size, st.st_mtime_ns, st.st_ino]
 
     def lookup_path(self, path: str | os.PathLike) -> str | None:
-        """Content hash remembered for an unchanged file, else None."""
+        """Content hash remembered for ``path`` if the file is unchanged, else None.
+
+        "Unchanged" means same resolved path, size, mtime (ns) and inode.
+        """
         p = Path(path).resolve()
         try:
             ident = self._identity(p)
@@ -292,6 +497,10 @@ class FingerprintCache:
         return (hit if hit is not None else self._disk_get(key)) is not None
 
     def remember_path(self, path: str | os.PathLike, content_hash: str) -> None:
+        """Remember that the file at ``path``, as it is now, holds ``content_hash``.
+
+        A file that cannot be stat'ed is not remembered.
+        """
         p = Path(path).resolve()
         try:
             ident = self._identity(p)
@@ -301,24 +510,51 @@ class FingerprintCache:
 
     # ------------------------------------------------------------------ stats & upkeep
     def _count(self, name: str) -> None:
-        self._pending[name] += 1
-        self._ops += 1
-        if self._ops >= STATS_FLUSH_EVERY:
-            self._flush_stats()
+        with self._stats_lock:
+            self._pending[name] += 1
+            self._ops += 1
+            due = self._ops >= STATS_FLUSH_EVERY
+        if due:
+            self.flush()
 
-    def _flush_stats(self) -> None:
-        pending, self._pending = self._pending, dict.fromkeys(self._pending, 0)
-        self._ops = 0
-        for name, n in pending.items():
-            if n:
-                try:  # read-modify-write in one SQLite transaction (safe across processes)
-                    with self._disk.transact(retry=True):
-                        old = self._disk.get(STATS_PREFIX + name, default=0)
-                        old = old if isinstance(old, int) else 0
-                        self._disk.set(STATS_PREFIX + name, old + n)
-                except Exception as exc:
-                    self._degrade(exc)
-                    return
+    def flush(self) -> None:
+        """Add this process's pending hit and miss counts to the shared ones.
+
+        Counting is in memory; the shared counters (what :meth:`stats` and
+        ``auralis-batch cache stats`` report, summed over every process) are updated
+        every :data:`STATS_FLUSH_EVERY` lookups, here and at :meth:`close`. A process
+        that keeps its cache open (a batch worker) calls this at the end of each unit
+        of work. With nothing pending it does not touch the store.
+
+        Warns
+        -----
+        CacheWarning
+            Once per instance, when the store cannot be written (the counts stay
+            pending for the next flush).
+        """
+        with self._stats_lock:
+            pending = {k: n for k, n in self._pending.items() if n}
+            self._pending = dict.fromkeys(STATS_COUNTERS, 0)
+            self._ops = 0
+        if not pending:
+            return
+        try:  # read-modify-write in one SQLite transaction (safe across processes)
+            with self._disk.transact(retry=True):
+                for name, n in pending.items():
+                    self._disk.set(STATS_PREFIX + name, self._stored_count(name) + n)
+        except Exception as exc:
+            with self._stats_lock:
+                for name, n in pending.items():
+                    self._pending[name] += n
+            self._degrade(exc)
+
+    def _stored_count(self, name: str) -> int:
+        """A shared counter; an unreadable or tampered one reads as 0."""
+        try:
+            n = self._disk.get(STATS_PREFIX + name, default=0)
+        except _BAD_ROW:
+            return 0
+        return n if type(n) is int and n >= 0 else 0
 
     def _count_rows(self, prefix: str) -> int:
         try:
@@ -331,12 +567,22 @@ class FingerprintCache:
             return 0
 
     def stats(self) -> dict[str, Any]:
-        """Entries, bytes, limit, and hits/misses per level (shared across processes)."""
-        self._flush_stats()
+        """Entries, bytes, limit, and hits/misses per level (shared across processes).
+
+        Flushes this instance's pending counts first.
+
+        Returns
+        -------
+        dict
+            ``directory``, ``entries`` (fingerprints), ``paths`` (fast-path rows),
+            ``bytes_used``, ``size_limit_bytes``, and ``memory`` and ``disk`` each with
+            ``hits``, ``misses`` and ``hit_rate`` (0 to 1). Unreadable numbers are 0.
+        """
+        self.flush()
         counts = {}
-        for name in ("memory_hits", "memory_misses", "disk_hits", "disk_misses"):
+        for name in STATS_COUNTERS:
             try:
-                counts[name] = int(self._disk.get(STATS_PREFIX + name, default=0) or 0)
+                counts[name] = self._stored_count(name)
             except Exception:
                 counts[name] = 0
 
@@ -364,6 +610,13 @@ class FingerprintCache:
         }
 
     def clear(self) -> int:
+        """Delete every entry (and the shared counters); returns the rows removed.
+
+        Warns
+        -----
+        CacheWarning
+            Once per instance, when the store fails (then 0 is returned).
+        """
         with self._lock:
             self._memory.clear()
         try:
@@ -373,7 +626,28 @@ class FingerprintCache:
             return 0
 
     def prune(self, older_than_s: float) -> int:
-        """Delete entries not read or written for ``older_than_s`` seconds."""
+        """Delete entries not read or written for ``older_than_s`` seconds.
+
+        Parameters
+        ----------
+        older_than_s : float
+            Age in seconds (see :func:`parse_duration`).
+
+        Returns
+        -------
+        int
+            Entries removed (shared counters are kept).
+
+        Raises
+        ------
+        TypeError, ValueError
+            ``older_than_s`` is not a number.
+
+        Warns
+        -----
+        CacheWarning
+            Once per instance, when the store fails (then 0 is returned).
+        """
         cutoff = time.time() - float(older_than_s)
         try:
             rows = self._disk._sql(
@@ -393,8 +667,9 @@ class FingerprintCache:
         return removed
 
     def close(self) -> None:
+        """Flush the pending counts and close the store. Never raises."""
         with contextlib.suppress(Exception):
-            self._flush_stats()
+            self.flush()
         with contextlib.suppress(Exception):
             self._disk.close()
 
@@ -406,7 +681,10 @@ class FingerprintCache:
 
 
 class NullCache:
-    """Same interface, stores nothing (``--no-cache`` or an unusable location)."""
+    """Same interface as :class:`FingerprintCache`, stores nothing.
+
+    Used for ``--no-cache`` and when the cache location is unusable. No method raises.
+    """
 
     def __init__(self, directory: str | os.PathLike | None = None, **_: Any) -> None:
         self.directory = Path(directory) if directory is not None else None
@@ -427,6 +705,9 @@ class NullCache:
         return False
 
     def remember_path(self, path: str | os.PathLike, content_hash: str) -> None:
+        return None
+
+    def flush(self) -> None:
         return None
 
     def stats(self) -> dict[str, Any]:
@@ -464,7 +745,29 @@ def open_cache(
     size_limit_bytes: int = DEFAULT_SIZE_LIMIT_BYTES,
     value_version: int = 1,
 ) -> FingerprintCache | NullCache:
-    """A working cache, or a :class:`NullCache` (with one warning) if it cannot be used."""
+    """A working cache, or a :class:`NullCache` if it is disabled or cannot be used.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike, optional
+        Cache folder; default :func:`default_cache_dir`.
+    enabled : bool
+        False gives a :class:`NullCache` (``--no-cache``).
+    size_limit_bytes : int
+        See :class:`FingerprintCache`.
+    value_version : int
+        See :class:`FingerprintCache`.
+
+    Returns
+    -------
+    FingerprintCache or NullCache
+        Never raises: a location that cannot be opened gives a :class:`NullCache`.
+
+    Warns
+    -----
+    CacheWarning
+        Once, when the location is unusable and the run goes on uncached.
+    """
     if not enabled:
         return NullCache(directory)
     try:

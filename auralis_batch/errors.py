@@ -25,3 +25,8 @@ class DecodeError(AudioError):
 
 class OutputError(AuralisError):
     """The output could not be written (refused path, disk full, permission)."""
+
+
+class UnsafeRowError(AuralisError):
+    """A fingerprint-cache row that is not inline JSON (a pickle, a file name, a foreign
+    value): refused unread; the cache counts it as a miss and deletes it."""

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import multiprocessing
+import os
+import pickle
 import sqlite3
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -12,7 +19,8 @@ from auralis_batch.cache import (
     CacheWarning,
     FingerprintCache,
     NullCache,
-    hash_pcm_blocks,
+    PcmHasher,
+    UnsafeRowError,
     make_key,
     open_cache,
     parse_duration,
@@ -72,8 +80,7 @@ def test_memory_level_holds_50_entries(tmp_path):
 
 
 def test_size_limit_evicts_least_recently_used(tmp_path):
-    # Values above diskcache's min_file_size live in files, so eviction frees space
-    # measurably (SQLite's own file never shrinks).
+    # Values are inline; SQLite's full auto-vacuum gives evicted rows' pages back.
     big = {"blob": "x" * 40000}
     with FingerprintCache(tmp_path, size_limit_bytes=400_000, memory_entries=1) as c:
         for i in range(30):
@@ -134,12 +141,19 @@ def test_fast_path_hits_unchanged_file_and_misses_changed(tmp_path):
         assert c.lookup_path(f) is None
 
 
-def test_pcm_hash_ignores_block_boundaries():
-    import numpy as np
+def _pcm_hash(blocks) -> str:
+    h = PcmHasher()
+    for block in blocks:
+        h.update(block)
+    return h.hexdigest()
 
+
+def test_pcm_hash_ignores_block_boundaries():
     x = np.random.default_rng(0).standard_normal((2, 1000))
-    assert hash_pcm_blocks([x]) == hash_pcm_blocks([x[:, :3], x[:, 3:999], x[:, 999:]])
-    assert hash_pcm_blocks([x]) != hash_pcm_blocks([x[::-1]])
+    assert _pcm_hash([x]) == _pcm_hash([x[:, :3], x[:, 3:999], x[:, 999:]])
+    assert _pcm_hash([x]) != _pcm_hash([x[::-1]])
+    expected = hashlib.sha256(x.T.astype("<f4").tobytes()).hexdigest()  # interleaved
+    assert _pcm_hash([x]) == expected
 
 
 def _reader(directory):
@@ -240,8 +254,6 @@ def test_cache_commands(tmp_path):
         c.get(key(1))
     res = runner.invoke(app, ["cache", "stats", "--json", "--cache-dir", str(tmp_path)])
     assert res.exit_code == 0, res.output
-    import json
-
     data = json.loads(res.stdout)
     assert data["entries"] == 1 and data["memory"]["hits"] == 1
     assert runner.invoke(
@@ -256,3 +268,384 @@ def test_cache_commands(tmp_path):
     assert res.exit_code == 0
     with FingerprintCache(tmp_path) as c:
         assert c.get(key(1)) is None
+
+
+# --------------------------------------------------------------------------- one key, one hash
+def test_key_format_is_the_one_existing_caches_hold():
+    sha = "0123456789abcdef" * 4
+    got = make_key(sha, fingerprint_version=2, tempo=True, analysis_sample_rate=44100)
+    assert got == "fp:v2:tempo1:sr44100:" + sha
+    got = make_key(sha, fingerprint_version=7, tempo=False, analysis_sample_rate=22050)
+    assert got == "fp:v7:tempo0:sr22050:" + sha
+
+
+def test_cache_module_and_stats_command_load_no_numpy_or_numba(tmp_path):
+    with FingerprintCache(tmp_path) as c:
+        c.set(key(1), VALUE)
+    code = (
+        "import sys\n"
+        "from auralis_batch.cli import app\n"
+        "import auralis_batch.cache\n"
+        "try:\n"
+        f"    app(['cache', 'stats', '--json', '--cache-dir', {str(tmp_path)!r}])\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print([m for m in ('numpy', 'numba') if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert '"entries": 1' in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_unsafe_row_error_is_an_auralis_error():
+    from auralis_batch import errors
+
+    assert UnsafeRowError is errors.UnsafeRowError
+    assert issubclass(UnsafeRowError, errors.AuralisError)
+
+
+# --------------------------------------------------------------------------- tampered rows
+def _tamper(directory, sql: str, params=()) -> None:
+    db = sqlite3.connect(os.path.join(directory, "cache.db"))
+    try:
+        db.execute(sql, params)
+        db.commit()
+    finally:
+        db.close()
+
+
+def _row(directory, k: str):
+    with sqlite3.connect(os.path.join(directory, "cache.db")) as db:
+        return db.execute(
+            "SELECT mode, filename, typeof(value) FROM Cache WHERE key = ?", (k,)
+        ).fetchone()
+
+
+HEX = "ab/cd/" + "e" * 28 + ".val"  # shaped like a diskcache value file
+
+
+def _victim(tmp_path):
+    folder = tmp_path / "victim"
+    folder.mkdir(exist_ok=True)
+    (folder / "victim.txt").write_text("precious")
+    return folder / "victim.txt"
+
+
+def _filename(kind: str, tmp_path, cache_dir) -> str:
+    victim = _victim(tmp_path)
+    if kind == "relative":
+        return "../victim/victim.txt"
+    if kind == "absolute":
+        return str(victim)
+    if kind == "deep-relative":  # through real sub-folders of the cache
+        (cache_dir / "ab" / "cd").mkdir(parents=True)
+        return "ab/cd/../../../victim/victim.txt"
+    if kind == "the database":
+        return "cache.db"
+    if kind == "file symlink":  # a value-file name whose file links outside (the link may
+        # go, the target must stay)
+        (cache_dir / "ab" / "cd").mkdir(parents=True)
+        (cache_dir / HEX).symlink_to(victim)
+        return HEX
+    if kind == "folder symlink":  # a value-file name under a sub-folder linking outside
+        outside = tmp_path / "victim" / "cd"
+        outside.mkdir()
+        (outside / ("e" * 28 + ".val")).write_text("precious")
+        (cache_dir / "ab").symlink_to(tmp_path / "victim")
+        return HEX
+    raise AssertionError(kind)
+
+
+def _op_get(c, k):
+    assert c.get(k) is None
+
+
+def _op_set(c, k):
+    c.set(k, VALUE)  # over the tampered row: diskcache removes the old row's file
+    assert c.get(k) == VALUE
+
+
+def _op_clear(c, k):
+    assert c.clear() >= 1
+
+
+def _op_prune(c, k):
+    c._disk._sql("UPDATE Cache SET access_time = 0 WHERE key = ?", (k,))
+    assert c.prune(60) == 1
+
+
+def _op_cull(c, k):
+    c._disk.reset("size_limit", 1)
+    c._disk.cull()
+    c._disk.reset("size_limit", c.size_limit_bytes)
+    assert k not in c._disk
+
+
+def _op_evict(c, k):
+    c._disk._sql("UPDATE Cache SET tag = 'x' WHERE key = ?", (k,))
+    assert c._disk.evict("x") == 1
+
+
+def _op_expire(c, k):
+    c._disk._sql("UPDATE Cache SET expire_time = 1 WHERE key = ?", (k,))
+    assert c._disk.expire() == 1
+
+
+def _op_write_culls(c, k):
+    # LRU eviction on write: the tampered row is the least recently used
+    c._disk._sql("UPDATE Cache SET access_time = 0 WHERE key = ?", (k,))
+    c._disk.reset("size_limit", 1)
+    c.set(key(50), VALUE)
+    c._disk.reset("size_limit", c.size_limit_bytes)
+    assert k not in c._disk
+
+
+OPERATIONS = [
+    _op_get,
+    _op_set,
+    _op_clear,
+    _op_prune,
+    _op_cull,
+    _op_evict,
+    _op_expire,
+    _op_write_culls,
+]
+FILENAMES = [
+    "relative",
+    "absolute",
+    "deep-relative",
+    "the database",
+    "file symlink",
+    "folder symlink",
+]
+
+
+@pytest.mark.parametrize("mode", [1, 2, 3, 4])
+@pytest.mark.parametrize("kind", FILENAMES)
+@pytest.mark.parametrize("op", OPERATIONS, ids=lambda f: f.__name__[4:])
+def test_tampered_filename_never_touches_anything_outside(tmp_path, op, kind, mode):
+    cache_dir = tmp_path / "cache"
+    with FingerprintCache(cache_dir) as c:
+        c.set(key(1), VALUE)
+        c.set(key(2), VALUE)
+    name = _filename(kind, tmp_path, cache_dir)
+    _tamper(
+        cache_dir,
+        "UPDATE Cache SET mode = ?, value = NULL, filename = ? WHERE key = ?",
+        (mode, name, key(1)),
+    )
+    outside = sorted(p for p in (tmp_path / "victim").rglob("*"))
+    with FingerprintCache(cache_dir) as c:
+        op(c, key(1))
+        assert (tmp_path / "victim" / "victim.txt").read_text() == "precious"
+        assert sorted(p for p in (tmp_path / "victim").rglob("*")) == outside
+        assert (cache_dir / "cache.db").is_file()
+        assert op is _op_set or c.get(key(1)) is None  # a miss, never the file's text
+        c.set(key(3), VALUE)  # still working
+    with FingerprintCache(cache_dir) as c:
+        assert c.get(key(3)) == VALUE
+
+
+def test_the_issue_reproduction_through_the_cli(tmp_path, write_audio):
+    from auralis_batch.cli import app
+
+    runner = CliRunner()
+    victim = _victim(tmp_path)
+    song = write_audio("song.wav", 0.1 * np.ones((2, 22050)), 44100)
+    cache_dir = tmp_path / "cache"
+    args = ["analyze", str(song), "--json", "--cache-dir", str(cache_dir)]
+    assert runner.invoke(app, args).exit_code == 0
+    _tamper(
+        cache_dir,
+        "UPDATE Cache SET mode=2, value=NULL, filename='../victim/victim.txt'"
+        " WHERE key LIKE 'fp:%'",
+    )
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert victim.read_text() == "precious"
+    res = runner.invoke(app, args)  # the miss was analysed and stored again
+    assert res.exit_code == 0 and json.loads(res.stdout)[0]["cached"] == "disk"
+
+
+def test_a_file_outside_is_never_read_as_a_value(tmp_path):
+    # A row naming a JSON file elsewhere must not serve that file's content.
+    planted = tmp_path / "planted.json"
+    planted.write_text(json.dumps({"version": 1, "value": {"forged": True}}))
+    with FingerprintCache(tmp_path / "c") as c:
+        c.set(key(1), VALUE)
+    for mode in (1, 2, 3):
+        _tamper(
+            tmp_path / "c",
+            "UPDATE Cache SET mode = ?, value = NULL, filename = ? WHERE key = ?",
+            (mode, str(planted), key(1)),
+        )
+        with FingerprintCache(tmp_path / "c") as c:
+            assert c.get_with_source(key(1)) == (None, "miss")
+            c.set(key(1), VALUE)
+    assert planted.exists()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"\x00\xffgarbage",
+        b"{not json",
+        pickle.dumps({"version": 1, "value": VALUE}),
+        b"[1, 2, 3]",
+        b"42",
+        b'"text"',
+        b'{"value": {"a": 1}}',
+        b'{"version": 1, "value": [1]}',
+        b'{"version": 1, "value": null}',
+        b'{"version": 1, "value": {"a": NaN}',
+        42,
+        1.5,
+    ],
+    ids=lambda v: repr(v)[:24],
+)
+def test_value_column_of_wrong_content_is_a_miss_and_deleted(tmp_path, value):
+    with FingerprintCache(tmp_path) as c:
+        c.set(key(1), VALUE)
+    _tamper(tmp_path, "UPDATE Cache SET value = ? WHERE key = ?", (value, key(1)))
+    with FingerprintCache(tmp_path) as c:
+        assert c.get_with_source(key(1)) == (None, "miss")
+        assert key(1) not in c._disk
+        c.set(key(1), VALUE)
+        c._memory.clear()
+        assert c.get_with_source(key(1)) == (VALUE, "disk")
+
+
+def test_pickle_in_a_raw_row_or_a_pickle_mode_row_is_never_unpickled(tmp_path):
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps(_Evil(str(marker)))
+    with FingerprintCache(tmp_path / "c") as c:
+        c.set(key(1), VALUE)
+        c.set(key(2), VALUE)
+    _tamper(tmp_path / "c", "UPDATE Cache SET value = ? WHERE key = ?", (payload, key(1)))
+    _tamper(tmp_path / "c", "UPDATE Cache SET mode = 4, value = ? WHERE key = ?", (payload, key(2)))
+    with FingerprintCache(tmp_path / "c") as c:
+        assert c.get(key(1)) is None and c.get(key(2)) is None
+    assert not marker.exists()
+
+
+def test_values_are_stored_inline_never_as_files(tmp_path):
+    big = {"blob": "x" * 200_000}  # far above diskcache's default 32 KiB file threshold
+    with FingerprintCache(tmp_path) as c:
+        c.set(key(1), big)
+        c._memory.clear()
+        assert c.get(key(1)) == big
+    assert _row(tmp_path, key(1)) == (1, None, "blob")
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file() and p.suffix == ".val"] == []
+
+
+def test_legacy_value_file_inside_the_cache_is_a_miss_and_removed(tmp_path):
+    import diskcache
+
+    raw = diskcache.Cache(str(tmp_path))  # the stock Disk writes a .val file for this
+    raw.set(key(1), b"x" * 40000)
+    raw.close()
+    (mode, filename, _) = _row(tmp_path, key(1))
+    assert mode == 2 and (tmp_path / filename).is_file()
+    with FingerprintCache(tmp_path) as c:
+        assert c.get(key(1)) is None
+    assert not (tmp_path / filename).exists()
+    assert not (tmp_path / filename).parent.parent.exists()  # emptied sub-folders go
+    assert (tmp_path / "cache.db").is_file()
+
+
+def test_refused_rows_raise_unsafe_row_error_inside(tmp_path):
+    with FingerprintCache(tmp_path) as c:
+        c.set(key(1), VALUE)
+        c._disk._sql("UPDATE Cache SET filename = 'x' WHERE key = ?", (key(1),))
+        with pytest.raises(UnsafeRowError, match="names a file"):
+            c._disk.get(key(1))
+        c._disk._sql("UPDATE Cache SET filename = NULL, mode = 3 WHERE key = ?", (key(1),))
+        with pytest.raises(UnsafeRowError, match="mode 3"):
+            c._disk.get(key(1))
+
+
+def test_tampered_stats_row_restarts_its_count(tmp_path):
+    victim = _victim(tmp_path)
+    with FingerprintCache(tmp_path / "c") as c:
+        c.get(key(1))
+    _tamper(
+        tmp_path / "c",
+        "UPDATE Cache SET mode = 4, value = NULL, filename = ? WHERE key LIKE '__stats__:%'",
+        (str(victim),),
+    )
+    with FingerprintCache(tmp_path / "c") as c:
+        c.get(key(1))
+        s = c.stats()
+    assert s["memory"]["misses"] == 1 and s["disk"]["misses"] == 1
+    assert victim.read_text() == "precious"
+
+
+# --------------------------------------------------------------------------- flush
+def _count_and_exit(directory, flush):
+    c = FingerprintCache(directory)
+    c.get(key(1))  # disk hit
+    c.get(key(1))  # memory hit
+    c.get(key(99))  # miss
+    if flush:
+        c.flush()
+    os._exit(0)  # like a batch worker: the cache is never closed
+
+
+def test_flush_adds_the_counts_of_caches_never_closed(tmp_path):
+    with FingerprintCache(tmp_path) as c:
+        c.set(key(1), VALUE)
+    ctx = multiprocessing.get_context("spawn")
+    for flush in (True, True, False):
+        p = ctx.Process(target=_count_and_exit, args=(str(tmp_path), flush))
+        p.start()
+        p.join(60)
+        assert p.exitcode == 0
+    with FingerprintCache(tmp_path) as c:
+        s = c.stats()
+    # the two processes that flushed; the one that did not lost its counts
+    assert s["memory"] == {"hits": 2, "misses": 4, "hit_rate": 0.3333}
+    assert s["disk"] == {"hits": 2, "misses": 2, "hit_rate": 0.5}
+
+
+def test_flush_sums_instances_and_is_idempotent(tmp_path):
+    with FingerprintCache(tmp_path) as c:
+        c.set(key(1), VALUE)
+    a, b = FingerprintCache(tmp_path), FingerprintCache(tmp_path)
+    a.get(key(1))
+    b.get(key(1))
+    b.get(key(2))
+    a.flush()
+    b.flush()
+    b.flush()  # nothing new pending: nothing added
+    with FingerprintCache(tmp_path) as c:
+        s = c.stats()
+    assert s["disk"]["hits"] == 2 and s["disk"]["misses"] == 1
+    assert s["memory"]["misses"] == 3
+    a.close()
+    b.close()
+
+
+def test_flush_with_nothing_pending_touches_no_store_and_keeps_counts_on_failure(
+    tmp_path, monkeypatch
+):
+    c = FingerprintCache(tmp_path)
+
+    def boom(*a, **k):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with monkeypatch.context() as m:
+        m.setattr(c._disk, "transact", boom)
+        c.flush()  # nothing pending: no store call, no warning (warnings are errors)
+        c.get(key(1))
+        with pytest.warns(CacheWarning, match="disk I/O error"):
+            c.flush()
+    c.flush()  # the counts kept pending reach the store now
+    s = c.stats()
+    assert s["memory"]["misses"] == 1 and s["disk"]["misses"] == 1
+    c.close()
+
+
+def test_null_cache_flush_is_a_no_op():
+    c = NullCache()
+    assert c.flush() is None
+    assert c.stats()["memory"]["hits"] == 0
