@@ -8,7 +8,6 @@ the cache maps (path, size, mtime, inode) to the content hash.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import time
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .audio import AudioInfo, as_audio, iter_blocks, probe
+from .cache import PcmHasher, make_key
 from .errors import AuralisError
 from .fingerprint import (
     ANALYSIS_SAMPLE_RATE,
@@ -37,28 +37,6 @@ LOUDNESS_KEYS = (
     "max_momentary_lufs",
     "max_short_term_lufs",
 )
-
-
-class PcmHasher:
-    """SHA-256 of decoded PCM as interleaved little-endian float32 frames.
-
-    Interleaving (frame by frame) makes the digest independent of how the stream was
-    cut into blocks; float32 is the precision every decoder delivers losslessly.
-    """
-
-    def __init__(self) -> None:
-        self._h = hashlib.sha256()
-
-    def update(self, block: np.ndarray) -> None:
-        self._h.update(np.ascontiguousarray(block.T, dtype="<f4"))  # the buffer, no copy
-
-    def hexdigest(self) -> str:
-        return self._h.hexdigest()
-
-
-def cache_key(content_sha256: str, *, tempo: bool) -> str:
-    """Everything that changes the analysis is in the key."""
-    return f"fp:v{FINGERPRINT_VERSION}:tempo{int(tempo)}:sr{ANALYSIS_SAMPLE_RATE}:{content_sha256}"
 
 
 def loudness_from_record(record: dict[str, Any]) -> Loudness:
@@ -194,7 +172,13 @@ def analyze_file(
     if cache is not None:
         # A re-tagged copy of known audio: the content key may already be there.
         stored = {k: v for k, v in rec.items() if k not in ("path", "seconds", "cached")}
-        cache.set(cache_key(content, tempo=tempo), stored)
+        key = make_key(
+            content,
+            fingerprint_version=FINGERPRINT_VERSION,
+            tempo=tempo,
+            analysis_sample_rate=ANALYSIS_SAMPLE_RATE,
+        )
+        cache.set(key, stored)
         cache.remember_path(p, content)
     rec["cached"] = False
     rec["seconds"] = round(time.perf_counter() - t0, 4)
@@ -210,7 +194,13 @@ def _kept(blocks: Iterable[np.ndarray], keep: list[np.ndarray]) -> Iterator[np.n
 def _cached(cache, content: str, tempo: bool) -> dict[str, Any] | None:
     # A tempo-on record also answers a tempo-off request (report the default tempo).
     for with_tempo in (True,) if tempo else (False, True):
-        value, source = cache.get_with_source(cache_key(content, tempo=with_tempo))
+        key = make_key(
+            content,
+            fingerprint_version=FINGERPRINT_VERSION,
+            tempo=with_tempo,
+            analysis_sample_rate=ANALYSIS_SAMPLE_RATE,
+        )
+        value, source = cache.get_with_source(key)
         if value is not None:
             rec = dict(value)
             if not tempo and with_tempo:

@@ -279,6 +279,28 @@ def test_key_format_is_the_one_existing_caches_hold():
     assert got == "fp:v7:tempo0:sr22050:" + sha
 
 
+def test_analysis_stores_under_make_key_of_the_pcm_hash(tmp_path, write_audio):
+    import soundfile as sf
+
+    import auralis_batch.analysis as analysis
+    from auralis_batch.fingerprint import ANALYSIS_SAMPLE_RATE, FINGERPRINT_VERSION
+
+    # one definition each: the analysis calls the cache's key and hash
+    assert analysis.make_key is make_key and analysis.PcmHasher is PcmHasher
+    assert not hasattr(analysis, "cache_key") and not hasattr(analysis, "hash_pcm_blocks")
+    x = 0.1 * np.random.default_rng(1).standard_normal((2, 44100))
+    path = write_audio("a.wav", x, 44100, subtype="PCM_16")
+    with FingerprintCache(tmp_path / "c") as c:
+        rec = analysis.analyze_file(path, cache=c)
+    pcm, _ = sf.read(path, dtype="float32", always_2d=True)  # (n, channels): interleaved
+    expected_sha = hashlib.sha256(pcm.astype("<f4").tobytes()).hexdigest()
+    assert rec["content_sha256"] == expected_sha
+    expected_key = f"fp:v{FINGERPRINT_VERSION}:tempo1:sr{ANALYSIS_SAMPLE_RATE}:{expected_sha}"
+    with sqlite3.connect(tmp_path / "c" / "cache.db") as db:
+        keys = [k for (k,) in db.execute("SELECT key FROM Cache WHERE key LIKE 'fp:%'")]
+    assert keys == [expected_key]
+
+
 def test_cache_module_and_stats_command_load_no_numpy_or_numba(tmp_path):
     with FingerprintCache(tmp_path) as c:
         c.set(key(1), VALUE)
