@@ -468,7 +468,9 @@ class FingerprintCache:
     def lookup_path(self, path: str | os.PathLike) -> str | None:
         """Content hash remembered for ``path`` if the file is unchanged, else None.
 
-        "Unchanged" means same resolved path, size, mtime (ns) and inode.
+        "Unchanged" means same resolved path, size, mtime (ns) and inode. A path never
+        seen counts as a miss at both levels in :meth:`stats` (its analysis is one); a
+        known path counts nothing here: the content lookup that follows counts.
         """
         p = Path(path).resolve()
         try:
@@ -479,7 +481,11 @@ class FingerprintCache:
         with self._lock:
             hit = self._memory.get(key)
         entry = hit if hit is not None else self._disk_get(key)
-        if entry is None or entry.get("identity") != ident:
+        if entry is None:
+            self._count("memory_misses")
+            self._count("disk_misses")
+            return None
+        if entry.get("identity") != ident:
             return None
         if hit is None:
             self._remember(key, entry)

@@ -667,6 +667,20 @@ def test_flush_with_nothing_pending_touches_no_store_and_keeps_counts_on_failure
     c.close()
 
 
+def test_stats_count_one_lookup_per_analysed_file(tmp_path, write_audio):
+    from auralis_batch.analysis import analyze_file
+
+    path = write_audio("a.wav", 0.1 * np.ones((2, 22050)), 44100)
+    with FingerprintCache(tmp_path / "c") as c:
+        assert analyze_file(path, cache=c)["cached"] is False  # never seen: a miss
+    with FingerprintCache(tmp_path / "c") as c:  # another process, same store
+        assert analyze_file(path, cache=c)["cached"] == "disk"
+        assert analyze_file(path, cache=c)["cached"] == "memory"
+        s = c.stats()
+    assert s["memory"] == {"hits": 1, "misses": 2, "hit_rate": 0.3333}
+    assert s["disk"] == {"hits": 1, "misses": 1, "hit_rate": 0.5}
+
+
 def test_null_cache_flush_is_a_no_op():
     c = NullCache()
     assert c.flush() is None
