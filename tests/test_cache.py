@@ -681,6 +681,23 @@ def test_stats_count_one_lookup_per_analysed_file(tmp_path, write_audio):
     assert s["disk"] == {"hits": 1, "misses": 1, "hit_rate": 0.5}
 
 
+def test_counts_reach_the_store_every_stats_flush_every_counts(tmp_path):
+    from auralis_batch.cache import STATS_FLUSH_EVERY
+
+    with FingerprintCache(tmp_path) as c:
+        c.set(key(1), VALUE)
+    c, reader = FingerprintCache(tmp_path), FingerprintCache(tmp_path)
+    c.get(key(1))  # two counts: a memory miss, a disk hit
+    for _ in range(STATS_FLUSH_EVERY - 3):
+        c.get(key(1))  # one memory hit each
+    assert reader.stats()["disk"]["hits"] == 0  # STATS_FLUSH_EVERY - 1 counts pending in c
+    c.get(key(1))
+    s = reader.stats()
+    assert s["disk"]["hits"] == 1 and s["memory"]["hits"] == STATS_FLUSH_EVERY - 2
+    c.close()
+    reader.close()
+
+
 def test_null_cache_flush_is_a_no_op():
     c = NullCache()
     assert c.flush() is None
