@@ -196,7 +196,10 @@ def parse_duration(text: str) -> float:
 
 def _inside(root: str, path: str) -> bool:
     """True when ``path`` (already a real path) lies strictly below ``root``."""
-    return path != root and os.path.commonpath([root, path]) == root
+    try:
+        return path != root and os.path.commonpath([root, path]) == root
+    except ValueError:  # another drive (Windows)
+        return False
 
 
 def _json_disk_class():
