@@ -489,6 +489,21 @@ def test_the_issue_reproduction_through_the_cli(tmp_path, write_audio):
     assert res.exit_code == 0 and json.loads(res.stdout)[0]["cached"] == "disk"
 
 
+def test_inside_means_strictly_below_the_root(monkeypatch):
+    from auralis_batch.cache import _inside
+
+    assert _inside("/c/root", "/c/root/ab/cd/x.val")
+    assert not _inside("/c/root", "/c/root")  # the cache folder itself is never removed
+    assert not _inside("/c/root", "/c/rootkit/x.val")  # a shared name prefix is outside
+    assert not _inside("/c/root", "/c")
+
+    def other_drive(paths):
+        raise ValueError("Paths don't have the same drive")
+
+    monkeypatch.setattr(os.path, "commonpath", other_drive)
+    assert not _inside("/c/root", "/c/root/x")
+
+
 def test_a_file_outside_is_never_read_as_a_value(tmp_path):
     # A row naming a JSON file elsewhere must not serve that file's content.
     planted = tmp_path / "planted.json"
