@@ -11,13 +11,21 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .audio import AudioInfo, as_audio, iter_blocks, probe
+from .audio import (
+    MAX_SAMPLE_RATE_HZ,
+    MIN_SAMPLE_RATE_HZ,
+    AudioInfo,
+    as_audio,
+    decode_dtype,
+    iter_blocks,
+    probe,
+)
 from .cache import PcmHasher, make_key
 from .errors import AuralisError
 from .fingerprint import (
@@ -117,13 +125,15 @@ def analyze_file(
     keep_blocks: list[np.ndarray] | None = None,
     hash_content: bool = True,
     fingerprint: bool = True,
+    watch: Callable[[Iterable[np.ndarray]], Iterable[np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     """Analyse one file (raises :class:`AuralisError` on bad input).
 
     ``cache`` is a :class:`~auralis_batch.cache.FingerprintCache` or ``None``. The
     returned record carries ``cached``: ``"memory"``, ``"disk"`` or ``False``.
-    ``keep_blocks``: when the file is decoded for analysis, its float64 blocks are
-    appended here (the caller masters from memory instead of decoding again).
+    ``keep_blocks``: when the file is decoded for analysis, its blocks (in the
+    decoder's precision, :func:`~auralis_batch.audio.decode_dtype`) are appended here
+    (the caller masters from memory instead of decoding again).
     ``hash_content=False`` skips the PCM hash (``content_sha256``) and
     ``fingerprint=False`` the fingerprint (the record then has the default tempo and
     ``fingerprint`` None: what a fixed preset needs) when no cache is given; a cache
@@ -144,7 +154,7 @@ def analyze_file(
         # Seen before, changed since: most often a re-tag. Hash first (a decode pass,
         # no analysis) and look the audio up before analysing it.
         hasher = PcmHasher()
-        for block in iter_blocks(p):
+        for block in iter_blocks(p, dtype=decode_dtype(info)):
             hasher.update(block)
         content = hasher.hexdigest()
         hit = _cached(cache, content, tempo)
@@ -154,7 +164,9 @@ def analyze_file(
             hit["seconds"] = round(time.perf_counter() - t0, 4)
             return hit
     hasher = PcmHasher() if cache is not None or hash_content else None
-    blocks: Iterable[np.ndarray] = iter_blocks(p)
+    blocks: Iterable[np.ndarray] = iter_blocks(p, dtype=decode_dtype(info))
+    if watch is not None:  # the batch's deadline, parent check and progress
+        blocks = watch(blocks)
     if keep_blocks is not None:
         blocks = _kept(blocks, keep_blocks)
     loud, finger, frames = _analyse_stream(
@@ -220,8 +232,11 @@ def analyze_array(audio: np.ndarray, sample_rate: int, *, tempo: bool = True) ->
     x = as_audio(audio, finite=False)  # the meter refuses NaN/inf on its pass
     if x.shape[1] == 0:
         raise AuralisError("audio: has no samples")
-    if not 8000 <= int(sample_rate) <= 384000:
-        raise AuralisError(f"sample_rate must be between 8000 and 384000 Hz, got {sample_rate}")
+    if not MIN_SAMPLE_RATE_HZ <= int(sample_rate) <= MAX_SAMPLE_RATE_HZ:
+        raise AuralisError(
+            f"sample_rate must be between {MIN_SAMPLE_RATE_HZ} and {MAX_SAMPLE_RATE_HZ} Hz, "
+            f"got {sample_rate}"
+        )
     step = 65536
     blocks = (x[:, i : i + step] for i in range(0, x.shape[1], step))
     loud, finger, frames = _analyse_stream(blocks, int(sample_rate), x.shape[0], tempo=tempo)

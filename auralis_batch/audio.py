@@ -11,12 +11,13 @@ final name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,19 @@ from .errors import AudioError, DecodeError, OutputError, ParameterError
 
 #: Frames per block when streaming files (about 1.5 s at 44.1 kHz).
 BLOCK_FRAMES = 65536
+#: Sample rates the engine accepts, Hz (files and arrays alike).
+MIN_SAMPLE_RATE_HZ = 8000
+MAX_SAMPLE_RATE_HZ = 384000
+
+
+def check_sample_rate(sample_rate: int, *, where: str) -> None:
+    """Raise :class:`DecodeError` for a rate outside the accepted range."""
+    if not MIN_SAMPLE_RATE_HZ <= sample_rate <= MAX_SAMPLE_RATE_HZ:
+        raise DecodeError(
+            f"{where}: sample rate {sample_rate} Hz outside "
+            f"{MIN_SAMPLE_RATE_HZ}-{MAX_SAMPLE_RATE_HZ} Hz"
+        )
+
 
 #: Output formats and the bit depths each supports -> soundfile subtype.
 OUTPUT_SUBTYPES: dict[str, dict[str, str]] = {
@@ -98,8 +112,7 @@ def probe(path: str | os.PathLike) -> AudioInfo:
         raise DecodeError(f"{p}: not a readable audio file ({_reason(exc)})") from None
     if info.frames <= 0:
         raise DecodeError(f"{p}: holds no audio frames")
-    if info.samplerate < 8000 or info.samplerate > 384000:
-        raise DecodeError(f"{p}: sample rate {info.samplerate} Hz outside 8000-384000 Hz")
+    check_sample_rate(int(info.samplerate), where=str(p))
     return AudioInfo(
         path=p,
         sample_rate=int(info.samplerate),
@@ -108,6 +121,13 @@ def probe(path: str | os.PathLike) -> AudioInfo:
         format=str(info.format),
         subtype=str(info.subtype),
     )
+
+
+def decode_dtype(info: AudioInfo) -> str:
+    """The precision a file is decoded and kept in: float32, which holds every sample
+    of 8-24-bit PCM, float and lossy formats exactly, or float64 for 32-bit integer
+    and 64-bit float files."""
+    return "float64" if info.subtype in ("DOUBLE", "PCM_32") else "float32"
 
 
 _OPENING = re.compile(r"^Error opening .*?: ")
@@ -142,9 +162,13 @@ def _refuse_truncated(handle: sf.SoundFile, p: Path) -> None:
 
 
 def iter_blocks(
-    path: str | os.PathLike, *, block_frames: int = BLOCK_FRAMES
+    path: str | os.PathLike, *, block_frames: int = BLOCK_FRAMES, dtype: str = "float64"
 ) -> Iterator[np.ndarray]:
-    """Yield the file as float64 ``(channels, n)`` blocks, opened read-only.
+    """Yield the file as ``(channels, n)`` blocks of ``dtype``, opened read-only.
+
+    ``dtype="float32"`` is the decoders' own precision (what a decoded track is kept
+    in); the DSP converts each block to float64, which gives the same values as
+    decoding to float64 directly.
 
     Raises :class:`DecodeError` for a corrupt or truncated stream and
     :class:`AudioError` for NaN/inf samples (float files can hold them).
@@ -159,7 +183,7 @@ def iter_blocks(
         total = 0
         while True:
             try:
-                data = handle.read(block_frames, dtype="float64", always_2d=True)
+                data = handle.read(block_frames, dtype=dtype, always_2d=True)
             except Exception as exc:
                 raise DecodeError(
                     f"{p}: decoding failed after {total} frames ({_reason(exc)}); "
@@ -258,90 +282,289 @@ def _umask() -> int:
     return mask
 
 
-class AtomicWriter:
-    """Write a sound file under a temporary name and rename it into place on success.
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EBADF):  # folders some filesystems can't sync
+            raise
+    finally:
+        os.close(fd)
 
-    The temporary file lives in the destination folder (so the rename is atomic on
-    one filesystem) and starts with a dot and ends in ``.partial``; on any error it is
-    removed. Use as a context manager; call :meth:`write` with PCM from
-    :class:`Quantizer`.
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return None
+    avail = st.f_bfree if os.geteuid() == 0 else st.f_bavail
+    return avail * st.f_frsize
+
+
+#: A write that fails with less free space than this is reported as a full disk
+#: (libsndfile says only "System error.").
+FULL_DISK_BYTES = 1024 * 1024
+
+
+def _write_failure(path: Path, exc: BaseException, action: str) -> OutputError:
+    """An :class:`OutputError` in plain words; ``no space left on device`` when it is."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        text = exc.strerror or str(exc)
+        reason = text[:1].lower() + text[1:]
+    else:
+        free = _free_bytes(path.parent)
+        reason = (
+            os.strerror(errno.ENOSPC).lower()
+            if free is not None and free < FULL_DISK_BYTES
+            else _reason(exc)
+        )
+    return OutputError(f"{path}: {action} failed: {reason}")
+
+
+@dataclass(frozen=True)
+class Written:
+    """What an output is on disk once committed: the journal keeps it to recognise the
+    file later (``bytes`` and ``mtime_ns``) and its SHA-256 for whoever wants to check."""
+
+    bytes: int
+    mtime_ns: int
+    sha256: str
+
+    def to_dict(self) -> dict:
+        return {"bytes": self.bytes, "mtime_ns": self.mtime_ns, "sha256": self.sha256}
+
+
+def _sha256_file(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class OutputFile:
+    """One output, written under temporary names and put in place once, durably.
+
+    Each render pass writes a fresh temporary (``.NAME.XXXX.partial`` in the output's
+    folder) through :meth:`pass_writer`; the previous pass's temporary is removed when
+    the next one completes. :meth:`commit` then finishes the last one in this order:
+    ``finish(temporary)`` (tags and cover art go into the temporary, never the final
+    file), fsync, rename into place, fsync the folder. Only after that does the batch
+    engine journal it. Leaving the context without a commit removes every temporary.
+
+    ``replace=False`` never replaces a file: the commit hard-links the temporary to the
+    final name, which fails if anything appeared there meanwhile (where the filesystem
+    has no hard links, a check right before the rename stands in).
     """
 
     def __init__(
-        self, path: str | os.PathLike, *, sample_rate: int, channels: int, fmt: str, subtype: str
+        self,
+        path: str | os.PathLike,
+        *,
+        sample_rate: int,
+        channels: int,
+        fmt: str,
+        subtype: str,
+        replace: bool = False,
     ) -> None:
         self.path = Path(path)
         self.sample_rate = sample_rate
         self.channels = channels
         self.fmt = fmt
         self.subtype = subtype
-        self._tmp: Path | None = None
-        self._sf: sf.SoundFile | None = None
-        self._started = 0.0
-
-    def __enter__(self) -> AtomicWriter:
+        self.replace = replace
+        self.temporary_path: Path | None = None  # the last completed pass
+        self._open_tmp: Path | None = None
         self._started = time.time()
+
+    def __enter__(self) -> OutputFile:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.discard()
+
+    def _new_temporary(self) -> Path:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(
                 prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent
             )
             os.close(fd)
-            self._tmp = Path(tmp)
             os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the library
-            self._sf = sf.SoundFile(
-                tmp,
-                mode="w",
-                samplerate=self.sample_rate,
-                channels=self.channels,
-                format=self.fmt.upper(),
-                subtype=self.subtype,
-            )
-        except Exception as exc:
-            self._cleanup()
-            raise OutputError(f"{self.path}: cannot create output ({_reason(exc)})") from None
-        return self
+        except OSError as exc:
+            raise _write_failure(self.path, exc, "creating the output") from None
+        return Path(tmp)
 
-    def write(self, pcm: np.ndarray) -> None:
-        assert self._sf is not None
+    @contextlib.contextmanager
+    def pass_writer(self) -> Iterator[Callable[[np.ndarray], None]]:
+        """Open a temporary for one render pass; yields ``write(pcm)``."""
+        tmp = self._new_temporary()
+        self._open_tmp = tmp
+        handle = None
         try:
-            self._sf.write(pcm)
-        except Exception as exc:
-            raise OutputError(f"{self.path}: write failed ({_reason(exc)})") from None
+            try:
+                handle = sf.SoundFile(
+                    tmp,
+                    mode="w",
+                    samplerate=self.sample_rate,
+                    channels=self.channels,
+                    format=self.fmt.upper(),
+                    subtype=self.subtype,
+                )
+            except Exception as exc:
+                raise _write_failure(self.path, exc, "creating the output") from None
 
-    @property
-    def temporary_path(self) -> Path | None:
-        return self._tmp
+            def write(pcm: np.ndarray) -> None:
+                try:
+                    handle.write(pcm)
+                except Exception as exc:
+                    raise _write_failure(self.path, exc, "writing audio") from None
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            self._cleanup()
+            yield write
+            try:
+                handle.close()  # the encoder's last frames and header (STREAMINFO) land here
+            except Exception as exc:
+                raise _write_failure(self.path, exc, "finishing the audio") from None
+        except BaseException:
+            if handle is not None:
+                with contextlib.suppress(Exception):
+                    handle.close()
+            _unlink(tmp)
+            self._open_tmp = None
+            raise
+        self._open_tmp = None
+        if self.temporary_path is not None:
+            _unlink(self.temporary_path)
+        self.temporary_path = tmp
+
+    def commit(self, finish: Callable[[Path], None] | None = None) -> Written:
+        """Tags (``finish``), fsync, rename into place, fsync the folder.
+
+        Raises
+        ------
+        OutputError
+            Nothing was written yet, a file appeared at the final name (with
+            ``replace=False``), or the disk refused (``no space left on device``).
+        """
+        tmp = self.temporary_path
+        if tmp is None:
+            raise OutputError(f"{self.path}: nothing was written")
+        if finish is not None:
+            try:
+                finish(tmp)
+            except OutputError as exc:  # name the output, not its temporary
+                raise OutputError(str(exc).replace(str(tmp), str(self.path))) from exc.__cause__
+        try:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            digest = _sha256_file(tmp)
+            self._rename(tmp)
+            self.temporary_path = None
+            _fsync_dir(self.path.parent)
+            st = os.stat(self.path)
+        except OSError as exc:
+            raise _write_failure(self.path, exc, "committing the output") from None
+        self._sweep_stale()
+        return Written(bytes=st.st_size, mtime_ns=st.st_mtime_ns, sha256=digest)
+
+    def _rename(self, tmp: Path) -> None:
+        if self.replace:
+            os.replace(tmp, self.path)
             return
         try:
-            assert self._sf is not None and self._tmp is not None
-            self._sf.close()
-            os.replace(self._tmp, self.path)
-        except Exception as err:
-            self._cleanup()
-            raise OutputError(f"{self.path}: cannot finish output ({_reason(err)})") from None
-        self._sweep_stale()
+            os.link(tmp, self.path)
+        except FileExistsError:
+            raise OutputError(
+                f"{self.path}: refused: a file appeared there during the run; not replaced"
+            ) from None
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                raise
+            if os.path.lexists(self.path):  # no hard links here (FAT, some shares)
+                raise OutputError(
+                    f"{self.path}: refused: a file appeared there during the run; not replaced"
+                ) from None
+            os.rename(tmp, self.path)
+            return
+        os.unlink(tmp)
+
+    def discard(self) -> None:
+        """Remove every temporary this output still has."""
+        for tmp in (self._open_tmp, self.temporary_path):
+            if tmp is not None:
+                _unlink(tmp)
+        self._open_tmp = self.temporary_path = None
 
     def _sweep_stale(self) -> None:
         """Remove temporaries of this output left by a run that was killed (kill -9,
         power loss) before it could clean up: those last written before we started."""
-        pattern = f".{glob.escape(self.path.name)}.*.partial"
-        for stale in self.path.parent.glob(pattern):
+        for stale in partials_of(self.path):
             with contextlib.suppress(OSError):
                 if stale.stat().st_mtime < self._started:
                     stale.unlink()
 
-    def _cleanup(self) -> None:
-        if self._sf is not None:
-            with contextlib.suppress(Exception):
-                self._sf.close()
-        if self._tmp is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self._tmp.unlink()
+
+def partials_of(path: Path) -> list[Path]:
+    """The temporaries (``.NAME.XXXX.partial``) of output ``path`` on disk now."""
+    return list(path.parent.glob(f".{glob.escape(path.name)}.*.partial"))
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+class AtomicWriter:
+    """Write one sound file in one pass and commit it (:class:`OutputFile`): the final
+    name holds either nothing or the complete file. Use as a context manager; call
+    :meth:`write` with PCM from :class:`Quantizer`."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        sample_rate: int,
+        channels: int,
+        fmt: str,
+        subtype: str,
+        replace: bool = True,
+    ) -> None:
+        self._out = OutputFile(
+            path,
+            sample_rate=sample_rate,
+            channels=channels,
+            fmt=fmt,
+            subtype=subtype,
+            replace=replace,
+        )
+        self.path = self._out.path
+        self._pass = None
+        self.write: Callable[[np.ndarray], None] = lambda pcm: None
+
+    @property
+    def temporary_path(self) -> Path | None:
+        return self._out._open_tmp
+
+    def __enter__(self) -> AtomicWriter:
+        self._pass = self._out.pass_writer()
+        self.write = self._pass.__enter__()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        assert self._pass is not None
+        try:
+            self._pass.__exit__(exc_type, exc, tb)
+            if exc_type is None:
+                self._out.commit()
+        finally:
+            self._out.discard()
 
 
 def readable_extensions() -> frozenset[str]:

@@ -1,163 +1,79 @@
 """The batch engine: many tracks, many cores, one journal, nothing broken.
 
+* The plan (:mod:`auralis_batch.plan`) is made before any work: whole-run problems
+  stop the run before it starts, and each output is checked against the journal. A
+  file at an output's place that this tool did not write (for this OUT) is never
+  replaced without ``--overwrite``; one it wrote with other settings, from a changed
+  input, or that no longer matches what it wrote, is redone and the record says why.
+* A lock on OUT keeps a second run out; temporaries a killed run left are removed
+  under that lock.
 * Work units are single tracks, or whole folders in album mode. joblib fans them out
   with ``prefer="processes"`` and ``return_as="generator_unordered"``; the backend is
   not hard-coded, so ``joblib.parallel_config(backend="dask")`` runs the same units on
-  a Dask cluster.
-* Every unit catches its own errors and returns failed records (joblib would abort
-  the whole batch on the first exception). A worker process that dies (segfault,
-  ``os._exit``, OOM killer) breaks the pool: the units it may have held are re-run one
-  at a time, so only the culprit fails.
-* A journal in ``OUT/.auralis-batch/journal.jsonl`` records each finished track with
-  what produced it; a re-run skips those and does the rest. It is appended and
-  fsynced by the parent only, and a torn last line (``kill -9``) is ignored.
+  a Dask cluster. Every unit catches its own errors and returns records. A worker
+  process that dies breaks the pool: the units it may have held are re-run one at a
+  time, so only the culprit fails.
+* SIGINT and SIGTERM stop the run: no new tracks, the workers are stopped, their
+  temporaries removed, and the result says what finished and what was interrupted.
+  A second signal exits at once. A full disk stops the run the same way.
+* The journal is appended and fsynced by this process only, after the worker has
+  made the output durable.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
-import hashlib
-import json
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
-from . import __version__
-from .engine import Job, plan_jobs, skipped_record, summarize
+from .audio import partials_of, readable_extensions
+from .engine import Watch, master_album, master_track
+from .errors import AuralisError
+from .journal import Journal, RunLock, RunLockedError
+from .plan import STATE_DIR, Job, Plan, plan_master
+from .records import error_text, failed_record, is_disk_full, record, skipped_record, summarize
+from .settings import RunSettings
 
-JOURNAL_DIR = ".auralis-batch"
-JOURNAL_NAME = "journal.jsonl"
-#: Below this much free space after a failed write, the disk is considered full.
-DISK_FULL_BYTES = 64 * 1024 * 1024
+__all__ = ["BatchResult", "PlanError", "RunLockedError", "RunSettings", "run_master"]
 
-
-@dataclass(frozen=True)
-class RunSettings:
-    """Everything a worker needs; small and picklable (it travels to Dask workers)."""
-
-    preset: str = "gentle"  # built-in name, "adaptive", or a path to a TOML file
-    target_lufs: float | None = None
-    ceiling_dbtp: float | None = None
-    fmt: str = "flac"
-    bit_depth: str = "24"
-    album: bool = False
-    write_loudness_tags: bool = False
-    copy_tags: bool = True
-    timeout_per_track_s: float | None = None
-    use_cache: bool = True
-    cache_dir: str | None = None
-    reference: str | None = None
-    reference_record: dict | None = None  # the reference's analysis, computed once
-    tempo: bool | None = None  # None: as the preset says
-
-    def fingerprint(self) -> str:
-        """Hash of everything that changes the output (for the journal)."""
-        from .presets import load_preset
-
-        d = dataclasses.asdict(self)
-        for k in ("timeout_per_track_s", "use_cache", "cache_dir", "reference_record"):
-            d.pop(k)
-        if self.preset not in ("adaptive", "reference") and self.reference_record is None:
-            d["preset_parameters"] = load_preset(self.preset).to_dict()
-        if self.reference_record is not None:
-            d["reference_sha256"] = self.reference_record.get("content_sha256")
-        d["engine"] = __version__
-        blob = json.dumps(d, sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+#: Fault injection for the test suite only: "crash:NAME" makes the worker process die
+#: (os._exit) on the input file named NAME, "memory:NAME" raises MemoryError there,
+#: "slow:NAME" sleeps a second per block there (a track to interrupt).
+FAULT_ENV = "AURALIS_BATCH_FAULT"
 
 
-# --------------------------------------------------------------------------- journal
-def input_identity(path: Path) -> list[int]:
-    st = path.stat()
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
+class PlanError(AuralisError):
+    """The run as a whole is wrong (colliding outputs, OUT that is an input folder);
+    ``problems`` lists each one."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
 
 
-class Journal:
-    """Append-only record of finished tracks in the output folder."""
-
-    def __init__(self, out_dir: Path) -> None:
-        self.dir = out_dir / JOURNAL_DIR
-        self.path = self.dir / JOURNAL_NAME
-        self.done: dict[str, dict] = {}
-        if self.path.exists():
-            with open(self.path, encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    try:
-                        entry = json.loads(line)
-                        self.done[entry["input"]] = entry
-                    except (ValueError, KeyError, TypeError):
-                        continue  # a torn line from a killed run
-        self._fh = None
-
-    def is_done(self, job: Job, settings_hash: str) -> bool:
-        entry = self.done.get(str(job.input.resolve()))
-        if entry is None or job.output is None:
-            return False
-        try:
-            same_input = entry.get("identity") == input_identity(job.input)
-        except OSError:
-            return False
-        return (
-            same_input
-            and entry.get("settings") == settings_hash
-            and entry.get("output") == str(job.output.resolve())
-            and job.output.exists()
-        )
-
-    def record(self, rec: dict, settings_hash: str) -> None:
-        if rec.get("status") != "ok" or not rec.get("output"):
-            return
-        entry = {
-            "input": str(Path(rec["input"]).resolve()),
-            "identity": input_identity(Path(rec["input"])),
-            "output": str(Path(rec["output"]).resolve()),
-            "settings": settings_hash,
-            "engine": __version__,
-            "preset": rec.get("preset"),
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        if self._fh is None:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "a", encoding="utf-8")
-        self._fh.write(json.dumps(entry) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+@dataclass
+class BatchResult:
+    records: list[dict]
+    summary: dict
+    stopped: str | None = None  # why the run stopped early, if it did
+    signal: int | None = None  # the signal that stopped it
+    notes: list[str] = field(default_factory=list)
 
 
-def check_output_writable(out_dir: Path, *, create: bool = True) -> None:
-    """Raise OSError (usage/setup error, exit 2) if OUT cannot take files.
-
-    ``create=False`` (a dry run) writes nothing: the folder, or its nearest existing
-    parent, must be a writable directory.
-    """
-    if not create:
-        probe = out_dir
-        while not probe.exists() and probe.parent != probe:
-            probe = probe.parent
-        if not (probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)):
-            raise PermissionError(errno.EACCES, "permission denied", str(probe))
-        return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    probe_path = out_dir / JOURNAL_DIR / f".probe-{os.getpid()}"
-    probe_path.parent.mkdir(parents=True, exist_ok=True)
-    probe_path.write_bytes(b"ok")
-    probe_path.unlink()
+ProgressCallback = Callable[[dict], None]
 
 
 # --------------------------------------------------------------------------- workers
-_WORKER_CACHE: dict[tuple, Any] = {}
+_WORKER_CACHE: dict[tuple, object] = {}
 
 
 def _open_worker_cache(settings: RunSettings):
@@ -173,40 +89,7 @@ def _open_worker_cache(settings: RunSettings):
     return cache
 
 
-def _resolve_preset(settings: RunSettings, record: dict | None):
-    from .presets import load_preset
-
-    if settings.reference_record is not None and record is not None:
-        from .adaptive import reference_preset
-
-        preset = reference_preset(record, settings.reference_record)
-    elif settings.preset == "adaptive":
-        from .adaptive import adaptive_preset
-
-        preset = adaptive_preset(record)
-    else:
-        preset = load_preset(settings.preset)
-    return preset.with_overrides(
-        target_lufs=settings.target_lufs, ceiling_dbtp=settings.ceiling_dbtp
-    )
-
-
-def _needs_tempo(settings: RunSettings) -> bool:
-    if settings.tempo is not None:
-        return settings.tempo
-    if settings.preset in ("adaptive",) or settings.reference_record is not None:
-        return False
-    from .presets import load_preset
-
-    return load_preset(settings.preset).tempo
-
-
-#: Fault injection for the test suite only: "crash:NAME" makes the worker process die
-#: (os._exit) on the input file named NAME, "memory:NAME" raises MemoryError there.
-FAULT_ENV = "AURALIS_BATCH_FAULT"
-
-
-def _inject_fault(unit: Sequence[Job]) -> None:
+def _inject_fault(unit: Sequence[Job], watch: Watch) -> None:
     spec = os.environ.get(FAULT_ENV)
     if not spec:
         return
@@ -216,6 +99,8 @@ def _inject_fault(unit: Sequence[Job]) -> None:
             os._exit(70)
         if kind == "memory":
             raise MemoryError
+        if kind == "slow":
+            watch.throttle_s = 0.25
 
 
 _MALLOC_TUNED = False
@@ -228,9 +113,7 @@ def _tune_malloc() -> None:
     free, so every block paid ~200 page faults per buffer and the kernel zeroed the
     pages again: 14 % of a track's time in the kernel, and memory bandwidth that two
     workers then fight over. Above these thresholds glibc behaves as before. Once per
-    process; Linux only (elsewhere, or where libc has no ``mallopt``, skipped). It
-    changes just these two thresholds, in the process it runs in (with ``n_jobs=1``,
-    the caller's own).
+    process; Linux only (elsewhere, or where libc has no ``mallopt``, skipped).
     """
     global _MALLOC_TUNED
     if _MALLOC_TUNED:
@@ -249,39 +132,98 @@ def _tune_malloc() -> None:
         pass
 
 
-def master_unit(unit: Sequence[Job], settings: RunSettings) -> list[dict]:
-    """Master one track, or one album (same folder, one shared gain). Never raises."""
-    from .engine import _error_text, failed_record, master_track
+def master_unit(
+    unit: Sequence[Job],
+    settings: RunSettings,
+    *,
+    parent_pid: int | None = None,
+    progress_file: Path | None = None,
+) -> list[dict]:
+    """Master one track, or one album (same folder, one shared gain). Never raises.
 
+    ``parent_pid``: the run's process; a worker whose parent it is stops its track
+    when that process dies (no outputs nobody would journal). ``progress_file``: where
+    the worker notes how far the unit is.
+    """
     _tune_malloc()
-
+    timeout = settings.timeout_per_track_s
+    watch = Watch(
+        deadline=None if not timeout else time.monotonic() + timeout * len(unit),
+        parent_pid=parent_pid if parent_pid is not None and os.getppid() == parent_pid else None,
+        progress_file=progress_file,
+    )
     try:
-        _inject_fault(unit)
+        _inject_fault(unit, watch)
     except MemoryError as exc:
-        return [failed_record(job.input, _error_text(exc), job.output) for job in unit]
+        return [failed_record(job.input, error_text(exc), job.output) for job in unit]
     try:
         cache = _open_worker_cache(settings)
     except Exception:  # the cache is an optimisation, never a point of failure
         cache = None
     try:
         if settings.album and len(unit) > 1:
-            from .engine import master_album
-
-            return master_album(unit, settings, cache=cache)
-        return [master_track(job, settings, cache=cache) for job in unit]
+            return master_album(unit, settings, cache=cache, watch=watch)
+        return [master_track(job, settings, cache=cache, watch=watch) for job in unit]
     except Exception as exc:  # a bug must not take the batch down: fail the unit
-        return [failed_record(job.input, _error_text(exc), job.output) for job in unit]
+        return [failed_record(job.input, error_text(exc), job.output) for job in unit]
+    finally:
+        if cache is not None:
+            with contextlib.suppress(Exception):
+                cache.flush()  # hits and misses reach `cache stats` after every unit
 
 
-# --------------------------------------------------------------------------- the run
-@dataclass
-class BatchResult:
-    records: list[dict]
-    summary: dict
-    stopped: str | None = None
+# --------------------------------------------------------------------------- planning
+def check_output_writable(out_dir: Path, *, create: bool = True) -> None:
+    """Raise OSError (a setup error, exit 2) if OUT cannot take files.
+
+    ``create=False`` (a dry run) writes nothing: the folder, or its nearest existing
+    parent, must be a writable directory.
+    """
+    if not create:
+        probe = out_dir
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        if not (probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)):
+            raise PermissionError(errno.EACCES, "permission denied", str(probe))
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    probe_path = out_dir / STATE_DIR / f".probe-{os.getpid()}"
+    probe_path.parent.mkdir(parents=True, exist_ok=True)
+    probe_path.write_bytes(b"ok")
+    probe_path.unlink()
 
 
-ProgressCallback = Callable[[dict], None]
+def _decide(plan: Plan, journal: Journal, settings_hash: str, overwrite: bool) -> list[Job]:
+    """Check every planned output against the journal; returns the jobs to run and
+    adds records for the rest to ``plan.records``."""
+    todo: list[Job] = []
+    for job in plan.jobs:
+        state = journal.state(job, settings_hash)
+        if state.action == "done" and not overwrite:
+            plan.records.append(
+                skipped_record(
+                    job.input, "already mastered with these settings (journal)", job.output
+                )
+            )
+        elif state.action == "foreign" and not overwrite:
+            why = f" ({state.reason})" if state.reason else ""
+            plan.records.append(
+                failed_record(
+                    job.input,
+                    f"refused: {job.output} exists and was not written by auralis-batch{why}; "
+                    "--overwrite replaces it",
+                    job.output,
+                )
+            )
+        elif state.action == "new":
+            todo.append(job)
+        else:
+            reason = {
+                "done": "replaced (--overwrite)",
+                "foreign": "replaced a file auralis-batch did not write (--overwrite)",
+            }.get(state.action, f"replaced an earlier master: {state.reason}")
+            todo.append(replace(job, replace=True, replace_reason=reason))
+    return todo
 
 
 def _units(jobs: list[Job], album: bool) -> list[list[Job]]:
@@ -304,18 +246,89 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _is_disk_full(rec: dict, out_dir: Path) -> bool:
-    if rec.get("status") != "failed" or not rec.get("output"):
-        return False
-    err = (rec.get("error") or "").lower()
-    if "no space left" in err or "disk full" in err:
-        return True
-    if "write failed" in err or "cannot finish output" in err or "cannot create output" in err:
-        with contextlib.suppress(OSError):
-            return shutil.disk_usage(out_dir).free < DISK_FULL_BYTES
-    return False
+def _remove_partials(jobs: Iterable[Job]) -> int:
+    """Remove every temporary of these outputs (call only while holding the lock:
+    then no other run is writing them)."""
+    removed = 0
+    for job in jobs:
+        if job.output is None:
+            continue
+        for tmp in partials_of(job.output):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed += 1
+    return removed
 
 
+# --------------------------------------------------------------------------- signals
+class _Stop(BaseException):
+    """Raised in the main thread by the first SIGINT/SIGTERM (a BaseException, so no
+    ``except Exception`` of a track swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _kill_children() -> None:
+    """SIGKILL every child process (the workers): no orphan keeps writing."""
+    me = os.getpid()
+    try:
+        pids = [int(d) for d in os.listdir("/proc") if d.isdigit()]
+    except OSError:  # pragma: no cover - not Linux
+        return
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            if int(fields[1]) == me:
+                os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            continue
+
+
+def _stop_pool() -> None:
+    """Kill joblib's worker processes (loky's reusable pool) at once: a stopped run
+    leaves no worker writing. joblib's own abort waits for running tasks."""
+    try:
+        from joblib.externals.loky import reusable_executor
+    except ImportError:  # pragma: no cover
+        return
+    executor = getattr(reusable_executor, "_executor", None)
+    if executor is None:
+        return
+    for proc in list(getattr(executor, "_processes", {}).values()):
+        with contextlib.suppress(Exception):
+            proc.kill()
+    with contextlib.suppress(Exception):
+        executor.shutdown(wait=False, kill_workers=True)
+
+
+@contextlib.contextmanager
+def _signals_stop_the_run() -> Iterator[None]:
+    """First SIGINT/SIGTERM raises :class:`_Stop` in the main thread; a second one
+    kills the workers and exits at once (130 / 143)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def handler(signum, frame):
+        if received:
+            _kill_children()
+            os._exit(128 + signum)
+        received.append(signum)
+        raise _Stop(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+# --------------------------------------------------------------------------- the run
 def run_master(
     inputs: Sequence[str | os.PathLike],
     out_dir: Path,
@@ -324,93 +337,201 @@ def run_master(
     n_jobs: int = -1,
     overwrite: bool = False,
     dry_run: bool = False,
-    on_start: Callable[[int, float], None] | None = None,
+    on_start: Callable[[int, float, list[dict]], None] | None = None,
     on_record: ProgressCallback | None = None,
+    on_progress: Callable[[dict[str, float]], None] | None = None,
 ) -> BatchResult:
-    """Plan, skip what the journal says is done, run the rest in parallel."""
-    jobs, records = plan_jobs(inputs, out_dir, settings.fmt)
-    settings_hash = settings.fingerprint()
-    journal = Journal(out_dir)
-    todo: list[Job] = []
-    for job in jobs:
-        if not overwrite and journal.is_done(job, settings_hash):
-            rec = skipped_record(job.input, "already mastered with these settings (journal)")
-            rec["output"] = str(job.output)
-            records.append(rec)
-        else:
-            todo.append(job)
-    if dry_run:
-        for job in todo:
-            records.append(
-                {
-                    "input": str(job.input),
-                    "output": str(job.output),
-                    "status": "planned",
-                    "error": None,
-                    "seconds": 0.0,
-                }
-            )
-        return BatchResult(records, summarize(records))
+    """Plan, skip what the journal says is done, run the rest in parallel.
 
+    Parameters
+    ----------
+    inputs : files and folders
+    out_dir : output folder (mirrors the input tree)
+    settings : :class:`~auralis_batch.settings.RunSettings`
+    n_jobs : worker processes (1: in this process)
+    overwrite : redo finished tracks and replace files this tool did not write
+    dry_run : plan only; nothing is written
+    on_start : ``(tracks_to_do, seconds_of_audio, records_already_decided)``
+    on_record : each finished record, as it comes
+    on_progress : ``{input: fraction}`` of the tracks in flight, about twice a second
+
+    Returns
+    -------
+    BatchResult
+        Records in input order; ``stopped`` and ``signal`` say if and why the run
+        stopped early (a signal, a full disk).
+
+    Raises
+    ------
+    PlanError
+        Whole-run problems found before any work (nothing is written).
+    RunLockedError
+        Another run holds the lock on ``out_dir``.
+    """
+    plan = plan_master(inputs, out_dir, settings.fmt, extensions=readable_extensions())
+    if plan.problems:
+        raise PlanError(plan.problems)
+    settings_hash = settings.fingerprint()
+    if dry_run:
+        todo = _decide(plan, Journal(out_dir), settings_hash, overwrite)
+        for job in todo:
+            rec = record(job.input, "planned", job.replace_reason, job.output)
+            plan.records.append(rec)
+        return _result(plan.records, notes=plan.notes)
+    with RunLock(out_dir):
+        journal = Journal(out_dir)
+        todo = _decide(plan, journal, settings_hash, overwrite)
+        _remove_partials(todo)  # left by a killed run: we hold the lock, nobody writes them
+        journal.plan(todo)
+        try:
+            return _run(
+                plan,
+                todo,
+                journal,
+                settings,
+                settings_hash,
+                n_jobs,
+                out_dir,
+                on_start,
+                on_record,
+                on_progress,
+            )
+        finally:
+            journal.close()
+
+
+def _result(records, stopped=None, signum=None, notes=()) -> BatchResult:
+    records.sort(key=lambda r: str(r.get("input", "")))  # input order, however it ran
+    return BatchResult(records, summarize(records), stopped, signum, list(notes))
+
+
+def _run(
+    plan, todo, journal, settings, settings_hash, n_jobs, out_dir, on_start, on_record, on_progress
+) -> BatchResult:
+    records = plan.records
     units = _units(todo, settings.album)
     if on_start is not None:
-        total_audio = 0.0
-        for job in todo:
-            with contextlib.suppress(Exception):
-                import soundfile as sf
-
-                total_audio += sf.info(str(job.input)).duration
-        on_start(len(todo), total_audio)
+        on_start(len(todo), _total_audio(todo), list(records))
+    inflight = out_dir / STATE_DIR / f"inflight-{os.getpid()}"
+    inflight.mkdir(parents=True, exist_ok=True)
+    finished: set[str] = set()
     stopped: str | None = None
+    signum: int | None = None
+    poller = _Poller(inflight, units, on_progress)
     try:
-        inflight = out_dir / JOURNAL_DIR / f"inflight-{os.getpid()}"
-        for rec in _execute(units, settings, n_jobs, inflight):
-            records.append(rec)
-            journal.record(rec, settings_hash)
-            if on_record is not None:
-                on_record(rec)
-            if _is_disk_full(rec, out_dir):
-                stopped = "disk full: stopped before the remaining tracks"
-                break
+        with _signals_stop_the_run():
+            try:
+                poller.start()
+                for rec in _execute(units, settings, n_jobs, inflight):
+                    journal.record(rec, settings_hash)  # after the output is durable
+                    records.append(rec)
+                    finished.add(rec["input"])
+                    if on_record is not None:
+                        on_record(rec)
+                    if is_disk_full(rec):
+                        stopped = "disk full: no space left on device; stopped"
+                        break
+            except _Stop as stop:
+                signum = stop.signum
+                name = signal.Signals(signum).name
+                stopped = f"interrupted by {name}"
     finally:
-        journal.close()
-        shutil.rmtree(out_dir / JOURNAL_DIR / f"inflight-{os.getpid()}", ignore_errors=True)
+        poller.stop()
+        if stopped and n_jobs != 1:
+            _stop_pool()  # none of the workers may go on writing
+        _remove_partials(j for j in todo if str(j.input) not in finished)
+        started = {int(p.name) for p in inflight.glob("[0-9]*")} if inflight.is_dir() else set()
+        shutil.rmtree(inflight, ignore_errors=True)
     if stopped:
-        finished = {r["input"] for r in records}
-        for job in todo:
-            if str(job.input) not in finished:
-                records.append(skipped_record(job.input, f"not processed: {stopped}"))
-    records.sort(key=lambda r: str(r.get("input", "")))  # input order, however it ran
-    return BatchResult(records, summarize(records), stopped)
+        for i, unit in enumerate(units):
+            for job in unit:
+                if str(job.input) in finished:
+                    continue
+                if signum is not None or i in started:
+                    status, why = "interrupted", f"{stopped}; no output written"
+                else:
+                    status, why = "not started", f"not started: {stopped}"
+                records.append(record(job.input, status, why, job.output))
+    return _result(records, stopped, signum, plan.notes)
+
+
+def _total_audio(jobs: Sequence[Job]) -> float:
+    import soundfile as sf
+
+    total = 0.0
+    for job in jobs:
+        with contextlib.suppress(Exception):
+            total += sf.info(str(job.input)).duration
+    return total
+
+
+class _Poller:
+    """Reads the workers' progress notes (``inflight/<unit>``) twice a second."""
+
+    def __init__(self, folder: Path, units: list[list[Job]], callback) -> None:
+        self.folder, self.units, self.callback = folder, units, callback
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.callback is None:
+            return
+        self._thread = threading.Thread(target=self._loop, name="auralis-progress", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.5):
+            running: dict[str, float] = {}
+            with contextlib.suppress(OSError):
+                for p in self.folder.iterdir():
+                    try:
+                        i = int(p.name)
+                        text = p.read_text().strip()
+                        fraction = float(text) if text else 0.0
+                    except (ValueError, OSError):
+                        continue
+                    if 0 <= i < len(self.units):
+                        for job in self.units[i]:
+                            running[str(job.input)] = fraction
+            with contextlib.suppress(Exception):
+                self.callback(running)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
 
 
 def _execute(
-    units: list[list[Job]], settings: RunSettings, n_jobs: int, inflight_dir: Path | None = None
+    units: list[list[Job]], settings: RunSettings, n_jobs: int, inflight_dir: Path
 ) -> Iterable[dict]:
     """Yield records as units finish; survive worker processes that die.
 
-    Each unit marks itself in ``inflight_dir`` while it runs. When a worker dies the
-    pool is lost; the units still marked are the suspects and are re-run one at a time
-    in a fresh process (the culprit fails alone), then the rest resume in parallel.
+    Each unit marks itself in ``inflight_dir`` while it runs (the mark holds its
+    progress). When a worker dies the pool is lost; the units still marked are the
+    suspects and are re-run one at a time in a fresh process (the culprit fails
+    alone), then the rest resume in parallel.
     """
     if not units:
         return
     if n_jobs == 1:  # in-process: no pool to lose
-        for unit in units:
-            yield from master_unit(unit, settings)
+        for i, unit in enumerate(units):
+            yield from _indexed(i, unit, settings, inflight_dir, None)[1]
         return
     from joblib import Parallel, delayed
 
-    if inflight_dir is not None:
-        inflight_dir.mkdir(parents=True, exist_ok=True)
     pending = dict(enumerate(units))
+    parent = os.getpid()
     while pending:
+        gen = None
         try:
             parallel = Parallel(n_jobs=n_jobs, prefer="processes", return_as="generator_unordered")
             tasks = (
-                delayed(_indexed)(i, pending[i], settings, inflight_dir) for i in sorted(pending)
+                delayed(_indexed)(i, pending[i], settings, inflight_dir, parent)
+                for i in sorted(pending)
             )
-            for idx, recs in parallel(tasks):
+            gen = parallel(tasks)
+            for idx, recs in gen:
                 pending.pop(idx, None)
                 yield from recs
         except Exception as exc:
@@ -419,11 +540,14 @@ def _execute(
             suspects = [i for i in sorted(pending) if _marked(inflight_dir, i)] or sorted(pending)
             for i in suspects:
                 yield from _run_alone(i, pending.pop(i), settings, inflight_dir)
+        finally:
+            if gen is not None and pending:  # stopped early: joblib aborts the rest quietly
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    gen.close()
 
 
-def _run_alone(
-    i: int, unit: list[Job], settings: RunSettings, inflight_dir: Path | None
-) -> list[dict]:
+def _run_alone(i: int, unit: list[Job], settings: RunSettings, inflight_dir: Path) -> list[dict]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -431,7 +555,7 @@ def _run_alone(
     # would take the whole run down); spawn, so nothing of this process is inherited.
     try:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as solo:
-            _, recs = solo.submit(_indexed, i, unit, settings, inflight_dir, True).result()
+            _, recs = solo.submit(_indexed, i, unit, settings, inflight_dir, os.getpid()).result()
         return recs
     except Exception as exc:
         if not _is_pool_crash(exc):
@@ -451,27 +575,24 @@ def _run_alone(
         ]
 
 
-def _marked(inflight_dir: Path | None, i: int) -> bool:
-    return inflight_dir is not None and (inflight_dir / str(i)).exists()
+def _marked(inflight_dir: Path, i: int) -> bool:
+    return (inflight_dir / str(i)).exists()
 
 
-def _unmark(inflight_dir: Path | None, i: int) -> None:
-    if inflight_dir is not None:
-        with contextlib.suppress(FileNotFoundError):
-            (inflight_dir / str(i)).unlink()
+def _unmark(inflight_dir: Path, i: int) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (inflight_dir / str(i)).unlink()
 
 
 def _indexed(
-    i: int,
-    unit: list[Job],
-    settings: RunSettings,
-    inflight_dir: Path | None = None,
-    solo: bool = False,
+    i: int, unit: list[Job], settings: RunSettings, inflight_dir: Path, parent_pid: int | None
 ) -> tuple[int, list[dict]]:
-    if inflight_dir is not None:
-        with contextlib.suppress(OSError):
-            (inflight_dir / str(i)).touch()
-    recs = master_unit(unit, settings)
+    mark = inflight_dir / str(i)
+    with contextlib.suppress(OSError):
+        mark.write_text("0\n")
+    recs = master_unit(
+        unit, settings, parent_pid=parent_pid, progress_file=mark if mark.exists() else None
+    )
     _unmark(inflight_dir, i)
     return i, recs
 

@@ -78,12 +78,6 @@ def _fail_usage(message: str) -> NoReturn:
     raise typer.Exit(code=2)
 
 
-def _write_json(path: Path, payload: object) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
 def _fmt(value: object, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
@@ -193,9 +187,10 @@ def _run_master(
     quiet,
 ) -> None:
     from .audio import output_subtype
-    from .batch import RunSettings, check_output_writable, run_master
+    from .batch import PlanError, RunLockedError, run_master
     from .errors import AuralisError
     from .presets import load_preset
+    from .settings import RunSettings, memory_budget_from_env
 
     if report is not None and report.suffix.lower() not in (".json", ".csv"):
         _fail_usage(f"--report {report}: use a .json or .csv file name")
@@ -207,6 +202,7 @@ def _run_master(
         output_subtype(fmt, bit_depth)
         if preset != "adaptive":
             load_preset(preset).with_overrides(target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp)
+        budget = memory_budget_from_env()
     except AuralisError as exc:
         _fail_usage(str(exc))
     for item in inputs:
@@ -214,6 +210,8 @@ def _run_master(
             _fail_usage(f"input {item} does not exist")
     if out.exists() and not out.is_dir():
         _fail_usage(f"--out {out}: is a file, not a folder")
+    from .batch import check_output_writable
+
     try:
         check_output_writable(out, create=not dry_run)
     except OSError as exc:
@@ -236,26 +234,37 @@ def _run_master(
         reference=str(reference) if reference else None,
         reference_record=ref_record,
         tempo=False if no_tempo else None,
+        memory_budget_bytes=budget,
     )
     n_jobs = jobs or _cpu_count()
     from .progress import BatchProgress
 
     progress = BatchProgress(enabled=not quiet and not dry_run)
-    with contextlib.ExitStack() as stack:
-        if backend == "dask":
-            stack.enter_context(_dask_backend(scheduler))
-            n_jobs = -1
-        stack.enter_context(progress)
-        result = run_master(
-            inputs,
-            out,
-            settings,
-            n_jobs=n_jobs,
-            overwrite=overwrite,
-            dry_run=dry_run,
-            on_start=progress.start,
-            on_record=progress.update,
-        )
+    try:
+        with contextlib.ExitStack() as stack:
+            if backend == "dask":
+                stack.enter_context(_dask_backend(scheduler))
+                n_jobs = -1
+            stack.enter_context(progress)
+            result = run_master(
+                inputs,
+                out,
+                settings,
+                n_jobs=n_jobs,
+                overwrite=overwrite,
+                dry_run=dry_run,
+                on_start=progress.start,
+                on_record=progress.update,
+                on_progress=progress.running,
+            )
+    except PlanError as exc:
+        for problem in exc.problems:
+            typer.echo(f"[error] {problem}", err=True)
+        raise typer.Exit(code=2) from None
+    except RunLockedError as exc:
+        _fail_usage(str(exc))
+    for note in result.notes:
+        typer.echo(f"[note] {note}", err=True)
     if report is not None:
         from .report import write_report
 
@@ -268,11 +277,19 @@ def _run_master(
                 + (f"  ({rec['error']})" if rec.get("error") else "")
             )
         raise typer.Exit(code=0)
+    for rec in result.records:
+        if rec.get("replaced") and rec["status"] == "ok":
+            typer.echo(f"[replaced] {rec['output']}: {rec['replaced']}", err=True)
     if not quiet:
         progress.print_summary(result.records, result.summary)
     for rec in result.records:
         if rec["status"] == "failed":
             typer.echo(f"[failed] {_failure(rec['input'], rec['error'])}", err=True)
+    if result.signal is not None:
+        s = result.summary
+        left = s["interrupted"] + s["not_started"]
+        typer.echo(f"interrupted: {s['ok']} done, {left} left", err=True)
+        raise typer.Exit(code=128 + result.signal)
     if result.stopped:
         typer.echo(f"[error] {result.stopped}", err=True)
     raise typer.Exit(code=1 if result.summary["failed"] or result.stopped else 0)
@@ -314,31 +331,17 @@ def _analyse_reference(reference: Path, *, no_cache: bool, cache_dir: Path | Non
             cache.close()
 
 
-def _print_master_line(rec: dict) -> None:
-    if rec["status"] == "ok":
-        b, a = rec["before"], rec["after"]
-        line = (
-            f"ok      {rec['input']} -> {rec['output']}  "
-            f"{_fmt(b['integrated_lufs'])} -> {_fmt(a['integrated_lufs'])} LUFS, "
-            f"TP {_fmt(a['true_peak_dbtp'])} dBTP, LRA {_fmt(a['lra_lu'])} LU"
-        )
-        typer.echo(line)
-        if rec.get("warning"):
-            typer.echo(f"warning {rec['input']}: {rec['warning']}", err=True)
-    else:
-        typer.echo(f"{rec['status']:<7} {rec['input']}: {rec['error']}", err=True)
-
-
 @app.command()
 def measure(inputs: Inputs, json_out: JsonFlag = False) -> None:
     """Measure loudness per ITU-R BS.1770-4 / EBU R128 (integrated, LRA, true peak)."""
-    from .engine import discover, measure_file, skipped_record
+    from .audio import readable_extensions
+    from .engine import measure_file
+    from .plan import discover
 
-    audio, other = discover(inputs)
     missing = [p for p in inputs if not p.exists()]
     if missing:
         _fail_usage(f"input {missing[0]} does not exist")
-    records = [skipped_record(p, "not an audio file (by extension)") for p in other]
+    audio, records, _ = discover(inputs, extensions=readable_extensions())
     records += [measure_file(f) for f, _ in audio]
     if json_out:
         typer.echo(json.dumps(records, indent=2, allow_nan=False))
@@ -376,14 +379,16 @@ def analyze(
 ) -> None:
     """Analyse loudness, spectral fingerprint, dynamics, stereo image and tempo."""
     from .analysis import analyze_file
-    from .engine import _error_text, discover
+    from .audio import readable_extensions
+    from .plan import discover
+    from .records import error_text
 
     if json_out and csv_out:
         _fail_usage("choose one of --json and --csv")
     missing = [p for p in inputs if not p.exists()]
     if missing:
         _fail_usage(f"input {missing[0]} does not exist")
-    audio, _ = discover(inputs)
+    audio, _, _ = discover(inputs, extensions=readable_extensions())
     cache = None
     if not no_cache:
         from .cache import open_cache
@@ -395,7 +400,7 @@ def analyze(
             try:
                 records.append(analyze_file(f, tempo=not no_tempo, cache=cache))
             except Exception as exc:
-                records.append({"path": str(f), "error": _error_text(exc)})
+                records.append({"path": str(f), "error": error_text(exc)})
     finally:
         if cache is not None:
             cache.close()

@@ -1,140 +1,453 @@
-"""Track-level jobs: measure or master one file, never raising.
+"""One track, or one album folder: analyse, choose parameters, master, tag, commit.
 
-Each job catches its own errors and returns a record with ``status`` ``ok`` /
-``failed`` / ``skipped`` and a specific ``error``, so one bad file never stops a
-batch (joblib would abort every worker on the first exception it sees).
+Every function here returns report records and never raises: one bad file must not
+stop a batch (joblib would abort every worker on the first exception it sees).
+
+The order for each output is the durable one: audio into a temporary file, tags and
+cover art into the same temporary, fsync, rename into place, fsync the folder
+(:class:`~auralis_batch.audio.OutputFile`). The batch engine journals the output
+only after the record comes back.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
 import time
-import traceback
 import zlib
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .audio import AtomicWriter, output_subtype, probe, readable_extensions
-from .errors import AuralisError, OutputError
-from .meter import Loudness
-from .pipeline import MEMORY_BUDGET_BYTES, file_source, master_stream, measure_stream
+from .analysis import analyze_file, loudness_from_record
+from .audio import AudioInfo, OutputFile, decode_dtype, iter_blocks, output_subtype, probe
+from .errors import OutputError, RunAbandonedError, TrackTimeoutError
+from .meter import integrated_from_block_powers
+from .pipeline import (
+    TARGET_ACCEPT_LU,
+    TARGET_TOLERANCE_LU,
+    MasterOutcome,
+    master_stream,
+    measure_processed,
+    measure_stream,
+)
+from .plan import Job
 from .presets import Preset
+from .records import error_text, failed_record
+from .settings import (
+    KEPT_BYTES_PER_SAMPLE,
+    RunSettings,
+    needs_fingerprint,
+    needs_tempo,
+    resolve_preset,
+)
+from .tags import loudness_tag_values, write_output_tags
 
-#: A track whose decoded audio fits in this many bytes is decoded once: the analysis
-#: keeps the blocks for the render (which keeps its own processed copy under
-#: ``MEMORY_BUDGET_BYTES``). About 12.7 minutes of 44.1 kHz stereo.
-KEEP_DECODED_BYTES = MEMORY_BUDGET_BYTES // 2
-
-
-@dataclass(frozen=True)
-class Job:
-    """One input file and, for master, where its output goes."""
-
-    input: Path
-    output: Path | None = None
-
-
-def discover(
-    inputs: Sequence[str | os.PathLike],
-) -> tuple[list[tuple[Path, Path]], list[Path]]:
-    """Expand files and folders (recursively) into ``(file, relative_name)`` pairs.
-
-    Returns ``(audio, other)``: files whose extension libsndfile can read, and the
-    rest (listed as skipped). Hidden files and our own ``.partial`` temporaries are
-    ignored. A named file is taken whatever its extension (the decoder decides).
-    """
-    exts = readable_extensions()
-    audio: list[tuple[Path, Path]] = []
-    other: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            for root, dirs, files in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(files):
-                    if name.startswith("."):
-                        continue
-                    f = Path(root) / name
-                    if f.suffix.lower().lstrip(".") in exts:
-                        audio.append((f, f.relative_to(p)))
-                    else:
-                        other.append(f)
-        else:
-            audio.append((p, Path(p.name)))
-    return audio, other
+#: Seconds between two progress notes a worker leaves for the parent.
+PROGRESS_EVERY_S = 0.5
+#: Extra renders of an album to pull its loudness, as written, onto the target.
+ALBUM_CORRECTIONS = 2
 
 
-def output_path(relative: Path, out_dir: Path, fmt: str) -> Path:
-    return out_dir / relative.with_suffix("." + fmt)
+# --------------------------------------------------------------------------- watching
+@dataclass
+class Watch:
+    """What every block of a track passes on its way: the deadline
+    (``--timeout-per-track``), the run that started the worker (a worker whose parent
+    is gone stops instead of writing outputs nobody will journal), and progress notes
+    for the parent (a small file it polls)."""
+
+    deadline: float | None = None
+    parent_pid: int | None = None
+    progress_file: Path | None = None
+    throttle_s: float = 0.0  # the test suite's slow track (batch.FAULT_ENV)
+    _last_note: float = field(default=0.0, repr=False)
+
+    def check(self) -> None:
+        if self.throttle_s:
+            time.sleep(self.throttle_s)
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise TrackTimeoutError("timed out (--timeout-per-track); no output written")
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            raise RunAbandonedError("the run that started this track is gone; stopped")
+
+    def note(self, fraction: float) -> None:
+        if self.progress_file is None:
+            return
+        now = time.monotonic()
+        if now - self._last_note < PROGRESS_EVERY_S:
+            return
+        self._last_note = now
+        try:
+            self.progress_file.write_text(f"{min(max(fraction, 0.0), 1.0):.4f}\n")
+        except OSError:
+            self.progress_file = None  # progress is a nicety; never fail a track for it
+
+    def blocks(
+        self, blocks: Iterable[np.ndarray], frames: int, start: float, span: float
+    ) -> Iterator[np.ndarray]:
+        """``blocks`` with a check and a progress note (``start + span * done``) each."""
+        done = 0
+        for block in blocks:
+            self.check()
+            yield block
+            done += block.shape[1]
+            self.note(start + span * done / max(frames, 1))
 
 
-def plan_jobs(
-    inputs: Sequence[str | os.PathLike], out_dir: Path, fmt: str
-) -> tuple[list[Job], list[dict]]:
-    """Jobs for ``master``, plus ``skipped``/``failed`` records for files that will not
-    be processed (non-audio files in folders, outputs that would overwrite an input or
-    collide with another output)."""
-    audio, other = discover(inputs)
-    inputs_resolved = {f.resolve() for f, _ in audio} | {f.resolve() for f in other}
-    jobs: list[Job] = []
-    records: list[dict] = [
-        skipped_record(f, "not an audio file this build can read (by extension)") for f in other
-    ]
-    seen: dict[Path, Path] = {}
-    for f, rel in audio:
-        dst = output_path(rel, out_dir, fmt)
-        dst_r = dst.resolve()
-        if dst_r in inputs_resolved:
-            records.append(
-                failed_record(f, f"refused: output {dst} would overwrite an input file", dst)
-            )
-            continue
-        if dst_r in seen:
-            records.append(
-                failed_record(f, f"refused: output {dst} is also the output of {seen[dst_r]}", dst)
-            )
-            continue
-        seen[dst_r] = f
-        jobs.append(Job(f, dst))
-    return jobs, records
+class TrackSource:
+    """The track's audio as a :data:`~auralis_batch.pipeline.BlockSource`, decoded at
+    most once when it fits: blocks the analysis already decoded are replayed, and a
+    first decode keeps its blocks for the next pass when ``keep`` allows."""
+
+    def __init__(
+        self,
+        path: Path,
+        info: AudioInfo,
+        watch: Watch,
+        *,
+        kept: list[np.ndarray] | None,
+        keep: bool,
+    ) -> None:
+        self.path, self.info, self.watch = path, info, watch
+        self._blocks = kept if kept else None
+        self._keep = keep
+        self.progress = (0.4, 0.3)  # (start, span) of the next pass in the track's progress
+
+    def __call__(self) -> Iterator[np.ndarray]:
+        start, span = self.progress
+        self.progress = (start + span, 1.0 - start - span)
+        if self._blocks is not None:
+            return self.watch.blocks(self._blocks, self.info.frames, start, span)
+        return self.watch.blocks(self._decode(), self.info.frames, start, span)
+
+    def _decode(self) -> Iterator[np.ndarray]:
+        kept: list[np.ndarray] | None = [] if self._keep else None
+        for block in iter_blocks(self.path, dtype=decode_dtype(self.info)):
+            if kept is not None:
+                kept.append(block)
+            yield block
+        if kept is not None:
+            self._blocks = kept  # complete: later passes replay it
+
+    def release(self) -> None:
+        self._blocks = None
 
 
-def skipped_record(path: Path, reason: str) -> dict:
-    return {"input": str(path), "status": "skipped", "error": reason, "seconds": 0.0}
+def _kept_bytes(info: AudioInfo) -> int:
+    return info.frames * info.channels * np.dtype(decode_dtype(info)).itemsize
 
 
-def failed_record(path: Path, error: str, output: Path | None = None) -> dict:
-    rec = {"input": str(path), "status": "failed", "error": error, "seconds": 0.0}
-    if output is not None:
-        rec["output"] = str(output)
+# --------------------------------------------------------------------------- one track
+@dataclass
+class _Prepared:
+    """A track analysed and given its parameters, ready to render."""
+
+    job: Job
+    info: AudioInfo
+    analysis: dict
+    preset: Preset
+    source: TrackSource
+    keep_processed: bool
+
+
+def _prepare(job: Job, settings: RunSettings, cache, watch: Watch, budget_bytes: int) -> _Prepared:
+    """Probe, analyse (cached; the decode is kept for the render when it fits the
+    budget), and choose the preset."""
+    info = probe(job.input)
+    if job.output is None:
+        raise OutputError(f"{job.input}: no output path")
+    output_subtype(settings.fmt, settings.bit_depth)
+    decoded_fits = _kept_bytes(info) <= budget_bytes
+    kept: list[np.ndarray] | None = [] if decoded_fits else None
+    watch.check()
+    analysis = analyze_file(
+        job.input,
+        tempo=needs_tempo(settings),
+        cache=cache,
+        keep_blocks=kept,
+        hash_content=False,  # with no cache nothing needs the PCM hash
+        fingerprint=needs_fingerprint(settings),
+        watch=lambda blocks: watch.blocks(blocks, info.frames, 0.0, 0.4),
+    )
+    preset = resolve_preset(settings, analysis)
+    source = TrackSource(job.input, info, watch, kept=kept, keep=decoded_fits)
+    processed_fits = info.frames * info.channels * KEPT_BYTES_PER_SAMPLE <= budget_bytes
+    return _Prepared(job, info, analysis, preset, source, processed_fits)
+
+
+def _base_record(job: Job, settings: RunSettings) -> dict:
+    return {
+        "input": str(job.input),
+        "output": str(job.output) if job.output else None,
+        "status": "ok",
+        "error": None,
+        "preset": settings.preset,
+    }
+
+
+def _failed(job: Job, settings: RunSettings, exc: BaseException, t0: float) -> dict:
+    rec = failed_record(job.input, error_text(exc), job.output)
+    rec["preset"] = settings.preset
+    rec["seconds"] = round(time.perf_counter() - t0, 4)
     return rec
 
 
-def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, AuralisError):
-        return str(exc)
-    if isinstance(exc, MemoryError):
-        return "out of memory while processing this track"
-    if isinstance(exc, OSError) and exc.errno is not None:
-        return f"{type(exc).__name__}: {exc}"
-    # An unexpected bug: keep the last frame so the report points at it.
-    tb = traceback.extract_tb(exc.__traceback__)
-    where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
-    return f"internal error {type(exc).__name__}: {exc}{where}"
+def _dither_seed(path: Path) -> int:
+    return zlib.crc32(str(path.name).encode())
 
 
+def _open_output(p: _Prepared, settings: RunSettings) -> OutputFile:
+    assert p.job.output is not None
+    return OutputFile(
+        p.job.output,
+        sample_rate=p.info.sample_rate,
+        channels=p.info.channels,
+        fmt=settings.fmt,
+        subtype=output_subtype(settings.fmt, settings.bit_depth),
+        replace=p.job.replace,
+    )
+
+
+def _render(
+    p: _Prepared, out: OutputFile, settings: RunSettings, gain_db: float | None = None
+) -> MasterOutcome:
+    p.source.progress = (0.4, 0.3)
+    return master_stream(
+        p.source,
+        sample_rate=p.info.sample_rate,
+        channels=p.info.channels,
+        preset=p.preset,
+        before=loudness_from_record(p.analysis),
+        sink=out.pass_writer,
+        bit_depth=settings.bit_depth,
+        gain_db=gain_db,
+        keep_processed=p.keep_processed,
+        seed=_dither_seed(p.job.input),
+    )
+
+
+def _commit(
+    p: _Prepared,
+    out: OutputFile,
+    outcome: MasterOutcome,
+    settings: RunSettings,
+    *,
+    album: tuple[float | None, float | None] = (None, None),
+) -> dict:
+    """Tags into the temporary, then the durable commit; the record's measured part."""
+    loudness = None
+    after = outcome.after
+    if settings.write_loudness_tags and np.isfinite(after.integrated_lufs):
+        loudness = loudness_tag_values(
+            after.integrated_lufs,
+            after.true_peak_dbtp,
+            album_lufs=album[0],
+            album_peak_dbtp=album[1],
+        )
+    notes: list[str] = []
+
+    def finish(tmp: Path) -> None:
+        notes.extend(
+            write_output_tags(
+                tmp,
+                fmt=settings.fmt,
+                source=p.job.input if settings.copy_tags else None,
+                loudness=loudness,
+            )
+        )
+
+    written = out.commit(finish)
+    rec = {
+        "duration_s": round(p.info.duration_s, 3),
+        "sample_rate": p.info.sample_rate,
+        "channels": p.info.channels,
+        "before": outcome.before.to_dict(),
+        "after": outcome.after.to_dict(),
+        "render": outcome.to_dict(),
+        "parameters": p.preset.to_dict(),
+        "written": written.to_dict(),
+        "preset": p.preset.name,
+    }
+    if notes:
+        rec["tag_notes"] = notes
+    if not outcome.target_reached:
+        rec["warning"] = "; ".join(outcome.notes) or "target not reached"
+    return rec
+
+
+def _decorate(rec: dict, job: Job, analysis: dict | None) -> None:
+    analysis = analysis or {}
+    rec["tempo_bpm"] = analysis.get("tempo_bpm")
+    rec["tempo_confidence"] = analysis.get("tempo_confidence")
+    rec["fingerprint_cached"] = analysis.get("cached") or False
+    rec["analysis_seconds"] = analysis.get("seconds")
+    if job.replace_reason:
+        rec["replaced"] = job.replace_reason
+
+
+def master_track(
+    job: Job, settings: RunSettings, *, cache=None, watch: Watch | None = None
+) -> dict:
+    """Analyse (cached), choose parameters, master, tag and commit one track.
+
+    A record, never an exception: ``status`` ``ok`` with the measurements, or
+    ``failed`` with a specific ``error`` (nothing is left under the output's name).
+    """
+    t0 = time.perf_counter()
+    watch = watch or Watch()
+    rec = _base_record(job, settings)
+    p: _Prepared | None = None
+    try:
+        p = _prepare(job, settings, cache, watch, settings.memory_budget_bytes)
+        with _open_output(p, settings) as out:
+            outcome = _render(p, out, settings)
+            rec.update(_commit(p, out, outcome, settings))
+    except Exception as exc:
+        rec = _failed(job, settings, exc, t0)
+    finally:
+        if p is not None:
+            p.source.release()
+    _decorate(rec, job, p.analysis if p else None)
+    watch.note(1.0)
+    rec["seconds"] = round(time.perf_counter() - t0, 4)
+    return rec
+
+
+# --------------------------------------------------------------------------- one album
+def master_album(
+    unit: Sequence[Job], settings: RunSettings, *, cache=None, watch: Watch | None = None
+) -> list[dict]:
+    """One shared gain for every track of a folder, from the album's loudness.
+
+    Each track goes through the single-track path (decode once within the budget,
+    the timeout, the same records). Its EQ and compressor run alone; the gating
+    blocks of the processed tracks are pooled (BS.1770 album loudness, as loudgain
+    and r128gain do) and one gain takes the album to the target, lowered if a track
+    would need more limiting than its preset allows. The album's loudness is then
+    measured from what was written, and the gain corrected (re-rendering every
+    track) while it is off by more than the tolerance. Nothing is committed before
+    that, so the album tags (ReplayGain album gain and peak) describe the files.
+    """
+    t0 = time.perf_counter()
+    watch = watch or Watch()
+    budget = settings.memory_budget_bytes
+    records: list[dict] = []
+    prepared: list[tuple[_Prepared, float, float, np.ndarray]] = []
+    for job in unit:
+        t_job = time.perf_counter()
+        try:
+            p = _prepare(job, settings, cache, watch, budget)
+            budget = max(budget - _kept_bytes(p.info), 0)  # the album shares one budget
+            mid, powers = measure_processed(
+                p.source,
+                sample_rate=p.info.sample_rate,
+                channels=p.info.channels,
+                preset=p.preset,
+                before=loudness_from_record(p.analysis),
+            )
+            p.keep_processed = False
+            prepared.append((p, mid.true_peak_dbtp, time.perf_counter() - t_job, powers))
+        except Exception as exc:
+            rec = _failed(job, settings, exc, t_job)
+            _decorate(rec, job, None)
+            records.append(rec)
+    if not prepared:
+        return records
+    target = prepared[0][0].preset.target_lufs
+    album_mid = integrated_from_block_powers(np.concatenate([x[3] for x in prepared]))
+    gain = 0.0 if not np.isfinite(album_mid) else target - album_mid
+    capped = False
+
+    def cap(g: float) -> float:
+        nonlocal capped
+        for p, peak, _, _ in prepared:
+            if np.isfinite(peak):
+                allowed = p.preset.limiter.ceiling_dbtp + p.preset.limiter.max_gain_reduction_db
+                if g > allowed - peak:
+                    capped, g = True, allowed - peak
+        return g
+
+    gain = cap(gain)
+    outs = [_open_output(p, settings) for p, *_ in prepared]
+    try:
+        for _ in range(ALBUM_CORRECTIONS + 1):
+            outcomes = [
+                _render(p, out, settings, gain) for (p, *_), out in zip(prepared, outs, strict=True)
+            ]
+            pooled = [o.after_block_powers for o in outcomes if o.after_block_powers is not None]
+            album_after = integrated_from_block_powers(np.concatenate(pooled))
+            error = target - album_after
+            if capped or not np.isfinite(album_after) or abs(error) <= TARGET_TOLERANCE_LU:
+                break
+            new_gain = cap(gain + error)
+            if abs(new_gain - gain) <= 0.01:
+                break
+            gain = new_gain
+        album_peak = max(o.after.true_peak_dbtp for o in outcomes)
+        reached = bool(np.isfinite(album_after) and abs(target - album_after) <= TARGET_ACCEPT_LU)
+        album_lufs = float(album_after) if np.isfinite(album_after) else None
+        for (p, _, prep_s, _), out, outcome in zip(prepared, outs, outcomes, strict=True):
+            t_job = time.perf_counter()
+            rec = _base_record(p.job, settings)
+            try:
+                rec.update(_commit(p, out, outcome, settings, album=(album_lufs, album_peak)))
+                rec["render"]["target_reached"] = reached
+                rec.pop("warning", None)
+                rec["album"] = {
+                    "folder": str(p.job.input.parent),
+                    "tracks": len(prepared),
+                    "gain_db": round(float(gain), 2),
+                    "album_lufs": None if album_lufs is None else round(album_lufs, 2),
+                    "album_true_peak_dbtp": round(float(album_peak), 2),
+                    "target_lufs": target,
+                    "target_reached": reached,
+                }
+                if not reached:
+                    rec["warning"] = (
+                        f"album at {album_after:.2f} LUFS, off its {target:g} LUFS target: "
+                        + (
+                            "a track would need more peak limiting than "
+                            "limiter.max_gain_reduction_db allows"
+                            if capped
+                            else "limiting moved it"
+                        )
+                    )
+            except Exception as exc:
+                rec = _failed(p.job, settings, exc, t_job)
+            _decorate(rec, p.job, p.analysis)
+            rec["seconds"] = round(prep_s + time.perf_counter() - t_job, 4)
+            records.append(rec)
+    except Exception as exc:
+        for p, *_ in prepared:
+            rec = _failed(p.job, settings, exc, t0)
+            _decorate(rec, p.job, p.analysis)
+            records.append(rec)
+    finally:
+        for out in outs:
+            out.discard()
+        for p, *_ in prepared:
+            p.source.release()
+    render_s = time.perf_counter() - t0 - sum(x[2] for x in prepared)
+    for rec in records:  # the shared renders, split evenly over the album's tracks
+        if rec.get("status") == "ok":
+            rec["seconds"] = round(rec["seconds"] + render_s / len(prepared), 4)
+    return records
+
+
+# --------------------------------------------------------------------------- measure
 def measure_file(path: str | os.PathLike) -> dict:
     """Loudness of one file as a ``measure`` record."""
     t0 = time.perf_counter()
     p = Path(path)
     try:
         info = probe(p)
-        loud = measure_stream(file_source(p), sample_rate=info.sample_rate, channels=info.channels)
+        loud = measure_stream(
+            lambda: iter_blocks(p, dtype=decode_dtype(info)),
+            sample_rate=info.sample_rate,
+            channels=info.channels,
+        )
         rec = {"input": str(p), "status": "ok", "error": None}
         rec.update(loud.to_dict())
         rec.update(
@@ -145,301 +458,9 @@ def measure_file(path: str | os.PathLike) -> dict:
             }
         )
     except Exception as exc:
-        rec = {"input": str(p), "status": "failed", "error": _error_text(exc)}
+        rec = {"input": str(p), "status": "failed", "error": error_text(exc)}
     rec["seconds"] = round(time.perf_counter() - t0, 4)
     return rec
 
 
-def _dither_seed(path: Path) -> int:
-    return zlib.crc32(str(path.name).encode())
-
-
-def master_file(
-    job: Job,
-    preset: Preset,
-    *,
-    fmt: str = "flac",
-    bit_depth: str = "24",
-    before: Loudness | None = None,
-    gain_db: float | None = None,
-    after_write: Callable[[Path], None] | None = None,
-    deadline: float | None = None,
-    decoded: list[np.ndarray] | None = None,
-) -> dict:
-    """Master one file to ``job.output``; a report record, never an exception.
-
-    ``decoded``: the file's blocks, already decoded (by the analysis), so the chain
-    reads them from memory instead of decoding the file again.
-    """
-    t0 = time.perf_counter()
-    src = job.input
-    dst = job.output
-    rec: dict = {
-        "input": str(src),
-        "output": str(dst) if dst else None,
-        "status": "ok",
-        "error": None,
-        "preset": preset.name,
-    }
-    try:
-        if dst is None:
-            raise OutputError("no output path")
-        subtype = output_subtype(fmt, bit_depth)
-        info = probe(src)
-        with contextlib.suppress(OSError):
-            if dst.exists() and os.path.samefile(dst, src):
-                raise OutputError(f"refused: output {dst} is the input file")
-
-        @contextlib.contextmanager
-        def sink() -> Iterator[Callable[[np.ndarray], None]]:
-            with AtomicWriter(
-                dst,
-                sample_rate=info.sample_rate,
-                channels=info.channels,
-                fmt=fmt,
-                subtype=subtype,
-            ) as writer:
-                yield writer.write
-
-        source = file_source(src) if not decoded else (lambda: iter(decoded))
-        if deadline is not None:
-            source = _with_deadline(source, deadline)
-        outcome = master_stream(
-            source,
-            sample_rate=info.sample_rate,
-            channels=info.channels,
-            preset=preset,
-            before=before,
-            sink=sink,
-            bit_depth=bit_depth,
-            gain_db=gain_db,
-            total_frames=info.frames,
-            seed=_dither_seed(src),
-        )
-        if after_write is not None:
-            after_write(dst)
-        rec.update(
-            {
-                "duration_s": round(info.duration_s, 3),
-                "sample_rate": info.sample_rate,
-                "channels": info.channels,
-                "before": outcome.before.to_dict(),
-                "after": outcome.after.to_dict(),
-                "render": outcome.to_dict(),
-                "parameters": preset.to_dict(),
-            }
-        )
-        if not outcome.target_reached:
-            rec["warning"] = "; ".join(outcome.notes) or "target not reached"
-    except Exception as exc:
-        rec["status"] = "failed"
-        rec["error"] = _error_text(exc)
-    rec["seconds"] = round(time.perf_counter() - t0, 4)
-    return rec
-
-
-class TrackTimeoutError(AuralisError):
-    """The track took longer than ``--timeout-per-track``."""
-
-
-def _with_deadline(source, deadline: float):
-    def blocks():
-        for block in source():
-            if time.monotonic() > deadline:
-                raise TrackTimeoutError("timed out (--timeout-per-track); no output written")
-            yield block
-
-    return blocks
-
-
-def _analysis_for(
-    job: Job, settings, cache, deadline: float | None, keep: list[np.ndarray] | None = None
-) -> dict:
-    """The track's analysis (cached). With ``keep``, a track small enough to hold
-    (:data:`KEEP_DECODED_BYTES`) leaves its decoded blocks there for the render."""
-    from .analysis import analyze_file
-    from .batch import _needs_tempo
-
-    if deadline is not None and time.monotonic() > deadline:
-        raise TrackTimeoutError("timed out before analysis")
-    if keep is not None:
-        info = probe(job.input)
-        if info.frames * info.channels * 8 > KEEP_DECODED_BYTES:
-            keep = None
-    tempo = _needs_tempo(settings)
-    adapts = settings.preset == "adaptive" or settings.reference_record is not None
-    return analyze_file(
-        job.input,
-        tempo=tempo,
-        cache=cache,
-        keep_blocks=keep,
-        hash_content=False,  # with no cache nothing needs the PCM hash
-        # With no cache to keep a fingerprint and a preset that does not adapt, nothing
-        # would read one: the analysis is the source's loudness (and tempo if asked).
-        fingerprint=adapts or tempo,
-    )
-
-
-def _finish_outputs(rec: dict, job: Job, settings, *, album_lufs=None, album_peak=None) -> None:
-    from .tags import copy_tags, loudness_tag_values, write_loudness_tags
-
-    notes = []
-    if settings.copy_tags:
-        notes.append(copy_tags(job.input, job.output))
-    if settings.write_loudness_tags:
-        after = rec["after"]
-        if after["integrated_lufs"] is not None and after["true_peak_dbtp"] is not None:
-            values = loudness_tag_values(
-                after["integrated_lufs"],
-                after["true_peak_dbtp"],
-                album_lufs=album_lufs,
-                album_peak_dbtp=album_peak,
-            )
-            notes.append(write_loudness_tags(job.output, values))
-    notes = [n for n in notes if n]
-    if notes:
-        rec["tag_notes"] = notes
-
-
-def master_track(job: Job, settings, *, cache=None) -> dict:
-    """Analyse (cached), choose parameters, master, tag. A record, never an exception."""
-    from .analysis import loudness_from_record
-    from .batch import _resolve_preset
-
-    t0 = time.perf_counter()
-    deadline = (
-        time.monotonic() + settings.timeout_per_track_s if settings.timeout_per_track_s else None
-    )
-    decoded: list[np.ndarray] = []
-    try:
-        analysis = _analysis_for(job, settings, cache, deadline, keep=decoded)
-        preset = _resolve_preset(settings, analysis)
-    except Exception as exc:
-        rec = failed_record(job.input, _error_text(exc), job.output)
-        rec["preset"] = settings.preset
-        rec["seconds"] = round(time.perf_counter() - t0, 4)
-        return rec
-    rec = master_file(
-        job,
-        preset,
-        fmt=settings.fmt,
-        bit_depth=settings.bit_depth,
-        before=loudness_from_record(analysis),
-        deadline=deadline,
-        decoded=decoded,
-    )
-    decoded.clear()
-    _decorate(rec, analysis)
-    if rec["status"] == "ok":
-        _finish_outputs(rec, job, settings)
-    rec["seconds"] = round(time.perf_counter() - t0, 4)
-    return rec
-
-
-def _decorate(rec: dict, analysis: dict) -> None:
-    rec["tempo_bpm"] = analysis.get("tempo_bpm")
-    rec["tempo_confidence"] = analysis.get("tempo_confidence")
-    rec["fingerprint_cached"] = analysis.get("cached") or False
-    rec["analysis_seconds"] = analysis.get("seconds")
-
-
-def master_album(unit: Sequence[Job], settings, *, cache=None) -> list[dict]:
-    """One shared gain for every track of a folder, from the album's loudness.
-
-    Each track goes through its own EQ and compressor; the gating blocks of all the
-    processed tracks are pooled and gated together (BS.1770 album loudness, as
-    loudgain/r128gain do) and one gain takes the album to the target, lowered if any
-    track would need more than the preset's limiting allowance. Relative levels stay
-    as the artist made them.
-    """
-    import numpy as np
-
-    from .analysis import loudness_from_record
-    from .batch import _resolve_preset
-    from .meter import integrated_from_block_powers
-    from .pipeline import measure_processed
-
-    t0 = time.perf_counter()
-    prepared = []
-    records: list[dict] = []
-    for job in unit:
-        try:
-            analysis = _analysis_for(job, settings, cache, None)
-            preset = _resolve_preset(settings, analysis)
-            info = probe(job.input)
-            before = loudness_from_record(analysis)
-            mid, powers = measure_processed(
-                file_source(job.input),
-                sample_rate=info.sample_rate,
-                channels=info.channels,
-                preset=preset,
-                before=before,
-            )
-            prepared.append((job, analysis, preset, before, mid, powers))
-        except Exception as exc:
-            rec = failed_record(job.input, _error_text(exc), job.output)
-            rec["preset"] = settings.preset
-            records.append(rec)
-    if not prepared:
-        return records
-    pooled = np.concatenate([p[5] for p in prepared]) if prepared else np.zeros(0)
-    album_mid = integrated_from_block_powers(pooled)
-    target = prepared[0][2].target_lufs
-    gain = 0.0 if not np.isfinite(album_mid) else target - album_mid
-    for _, _, preset, _, mid, _ in prepared:
-        if np.isfinite(mid.true_peak_dbtp):
-            allowed = preset.limiter.ceiling_dbtp + preset.limiter.max_gain_reduction_db
-            gain = min(gain, allowed - mid.true_peak_dbtp)
-    album_peak = -np.inf
-    album_records = []
-    for job, analysis, preset, before, _, _ in prepared:
-        rec = master_file(
-            job, preset, fmt=settings.fmt, bit_depth=settings.bit_depth, before=before, gain_db=gain
-        )
-        _decorate(rec, analysis)
-        rec["album"] = {
-            "folder": str(job.input.parent),
-            "tracks": len(prepared),
-            "gain_db": round(float(gain), 2),
-            "album_lufs_before_gain": None
-            if not np.isfinite(album_mid)
-            else round(float(album_mid), 2),
-        }
-        if rec["status"] == "ok" and rec["after"]["true_peak_dbtp"] is not None:
-            album_peak = max(album_peak, rec["after"]["true_peak_dbtp"])
-        album_records.append(rec)
-    album_after = album_mid + gain if np.isfinite(album_mid) else None
-    for (job, *_), rec in zip(prepared, album_records, strict=False):
-        if rec["status"] == "ok":
-            _finish_outputs(
-                rec,
-                job,
-                settings,
-                album_lufs=album_after,
-                album_peak=album_peak if np.isfinite(album_peak) else None,
-            )
-            rec["album"]["album_lufs"] = None if album_after is None else round(album_after, 2)
-    elapsed = round(time.perf_counter() - t0, 4)
-    for rec in album_records:
-        rec.setdefault("seconds", elapsed / max(len(album_records), 1))
-    return records + album_records
-
-
-def summarize(records: Sequence[dict]) -> dict:
-    ok = [r for r in records if r["status"] == "ok"]
-    return {
-        "tracks": len(records),
-        "ok": len(ok),
-        "failed": sum(r["status"] == "failed" for r in records),
-        "skipped": sum(r["status"] == "skipped" for r in records),
-        "seconds": round(sum(r.get("seconds", 0.0) for r in records), 3),
-        "audio_seconds": round(sum(r.get("duration_s", 0.0) for r in ok), 3),
-    }
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+UnitRunner = Callable[[Sequence[Job], RunSettings], list[dict]]

@@ -30,3 +30,11 @@ class OutputError(AuralisError):
 class UnsafeRowError(AuralisError):
     """A fingerprint-cache row that is not inline JSON (a pickle, a file name, a foreign
     value): refused unread; the cache counts it as a miss and deletes it."""
+
+
+class TrackTimeoutError(AuralisError):
+    """The track took longer than ``--timeout-per-track``."""
+
+
+class RunAbandonedError(AuralisError):
+    """The run that handed this worker its track is gone (killed); the track stops."""

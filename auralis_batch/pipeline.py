@@ -44,9 +44,6 @@ MAX_CORRECTIONS = 2
 TARGET_ACCEPT_LU = 0.5
 #: Below this the track is treated as silent: no gain, no compression offset.
 SILENCE_LUFS = -70.0
-#: Keep the processed signal in memory between passes when it is at most this big.
-MEMORY_BUDGET_BYTES = 256 * 1024 * 1024
-
 BlockSource = Callable[[], Iterable[np.ndarray]]
 SinkFactory = Callable[[], AbstractContextManager[Callable[[np.ndarray], None]]]
 
@@ -103,8 +100,8 @@ def processed_stream(
         makeup_db=cfg.makeup_db,
     )
     for block in source():
-        if block.shape[1]:
-            yield comp.process(eq.process(block))
+        if block.shape[1]:  # kept blocks are in the decoder's float32: the DSP is float64
+            yield comp.process(eq.process(np.ascontiguousarray(block, dtype=np.float64)))
 
 
 def measure_processed(
@@ -134,6 +131,8 @@ class MasterOutcome:
     target_reached: bool
     passes: int
     notes: list[str] = field(default_factory=list)
+    #: Gating-block powers of what was written (pooled into an album's loudness).
+    after_block_powers: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         return {
@@ -167,7 +166,7 @@ def master_stream(
     sink: SinkFactory | None = None,
     bit_depth: str = "32f",
     gain_db: float | None = None,
-    total_frames: int | None = None,
+    keep_processed: bool = True,
     seed: int = 0,
 ) -> MasterOutcome:
     """Master one stream.
@@ -184,7 +183,8 @@ def master_stream(
     bit_depth : "16", "24" or "32f": what the sink stores; the after-measurement is of
         exactly those quantised samples
     gain_db : fixed gain (album mode) instead of the gain to the track's own target
-    total_frames : length, if known, to decide whether the processed signal fits memory
+    keep_processed : keep the equalised and compressed signal in memory between the
+        passes (float64, 8 bytes per sample) instead of recomputing it from ``source``
     seed : dither seed (re-runs write identical files)
     """
     notes: list[str] = []
@@ -208,8 +208,7 @@ def master_stream(
         )
 
     # Pass B: loudness and true peak after EQ and compression.
-    fits = total_frames is not None and total_frames * channels * 8 <= MEMORY_BUDGET_BYTES
-    stored: list[np.ndarray] | None = [] if fits else None
+    stored: list[np.ndarray] | None = [] if keep_processed else None
     meter_b = LoudnessMeter(sample_rate, channels)
     for y in eq_comp():
         meter_b.process(y)
@@ -245,6 +244,8 @@ def master_stream(
 
     gain = cap(gain)
 
+    after_powers: list[np.ndarray] = []
+
     def render(g: float) -> tuple[Loudness, float]:
         lim = Limiter(
             sample_rate,
@@ -267,6 +268,7 @@ def master_stream(
             for y in processed():
                 emit(lim.process(y, gain_db=g))  # gain applied on the way in, no pass
             emit(lim.flush())
+        after_powers[:] = [meter.gating_block_powers()]
         return meter.result(), lim.max_gain_reduction_db
 
     passes = 1
@@ -328,6 +330,7 @@ def master_stream(
         target_reached=bool(reached),
         passes=passes,
         notes=notes,
+        after_block_powers=after_powers[0] if after_powers else None,
     )
 
 
@@ -353,7 +356,6 @@ def master_array(
         preset=preset,
         sink=collect,
         bit_depth=bit_depth,
-        total_frames=x.shape[1],
     )
     y = np.concatenate(out, axis=1) if out else np.zeros_like(x)
     return y, outcome

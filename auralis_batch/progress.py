@@ -1,9 +1,18 @@
-"""Progress for long runs (rich): tracks done/total, failures, audio hours, x realtime,
-ETA; and the summary table at the end. Disabled, it does nothing (``--quiet``)."""
+"""What a run shows while it works, for a person at a terminal or for a log file.
+
+* stderr is a terminal: a rich bar over every track of the run (skipped ones count
+  as done at once), audio mastered, speed and ETA, a line per track in flight with
+  how far it is, and failures printed as they happen.
+* stderr is not a terminal (cron, ``nohup``, ``2> run.log``): one plain line per
+  finished track, flushed at once, so ``tail -f`` follows the night:
+  ``2026-11-30T01:02:03 ok          12.3 s   154x  Artist/Album/01.flac``.
+Disabled (``--quiet``) it prints nothing.
+"""
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -12,6 +21,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -22,60 +32,111 @@ from rich.table import Table
 class BatchProgress:
     """Context manager fed by the batch engine's callbacks."""
 
-    def __init__(self, *, enabled: bool = True) -> None:
+    def __init__(self, *, enabled: bool = True, interactive: bool | None = None) -> None:
         self.enabled = enabled
         self.console = Console(stderr=True)
+        self.interactive = sys.stderr.isatty() if interactive is None else interactive
         self._progress: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
+        self._tracks: dict[str, TaskID] = {}
+        self._lock = threading.Lock()
         self._t0 = time.monotonic()
         self.failed = 0
         self.audio_s = 0.0
         self.total_audio_s = 0.0
 
     def __enter__(self) -> BatchProgress:
-        if self.enabled:
+        if self.enabled and self.interactive:
             self._progress = Progress(
-                TextColumn("[bold]mastering"),
+                TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[failed]} failed"),
-                TextColumn("{task.fields[audio]} of audio"),
-                TextColumn("{task.fields[speed]:.0f}x realtime"),
+                TextColumn("{task.fields[info]}"),
                 TimeElapsedColumn(),
-                TextColumn("ETA"),
                 TimeRemainingColumn(),
                 console=self.console,
                 transient=False,
-                disable=not sys.stderr.isatty() and False,
             )
             self._progress.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
         if self._progress is not None:
+            with self._lock:
+                for task in self._tracks.values():
+                    self._progress.remove_task(task)
+                self._tracks.clear()
             self._progress.__exit__(*exc)
 
-    def start(self, n_tracks: int, total_audio_s: float) -> None:
+    def start(self, n_tracks: int, total_audio_s: float, decided: list[dict]) -> None:
+        """The run starts: ``n_tracks`` to do, ``decided`` records already settled."""
         self._t0 = time.monotonic()
         self.total_audio_s = total_audio_s
         if self._progress is not None:
             self._task = self._progress.add_task(
-                "master", total=max(n_tracks, 0), failed=0, audio=_hms(0.0), speed=0.0
+                "[bold]mastering",
+                total=max(n_tracks + len(decided), 0),
+                completed=len(decided),
+                info=self._info(),
             )
+        for rec in decided:
+            if rec.get("status") == "failed":
+                self._fail(rec)
+
+    def _info(self) -> str:
+        elapsed = max(time.monotonic() - self._t0, 1e-9)
+        return (
+            f"{self.failed} failed, {_hms(self.audio_s)} of {_hms(self.total_audio_s)} audio, "
+            f"{self.audio_s / elapsed:.0f}x realtime"
+        )
+
+    def _fail(self, rec: dict) -> None:
+        self.failed += 1
+        if self.enabled and self.interactive:
+            self.console.print(f"[red]failed[/red] {rec['input']}: {rec.get('error')}")
 
     def update(self, rec: dict) -> None:
-        if rec.get("status") == "failed":
-            self.failed += 1
+        """A unit finished (called in order of completion)."""
         self.audio_s += float(rec.get("duration_s") or 0.0)
+        if rec.get("status") == "failed":
+            self._fail(rec)
+        if not self.enabled:
+            return
+        if not self.interactive:
+            self._plain_line(rec)
+            return
         if self._progress is not None and self._task is not None:
-            elapsed = max(time.monotonic() - self._t0, 1e-9)
-            self._progress.update(
-                self._task,
-                advance=1,
-                failed=self.failed,
-                audio=_hms(self.audio_s),
-                speed=self.audio_s / elapsed,
-            )
+            with self._lock:
+                task = self._tracks.pop(rec["input"], None)
+                if task is not None:
+                    self._progress.remove_task(task)
+            self._progress.update(self._task, advance=1, info=self._info())
+
+    def _plain_line(self, rec: dict) -> None:
+        seconds = float(rec.get("seconds") or 0.0)
+        duration = float(rec.get("duration_s") or 0.0)
+        speed = f"{duration / seconds:5.0f}x" if seconds > 0 and duration else "     -"
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        line = f"{stamp} {rec.get('status', '?'):<11} {seconds:7.1f} s {speed}  {rec['input']}"
+        if rec.get("status") != "ok" and rec.get("error"):
+            line += f": {rec['error']}"
+        print(line, file=sys.stderr, flush=True)
+
+    def running(self, fractions: dict[str, float]) -> None:
+        """Tracks in flight and how far each is (from the batch's poller thread)."""
+        if self._progress is None:
+            return
+        with self._lock:
+            for name, fraction in fractions.items():
+                task = self._tracks.get(name)
+                if task is None:
+                    task = self._progress.add_task(
+                        f"  {Path(name).name}", total=1.0, completed=0.0, info=""
+                    )
+                    self._tracks[name] = task
+                self._progress.update(task, completed=fraction)
+            if self._task is not None:
+                self._progress.update(self._task, info=self._info())
 
     def print_summary(self, records: list[dict], summary: dict) -> None:
         elapsed = max(time.monotonic() - self._t0, 1e-9)
@@ -99,10 +160,15 @@ class BatchProgress:
                 f(a.get("lra_lu")),
                 f"{r.get('seconds', 0.0):.1f}",
             )
-        self.console.print(table)
+        if self.interactive:
+            self.console.print(table)
+        parts = [f"{summary['ok']} mastered", f"{summary['failed']} failed"]
+        parts.append(f"{summary['skipped']} skipped")
+        for key, label in (("not_started", "not started"), ("interrupted", "interrupted")):
+            if summary.get(key):
+                parts.append(f"{summary[key]} {label}")
         self.console.print(
-            f"{summary['ok']} mastered, {summary['failed']} failed, {summary['skipped']} skipped; "
-            f"{_hms(self.audio_s)} of audio in {elapsed:.1f} s "
+            ", ".join(parts) + f"; {_hms(self.audio_s)} of audio in {elapsed:.1f} s "
             f"({self.audio_s / elapsed:.0f}x realtime)"
         )
 

@@ -114,7 +114,7 @@ def test_streamed_blocks_equal_in_memory_result():
         preset=preset,
         sink=sink,
         bit_depth="32f",
-        total_frames=None,  # force re-reading the source instead of the in-memory copy
+        keep_processed=False,  # force re-reading the source instead of the in-memory copy
     )
     streamed = np.concatenate(out, axis=1)
     np.testing.assert_allclose(streamed, whole, atol=1e-6)

@@ -1,0 +1,178 @@
+"""From the command line's inputs to a list of jobs, decided before any work starts.
+
+* Only regular files are read: FIFOs, sockets and devices are listed as skipped (a
+  FIFO would block the run forever). Folder symlinks are followed, each real folder
+  once (no loops).
+* The output folder, and any folder an earlier run wrote into (it holds
+  ``.auralis-batch/``), are never inputs: masters are not mastered again.
+* Problems that would make the run wrong as a whole (two inputs that map to one
+  output, an output on an input, ``--out`` that is an input folder) are returned as
+  :attr:`Plan.problems`; the CLI exits 2 naming each. The same file given twice is
+  planned once.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .records import skipped_record
+
+#: Folder in OUT that holds the journal, the lock and in-flight markers.
+STATE_DIR = ".auralis-batch"
+#: File extensions of the temporaries an output is written under before its rename.
+PARTIAL_SUFFIX = ".partial"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file and, for master, where its output goes."""
+
+    input: Path
+    output: Path | None = None
+    #: May replace a file at ``output`` (one we wrote, or ``--overwrite``), and why.
+    replace: bool = False
+    replace_reason: str | None = None
+
+
+@dataclass
+class Plan:
+    """What a run will do: jobs, records of files it will not touch, and problems."""
+
+    jobs: list[Job] = field(default_factory=list)
+    records: list[dict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def is_output_folder(path: Path) -> bool:
+    """True for a folder an auralis-batch run wrote into (it keeps a journal there)."""
+    return (path / STATE_DIR).is_dir()
+
+
+def discover(
+    inputs: Sequence[str | os.PathLike],
+    *,
+    extensions: frozenset[str],
+    exclude: Sequence[Path] = (),
+) -> tuple[list[tuple[Path, Path]], list[dict], list[str]]:
+    """Expand files and folders (recursively) into ``(file, relative_name)`` pairs.
+
+    Returns ``(audio, skipped, notes)``: regular files whose extension is in
+    ``extensions`` (a file named on the command line is taken whatever its
+    extension: the decoder decides), skipped records for everything else found, and
+    notes about folders left out. Hidden files and folders are ignored; so are the
+    ``exclude`` folders (resolved) and folders earlier runs wrote into.
+    """
+    excluded = {Path(e).resolve() for e in exclude}
+    audio: list[tuple[Path, Path]] = []
+    skipped: list[dict] = []
+    notes: list[str] = []
+    for item in inputs:
+        p = Path(item)
+        try:
+            st = os.stat(p)
+        except OSError as exc:
+            skipped.append(skipped_record(p, f"cannot read: {exc.strerror or exc}"))
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            _walk(p, p, extensions, excluded, {(st.st_dev, st.st_ino)}, audio, skipped, notes)
+        elif stat.S_ISREG(st.st_mode):
+            audio.append((p, Path(p.name)))
+        else:
+            skipped.append(skipped_record(p, f"not read: {_kind(st.st_mode)}"))
+    return audio, skipped, notes
+
+
+def _walk(root, folder, extensions, excluded, seen, audio, skipped, notes) -> None:
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        skipped.append(skipped_record(folder, f"folder not readable: {exc.strerror or exc}"))
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        path = Path(entry.path)
+        try:
+            st = os.stat(path)  # follows symlinks
+        except OSError:
+            skipped.append(skipped_record(path, "broken symlink or unreadable entry"))
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            real = path.resolve()
+            if real in excluded:
+                notes.append(f"{path}: the output folder is inside the input; not read")
+                continue
+            if is_output_folder(path):
+                notes.append(f"{path}: output folder of an earlier run; not read")
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                skipped.append(skipped_record(path, "folder already read (symlink loop)"))
+                continue
+            _walk(root, path, extensions, excluded, seen | {key}, audio, skipped, notes)
+        elif not stat.S_ISREG(st.st_mode):
+            skipped.append(skipped_record(path, f"not read: {_kind(st.st_mode)}"))
+        elif path.suffix.lower().lstrip(".") in extensions:
+            audio.append((path, path.relative_to(root)))
+        else:
+            skipped.append(
+                skipped_record(path, "not an audio file this build can read (by extension)")
+            )
+
+
+def output_path(relative: Path, out_dir: Path, fmt: str) -> Path:
+    return out_dir / relative.with_suffix("." + fmt)
+
+
+def plan_master(
+    inputs: Sequence[str | os.PathLike], out_dir: Path, fmt: str, *, extensions: frozenset[str]
+) -> Plan:
+    """Jobs for ``master`` with every whole-run problem found up front."""
+    plan = Plan()
+    out_r = out_dir.resolve()
+    for item in inputs:
+        item_r = Path(item).resolve()
+        if Path(item).is_dir() and item_r == out_r:
+            plan.problems.append(
+                f"--out {out_dir} is the input folder {item}: choose a separate output folder"
+            )
+    if plan.problems:
+        return plan
+    audio, plan.records, plan.notes = discover(inputs, extensions=extensions, exclude=[out_dir])
+    inputs_resolved = {f.resolve() for f, _ in audio}
+    by_output: dict[Path, Path] = {}
+    seen_inputs: set[Path] = set()
+    for f, rel in audio:
+        f_r = f.resolve()
+        if f_r in seen_inputs:
+            plan.notes.append(f"{f}: given more than once; mastered once")
+            continue
+        seen_inputs.add(f_r)
+        dst = output_path(rel, out_dir, fmt)
+        dst_r = dst.resolve()
+        if dst_r in inputs_resolved:
+            plan.problems.append(f"output {dst} would overwrite the input {f}")
+        elif dst_r in by_output:
+            plan.problems.append(
+                f"{by_output[dst_r]} and {f} would both be written to {dst}: "
+                "give their folders as separate runs or rename one"
+            )
+        else:
+            by_output[dst_r] = f
+            plan.jobs.append(Job(f, dst))
+    return plan

@@ -1,0 +1,84 @@
+"""Report records: one dict per track, built only here.
+
+Every track of a run ends as exactly one record whose ``status`` is one of
+:data:`STATUSES`. Records are plain JSON-safe dicts because they travel between
+processes (joblib, Dask) and into the JSON/CSV report unchanged.
+"""
+
+from __future__ import annotations
+
+import errno
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import AuralisError
+
+#: ``ok`` mastered; ``failed`` tried and failed (with ``error``); ``skipped`` not tried
+#: on purpose (already done, not audio, not a regular file); ``not started`` never
+#: reached because the run stopped (disk full); ``interrupted`` running or waiting when
+#: the run was stopped by a signal; ``planned`` a dry run's answer.
+STATUSES = ("ok", "failed", "skipped", "not started", "interrupted", "planned")
+
+
+def record(path: Path | str, status: str, error: str | None = None, output=None) -> dict:
+    """A record with no measurements: ``input``, ``output``, ``status``, ``error``, ``seconds``."""
+    rec: dict = {"input": str(path), "status": status, "error": error, "seconds": 0.0}
+    if output is not None:
+        rec["output"] = str(output)
+    return rec
+
+
+def skipped_record(path: Path | str, reason: str, output=None) -> dict:
+    return record(path, "skipped", reason, output)
+
+
+def failed_record(path: Path | str, error: str, output=None) -> dict:
+    return record(path, "failed", error, output)
+
+
+def error_text(exc: BaseException) -> str:
+    """What the report says about an exception: our own messages as they are, OS
+    errors in plain words, anything else as an internal error with where it happened."""
+    if isinstance(exc, AuralisError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return "out of memory while processing this track"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{os_reason(exc)}"
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
+    return f"internal error {type(exc).__name__}: {exc}{where}"
+
+
+def os_reason(exc: OSError) -> str:
+    """``no space left on device``: the OS's words for ``exc.errno``, lower case."""
+    if exc.errno is None:
+        return str(exc)
+    text = exc.strerror or errno.errorcode.get(exc.errno, str(exc.errno))
+    return text[:1].lower() + text[1:]
+
+
+def is_disk_full(rec: dict) -> bool:
+    """True for a failed track whose error is a full disk or quota."""
+    err = (rec.get("error") or "").lower()
+    return rec.get("status") == "failed" and (
+        "no space left on device" in err or "disk quota exceeded" in err
+    )
+
+
+def summarize(records: Sequence[dict]) -> dict:
+    """Counts per status, total processing seconds and the seconds of audio mastered."""
+    counts = {status: sum(r.get("status") == status for r in records) for status in STATUSES}
+    ok = [r for r in records if r.get("status") == "ok"]
+    return {
+        "tracks": len(records),
+        "ok": counts["ok"],
+        "failed": counts["failed"],
+        "skipped": counts["skipped"],
+        "not_started": counts["not started"],
+        "interrupted": counts["interrupted"],
+        "seconds": round(sum(r.get("seconds", 0.0) for r in records), 3),
+        "audio_seconds": round(sum(r.get("duration_s", 0.0) for r in ok), 3),
+    }

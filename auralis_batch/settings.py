@@ -1,0 +1,131 @@
+"""Run settings and every decision that follows from them, in one place.
+
+Which preset a track gets (built-in, TOML file, adaptive, or matched to a reference),
+whether the analysis needs tempo or a fingerprint, how much decoded audio a worker
+may hold, and the hash the journal keeps of everything that changes an output: all
+of it is decided here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from . import __version__
+from .adaptive import adaptive_preset, reference_preset
+from .errors import ParameterError
+from .presets import Preset, load_preset
+
+#: Decoded audio (float32) plus the equalised and compressed signal (float64) a worker
+#: keeps in memory per track, so the track is decoded once. Tracks beyond it stream
+#: (decoded again for the render); memory stays bounded whatever the length.
+DEFAULT_MEMORY_BUDGET_BYTES = 512 * 1024 * 1024
+#: Environment variable that sets the budget, in MiB (``AURALIS_MEMORY_BUDGET_MB=256``).
+MEMORY_BUDGET_ENV = "AURALIS_MEMORY_BUDGET_MB"
+#: Bytes per sample the render keeps: the decoded float32 and the processed float64.
+KEPT_BYTES_PER_SAMPLE = 4 + 8
+
+
+def memory_budget_from_env() -> int:
+    """The worker memory budget in bytes: ``$AURALIS_MEMORY_BUDGET_MB`` or the default.
+
+    Raises
+    ------
+    ParameterError
+        The variable is set but is not a number of MiB between 0 and 1,048,576.
+    """
+    text = os.environ.get(MEMORY_BUDGET_ENV)
+    if not text:
+        return DEFAULT_MEMORY_BUDGET_BYTES
+    try:
+        mib = float(text)
+    except ValueError:
+        mib = -1.0
+    if not 0 <= mib <= 1024 * 1024:
+        raise ParameterError(
+            f"{MEMORY_BUDGET_ENV} must be a number of MiB between 0 and 1048576, got {text!r}"
+        )
+    return int(mib * 1024 * 1024)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a worker needs; small and picklable (it travels to Dask workers)."""
+
+    preset: str = "gentle"  # built-in name, "adaptive", or a path to a TOML file
+    target_lufs: float | None = None
+    ceiling_dbtp: float | None = None
+    fmt: str = "flac"
+    bit_depth: str = "24"
+    album: bool = False
+    write_loudness_tags: bool = False
+    copy_tags: bool = True
+    timeout_per_track_s: float | None = None
+    use_cache: bool = True
+    cache_dir: str | None = None
+    reference: str | None = None
+    reference_record: dict | None = None  # the reference's analysis, computed once
+    tempo: bool | None = None  # None: as the preset says
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes the output (the journal keeps it)."""
+        d = dataclasses.asdict(self)
+        for k in (
+            "timeout_per_track_s",
+            "use_cache",
+            "cache_dir",
+            "reference_record",
+            "memory_budget_bytes",
+        ):
+            d.pop(k)
+        if not adapts(self):
+            d["preset_parameters"] = load_preset(self.preset).to_dict()
+        if self.reference_record is not None:
+            d["reference_sha256"] = self.reference_record.get("content_sha256")
+        d["engine"] = __version__
+        blob = json.dumps(d, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def adapts(settings: RunSettings) -> bool:
+    """True when the parameters come from each track's analysis (adaptive, reference)."""
+    return settings.preset == "adaptive" or settings.reference_record is not None
+
+
+def needs_tempo(settings: RunSettings) -> bool:
+    """Whether the analysis estimates tempo: the flag, else the preset's ``tempo``."""
+    if settings.tempo is not None:
+        return settings.tempo
+    if adapts(settings):
+        return False
+    return load_preset(settings.preset).tempo
+
+
+def needs_fingerprint(settings: RunSettings) -> bool:
+    """Whether anything will read a fingerprint: a cache keeps it, an adaptive or
+    reference preset reads it, tempo lives in it. Otherwise loudness is enough."""
+    return settings.use_cache or adapts(settings) or needs_tempo(settings)
+
+
+def resolve_preset(settings: RunSettings, analysis: dict[str, Any] | None) -> Preset:
+    """The preset for one track, with the run's target and ceiling overrides.
+
+    Raises
+    ------
+    PresetError
+        The named preset is missing or invalid.
+    """
+    if settings.reference_record is not None and analysis is not None:
+        preset = reference_preset(analysis, settings.reference_record)
+    elif settings.preset == "adaptive":
+        preset = adaptive_preset(analysis)
+    else:
+        preset = load_preset(settings.preset)
+    return preset.with_overrides(
+        target_lufs=settings.target_lufs, ceiling_dbtp=settings.ceiling_dbtp
+    )
