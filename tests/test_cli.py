@@ -151,7 +151,7 @@ def test_output_onto_input_is_refused(tmp_path, write_audio):
     digest = sha(src)
     res = runner.invoke(app, ["master", str(src), "--out", str(tmp_path), "-q", "-j", "1"])
     assert res.exit_code == 2  # found before any work starts
-    assert "would overwrite an input" in res.output
+    assert "would overwrite the input" in res.output
     assert sha(src) == digest
 
 

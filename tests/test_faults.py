@@ -1,0 +1,351 @@
+"""Fault matrix of issue 9: each case run as a user would (the console script in a
+subprocess, real files, signals delivered mid-run), asserting exit code, message, no
+temporary left, no source changed, no user file replaced, and a journal and report
+consistent with the files on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from .conftest import music_like
+
+EXE = Path(sys.executable).with_name("auralis-batch")
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): sha(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def cli(*args, env=None, timeout=300) -> subprocess.CompletedProcess:
+    cmd = [
+        str(EXE) if EXE.exists() else sys.executable,
+        *([] if EXE.exists() else ["-m", "auralis_batch.cli"]),
+    ]
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [*cmd, *map(str, args)], capture_output=True, text=True, env=full_env, timeout=timeout
+    )
+
+
+def popen(*args, env=None, **kw) -> subprocess.Popen:
+    cmd = [
+        str(EXE) if EXE.exists() else sys.executable,
+        *([] if EXE.exists() else ["-m", "auralis_batch.cli"]),
+    ]
+    return subprocess.Popen(
+        [*cmd, *map(str, args)],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def journal_done(out: Path) -> list[dict]:
+    path = out / ".auralis-batch" / "journal.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and "output_identity" in row:
+            rows.append(row)
+    return rows
+
+
+def assert_consistent(out: Path) -> None:
+    """No temporary left; every journaled output exists with the recorded size and hash."""
+    assert not list(out.rglob("*.partial")), list(out.rglob("*.partial"))
+    latest = {row["output"]: row for row in journal_done(out)}  # the last entry wins
+    for row in latest.values():
+        p = Path(row["output"])
+        assert p.exists(), p
+        assert p.stat().st_size == row["output_identity"]["bytes"]
+        assert sha(p) == row["output_identity"]["sha256"]
+
+
+def wait_until_working(out: Path, timeout_s: float = 120) -> None:
+    """Until a run holds OUT's lock and has tracks in flight."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(next(p.iterdir(), None) for p in (out / ".auralis-batch").glob("inflight-*")):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the run never started working")
+
+
+@pytest.fixture
+def lib(tmp_path, write_audio):
+    for i in range(3):
+        write_audio(f"lib/{i:02d}.flac", music_like(seconds=3.0, seed=i))
+    return tmp_path / "lib"
+
+
+def test_a_users_file_is_never_replaced_without_overwrite(tmp_path, lib):
+    out = tmp_path / "O"
+    out.mkdir()
+    (out / "00.flac").write_text("precious")
+    before = tree_digest(lib)
+    res = cli("master", lib, "--out", out, "-q", "-j", "1", "--no-cache")
+    assert res.returncode == 1
+    assert "not written by auralis-batch" in res.stderr and "--overwrite" in res.stderr
+    assert (out / "00.flac").read_text() == "precious"
+    assert (out / "01.flac").exists() and (out / "02.flac").exists()
+    assert tree_digest(lib) == before
+    assert_consistent(out)
+    res = cli("master", lib, "--out", out, "-q", "-j", "1", "--no-cache", "--overwrite")
+    assert res.returncode == 0, res.stderr
+    assert sf.info(out / "00.flac").frames == 3 * 44100
+
+
+def test_another_preset_replaces_our_masters_saying_so(tmp_path, lib):
+    out = tmp_path / "O"
+    assert cli("master", lib, "--out", out, "-q", "-j", "1", "--no-cache").returncode == 0
+    res = cli("master", lib, "--out", out, "-q", "-j", "1", "--no-cache", "--preset", "warm")
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.count("[replaced]") == 3 and "other settings" in res.stderr
+    assert_consistent(out)
+
+
+def test_resume_redoes_a_truncated_output(tmp_path, lib):
+    out = tmp_path / "O"
+    report = tmp_path / "r.json"
+    assert cli("master", lib, "--out", out, "-q", "-j", "1", "--no-cache").returncode == 0
+    with open(out / "01.flac", "r+b") as f:
+        f.truncate(1000)
+    res = cli("master", lib, "--out", out, "-q", "-j", "1", "--no-cache", "--report", report)
+    assert res.returncode == 0, res.stderr
+    status = {Path(t["input"]).name: t["status"] for t in json.loads(report.read_text())["tracks"]}
+    assert status == {"00.flac": "skipped", "01.flac": "ok", "02.flac": "skipped"}
+    assert sf.info(out / "01.flac").frames == 3 * 44100
+    assert_consistent(out)
+
+
+def test_masters_are_never_mastered_again(tmp_path, lib):
+    nested = lib / "mastered"
+    for _ in range(2):
+        res = cli("master", lib, "--out", nested, "-q", "-j", "1", "--no-cache")
+        assert res.returncode == 0, res.stderr
+    assert not (nested / "mastered").exists()
+    assert sorted(p.name for p in nested.glob("*.flac")) == ["00.flac", "01.flac", "02.flac"]
+    # an earlier run's output folder elsewhere inside the input is not read either
+    res = cli("master", lib, "--out", tmp_path / "other", "-q", "-j", "1", "--no-cache")
+    assert res.returncode == 0 and "output folder of an earlier run" in res.stderr
+    assert sorted(p.name for p in (tmp_path / "other").rglob("*.flac")) == [
+        "00.flac",
+        "01.flac",
+        "02.flac",
+    ]
+    res = cli("master", lib, "--out", lib, "-q", "-j", "1", "--no-cache")
+    assert res.returncode == 2 and "is the input folder" in res.stderr
+
+
+def test_collisions_and_duplicates_are_found_at_start(tmp_path, write_audio):
+    a = write_audio("A/x.flac", music_like(seconds=1.0))
+    b = write_audio("B/x.flac", music_like(seconds=1.0, seed=2))
+    res = cli("master", a, b, "--out", tmp_path / "O", "-q", "-j", "1", "--no-cache")
+    assert res.returncode == 2 and "would both be written to" in res.stderr
+    assert not list((tmp_path / "O").glob("*.flac"))
+    res = cli("master", a, a, "--out", tmp_path / "O", "-q", "-j", "1", "--no-cache")
+    assert res.returncode == 0, res.stderr
+    assert "given more than once" in res.stderr
+
+
+def test_torn_journal_tail_does_not_swallow_the_next_entry(tmp_path, lib):
+    out = tmp_path / "O"
+    assert (
+        cli("master", lib / "00.flac", "--out", out, "-q", "-j", "1", "--no-cache").returncode == 0
+    )
+    journal = out / ".auralis-batch" / "journal.jsonl"
+    with open(journal, "ab") as f:
+        f.write(b'{"input": "/torn')  # killed mid-append
+    assert cli("master", lib, "--out", out, "-q", "-j", "1", "--no-cache").returncode == 0
+    assert len({row["output"] for row in journal_done(out)}) == 3
+    cli("master", lib, "--out", out, "-q", "-j", "1", "--no-cache", "--report", tmp_path / "r.json")
+    assert {t["status"] for t in json.loads((tmp_path / "r.json").read_text())["tracks"]} == {
+        "skipped"
+    }
+
+
+def test_stale_replaygain_of_the_source_is_not_carried_over(tmp_path, write_audio):
+    from mutagen.flac import FLAC
+
+    src = write_audio("s.flac", music_like(seconds=3.0, level_db=-26))
+    f = FLAC(src)
+    f["REPLAYGAIN_TRACK_GAIN"] = "+9.00 dB"
+    f["title"] = "kept"
+    f.save()
+    out = tmp_path / "O"
+    assert cli("master", src, "--out", out, "-q", "-j", "1", "--no-cache").returncode == 0
+    g = FLAC(out / "s.flac")
+    assert "replaygain_track_gain" not in g and g["title"] == ["kept"]
+
+
+def test_fifo_and_socket_are_skipped_and_listed(tmp_path, lib):
+    os.mkfifo(lib / "pipe.flac")
+    out = tmp_path / "O"
+    report = tmp_path / "r.json"
+    res = cli(
+        "master", lib, "--out", out, "-q", "-j", "1", "--no-cache", "--report", report, timeout=120
+    )
+    assert res.returncode == 0, res.stderr
+    tracks = {Path(t["input"]).name: t for t in json.loads(report.read_text())["tracks"]}
+    assert tracks["pipe.flac"]["status"] == "skipped" and "FIFO" in tracks["pipe.flac"]["error"]
+    dry = cli("master", lib, "--out", tmp_path / "D", "--dry-run", timeout=120)
+    assert "pipe.flac" in dry.stdout and "planned  " + str(lib / "pipe.flac") not in dry.stdout
+
+
+def test_folder_symlinks_are_followed_once(tmp_path, lib):
+    (lib / "link").symlink_to(lib, target_is_directory=True)  # a loop
+    res = cli("master", lib, "--out", tmp_path / "O", "--dry-run")
+    assert res.returncode == 0
+    assert res.stdout.count("planned") == 3
+    assert "symlink loop" in res.stdout
+
+
+def test_second_run_into_the_same_out_is_refused_naming_the_first(tmp_path, write_audio):
+    write_audio("lib/long.flac", music_like(seconds=30.0))
+    out = tmp_path / "O"
+    env = {"AURALIS_BATCH_FAULT": "slow:long.flac"}
+    first = popen("master", tmp_path / "lib", "--out", out, "-q", "-j", "1", "--no-cache", env=env)
+    try:
+        wait_until_working(out)
+        second = cli("master", tmp_path / "lib", "--out", out, "-q", "-j", "1", "--no-cache")
+        assert second.returncode == 2
+        assert f"pid {first.pid}" in second.stderr
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.communicate()
+    # the dead run's lock is taken over; its temporary is removed
+    res = cli("master", tmp_path / "lib", "--out", out, "-q", "-j", "1", "--no-cache")
+    assert res.returncode == 0, res.stderr
+    assert_consistent(out)
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_signal_stops_workers_cleans_up_and_reports(tmp_path, write_audio, sig, code, jobs):
+    for i in range(4):
+        write_audio(f"lib/{i:02d}.flac", music_like(seconds=2.0, seed=i))
+    write_audio("lib/zz-slow.flac", music_like(seconds=30.0, seed=9))
+    src_before = tree_digest(tmp_path / "lib")
+    out, report = tmp_path / "O", tmp_path / "r.json"
+    env = {"AURALIS_BATCH_FAULT": "slow:zz-slow.flac"}
+    proc = popen(
+        "master",
+        tmp_path / "lib",
+        "--out",
+        out,
+        "-q",
+        "-j",
+        jobs,
+        "--no-cache",
+        "--report",
+        report,
+        env=env,
+    )
+    wait_until_working(out)
+    time.sleep(1.0)  # the slow track is in its analysis for several seconds now
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code, stderr
+    assert "interrupted:" in stderr and "left" in stderr
+    time.sleep(0.5)  # an orphaned worker would still be writing now
+    assert not list(out.rglob("*.partial"))
+    assert not (out / "zz-slow.flac").exists()
+    assert not list((out / ".auralis-batch").glob("inflight-*"))
+    tracks = {Path(t["input"]).name: t["status"] for t in json.loads(report.read_text())["tracks"]}
+    assert tracks["zz-slow.flac"] == "interrupted"
+    assert_consistent(out)
+    assert tree_digest(tmp_path / "lib") == src_before
+    # nothing of the run keeps running
+    ps = subprocess.run(["ps", "-eo", "ppid="], capture_output=True, text=True).stdout.split()
+    assert str(proc.pid) not in ps
+
+
+def test_full_disk_fails_the_track_names_it_and_cleans_up(tmp_path, lib, monkeypatch):
+    """ENOSPC simulated in-process (a real small tmpfs needs root and a mount)."""
+    import errno
+
+    from auralis_batch import audio
+    from auralis_batch.batch import run_master
+    from auralis_batch.report import write_report
+    from auralis_batch.settings import RunSettings
+
+    real_write = audio.sf.SoundFile.write
+    calls = {"n": 0}
+
+    def full(self, data):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(self, data)
+
+    monkeypatch.setattr(audio.sf.SoundFile, "write", full)
+    out = tmp_path / "O"
+    result = run_master([lib], out, RunSettings(use_cache=False), n_jobs=1)
+    statuses = sorted(r["status"] for r in result.records)
+    assert statuses.count("failed") == 1 and "not started" in statuses
+    failed = next(r for r in result.records if r["status"] == "failed")
+    assert "no space left on device" in failed["error"]
+    assert "skipped" not in statuses
+    write_report(tmp_path / "r.json", result.records, result.summary)
+    assert_consistent(out)
+
+
+def test_full_disk_while_tagging_fails_the_track(tmp_path, write_audio, monkeypatch):
+    import errno
+
+    from auralis_batch import engine
+    from auralis_batch.batch import run_master
+    from auralis_batch.errors import OutputError
+    from auralis_batch.settings import RunSettings
+
+    src = write_audio("lib/a.flac", music_like(seconds=2.0))
+    src_sha = sha(src)
+
+    def no_space(tmp, **kw):
+        raise OutputError(f"{tmp}: writing tags failed: {os.strerror(errno.ENOSPC).lower()}")
+
+    monkeypatch.setattr(engine, "write_output_tags", no_space)
+    out = tmp_path / "O"
+    result = run_master([src], out, RunSettings(use_cache=False), n_jobs=1)
+    assert result.summary["failed"] == 1 and result.stopped
+    rec = result.records[0]
+    assert "no space left on device" in rec["error"] and str(out / "a.flac") in rec["error"]
+    assert not (out / "a.flac").exists()
+    assert journal_done(out) == []
+    assert_consistent(out)
+    assert sha(src) == src_sha
+
+
+def test_logs_one_plain_line_per_track_when_stderr_is_a_file(tmp_path, lib):
+    log = tmp_path / "run.log"
+    with open(log, "w") as err:
+        res = subprocess.run(
+            [str(EXE), "master", str(lib), "--out", str(tmp_path / "O"), "-j", "1", "--no-cache"],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            timeout=300,
+        )
+    assert res.returncode == 0
+    lines = [ln for ln in log.read_text().splitlines() if " ok " in ln]
+    assert len(lines) == 3 and all("x  " in ln for ln in lines)
