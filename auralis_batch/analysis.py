@@ -203,6 +203,21 @@ def _kept(blocks: Iterable[np.ndarray], keep: list[np.ndarray]) -> Iterator[np.n
         yield block
 
 
+def _well_formed(value: dict) -> bool:
+    """A cached record is used only if it has the shape this version writes (a row
+    of the right envelope but foreign content is a miss, not a crash)."""
+    fp = value.get("fingerprint")
+    loud = value.get("loudness")
+    return (
+        isinstance(fp, dict)
+        and isinstance(loud, dict)
+        and all(k in loud for k in LOUDNESS_KEYS)
+        and all(isinstance(value.get(k), (int, float)) for k in ("duration_s", "tempo_bpm"))
+        and isinstance(value.get("sample_rate"), int)
+        and isinstance(value.get("channels"), int)
+    )
+
+
 def _cached(cache, content: str, tempo: bool) -> dict[str, Any] | None:
     # A tempo-on record also answers a tempo-off request (report the default tempo).
     for with_tempo in (True,) if tempo else (False, True):
@@ -213,7 +228,7 @@ def _cached(cache, content: str, tempo: bool) -> dict[str, Any] | None:
             analysis_sample_rate=ANALYSIS_SAMPLE_RATE,
         )
         value, source = cache.get_with_source(key)
-        if value is not None:
+        if value is not None and _well_formed(value):
             rec = dict(value)
             if not tempo and with_tempo:
                 rec["tempo_bpm"] = DEFAULT_TEMPO_BPM

@@ -23,6 +23,28 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"auralis-batch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Re-master whole music libraries: BS.1770 loudness, EQ, compression, true-peak limiting."""
+
+
 presets_app = typer.Typer(help="List and inspect mastering presets.", no_args_is_help=True)
 app.add_typer(presets_app, name="presets")
 

@@ -289,7 +289,7 @@ def test_report_csv(tmp_path, small_library):
 def test_dask_backend_gives_identical_outputs(tmp_path, small_library):
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(
-        host="127.0.0.1", n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+        host="127.0.0.1", n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
     )
     try:
         res = runner.invoke(

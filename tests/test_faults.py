@@ -349,3 +349,20 @@ def test_logs_one_plain_line_per_track_when_stderr_is_a_file(tmp_path, lib):
     assert res.returncode == 0
     lines = [ln for ln in log.read_text().splitlines() if " ok " in ln]
     assert len(lines) == 3 and all("x  " in ln for ln in lines)
+
+
+def test_cache_stats_count_master_runs(tmp_path, lib):
+    cache = tmp_path / "cache"
+    for preset in ("gentle", "warm"):  # the second run finds every analysis cached
+        res = cli("master", lib, "--out", tmp_path / preset, "-q", "-j", "2", "--cache-dir", cache)
+        assert res.returncode == 0, res.stderr
+    stats = json.loads(cli("cache", "stats", "--json", "--cache-dir", cache).stdout)
+    hits = stats["memory"]["hits"] + stats["disk"]["hits"]
+    assert stats["disk"]["misses"] >= 3 and hits >= 3
+
+
+def test_version():
+    from auralis_batch import __version__
+
+    res = cli("--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"auralis-batch {__version__}"
