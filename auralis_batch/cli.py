@@ -152,7 +152,11 @@ def master(
         bool, typer.Option("--dry-run", help="List what would be done; write nothing.")
     ] = False,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Redo tracks the journal says are done.")
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Redo finished tracks and replace files in --out this tool did not write.",
+        ),
     ] = False,
     album: Annotated[
         bool, typer.Option("--album", help="Tracks in one folder share one gain (album mode).")
