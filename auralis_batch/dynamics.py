@@ -27,7 +27,25 @@ import math
 import numpy as np
 
 from .errors import ParameterError
-from .kernels.dynamics import compressor, limiter, limiter_sizes
+from .kernels.dynamics import (
+    COMP_ATTACK,
+    COMP_KNEE,
+    COMP_MAKEUP,
+    COMP_N_PARAMS,
+    COMP_N_STATE,
+    COMP_RATIO,
+    COMP_RELEASE,
+    COMP_THRESHOLD,
+    LIM_CEILING,
+    LIM_GAIN_BOUND,
+    LIM_INPUT_GAIN,
+    LIM_N_PARAMS,
+    LIM_RELEASE,
+    compressor,
+    limiter,
+    limiter_sizes,
+    limiter_state,
+)
 from .kernels.truepeak import polyphase_bank
 
 #: Internal safety margin below the ceiling, dB. It covers what the construction in
@@ -90,13 +108,25 @@ class Compressor:
 
     Parameters
     ----------
-    sample_rate : int, Hz
-    channels : int
-    threshold_db : float, dBFS
-    ratio : float >= 1
-    knee_db : float >= 0, width of the soft knee, dB
-    attack_ms, release_ms : float > 0, ms
-    makeup_db : float, dB
+    sample_rate : int, 8000 .. 768000 Hz
+    channels : int, 1 .. 64
+    threshold_db : float, -80 .. 0 dBFS
+    ratio : float, 1 .. 20 (input dB per output dB above the threshold)
+    knee_db : float, 0 .. 24 dB, width of the soft knee (default 6)
+    attack_ms : float, 0.01 .. 1000 ms (default 10)
+    release_ms : float, 1 .. 10000 ms (default 150)
+    makeup_db : float, -24 .. 24 dB (default 0)
+
+    Raises
+    ------
+    ParameterError
+        A parameter is out of its range, not finite or not a number (the message
+        names it, its value and the range with unit); ``sample_rate`` or
+        ``channels`` is not a whole number.
+
+    See Also
+    --------
+    compress : the same over a whole array at once.
     """
 
     def __init__(
@@ -113,28 +143,36 @@ class Compressor:
     ) -> None:
         self.sample_rate, self.channels = _check_stream(sample_rate, channels)
         sr = self.sample_rate
-        self.params = np.array(
-            [
-                _check("threshold_db", threshold_db, -80.0, 0.0, "dBFS"),
-                _check("ratio", ratio, 1.0, 20.0, ""),
-                _check("knee_db", knee_db, 0.0, 24.0, "dB"),
-                _coef(_check("attack_ms", attack_ms, 0.01, 1000.0, "ms"), sr),
-                _coef(_check("release_ms", release_ms, 1.0, 10000.0, "ms"), sr),
-                _check("makeup_db", makeup_db, -24.0, 24.0, "dB"),
-            ]
-        )
-        self._state = np.zeros(1)
+        params = np.empty(COMP_N_PARAMS)
+        params[COMP_THRESHOLD] = _check("threshold_db", threshold_db, -80.0, 0.0, "dBFS")
+        params[COMP_RATIO] = _check("ratio", ratio, 1.0, 20.0, "")
+        params[COMP_KNEE] = _check("knee_db", knee_db, 0.0, 24.0, "dB")
+        params[COMP_ATTACK] = _coef(_check("attack_ms", attack_ms, 0.01, 1000.0, "ms"), sr)
+        params[COMP_RELEASE] = _coef(_check("release_ms", release_ms, 1.0, 10000.0, "ms"), sr)
+        params[COMP_MAKEUP] = _check("makeup_db", makeup_db, -24.0, 24.0, "dB")
+        self.params = params
+        self._state = np.zeros(COMP_N_STATE)
 
     def process(
         self, block: np.ndarray, *, return_gain_reduction: bool = False
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """Compress the next ``(channels, n)`` block of the stream.
+        """Compress the next block of the stream.
+
+        Parameters
+        ----------
+        block : np.ndarray [shape=(channels, n)], any float dtype, any n (0 too)
+        return_gain_reduction : bool, also return the gain reduction per sample
 
         Returns
         -------
-        y : np.ndarray [shape=(channels, n)]
-        gain_reduction_db : np.ndarray [shape=(n,)], >= 0, makeup not included
+        y : np.ndarray [shape=(channels, n)], float64
+        gain_reduction_db : np.ndarray [shape=(n,)], dB >= 0, makeup not included
             (only with ``return_gain_reduction=True``)
+
+        Raises
+        ------
+        ParameterError
+            ``block`` is not ``(channels, n)``.
         """
         x = _block(block, self.channels)
         y, trace, self._state = compressor(x, self.params, self._state, return_gain_reduction)
@@ -151,12 +189,30 @@ class Limiter:
 
     Parameters
     ----------
-    sample_rate : int, Hz
-    channels : int
-    ceiling_dbtp : float, dBTP (true peak, 4x oversampled and refined between points)
-    lookahead_ms : float, ms: length of the gain ramp ahead of a peak
-    release_ms : float, ms: time constant of the release, after a hold of
-        ``min(release_ms / 2, 25 ms)``
+    sample_rate : int, 8000 .. 768000 Hz
+    channels : int, 1 .. 64
+    ceiling_dbtp : float, -40 .. 0 dBTP (true peak, 4x oversampled and refined between
+        points; held with an internal margin of ``LIMITER_MARGIN_DB``). Default -1
+    lookahead_ms : float, 0.5 .. 50 ms: length of the gain ramp ahead of a peak
+        (default 5)
+    release_ms : float, 1 .. 5000 ms: time constant of the release, after a hold of
+        ``min(release_ms / 2, 25 ms)`` (default 80)
+
+    Attributes
+    ----------
+    latency_samples : int, the internal delay in samples (the lookahead plus the
+        detector's interpolation window less 2); the aligned output does not show it
+
+    Raises
+    ------
+    ParameterError
+        A parameter is out of its range, not finite or not a number (the message
+        names it, its value and the range with unit); ``sample_rate`` or
+        ``channels`` is not a whole number.
+
+    See Also
+    --------
+    limit : the same over a whole array at once.
     """
 
     def __init__(
@@ -181,24 +237,19 @@ class Limiter:
         lookahead = max(2, round(look * 1e-3 * sr))
         hold = round(min(0.5 * rel, LIMITER_MAX_HOLD_MS) * 1e-3 * sr)
         self._sizes = limiter_sizes(lookahead, taps, hold)
-        self.latency_samples: int = int(self._sizes[0])
-        ceiling_lin = 10.0 ** ((self.ceiling_dbtp - LIMITER_MARGIN_DB) / 20.0)
-        self._params = np.array([ceiling_lin, _coef(rel, sr), gain_bound, 1.0])
+        delay, _window, _box1, _box2 = self._sizes
+        self.latency_samples: int = int(delay)
+        self._params = np.empty(LIM_N_PARAMS)
+        self._params[LIM_CEILING] = 10.0 ** ((self.ceiling_dbtp - LIMITER_MARGIN_DB) / 20.0)
+        self._params[LIM_RELEASE] = _coef(rel, sr)
+        self._params[LIM_GAIN_BOUND] = gain_bound
+        self._params[LIM_INPUT_GAIN] = 1.0
         self._min_gain = 1.0
         self._reset()
 
     def _reset(self) -> None:
-        delay, window, len1, len2 = self._sizes
-        self._state = (
-            np.zeros(3),
-            np.zeros(7, dtype=np.int64),
-            np.zeros((self.channels, delay)),
-            np.ones(window),
-            np.zeros(window, dtype=np.int64),
-            np.zeros(len1),
-            np.zeros(len2),
-        )
-        self._to_skip = int(delay)
+        self._state = limiter_state(self.channels, *self._sizes)
+        self._to_skip = self.latency_samples
         self._pending = 0  # input samples not yet returned
 
     @property
@@ -207,7 +258,7 @@ class Limiter:
         return 0.0 if self._min_gain >= 1.0 else -20.0 * math.log10(max(self._min_gain, 1e-12))
 
     def _run(self, x: np.ndarray, gain: float = 1.0) -> np.ndarray:
-        self._params[3] = gain
+        self._params[LIM_INPUT_GAIN] = gain
         y, min_gain, *state = limiter(x, self._bank, self._params, *self._state)
         self._state = tuple(state)
         if self._to_skip:
@@ -219,11 +270,24 @@ class Limiter:
         return y
 
     def process(self, block: np.ndarray, *, gain_db: float = 0.0) -> np.ndarray:
-        """Limit the next ``(channels, n)`` block; returns the samples that are ready.
+        """Limit the next block; returns the samples that are ready.
 
-        ``gain_db`` (dB, -120 .. 120) is applied to the block on its way in, exactly as
-        ``process(block * 10 ** (gain_db / 20))`` but without a pass over the audio of
-        its own (the render chain's gain stage).
+        Parameters
+        ----------
+        block : np.ndarray [shape=(channels, n)], any float dtype, any n (0 too)
+        gain_db : float, -120 .. 120 dB, applied to the block on its way in, exactly
+            as ``process(block * 10 ** (gain_db / 20))`` but without a pass over the
+            audio of its own (the render chain's gain stage)
+
+        Returns
+        -------
+        y : np.ndarray [shape=(channels, k)], float64: the next ``k <= n`` output
+            samples (fewer at the start of a stream, while the lookahead fills)
+
+        Raises
+        ------
+        ParameterError
+            ``block`` is not ``(channels, n)``, or ``gain_db`` is out of range.
         """
         x = _block(block, self.channels)
         gain = 1.0
@@ -235,7 +299,14 @@ class Limiter:
         return y
 
     def flush(self) -> np.ndarray:
-        """Return the rest of the stream (silence is pushed through the lookahead)."""
+        """Return the rest of the stream and start a new one.
+
+        Returns
+        -------
+        y : np.ndarray [shape=(channels, k)], float64: the output samples not returned
+            yet (silence is pushed through the lookahead), so that the stream's outputs
+            have its inputs' length
+        """
         pending = self._pending
         y = self._run(np.zeros((self.channels, self.latency_samples)))[:, :pending]
         self._reset()
@@ -252,13 +323,50 @@ def _as_audio(audio: np.ndarray) -> np.ndarray:
 
 
 def compress(audio: np.ndarray, sample_rate: int, **params: float) -> np.ndarray:
-    """One-shot :class:`Compressor` over ``audio`` [shape=(channels, n) or (n,)]."""
+    """One-shot :class:`Compressor` over a whole array.
+
+    Parameters
+    ----------
+    audio : np.ndarray [shape=(channels, n) or (n,)]
+    sample_rate : int, Hz
+    **params : the keyword arguments of :class:`Compressor` (``threshold_db`` and
+        ``ratio`` are required)
+
+    Returns
+    -------
+    y : np.ndarray [shape=(channels, n)], float64 (a 1-D input comes back as one channel)
+
+    Raises
+    ------
+    ParameterError
+        ``audio`` is not 1-D or 2-D, or a parameter is out of range.
+    TypeError
+        A required parameter is missing or an unknown one is given.
+    """
     x = _as_audio(audio)
     return Compressor(sample_rate, x.shape[0], **params).process(x)
 
 
 def limit(audio: np.ndarray, sample_rate: int, **params: float) -> np.ndarray:
-    """One-shot :class:`Limiter` over ``audio`` [shape=(channels, n)]: same length, aligned."""
+    """One-shot :class:`Limiter` over a whole array: same length, aligned.
+
+    Parameters
+    ----------
+    audio : np.ndarray [shape=(channels, n) or (n,)]
+    sample_rate : int, Hz
+    **params : the keyword arguments of :class:`Limiter`
+
+    Returns
+    -------
+    y : np.ndarray [shape=(channels, n)], float64 (a 1-D input comes back as one channel)
+
+    Raises
+    ------
+    ParameterError
+        ``audio`` is not 1-D or 2-D, or a parameter is out of range.
+    TypeError
+        An unknown parameter is given.
+    """
     x = _as_audio(audio)
     lim = Limiter(sample_rate, x.shape[0], **params)
     return np.concatenate([lim.process(x), lim.flush()], axis=1)

@@ -29,11 +29,29 @@ MAX_FREQUENCY_FRACTION = 0.45
 
 
 def design_eq(settings: EQSettings, sample_rate: int) -> np.ndarray:
-    """The ``(sections, 6)`` sos cascade for ``settings`` at ``sample_rate``.
+    """The second-order-section cascade of a preset's EQ.
 
     Bands with 0 dB gain (peaks and shelves) are left out: they are identities. The
     subsonic high-pass (``highpass_hz``, 0 disables it) is a Butterworth (Q 0.707)
-    second-order section first in the chain.
+    second-order section first in the chain. Band frequencies are kept at or below
+    ``MAX_FREQUENCY_FRACTION * sample_rate``.
+
+    Parameters
+    ----------
+    settings : EQSettings, validated by the preset loader (band frequencies in Hz,
+        gains in dB, Q > 0, kinds from ``presets.EQ_KINDS``)
+    sample_rate : int, Hz
+
+    Returns
+    -------
+    sos : np.ndarray [shape=(sections, 6)], float64, rows ``b0 b1 b2 a0 a1 a2`` with
+        ``a0 == 1`` (``scipy.signal`` layout); ``(0, 6)`` when every band is flat
+
+    Raises
+    ------
+    KeyError
+        A band's ``kind`` is not one of ``presets.EQ_KINDS`` (settings built by hand,
+        not by the preset loader, which reports it as a ``PresetError``).
     """
     kinds: list[int] = []
     freqs: list[float] = []
@@ -65,14 +83,42 @@ def design_eq(settings: EQSettings, sample_rate: int) -> np.ndarray:
 
 
 class Equalizer:
-    """Stateful EQ: ``process`` successive blocks of one stream."""
+    """Stateful EQ of one stream: :func:`design_eq`'s cascade in transposed direct
+    form II (the samples of ``scipy.signal.sosfilt``); blocks of any size give the
+    samples of one piece.
+
+    Parameters
+    ----------
+    sample_rate : int, Hz
+    channels : int
+    settings : EQSettings, as for :func:`design_eq`
+
+    Attributes
+    ----------
+    sos : np.ndarray [shape=(sections, 6)], the cascade
+
+    Raises
+    ------
+    KeyError
+        A band's ``kind`` is unknown (see :func:`design_eq`).
+    """
 
     def __init__(self, sample_rate: int, channels: int, settings: EQSettings) -> None:
         self.sos = design_eq(settings, sample_rate)
-        self._zi = np.zeros((channels, self.sos.shape[0], 2))
+        self._zi = np.zeros((channels, self.sos.shape[0], 2))  # sosfilt's layout
 
     def process(self, block: np.ndarray) -> np.ndarray:
-        """``block`` (channels, n) float64 -> equalised block of the same shape."""
+        """Equalise the next block of the stream.
+
+        Parameters
+        ----------
+        block : np.ndarray [shape=(channels, n)], float64
+
+        Returns
+        -------
+        y : np.ndarray [shape=(channels, n)], float64; ``block`` itself when there is
+            nothing to do (no sections, or ``n == 0``)
+        """
         if self.sos.shape[0] == 0 or block.shape[1] == 0:
             return block
         y, self._zi = sos_filter(block, self.sos, self._zi)

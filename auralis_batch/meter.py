@@ -27,6 +27,7 @@ from .errors import AudioError, ParameterError
 from .kernels.loudness import (
     LANES,
     LRA_HOP_SUBBLOCKS,
+    LUFS_OFFSET,
     RELATIVE_GATE_LU,
     SUBBLOCKS_MOMENTARY,
     SUBBLOCKS_SHORT_TERM,
@@ -85,7 +86,9 @@ def _db(x: float) -> float:
 
 def _lufs(power: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore"):
-        return np.where(power > 0, -0.691 + 10.0 * np.log10(np.maximum(power, 1e-300)), -np.inf)
+        return np.where(
+            power > 0, LUFS_OFFSET + 10.0 * np.log10(np.maximum(power, 1e-300)), -np.inf
+        )
 
 
 def integrated_from_block_powers(powers: np.ndarray) -> float:
@@ -95,7 +98,35 @@ def integrated_from_block_powers(powers: np.ndarray) -> float:
 
 
 class LoudnessMeter:
-    """Streaming BS.1770-4 meter for one stream of ``channels`` at ``sample_rate``."""
+    """Streaming BS.1770-4 / EBU R128 meter for one stream.
+
+    Feed blocks with :meth:`process`, then read :meth:`result` (or the traces
+    :meth:`momentary_lufs`, :meth:`short_term_lufs`); blocks of any size give exactly
+    the result of one piece.
+
+    Parameters
+    ----------
+    sample_rate : int, 8000 .. 384000 Hz
+    channels : int, 1 .. 64
+    channel_weights : sequence of float [shape=(channels,)], optional
+        BS.1770-4 weight ``G_i`` of each channel; default
+        :func:`default_channel_weights` (LFE 0, surrounds 1.41)
+    true_peak_oversample : int, phases of the true-peak interpolator (default 4)
+
+    Attributes
+    ----------
+    frames : int, samples per channel measured so far
+
+    Raises
+    ------
+    ParameterError
+        ``sample_rate`` or ``channels`` is out of range, or ``channel_weights`` does
+        not have one value per channel.
+
+    See Also
+    --------
+    measure_loudness : the same over a whole array at once.
+    """
 
     def __init__(
         self,
@@ -120,7 +151,7 @@ class LoudnessMeter:
                 f"channel_weights must have {self.channels} values, got {self.weights.shape[0]}"
             )
         self._sos = k_weighting_sos(self.sample_rate)
-        self._zi = np.zeros((self.channels, 2, 2))
+        self._zi = np.zeros((self.channels, self._sos.shape[0], 2))  # sosfilt's layout
         self._acc = np.zeros((self.channels, LANES))
         self._count = 0
         self._subblock = int(round(0.1 * self.sample_rate))
@@ -132,7 +163,18 @@ class LoudnessMeter:
         self.frames = 0
 
     def process(self, block: np.ndarray) -> None:
-        """Add a ``(channels, n)`` block (any float dtype, any n including 0)."""
+        """Measure the next block of the stream.
+
+        Parameters
+        ----------
+        block : np.ndarray [shape=(channels, n)], any float dtype, any n (0 too)
+
+        Raises
+        ------
+        AudioError
+            ``block`` is not ``(channels, n)``, or holds a NaN or infinite sample (the
+            meter's state is then left as it was before the block).
+        """
         x = np.asarray(block)
         if x.ndim != 2 or x.shape[0] != self.channels:
             raise AudioError(
@@ -164,18 +206,22 @@ class LoudnessMeter:
         return self._powers[0]
 
     def gating_block_powers(self) -> np.ndarray:
-        """Channel-weighted power of every 400 ms gating block (100 ms hop)."""
+        """Channel-weighted power (BS.1770-4 eq. 2 before the logarithm) of every
+        400 ms gating block, 100 ms hop: shape ``(blocks,)``, linear."""
         return block_powers(self._sub_powers(), self.weights, SUBBLOCKS_MOMENTARY, 1)
 
     def momentary_lufs(self) -> np.ndarray:
-        """Momentary loudness (400 ms) every 100 ms."""
+        """Momentary loudness (400 ms) every 100 ms: shape ``(blocks,)``, LUFS
+        (-inf for silence)."""
         return _lufs(self.gating_block_powers())
 
     def short_term_lufs(self) -> np.ndarray:
-        """Short-term loudness (3 s) every 100 ms."""
+        """Short-term loudness (3 s) every 100 ms: shape ``(blocks,)``, LUFS (-inf for
+        silence)."""
         return _lufs(block_powers(self._sub_powers(), self.weights, SUBBLOCKS_SHORT_TERM, 1))
 
     def result(self) -> Loudness:
+        """The measurements of everything processed so far (the stream goes on)."""
         sub = self._sub_powers()
         gating = block_powers(sub, self.weights, SUBBLOCKS_MOMENTARY, 1)
         short = block_powers(sub, self.weights, SUBBLOCKS_SHORT_TERM, 1)
@@ -197,7 +243,29 @@ class LoudnessMeter:
 def measure_loudness(
     audio: np.ndarray, sample_rate: int, *, channel_weights: Sequence[float] | None = None
 ) -> Loudness:
-    """One-shot measurement of a ``(channels, n)`` array."""
+    """One-shot :class:`LoudnessMeter` measurement of a whole array.
+
+    Parameters
+    ----------
+    audio : np.ndarray [shape=(channels, n) or (n,)], any float dtype
+    sample_rate : int, 8000 .. 384000 Hz
+    channel_weights : sequence of float [shape=(channels,)], optional
+        BS.1770-4 channel weights; default :func:`default_channel_weights`
+
+    Returns
+    -------
+    Loudness
+        Integrated loudness (LUFS), loudness range (LU), true peak (dBTP), sample
+        peak (dBFS), maximum momentary and short-term loudness (LUFS).
+
+    Raises
+    ------
+    ParameterError
+        ``sample_rate`` or the channel count is out of range, or ``channel_weights``
+        does not have one value per channel.
+    AudioError
+        ``audio`` has more than two dimensions, or holds a NaN or infinite sample.
+    """
     x = np.asarray(audio)
     if x.ndim == 1:
         x = x[np.newaxis, :]

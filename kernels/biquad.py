@@ -5,10 +5,10 @@ Coefficients use SciPy's ``sos`` layout: each row is ``[b0, b1, b2, a0, a1, a2]`
 and its state has SciPy's shape per channel, ``(channels, sections, 2)``, so a file
 processed in blocks gives exactly the samples of one piece.
 
-The cascade loop is generated as LLVM IR (:func:`_cascade_pair`): two channels ride in
-the two lanes of a ``<2 x double>`` vector and the sections run as a wavefront (step
-``t`` runs section ``s`` on sample ``t - s``), so the state stays in registers and the
-sections of one step are independent. Written as Numba loops, LLVM neither packed the
+The cascade loop is generated as LLVM IR (:func:`_cascade_pair_into`): two channels
+ride in the two lanes of a ``<2 x double>`` vector and the sections run as a wavefront
+(step ``t`` runs section ``s`` on sample ``t - s``), so the state stays in registers and
+the sections of one step are independent. Written as Numba loops, LLVM neither packed the
 channels (SLP) nor kept the state out of memory; a sample-major cascade is bound by the
 latency of the whole chain of sections per sample, as ``scipy.signal.sosfilt`` is.
 """
@@ -53,44 +53,8 @@ def rbj_biquad(kind, frequency_hz, gain_db, q, sample_rate):
     w0 = 2.0 * math.pi * frequency_hz / sample_rate
     cw = math.cos(w0)
     alpha = math.sin(w0) / (2.0 * q)
+    b0, b1, b2, a0, a1, a2 = _rbj_coefficients(kind, a_lin, cw, alpha)
     out = np.empty(6)
-    if kind == PEAKING:
-        b0 = 1.0 + alpha * a_lin
-        b1 = -2.0 * cw
-        b2 = 1.0 - alpha * a_lin
-        a0 = 1.0 + alpha / a_lin
-        a1 = -2.0 * cw
-        a2 = 1.0 - alpha / a_lin
-    elif kind == LOW_SHELF:
-        sq = 2.0 * math.sqrt(a_lin) * alpha
-        b0 = a_lin * ((a_lin + 1.0) - (a_lin - 1.0) * cw + sq)
-        b1 = 2.0 * a_lin * ((a_lin - 1.0) - (a_lin + 1.0) * cw)
-        b2 = a_lin * ((a_lin + 1.0) - (a_lin - 1.0) * cw - sq)
-        a0 = (a_lin + 1.0) + (a_lin - 1.0) * cw + sq
-        a1 = -2.0 * ((a_lin - 1.0) + (a_lin + 1.0) * cw)
-        a2 = (a_lin + 1.0) + (a_lin - 1.0) * cw - sq
-    elif kind == HIGH_SHELF:
-        sq = 2.0 * math.sqrt(a_lin) * alpha
-        b0 = a_lin * ((a_lin + 1.0) + (a_lin - 1.0) * cw + sq)
-        b1 = -2.0 * a_lin * ((a_lin - 1.0) + (a_lin + 1.0) * cw)
-        b2 = a_lin * ((a_lin + 1.0) + (a_lin - 1.0) * cw - sq)
-        a0 = (a_lin + 1.0) - (a_lin - 1.0) * cw + sq
-        a1 = 2.0 * ((a_lin - 1.0) - (a_lin + 1.0) * cw)
-        a2 = (a_lin + 1.0) - (a_lin - 1.0) * cw - sq
-    elif kind == HIGH_PASS:
-        b0 = (1.0 + cw) / 2.0
-        b1 = -(1.0 + cw)
-        b2 = (1.0 + cw) / 2.0
-        a0 = 1.0 + alpha
-        a1 = -2.0 * cw
-        a2 = 1.0 - alpha
-    else:  # LOW_PASS
-        b0 = (1.0 - cw) / 2.0
-        b1 = 1.0 - cw
-        b2 = (1.0 - cw) / 2.0
-        a0 = 1.0 + alpha
-        a1 = -2.0 * cw
-        a2 = 1.0 - alpha
     out[0] = b0 / a0
     out[1] = b1 / a0
     out[2] = b2 / a0
@@ -98,6 +62,52 @@ def rbj_biquad(kind, frequency_hz, gain_db, q, sample_rate):
     out[4] = a1 / a0
     out[5] = a2 / a0
     return out
+
+
+@jit(inline=True)
+def _rbj_coefficients(kind, a_lin, cw, alpha):
+    """The cookbook's ``(b0, b1, b2, a0, a1, a2)`` of filter ``kind``, before
+    normalising, from ``A``, ``cos(w0)`` and ``alpha``."""
+    if kind == PEAKING:
+        return (
+            1.0 + alpha * a_lin,
+            -2.0 * cw,
+            1.0 - alpha * a_lin,
+            1.0 + alpha / a_lin,
+            -2.0 * cw,
+            1.0 - alpha / a_lin,
+        )
+    if kind == LOW_SHELF:
+        sq = 2.0 * math.sqrt(a_lin) * alpha
+        return (
+            a_lin * ((a_lin + 1.0) - (a_lin - 1.0) * cw + sq),
+            2.0 * a_lin * ((a_lin - 1.0) - (a_lin + 1.0) * cw),
+            a_lin * ((a_lin + 1.0) - (a_lin - 1.0) * cw - sq),
+            (a_lin + 1.0) + (a_lin - 1.0) * cw + sq,
+            -2.0 * ((a_lin - 1.0) + (a_lin + 1.0) * cw),
+            (a_lin + 1.0) + (a_lin - 1.0) * cw - sq,
+        )
+    if kind == HIGH_SHELF:
+        sq = 2.0 * math.sqrt(a_lin) * alpha
+        return (
+            a_lin * ((a_lin + 1.0) + (a_lin - 1.0) * cw + sq),
+            -2.0 * a_lin * ((a_lin - 1.0) + (a_lin + 1.0) * cw),
+            a_lin * ((a_lin + 1.0) + (a_lin - 1.0) * cw - sq),
+            (a_lin + 1.0) - (a_lin - 1.0) * cw + sq,
+            2.0 * ((a_lin - 1.0) - (a_lin + 1.0) * cw),
+            (a_lin + 1.0) - (a_lin - 1.0) * cw - sq,
+        )
+    if kind == HIGH_PASS:
+        return (
+            (1.0 + cw) / 2.0,
+            -(1.0 + cw),
+            (1.0 + cw) / 2.0,
+            1.0 + alpha,
+            -2.0 * cw,
+            1.0 - alpha,
+        )
+    # LOW_PASS
+    return ((1.0 - cw) / 2.0, 1.0 - cw, (1.0 - cw) / 2.0, 1.0 + alpha, -2.0 * cw, 1.0 - alpha)
 
 
 @jit
@@ -214,7 +224,7 @@ class _CascadeEmitter:
 
     def wavefront(self, n_sec, n):
         """Step ``t`` runs section ``s`` on sample ``t - s`` (needs ``n >= n_sec``; shorter
-        blocks go to :func:`_pair_scalar`).
+        blocks go to :func:`_pair_scalar_into`).
 
         ``pend[s]`` carries section ``s - 1``'s output to section ``s`` for the next
         step; the first and last ``n_sec - 1`` steps (ramp up, ramp down) run only the
@@ -258,10 +268,15 @@ class _CascadeEmitter:
 
 
 @intrinsic
-def _cascade_pair(typingctx, x0, x1, y0, y1, coefs, z):
-    """Filter channels ``x0, x1`` into ``y0, y1`` (may be the same arrays) through
-    ``coefs`` [shape=(sections <= MAX_SECTIONS, 5)] rows ``b0 b1 b2 a1 a2``, with state
-    ``z`` [shape=(sections, 2, 2)], last axis the channel, updated in place."""
+def _cascade_pair_into(typingctx, x0, x1, y0, y1, coefs, z):
+    """Filter channels ``x0, x1`` through ``coefs`` [shape=(sections <= MAX_SECTIONS,
+    5)] rows ``b0 b1 b2 a1 a2`` (:func:`cascade_coefs`), from state ``z``.
+
+    Writes
+    ------
+    y0, y1 : the filtered channels (may be ``x0, x1`` themselves)
+    z : float64 [shape=(sections, 2, 2)] the state (section, register, lane), updated
+    """
     arrays = (x0, x1, y0, y1, coefs, z)
     if not all(
         isinstance(a, types.Array) and a.dtype == types.float64 and a.layout == "C" for a in arrays
@@ -292,11 +307,16 @@ def _cascade_pair(typingctx, x0, x1, y0, y1, coefs, z):
 
 
 @jit
-def _pair_scalar(x0, x1, y0, y1, coefs, z):
-    """What :func:`_cascade_pair` computes, as plain loops, sample-major, one lane after
-    the other: the same operations in the same order, so the same bits. For blocks
-    shorter than the cascade (the wavefront needs ``n >= sections``) and for coverage
-    runs with ``NUMBA_DISABLE_JIT=1``, where an intrinsic has no Python form."""
+def _pair_scalar_into(x0, x1, y0, y1, coefs, z):
+    """What :func:`_cascade_pair_into` computes, as plain loops, sample-major, one
+    lane after the other: the same operations in the same order, so the same bits. For
+    blocks shorter than the cascade (the wavefront needs ``n >= sections``) and for
+    coverage runs with ``NUMBA_DISABLE_JIT=1``, where an intrinsic has no Python form.
+
+    Writes
+    ------
+    y0, y1, z : as :func:`_cascade_pair_into`
+    """
     n = x0.shape[0]
     inputs = (x0.copy(), x1.copy())  # the outputs may be the inputs
     outputs = (y0, y1)
@@ -314,28 +334,81 @@ def _pair_scalar(x0, x1, y0, y1, coefs, z):
 
 
 @jit
-def _pair(x0, x1, y0, y1, coefs, z):
-    """Two channels through one group of sections (at most MAX_SECTIONS)."""
+def _pair_into(x0, x1, y0, y1, coefs, z):
+    """Two channels through one group of at most MAX_SECTIONS sections.
+
+    Writes
+    ------
+    y0, y1, z : as :func:`_cascade_pair_into`
+    """
     if x0.shape[0] < coefs.shape[0]:
-        _pair_scalar(x0, x1, y0, y1, coefs, z)
+        _pair_scalar_into(x0, x1, y0, y1, coefs, z)
     else:
-        _cascade_pair(x0, x1, y0, y1, coefs, z)
+        _cascade_pair_into(x0, x1, y0, y1, coefs, z)
 
 
 if numba.config.DISABLE_JIT:
-    _pair = _pair_scalar
+    _pair_into = _pair_scalar_into
 
 #: Two channels (1-D, C-contiguous float64) through one group of at most MAX_SECTIONS
-#: sections: ``cascade_pair(x0, x1, y0, y1, coefs, z)`` with ``coefs`` [shape=(m, 5)]
-#: ``b0 b1 b2 a1 a2`` and ``z`` [shape=(m, 2, 2)] the state (section, register, lane),
-#: updated in place. For kernels that filter and then reduce without a full-size output.
-cascade_pair = _pair
+#: sections: ``cascade_pair_into(x0, x1, y0, y1, coefs, z)`` with ``coefs``
+#: [shape=(m, 5)] from :func:`cascade_coefs` and ``z`` [shape=(m, 2, 2)] from
+#: :func:`pair_state`. Writes ``y0``, ``y1`` and the state ``z`` (section, register,
+#: lane) in place. For kernels that filter and then reduce without a full-size output.
+cascade_pair_into = _pair_into
+
+
+@jit(inline=True)
+def cascade_coefs(sos, g0, m):
+    """Sections ``g0 .. g0 + m - 1`` of ``sos`` as the rows ``b0 b1 b2 a1 a2`` of
+    :data:`cascade_pair_into` (``a0 == 1`` is dropped), shape ``(m, 5)``."""
+    coefs = np.empty((m, 5))
+    for s in range(m):
+        coefs[s, 0] = sos[g0 + s, 0]
+        coefs[s, 1] = sos[g0 + s, 1]
+        coefs[s, 2] = sos[g0 + s, 2]
+        coefs[s, 3] = sos[g0 + s, 4]
+        coefs[s, 4] = sos[g0 + s, 5]
+    return coefs
+
+
+@jit(inline=True)
+def pair_state(zf, c, c1, g0, m):
+    """The state of channels ``c``, ``c1`` for sections ``g0 .. g0 + m - 1`` of a
+    ``(channels, sections, 2)`` state, as :data:`cascade_pair_into` takes it: shape
+    ``(m, 2, 2)``, (section, register, lane)."""
+    z = np.empty((m, 2, 2))
+    for s in range(m):
+        for k in range(2):
+            z[s, k, 0] = zf[c, g0 + s, k]
+            z[s, k, 1] = zf[c1, g0 + s, k]
+    return z
+
+
+@jit(inline=True)
+def store_pair_state_into(zf, z, c, c1, g0):
+    """The inverse of :func:`pair_state`.
+
+    Writes
+    ------
+    zf : float64 [shape=(channels, sections, 2)] channels ``c``, ``c1``, sections
+        ``g0 .. g0 + m - 1`` from ``z`` [shape=(m, 2, 2)]
+    """
+    for s in range(z.shape[0]):
+        for k in range(2):
+            zf[c, g0 + s, k] = z[s, k, 0]
+            zf[c1, g0 + s, k] = z[s, k, 1]
 
 
 @jit
 def sos_filter_into(x, sos, zi, y):
-    """:func:`sos_filter` writing into ``y`` [shape=(channels, n), C-contiguous]; returns
-    ``zf``. ``x`` must be C-contiguous float64; ``y`` may be ``x``."""
+    """:func:`sos_filter` into a caller's array; returns ``zf``. ``x`` must be
+    C-contiguous float64; ``y`` may be ``x``.
+
+    Writes
+    ------
+    y : float64 [shape=(channels, n), C-contiguous] the filtered signal
+    """
     n_ch = x.shape[0]
     n_sec = sos.shape[0]
     zf = zi.copy()
@@ -343,29 +416,15 @@ def sos_filter_into(x, sos, zi, y):
         y[:] = x
         return zf
     for g0 in range(0, n_sec, MAX_SECTIONS):
-        g1 = min(g0 + MAX_SECTIONS, n_sec)
-        m = g1 - g0
-        coefs = np.empty((m, 5))
-        for s in range(m):
-            coefs[s, 0] = sos[g0 + s, 0]
-            coefs[s, 1] = sos[g0 + s, 1]
-            coefs[s, 2] = sos[g0 + s, 2]
-            coefs[s, 3] = sos[g0 + s, 4]
-            coefs[s, 4] = sos[g0 + s, 5]
+        m = min(g0 + MAX_SECTIONS, n_sec) - g0
+        coefs = cascade_coefs(sos, g0, m)
         src = x if g0 == 0 else y
         for c in range(0, n_ch, 2):
             # an odd last channel runs in both lanes (same input, same state)
             c1 = c + 1 if c + 1 < n_ch else c
-            z = np.empty((m, 2, 2))
-            for s in range(m):
-                for k in range(2):
-                    z[s, k, 0] = zf[c, g0 + s, k]
-                    z[s, k, 1] = zf[c1, g0 + s, k]
-            _pair(src[c], src[c1], y[c], y[c1], coefs, z)
-            for s in range(m):
-                for k in range(2):
-                    zf[c, g0 + s, k] = z[s, k, 0]
-                    zf[c1, g0 + s, k] = z[s, k, 1]
+            z = pair_state(zf, c, c1, g0, m)
+            _pair_into(src[c], src[c1], y[c], y[c1], coefs, z)
+            store_pair_state_into(zf, z, c, c1, g0)
     return zf
 
 

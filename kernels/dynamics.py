@@ -2,7 +2,9 @@
 
 Both are stateful: every call takes the state the previous call returned and returns
 the new state, so a file processed in blocks of any size gives exactly the samples of
-one piece. Neither kernel mutates its inputs.
+one piece. Neither kernel mutates its inputs. Their parameter and state arrays have
+named layouts (``COMP_*``, ``LIM_*``) that the wrappers in ``auralis_batch.dynamics``
+import; :func:`limiter_state` allocates the limiter's initial state.
 """
 
 from __future__ import annotations
@@ -14,8 +16,13 @@ import numpy as np
 from ._jit import jit
 
 # ----------------------------------------------------------------------- compressor
-# params layout: threshold_db, ratio, knee_db, attack_coef, release_coef, makeup_db
+#: ``params`` of :func:`compressor`: threshold_db, ratio, knee_db, attack_coef,
+#: release_coef, makeup_db (coefficients ``exp(-1 / (time_s * sample_rate))``).
 COMP_THRESHOLD, COMP_RATIO, COMP_KNEE, COMP_ATTACK, COMP_RELEASE, COMP_MAKEUP = range(6)
+COMP_N_PARAMS = 6
+#: ``state`` of :func:`compressor`: the smoothed gain reduction ``y_L``, dB (0 to start).
+COMP_GR_DB = 0
+COMP_N_STATE = 1
 #: Smoothed gain reduction below this (dB) snaps to exactly 0: the signal is then
 #: multiplied by the makeup gain alone (bit-exact transparency below the knee).
 GR_SNAP_DB = 1e-9
@@ -47,30 +54,21 @@ _MANTISSA = 0x000FFFFFFFFFFFFF
 _ONE_BITS = 0x3FF0000000000000
 
 
-@jit
-def gain_computer_db(level_db, threshold_db, ratio, knee_db):
-    """Static gain reduction (dB, >= 0) of Giannoulis, Massberg & Reiss (2012), eq. 4.
-
-    ``y_G = x_G`` below ``T - W/2``; ``x_G + (1/R - 1)(x_G - T + W/2)^2 / (2W)`` in the
-    knee; ``T + (x_G - T)/R`` above ``T + W/2``. Returns ``x_G - y_G``.
-    """
-    over = level_db - threshold_db
-    if 2.0 * over < -knee_db:
-        return 0.0
-    if 2.0 * over <= knee_db and knee_db > 0.0:
-        t = over + 0.5 * knee_db
-        return (1.0 - 1.0 / ratio) * t * t / (2.0 * knee_db)
-    return over * (1.0 - 1.0 / ratio)
-
-
-@jit(error_model="numpy")
-def _static_curve(peak, m_bits, thr, ratio, knee, knee_start, out):
-    """``out[i]`` = :func:`gain_computer_db` of ``peak[i]`` in dBFS (0 at or below
-    ``knee_start``, linear), for ``i < out.shape[0]``. ``m_bits`` is int64 scratch.
+@jit(ieee_division=True)
+def _static_curve_into(peak, m_bits, thr, ratio, knee, knee_start, out):
+    """Static gain reduction (dB, >= 0) of linear peaks: Giannoulis, Massberg & Reiss
+    (2012), eq. 4, returned as ``x_G - y_G``: 0 below ``T - W/2``,
+    ``(1 - 1/R)(x_G - T + W/2)^2 / (2W)`` in the knee, ``(x_G - T)(1 - 1/R)`` above.
 
     ``ln(peak) = k ln 2 + ln(m)``, ``m`` in ``[sqrt(2)/2, sqrt(2))``, and ``ln(m)`` as
     in fdlibm's ``__ieee754_log`` (``s = f / (2 + f)``, a degree-14 odd series in
     ``s``): about 1 ulp. Branch-free, so the loops vectorise.
+
+    Writes
+    ------
+    out : float64 [shape=(m,)] the reduction of ``peak[i]`` (in dBFS), exactly 0 at or
+        below ``knee_start`` (linear), for ``i < m = out.shape[0]``
+    m_bits : int64 [shape=(m,)] scratch
     """
     m = out.shape[0]
     bits = peak.view(np.int64)
@@ -96,7 +94,7 @@ def _static_curve(peak, m_bits, thr, ratio, knee, knee_start, out):
         ln = k * _LN2_HI - ((hfsq - (s * (hfsq + r) + k * _LN2_LO)) - f)
         level = ln * _DB_PER_NEPER
         level = math.inf if p > 1.7976931348623157e308 else level
-        # Giannoulis eq. 4 as selects (same arithmetic as gain_computer_db)
+        # Giannoulis eq. 4 as selects
         over = level - thr
         t = over + half_knee
         in_knee = 2.0 * over <= knee and knee > 0.0
@@ -104,7 +102,7 @@ def _static_curve(peak, m_bits, thr, ratio, knee, knee_start, out):
         out[i] = xl if p > knee_start else 0.0
 
 
-@jit(error_model="numpy", inline="always")
+@jit(ieee_division=True, inline=True)
 def _exp(x):
     """``exp(x)`` for ``x <= 0`` as fdlibm's ``__ieee754_exp`` (about 1 ulp): the
     reduction ``x = k ln 2 + r`` and a degree-10 rational approximation of ``exp(r)``;
@@ -118,10 +116,16 @@ def _exp(x):
     return 1.0 - ((lo - (r * c) / (2.0 - c)) - hi), k
 
 
-@jit(error_model="numpy")
-def _gains(yl, makeup, makeup_lin, g, scale_bits):
-    """``g[i] = 10 ** ((makeup - yl[i]) / 20)``, exactly ``makeup_lin`` where
-    ``yl[i] == 0`` (the transparent case). ``scale_bits`` is int64 scratch."""
+@jit(ieee_division=True)
+def _gains_into(yl, makeup, makeup_lin, g, scale_bits):
+    """Linear output gains of gain reductions ``yl`` (dB).
+
+    Writes
+    ------
+    g : float64 [shape=(m,)] ``10 ** ((makeup - yl[i]) / 20)``, exactly ``makeup_lin``
+        where ``yl[i] == 0`` (the transparent case), 0 where ``yl[i]`` is infinite
+    scale_bits : int64 [shape=(m,)] scratch
+    """
     m = g.shape[0]
     for i in range(m):
         x = (makeup - yl[i]) / _DB_PER_NEPER
@@ -138,7 +142,60 @@ def _gains(yl, makeup, makeup_lin, g, scale_bits):
         g[i] = makeup_lin if v == 0.0 else gi
 
 
-@jit(error_model="numpy")
+@jit(ieee_division=True, inline=True)
+def _linked_peak_into(x, start, pk):
+    """Stereo-linked level: the largest |sample| over channels (NaN never wins).
+
+    Writes
+    ------
+    pk : float64 [shape=(m,)] ``max_c |x[c, start + i]|`` for ``i < m = pk.shape[0]``
+    """
+    m = pk.shape[0]
+    pk[:] = 0.0
+    for c in range(x.shape[0]):
+        xc = x[c, start : start + m]
+        for i in range(m):
+            a = abs(xc[i])
+            pk[i] = a if a > pk[i] else pk[i]
+
+
+@jit(ieee_division=True, inline=True)
+def _smooth_into(xl, yl, a_att, b_att, a_rel, b_rel, out):
+    """Smooth branching peak detector (Giannoulis et al. eq. 17) over static gain
+    reductions ``xl``, from ``yl``; returns the last ``y_L``. The one serial loop.
+
+    Writes
+    ------
+    out : float64 [shape=(m,)] ``y_L`` per sample, dB; below :data:`GR_SNAP_DB` exactly 0
+    """
+    for i in range(xl.shape[0]):
+        v = xl[i]
+        att = a_att * yl + b_att * v
+        rel = a_rel * yl + b_rel * v
+        yl = att if v > yl else rel  # selects, not branches: no mispredictions
+        yl = 0.0 if yl < GR_SNAP_DB else yl
+        out[i] = yl
+    return yl
+
+
+@jit(ieee_division=True, inline=True)
+def _scale_into(x, g, start, y):
+    """The gains ``g`` onto every channel of ``x`` from column ``start`` on.
+
+    Writes
+    ------
+    y : float64 [shape=(channels, n)] ``y[c, start + i] = x[c, start + i] * g[i]``,
+        ``i < g.shape[0]``
+    """
+    m = g.shape[0]
+    for c in range(x.shape[0]):
+        xc = x[c, start : start + m]
+        yc = y[c, start : start + m]
+        for i in range(m):
+            yc[i] = xc[i] * g[i]
+
+
+@jit(ieee_division=True)
 def compressor(x, params, state, want_trace):
     """Stereo-linked feed-forward compressor, log-domain smooth branching detector.
 
@@ -150,26 +207,28 @@ def compressor(x, params, state, want_trace):
     and release coefficient otherwise. Output gain ``makeup_db - y_L``.
 
     Three passes per chunk of :data:`COMP_CHUNK` samples: the level and static curve
-    (vectorised, with the log of :func:`_static_curve`), the one-pole recurrence (the
-    only serial part), the gain (vectorised exp of :func:`_gains`) and its product with
-    every channel. Every sample gets the same arithmetic whatever the chunking, so
-    streamed blocks equal one piece.
+    (vectorised, with the log of :func:`_static_curve_into`), the one-pole recurrence
+    (the only serial part), the gain (vectorised exp of :func:`_gains_into`) and its
+    product with every channel. Every sample gets the same arithmetic whatever the
+    chunking, so streamed blocks equal one piece.
 
     Parameters
     ----------
     x : float64 [shape=(channels, n)]
-    params : float64 [shape=(6,)] threshold_db, ratio, knee_db, attack_coef,
-        release_coef, makeup_db; coefficients are ``exp(-1 / (time_s * sample_rate))``
-    state : float64 [shape=(1,)] smoothed gain reduction ``y_L`` in dB
+    params : float64 [shape=(COMP_N_PARAMS,)] indexed by ``COMP_THRESHOLD`` (dBFS),
+        ``COMP_RATIO``, ``COMP_KNEE`` (dB), ``COMP_ATTACK``, ``COMP_RELEASE``
+        (coefficients ``exp(-1 / (time_s * sample_rate))``), ``COMP_MAKEUP`` (dB)
+    state : float64 [shape=(COMP_N_STATE,)] ``state[COMP_GR_DB]``: smoothed gain
+        reduction ``y_L``, dB
     want_trace : bool, also return the gain reduction per sample
 
     Returns
     -------
     y : float64 [shape=(channels, n)]
     trace : float64 [shape=(n,)] gain reduction in dB, >= 0 (empty unless ``want_trace``)
-    state : float64 [shape=(1,)]
+    state : float64 [shape=(COMP_N_STATE,)]
     """
-    n_ch, n = x.shape
+    n = x.shape[1]
     thr = params[COMP_THRESHOLD]
     ratio = params[COMP_RATIO]
     knee = params[COMP_KNEE]
@@ -188,46 +247,36 @@ def compressor(x, params, state, want_trace):
     yl_buf = np.empty(COMP_CHUNK)
     g = np.empty(COMP_CHUNK)
     bits = np.empty(COMP_CHUNK, dtype=np.int64)
-    yl = state[0]
+    yl = state[COMP_GR_DB]
     for start in range(0, n, COMP_CHUNK):
         m = min(COMP_CHUNK, n - start)
-        # ---- level: largest |sample| over channels (NaN never wins the compare)
-        pk = peak[:m]
-        pk[:] = 0.0
-        for c in range(n_ch):
-            xc = x[c, start : start + m]
-            for i in range(m):
-                a = abs(xc[i])
-                pk[i] = a if a > pk[i] else pk[i]
-        _static_curve(pk, bits[:m], thr, ratio, knee, knee_start, xl[:m])
+        # ---- level and static curve (vectorised)
+        _linked_peak_into(x, start, peak[:m])
+        _static_curve_into(peak[:m], bits[:m], thr, ratio, knee, knee_start, xl[:m])
         # ---- smooth branching detector: the serial part
         ylc = trace[start : start + m] if want_trace else yl_buf[:m]
-        for i in range(m):
-            v = xl[i]
-            att = a_att * yl + b_att * v
-            rel = a_rel * yl + b_rel * v
-            yl = att if v > yl else rel  # selects, not branches: no mispredictions
-            yl = 0.0 if yl < GR_SNAP_DB else yl
-            ylc[i] = yl
-        # ---- gain, applied to every channel
-        gc = g[:m]
-        _gains(ylc, makeup, makeup_lin, gc, bits[:m])
-        for c in range(n_ch):
-            xc = x[c, start : start + m]
-            yc = y[c, start : start + m]
-            for i in range(m):
-                yc[i] = xc[i] * gc[i]
-    out_state = np.empty(1)
-    out_state[0] = yl
+        yl = _smooth_into(xl[:m], yl, a_att, b_att, a_rel, b_rel, ylc)
+        # ---- gain (vectorised), applied to every channel
+        _gains_into(ylc, makeup, makeup_lin, g[:m], bits[:m])
+        _scale_into(x, g[:m], start, y)
+    out_state = np.empty(COMP_N_STATE)
+    out_state[COMP_GR_DB] = yl
     return y, trace, out_state
 
 
 # -------------------------------------------------------------------------- limiter
-# fstate (float64): reduction after release, box-1 sum, box-2 sum
-F_RED, F_SUM1, F_SUM2 = range(3)
-# istate (int64): samples seen, deque head, deque count, box-1 pos, box-1 nonzeros,
-# box-2 pos, box-2 nonzeros
-I_N, I_HEAD, I_COUNT, I_POS1, I_NZ1, I_POS2, I_NZ2 = range(7)
+#: ``params`` of :func:`limiter`: ceiling (linear, margin included), release
+#: coefficient, gain bound (sup over fractional delays of the interpolator's
+#: ``sum |taps|``), input gain (linear).
+LIM_CEILING, LIM_RELEASE, LIM_GAIN_BOUND, LIM_INPUT_GAIN = range(4)
+LIM_N_PARAMS = 4
+#: ``fstate`` (float64): reduction after release, box-1 sum, box-2 sum.
+LIM_F_RED, LIM_F_SUM1, LIM_F_SUM2 = range(3)
+LIM_N_FSTATE = 3
+#: ``istate`` (int64): samples seen, head and length of the sliding-minimum deque,
+#: box-1 position and nonzero count, box-2 position and nonzero count.
+LIM_I_SAMPLES, LIM_I_HEAD, LIM_I_QLEN, LIM_I_POS1, LIM_I_NZ1, LIM_I_POS2, LIM_I_NZ2 = range(7)
+LIM_N_ISTATE = 7
 
 
 @jit
@@ -249,20 +298,40 @@ def limiter_sizes(lookahead, taps, hold):
     return delay, window, box1, box2
 
 
+def limiter_state(channels, delay, window, box1, box2):
+    """The state of :func:`limiter` at the start of a stream, for ``channels`` and the
+    sizes of :func:`limiter_sizes`: ``(fstate, istate, delay_buf, dq_val, dq_idx, box1,
+    box2)``, the order :func:`limiter` takes and returns them (silence, nothing held)."""
+    return (
+        np.zeros(LIM_N_FSTATE),
+        np.zeros(LIM_N_ISTATE, dtype=np.int64),
+        np.zeros((channels, delay)),
+        np.ones(window),
+        np.zeros(window, dtype=np.int64),
+        np.zeros(box1),
+        np.zeros(box2),
+    )
+
+
 #: Windows per detector chunk.
 LIM_CHUNK = 256
 
 
-@jit(fastmath={"contract"})
-def _phases(buf, bank, start, stop, out):
+@jit(fast="fma")
+def _phases_into(buf, bank, start, stop, out):
     """Phases 1..3 of the interpolator for windows ``start .. stop - 1`` of every channel.
 
     ``out[c, p - 1, i - start] = sum_k bank[p, k] * buf[c, i + k]``. The inner loop runs
     over positions (contiguous, so LLVM vectorises it; 4x faster than a dot product per
     position) and adds eight taps per pass, ``(((acc + h0 x0) + h1 x1) + ...)``, so the
     accumulator is stored once per eight FMAs instead of once per FMA (1.6x faster)
-    while each value is still summed in tap order whatever the chunking. ``contract``
-    (FMA) keeps NaN/Inf semantics.
+    while each value is still summed in tap order whatever the chunking. ``fast="fma"``
+    (``contract``) keeps NaN/Inf semantics.
+
+    Writes
+    ------
+    out : float64 [shape=(channels, 3, >= stop - start)] the first ``stop - start``
+        values of each channel and phase
     """
     m = stop - start
     n_taps = bank.shape[1]
@@ -290,7 +359,7 @@ def _phases(buf, bank, start, stop, out):
                 k += 1
 
 
-@jit(error_model="numpy", inline="always")
+@jit(ieee_division=True, inline=True)
 def _vertex(a, b, c):
     """Peak of the parabola through ``(-1, a), (0, b), (1, c)`` around ``b``'s sign.
 
@@ -310,12 +379,17 @@ def _vertex(a, b, c):
     return vert if use else b
 
 
-@jit(error_model="numpy")
-def _window_peaks(buf, ph, lo0, half, out):
-    """``out[j]``: the detector's peak of window ``j`` over channels (the 4x values of
-    ``ph`` and the samples either side, refined by :func:`_vertex` around the largest),
-    for the windows whose first sample is ``buf[:, lo0 + j]``. All three parabolas are
-    computed and one selected: branch-free, the loop over windows vectorises."""
+@jit(ieee_division=True)
+def _window_peaks_into(buf, ph, lo0, half, out):
+    """The detector's peak of each window over channels: the 4x values of ``ph`` and
+    the samples either side, refined by :func:`_vertex` around the largest, for the
+    windows whose first sample is ``buf[:, lo0 + j]``. All three parabolas are computed
+    and one selected: branch-free, the loop over windows vectorises.
+
+    Writes
+    ------
+    out : float64 [shape=(m,)] the peak of window ``j``, for ``j < m``
+    """
     m = out.shape[0]
     out[:] = 0.0
     for c in range(buf.shape[0]):
@@ -342,23 +416,219 @@ def _window_peaks(buf, ph, lo0, half, out):
             out[j] = e if e > out[j] else out[j]
 
 
+@jit(inline=True)
+def _delay_line(x, delay_buf, input_gain):
+    """``[delay_buf | x * input_gain]`` [shape=(channels, D + n)]: the last ``D`` inputs
+    and this block, what every step of :func:`limiter` reads (window ``j`` of the block
+    ends at column ``D + j``, and output ``j`` is column ``j``)."""
+    n_ch, n = x.shape
+    delay = delay_buf.shape[1]
+    buf = np.empty((n_ch, delay + n))
+    buf[:, :delay] = delay_buf
+    for c in range(n_ch):
+        dst = buf[c, delay:]
+        src = x[c]
+        for i in range(n):
+            dst[i] = src[i] * input_gain  # x * 1.0 is x, bit for bit
+    return buf
+
+
+@jit(inline=True)
+def _windows_to_detect(buf, n, n_taps, m_skip):
+    """``need[j]`` [shape=(n,), bool]: some sample of window ``j`` is loud enough
+    (``|x| > m_skip``) that its interpolation could exceed the ceiling. Decided per
+    window, so the result does not depend on block boundaries."""
+    n_ch, total = buf.shape
+    delay = total - n
+    need = np.zeros(n, dtype=np.bool_)
+    last_loud = -1
+    for k in range(total):
+        loud = False
+        for c in range(n_ch):
+            loud |= abs(buf[c, k]) > m_skip
+        last_loud = k if loud else last_loud
+        i = k - delay
+        if i >= 0:
+            need[i] = last_loud >= k - n_taps + 1
+    return need
+
+
+@jit(inline=True)
+def _required_gains_into(buf, bank, need, c0, base, ceiling, ph, pk_buf, gr):
+    """Detector over the windows ``c0 .. c0 + m - 1`` of one chunk: exact 4x values
+    (chunked FIR) only over the runs of windows that ``need`` them. Returns whether
+    any window needed them.
+
+    Writes
+    ------
+    gr : float64 [shape=(m,)] required gain ``min(1, ceiling / peak)`` of each window
+    ph, pk_buf : scratch of :func:`_phases_into` and :func:`_window_peaks_into`
+    """
+    m = gr.shape[0]
+    half = bank.shape[1] // 2
+    gr[:] = 1.0
+    first = c0
+    detected = False
+    while first < c0 + m:
+        if not need[first]:
+            first += 1
+            continue
+        detected = True
+        stop = first + 1  # a run of windows that need exact values
+        while stop < c0 + m and need[stop]:
+            stop += 1
+        _phases_into(buf, bank, base + first, base + stop, ph)
+        pks = pk_buf[: stop - first]
+        _window_peaks_into(buf, ph, base + first, half, pks)
+        for j in range(stop - first):
+            if pks[j] > ceiling:
+                gr[first + j - c0] = ceiling / pks[j]
+        first = stop
+    return detected
+
+
+@jit(inline=True)
+def _release(red, target, a_rel):
+    """Reduction ``1 - gain`` after one sample: instant attack up to ``target``, an
+    exponential release (coefficient ``a_rel``) down towards it, snapped to it within
+    1e-15."""
+    if target >= red:
+        return target
+    red = target + a_rel * (red - target)
+    if red - target < 1e-15:
+        red = target
+    return red
+
+
+@jit(inline=True)
+def _box_step(old, value, pos, length, nz, total):
+    """One sample of a moving sum over the last ``length`` values kept in a ring: the
+    caller reads ``old`` at ``pos`` and stores ``value`` there. ``nz`` counts the
+    nonzero values in the ring, so the sum is exactly 0 when all of them are (no
+    rounding residue once nothing is limited). Returns the next ``(pos, nz, total)``."""
+    nz += int(value != 0.0) - int(old != 0.0)
+    total += value - old
+    pos += 1
+    if pos == length:
+        pos = 0
+    if nz == 0:
+        total = 0.0
+    return pos, nz, total
+
+
+@jit(inline=True)
+def _gain_path_into(gr, a_rel, fs, st, dv, di, b1, b2, gains):
+    """Gains of one chunk from its required gains ``gr``: the sliding minimum over
+    ``window = dv.shape[0]`` samples (a monotonic deque in the rings ``dv``, ``di``),
+    :func:`_release`, and two box filters (rings ``b1``, ``b2``) of :func:`_box_step`.
+
+    Array arguments are aliased once per chunk here, not once per sample: a helper
+    taking arrays, inlined into the per-sample loop, costs Numba a reference count
+    update per sample (the limiter ran 20 % slower).
+
+    Writes
+    ------
+    gains : float64 [shape=(m,)] the gain of each sample, <= 1
+    fs, st : float64, int64 the scalar state (``LIM_F_*``, ``LIM_I_*``), advanced by m
+    dv, di, b1, b2 : the rings of the deque and the box filters
+    """
+    window = dv.shape[0]
+    len1 = b1.shape[0]
+    len2 = b2.shape[0]
+    inv1 = 1.0 / len1
+    inv2 = 1.0 / len2
+    red, sum1, sum2 = fs[LIM_F_RED], fs[LIM_F_SUM1], fs[LIM_F_SUM2]
+    count, head, qn = st[LIM_I_SAMPLES], st[LIM_I_HEAD], st[LIM_I_QLEN]
+    p1, nz1, p2, nz2 = st[LIM_I_POS1], st[LIM_I_NZ1], st[LIM_I_POS2], st[LIM_I_NZ2]
+    for t in range(gr.shape[0]):
+        g = gr[t]
+        # ---- sliding minimum over `window` samples (monotonic deque in a ring)
+        # Only gains below 1 enter the deque (an empty deque means 1): the minimum is
+        # the same element, and on the usual unlimited samples this is one compare.
+        # (ring indices wrap by a compare, not %: integer division is slow per sample)
+        if g < 1.0:
+            while qn > 0:
+                last = head + qn - 1
+                if last >= window:
+                    last -= window
+                if dv[last] < g:
+                    break
+                qn -= 1
+            slot = head + qn
+            if slot >= window:
+                slot -= window
+            dv[slot] = g
+            di[slot] = count
+            qn += 1
+        if qn > 0 and di[head] <= count - window:
+            head += 1
+            if head == window:
+                head = 0
+            qn -= 1
+        target = 1.0 - dv[head] if qn > 0 else 0.0
+        # ---- instant attack, exponential release towards the held minimum
+        red = _release(red, target, a_rel)
+        # ---- two box filters over the reduction: exact zero when nothing is limited
+        old, b1[p1] = b1[p1], red
+        p1, nz1, sum1 = _box_step(old, red, p1, len1, nz1, sum1)
+        s1 = sum1 * inv1
+        old, b2[p2] = b2[p2], s1
+        p2, nz2, sum2 = _box_step(old, s1, p2, len2, nz2, sum2)
+        gain = 1.0 - sum2 * inv2
+        gains[t] = 1.0 if gain > 1.0 else gain
+        count += 1
+    fs[LIM_F_RED], fs[LIM_F_SUM1], fs[LIM_F_SUM2] = red, sum1, sum2
+    st[LIM_I_SAMPLES], st[LIM_I_HEAD], st[LIM_I_QLEN] = count, head, qn
+    st[LIM_I_POS1], st[LIM_I_NZ1], st[LIM_I_POS2], st[LIM_I_NZ2] = p1, nz1, p2, nz2
+
+
+@jit(inline=True)
+def _idle(fs, st):
+    """Nothing is held, releasing or in the box filters: a chunk with nothing to limit
+    would get gain 1.0 for each sample and only move the ring positions."""
+    return (
+        fs[LIM_F_RED] == 0.0 and st[LIM_I_QLEN] == 0 and st[LIM_I_NZ1] == 0 and st[LIM_I_NZ2] == 0
+    )
+
+
+@jit(inline=True)
+def _apply_into(buf, gains, c0, y, min_gain):
+    """Gains onto the delayed audio; returns ``min(min_gain, gains)`` (NaN never wins).
+
+    Writes
+    ------
+    y : float64 [shape=(channels, n)] ``y[c, c0 + t] = buf[c, c0 + t] * gains[t]``
+    """
+    m = gains.shape[0]
+    for t in range(m):
+        min_gain = gains[t] if gains[t] < min_gain else min_gain
+    for c in range(buf.shape[0]):
+        src = buf[c, c0 : c0 + m]
+        dst = y[c, c0 : c0 + m]
+        for t in range(m):
+            dst[t] = src[t] * gains[t]
+    return min_gain
+
+
 @jit
 def limiter(x, bank, params, fstate, istate, delay_buf, dq_val, dq_idx, box1, box2):
     """Lookahead brickwall limiter holding a true-peak ceiling.
 
-    Detector: window ``j`` = the ``T`` input samples ending at input ``j`` (``T`` taps
-    per phase of ``bank``, :func:`kernels.truepeak.polyphase_bank`). Its 4x polyphase
-    values between inputs ``j - T/2`` and ``j - T/2 + 1`` (phase 0 is the sample
-    itself), refined by a parabola through the largest and its neighbours, give ``pk[j]``,
-    the largest inter-sample value over channels; required gain
-    ``r[j] = min(1, ceiling / pk[j])``. Exact values are only computed where the bound
-    ``gain_bound * max|window|`` exceeds the ceiling (a per-sample rule, so the result
-    does not depend on block boundaries).
+    Detector (:func:`_required_gains_into`): window ``j`` = the ``T`` input samples
+    ending at input ``j`` (``T`` taps per phase of ``bank``,
+    :func:`kernels.truepeak.polyphase_bank`). Its 4x polyphase values between inputs
+    ``j - T/2`` and ``j - T/2 + 1`` (phase 0 is the sample itself), refined by a
+    parabola through the largest and its neighbours, give ``pk[j]``, the largest
+    inter-sample value over channels; required gain ``r[j] = min(1, ceiling / pk[j])``.
+    Exact values are only computed where the bound ``gain_bound * max|window|`` exceeds
+    the ceiling (:func:`_windows_to_detect`: a per-sample rule, so the result does not
+    depend on block boundaries).
 
-    Gain path: ``h`` = sliding minimum of ``r`` over ``window`` samples (monotonic
-    deque); reduction ``d = 1 - gain`` attacks instantly to ``1 - h`` and releases
-    exponentially towards it (the minimum window doubles as the hold); two box filters
-    of combined support ``L`` (the lookahead) turn the steps into an S-shaped ramp.
+    Gain path (:func:`_gain_path_into`): ``h`` = sliding minimum of ``r`` over
+    ``window`` samples (monotonic deque); reduction ``d = 1 - gain`` attacks instantly
+    to ``1 - h`` and releases exponentially towards it (the minimum window doubles as
+    the hold); two box filters of combined support ``L`` (the lookahead) turn the steps
+    into an S-shaped ramp. A chunk with nothing to limit, held or releasing skips it.
 
     Guarantee: the output at time ``n`` is input ``n - D``, ``D = L + T - 2``, times
     ``s[n]``, a weighted mean of released values at times ``n - L + 1 .. n``; each is at
@@ -374,14 +644,19 @@ def limiter(x, bank, params, fstate, istate, delay_buf, dq_val, dq_idx, box1, bo
     ----------
     x : float64 [shape=(channels, n)]
     bank : float64 [shape=(4, taps)] true-peak interpolator (phase 0 = the sample)
-    params : float64 [shape=(4,)] ceiling (linear, margin included), release_coef,
-        gain_bound (sup over fractional delays of the interpolator's sum |taps|),
-        input_gain (linear, applied to ``x`` on its way into the delay line: the
-        chain's gain stage without a pass of its own)
-    fstate : float64 [shape=(3,)], istate : int64 [shape=(7,)] scalar state
+    params : float64 [shape=(LIM_N_PARAMS,)] indexed by ``LIM_CEILING`` (linear, margin
+        included), ``LIM_RELEASE`` (coefficient), ``LIM_GAIN_BOUND`` (sup over fractional
+        delays of the interpolator's sum |taps|), ``LIM_INPUT_GAIN`` (linear, applied to
+        ``x`` on its way into the delay line: the chain's gain stage without a pass of
+        its own)
+    fstate : float64 [shape=(LIM_N_FSTATE,)], istate : int64 [shape=(LIM_N_ISTATE,)]
+        scalar state, indexed by ``LIM_F_*`` and ``LIM_I_*``
     delay_buf : float64 [shape=(channels, D)] last ``D`` input samples
     dq_val, dq_idx : float64, int64 [shape=(window,)] sliding-minimum deque (ring)
     box1, box2 : float64 rings of the two box filters (reduction values)
+
+    The state at the start of a stream is :func:`limiter_state`; its sizes are
+    :func:`limiter_sizes`.
 
     Returns
     -------
@@ -391,178 +666,35 @@ def limiter(x, bank, params, fstate, istate, delay_buf, dq_val, dq_idx, box1, bo
     """
     n_ch, n = x.shape
     n_taps = bank.shape[1]
-    half = n_taps // 2
-    ceiling = params[0]
-    a_rel = params[1]
-    gain_bound = params[2]
-    input_gain = params[3]
-    m_skip = ceiling / gain_bound  # window max below this: no true peak above ceiling
-    window = dq_val.shape[0]
-    delay = delay_buf.shape[1]
-    len1 = box1.shape[0]
-    len2 = box2.shape[0]
+    ceiling = params[LIM_CEILING]
+    m_skip = ceiling / params[LIM_GAIN_BOUND]  # window max below this: no peak above
+    # state in: private copies, returned as the new state
+    fs, st = fstate.copy(), istate.copy()
+    dv, di, b1, b2 = dq_val.copy(), dq_idx.copy(), box1.copy(), box2.copy()
 
-    fs = fstate.copy()
-    st = istate.copy()
-    dv = dq_val.copy()
-    di = dq_idx.copy()
-    b1 = box1.copy()
-    b2 = box2.copy()
-
-    # buf = [last D inputs | this block]; detector window j ends at buf[delay + i].
-    total = delay + n
-    buf = np.empty((n_ch, total))
-    buf[:, :delay] = delay_buf
-    for c in range(n_ch):
-        dst = buf[c, delay:]
-        src = x[c]
-        for i in range(n):
-            dst[i] = src[i] * input_gain  # x * 1.0 is x, bit for bit
-    # need[i]: some sample of window i is loud enough that its interpolation could
-    # exceed the ceiling (bound * |x| > ceiling). Decided per window, so the result does
-    # not depend on block boundaries.
-    need = np.zeros(n, dtype=np.bool_)
-    last_loud = -1
-    for k in range(total):
-        loud = False
-        for c in range(n_ch):
-            loud |= abs(buf[c, k]) > m_skip
-        last_loud = k if loud else last_loud
-        i = k - delay
-        if i >= 0:
-            need[i] = last_loud >= k - n_taps + 1
-
-    red = fs[F_RED]
-    sum1 = fs[F_SUM1]
-    sum2 = fs[F_SUM2]
-    count = st[I_N]
-    head = st[I_HEAD]
-    qn = st[I_COUNT]
-    p1 = st[I_POS1]
-    nz1 = st[I_NZ1]
-    p2 = st[I_POS2]
-    nz2 = st[I_NZ2]
-    inv1 = 1.0 / len1
-    inv2 = 1.0 / len2
+    buf = _delay_line(x, delay_buf, params[LIM_INPUT_GAIN])
+    need = _windows_to_detect(buf, n, n_taps, m_skip)
+    base = delay_buf.shape[1] - n_taps + 1  # buf column of the first sample of window 0
     y = np.empty_like(x)
     min_gain = 1.0
     ph = np.empty((n_ch, 3, LIM_CHUNK))
     g_buf = np.empty(LIM_CHUNK)
     pk_buf = np.empty(LIM_CHUNK)
     gain_buf = np.empty(LIM_CHUNK)
-    base = delay - n_taps + 1  # buf index of the first sample of window 0
-
     for c0 in range(0, n, LIM_CHUNK):
         m = min(LIM_CHUNK, n - c0)
-        # ---- detector: exact 4x values (chunked FIR) only over the windows that need it
         gr = g_buf[:m]
-        gr[:] = 1.0
-        first = c0
-        detected = False
-        while first < c0 + m:
-            if not need[first]:
-                first += 1
-                continue
-            detected = True
-            stop = first + 1  # a run of windows that need exact values
-            while stop < c0 + m and need[stop]:
-                stop += 1
-            _phases(buf, bank, base + first, base + stop, ph)
-            pks = pk_buf[: stop - first]
-            _window_peaks(buf, ph, base + first, half, pks)
-            for j in range(stop - first):
-                if pks[j] > ceiling:
-                    gr[first + j - c0] = ceiling / pks[j]
-            first = stop
-
-        if not detected and red == 0.0 and qn == 0 and nz1 == 0 and nz2 == 0:
-            # ---- idle: nothing to limit and nothing held or releasing. The loop below
-            # would give gain 1.0 for each sample and only move the ring positions.
-            p1 = (p1 + m) % len1
-            p2 = (p2 + m) % len2
-            count += m
+        detected = _required_gains_into(buf, bank, need, c0, base, ceiling, ph, pk_buf, gr)
+        if not detected and _idle(fs, st):
+            # the gain path would give gain 1.0 for each sample and move the rings on
+            st[LIM_I_POS1] = (st[LIM_I_POS1] + m) % b1.shape[0]
+            st[LIM_I_POS2] = (st[LIM_I_POS2] + m) % b2.shape[0]
+            st[LIM_I_SAMPLES] += m
             for c in range(n_ch):
                 y[c, c0 : c0 + m] = buf[c, c0 : c0 + m]
             continue
-
         gains = gain_buf[:m]
-        for t in range(m):
-            g = gr[t]
-            # ---- sliding minimum over `window` samples (monotonic deque in a ring)
-            # Only gains below 1 enter the deque (an empty deque means 1): the minimum is
-            # the same element, and on the usual unlimited samples this is one compare.
-            # (ring indices wrap by a compare, not %: integer division is slow per sample)
-            if g < 1.0:
-                while qn > 0:
-                    last = head + qn - 1
-                    if last >= window:
-                        last -= window
-                    if dv[last] < g:
-                        break
-                    qn -= 1
-                slot = head + qn
-                if slot >= window:
-                    slot -= window
-                dv[slot] = g
-                di[slot] = count
-                qn += 1
-            if qn > 0 and di[head] <= count - window:
-                head += 1
-                if head == window:
-                    head = 0
-                qn -= 1
-            target = 1.0 - dv[head] if qn > 0 else 0.0
-
-            # ---- instant attack, exponential release towards the held minimum
-            if target >= red:
-                red = target
-            else:
-                red = target + a_rel * (red - target)
-                if red - target < 1e-15:
-                    red = target
-
-            # ---- two box filters over the reduction: exact zero when nothing is limited
-            old = b1[p1]
-            nz1 += int(red != 0.0) - int(old != 0.0)
-            sum1 += red - old
-            b1[p1] = red
-            p1 += 1
-            if p1 == len1:
-                p1 = 0
-            if nz1 == 0:
-                sum1 = 0.0
-            s1 = sum1 * inv1
-            old = b2[p2]
-            nz2 += int(s1 != 0.0) - int(old != 0.0)
-            sum2 += s1 - old
-            b2[p2] = s1
-            p2 += 1
-            if p2 == len2:
-                p2 = 0
-            if nz2 == 0:
-                sum2 = 0.0
-            gain = 1.0 - sum2 * inv2
-            gains[t] = 1.0 if gain > 1.0 else gain
-            count += 1
-
-        # ---- apply to the delayed audio
-        for t in range(m):
-            min_gain = gains[t] if gains[t] < min_gain else min_gain
-        for c in range(n_ch):
-            src = buf[c, c0 : c0 + m]
-            dst = y[c, c0 : c0 + m]
-            for t in range(m):
-                dst[t] = src[t] * gains[t]
-
-    fs[F_RED] = red
-    fs[F_SUM1] = sum1
-    fs[F_SUM2] = sum2
-    st[I_N] = count
-    st[I_HEAD] = head
-    st[I_COUNT] = qn
-    st[I_POS1] = p1
-    st[I_NZ1] = nz1
-    st[I_POS2] = p2
-    st[I_NZ2] = nz2
+        _gain_path_into(gr, params[LIM_RELEASE], fs, st, dv, di, b1, b2, gains)
+        min_gain = _apply_into(buf, gains, c0, y, min_gain)
     new_delay = np.ascontiguousarray(buf[:, n:])
     return y, min_gain, fs, st, new_delay, dv, di, b1, b2

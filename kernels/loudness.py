@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from ._jit import jit
-from .biquad import cascade_pair
+from .biquad import cascade_coefs, cascade_pair_into, pair_state, store_pair_state_into
 
 # BS.1770-4 constants.
 LUFS_OFFSET = -0.691  # eq. 2: L = -0.691 + 10 log10(sum G_i z_i)
@@ -72,9 +72,10 @@ def kweighted_subblock_power(x, sos, zi, acc, count, subblock_len):
     """K-weight ``x`` and reduce it to mean-square power per complete sub-block.
 
     The two filter stages run as one cascade with channel pairs as vector lanes
-    (:mod:`kernels.biquad`). Each sub-block's sum of squares is kept as ``LANES``
-    partial sums, sample ``m`` of the sub-block going to sum ``m % LANES`` in arrival
-    order, so the sums vectorise and a stream cut anywhere gives the same bits.
+    (:data:`kernels.biquad.cascade_pair_into`). Each sub-block's sum of squares is kept
+    as ``LANES`` partial sums, sample ``m`` of the sub-block going to sum ``m % LANES``
+    in arrival order, so the sums vectorise and a stream cut anywhere gives the same
+    bits (:func:`_subblocks_into`).
 
     Parameters
     ----------
@@ -91,61 +92,71 @@ def kweighted_subblock_power(x, sos, zi, acc, count, subblock_len):
     zf, acc, count : the state for the next call
     """
     n_ch, n = x.shape
-    n_done = (count + n) // subblock_len
-    power = np.empty((n_ch, n_done))
+    power = np.empty((n_ch, (count + n) // subblock_len))
     zf = zi.copy()
     lanes = acc.copy()
-    inv = 1.0 / subblock_len
-    coefs = np.empty((2, 5))
-    for s in range(2):
-        coefs[s, 0] = sos[s, 0]
-        coefs[s, 1] = sos[s, 1]
-        coefs[s, 2] = sos[s, 2]
-        coefs[s, 3] = sos[s, 4]
-        coefs[s, 4] = sos[s, 5]
+    coefs = cascade_coefs(sos, 0, sos.shape[0])
     ybuf = np.empty((2, _KW_CHUNK))
-    z = np.empty((2, 2, 2))
     for c in range(0, n_ch, 2):
         c1 = c + 1 if c + 1 < n_ch else c  # an odd last channel runs in both lanes
-        for s in range(2):
-            for q in range(2):
-                z[s, q, 0] = zf[c, s, q]
-                z[s, q, 1] = zf[c1, s, q]
+        z = pair_state(zf, c, c1, 0, sos.shape[0])
         m = count
         k = 0
         for start in range(0, n, _KW_CHUNK):
             size = min(_KW_CHUNK, n - start)
             y0 = ybuf[0, :size]
             y1 = ybuf[1, :size]
-            cascade_pair(x[c, start : start + size], x[c1, start : start + size], y0, y1, coefs, z)
-            i = 0
-            while i < size:
-                seg = min(size - i, subblock_len - m)
-                _add_squares(lanes[c], y0, i, seg, m)
-                if c1 != c:
-                    _add_squares(lanes[c1], y1, i, seg, m)
-                i += seg
-                m += seg
-                if m == subblock_len:
-                    for ch in range(c, c1 + 1):
-                        total = 0.0
-                        for j in range(LANES):
-                            total += lanes[ch, j]
-                            lanes[ch, j] = 0.0
-                        power[ch, k] = total * inv
-                    k += 1
-                    m = 0
-        for s in range(2):
-            for q in range(2):
-                zf[c, s, q] = z[s, q, 0]
-                zf[c1, s, q] = z[s, q, 1]
+            cascade_pair_into(
+                x[c, start : start + size], x[c1, start : start + size], y0, y1, coefs, z
+            )
+            m, k = _subblocks_into(y0, y1, c, c1, m, k, subblock_len, lanes, power)
+        store_pair_state_into(zf, z, c, c1, 0)
     return power, zf, lanes, (count + n) % subblock_len
 
 
-@jit(inline="always")
-def _add_squares(lanes, y, i, seg, m):
-    """``lanes[(m + t) % LANES] += y[i + t] ** 2`` for t in 0..seg-1, in order: the
-    groups of eight as eight register sums (they vectorise), then the rest."""
+@jit(inline=True)
+def _subblocks_into(y0, y1, c, c1, m, k, subblock_len, lanes, power):
+    """Squares of the K-weighted samples ``y0``, ``y1`` (channels ``c``, ``c1``) into
+    the open sub-block, which holds ``m`` samples; each sub-block completed here becomes
+    ``power[:, k]``, ``k + 1``, ... Returns the new ``(m, k)``.
+
+    Writes
+    ------
+    lanes : float64 [shape=(channels, LANES)] partial sums of the open sub-block
+    power : float64 [shape=(channels, subblocks)] mean squares of the completed ones
+    """
+    inv = 1.0 / subblock_len
+    size = y0.shape[0]
+    i = 0
+    while i < size:
+        seg = min(size - i, subblock_len - m)
+        _add_squares_into(lanes[c], y0, i, seg, m)
+        if c1 != c:
+            _add_squares_into(lanes[c1], y1, i, seg, m)
+        i += seg
+        m += seg
+        if m == subblock_len:
+            for ch in range(c, c1 + 1):
+                total = 0.0
+                for j in range(LANES):
+                    total += lanes[ch, j]
+                    lanes[ch, j] = 0.0
+                power[ch, k] = total * inv
+            k += 1
+            m = 0
+    return m, k
+
+
+@jit(inline=True)
+def _add_squares_into(lanes, y, i, seg, m):
+    """The squares of ``y[i .. i + seg - 1]``, in order, into the partial sums of a
+    sub-block that holds ``m`` samples: the groups of eight as eight register sums
+    (they vectorise), then the rest.
+
+    Writes
+    ------
+    lanes : float64 [shape=(LANES,)] ``lanes[(m + t) % LANES] += y[i + t] ** 2``
+    """
     o = m % LANES
     s0 = lanes[o]
     s1 = lanes[(o + 1) % LANES]

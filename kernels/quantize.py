@@ -23,8 +23,14 @@ def quantize_into(x, scale, dither, shift, pcm, back):
     dither : float64 [shape=(n, channels)] added before rounding, or shape (0, 0)
     shift : int, left shift of the stored integer (8 puts 24-bit PCM in the top bits of
         an int32, as soundfile expects)
-    pcm : int16 or int32 [shape=(n, channels)], C-contiguous: written here
-    back : float64 [shape=(channels, n)]: ``q / scale``, what a reader decodes
+    pcm, back : the outputs, below
+
+    Writes
+    ------
+    pcm : int16 or int32 [shape=(n, channels)], C-contiguous: ``q << shift``, frame-major
+        as soundfile writes it, ``q = clip(floor(x * scale (+ dither) + 0.5),
+        -scale, scale - 1)``
+    back : float64 [shape=(channels, n)] ``q / scale``, what a reader decodes
     """
     ch, n = x.shape
     lo = -scale

@@ -2,8 +2,10 @@
 
 The interpolator is a Kaiser-windowed sinc split into ``oversample`` phases. Phase 0
 is the original sample instant; the other phases are the inter-sample values a DAC
-reconstructs. Both kernels carry the last ``taps - 1`` input samples per channel as
-state so a file processed in blocks gives the same peaks as in one piece.
+reconstructs. :func:`true_peak_block` carries the last ``taps - 1`` input samples per
+channel as state so a file processed in blocks gives the same peaks as in one piece.
+(The limiter, which needs a value per window rather than one per block, has its own
+detector in :mod:`kernels.dynamics`.)
 """
 
 from __future__ import annotations
@@ -69,9 +71,10 @@ def true_peak_block(x, bank, history, floor, sample_floor):
     Exact, but fast: a chunk of output positions is skipped when the bound
     ``gain * max|input window|`` cannot beat the running maximum (or ``floor``, the
     peak already found in earlier blocks); on music most chunks are. The bound reads
-    per-chunk maxima of |x| from one vectorised pass. Short runs of chunks that need
-    exact values are interpolated with the outputs as vector lanes, each output summing
-    its taps in order (the bits of a per-output loop).
+    per-chunk maxima of |x| from one vectorised pass (:func:`_chunk_maxima_into`).
+    Short runs of chunks that need exact values are interpolated with the outputs as
+    vector lanes, each output summing its taps in order, the bits of a per-output loop
+    (:func:`_exact_peak_into`).
 
     Parameters
     ----------
@@ -88,28 +91,16 @@ def true_peak_block(x, bank, history, floor, sample_floor):
     history : float64 [shape=(channels, taps - 1)] state for the next block
     """
     n_ch, n = x.shape
-    n_ph, n_taps = bank.shape
-    hist_len = n_taps - 1
+    hist_len = bank.shape[1] - 1
     gain = _bank_gain(bank)
     peaks = floor.copy()
     sample_peaks = sample_floor.copy()
     new_hist = np.empty_like(history)
-    n_chunks = (n + CHUNK - 1) // CHUNK
-    n_back = (hist_len + CHUNK - 1) // CHUNK  # earlier chunks a window reaches into
-    xmax = np.empty(n_chunks)
+    xmax = np.empty((n + CHUNK - 1) // CHUNK)
     win = np.empty(RUN_CHUNKS * CHUNK + hist_len)
     out = np.empty(RUN_CHUNKS * CHUNK)
     for c in range(n_ch):
-        xc = x[c]
-        for q in range(n_chunks):
-            m = 0.0
-            for t in range(q * CHUNK, min((q + 1) * CHUNK, n)):
-                a = abs(xc[t])
-                if a > m:
-                    m = a
-            xmax[q] = m
-            if m > sample_peaks[c]:
-                sample_peaks[c] = m
+        sample_peaks[c] = _chunk_maxima_into(x[c], xmax, sample_peaks[c])
         hmax = 0.0
         for t in range(hist_len):
             hmax = max(hmax, abs(history[c, t]))
@@ -117,46 +108,108 @@ def true_peak_block(x, bank, history, floor, sample_floor):
         # sample peak is already one of the values: start from it, and interpolate
         # only the other phases.
         best = max(peaks[c], sample_peaks[c])
-        j = 0
-        while j < n_chunks:
-            if _window_max(xmax, hmax, j, n_back) * gain <= best:
-                j += 1
-                continue
-            j2 = j + 1  # a short run of chunks that need exact values, so best keeps up
-            while (
-                j2 < n_chunks
-                and j2 - j < RUN_CHUNKS
-                and _window_max(xmax, hmax, j2, n_back) * gain > best
-            ):
-                j2 += 1
-            lo = j * CHUNK
-            size = min(j2 * CHUNK, n) - lo
-            # the run's inputs: history then x, as one window
-            for t in range(size + hist_len):
-                u = lo + t
-                win[t] = history[c, u] if u < hist_len else xc[u - hist_len]
-            for p in range(1, n_ph):
-                _interpolate(bank[p], win, size, out)
-                for i in range(size):
-                    a = abs(out[i])
-                    if a > best:
-                        best = a
-            j = j2
-        peaks[c] = best
-        if n >= hist_len:
-            new_hist[c] = x[c, n - hist_len :]
-        else:
-            new_hist[c, : hist_len - n] = history[c, n:]
-            new_hist[c, hist_len - n :] = x[c]
+        peaks[c] = _exact_peak_into(x[c], history[c], bank, xmax, hmax, best, gain, win, out)
+        _next_history_into(history[c], x[c], new_hist[c])
     return peaks, sample_peaks, new_hist
 
 
-@jit(inline="always")
-def _interpolate(taps, win, size, out):
-    """``out[i] = sum_k taps[k] * win[i + k]`` for ``i < size``, each output summed in
-    tap order (so the bits of a plain per-output loop), eight taps per pass over the
-    outputs: the outputs are vector lanes and ``out`` is loaded and stored once per
-    eight multiply-adds instead of once per tap."""
+@jit(inline=True)
+def _chunk_maxima_into(xc, xmax, peak):
+    """Largest |sample| of each chunk of :data:`CHUNK` samples of one channel; returns
+    ``max(peak, max|xc|)``.
+
+    Writes
+    ------
+    xmax : float64 [shape=(ceil(n / CHUNK),)] ``max |xc|`` over chunk ``q``
+    """
+    n = xc.shape[0]
+    for q in range(xmax.shape[0]):
+        m = 0.0
+        for t in range(q * CHUNK, min((q + 1) * CHUNK, n)):
+            a = abs(xc[t])
+            if a > m:
+                m = a
+        xmax[q] = m
+        if m > peak:
+            peak = m
+    return peak
+
+
+@jit(inline=True)
+def _exact_peak_into(xc, hist, bank, xmax, hmax, best, gain, win, out):
+    """Largest |interpolated value| of one channel, or ``best`` if none beats it.
+
+    Chunks whose bound ``gain * max|input window|`` (:func:`_window_max`) cannot beat
+    ``best`` are skipped; runs of up to :data:`RUN_CHUNKS` chunks that can are
+    interpolated (phases 1.. of ``bank``) over ``hist`` then ``xc`` as one window, and
+    ``best`` keeps up between runs.
+
+    Writes
+    ------
+    win, out : float64 scratch, ``RUN_CHUNKS * CHUNK (+ taps - 1)`` long
+    """
+    n = xc.shape[0]
+    n_ph = bank.shape[0]
+    hist_len = hist.shape[0]
+    n_chunks = xmax.shape[0]
+    n_back = (hist_len + CHUNK - 1) // CHUNK  # earlier chunks a window reaches into
+    j = 0
+    while j < n_chunks:
+        if _window_max(xmax, hmax, j, n_back) * gain <= best:
+            j += 1
+            continue
+        j2 = j + 1  # a short run of chunks that need exact values, so best keeps up
+        while (
+            j2 < n_chunks
+            and j2 - j < RUN_CHUNKS
+            and _window_max(xmax, hmax, j2, n_back) * gain > best
+        ):
+            j2 += 1
+        lo = j * CHUNK
+        size = min(j2 * CHUNK, n) - lo
+        # the run's inputs: history then x, as one window
+        for t in range(size + hist_len):
+            u = lo + t
+            win[t] = hist[u] if u < hist_len else xc[u - hist_len]
+        for p in range(1, n_ph):
+            _interpolate_into(bank[p], win, size, out)
+            for i in range(size):
+                a = abs(out[i])
+                if a > best:
+                    best = a
+        j = j2
+    return best
+
+
+@jit(inline=True)
+def _next_history_into(hist, xc, out):
+    """The history for the next block.
+
+    Writes
+    ------
+    out : float64 [shape=(taps - 1,)] the last ``taps - 1`` samples of ``hist``
+        followed by ``xc``
+    """
+    hist_len = hist.shape[0]
+    n = xc.shape[0]
+    if n >= hist_len:
+        out[:] = xc[n - hist_len :]
+    else:
+        out[: hist_len - n] = hist[n:]
+        out[hist_len - n :] = xc
+
+
+@jit(inline=True)
+def _interpolate_into(taps, win, size, out):
+    """One phase of the interpolator over ``size`` outputs, each summed in tap order
+    (so the bits of a plain per-output loop), eight taps per pass over the outputs: the
+    outputs are vector lanes and ``out`` is loaded and stored once per eight
+    multiply-adds instead of once per tap.
+
+    Writes
+    ------
+    out : float64 [shape=(>= size,)] ``out[i] = sum_k taps[k] * win[i + k]``, ``i < size``
+    """
     n_taps = taps.shape[0]
     for i in range(size):
         out[i] = 0.0
@@ -191,7 +244,7 @@ def _interpolate(taps, win, size, out):
         k += 1
 
 
-@jit(inline="always")
+@jit(inline=True)
 def _window_max(xmax, hmax, j, n_back):
     """Bound on |input| over output chunk ``j``'s interpolation window: its own chunk,
     the ``n_back`` before it, and the history when the window reaches into it."""
@@ -203,63 +256,3 @@ def _window_max(xmax, hmax, j, n_back):
         elif hmax > m:
             m = hmax
     return m
-
-
-@jit(fastmath={"reassoc", "contract"})
-def true_peak_envelope(x, bank, history, threshold):
-    """Per-sample true-peak envelope across channels, for a limiter's detector.
-
-    ``env[i]`` is the largest |interpolated value| over all channels and phases of
-    the interpolation window that ends at input sample ``i`` (inputs ``i - taps + 1``
-    to ``i``). Where even the bound ``gain * max|window|`` stays at or below
-    ``threshold`` the exact value is not needed and 0 is reported (the limiter only asks
-    whether the ceiling is crossed). ``reassoc``/``contract`` let LLVM vectorise the tap
-    sums; they keep NaN/Inf semantics.
-
-    Parameters
-    ----------
-    x : float64 [shape=(channels, n)]
-    bank : float64 [shape=(phases, taps)] from :func:`polyphase_bank`
-    history : float64 [shape=(channels, taps - 1)]
-    threshold : float, linear; 0 computes every value exactly
-
-    Returns
-    -------
-    env : float64 [shape=(n,)]
-    history : float64 [shape=(channels, taps - 1)]
-    """
-    n_ch, n = x.shape
-    n_ph, n_taps = bank.shape
-    hist_len = n_taps - 1
-    gain = _bank_gain(bank)
-    env = np.zeros(n)
-    new_hist = np.empty_like(history)
-    buf = np.empty(hist_len + n)
-    for c in range(n_ch):
-        buf[:hist_len] = history[c]
-        buf[hist_len:] = x[c]
-        for start in range(0, n, CHUNK):
-            stop = min(start + CHUNK, n)
-            m = 0.0
-            for j in range(start, stop + hist_len):
-                a = abs(buf[j])
-                if a > m:
-                    m = a
-            if m * gain <= threshold:
-                continue
-            for i in range(start, stop):
-                best = env[i]
-                for p in range(n_ph):
-                    acc = 0.0
-                    for k in range(n_taps):
-                        acc += bank[p, k] * buf[i + k]
-                    a = abs(acc)
-                    if a > best:
-                        best = a
-                env[i] = best
-        if n >= hist_len:
-            new_hist[c] = x[c, n - hist_len :]
-        else:
-            new_hist[c, : hist_len - n] = history[c, n:]
-            new_hist[c, hist_len - n :] = x[c]
-    return env, new_hist

@@ -18,7 +18,9 @@ from auralis_batch.kernels.biquad import (
     design_cascade,
     rbj_biquad,
     sos_filter,
+    sos_filter_into,
 )
+from auralis_batch.kernels.quantize import quantize_into
 from auralis_batch.presets import EQBand, EQSettings
 
 RATES = [22050, 44100, 48000, 96000, 192000]
@@ -145,3 +147,44 @@ def test_non_contiguous_input_and_no_sections():
     y, zf = sos_filter(x, np.zeros((0, 6)), np.zeros((2, 0, 2)))
     assert_array_equal(y, x)
     assert zf.shape == (2, 0, 2)
+
+
+# ------------------------------------------------- kernel conventions (kernels/__init__)
+def _unchanged(call, *args):
+    """Call ``call(*args)``; assert no argument changed; return the result."""
+    before = [np.copy(a) for a in args]
+    out = call(*args)
+    for got, expected in zip(args, before, strict=True):
+        assert_array_equal(got, expected)
+    return out
+
+
+def test_biquad_kernels_leave_their_arguments_alone():
+    rng = np.random.default_rng(11)
+    kinds = np.array([HIGH_PASS, PEAKING, HIGH_SHELF])
+    f, g, q = np.array([30.0, 1000.0, 8000.0]), np.array([0.0, 3.0, -2.0]), np.full(3, 0.7)
+    sos = _unchanged(design_cascade, kinds, f, g, q, 44100.0)
+    x = rng.standard_normal((3, 2000))
+    zi = rng.standard_normal((3, 3, 2))
+    y, zf = _unchanged(sos_filter, x, sos, zi)
+    assert zf is not zi
+    # *_into writes its out-argument y, and nothing else
+    y2 = np.empty_like(x)
+    zf2 = _unchanged(lambda *a: sos_filter_into(*a, y2), x, sos, zi)
+    assert_array_equal(y2, y)
+    assert_array_equal(zf2, zf)
+
+
+@pytest.mark.parametrize(
+    "bits, scale, shift, dtype", [(16, 32768.0, 0, np.int16), (24, 8388608.0, 8, np.int32)]
+)
+def test_quantize_into_writes_pcm_and_back_only(bits, scale, shift, dtype):
+    rng = np.random.default_rng(bits)
+    x = np.clip(rng.standard_normal((2, 1000)) * 0.5, -1.1, 1.1)
+    dither = rng.uniform(-1, 1, (1000, 2))
+    pcm = np.empty((1000, 2), dtype=dtype)
+    back = np.empty_like(x)
+    _unchanged(lambda *a: quantize_into(*a, shift, pcm, back), x, scale, dither)
+    q = np.clip(np.floor(x.T * scale + dither + 0.5), -scale, scale - 1)
+    assert_array_equal(pcm, (q.astype(np.int64) << shift).astype(dtype))
+    assert_array_equal(back, q.T / scale)

@@ -1,8 +1,10 @@
 """Compressor and true-peak limiter against independent answers.
 
 References: the Giannoulis-Massberg-Reiss static curve and one-pole exponentials
-written out here; true peak measured with ``scipy.signal.resample_poly`` (a different,
-much longer interpolation filter than the limiter's detector); THD from a windowed FFT.
+written out here, and the whole compressor sample by sample (``tests/naive.py``); true
+peak measured with ``scipy.signal.resample_poly`` (a different, much longer
+interpolation filter than the limiter's detector); THD from a windowed FFT. Last, the
+kernel conventions of ``kernels/__init__.py`` and ``kernels/_jit.py``.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy import signal
 
-from auralis_batch.dynamics import Compressor, Limiter, compress, limit
+from auralis_batch.dynamics import LIMITER_MARGIN_DB, Compressor, Limiter, compress, limit
 from auralis_batch.errors import ParameterError
+from auralis_batch.kernels import dynamics as kdyn
+
+from . import naive
 
 SR = 44100
 
@@ -140,6 +145,27 @@ def test_compressor_is_stereo_linked():
     gain = y[1, -1000:] / x[1, -1000:]
     assert_allclose(gain, np.abs(y[0, -1000:] / x[0, -1000:]), rtol=1e-12)
     assert_allclose(20 * np.log10(gain), giannoulis_out_db(0, -20, 4, 0), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(threshold_db=-20, ratio=4, knee_db=6, attack_ms=5, release_ms=100, makeup_db=3),
+        dict(threshold_db=-30, ratio=20, knee_db=0, attack_ms=0.01, release_ms=1),
+        dict(threshold_db=-12, ratio=1.5, knee_db=24, attack_ms=50, release_ms=2000),
+    ],
+)
+def test_compressor_matches_the_naive_loop(params):
+    """The kernel (chunked passes, its own log and exp) against the definition written
+    out sample by sample with libm's log10 and pow: equal to rounding."""
+    from .conftest import music_like
+
+    x = music_like(seconds=0.5, sample_rate=SR, channels=2, seed=2, level_db=-12.0)
+    x[:, 5000:5100] = 0.0  # silence inside: a level of -inf dBFS
+    y, gr = Compressor(SR, 2, **params).process(x, return_gain_reduction=True)
+    expected_y, expected_gr = naive.compressor(x, SR, **params)
+    assert_allclose(gr, expected_gr, rtol=1e-11, atol=1e-12)
+    assert_allclose(y, expected_y, rtol=1e-12, atol=0)
 
 
 @given(seed=st.integers(0, 2**32 - 1))
@@ -358,3 +384,131 @@ def test_limiter_input_gain_equals_scaling_the_input(gain_db):
     assert_array_equal(got, expected)
     with pytest.raises(ParameterError, match="gain_db must be between -120 and 120 dB"):
         lim.process(x, gain_db=math.inf)
+
+
+# ------------------------------------------------- kernel conventions (kernels/__init__)
+def test_dynamics_kernels_leave_their_arguments_alone():
+    """State in, state out: mid-stream states go in, new ones come back, and neither
+    the audio, the parameters nor the old state arrays change."""
+    rng = np.random.default_rng(2)
+    x = _signal("bursts", rng, 3000, 2) * 4.0
+    comp = Compressor(SR, 2, threshold_db=-20, ratio=4)
+    lim = Limiter(SR, 2, ceiling_dbtp=-3.0)
+    comp.process(x)
+    lim.process(x, gain_db=3.0)  # a state with something held and releasing
+    calls = [
+        (kdyn.compressor, (x, comp.params, comp._state, True)),
+        (kdyn.limiter, (x, lim._bank, lim._params, *lim._state)),
+    ]
+    for kernel, args in calls:
+        before = [np.copy(a) for a in args]
+        out = kernel(*args)
+        for got, expected in zip(args, before, strict=True):
+            assert_array_equal(got, expected)
+        assert not any(o is a for o in out for a in args)
+
+
+def test_wrappers_fill_the_kernels_layouts_by_name():
+    comp = Compressor(
+        SR, 2, threshold_db=-20, ratio=4, knee_db=3, attack_ms=5, release_ms=50, makeup_db=2
+    )
+    assert comp.params.shape == (kdyn.COMP_N_PARAMS,)
+    assert comp.params[kdyn.COMP_THRESHOLD] == -20.0
+    assert comp.params[kdyn.COMP_RATIO] == 4.0
+    assert comp.params[kdyn.COMP_KNEE] == 3.0
+    assert comp.params[kdyn.COMP_ATTACK] == math.exp(-1 / (5e-3 * SR))
+    assert comp.params[kdyn.COMP_RELEASE] == math.exp(-1 / (50e-3 * SR))
+    assert comp.params[kdyn.COMP_MAKEUP] == 2.0
+    lim = Limiter(SR, 3, ceiling_dbtp=-3.0, release_ms=50.0)
+    assert lim._params.shape == (kdyn.LIM_N_PARAMS,)
+    assert lim._params[kdyn.LIM_CEILING] == 10 ** ((-3.0 - LIMITER_MARGIN_DB) / 20)
+    assert lim._params[kdyn.LIM_RELEASE] == math.exp(-1 / (50e-3 * SR))
+    assert lim._params[kdyn.LIM_GAIN_BOUND] > 1.0
+    assert lim._params[kdyn.LIM_INPUT_GAIN] == 1.0
+    fstate, istate, delay_buf, dq_val, dq_idx, box1, box2 = lim._state
+    delay, window, len1, len2 = lim._sizes
+    assert fstate.shape == (kdyn.LIM_N_FSTATE,) and istate.shape == (kdyn.LIM_N_ISTATE,)
+    assert istate.dtype == np.int64 and dq_idx.dtype == np.int64
+    assert delay_buf.shape == (3, delay) and lim.latency_samples == delay
+    assert dq_val.shape == dq_idx.shape == (window,)
+    assert box1.shape == (len1,) and box2.shape == (len2,)
+    assert len1 + len2 - 1 == round(5e-3 * SR)  # the boxes' combined support: the lookahead
+
+
+KERNEL_MODULES = ["biquad", "dynamics", "loudness", "quantize", "truepeak"]
+
+
+@pytest.mark.parametrize("name", KERNEL_MODULES)
+def test_functions_that_write_their_arguments_say_so(name):
+    """kernels/__init__.py: a function that writes an argument is named ``*_into`` and
+    its docstring has a ``Writes`` section. (That the others write nothing is checked
+    by calling them: the ``leave_their_arguments_alone`` tests.)"""
+    import importlib
+    import re
+
+    module = importlib.import_module(f"auralis_batch.kernels.{name}")
+    into = [k for k, v in vars(module).items() if k.endswith("_into") and callable(v)]
+    assert into
+    for k in into:
+        doc = getattr(module, k).__doc__ or ""
+        assert re.search(r"\n\s*Writes\n\s*-+\n", doc), f"{name}.{k}: no Writes section"
+
+
+def test_compile_options_are_the_named_ones_of_jit():
+    from auralis_batch.kernels._jit import BASE_OPTIONS, jit_options
+
+    assert jit_options() == BASE_OPTIONS
+    assert BASE_OPTIONS["fastmath"] is False and "error_model" not in BASE_OPTIONS
+    assert jit_options(fast="fma")["fastmath"] == {"contract"}
+    assert jit_options(fast="sums")["fastmath"] == {"reassoc", "contract"}
+    assert jit_options(fastmath={"contract", "reassoc"}) == jit_options(fast="sums")
+    assert jit_options(ieee_division=True, inline=True) == {
+        **BASE_OPTIONS,
+        "error_model": "numpy",
+        "inline": "always",
+    }
+    for bad in [
+        dict(fast="fast"),
+        dict(fastmath={"nnan", "contract"}),
+        dict(fastmath=True),
+        dict(fast="fma", fastmath={"contract"}),
+        dict(inline="sometimes"),
+    ]:
+        with pytest.raises(ValueError):
+            jit_options(**bad)
+    with pytest.raises(TypeError):
+        jit_options(error_model="numpy")  # not a name of _jit: say why there
+
+
+def test_every_kernel_is_compiled_with_options_from_jit():
+    """No kernel sets its own Numba flags: each dispatcher's options are one of the
+    variations :func:`kernels._jit.jit_options` documents, cached."""
+    import importlib
+    import itertools
+
+    from numba.core.caching import FunctionCache
+    from numba.core.registry import CPUDispatcher
+
+    from auralis_batch.kernels._jit import jit_options
+
+    allowed = []
+    for fast, ieee, inline in itertools.product(
+        [None, "fma", "sums"], [False, True], [False, True]
+    ):
+        opts = jit_options(fast=fast, ieee_division=ieee, inline=inline)
+        allowed.append({k: v for k, v in opts.items() if k != "cache"})
+    names = [*KERNEL_MODULES, "spectral", "tempo"]
+    found = 0
+    for name in names:
+        module = importlib.import_module(f"auralis_batch.kernels.{name}")
+        for key, obj in vars(module).items():
+            if not isinstance(obj, CPUDispatcher) or obj.__module__ != module.__name__:
+                continue
+            found += 1
+            opts = {
+                k: v for k, v in obj.targetoptions.items() if k not in ("nopython", "boundscheck")
+            }
+            assert opts in allowed, f"{name}.{key}: {opts}"
+            assert isinstance(obj._cache, FunctionCache), f"{name}.{key} is not cached"
+    if found == 0:
+        pytest.skip("NUMBA_DISABLE_JIT: no dispatchers")

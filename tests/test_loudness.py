@@ -17,9 +17,18 @@ import pytest
 from scipy import signal
 
 from auralis_batch.errors import AudioError, ParameterError
-from auralis_batch.kernels.loudness import k_weighting_sos
+from auralis_batch.kernels.loudness import (
+    LANES,
+    block_powers,
+    gated_loudness,
+    k_weighting_sos,
+    kweighted_subblock_power,
+    loudness_range,
+)
+from auralis_batch.kernels.truepeak import polyphase_bank, true_peak_block
 from auralis_batch.meter import LoudnessMeter, default_channel_weights, measure_loudness
 
+from . import naive
 from .conftest import music_like
 
 
@@ -348,8 +357,6 @@ def test_true_peak_skip_bound_never_drops_an_ulp_across_stream_cuts():
     """A window whose rounded tap sum exceeds the exact bound ``sum|taps| * max|x|`` by
     an ulp (found by search, as a review did): the peak must be that value whether the
     stream is cut before it or not (the skip bound carries a margin)."""
-    from auralis_batch.kernels.truepeak import polyphase_bank, true_peak_block
-
     bank = polyphase_bank()
     p = int(np.argmax(np.abs(bank).sum(axis=1)))
     taps = bank[p]
@@ -398,3 +405,58 @@ def test_true_peak_skip_bound_never_drops_an_ulp_across_stream_cuts():
     expected = rounded_sum(worst)
     assert run([4096]) == expected
     assert run([160, 4096 - 160]) == expected
+
+
+# --- the kernels against plain references (tests/naive.py) --------------------------
+
+
+@pytest.mark.parametrize(("sample_rate", "channels"), [(44100, 2), (48000, 1), (96000, 3)])
+def test_subblock_powers_match_sosfilt_and_a_plain_mean(sample_rate, channels):
+    x = music_like(seconds=2.0, sample_rate=sample_rate, channels=2, seed=5)
+    x = np.ascontiguousarray(np.vstack([x, x[:1] * 0.5])[:channels])
+    sub = round(0.1 * sample_rate)
+    got, _, _, count = kweighted_subblock_power(
+        x, k_weighting_sos(sample_rate), np.zeros((channels, 2, 2)),
+        np.zeros((channels, LANES)), 0, sub,
+    )  # fmt: skip
+    np.testing.assert_allclose(got, naive.subblock_powers(x, sample_rate), rtol=1e-10)
+    assert count == x.shape[1] % sub
+
+
+@pytest.mark.parametrize("channels", [1, 2, 5])
+def test_true_peak_block_matches_every_value_by_convolution(channels):
+    # Skipping and vector lanes aside, the peak is the largest |value| of every phase.
+    rng = np.random.default_rng(channels)
+    x = rng.standard_normal((channels, 5000)) * np.linspace(0.01, 1.0, 5000)
+    x[:, 2500] *= 4.0  # a lone peak after quieter chunks that get skipped
+    bank = polyphase_bank()
+    got, sample_peaks, _ = true_peak_block(
+        x, bank, np.zeros((channels, bank.shape[1] - 1)), np.zeros(channels), np.zeros(channels)
+    )
+    np.testing.assert_allclose(got, naive.true_peak(x, bank), rtol=1e-13)
+    np.testing.assert_array_equal(sample_peaks, np.abs(x).max(axis=1))
+
+
+def test_loudness_kernels_leave_their_arguments_alone():
+    """kernels/__init__.py: state in, state out, and nothing else written."""
+    x = music_like(seconds=1.0, seed=6)
+    sos = k_weighting_sos(44100)
+    rng = np.random.default_rng(6)
+    zi, acc = rng.standard_normal((2, 2, 2)) * 1e-3, rng.uniform(0, 1e-3, (2, LANES))
+    args = (x, sos, zi, acc, 17, 4410)
+    before = [np.copy(a) for a in args]
+    p, zf, lanes, _ = kweighted_subblock_power(*args)
+    for got, expected in zip(args, before, strict=True):
+        np.testing.assert_array_equal(got, expected)
+    assert zf is not zi and lanes is not acc
+    bank = polyphase_bank()
+    args = (x, bank, rng.standard_normal((2, bank.shape[1] - 1)), np.full(2, 0.1), np.full(2, 0.1))
+    before = [np.copy(a) for a in args]
+    true_peak_block(*args)
+    for got, expected in zip(args, before, strict=True):
+        np.testing.assert_array_equal(got, expected)
+    powers = block_powers(np.ascontiguousarray(p), np.ones(2), 4, 1)
+    for fn, arg in [(gated_loudness, (powers, -10.0)), (loudness_range, (powers,))]:
+        before = np.copy(arg[0])
+        fn(*arg)
+        np.testing.assert_array_equal(arg[0], before)
