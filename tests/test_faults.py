@@ -240,8 +240,10 @@ def test_second_run_into_the_same_out_is_refused_naming_the_first(tmp_path, writ
     assert_consistent(out)
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-@pytest.mark.parametrize("jobs", ["1", "2"])
+@pytest.mark.parametrize(
+    ("sig", "code", "jobs"),
+    [(signal.SIGINT, 130, "1"), (signal.SIGTERM, 143, "2")],  # Ctrl-C in-process; kill with workers
+)
 def test_signal_stops_workers_cleans_up_and_reports(tmp_path, write_audio, sig, code, jobs):
     for i in range(4):
         write_audio(f"lib/{i:02d}.flac", music_like(seconds=2.0, seed=i))
