@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import functools
 import os
-from collections.abc import Iterable
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,10 +33,8 @@ if TYPE_CHECKING:
 __all__ = [
     "REPLAYGAIN_REFERENCE_LUFS",
     "TAG_OUTPUT_FORMATS",
-    "copy_tags",
     "is_loudness_tag",
     "loudness_tag_values",
-    "write_loudness_tags",
     "write_output_tags",
 ]
 
@@ -406,31 +403,3 @@ def loudness_tag_values(
     if album_peak_dbtp is not None:
         values["REPLAYGAIN_ALBUM_PEAK"] = f"{10 ** (album_peak_dbtp / 20):.6f}"
     return values
-
-
-# ---------------------------------------------------------------- old API, for the engine
-# until it calls write_output_tags on the temporary file: both tag a final file in place
-# (the crash window write_output_tags closes) and turn every error into a note.
-
-
-def copy_tags(src_path: str | os.PathLike, dst_path: str | os.PathLike) -> str | None:
-    """Deprecated: copy tags into a final ``.flac``/``.wav`` file in place; a note or None."""
-    return _old_api_note(dst_path, source=src_path, loudness=None)
-
-
-def write_loudness_tags(dst_path: str | os.PathLike, values: dict[str, str]) -> str | None:
-    """Deprecated: write loudness tags into a final file in place; a note or None."""
-    return _old_api_note(dst_path, source=None, loudness=values)
-
-
-def _old_api_note(dst_path, *, source, loudness) -> str | None:
-    try:
-        notes: Iterable[str] = write_output_tags(
-            dst_path,
-            fmt=Path(dst_path).suffix.lower().lstrip("."),
-            source=source,
-            loudness=loudness,
-        )
-    except (OutputError, ParameterError) as exc:
-        return f"tags not written: {exc}"
-    return "; ".join(notes) or None

@@ -18,10 +18,8 @@ import soundfile as sf
 from auralis_batch import tags
 from auralis_batch.errors import OutputError, ParameterError
 from auralis_batch.tags import (
-    copy_tags,
     is_loudness_tag,
     loudness_tag_values,
-    write_loudness_tags,
     write_output_tags,
 )
 
@@ -392,15 +390,3 @@ def test_a_write_the_kernel_refuses_is_an_output_error(tmp_path):
 )
 def test_is_loudness_tag(name, stale):
     assert is_loudness_tag(name) is stale
-
-
-def test_old_in_place_functions_still_work_until_the_engine_switches(tmp_path):
-    src = _source(tmp_path, "wav")
-    dst = tmp_path / "out.flac"
-    sf.write(dst, _audio(), SR)
-    assert copy_tags(src, dst) is None
-    assert write_loudness_tags(dst, NEW) is None
-    fields, pics, _ = _read(dst, "flac")
-    assert fields["title"] == [TEXT["title"]] and pics == [COVER]
-    assert fields["replaygain_track_gain"] == [NEW["REPLAYGAIN_TRACK_GAIN"]]
-    assert "tags not written" in write_loudness_tags(tmp_path / "gone.flac", NEW)
