@@ -37,7 +37,7 @@ from pathlib import Path
 
 from .audio import partials_of, readable_extensions
 from .engine import Watch, master_album, master_track
-from .errors import AuralisError
+from .errors import AuralisError, RunAbandonedError
 from .journal import Journal, RunLock, RunLockedError
 from .plan import STATE_DIR, Job, Plan, plan_master
 from .records import error_text, failed_record, is_disk_full, record, skipped_record, summarize
@@ -132,6 +132,38 @@ def _tune_malloc() -> None:
         pass
 
 
+_ORPHAN_GUARD = False
+_IN_TRACK = False  # a worker is inside the engine (its errors become a failed record)
+
+
+def _die_with_the_run(parent_pid: int | None) -> None:
+    """In a pool worker whose parent is the run: when the run dies (even ``kill -9``),
+    get SIGTERM (Linux ``PR_SET_PDEATHSIG``) and turn it into an error that stops the
+    track the way any failure does (its temporary removed); the worker then exits.
+    Once per process; elsewhere the per-block parent check alone stops the track."""
+    global _ORPHAN_GUARD
+    if _ORPHAN_GUARD or parent_pid is None or os.getppid() != parent_pid:
+        return
+    if threading.current_thread() is not threading.main_thread():
+        return
+    _ORPHAN_GUARD = True
+
+    def on_term(signum, frame):
+        if not _IN_TRACK:
+            os._exit(0)  # idle: nothing to clean up
+        raise RunAbandonedError("the run that started this track is gone; stopped")
+
+    signal.signal(signal.SIGTERM, on_term)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            pr_set_pdeathsig = 1  # <sys/prctl.h>
+            ctypes.CDLL(None).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+    if os.getppid() != parent_pid:  # died before the guard was up
+        os._exit(0)
+
+
 def master_unit(
     unit: Sequence[Job],
     settings: RunSettings,
@@ -146,6 +178,7 @@ def master_unit(
     the worker notes how far the unit is.
     """
     _tune_malloc()
+    _die_with_the_run(parent_pid)
     timeout = settings.timeout_per_track_s
     watch = Watch(
         deadline=None if not timeout else time.monotonic() + timeout * len(unit),
@@ -160,6 +193,8 @@ def master_unit(
         cache = _open_worker_cache(settings)
     except Exception:  # the cache is an optimisation, never a point of failure
         cache = None
+    global _IN_TRACK
+    _IN_TRACK = True
     try:
         if settings.album and len(unit) > 1:
             return master_album(unit, settings, cache=cache, watch=watch)
@@ -167,9 +202,12 @@ def master_unit(
     except Exception as exc:  # a bug must not take the batch down: fail the unit
         return [failed_record(job.input, error_text(exc), job.output) for job in unit]
     finally:
+        _IN_TRACK = False
         if cache is not None:
             with contextlib.suppress(Exception):
                 cache.flush()  # hits and misses reach `cache stats` after every unit
+        if watch.parent_pid is not None and os.getppid() != watch.parent_pid:
+            os._exit(0)  # the run is gone: nobody will read this result
 
 
 # --------------------------------------------------------------------------- planning

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -368,3 +369,136 @@ def test_version():
 
     res = cli("--version")
     assert res.returncode == 0 and res.stdout.strip() == f"auralis-batch {__version__}"
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout
+    return [int(a) for a, b in (line.split() for line in out.splitlines()) if int(b) == pid]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat", "rb") as f:  # a zombie is not alive
+        return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
+def test_kill_9_of_the_run_leaves_no_worker_writing(tmp_path, write_audio):
+    for i in range(2):
+        write_audio(f"lib/{i:02d}.flac", music_like(seconds=2.0, seed=i))
+    write_audio("lib/zz-slow.flac", music_like(seconds=30.0, seed=9))
+    out = tmp_path / "O"
+    env = {"AURALIS_BATCH_FAULT": "slow:zz-slow.flac"}
+    proc = popen("master", tmp_path / "lib", "--out", out, "-q", "-j", "2", "--no-cache", env=env)
+    wait_until_working(out)
+    time.sleep(1.0)
+    workers = _children(proc.pid)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    deadline = time.monotonic() + 20
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers), "a worker outlived its run"
+    assert not (out / "zz-slow.flac").exists()
+    assert not list(out.rglob("*.partial"))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 1 MiB tmpfs (needs root and mount; skipped where the machine forbids it)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a tmpfs needs root")
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1200k", "tmpfs", str(mount)], capture_output=True
+    )
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_real_full_disk(tmp_path, write_audio, small_disk):
+    for i in range(4):
+        write_audio(f"lib/{i:02d}.flac", music_like(seconds=3.0, seed=i))
+    src_before = tree_digest(tmp_path / "lib")
+    report = tmp_path / "r.json"
+    res = cli(
+        "master",
+        tmp_path / "lib",
+        "--out",
+        small_disk,
+        "-q",
+        "-j",
+        "2",
+        "--no-cache",
+        "--report",
+        report,
+    )
+    assert res.returncode == 1
+    assert "no space left on device" in res.stderr and "System error" not in res.stderr
+    assert "tasks have been cancelled" not in res.stderr
+    statuses = [t["status"] for t in json.loads(report.read_text())["tracks"]]
+    assert "failed" in statuses and "skipped" not in statuses
+    assert "not started" in statuses or "interrupted" in statuses
+    assert_consistent(small_disk)
+    assert tree_digest(tmp_path / "lib") == src_before
+
+
+def test_progress_in_a_terminal_shows_tracks_in_flight_and_failures_as_they_happen(
+    tmp_path, write_audio
+):
+    import pty
+    import select
+
+    write_audio("lib/zz-slow.flac", music_like(seconds=20.0, seed=9))
+    write_audio("lib/ok.flac", music_like(seconds=2.0, seed=1))
+    (tmp_path / "lib" / "bad.flac").write_bytes(b"fLaC not really")
+    master_fd, slave_fd = pty.openpty()
+    env = {**os.environ, "AURALIS_BATCH_FAULT": "slow:zz-slow.flac", "COLUMNS": "140"}
+    proc = subprocess.Popen(
+        [
+            str(EXE),
+            "master",
+            str(tmp_path / "lib"),
+            "--out",
+            str(tmp_path / "O"),
+            "-j",
+            "2",
+            "--no-cache",
+        ],
+        stdout=slave_fd,
+        stderr=slave_fd,
+        env=env,
+    )
+    os.close(slave_fd)
+    seen, failed_at, done_at = b"", None, None
+    while True:
+        ready, _, _ = select.select([master_fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master_fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+            if failed_at is None and b"failed" in seen and b"bad.flac" in seen:
+                failed_at = time.monotonic()
+        elif proc.poll() is not None:
+            break
+    done_at = time.monotonic()
+    proc.wait()
+    os.close(master_fd)
+    text = seen.decode("utf-8", "replace")
+    assert proc.returncode == 1
+    assert "zz-slow.flac" in text  # the track in flight has its own line
+    assert "mastering" in text and "3/3" in text  # every track counted, the bad one too
+    # the failure was shown while the slow track was still running, not at the end
+    assert failed_at is not None and done_at - failed_at > 1.0
