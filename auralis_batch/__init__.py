@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -43,27 +43,104 @@ def _numba_cache_dir() -> None:
 
 _numba_cache_dir()
 
-_LAZY = {
+# Public names, grouped as joblib groups its ``__all__``; each is imported from its
+# module on first use (``__getattr__``), so ``import auralis_batch`` and the CLI's
+# ``--help`` load neither NumPy nor Numba. Type checkers and IDEs read the
+# ``TYPE_CHECKING`` block below; ``dir()`` lists the names.
+_LAZY: dict[str, str] = {
+    # analysis
     "analyze": ".analysis",
     "analyze_file": ".analysis",
-    "master_array": ".pipeline",
-    "master_stream": ".pipeline",
     "measure_loudness": ".meter",
     "LoudnessMeter": ".meter",
     "Loudness": ".meter",
+    # mastering one signal
+    "master_array": ".pipeline",
+    "master_stream": ".pipeline",
+    "MasterOutcome": ".pipeline",
+    # presets and settings
     "load_preset": ".presets",
+    "list_presets": ".presets",
     "Preset": ".presets",
+    "RunSettings": ".settings",
+    # batches
     "run_master": ".batch",
-    "RunSettings": ".batch",
+    "BatchResult": ".batch",
+    # cache
     "FingerprintCache": ".cache",
+    "open_cache": ".cache",
+    # errors
     "AuralisError": ".errors",
+    "ParameterError": ".errors",
+    "PresetError": ".errors",
+    "AudioError": ".errors",
+    "DecodeError": ".errors",
+    "OutputError": ".errors",
+    "TrackTimeoutError": ".errors",
+    "UnsafeRowError": ".errors",
+    "PlanError": ".batch",
+    "RunLockedError": ".journal",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [
+    "AudioError",
+    "AuralisError",
+    "BatchResult",
+    "DecodeError",
+    "FingerprintCache",
+    "Loudness",
+    "LoudnessMeter",
+    "MasterOutcome",
+    "OutputError",
+    "ParameterError",
+    "PlanError",
+    "Preset",
+    "PresetError",
+    "RunLockedError",
+    "RunSettings",
+    "TrackTimeoutError",
+    "UnsafeRowError",
+    "__version__",
+    "analyze",
+    "analyze_file",
+    "list_presets",
+    "load_preset",
+    "master_array",
+    "master_stream",
+    "measure_loudness",
+    "open_cache",
+    "run_master",
+]
+
+if TYPE_CHECKING:  # pragma: no cover - what the lazy names are, for type checkers
+    from .analysis import analyze, analyze_file
+    from .batch import BatchResult, PlanError, run_master
+    from .cache import FingerprintCache, open_cache
+    from .errors import (
+        AudioError,
+        AuralisError,
+        DecodeError,
+        OutputError,
+        ParameterError,
+        PresetError,
+        TrackTimeoutError,
+        UnsafeRowError,
+    )
+    from .journal import RunLockedError
+    from .meter import Loudness, LoudnessMeter, measure_loudness
+    from .pipeline import MasterOutcome, master_array, master_stream
+    from .presets import Preset, list_presets, load_preset
+    from .settings import RunSettings
 
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'auralis_batch' has no attribute {name!r}")
-    return getattr(import_module(module, __name__), name)
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

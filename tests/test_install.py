@@ -49,3 +49,19 @@ def test_wheel_has_one_top_level_package():
     import auralis_batch.kernels.biquad as biquad
 
     assert biquad.__name__ == "auralis_batch.kernels.biquad"
+
+
+def test_public_api_is_visible_and_light():
+    """Every public name is in __all__ and dir(), resolves lazily, and importing the
+    package loads neither NumPy nor Numba (checked in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    assert set(auralis_batch.__all__) == {"__version__", *auralis_batch._LAZY}
+    assert dir(auralis_batch) == sorted(auralis_batch.__all__)
+    for name in auralis_batch.__all__:
+        assert getattr(auralis_batch, name) is not None
+    assert issubclass(auralis_batch.OutputError, auralis_batch.AuralisError)
+    code = "import sys, auralis_batch; print('numpy' in sys.modules, 'numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert out.split() == ["False", "False"]
