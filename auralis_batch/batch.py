@@ -34,14 +34,17 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .audio import partials_of, readable_extensions
-from .engine import Watch, master_album, master_track
 from .errors import AuralisError, RunAbandonedError
 from .journal import Journal, RunLock, RunLockedError
 from .plan import STATE_DIR, Job, Plan, plan_master
 from .records import error_text, failed_record, is_disk_full, record, skipped_record, summarize
 from .settings import RunSettings
+
+if TYPE_CHECKING:
+    from .engine import Watch
 
 __all__ = ["BatchResult", "PlanError", "RunLockedError", "RunSettings", "run_master"]
 
@@ -177,6 +180,11 @@ def master_unit(
     when that process dies (no outputs nobody would journal). ``progress_file``: where
     the worker notes how far the unit is.
     """
+    # The engine (and with it NumPy's DSP, Numba and the kernels) loads here, in the
+    # worker, when there is a track to master: a re-run with nothing left to do, and
+    # the parent of a pool, never pay for it.
+    from .engine import Watch, master_album, master_track
+
     _tune_malloc()
     _die_with_the_run(parent_pid)
     timeout = settings.timeout_per_track_s

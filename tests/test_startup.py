@@ -1,0 +1,58 @@
+"""Commands that compute nothing load neither Numba nor the kernels (issue 10)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import music_like
+
+PROBE = """
+import json, sys
+from auralis_batch.cli import main
+sys.argv = ["auralis-batch", *json.loads(sys.argv[1])]
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+heavy = sorted(m for m in sys.modules if m == "numba" or m.startswith("auralis_batch.kernels"))
+print("PROBE", json.dumps({"code": code, "heavy": heavy}))
+"""
+
+
+def run_probe(*args: str) -> dict:
+    res = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps([str(a) for a in args])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("PROBE "))
+    return json.loads(line[len("PROBE ") :])
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["--version"], ["presets", "list"], ["presets", "show", "warm"]]
+)
+def test_light_commands_do_not_load_numba(args, tmp_path):
+    got = run_probe(*args)
+    assert got["heavy"] == [], got
+
+
+def test_cache_stats_does_not_load_numba(tmp_path):
+    got = run_probe("cache", "stats", "--cache-dir", tmp_path / "cache")
+    assert got == {"code": 0, "heavy": []}
+
+
+def test_a_finished_master_rerun_does_not_load_numba(tmp_path, write_audio):
+    write_audio("lib/a.flac", music_like(seconds=2.0))
+    args = ["master", tmp_path / "lib", "--out", tmp_path / "out", "-q", "--no-cache", "-j", "1"]
+    first = run_probe(*args)
+    assert first["code"] == 0 and first["heavy"]  # the first run did compute
+    again = run_probe(*args)
+    assert again == {"code": 0, "heavy": []}
