@@ -369,3 +369,52 @@ def test_largest_tracks_are_scheduled_first(tmp_path):
         (tmp_path / name).write_bytes(b"x" * n)
         jobs.append(Job(tmp_path / name, tmp_path / "out" / name))
     assert [u[0].input.name for u in _units(jobs, album=False)] == ["b.wav", "c.wav", "a.wav"]
+
+
+@pytest.mark.parametrize("cache", ["cold", "warm", "none"])
+def test_each_track_is_decoded_exactly_once(tmp_path, write_audio, monkeypatch, cache):
+    """Frames decoded per track, counted at soundfile: one pass over each file whether
+    the analysis is fresh, cached or loudness-only (issue 10: decode once)."""
+    lengths = {"a.flac": 3 * 44100 + 17, "b.flac": 5 * 44100, "c.wav": 2 * 44100 + 1}
+    for name, n in lengths.items():
+        write_audio(f"lib/{name}", music_like(seconds=n / 44100, seed=len(name))[:, :n])
+    settings = RunSettings(use_cache=cache != "none", cache_dir=str(tmp_path / "cache"))
+    if cache == "warm":
+        run_master([tmp_path / "lib"], tmp_path / "first", settings, n_jobs=1)
+    read = {}
+    real_read = sf.SoundFile.read
+
+    def counting_read(self, frames=-1, *args, **kwargs):
+        data = real_read(self, frames, *args, **kwargs)
+        name = os.path.basename(self.name)
+        read[name] = read.get(name, 0) + len(data)
+        return data
+
+    monkeypatch.setattr(sf.SoundFile, "read", counting_read)
+    result = run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1)
+    assert result.summary["ok"] == 3
+    assert read == lengths
+    if cache == "warm":
+        assert {r["fingerprint_cached"] for r in result.records} <= {"memory", "disk"}
+
+
+def test_tracks_beyond_the_memory_budget_stream_with_the_same_output(tmp_path, write_audio):
+    write_audio("lib/a.flac", music_like(seconds=4.0, seed=3))
+    kept = run_master([tmp_path / "lib"], tmp_path / "kept", RunSettings(use_cache=False), n_jobs=1)
+    tiny = RunSettings(use_cache=False, memory_budget_bytes=1024)  # nothing fits: stream
+    streamed = run_master([tmp_path / "lib"], tmp_path / "streamed", tiny, n_jobs=1)
+    assert kept.summary["ok"] == streamed.summary["ok"] == 1
+    assert sha(tmp_path / "kept" / "a.flac") == sha(tmp_path / "streamed" / "a.flac")
+
+
+def test_memory_budget_from_the_environment(monkeypatch):
+    from auralis_batch.errors import ParameterError
+    from auralis_batch.settings import DEFAULT_MEMORY_BUDGET_BYTES, memory_budget_from_env
+
+    monkeypatch.delenv("AURALIS_MEMORY_BUDGET_MB", raising=False)
+    assert memory_budget_from_env() == DEFAULT_MEMORY_BUDGET_BYTES
+    monkeypatch.setenv("AURALIS_MEMORY_BUDGET_MB", "256")
+    assert memory_budget_from_env() == 256 * 1024 * 1024
+    monkeypatch.setenv("AURALIS_MEMORY_BUDGET_MB", "lots")
+    with pytest.raises(ParameterError, match="AURALIS_MEMORY_BUDGET_MB"):
+        memory_budget_from_env()
