@@ -129,12 +129,15 @@ def adaptive_preset(record: dict[str, Any] | None) -> Preset:
     return preset
 
 
-def reference_preset(record: dict[str, Any], reference: dict[str, Any]) -> Preset:
-    """Match ``record``'s track to the ``reference`` track's balance and loudness."""
+def reference_preset(
+    record: dict[str, Any], reference: dict[str, Any], *, strength: float = 1.0
+) -> Preset:
+    """Match ``record``'s track to the ``reference`` track's balance and loudness;
+    ``strength`` (0..1) scales the tonal correction (``--match-strength``)."""
     fp = _fingerprint(record)
     ref = _fingerprint(reference)
     gains = _share_gains(
-        fp["band_energy"], ref["band_energy"], amount=1.0, limit_db=REFERENCE_MAX_EQ_DB
+        fp["band_energy"], ref["band_energy"], amount=strength, limit_db=REFERENCE_MAX_EQ_DB
     )
     notes = [f"{n} {g:+.1f} dB toward the reference" for n, g in gains.items() if abs(g) >= 0.5]
     ref_lufs = reference.get("integrated_lufs")

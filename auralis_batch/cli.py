@@ -144,6 +144,15 @@ def master(
         Optional[Path],  # noqa: UP045
         typer.Option("--reference", help="Match the balance and loudness of this reference track."),
     ] = None,
+    match_strength: Annotated[
+        float,
+        typer.Option(
+            "--match-strength",
+            help="With --reference: how much of the reference's tone to take, 0 to 1.",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = 1.0,
     jobs: Annotated[
         Optional[int],  # noqa: UP045
         typer.Option("--jobs", "-j", help="Parallel worker processes (default: all cores).", min=1),
@@ -199,6 +208,7 @@ def _run_master(
     bit_depth,
     report,
     reference,
+    match_strength,
     jobs,
     dry_run,
     overwrite,
@@ -260,6 +270,7 @@ def _run_master(
         reference=str(reference) if reference else None,
         reference_record=ref_record,
         tempo=False if no_tempo else None,
+        match_strength=match_strength,
         memory_budget_bytes=budget,
     )
     n_jobs = jobs or _cpu_count()

@@ -70,6 +70,7 @@ class RunSettings:
     reference: str | None = None
     reference_record: dict | None = None  # the reference's analysis, computed once
     tempo: bool | None = None  # None: as the preset says
+    match_strength: float = 1.0  # 0..1: how much of the reference's tone to take
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
 
     def fingerprint(self) -> str:
@@ -121,7 +122,9 @@ def resolve_preset(settings: RunSettings, analysis: dict[str, Any] | None) -> Pr
         The named preset is missing or invalid.
     """
     if settings.reference_record is not None and analysis is not None:
-        preset = reference_preset(analysis, settings.reference_record)
+        preset = reference_preset(
+            analysis, settings.reference_record, strength=settings.match_strength
+        )
     elif settings.preset == "adaptive":
         preset = adaptive_preset(analysis)
     else:
