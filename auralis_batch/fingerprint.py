@@ -49,8 +49,15 @@ from typing import Any
 import numpy as np
 
 from .errors import AudioError
+from .kernels import tempo as _tk
 from .kernels.biquad import LOW_PASS, rbj_biquad, sos_filter
 from .kernels.spectral import (
+    COL_CENTROID,
+    COL_FLATNESS,
+    COL_FLUX,
+    COL_ROLLOFF,
+    COL_SILENT,
+    N_FEATURE_COLS,
     count_peaks,
     downmix_stats,
     frame_features,
@@ -60,14 +67,26 @@ from .kernels.spectral import (
 )
 from .kernels.tempo import autocorrelation, band_powers, detrend, tempo_from_acf
 
-FINGERPRINT_VERSION = 2  # 2: tempo bands from the full-rate spectrum
+FINGERPRINT_VERSION = 3  # 3: beat-level tempo, tempo_candidates; 2: full-rate tempo bands
 #: Spectral analysis runs at the source rate divided by the largest integer that keeps
 #: it at or above this rate (44.1 and 48 kHz are analysed as they are).
 ANALYSIS_SAMPLE_RATE = 44100
 DEFAULT_TEMPO_BPM = 120.0
 MIN_TEMPO_BPM = 40.0
 MAX_TEMPO_BPM = 240.0
-TEMPO_PRIOR_OCTAVES = 1.0
+#: The metrical reference's prior (kernels.tempo, step 2): broad, it only has to pick a
+#: level of the right metrical family.
+TEMPO_REFERENCE_BPM = 100.0
+TEMPO_REFERENCE_OCTAVES = 1.0
+#: A duple neighbour of the reference must hold half its periodicity to be the beat; a
+#: triple move needs ternary evidence above 0.1 at the slower level.
+TEMPO_MIN_DUPLE = 0.0
+TEMPO_MIN_TERNARY = 0.1
+#: Weights of the beat-level features (kernels.tempo FEAT_* order: salience, tempo,
+#: tempo squared, ternary, double, half), fitted on the tempo set by bench/tempo/fit.py.
+TEMPO_WEIGHTS = (2.618, 0.901, -2.85, 4.0, 0.418, -0.076)
+#: tempo_confidence at or above this: the estimate is usually right (README, Tempo).
+TEMPO_CONFIDENCE_THRESHOLD = 0.3
 BAND_EDGES_HZ: dict[str, tuple[float, float]] = {
     "sub_bass": (20.0, 60.0),
     "bass": (60.0, 250.0),
@@ -112,6 +131,7 @@ class Fingerprint:
     percussive_ratio: float
     tempo_bpm: float = DEFAULT_TEMPO_BPM
     tempo_confidence: float = 0.0
+    tempo_candidates: tuple[tuple[float, float], ...] = ()
     version: int = field(default=FINGERPRINT_VERSION)
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,6 +140,8 @@ class Fingerprint:
         for k, v in asdict(self).items():
             if isinstance(v, dict):
                 out[k] = {b: _clean(e) for b, e in v.items()}
+            elif k == "tempo_candidates":
+                out[k] = [{"bpm": _clean(b), "score": _clean(c)} for b, c in v]
             elif isinstance(v, float):
                 out[k] = _clean(v)
             else:
@@ -136,6 +158,10 @@ class Fingerprint:
             v = data[f.name]
             if f.name == "band_energy":
                 kwargs[f.name] = {str(b): float(e) for b, e in v.items()}
+            elif f.name == "tempo_candidates":
+                kwargs[f.name] = tuple(
+                    (_float(c["bpm"]), _float(c["score"])) for c in v if isinstance(c, dict)
+                )
             elif f.name == "version":
                 kwargs[f.name] = int(v)
             else:
@@ -146,6 +172,10 @@ class Fingerprint:
 def _clean(v: float) -> float | None:
     v = float(v)
     return float(f"{v:.6g}") if math.isfinite(v) else None
+
+
+def _float(v: Any) -> float:
+    return math.nan if v is None else float(v)
 
 
 def _decimation(sample_rate: int) -> int:
@@ -167,19 +197,20 @@ def log_flux(
     range_db: float,
     prev_db: np.ndarray,
     state: np.ndarray,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Onset strength of band-power frames: mean over bands of the rise in dB since
     the previous frame (half-wave rectified).
 
     Levels are in dB re ``reference_power`` (a full-scale sine), floored at
     ``floor_db`` and at the frame's loudest band minus ``range_db``: the leakage in
     near-empty bands wobbles by several dB from frame to frame and would otherwise read
-    as onsets. ``prev_db`` and ``state`` carry the previous frame across calls. The
-    logarithms run in NumPy (vectorised); the rises in :func:`kernels.spectral.level_rise`.
+    as onsets. ``prev_db`` and ``state`` carry the previous frame across calls: returns
+    ``(envelope, prev_db, state)`` with the new state. The logarithms run in NumPy
+    (vectorised); the rises in :func:`kernels.spectral.level_rise`.
     """
     p = band_power * (1.0 / reference_power)
     if p.shape[0] == 0:
-        return np.zeros(0)
+        return np.zeros(0), prev_db, state
     lo = np.maximum(p.max(axis=1) * 10.0 ** (-range_db / 10.0), 10.0 ** (floor_db / 10.0))
     levels = 10.0 * np.log10(np.maximum(p, lo[:, np.newaxis]))
     return level_rise(levels, prev_db, state)
@@ -248,6 +279,49 @@ def _tempo_bands(bin_hz: float, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
     return idx[:-1].copy(), idx[1:].copy()
 
 
+@dataclass(frozen=True)
+class TempoEstimate:
+    """A tempo, how sure the estimator is, and the metrical levels it weighed against it.
+
+    ``confidence`` (0 to 1): the winner's share of the estimator's softmax over the
+    metrical levels it weighed, times the periodicity at that level (see
+    :mod:`kernels.tempo`); at or above :data:`TEMPO_CONFIDENCE_THRESHOLD` the estimate
+    is usually right. ``candidates``: up to two runners-up ``(bpm, score)``, best
+    first, the score measured like ``confidence``.
+    """
+
+    bpm: float = DEFAULT_TEMPO_BPM
+    confidence: float = 0.0
+    candidates: tuple[tuple[float, float], ...] = ()
+
+
+def tempo_params(
+    weights: Iterable[float] = TEMPO_WEIGHTS,
+    *,
+    reference_bpm: float = TEMPO_REFERENCE_BPM,
+    reference_octaves: float = TEMPO_REFERENCE_OCTAVES,
+    min_duple: float = TEMPO_MIN_DUPLE,
+    min_ternary: float = TEMPO_MIN_TERNARY,
+) -> np.ndarray:
+    """The kernel's parameter vector (``kernels.tempo.PRM_*``); the defaults are the
+    shipped values."""
+    prm = np.zeros(_tk.N_PARAMS)
+    prm[_tk.PRM_MIN_BPM] = MIN_TEMPO_BPM
+    prm[_tk.PRM_MAX_BPM] = MAX_TEMPO_BPM
+    prm[_tk.PRM_REF_BPM] = reference_bpm
+    prm[_tk.PRM_REF_OCTAVES] = reference_octaves
+    prm[_tk.PRM_MIN_DUPLE] = min_duple
+    prm[_tk.PRM_MIN_TERNARY] = min_ternary
+    w = np.asarray(tuple(weights), dtype=np.float64)
+    if w.shape != (_tk.N_FEATURES,):
+        raise ValueError(f"tempo weights: expected {_tk.N_FEATURES} values, got {w.shape}")
+    prm[_tk.PRM_W_SALIENCE :] = w
+    return prm
+
+
+_TEMPO_PARAMS = tempo_params()
+
+
 class TempoTracker:
     """Streaming onset envelope and tempo of a mono stream at ``rate`` Hz.
 
@@ -270,32 +344,39 @@ class TempoTracker:
     def push(self, mono: np.ndarray) -> None:
         for _, spec in self._framer.spectra(mono):
             bp = band_powers(spec, self._lo, self._hi)
-            self._env.append(
-                log_flux(bp, self._ref, TEMPO_FLOOR_DB, ONSET_RANGE_DB, self._prev, self._state)
+            env, self._prev, self._state = log_flux(
+                bp, self._ref, TEMPO_FLOOR_DB, ONSET_RANGE_DB, self._prev, self._state
             )
+            self._env.append(env)
 
     def envelope(self) -> np.ndarray:
         """Onset strength, one value per tempo frame."""
         return np.concatenate(self._env) if self._env else np.zeros(0)
 
-    def result(self) -> tuple[float, float]:
-        """``(tempo_bpm, confidence)``; the default tempo with confidence 0 if undefined."""
+    def autocorrelation(self) -> np.ndarray | None:
+        """Autocorrelation of the detrended envelope over the lags the estimator reads
+        (four periods of the slowest tempo); None when the stream is too short to show
+        a period (four of the slowest beats) or has no onsets."""
         env = self.envelope()
-        max_lag = int(math.ceil(2.0 * 60.0 * self.frame_rate / MIN_TEMPO_BPM)) + 4
-        # Four slowest beats are the least that shows a period.
-        if env.shape[0] < 2 * max_lag or not np.any(env > 0.0):
-            return DEFAULT_TEMPO_BPM, 0.0
+        slowest = 60.0 * self.frame_rate / MIN_TEMPO_BPM
+        if env.shape[0] < 4 * slowest or not np.any(env > 0.0):
+            return None
+        max_lag = int(math.ceil(_tk.COMB_MULTIPLES * slowest * (1.0 + _tk.PEAK_RADIUS))) + 4
         d = detrend(env, int(round(0.5 * self.frame_rate)))
-        acf = autocorrelation(d, max_lag)
-        bpm, conf = tempo_from_acf(
-            acf,
-            self.frame_rate,
-            MIN_TEMPO_BPM,
-            MAX_TEMPO_BPM,
-            DEFAULT_TEMPO_BPM,
-            TEMPO_PRIOR_OCTAVES,
+        return autocorrelation(d, max_lag)
+
+    def result(self, params: np.ndarray | None = None) -> TempoEstimate:
+        """The estimate (the default tempo with confidence 0 if undefined); ``params``
+        replaces the fitted parameter vector (:func:`tempo_params`)."""
+        acf = self.autocorrelation()
+        if acf is None:
+            return TempoEstimate()
+        prm = _TEMPO_PARAMS if params is None else params
+        bpm, conf, r_bpm, r_share = tempo_from_acf(acf, self.frame_rate, prm, DEFAULT_TEMPO_BPM)
+        runners = tuple(
+            (float(b), float(c)) for b, c in zip(r_bpm, r_share, strict=True) if math.isfinite(b)
         )
-        return float(bpm), float(conf)
+        return TempoEstimate(float(bpm), float(conf), runners)
 
 
 class _Decimator:
@@ -358,7 +439,7 @@ class FingerprintAnalyzer:
         if x.shape[1] == 0:
             return
         x = np.ascontiguousarray(x, dtype=np.float64)
-        mono = downmix_stats(x, self._acc)
+        mono, self._acc = downmix_stats(x, self._acc)
         self.samples += x.shape[1]
         if self._decimator is not None:
             mono = self._decimator.push(mono)
@@ -369,20 +450,19 @@ class FingerprintAnalyzer:
     def _spectral(self, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> None:
         hop = self._framer.hop
         for seg, spec in batches:
-            self._rows.append(
-                frame_features(
-                    seg,
-                    hop,
-                    spec,
-                    self._silence_ms,
-                    self._band_lo,
-                    self._band_hi,
-                    self.bin_hz,
-                    ROLLOFF_PERCENT,
-                    self._prev,
-                    self._flux_state,
-                )
+            rows, self._prev, self._flux_state = frame_features(
+                seg,
+                hop,
+                spec,
+                self._silence_ms,
+                self._band_lo,
+                self._band_hi,
+                self.bin_hz,
+                ROLLOFF_PERCENT,
+                self._prev,
+                self._flux_state,
             )
+            self._rows.append(rows)
 
     def finish(
         self,
@@ -394,26 +474,35 @@ class FingerprintAnalyzer:
     ) -> Fingerprint:
         """The fingerprint; loudness figures come from the meter that saw the same stream."""
         self._spectral(self._framer.flush_spectra())
-        table = np.concatenate(self._rows) if self._rows else np.zeros((0, 7 + 6))
         nb = len(BAND_EDGES_HZ)
-        silent = table[:, nb + 5]
-        live = silent == 0.0
-        band = table[live, :nb].sum(axis=0) if table.shape[0] else np.zeros(nb)
-        total = band.sum()
-        shares = band / total if total > 0 else np.zeros(nb)
+        table = np.concatenate(self._rows) if self._rows else np.zeros((0, nb + N_FEATURE_COLS))
+        live = table[:, nb + COL_SILENT] == 0.0
+        spectral = _spectral_stats(table, live, nb)
+        stereo = self._stereo_stats()
+        onsets, perc = self._temporal_stats(table, nb)
+        duration = self.samples / self.sample_rate if self.sample_rate else 0.0
+        tempo = self._tempo.result() if self._tempo is not None else TempoEstimate()
+        plr = (
+            true_peak_dbtp - integrated_lufs
+            if math.isfinite(true_peak_dbtp) and math.isfinite(integrated_lufs)
+            else 0.0
+        )
+        return Fingerprint(
+            **spectral,
+            **stereo,
+            plr_db=plr,
+            loudness_variation_lu=_loudness_variation(short_term_lufs, integrated_lufs),
+            lra_lu=float(lra_lu) if math.isfinite(lra_lu) else 0.0,
+            onset_density_per_s=onsets / duration if duration > 0 else 0.0,
+            silence_ratio=float(1.0 - live.mean()) if table.shape[0] else 1.0,
+            percussive_ratio=perc,
+            tempo_bpm=tempo.bpm,
+            tempo_confidence=tempo.confidence,
+            tempo_candidates=tempo.candidates,
+        )
 
-        def mean_std(col: int) -> tuple[float, float]:
-            v = table[live, col]
-            v = v[np.isfinite(v)]
-            if v.size == 0:
-                return 0.0, 0.0
-            return float(v.mean()), float(v.std())
-
-        centroid = mean_std(nb + 1)
-        rolloff = mean_std(nb + 2)
-        flatness = mean_std(nb + 3)
-        flux = mean_std(nb + 4)[0]
-
+    def _stereo_stats(self) -> dict[str, float]:
+        """Crest factor, stereo width and correlation from the running sums."""
         peak, ss, ll, rr, lr = self._acc
         n_values = max(1, self.samples * self.channels)
         ms = ss / n_values
@@ -423,73 +512,77 @@ class FingerprintAnalyzer:
         corr = lr / math.sqrt(ll * rr) if ll > 0 and rr > 0 else 1.0
         if self.channels == 1:
             width, corr = 0.0, 1.0
+        return {
+            "crest_db": crest,
+            "stereo_width": float(width),
+            "stereo_correlation": float(max(-1.0, min(1.0, corr))),
+        }
 
-        frame_rate = self.analysis_rate / (self.frame_length // 2)
-        n_frames = table.shape[0]
+    def _temporal_stats(self, table: np.ndarray, nb: int) -> tuple[int, float]:
+        """Onsets picked from the spectral frames' band flux, and the percussive share."""
+        if not table.shape[0]:
+            return 0, 0.0
+        band_power = np.ascontiguousarray(table[:, :nb])
+        env, _, _ = log_flux(
+            band_power,
+            (self.frame_length / 4.0) ** 2,
+            TEMPO_FLOOR_DB,
+            ONSET_RANGE_DB,
+            np.zeros(nb),
+            np.zeros(1, dtype=np.int64),
+        )
         onsets = 0
-        perc = 0.0
-        if n_frames:
-            env = log_flux(
-                np.ascontiguousarray(table[:, :nb]),
-                (self.frame_length / 4.0) ** 2,
-                TEMPO_FLOOR_DB,
-                ONSET_RANGE_DB,
-                np.zeros(nb),
-                np.zeros(1, dtype=np.int64),
-            )
-            top = env.max()
-            if top > 0:
-                # Normalised to the largest rise, but never to less than a 1 dB rise, so
-                # rounding noise of a steady signal is not blown up into onsets.
-                env = env / max(top, ONSET_MIN_RISE_DB)
-                # librosa.onset.onset_detect's peak_pick defaults, in frames
-                ms30 = max(1, int(round(0.03 * frame_rate)))
-                ms100 = max(1, int(round(0.10 * frame_rate)))
-                onsets = int(count_peaks(env, ms30, 0, ms100, ms100, 0.07, ms30))
-            perc = float(
-                percussive_share(
-                    np.ascontiguousarray(table[:, :nb]), silent.copy(), PERCUSSIVE_HALF_WIDTH
-                )
-            )
-        duration = self.samples / self.sample_rate if self.sample_rate else 0.0
+        top = env.max()
+        if top > 0:
+            # Normalised to the largest rise, but never to less than a 1 dB rise, so
+            # rounding noise of a steady signal is not blown up into onsets.
+            env = env / max(top, ONSET_MIN_RISE_DB)
+            # librosa.onset.onset_detect's peak_pick defaults, in frames
+            frame_rate = self.analysis_rate / (self.frame_length // 2)
+            ms30 = max(1, int(round(0.03 * frame_rate)))
+            ms100 = max(1, int(round(0.10 * frame_rate)))
+            onsets = int(count_peaks(env, ms30, 0, ms100, ms100, 0.07, ms30))
+        silent = table[:, nb + COL_SILENT].copy()
+        perc = float(percussive_share(band_power, silent, PERCUSSIVE_HALF_WIDTH))
+        return onsets, perc
 
-        variation = 0.0
-        if short_term_lufs is not None and len(short_term_lufs) and math.isfinite(integrated_lufs):
-            st = np.asarray(short_term_lufs, dtype=np.float64)
-            st = st[np.isfinite(st) & (st > -70.0) & (st > integrated_lufs - 20.0)]
-            if st.size:
-                variation = float(st.std())
 
-        tempo_bpm, tempo_conf = DEFAULT_TEMPO_BPM, 0.0
-        if self._tempo is not None:
-            tempo_bpm, tempo_conf = self._tempo.result()
+def _spectral_stats(table: np.ndarray, live: np.ndarray, nb: int) -> dict[str, Any]:
+    """Band shares and the mean and spread of centroid, rolloff, flatness and flux over
+    the non-silent frames of the frame-feature table."""
+    band = table[live, :nb].sum(axis=0) if table.shape[0] else np.zeros(nb)
+    total = band.sum()
+    shares = band / total if total > 0 else np.zeros(nb)
 
-        plr = (
-            true_peak_dbtp - integrated_lufs
-            if math.isfinite(true_peak_dbtp) and math.isfinite(integrated_lufs)
-            else 0.0
-        )
-        return Fingerprint(
-            band_energy={k: float(v) for k, v in zip(BAND_EDGES_HZ, shares, strict=True)},
-            spectral_centroid_hz=centroid[0],
-            spectral_centroid_std_hz=centroid[1],
-            spectral_rolloff_hz=rolloff[0],
-            spectral_rolloff_std_hz=rolloff[1],
-            spectral_flatness=flatness[0],
-            spectral_flatness_std=flatness[1],
-            spectral_flux=flux,
-            crest_db=crest,
-            plr_db=plr,
-            loudness_variation_lu=variation,
-            lra_lu=float(lra_lu) if math.isfinite(lra_lu) else 0.0,
-            stereo_width=float(width),
-            stereo_correlation=float(max(-1.0, min(1.0, corr))),
-            onset_density_per_s=onsets / duration if duration > 0 else 0.0,
-            silence_ratio=float(1.0 - live.mean()) if n_frames else 1.0,
-            percussive_ratio=perc,
-            tempo_bpm=float(tempo_bpm),
-            tempo_confidence=float(tempo_conf),
-        )
+    def mean_std(col: int) -> tuple[float, float]:
+        v = table[live, nb + col]
+        v = v[np.isfinite(v)]
+        if v.size == 0:
+            return 0.0, 0.0
+        return float(v.mean()), float(v.std())
+
+    centroid = mean_std(COL_CENTROID)
+    rolloff = mean_std(COL_ROLLOFF)
+    flatness = mean_std(COL_FLATNESS)
+    return {
+        "band_energy": {k: float(v) for k, v in zip(BAND_EDGES_HZ, shares, strict=True)},
+        "spectral_centroid_hz": centroid[0],
+        "spectral_centroid_std_hz": centroid[1],
+        "spectral_rolloff_hz": rolloff[0],
+        "spectral_rolloff_std_hz": rolloff[1],
+        "spectral_flatness": flatness[0],
+        "spectral_flatness_std": flatness[1],
+        "spectral_flux": mean_std(COL_FLUX)[0],
+    }
+
+
+def _loudness_variation(short_term_lufs: np.ndarray | None, integrated_lufs: float) -> float:
+    """Standard deviation of the short-term loudness over the blocks LRA counts."""
+    if short_term_lufs is None or not len(short_term_lufs) or not math.isfinite(integrated_lufs):
+        return 0.0
+    st = np.asarray(short_term_lufs, dtype=np.float64)
+    st = st[np.isfinite(st) & (st > -70.0) & (st > integrated_lufs - 20.0)]
+    return float(st.std()) if st.size else 0.0
 
 
 def fingerprint(audio: np.ndarray, sample_rate: int, *, tempo: bool = True) -> Fingerprint:
@@ -515,8 +608,23 @@ def estimate_tempo(audio: np.ndarray, sample_rate: int) -> tuple[float, float]:
     """Tempo of ``audio`` (``(channels, n)`` or mono 1-D): ``(bpm, confidence)``.
 
     Only the tempo path runs (downmix, decimation if needed, onset envelope,
-    autocorrelation); no spectral fingerprint, no meter.
+    autocorrelation); no spectral fingerprint, no meter. :func:`tempo_estimate` also
+    gives the runners-up.
     """
+    est = tempo_estimate(audio, sample_rate)
+    return est.bpm, est.confidence
+
+
+def tempo_estimate(
+    audio: np.ndarray, sample_rate: int, *, params: np.ndarray | None = None
+) -> TempoEstimate:
+    """:func:`estimate_tempo` with the runners-up; ``params`` as in
+    :meth:`TempoTracker.result`."""
+    return tempo_tracker(audio, sample_rate).result(params)
+
+
+def tempo_tracker(audio: np.ndarray, sample_rate: int) -> TempoTracker:
+    """A :class:`TempoTracker` fed with the whole of ``audio``."""
     from .audio import as_audio
 
     x = as_audio(audio)
@@ -527,4 +635,4 @@ def estimate_tempo(audio: np.ndarray, sample_rate: int) -> tuple[float, float]:
         mono = _Decimator(sr, factor).push(np.ascontiguousarray(mono))
     tracker = TempoTracker(sr / factor)
     tracker.push(np.ascontiguousarray(mono))
-    return tracker.result()
+    return tracker

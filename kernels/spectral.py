@@ -25,6 +25,18 @@ FLATNESS_AMIN = 1e-10  # librosa's amin for spectral_flatness
 SUMS = {"reassoc", "contract"}
 
 
+# Columns of the frame-feature table after its ``bands`` band-power columns: column
+# ``bands + COL_CENTROID`` holds the centroid, and so on. The wrapper reads the table
+# with the same constants.
+COL_TOTAL_POWER = 0  # power of the whole spectrum
+COL_CENTROID = 1  # Hz
+COL_ROLLOFF = 2  # Hz
+COL_FLATNESS = 3  # geometric over arithmetic mean of the power spectrum
+COL_FLUX = 4  # L2 distance between consecutive L2-normalised magnitude spectra
+COL_SILENT = 5  # 1.0 for a silent frame, else 0.0
+N_FEATURE_COLS = 6  # columns after the band powers
+
+
 @jit(fastmath=SUMS)
 def downmix_stats(x, acc):
     """Mono downmix of ``x`` and running time-domain statistics.
@@ -32,13 +44,14 @@ def downmix_stats(x, acc):
     Parameters
     ----------
     x : float64 [shape=(channels, n)]
-    acc : float64 [shape=(5,)], state updated in place: sample peak (max |x|), sum of
-        squares over every channel, and the front pair's sums L*L, R*R, L*R (for mono
-        the one channel stands for both).
+    acc : float64 [shape=(5,)], state: sample peak (max |x|), sum of squares over every
+        channel, and the front pair's sums L*L, R*R, L*R (for mono the one channel
+        stands for both). Not modified.
 
     Returns
     -------
     mono : float64 [shape=(n,)], the mean of the channels
+    acc : float64 [shape=(5,)], the new state (a new array)
     """
     ch, n = x.shape
     mono = np.empty(n)
@@ -67,12 +80,13 @@ def downmix_stats(x, acc):
     inv = 1.0 / ch
     for i in range(n):
         mono[i] *= inv
-    acc[0] = peak
-    acc[1] += ss
-    acc[2] += ll
-    acc[3] += rr
-    acc[4] += lr
-    return mono
+    out = acc.copy()
+    out[0] = peak
+    out[1] += ss
+    out[2] += ll
+    out[3] += rr
+    out[4] += lr
+    return mono, out
 
 
 @jit(fastmath=SUMS)
@@ -91,97 +105,142 @@ def frame_features(
     band_lo, band_hi : int64 [shape=(bands,)], bin range ``[lo, hi)`` of each band
     bin_hz : float, frequency step between bins
     roll_percent : float in (0, 1)
-    prev : float64 [shape=(bins,)], L2-normalised magnitude of the previous frame (state)
-    state : int64 [shape=(1,)], 1 when ``prev`` holds a non-silent frame (state)
+    prev : float64 [shape=(bins,)], state: L2-normalised magnitude of the previous
+        frame. Not modified.
+    state : int64 [shape=(1,)], state: 1 when ``prev`` holds a non-silent frame. Not
+        modified.
 
     Returns
     -------
-    out : float64 [shape=(frames, bands + 6)]: band powers, total power, centroid (Hz),
-        rolloff (Hz), flatness, flux (L2 distance between consecutive L2-normalised
-        magnitude spectra; NaN next to a silent frame), silent flag (0 or 1). The
-        spectral columns are NaN for silent frames.
+    out : float64 [shape=(frames, bands + N_FEATURE_COLS)]: the band powers, then the
+        ``COL_*`` columns after them (total power, centroid in Hz, rolloff in Hz,
+        flatness, flux, silent flag). Flux is NaN next to a silent frame; the spectral
+        columns are NaN for silent frames.
+    prev, state : the new state (new arrays)
     """
     nf, nb = spec.shape
     n = 2 * (nb - 1)
     nbands = band_lo.shape[0]
-    out = np.empty((nf, nbands + 6))
+    out = np.empty((nf, nbands + N_FEATURE_COLS))
     m = np.empty(nb)
+    prev = prev.copy()
+    have_prev = state[0] == 1
     for t in range(nf):
-        ms = 0.0
-        start = t * hop
-        for i in range(start, start + n):
-            ms += signal[i] * signal[i]
-        ms /= n
-        total_p = 0.0
-        total_m = 0.0
-        weighted = 0.0
-        for k in range(nb):
-            c = spec[t, k]
-            p = c.real * c.real + c.imag * c.imag
-            v = math.sqrt(p)
-            m[k] = v
-            total_p += p
-            total_m += v
-            weighted += v * (k * bin_hz)
-        for b in range(nbands):
-            s = 0.0
-            for k in range(band_lo[b], band_hi[b]):
-                s += m[k] * m[k]
-            out[t, b] = s
-        out[t, nbands] = total_p
+        row = out[t]
+        ms = _mean_square(signal, t * hop, n)
+        total_p, total_m, weighted = _magnitudes(spec[t], bin_hz, m)
+        _band_powers_of(m, band_lo, band_hi, row)
+        row[nbands + COL_TOTAL_POWER] = total_p
         silent = ms < silence_ms or total_m <= 0.0
-        out[t, nbands + 5] = 1.0 if silent else 0.0
+        row[nbands + COL_SILENT] = 1.0 if silent else 0.0
         if silent:
-            for j in range(1, 5):
-                out[t, nbands + j] = np.nan
-            state[0] = 0
+            for j in range(COL_CENTROID, COL_FLUX + 1):
+                row[nbands + j] = np.nan
+            have_prev = False
             continue
-        out[t, nbands + 1] = weighted / total_m
-        threshold = roll_percent * total_m
-        cum = 0.0
-        roll = (nb - 1) * bin_hz
-        for k in range(nb):
-            cum += m[k]
-            if cum >= threshold:
-                roll = k * bin_hz
-                break
-        out[t, nbands + 2] = roll
-        # Geometric mean of the floored power: one log per 16 bins (the products stay
-        # within 1e-160 .. 1e96 for |X| <= n / 2, far inside float64; a product that
-        # overflows is redone bin by bin).
-        log_sum = 0.0
-        p_sum = 0.0
-        k = 0
-        while k < nb:
-            prod = 1.0
-            stop = min(nb, k + 16)
-            for j in range(k, stop):
-                pt = m[j] * m[j]
-                if pt < FLATNESS_AMIN:
-                    pt = FLATNESS_AMIN
-                prod *= pt
-                p_sum += pt
-            if prod < math.inf:
-                log_sum += math.log(prod)
-            else:  # an absurdly loud frame (|X| beyond ~1e9): one log per bin
-                for j in range(k, stop):
-                    log_sum += math.log(max(m[j] * m[j], FLATNESS_AMIN))
-            k = stop
-        out[t, nbands + 3] = math.exp(log_sum / nb) / (p_sum / nb)
-        inv_norm = 1.0 / math.sqrt(total_p)
-        if state[0] == 1:
-            d = 0.0
-            for k in range(nb):
-                e = m[k] * inv_norm - prev[k]
-                d += e * e
-                prev[k] = m[k] * inv_norm
-            out[t, nbands + 4] = math.sqrt(d)
+        row[nbands + COL_CENTROID] = weighted / total_m
+        row[nbands + COL_ROLLOFF] = _rolloff(m, roll_percent * total_m, bin_hz)
+        row[nbands + COL_FLATNESS] = _flatness(m)
+        row[nbands + COL_FLUX] = _flux(m, 1.0 / math.sqrt(total_p), prev, have_prev)
+        have_prev = True
+    new_state = state.copy()
+    new_state[0] = 1 if have_prev else 0
+    return out, prev, new_state
+
+
+@jit(fastmath=SUMS, inline="always")
+def _mean_square(signal, start, n):
+    """Mean square of ``signal[start : start + n]``."""
+    ms = 0.0
+    for i in range(start, start + n):
+        ms += signal[i] * signal[i]
+    return ms / n
+
+
+@jit(fastmath=SUMS, inline="always")
+def _magnitudes(spec_row, bin_hz, m):
+    """Fill ``m`` with ``|spec_row|``; return total power, total magnitude and the
+    frequency-weighted magnitude sum (the centroid's numerator)."""
+    total_p = 0.0
+    total_m = 0.0
+    weighted = 0.0
+    for k in range(spec_row.shape[0]):
+        c = spec_row[k]
+        p = c.real * c.real + c.imag * c.imag
+        v = math.sqrt(p)
+        m[k] = v
+        total_p += p
+        total_m += v
+        weighted += v * (k * bin_hz)
+    return total_p, total_m, weighted
+
+
+@jit(fastmath=SUMS, inline="always")
+def _band_powers_of(m, band_lo, band_hi, row):
+    """Write the power of each band ``[lo, hi)`` of magnitudes ``m`` to ``row[:bands]``."""
+    for b in range(band_lo.shape[0]):
+        s = 0.0
+        for k in range(band_lo[b], band_hi[b]):
+            s += m[k] * m[k]
+        row[b] = s
+
+
+@jit(fastmath=SUMS, inline="always")
+def _rolloff(m, threshold, bin_hz):
+    """Lowest bin frequency at which the cumulated magnitude reaches ``threshold``."""
+    nb = m.shape[0]
+    cum = 0.0
+    for k in range(nb):
+        cum += m[k]
+        if cum >= threshold:
+            return k * bin_hz
+    return (nb - 1) * bin_hz
+
+
+@jit(fastmath=SUMS, inline="always")
+def _flatness(m):
+    """Geometric over arithmetic mean of the power ``m**2``, each bin floored at
+    :data:`FLATNESS_AMIN`.
+
+    One log per 16 bins: the products stay within 1e-160 .. 1e96 for |X| <= n / 2, far
+    inside float64; a product that overflows (|X| beyond ~1e9) is redone bin by bin.
+    """
+    nb = m.shape[0]
+    log_sum = 0.0
+    p_sum = 0.0
+    k = 0
+    while k < nb:
+        prod = 1.0
+        stop = min(nb, k + 16)
+        for j in range(k, stop):
+            pt = m[j] * m[j]
+            if pt < FLATNESS_AMIN:
+                pt = FLATNESS_AMIN
+            prod *= pt
+            p_sum += pt
+        if prod < math.inf:
+            log_sum += math.log(prod)
         else:
-            out[t, nbands + 4] = np.nan
-            for k in range(nb):
-                prev[k] = m[k] * inv_norm
-        state[0] = 1
-    return out
+            for j in range(k, stop):
+                log_sum += math.log(max(m[j] * m[j], FLATNESS_AMIN))
+        k = stop
+    return math.exp(log_sum / nb) / (p_sum / nb)
+
+
+@jit(fastmath=SUMS, inline="always")
+def _flux(m, inv_norm, prev, have_prev):
+    """L2 distance between ``m * inv_norm`` and ``prev`` (NaN without a previous
+    frame); writes ``m * inv_norm`` to ``prev``."""
+    if have_prev:
+        d = 0.0
+        for k in range(m.shape[0]):
+            e = m[k] * inv_norm - prev[k]
+            d += e * e
+            prev[k] = m[k] * inv_norm
+        return math.sqrt(d)
+    for k in range(m.shape[0]):
+        prev[k] = m[k] * inv_norm
+    return np.nan
 
 
 @jit
@@ -203,27 +262,32 @@ def level_rise(levels_db, prev_db, state):
     Parameters
     ----------
     levels_db : float64 [shape=(frames, bands)], floored band levels
-    prev_db : float64 [shape=(bands,)], previous frame's levels (state)
-    state : int64 [shape=(1,)], 1 when ``prev_db`` holds a frame (state)
+    prev_db : float64 [shape=(bands,)], state: the previous frame's levels. Not modified.
+    state : int64 [shape=(1,)], state: 1 when ``prev_db`` holds a frame. Not modified.
 
     Returns
     -------
     env : float64 [shape=(frames,)], half-wave rectified rise, averaged over bands
+    prev_db, state : the new state (new arrays)
     """
     nf, nb = levels_db.shape
     env = np.zeros(nf)
+    prev = prev_db.copy()
+    have_prev = state[0] == 1
     for t in range(nf):
         s = 0.0
         for b in range(nb):
             db = levels_db[t, b]
-            if state[0] == 1:
-                d = db - prev_db[b]
+            if have_prev:
+                d = db - prev[b]
                 if d > 0.0:
                     s += d
-            prev_db[b] = db
+            prev[b] = db
         env[t] = s / nb
-        state[0] = 1
-    return env
+        have_prev = True
+    new_state = state.copy()
+    new_state[0] = 1 if have_prev else 0
+    return env, prev, new_state
 
 
 @jit

@@ -1,23 +1,44 @@
-"""Tempo from an onset-strength envelope: autocorrelation, a perceptual prior, octave checks.
+"""Tempo from an onset-strength envelope: periodicity, metrical levels, the beat level.
 
 The envelope (mean dB rise per band, :func:`kernels.spectral.level_rise`) is
-detrended, autocorrelated over lags covering 40-240 BPM and twice that (for the
-octave check), and scored on a grid
-of 1/120 octave. The score of a beat period ``L`` is ``A(L) + A(2L) / 2`` (a real beat
-repeats at twice its period too) weighted by a log-normal prior around 120 BPM, as
-in Ellis (2007) "Beat tracking by dynamic programming" and librosa's ``tempo``.
+detrended and autocorrelated (``A``, normalised so that ``A[0] = 1``) over lags up to
+four periods of the slowest tempo. Then:
 
-Octave errors, explicitly: the winning period is halved or doubled when the
-autocorrelation shows that the pulse one octave away is the real beat:
+1. **Candidates**: the local maxima of ``A`` between ``min_bpm`` and ``max_bpm``, at
+   sub-frame positions (parabola through the peak and its neighbours).
+2. **Metrical reference** ``R``: the candidate whose first four multiples ``P, 2P, 3P,
+   4P`` carry the most periodicity on average (a comb), under a broad log-normal prior
+   (``PRM_REF_BPM``, ``PRM_REF_OCTAVES``). A period whose multiples land on the bar
+   wins over one that drifts across it, so the 2/3 and 3/2 readings of syncopated
+   grooves (tresillo, clave) lose to the beat or the bar.
+3. **Beat level**: ``R`` and its metrical neighbours ``R/2``, ``2R`` (duple) and
+   ``R/3``, ``3R`` (triple) are scored with the features ``FEAT_*`` below and the
+   weights ``PRM_W_*``; the highest score is the beat. A duple neighbour must hold at
+   least ``PRM_MIN_DUPLE`` of the reference's periodicity, and a triple move needs a
+   level divided in three (ternary evidence above ``PRM_MIN_TERNARY`` at the slower of
+   the two): otherwise it is listed but cannot win.
+4. **Confidence** is the winner's share of ``exp(score)`` over the listed levels (a
+   softmax, in which a level that cannot win has INELIGIBLE_PENALTY subtracted from
+   its score) times its periodicity ``max(A(P), 0)``: low for an ambiguous beat level
+   and for a signal without a steady pulse alike. The two runners-up are reported with
+   the same measure.
+5. The period is refined on the autocorrelation peaks at ``2P, 4P, 8P`` (each halves
+   the error of the frame grid).
 
-* slower when ``A(L) < 0.65 A(2L)``: the pulse at ``L`` alternates strong and weak
-  (an eighth-note hi-hat between beats), so the beat is ``2L``;
-* faster when ``A(L/2) > 0.9 A(L)`` and the faster tempo is within range: the pulse
-  at ``L/2`` is as strong as at ``L``, so ``L`` was a bar-level period.
+Features of a level of period ``P`` frames (``A(x)``: the largest ``A`` within 2 % of
+lag ``x``):
 
-The period is then refined on the autocorrelation peaks at ``2L, 4L, 8L`` (each
-halves the error of the frame grid), and the confidence is the normalised
-autocorrelation at the chosen period, in [0, 1].
+* ``FEAT_SALIENCE``: ``log(max(A(P), 0) + SALIENCE_FLOOR)``, how periodic the level is;
+* ``FEAT_TEMPO``, ``FEAT_TEMPO2``: ``z = log2(bpm / 120)`` and ``z**2`` (with a negative
+  weight a log-normal preference over tempo);
+* ``FEAT_TERNARY``: ``max(0, max(A(P/3), A(2P/3)) - A(P/2))``, the beat divided in three
+  rather than two (swing, shuffle, 6/8 and 12/8);
+* ``FEAT_DOUBLE``: ``A(P) - A(2P)``, how much of the slower level's periodicity the
+  level already carries;
+* ``FEAT_HALF``: ``A(P/2) - A(P)``, how much of the level's periodicity its half
+  already carries (near 0: the off-beats are as strong as the beats).
+
+The weights are fitted on a labelled set (``bench/tempo``); the wrapper passes them in.
 """
 
 from __future__ import annotations
@@ -28,9 +49,42 @@ import numpy as np
 
 from ._jit import jit
 
-GRID_STEPS_PER_OCTAVE = 120
-SLOWER_RATIO = 0.65
-FASTER_RATIO = 0.9
+# Feature columns of a level (see the module docstring).
+FEAT_SALIENCE = 0
+FEAT_TEMPO = 1
+FEAT_TEMPO2 = 2
+FEAT_TERNARY = 3
+FEAT_DOUBLE = 4
+FEAT_HALF = 5
+N_FEATURES = 6
+
+# Columns of the level table: period (frames), tempo (BPM), eligible (1.0 / 0.0), then
+# the N_FEATURES features from LEVEL_FEATURES on.
+LEVEL_PERIOD = 0
+LEVEL_BPM = 1
+LEVEL_ELIGIBLE = 2
+LEVEL_FEATURES = 3
+LEVEL_COLUMNS = LEVEL_FEATURES + N_FEATURES
+
+# Parameter vector of tempo_from_acf / beat_levels.
+PRM_MIN_BPM = 0
+PRM_MAX_BPM = 1
+PRM_REF_BPM = 2  # centre of the reference's prior
+PRM_REF_OCTAVES = 3  # its standard deviation in octaves
+PRM_MIN_DUPLE = 4  # a duple neighbour needs A >= this * A(R)
+PRM_MIN_TERNARY = 5  # a triple move needs FEAT_TERNARY above this at the slower level
+PRM_W_SALIENCE = 6  # weights of the features, in FEAT_* order
+N_PARAMS = PRM_W_SALIENCE + N_FEATURES
+
+SALIENCE_FLOOR = 0.05
+TEMPO_CENTRE_BPM = 120.0  # z = log2(bpm / TEMPO_CENTRE_BPM)
+PEAK_RADIUS = 0.02  # relative lag radius of A(x)
+LEVEL_TOLERANCE = 0.04  # a candidate within 4 % of R * m stands for that level
+COMB_MULTIPLES = 4
+#: Metrical neighbours of the reference, in the order they are listed.
+LEVEL_MULTIPLES = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0)
+N_RUNNERS_UP = 2
+INELIGIBLE_PENALTY = 3.0  # score units (nats of the softmax)
 
 
 @jit(fastmath={"reassoc", "contract"})
@@ -70,9 +124,10 @@ def detrend(env, half_width):
     return out
 
 
-@jit
+@jit(fastmath={"reassoc", "contract"})
 def autocorrelation(x, max_lag):
-    """Unbiased autocorrelation ``A[l] = mean(x[t] x[t + l])`` for ``l = 0..max_lag``."""
+    """Unbiased autocorrelation ``A[l] = mean(x[t] x[t + l])`` for ``l = 0..max_lag``
+    (0 where the signal is shorter than the lag)."""
     n = x.shape[0]
     out = np.zeros(max_lag + 1)
     for lag in range(min(max_lag, n - 1) + 1):
@@ -126,52 +181,218 @@ def _peak_near(a, lag, radius):
 
 
 @jit
-def tempo_from_acf(acf, frame_rate, min_bpm, max_bpm, prior_bpm, prior_octaves):
-    """Tempo (BPM) and confidence in [0, 1] from an autocorrelation of the envelope.
+def _value(a, lag):
+    """``A(lag)``: the largest value within PEAK_RADIUS of the lag (0 beyond ``a``)."""
+    if lag < 1.0 or lag > a.shape[0] - 3:
+        return 0.0
+    return _peak_near(a, lag, max(1.0, PEAK_RADIUS * lag))[0]
 
-    ``acf`` must reach at least twice the lag of ``min_bpm``. Returns ``(prior_bpm,
-    0.0)`` when the envelope carries no periodicity (zero energy or no positive peak).
-    """
-    if acf.shape[0] < 3 or acf[0] <= 0.0:
-        return prior_bpm, 0.0
-    a = acf / acf[0]
-    lag_min = 60.0 * frame_rate / max_bpm
-    lag_max = 60.0 * frame_rate / min_bpm
-    n_grid = int(math.log2(max_bpm / min_bpm) * GRID_STEPS_PER_OCTAVE) + 1
-    best = 0.0
+
+@jit
+def acf_peaks(a, lag_lo, lag_hi):
+    """Sub-frame positions of the positive local maxima of ``a`` in ``[lag_lo, lag_hi]``."""
+    lo = max(2, int(lag_lo))
+    hi = min(a.shape[0] - 2, int(lag_hi))
+    out = np.empty(max(0, hi - lo + 1))
+    k = 0
+    for j in range(lo, hi + 1):
+        if a[j] > a[j - 1] and a[j] >= a[j + 1] and a[j] > 0.0:
+            out[k] = _peak_near(a, float(j), 0.5)[1]
+            k += 1
+    return out[:k]
+
+
+@jit
+def _comb(a, period):
+    """Mean of ``max(A(k P), 0)`` over the first COMB_MULTIPLES multiples."""
+    s = 0.0
+    for k in range(1, COMB_MULTIPLES + 1):
+        s += max(_value(a, k * period), 0.0)
+    return s / COMB_MULTIPLES
+
+
+@jit
+def _ternary(a, period):
+    """FEAT_TERNARY of a level: division in three against division in two."""
+    third = max(_value(a, period / 3.0), _value(a, 2.0 * period / 3.0))
+    return max(0.0, third - _value(a, 0.5 * period))
+
+
+@jit
+def _features_into(a, period, frame_rate, row):
+    """Write a level's tempo and features into ``row`` (a LEVEL_COLUMNS table row)."""
+    bpm = 60.0 * frame_rate / period
+    z = math.log2(bpm / TEMPO_CENTRE_BPM)
+    v = _value(a, period)
+    row[LEVEL_PERIOD] = period
+    row[LEVEL_BPM] = bpm
+    row[LEVEL_FEATURES + FEAT_SALIENCE] = math.log(max(v, 0.0) + SALIENCE_FLOOR)
+    row[LEVEL_FEATURES + FEAT_TEMPO] = z
+    row[LEVEL_FEATURES + FEAT_TEMPO2] = z * z
+    row[LEVEL_FEATURES + FEAT_TERNARY] = _ternary(a, period)
+    row[LEVEL_FEATURES + FEAT_DOUBLE] = v - _value(a, 2.0 * period)
+    row[LEVEL_FEATURES + FEAT_HALF] = _value(a, 0.5 * period) - v
+
+
+@jit
+def reference_period(a, peaks, frame_rate, prior_bpm, prior_octaves):
+    """The metrical reference: the peak with the best comb under the prior (0.0 if none)."""
+    best = -math.inf
     period = 0.0
-    for g in range(n_grid):
-        bpm = min_bpm * 2.0 ** (g / GRID_STEPS_PER_OCTAVE)
-        lag = 60.0 * frame_rate / bpm
-        s = max(_at(a, lag), 0.0) + 0.5 * max(_at(a, 2.0 * lag), 0.0)
-        z = math.log2(bpm / prior_bpm) / prior_octaves
-        s *= math.exp(-0.5 * z * z)
+    for i in range(peaks.shape[0]):
+        p = peaks[i]
+        z = math.log2(60.0 * frame_rate / p / prior_bpm) / prior_octaves
+        s = math.log(_comb(a, p) + 1e-6) - 0.5 * z * z
         if s > best:
             best = s
-            period = lag
-    if best <= 0.0:
-        return prior_bpm, 0.0
-    # Snap to the autocorrelation peak, then the octave checks (see module docstring).
-    v, period = _peak_near(a, period, 1.5)
-    for _ in range(2):
-        if 2.0 * period <= lag_max * 1.04:
-            v2, p2 = _peak_near(a, 2.0 * period, 2.0)
-            if v < SLOWER_RATIO * v2:
-                v, period = v2, p2
-                continue
-        if 0.5 * period >= lag_min * 0.96:
-            vh, ph = _peak_near(a, 0.5 * period, 1.0)
-            if vh > FASTER_RATIO * v:
-                v, period = vh, ph
-                continue
-        break
-    # Refine on the peaks at multiples of the period.
+            period = p
+    return period
+
+
+@jit
+def _level_near(a, peaks, period, lag_lo, lag_hi):
+    """The strongest peak within LEVEL_TOLERANCE of ``period``, else ``period`` itself
+    (a level the autocorrelation shows no peak for); 0.0 outside ``[lag_lo, lag_hi]``."""
+    if period < lag_lo * (1.0 - LEVEL_TOLERANCE) or period > lag_hi * (1.0 + LEVEL_TOLERANCE):
+        return 0.0
+    found = period
+    best = -math.inf
+    for i in range(peaks.shape[0]):
+        p = peaks[i]
+        if abs(p - period) <= LEVEL_TOLERANCE * period and a[int(p + 0.5)] > best:
+            best = a[int(p + 0.5)]
+            found = p
+    return found
+
+
+@jit
+def beat_levels(a, frame_rate, params):
+    """The reference and its metrical neighbours, one table row each.
+
+    Parameters
+    ----------
+    a : float64 [shape=(lags,)], autocorrelation normalised to ``a[0] = 1``
+    frame_rate : float, envelope frames per second
+    params : float64 [shape=(N_PARAMS,)], ``PRM_*``
+
+    Returns
+    -------
+    levels : float64 [shape=(k, LEVEL_COLUMNS)], k <= 5 (0 when ``a`` has no positive
+        peak in range); row 0 is the reference, then LEVEL_MULTIPLES order
+    """
+    lag_lo = 60.0 * frame_rate / params[PRM_MAX_BPM]
+    lag_hi = 60.0 * frame_rate / params[PRM_MIN_BPM]
+    peaks = acf_peaks(a, lag_lo, lag_hi)
+    out = np.zeros((len(LEVEL_MULTIPLES), LEVEL_COLUMNS))
+    ref = reference_period(a, peaks, frame_rate, params[PRM_REF_BPM], params[PRM_REF_OCTAVES])
+    if ref <= 0.0:
+        return out[:0]
+    ref_value = _value(a, ref)
+    k = 0
+    for m in LEVEL_MULTIPLES:
+        period = ref if m == 1.0 else _level_near(a, peaks, ref / m, lag_lo, lag_hi)
+        if period <= 0.0:
+            continue
+        row = out[k]
+        _features_into(a, period, frame_rate, row)
+        if m == 1.0:
+            eligible = True
+        elif m == 2.0 or m == 0.5:
+            eligible = _value(a, period) >= params[PRM_MIN_DUPLE] * ref_value
+        elif m == 3.0:  # three beats to the reference: the reference divides in three
+            eligible = _ternary(a, ref) > params[PRM_MIN_TERNARY]
+        else:  # the reference is a division in three of the level
+            eligible = row[LEVEL_FEATURES + FEAT_TERNARY] > params[PRM_MIN_TERNARY]
+        row[LEVEL_ELIGIBLE] = 1.0 if eligible else 0.0
+        k += 1
+    return out[:k]
+
+
+@jit
+def level_scores(levels, params):
+    """Score of each level (weights ``PRM_W_*`` times the features, minus
+    INELIGIBLE_PENALTY for a level that cannot win) and its share of ``exp(score)``
+    over the levels (a softmax). Returns ``(scores, shares)``."""
+    n = levels.shape[0]
+    scores = np.empty(n)
+    for i in range(n):
+        s = 0.0
+        for f in range(N_FEATURES):
+            s += params[PRM_W_SALIENCE + f] * levels[i, LEVEL_FEATURES + f]
+        if levels[i, LEVEL_ELIGIBLE] != 1.0:
+            s -= INELIGIBLE_PENALTY
+        scores[i] = s
+    shares = np.zeros(n)
+    if n:
+        top = scores.max()
+        total = 0.0
+        for i in range(n):
+            shares[i] = math.exp(scores[i] - top)
+            total += shares[i]
+        for i in range(n):
+            shares[i] /= total
+    return scores, shares
+
+
+@jit
+def _refine(a, period):
+    """The period refined on the autocorrelation peaks at 2, 4 and 8 periods."""
+    v = _value(a, period)
     k = 2.0
     while k * period < a.shape[0] - 2 and k <= 8.0:
         vk, pk = _peak_near(a, k * period, 1.5)
         if vk > 0.5 * v:
             period = pk / k
         k *= 2.0
-    bpm = 60.0 * frame_rate / period
-    confidence = min(max(v, 0.0), 1.0)
-    return bpm, confidence
+    return period
+
+
+@jit
+def tempo_from_acf(acf, frame_rate, params, default_bpm):
+    """Tempo, confidence and runners-up from an autocorrelation of the envelope.
+
+    Parameters
+    ----------
+    acf : float64 [shape=(lags,)], unnormalised; should reach COMB_MULTIPLES periods of
+        the slowest tempo (shorter only weakens the comb)
+    frame_rate : float, envelope frames per second
+    params : float64 [shape=(N_PARAMS,)], ``PRM_*``
+    default_bpm : float, the answer when the envelope shows no periodicity
+
+    Returns
+    -------
+    bpm : float
+    confidence : float in [0, 1], the winner's share times its periodicity (0.0 with
+        no periodicity)
+    runners_bpm, runners_conf : float64 [shape=(N_RUNNERS_UP,)], the next levels by
+        score and the same measure for them (NaN where there is none)
+    """
+    runners_bpm = np.full(N_RUNNERS_UP, np.nan)
+    runners_conf = np.full(N_RUNNERS_UP, np.nan)
+    if acf.shape[0] < 3 or not acf[0] > 0.0:
+        return default_bpm, 0.0, runners_bpm, runners_conf
+    a = acf / acf[0]
+    levels = beat_levels(a, frame_rate, params)
+    if levels.shape[0] == 0:
+        return default_bpm, 0.0, runners_bpm, runners_conf
+    scores, shares = level_scores(levels, params)
+    win = 0
+    for i in range(levels.shape[0]):
+        if levels[i, LEVEL_ELIGIBLE] == 1.0 and scores[i] > scores[win]:
+            win = i
+    order = np.argsort(-scores)
+    k = 0
+    for i in order:
+        if i != win and k < N_RUNNERS_UP:
+            runners_bpm[k] = levels[i, LEVEL_BPM]
+            runners_conf[k] = shares[i] * _clarity(a, levels[i, LEVEL_PERIOD])
+            k += 1
+    confidence = shares[win] * _clarity(a, levels[win, LEVEL_PERIOD])
+    period = _refine(a, levels[win, LEVEL_PERIOD])
+    return 60.0 * frame_rate / period, confidence, runners_bpm, runners_conf
+
+
+@jit
+def _clarity(a, period):
+    """Periodicity of a level, ``A(P)`` clipped to [0, 1]."""
+    return min(max(_value(a, period), 0.0), 1.0)
