@@ -156,6 +156,181 @@ def _discard() -> Iterator[Callable[[np.ndarray], None]]:
     yield lambda pcm: None
 
 
+@dataclass(frozen=True)
+class _Stream:
+    """What every pass needs to know about the stream."""
+
+    sample_rate: int
+    channels: int
+    preset: Preset
+
+
+def _processed_pass(
+    stream: _Stream, eq_comp: Callable[[], Iterator[np.ndarray]], *, keep: bool
+) -> tuple[Loudness, BlockSource]:
+    """Pass B: loudness and true peak after EQ and compression.
+
+    Returns the measurement and a :data:`BlockSource` of the processed signal: the
+    blocks kept in memory (``keep``), or ``eq_comp`` itself, which recomputes them.
+    """
+    stored: list[np.ndarray] | None = [] if keep else None
+    meter = LoudnessMeter(stream.sample_rate, stream.channels)
+    for y in eq_comp():
+        meter.process(y)
+        if stored is not None:
+            stored.append(y)
+    if stored is None:
+        return meter.result(), eq_comp
+    return meter.result(), lambda: stored
+
+
+def _gain_to_target(target: float, mid: Loudness, *, silent: bool, notes: list[str]) -> float:
+    """The gain that takes the processed signal to ``target``, at most MAX_GAIN_DB."""
+    gain = 0.0 if silent or not _finite(mid.integrated_lufs) else target - mid.integrated_lufs
+    return _capped_makeup(gain, notes)
+
+
+def _capped_makeup(gain: float, notes: list[str]) -> float:
+    if gain > MAX_GAIN_DB:
+        notes.append(f"gain capped at +{MAX_GAIN_DB:g} dB (would need {gain:+.1f} dB)")
+        return MAX_GAIN_DB
+    return gain
+
+
+@dataclass
+class _LimitingCap:
+    """Lowers a gain that would need more peak limiting than the preset allows
+    (``limiter.max_gain_reduction_db``), and remembers that it did."""
+
+    peak_dbtp: float  # true peak of the processed signal, before the gain
+    ceiling_dbtp: float
+    max_gain_reduction_db: float
+    capped: bool = False
+
+    def __call__(self, gain: float) -> float:
+        if not _finite(self.peak_dbtp):
+            return gain
+        needed = self.peak_dbtp + gain - self.ceiling_dbtp
+        if needed > self.max_gain_reduction_db + 1e-9:
+            self.capped = True
+            return gain - (needed - self.max_gain_reduction_db)
+        return gain
+
+
+@dataclass
+class _Rendered:
+    """One render pass: what was written, measured, and the limiting it took."""
+
+    gain_db: float
+    after: Loudness
+    limiter_gain_reduction_db: float
+    block_powers: np.ndarray
+
+
+def _render_pass(
+    stream: _Stream,
+    processed: BlockSource,
+    gain_db: float,
+    *,
+    sink: SinkFactory | None,
+    bit_depth: str,
+    seed: int,
+) -> _Rendered:
+    """Pass C: gain (applied on the limiter's way in, no pass of its own), limiter,
+    quantisation, the sink, and the loudness of exactly the quantised samples."""
+    lim_cfg = stream.preset.limiter
+    lim = Limiter(
+        stream.sample_rate,
+        stream.channels,
+        ceiling_dbtp=lim_cfg.ceiling_dbtp,
+        lookahead_ms=lim_cfg.lookahead_ms,
+        release_ms=lim_cfg.release_ms,
+    )
+    quant = Quantizer(bit_depth, seed=seed)
+    meter = LoudnessMeter(stream.sample_rate, stream.channels)
+    with (sink or _discard)() as write:
+
+        def emit(z: np.ndarray) -> None:
+            if z.shape[1] == 0:
+                return
+            pcm, back = quant.quantize(z)
+            write(pcm)
+            meter.process(back)
+
+        for y in processed():
+            emit(lim.process(y, gain_db=gain_db))
+        emit(lim.flush())
+    return _Rendered(
+        gain_db, meter.result(), lim.max_gain_reduction_db, meter.gating_block_powers()
+    )
+
+
+def _correct_to_target(
+    render: Callable[[float], _Rendered], first: _Rendered, target: float, cap: _LimitingCap
+) -> tuple[_Rendered, int]:
+    """Limiting costs loudness: correct the gain with what was measured (secant steps,
+    at most MAX_CORRECTIONS extra renders; usually one). Returns the last render and
+    the number of extra passes."""
+    done, extra = first, 0
+    prev: tuple[float, float] | None = None
+    for _ in range(MAX_CORRECTIONS):
+        if not _finite(done.after.integrated_lufs):
+            break
+        error = target - done.after.integrated_lufs
+        if abs(error) <= TARGET_TOLERANCE_LU:
+            break
+        gain = done.gain_db
+        slope = 1.0
+        if prev is not None and abs(gain - prev[0]) > 1e-6:
+            slope = float(
+                np.clip((done.after.integrated_lufs - prev[1]) / (gain - prev[0]), 0.3, 1.0)
+            )
+        corrected = cap(gain + error / slope)
+        if abs(corrected - gain) <= 0.01:
+            break
+        prev = (gain, done.after.integrated_lufs)
+        done = render(corrected)
+        extra += 1
+    return done, extra
+
+
+def _hold_ceiling(
+    render: Callable[[float], _Rendered], done: _Rendered, ceiling: float, notes: list[str]
+) -> tuple[_Rendered, int]:
+    """The ceiling is a promise: never write above it (a render over it, which the
+    limiter's construction should prevent, is redone with the gain lowered)."""
+    extra = 0
+    for _ in range(2):
+        peak = done.after.true_peak_dbtp
+        if not (_finite(peak) and peak > ceiling):
+            break
+        done = render(done.gain_db - (peak - ceiling + 0.02))
+        extra += 1
+        notes.append("gain lowered slightly to keep the true peak under the ceiling")
+    return done, extra
+
+
+def _target_notes(
+    after: Loudness, target: float, cap: _LimitingCap, *, exempt: bool, notes: list[str]
+) -> bool:
+    """Whether the result counts as on target (``exempt``: silent source or album
+    gain); when not, a note saying why."""
+    reached = exempt or (
+        _finite(after.integrated_lufs) and abs(target - after.integrated_lufs) <= TARGET_ACCEPT_LU
+    )
+    if reached:
+        return True
+    if cap.capped:
+        notes.append(
+            f"target {target:g} LUFS not reached ({after.integrated_lufs:.1f} LUFS): it would "
+            f"need more than {cap.max_gain_reduction_db:g} dB of peak limiting "
+            "(limiter.max_gain_reduction_db); the track was not crushed to hit the number"
+        )
+    else:
+        notes.append(f"result {after.integrated_lufs:.2f} LUFS is off the {target:g} LUFS target")
+    return False
+
+
 def master_stream(
     source: BlockSource,
     *,
@@ -188,6 +363,7 @@ def master_stream(
     seed : dither seed (re-runs write identical files)
     """
     notes: list[str] = []
+    stream = _Stream(sample_rate, channels, preset)
     if before is None:
         before = measure_stream(source, sample_rate=sample_rate, channels=channels)
     target = preset.target_lufs
@@ -195,7 +371,6 @@ def master_stream(
     silent = not _finite(before.integrated_lufs) or before.integrated_lufs < SILENCE_LUFS
     if silent:
         notes.append("silent or near-silent source: no loudness gain applied")
-
     threshold = effective_threshold_db(preset, before)
 
     def eq_comp() -> Iterator[np.ndarray]:
@@ -207,130 +382,38 @@ def master_stream(
             threshold_db=threshold,
         )
 
-    # Pass B: loudness and true peak after EQ and compression.
-    stored: list[np.ndarray] | None = [] if keep_processed else None
-    meter_b = LoudnessMeter(sample_rate, channels)
-    for y in eq_comp():
-        meter_b.process(y)
-        if stored is not None:
-            stored.append(y)
-    mid = meter_b.result()
-
-    def processed() -> Iterable[np.ndarray]:
-        return stored if stored is not None else eq_comp()
-
-    if gain_db is not None:
-        gain = float(gain_db)
-        album = True
+    mid, processed = _processed_pass(stream, eq_comp, keep=keep_processed)
+    album = gain_db is not None
+    if album:
+        gain = _capped_makeup(float(gain_db), notes)
     else:
-        album = False
-        gain = 0.0 if silent or not _finite(mid.integrated_lufs) else target - mid.integrated_lufs
-    if gain > MAX_GAIN_DB:
-        notes.append(f"gain capped at +{MAX_GAIN_DB:g} dB (would need {gain:+.1f} dB)")
-        gain = MAX_GAIN_DB
-
-    max_gr = preset.limiter.max_gain_reduction_db
-    capped = False
-
-    def cap(g: float) -> float:
-        nonlocal capped
-        if not _finite(mid.true_peak_dbtp):
-            return g
-        needed = mid.true_peak_dbtp + g - ceiling
-        if needed > max_gr + 1e-9:
-            capped = True
-            return g - (needed - max_gr)
-        return g
-
+        gain = _gain_to_target(target, mid, silent=silent, notes=notes)
+    cap = _LimitingCap(mid.true_peak_dbtp, ceiling, preset.limiter.max_gain_reduction_db)
     gain = cap(gain)
 
-    after_powers: list[np.ndarray] = []
+    def render(g: float) -> _Rendered:
+        return _render_pass(stream, processed, g, sink=sink, bit_depth=bit_depth, seed=seed)
 
-    def render(g: float) -> tuple[Loudness, float]:
-        lim = Limiter(
-            sample_rate,
-            channels,
-            ceiling_dbtp=ceiling,
-            lookahead_ms=preset.limiter.lookahead_ms,
-            release_ms=preset.limiter.release_ms,
-        )
-        quant = Quantizer(bit_depth, seed=seed)
-        meter = LoudnessMeter(sample_rate, channels)
-        with (sink or _discard)() as write:
-
-            def emit(z: np.ndarray) -> None:
-                if z.shape[1] == 0:
-                    return
-                pcm, back = quant.quantize(z)
-                write(pcm)
-                meter.process(back)
-
-            for y in processed():
-                emit(lim.process(y, gain_db=g))  # gain applied on the way in, no pass
-            emit(lim.flush())
-        after_powers[:] = [meter.gating_block_powers()]
-        return meter.result(), lim.max_gain_reduction_db
-
+    done = render(gain)
     passes = 1
-    after, lim_gr = render(gain)
-    # Limiting costs loudness: correct the gain with what was measured (secant steps,
-    # at most MAX_CORRECTIONS extra renders; usually one).
-    prev: tuple[float, float] | None = None
-    for _ in range(MAX_CORRECTIONS):
-        if silent or album or not _finite(after.integrated_lufs):
-            break
-        error = target - after.integrated_lufs
-        if abs(error) <= TARGET_TOLERANCE_LU:
-            break
-        slope = 1.0
-        if prev is not None and abs(gain - prev[0]) > 1e-6:
-            slope = float(np.clip((after.integrated_lufs - prev[1]) / (gain - prev[0]), 0.3, 1.0))
-        corrected = cap(gain + error / slope)
-        if abs(corrected - gain) <= 0.01:
-            break
-        prev = (gain, after.integrated_lufs)
-        gain = corrected
-        passes += 1
-        after, lim_gr = render(gain)
-    for _ in range(2):  # the ceiling is a promise: never write above it
-        if not (_finite(after.true_peak_dbtp) and after.true_peak_dbtp > ceiling):
-            break
-        gain -= after.true_peak_dbtp - ceiling + 0.02
-        passes += 1
-        after, lim_gr = render(gain)
-        notes.append("gain lowered slightly to keep the true peak under the ceiling")
-
-    reached = (
-        silent
-        or album
-        or (
-            _finite(after.integrated_lufs)
-            and abs(target - after.integrated_lufs) <= TARGET_ACCEPT_LU
-        )
-    )
-    if not reached:
-        if capped:
-            notes.append(
-                f"target {target:g} LUFS not reached ({after.integrated_lufs:.1f} LUFS): it would "
-                f"need more than {max_gr:g} dB of peak limiting (limiter.max_gain_reduction_db); "
-                "the track was not crushed to hit the number"
-            )
-        else:
-            notes.append(
-                f"result {after.integrated_lufs:.2f} LUFS is off the {target:g} LUFS target"
-            )
+    if not (silent or album):
+        done, extra = _correct_to_target(render, done, target, cap)
+        passes += extra
+    done, extra = _hold_ceiling(render, done, ceiling, notes)
+    passes += extra
+    reached = _target_notes(done.after, target, cap, exempt=silent or album, notes=notes)
     return MasterOutcome(
         before=before,
-        after=after,
+        after=done.after,
         target_lufs=target,
         ceiling_dbtp=ceiling,
-        gain_db=gain,
+        gain_db=done.gain_db,
         compressor_threshold_db=threshold,
-        limiter_max_gain_reduction_db=lim_gr,
+        limiter_max_gain_reduction_db=done.limiter_gain_reduction_db,
         target_reached=bool(reached),
         passes=passes,
         notes=notes,
-        after_block_powers=after_powers[0] if after_powers else None,
+        after_block_powers=done.block_powers,
     )
 
 
