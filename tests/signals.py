@@ -86,3 +86,47 @@ def click_track(bpm: float, *, seconds: float = 20.0, sample_rate: int = 44100) 
     for b in range(int(seconds * bpm / 60.0) + 1):
         _place(out, blip, b * 60.0 / bpm, sr, 0.5)
     return out
+
+
+def compound_pattern(
+    bpm: float, *, seconds: float = 20.0, sample_rate: int = 44100, seed: int = 0
+) -> np.ndarray:
+    """Stereo 6/8 groove at ``bpm`` dotted quarters: kick on beat 1, snare on beat 2,
+    hi-hat on every eighth (three per beat, the first of each louder). Peak -6 dBFS."""
+    sr = sample_rate
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    out = np.zeros((2, n))
+    beat = 60.0 / bpm
+    kick, snare, hat = _kick(sr, rng), _snare(sr, rng), _hat(sr, rng)
+    for b in range(int(seconds / beat) + 1):
+        t0 = b * beat
+        _place(out, kick if b % 2 == 0 else snare, t0, sr, 1.0)
+        for e in range(3):
+            _place(out, hat, t0 + e * beat / 3.0, sr, 0.5 if e == 0 else 0.3)
+    return out * (0.5 / np.abs(out).max())
+
+
+def waltz_pattern(
+    bpm: float, *, seconds: float = 20.0, sample_rate: int = 44100, seed: int = 0
+) -> np.ndarray:
+    """Stereo 3/4 oom-pah-pah at ``bpm`` quarters: a bass note and kick on beat 1, a
+    chord on beats 2 and 3. Peak -6 dBFS."""
+    sr = sample_rate
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    out = np.zeros((2, n))
+    beat = 60.0 / bpm
+    kick = _kick(sr, rng)
+    t = np.arange(int(0.9 * beat * sr)) / sr
+    env = np.exp(-t / (0.25 * beat)) * np.minimum(1.0, t / 0.005)
+    bass = np.sin(2 * np.pi * 73.4 * t) * env
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (293.7, 370.0, 440.0)) * env / 3
+    for b in range(int(seconds / beat) + 1):
+        t0 = b * beat
+        if b % 3 == 0:
+            _place(out, kick, t0, sr, 0.8)
+            _place(out, bass, t0, sr, 0.6)
+        else:
+            _place(out, chord, t0, sr, 0.5)
+    return out * (0.5 / np.abs(out).max())

@@ -1,0 +1,86 @@
+"""Beat level, confidence and runners-up of the tempo estimator on synthetic grooves."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from auralis_batch.fingerprint import (
+    DEFAULT_TEMPO_BPM,
+    TEMPO_WEIGHTS,
+    Fingerprint,
+    fingerprint,
+    tempo_estimate,
+    tempo_params,
+)
+from auralis_batch.kernels import tempo as tk
+
+from .signals import click_track, compound_pattern, drum_pattern, waltz_pattern
+
+SR = 44100
+
+
+@pytest.mark.parametrize("bpm", [62.0, 70.0, 84.0, 96.0, 110.0])
+def test_six_eight_is_counted_in_dotted_quarters(bpm):
+    """Eighths in threes are a division of the beat, not the beat (the ternary feature)."""
+    est = tempo_estimate(compound_pattern(bpm), SR)
+    assert est.bpm == pytest.approx(bpm, rel=0.04)
+
+
+@pytest.mark.parametrize("bpm", [97.0, 120.0, 140.0, 163.0, 180.0])
+def test_waltz_is_counted_in_quarters(bpm):
+    est = tempo_estimate(waltz_pattern(bpm), SR)
+    assert est.bpm == pytest.approx(bpm, rel=0.04)
+
+
+def test_runners_up_are_the_other_metrical_levels():
+    est = tempo_estimate(drum_pattern(100.0, seconds=16.0, bass=True), SR)
+    assert est.bpm == pytest.approx(100.0, rel=0.04)
+    assert 1 <= len(est.candidates) <= 2
+    for bpm, score in est.candidates:
+        ratio = bpm / est.bpm
+        assert any(abs(ratio - m) <= 0.05 * m for m in (0.5, 2.0, 1 / 3, 3.0)), ratio
+        assert 0.0 <= score <= 1.0
+    assert 0.0 < est.confidence <= 1.0
+
+
+def test_candidates_travel_through_the_fingerprint_and_its_json():
+    fp = fingerprint(drum_pattern(128.0, seconds=12.0), SR)
+    assert fp.tempo_candidates
+    d = fp.to_dict()
+    assert d["tempo_candidates"] == [
+        {"bpm": float(f"{b:.6g}"), "score": float(f"{s:.6g}")} for b, s in fp.tempo_candidates
+    ]
+    again = Fingerprint.from_dict(d)
+    assert again.to_dict() == d
+    assert fingerprint(drum_pattern(128.0, seconds=12.0), SR, tempo=False).tempo_candidates == ()
+
+
+def test_no_pulse_no_candidates():
+    for x in (np.zeros((2, 10 * SR)), click_track(120.0, seconds=3.0)):
+        est = tempo_estimate(x, SR)
+        assert (est.bpm, est.confidence, est.candidates) == (DEFAULT_TEMPO_BPM, 0.0, ())
+
+
+def test_parameter_vector_is_laid_out_by_the_kernel_constants():
+    prm = tempo_params()
+    assert prm.shape == (tk.N_PARAMS,)
+    assert tuple(prm[tk.PRM_W_SALIENCE :]) == TEMPO_WEIGHTS
+    assert len(TEMPO_WEIGHTS) == tk.N_FEATURES
+    assert tk.LEVEL_COLUMNS == tk.LEVEL_FEATURES + tk.N_FEATURES
+    with pytest.raises(ValueError, match="tempo weights"):
+        tempo_params((1.0, 2.0))
+
+
+def test_weights_steer_the_choice():
+    """With every weight zero but a strong preference for slow tempi, the slower
+    metrical level wins: the kernel reads its weights from the parameter vector."""
+    x = drum_pattern(150.0, seconds=16.0)
+    slow = tempo_estimate(x, SR, params=tempo_params((0.0, -4.0, 0.0, 0.0, 0.0, 0.0)))
+    fast = tempo_estimate(x, SR, params=tempo_params((0.0, 4.0, 0.0, 0.0, 0.0, 0.0)))
+    assert slow.bpm < fast.bpm
+    assert math.isclose(fast.bpm / slow.bpm, 2.0, rel_tol=0.05) or math.isclose(
+        fast.bpm / slow.bpm, 4.0, rel_tol=0.05
+    )
