@@ -81,10 +81,11 @@ BitDepthOpt = Annotated[
     str, typer.Option("--bit-depth", help="16 (TPDF dithered), 24 or 32f (wav only).")
 ]
 ReportOpt = Annotated[
-    Optional[Path],  # noqa: UP045
+    Optional[list[Path]],  # noqa: UP045
     typer.Option(
         "--report",
-        help="Write a report to this file: FILE.json ({tracks, summary}) or FILE.csv.",
+        help="Write a report to this file: FILE.json ({tracks, summary}) or FILE.csv; "
+        "give it several times for several reports.",
     ),
 ]
 
@@ -197,7 +198,18 @@ def master(
     _run_master(**locals())
 
 
-def _run_master(
+def _run_master(**opts) -> None:
+    """``master``: check everything a run needs (exit 2 before any work), run it, then
+    report and exit 0 / 1 / 2 / 128+signal."""
+    from .progress import BatchProgress
+
+    settings = _master_settings(**opts)
+    progress = BatchProgress(enabled=not opts["quiet"] and not opts["dry_run"])
+    result = _run_batch(settings, progress, **opts)
+    _report(result, progress, **opts)
+
+
+def _master_settings(
     *,
     inputs,
     out,
@@ -209,9 +221,7 @@ def _run_master(
     report,
     reference,
     match_strength,
-    jobs,
     dry_run,
-    overwrite,
     album,
     write_loudness_tags,
     timeout_per_track,
@@ -220,16 +230,19 @@ def _run_master(
     no_tempo,
     no_cache,
     cache_dir,
-    quiet,
-) -> None:
+    **_,
+):
+    """Validated :class:`RunSettings`; a usage or setup problem exits 2 naming it."""
     from .audio import output_subtype
-    from .batch import PlanError, RunLockedError, run_master
+    from .batch import check_output_writable
     from .errors import AuralisError
     from .presets import load_preset
+    from .report import REPORT_SUFFIXES
     from .settings import RunSettings, memory_budget_from_env
 
-    if report is not None and report.suffix.lower() not in (".json", ".csv"):
-        _fail_usage(f"--report {report}: use a .json or .csv file name")
+    for path in report or ():
+        if path.suffix.lower() not in REPORT_SUFFIXES:
+            _fail_usage(f"--report {path}: use a file name ending in {', '.join(REPORT_SUFFIXES)}")
     if backend not in ("local", "dask"):
         _fail_usage(f"--backend must be local or dask, got {backend!r}")
     if backend == "dask" and not scheduler:
@@ -246,17 +259,14 @@ def _run_master(
             _fail_usage(f"input {item} does not exist")
     if out.exists() and not out.is_dir():
         _fail_usage(f"--out {out}: is a file, not a folder")
-    from .batch import check_output_writable
-
     try:
         check_output_writable(out, create=not dry_run)
     except OSError as exc:
         _fail_usage(f"--out {out}: not writable ({exc.strerror or exc})")
-
     ref_record = None
     if reference is not None:
         ref_record = _analyse_reference(reference, no_cache=no_cache, cache_dir=cache_dir)
-    settings = RunSettings(
+    return RunSettings(
         preset="reference" if reference is not None else preset,
         target_lufs=target_lufs,
         ceiling_dbtp=ceiling_dbtp,
@@ -273,17 +283,22 @@ def _run_master(
         match_strength=match_strength,
         memory_budget_bytes=budget,
     )
-    n_jobs = jobs or _cpu_count()
-    from .progress import BatchProgress
 
-    progress = BatchProgress(enabled=not quiet and not dry_run)
+
+def _run_batch(
+    settings, progress, *, inputs, out, jobs, backend, scheduler, overwrite, dry_run, **_
+):
+    """The run itself; a whole-run problem or a held lock exits 2."""
+    from .batch import PlanError, RunLockedError, run_master
+
+    n_jobs = jobs or _cpu_count()
     try:
         with contextlib.ExitStack() as stack:
             if backend == "dask":
                 stack.enter_context(_dask_backend(scheduler))
                 n_jobs = -1
             stack.enter_context(progress)
-            result = run_master(
+            return run_master(
                 inputs,
                 out,
                 settings,
@@ -300,12 +315,17 @@ def _run_master(
         raise typer.Exit(code=2) from None
     except RunLockedError as exc:
         _fail_usage(str(exc))
+
+
+def _report(result, progress, *, report, dry_run, quiet, **_) -> NoReturn:
+    """Reports, the summary, one line per failure, and the exit code."""
     for note in result.notes:
         typer.echo(f"[note] {note}", err=True)
-    if report is not None:
+    if report:
         from .report import write_report
 
-        write_report(report, result.records, result.summary)
+        for path in report:
+            write_report(path, result.records, result.summary)
     if dry_run:
         for rec in result.records:
             typer.echo(

@@ -8,6 +8,9 @@ import json
 import os
 from pathlib import Path
 
+#: File name endings ``--report`` understands.
+REPORT_SUFFIXES = (".json", ".csv")
+
 CSV_COLUMNS = (
     "input",
     "output",

@@ -198,3 +198,15 @@ def test_master_with_a_reference_track(tmp_path, write_audio):
     again = runner.invoke(app, [*args, "--report", str(report)])
     assert again.exit_code == 0
     assert json.loads(report.read_text())["tracks"][0]["status"] == "skipped"
+
+
+def test_several_reports_in_one_run(tmp_path, write_audio):
+    src = write_audio("lib/a.flac", music_like(seconds=2.0))
+    js, csv = tmp_path / "r.json", tmp_path / "r.csv"
+    args = ["master", str(src), "--out", str(tmp_path / "o"), "-q", "-j", "1", "--no-cache"]
+    res = runner.invoke(app, [*args, "--report", str(js), "--report", str(csv)])
+    assert res.exit_code == 0, res.output
+    assert json.loads(js.read_text())["summary"]["ok"] == 1
+    assert csv.read_text().splitlines()[0].startswith("input,output,status")
+    res = runner.invoke(app, [*args, "--report", str(tmp_path / "r.txt")])
+    assert res.exit_code == 2 and "r.txt" in res.output
