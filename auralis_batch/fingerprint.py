@@ -36,7 +36,13 @@ Field definitions:
   all frames; ``percussive_ratio``: share of band energy above each band's 9-frame
   (0.2 s) running median, a median-filter harmonic/percussive split (0 sustained,
   towards 1 for clicks and drums).
-* ``tempo_bpm`` / ``tempo_confidence``: 120.0 / 0.0 when tempo is off or undefined.
+* ``tempo_bpm``: the beat level :mod:`kernels.tempo` decides on, 40-240 BPM;
+  ``tempo_confidence`` (0-1): that level's share of the estimator's softmax over the
+  metrical levels it weighed, times the periodicity there (at or above
+  :data:`TEMPO_CONFIDENCE_THRESHOLD` the estimate is usually right);
+  ``tempo_candidates``: up to two runners-up ``(bpm, score)``, best first, scored like
+  the confidence (the octave or triple readings it weighed). 120.0 / 0.0 / none when
+  tempo is off or undefined.
 """
 
 from __future__ import annotations
@@ -74,12 +80,13 @@ ANALYSIS_SAMPLE_RATE = 44100
 DEFAULT_TEMPO_BPM = 120.0
 MIN_TEMPO_BPM = 40.0
 MAX_TEMPO_BPM = 240.0
-#: The metrical reference's prior (kernels.tempo, step 2): broad, it only has to pick a
-#: level of the right metrical family.
+#: The metrical reference's prior (kernels.tempo, step 2): it only has to pick a level of
+#: the right metrical family. These three constants and the weights below are what
+#: bench/tempo/fit.py chose and fitted on the whole tempo set.
 TEMPO_REFERENCE_BPM = 100.0
 TEMPO_REFERENCE_OCTAVES = 1.0
-#: A duple neighbour of the reference must hold half its periodicity to be the beat; a
-#: triple move needs ternary evidence above 0.1 at the slower level.
+#: A duple neighbour of the reference needs this share of its periodicity to be the
+#: beat (0: any); a triple move needs ternary evidence above 0.1 at the slower level.
 TEMPO_MIN_DUPLE = 0.0
 TEMPO_MIN_TERNARY = 0.1
 #: Weights of the beat-level features (kernels.tempo FEAT_* order: salience, tempo,
