@@ -108,9 +108,12 @@ def _record(
         rec[k] = ld[k]
     if finger is None:
         rec["tempo_bpm"], rec["tempo_confidence"], rec["fingerprint"] = DEFAULT_TEMPO_BPM, 0.0, None
+        rec["tempo_candidates"] = []
     else:
         rec["tempo_bpm"] = round(finger.tempo_bpm, 2)
         rec["tempo_confidence"] = round(finger.tempo_confidence, 3)
+        ranked = sorted(finger.tempo_candidates, key=lambda c: -c[1])  # best first
+        rec["tempo_candidates"] = [{"bpm": round(b, 2), "score": round(s, 3)} for b, s in ranked]
         rec["fingerprint"] = finger.to_dict()
         rec["fingerprint_version"] = FINGERPRINT_VERSION
     rec["loudness"] = ld
@@ -233,8 +236,10 @@ def _cached(cache, content: str, tempo: bool) -> dict[str, Any] | None:
             if not tempo and with_tempo:
                 rec["tempo_bpm"] = DEFAULT_TEMPO_BPM
                 rec["tempo_confidence"] = 0.0
+                rec["tempo_candidates"] = []
                 fp = dict(rec["fingerprint"])
                 fp["tempo_bpm"], fp["tempo_confidence"] = DEFAULT_TEMPO_BPM, 0.0
+                fp["tempo_candidates"] = []
                 rec["fingerprint"] = fp
             rec["cached"] = source
             return rec
@@ -272,7 +277,8 @@ def analyze(
 
     Returns the record that ``auralis-batch analyze --json`` prints: ``path``,
     ``duration_s``, ``sample_rate``, ``channels``, the four loudness keys,
-    ``tempo_bpm``, ``tempo_confidence``, ``fingerprint``, ``fingerprint_version`` and
+    ``tempo_bpm``, ``tempo_confidence``, ``tempo_candidates`` (the two runner-up
+    tempi with their scores), ``fingerprint``, ``fingerprint_version`` and
     ``seconds``. ``tempo=False`` skips the tempo work and reports 120.0 / 0.0.
     """
     if isinstance(path_or_array, np.ndarray):

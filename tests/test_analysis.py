@@ -112,3 +112,19 @@ def test_array_with_nan_or_inf_is_refused(bad):
     x[1, 70000] = bad
     with pytest.raises(AudioError, match="NaN or infinite"):
         analyze_array(x, 44100)
+
+
+def test_analyze_json_gives_the_runner_up_tempi(tmp_path):
+    from pathlib import Path
+
+    example = Path(__file__).parents[1] / "examples" / "example.flac"
+    res = CliRunner().invoke(app, ["analyze", str(example), "--json", "--no-cache"])
+    assert res.exit_code == 0, res.output
+    (rec,) = json.loads(res.stdout)
+    cands = rec["tempo_candidates"]
+    assert len(cands) == 2 and all(set(c) == {"bpm", "score"} for c in cands)
+    assert cands[0]["score"] >= cands[1]["score"]
+    assert all(abs(c["bpm"] - rec["tempo_bpm"]) > 1 for c in cands)  # other levels
+    res = CliRunner().invoke(app, ["analyze", str(example), "--json", "--no-cache", "--no-tempo"])
+    (rec,) = json.loads(res.stdout)
+    assert rec["tempo_bpm"] == 120.0 and rec["tempo_candidates"] == []
