@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import CORPUS, SR, best_alternating
+from conftest import CORPUS, SR, compare
 
 from auralis_batch.analysis import analyze_array
 from auralis_batch.fingerprint import estimate_tempo
@@ -35,43 +35,58 @@ def librosa_tempo(x: np.ndarray) -> float:
     return float(np.atleast_1d(tempo)[0])
 
 
-@pytest.mark.parametrize(
-    "impl", ["ours_full", "ours_no_tempo", "ours_tempo_only", "librosa_full", "librosa_tempo"]
-)
-def test_analysis_speed(benchmark, track, impl):
-    fns = {
-        "ours_full": lambda: analyze_array(track, SR, tempo=True),
-        "ours_no_tempo": lambda: analyze_array(track, SR, tempo=False),
-        "ours_tempo_only": lambda: estimate_tempo(track, SR),
-        "librosa_full": lambda: librosa_equivalent(track),
-        "librosa_tempo": lambda: librosa_tempo(track),
-    }
-    analyze_array(track[:, : 10 * SR], SR)  # JIT warm-up
-    benchmark.group = "analysis of 4 min stereo 44.1 kHz"
-    benchmark.pedantic(fns[impl], rounds=3, iterations=1)
-
-
-def test_analysis_goals(track):
+@pytest.fixture(scope="module")
+def warm_jit(track) -> None:
     analyze_array(track[:, : 10 * SR], SR)
-    best = best_alternating(
-        {
-            "full": lambda: analyze_array(track, SR, tempo=True),
-            "no_tempo": lambda: analyze_array(track, SR, tempo=False),
-            "tempo": lambda: estimate_tempo(track, SR),
-            "librosa_full": lambda: librosa_equivalent(track),
-            "librosa_tempo": lambda: librosa_tempo(track),
-        },
+
+
+@pytest.mark.benchmark(group="analysis: 4 min stereo 44.1 kHz")
+def test_full_analysis_against_librosa(benchmark, goals, track, warm_jit):
+    """Loudness + fingerprint + tempo against librosa's STFT features + ``beat_track``."""
+    best = compare(
+        benchmark,
+        lambda: analyze_array(track, SR, tempo=True),
+        {"librosa": lambda: librosa_equivalent(track)},
         rounds=3,
+        name="auralis",
     )
-    print("\nbest seconds:", {k: round(v, 3) for k, v in best.items()})
-    print(
-        f"full {best['librosa_full'] / best['full']:.1f}x librosa; "
-        f"tempo {best['librosa_tempo'] / best['tempo']:.1f}x beat_track; "
-        f"no-tempo saves {100 * (1 - best['no_tempo'] / best['full']):.0f} %"
+    goals.speedup("full analysis vs librosa", best, ours="auralis", peer="librosa", at_least=5)
+    goals.assert_met()
+
+
+@pytest.mark.benchmark(group="analysis: 4 min stereo 44.1 kHz")
+def test_tempo_against_beat_track(benchmark, goals, track, warm_jit):
+    best = compare(
+        benchmark,
+        lambda: estimate_tempo(track, SR),
+        {"beat_track": lambda: librosa_tempo(track)},
+        rounds=3,
+        name="auralis",
     )
-    assert best["librosa_full"] / best["full"] >= 5.0
-    assert best["librosa_tempo"] / best["tempo"] >= 5.0
-    assert best["no_tempo"] < 0.95 * best["full"]
+    goals.speedup("tempo vs beat_track", best, ours="auralis", peer="beat_track", at_least=5)
+    goals.assert_met()
+
+
+@pytest.mark.benchmark(group="analysis: 4 min stereo 44.1 kHz")
+def test_analysis_without_tempo(benchmark, goals, track, warm_jit):
+    """``tempo=False`` against the full analysis: measurably faster (>= 5 % less time)."""
+    best = compare(
+        benchmark,
+        lambda: analyze_array(track, SR, tempo=False),
+        {"with_tempo": lambda: analyze_array(track, SR, tempo=True)},
+        rounds=3,
+        name="no_tempo",
+    )
+    saved = 1 - best["no_tempo"] / best["with_tempo"]
+    benchmark.extra_info["time_saved"] = round(saved, 3)
+    goals.check(
+        "analysis without tempo",
+        f"{best['no_tempo'] * 1e3:.0f} ms vs {best['with_tempo'] * 1e3:.0f} ms: "
+        f"{100 * saved:.0f} % less",
+        ">= 5 % less",
+        saved >= 0.05,
+    )
+    goals.assert_met()
 
 
 def test_tempo_agreement_with_librosa_on_the_corpus():

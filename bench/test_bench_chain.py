@@ -2,18 +2,16 @@
 
 Same decoded array for every implementation (4 minutes, stereo, 44.1 kHz: the corpus
 track loyalists.ogg looped, or a synthesised mix without the corpus). JIT is warmed
-before timing; first-call compile/cache-load time is measured separately.
+before timing (the first call into an empty Numba cache is measured end to end in
+``test_bench_e2e.py``).
 Goals: EQ cascade >= 1.5x scipy.signal.sosfilt; render chain >= 2x pedalboard.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
-from conftest import SR, best_alternating
+from conftest import SR, compare
 from scipy import signal
 
 from auralis_batch.dynamics import Compressor, Limiter
@@ -65,87 +63,44 @@ def pedalboard_chain():
     return pb.Pedalboard(plugins)
 
 
-@pytest.mark.parametrize("impl", ["auralis", "pedalboard"])
-def test_render_chain(benchmark, track, impl):
-    benchmark.group = "render chain: EQ + compressor + gain + limiter, 4 min stereo"
-    if impl == "auralis":
-        ours_render(track[:, :SR])  # warm the JIT
-        y = benchmark.pedantic(ours_render, args=(track,), rounds=3, iterations=1)
-    else:
-        board = pedalboard_chain()
-        x32 = track.astype(np.float32)
-        y = benchmark.pedantic(lambda: board(x32, SR), rounds=3, iterations=1)
-    assert y.shape == track.shape
+@pytest.mark.benchmark(group="render chain: EQ + compressor + gain + limiter, 4 min stereo")
+def test_render_chain_against_pedalboard(benchmark, goals, track):
+    """Goal: render chain >= 2x pedalboard doing the same chain, best of 3 alternating."""
+    board = pedalboard_chain()
+    x32 = track.astype(np.float32)
+    ours_render(track[:, :SR])  # warm the JIT
+    best = compare(
+        benchmark,
+        lambda: ours_render(track),
+        {"pedalboard": lambda: board(x32, SR)},
+        rounds=3,
+        name="auralis",
+    )
+    goals.speedup("render chain vs pedalboard", best, ours="auralis", peer="pedalboard", at_least=2)
+    goals.assert_met()
 
 
-@pytest.mark.parametrize("impl", ["auralis", "scipy"])
-def test_eq_cascade(benchmark, track, impl):
-    benchmark.group = "EQ cascade (high-pass + 7 bands), 4 min stereo"
-    sos = design_eq(PRESET.eq, SR)
-    if impl == "auralis":
-        zi = np.zeros((2, sos.shape[0], 2))
-        sos_filter(track[:, :100], sos, zi)
-        y, _ = benchmark.pedantic(sos_filter, args=(track, sos, zi), rounds=5, iterations=1)
-    else:
-        y = benchmark.pedantic(
-            signal.sosfilt, args=(sos, track), kwargs={"axis": -1}, rounds=5, iterations=1
-        )
-    assert y.shape == track.shape
-
-
-def test_eq_at_least_1_5x_faster_than_scipy(track):
-    """Goal: EQ cascade >= 1.5x scipy.signal.sosfilt (measured about 2.8x)."""
+@pytest.mark.benchmark(group="EQ cascade (high-pass + 7 bands), 4 min stereo")
+def test_eq_cascade_against_sosfilt(benchmark, goals, track):
+    """Goal: EQ cascade >= 1.5x ``scipy.signal.sosfilt``."""
     sos = design_eq(PRESET.eq, SR)
     zi = np.zeros((2, sos.shape[0], 2))
     sos_filter(track[:, :100], sos, zi)
-    best = best_alternating(
-        {
-            "ours": lambda: sos_filter(track, sos, zi),
-            "scipy": lambda: signal.sosfilt(sos, track, axis=-1),
-        },
-        rounds=3,
+    best = compare(
+        benchmark,
+        lambda: sos_filter(track, sos, zi),
+        {"sosfilt": lambda: signal.sosfilt(sos, track, axis=-1)},
+        rounds=5,
+        name="auralis",
     )
-    print(f"\nEQ 4 min stereo: ours {best['ours']:.3f} s, scipy {best['scipy']:.3f} s")
-    assert best["ours"] * 1.5 <= best["scipy"]
+    goals.speedup("EQ cascade vs sosfilt", best, ours="auralis", peer="sosfilt", at_least=1.5)
+    goals.assert_met()
 
 
-def test_render_chain_at_least_twice_as_fast_as_pedalboard(track):
-    """Goal: render chain >= 2x pedalboard (measured about 2.7x on this track)."""
-    board = pedalboard_chain()
-    x32 = track.astype(np.float32)
-    ours_render(track[:, :SR])
-    best = best_alternating(
-        {"ours": lambda: ours_render(track), "pedalboard": lambda: board(x32, SR)}, rounds=2
-    )
-    print(f"\nrender 4 min: ours {best['ours']:.3f} s, pedalboard {best['pedalboard']:.3f} s")
-    assert best["ours"] * 2 <= best["pedalboard"]
-
-
-def test_full_master_array(benchmark, track):
+@pytest.mark.benchmark(group="full master in memory (all passes), 4 min stereo")
+def test_full_master_array(benchmark, goals, track):
     """All passes: measure, EQ+compressor+measure, render+measure (+ correction)."""
-    benchmark.group = "full master (all passes), 4 min stereo"
     master_array(track[:, : 5 * SR], SR, preset=PRESET)
-    y, _ = benchmark.pedantic(
-        master_array, args=(track, SR), kwargs={"preset": PRESET}, rounds=2, iterations=1
-    )
-    assert y.shape == track.shape
-
-
-def test_first_call_jit_time(benchmark, tmp_path):
-    """Cold start: import and first master call with an empty Numba cache (compile)."""
-    code = (
-        "import numpy as np, time; t=time.perf_counter();"
-        "from auralis_batch.pipeline import master_array;"
-        "from auralis_batch.presets import load_preset;"
-        "master_array(np.zeros((2, 44100)) + 0.1, 44100, preset=load_preset('gentle'));"
-        "print(time.perf_counter()-t)"
-    )
-    env = {"NUMBA_CACHE_DIR": str(tmp_path / "numba"), "PATH": "/usr/bin:/bin"}
-    benchmark.group = "first call (compile into an empty cache)"
-
-    def run():
-        return subprocess.run(
-            [sys.executable, "-c", code], env=env, check=True, capture_output=True
-        )
-
-    benchmark.pedantic(run, rounds=1, iterations=1)
+    best = compare(benchmark, lambda: master_array(track, SR, preset=PRESET), rounds=2)
+    benchmark.extra_info["x_realtime"] = round(track.shape[1] / SR / best["subject"], 1)
+    goals.report("full master of 4 min in memory", f"{best['subject']:.2f} s")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SR, best_alternating
+from conftest import SR, compare
 
 from auralis_batch.meter import measure_loudness
 
@@ -40,41 +40,32 @@ def pyloudnorm_integrated(x: np.ndarray) -> float:
     return pyloudnorm.Meter(SR).integrated_loudness(x.T)
 
 
-IMPLS = {
-    "auralis (I + LRA + TP + peaks)": lambda x: measure_loudness(x, SR),
-    "pyebur128 (I + LRA + TP)": ebur128_full,
-    "pyloudnorm (I only)": pyloudnorm_integrated,
-}
-
-
-@pytest.mark.parametrize("impl", list(IMPLS))
-def test_meter_speed(benchmark, track, impl):
-    benchmark.group = "loudness meter, 4 min stereo 44.1 kHz"
-    fn = IMPLS[impl]
-    fn(track[:, :SR])  # warm the JIT
-    benchmark.pedantic(fn, args=(track,), rounds=3, iterations=1)
-
-
-def test_meter_goals_and_agreement(track):
+def test_meter_agrees_with_libebur128(track):
+    """The same numbers as libebur128 (its LRA uses the same 3 s / 1 s blocks)."""
     ours = measure_loudness(track, SR)
     lufs, lra, tp = ebur128_full(track)
-    # the same numbers as libebur128 (its LRA uses the same 3 s / 1 s blocks)
     assert ours.integrated_lufs == pytest.approx(lufs, abs=0.05)
     assert ours.lra_lu == pytest.approx(lra, abs=0.1)
     assert ours.true_peak_dbtp == pytest.approx(tp, abs=0.1)
-    best = best_alternating(
+
+
+@pytest.mark.benchmark(group="meter: 4 min stereo 44.1 kHz")
+def test_meter_against_pyebur128_and_pyloudnorm(benchmark, goals, track):
+    """Ours (I + LRA + TP + peaks) alternating with pyebur128 (I + LRA + TP) and
+    pyloudnorm (I only), best of 5."""
+    measure_loudness(track[:, :SR], SR)  # warm the JIT
+    best = compare(
+        benchmark,
+        lambda: measure_loudness(track, SR),
         {
-            "ours": lambda: measure_loudness(track, SR),
             "pyebur128": lambda: ebur128_full(track),
             "pyloudnorm": lambda: pyloudnorm_integrated(track),
         },
-        rounds=3,
+        rounds=5,
+        name="auralis",
     )
-    print(
-        f"\nmeter 4 min stereo: ours {best['ours'] * 1e3:.0f} ms, pyebur128 "
-        f"{best['pyebur128'] * 1e3:.0f} ms ({best['pyebur128'] / best['ours']:.1f}x), "
-        f"pyloudnorm I-only {best['pyloudnorm'] * 1e3:.0f} ms "
-        f"({best['pyloudnorm'] / best['ours']:.1f}x)"
+    goals.speedup("meter vs pyebur128", best, ours="auralis", peer="pyebur128", at_least=5)
+    goals.speedup(
+        "meter vs pyloudnorm (I only)", best, ours="auralis", peer="pyloudnorm", at_least=1
     )
-    assert best["ours"] * 5 <= best["pyebur128"]
-    assert best["ours"] < best["pyloudnorm"]
+    goals.assert_met()
