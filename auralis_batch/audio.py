@@ -106,6 +106,8 @@ def probe(path: str | os.PathLike) -> AudioInfo:
         raise DecodeError(f"{p}: no such file")
     if p.stat().st_size == 0:
         raise DecodeError(f"{p}: file is empty (0 bytes)")
+    if not os.access(p, os.R_OK):
+        raise DecodeError(f"{p}: permission denied (cannot read it)")
     try:
         info = sf.info(str(p))
     except Exception as exc:  # libsndfile raises LibsndfileError / RuntimeError
@@ -121,6 +123,12 @@ def probe(path: str | os.PathLike) -> AudioInfo:
         format=str(info.format),
         subtype=str(info.subtype),
     )
+
+
+def file_identity(path: Path) -> list[int]:
+    """``[size, mtime_ns, inode]``: changes whenever the file is rewritten."""
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
 def decode_dtype(info: AudioInfo) -> str:
@@ -394,7 +402,7 @@ class OutputFile:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(
-                prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent
+                prefix=partial_prefix(self.path), suffix=".partial", dir=self.path.parent
             )
             os.close(fd)
             os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the library
@@ -511,9 +519,31 @@ class OutputFile:
                     stale.unlink()
 
 
+#: Longest file name most filesystems take, in bytes.
+MAX_NAME_BYTES = 255
+#: ``.`` + ``.`` + mkstemp's 8 random characters + ``.partial``.
+_PARTIAL_EXTRA_BYTES = 18
+_PARTIAL_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.partial$")
+
+
+def partial_prefix(path: Path) -> str:
+    """``.NAME.``, with NAME cut (on a character boundary) so that the temporary's
+    name fits :data:`MAX_NAME_BYTES` even when the output's own name nearly does."""
+    raw = path.name.encode("utf-8")
+    budget = MAX_NAME_BYTES - _PARTIAL_EXTRA_BYTES
+    name = raw[:budget].decode("utf-8", "ignore") if len(raw) > budget else path.name
+    return f".{name}."
+
+
+def is_partial_name(name: str) -> bool:
+    """True for a name this tool gives its temporaries (``.NAME.XXXXXXXX.partial``)."""
+    return bool(_PARTIAL_NAME.match(name))
+
+
 def partials_of(path: Path) -> list[Path]:
-    """The temporaries (``.NAME.XXXX.partial``) of output ``path`` on disk now."""
-    return list(path.parent.glob(f".{glob.escape(path.name)}.*.partial"))
+    """The temporaries of output ``path`` on disk now."""
+    pattern = glob.escape(partial_prefix(path)) + "*.partial"
+    return [p for p in path.parent.glob(pattern) if is_partial_name(p.name)]
 
 
 def _unlink(path: Path) -> None:

@@ -36,11 +36,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .audio import partials_of, readable_extensions
-from .errors import AuralisError, RunAbandonedError
-from .journal import Journal, RunLock, RunLockedError
-from .plan import STATE_DIR, Job, Plan, plan_master
-from .records import error_text, failed_record, is_disk_full, record, skipped_record, summarize
+from .audio import is_partial_name, partials_of, readable_extensions
+from .errors import AuralisError, OutputError, RunAbandonedError
+from .journal import STATE_DIR, Journal, OutputState, RunLock, RunLockedError
+from .plan import PARTIAL_SUFFIX, Job, Plan, plan_master
+from .records import (
+    error_text,
+    failed_record,
+    is_disk_full,
+    os_reason,
+    record,
+    skipped_record,
+    summarize,
+)
 from .settings import RunSettings
 
 if TYPE_CHECKING:
@@ -187,11 +195,14 @@ def master_unit(
 
     _tune_malloc()
     _die_with_the_run(parent_pid)
+    if parent_pid is not None and parent_pid != os.getpid() and os.getppid() != parent_pid:
+        os._exit(0)  # a pool worker whose run died before this unit started: nobody waits
     timeout = settings.timeout_per_track_s
     watch = Watch(
         deadline=None if not timeout else time.monotonic() + timeout * len(unit),
         parent_pid=parent_pid if parent_pid is not None and os.getppid() == parent_pid else None,
         progress_file=progress_file,
+        interrupt=_raise_if_stopped,
     )
     try:
         _inject_fault(unit, watch)
@@ -204,7 +215,7 @@ def master_unit(
     global _IN_TRACK
     _IN_TRACK = True
     try:
-        if settings.album and len(unit) > 1:
+        if settings.album:
             return master_album(unit, settings, cache=cache, watch=watch)
         return [master_track(job, settings, cache=cache, watch=watch) for job in unit]
     except Exception as exc:  # a bug must not take the batch down: fail the unit
@@ -233,22 +244,52 @@ def check_output_writable(out_dir: Path, *, create: bool = True) -> None:
             raise PermissionError(errno.EACCES, "permission denied", str(probe))
         return
     out_dir.mkdir(parents=True, exist_ok=True)
-    probe_path = out_dir / STATE_DIR / f".probe-{os.getpid()}"
-    probe_path.parent.mkdir(parents=True, exist_ok=True)
-    probe_path.write_bytes(b"ok")
-    probe_path.unlink()
+    import tempfile
+
+    fd, probe_path = tempfile.mkstemp(prefix=".auralis-probe-", dir=out_dir)
+    os.close(fd)
+    os.unlink(probe_path)
 
 
-def _decide(plan: Plan, journal: Journal, settings_hash: str, overwrite: bool) -> list[Job]:
+def _decide(
+    plan: Plan,
+    journal: Journal,
+    settings_hash: str,
+    *,
+    overwrite: bool,
+    album: bool,
+    dry_run: bool,
+) -> list[Job]:
     """Check every planned output against the journal; returns the jobs to run and
-    adds records for the rest to ``plan.records``."""
+    adds records for the rest to ``plan.records``.
+
+    In album mode a folder is one unit: when any of its tracks is to be done, its
+    finished tracks are redone with it (one shared gain, album tags of the whole).
+    An output that changed since this tool wrote it is kept aside (renamed to
+    ``NAME.altered-DATE``, unless ``dry_run``) before it is redone.
+    """
+    states = {job: journal.state(job, settings_hash) for job in plan.jobs}
+    if album:
+        todo_folders = {
+            job.input.parent for job, state in states.items() if state.action != "done" or overwrite
+        }
+        for job, state in states.items():
+            if state.action == "done" and job.input.parent in todo_folders:
+                states[job] = OutputState("replace", "its album is mastered again")
     todo: list[Job] = []
-    for job in plan.jobs:
-        state = journal.state(job, settings_hash)
+    for job, state in states.items():
         if state.action == "done" and not overwrite:
             plan.records.append(
                 skipped_record(
                     job.input, "already mastered with these settings (journal)", job.output
+                )
+            )
+        elif state.action == "outside":
+            plan.records.append(
+                failed_record(
+                    job.input,
+                    f"refused: {job.output} leads outside --out through a symlink",
+                    job.output,
                 )
             )
         elif state.action == "foreign" and not overwrite:
@@ -263,13 +304,38 @@ def _decide(plan: Plan, journal: Journal, settings_hash: str, overwrite: bool) -
             )
         elif state.action == "new":
             todo.append(job)
+        elif state.action == "altered" and not overwrite:
+            kept = _keep_aside(job.output, dry_run=dry_run)
+            todo.append(replace(job, replace_reason=f"{state.reason}: kept as {kept.name}, redone"))
         else:
             reason = {
                 "done": "replaced (--overwrite)",
+                "altered": "replaced a master that changed since it was written (--overwrite)",
                 "foreign": "replaced a file auralis-batch did not write (--overwrite)",
             }.get(state.action, f"replaced an earlier master: {state.reason}")
             todo.append(replace(job, replace=True, replace_reason=reason))
     return todo
+
+
+def _keep_aside(path: Path, *, dry_run: bool) -> Path:
+    """Rename ``path`` to a free ``NAME.altered-YYYYmmdd-HHMMSS[-N]`` beside it."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        aside = path.with_name(f"{path.name}.altered-{stamp}" + (f"-{n}" if n else ""))
+        if dry_run:
+            return aside
+        try:
+            os.link(path, aside)  # never onto an existing name
+        except FileExistsError:
+            continue
+        except OSError:
+            if os.path.lexists(aside):
+                continue
+            os.rename(path, aside)
+            return aside
+        os.unlink(path)
+        return aside
+    raise OutputError(f"{path}: cannot find a free name to keep the changed file")
 
 
 def _units(jobs: list[Job], album: bool) -> list[list[Job]]:
@@ -290,6 +356,17 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
+
+
+def _sweep_dead_runs(out_dir: Path) -> None:
+    """Remove what killed runs left in OUT: temporaries (``.NAME.XXXXXXXX.partial``,
+    whatever output they were for) and in-flight folders. Call only under the lock."""
+    for tmp in out_dir.rglob(f".*{PARTIAL_SUFFIX}"):
+        if is_partial_name(tmp.name):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+    for folder in (out_dir / STATE_DIR).glob("inflight-*"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _remove_partials(jobs: Iterable[Job]) -> int:
@@ -350,6 +427,15 @@ def _stop_pool() -> None:
         executor.shutdown(wait=False, kill_workers=True)
 
 
+#: Signals received while a track ran in this process, not yet acted on.
+_PENDING_STOP: list[int] = []
+
+
+def _raise_if_stopped() -> None:
+    if _PENDING_STOP:
+        raise _Stop(_PENDING_STOP[0])
+
+
 @contextlib.contextmanager
 def _signals_stop_the_run() -> Iterator[None]:
     """First SIGINT/SIGTERM raises :class:`_Stop` in the main thread; a second one
@@ -357,14 +443,19 @@ def _signals_stop_the_run() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    received: list[int] = []
+    received = _PENDING_STOP
+    received.clear()
 
     def handler(signum, frame):
         if received:
             _kill_children()
             os._exit(128 + signum)
         received.append(signum)
-        raise _Stop(signum)
+        if not _IN_TRACK:
+            raise _Stop(signum)
+        # Inside a track in this process (-j 1) the signal may land inside a Numba
+        # kernel, where an exception turns into a SystemError a track would report as
+        # its own failure: the track's next block raises it instead (_raise_if_stopped).
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -419,15 +510,29 @@ def run_master(
         raise PlanError(plan.problems)
     settings_hash = settings.fingerprint()
     if dry_run:
-        todo = _decide(plan, Journal(out_dir), settings_hash, overwrite)
+        todo = _decide(
+            plan,
+            Journal(out_dir),
+            settings_hash,
+            overwrite=overwrite,
+            album=settings.album,
+            dry_run=True,
+        )
         for job in todo:
             rec = record(job.input, "planned", job.replace_reason, job.output)
             plan.records.append(rec)
         return _result(plan.records, notes=plan.notes)
     with RunLock(out_dir):
         journal = Journal(out_dir)
-        todo = _decide(plan, journal, settings_hash, overwrite)
-        _remove_partials(todo)  # left by a killed run: we hold the lock, nobody writes them
+        todo = _decide(
+            plan,
+            journal,
+            settings_hash,
+            overwrite=overwrite,
+            album=settings.album,
+            dry_run=False,
+        )
+        _sweep_dead_runs(out_dir)  # we hold the lock: nobody else writes here
         journal.plan(todo)
         try:
             return _run(
@@ -456,10 +561,12 @@ def _run(
 ) -> BatchResult:
     records = plan.records
     units = _units(todo, settings.album)
+    n_jobs = _pool_size(n_jobs, len(units))
     if on_start is not None:
         on_start(len(todo), _total_audio(todo), list(records))
     inflight = out_dir / STATE_DIR / f"inflight-{os.getpid()}"
     inflight.mkdir(parents=True, exist_ok=True)
+    started_ns = time.time_ns()
     finished: set[str] = set()
     stopped: str | None = None
     signum: int | None = None
@@ -469,18 +576,22 @@ def _run(
             try:
                 poller.start()
                 for rec in _execute(units, settings, n_jobs, inflight):
-                    journal.record(rec, settings_hash)  # after the output is durable
                     records.append(rec)
                     finished.add(rec["input"])
+                    try:
+                        journal.record(rec, settings_hash)  # after the output is durable
+                    except OSError as exc:
+                        stopped = f"cannot write the journal ({os_reason(exc)}); stopped"
                     if on_record is not None:
                         on_record(rec)
                     if is_disk_full(rec):
                         stopped = "disk full: no space left on device; stopped"
+                    if stopped:
                         break
+                _raise_if_stopped()  # a signal during the last in-process track
             except _Stop as stop:
                 signum = stop.signum
-                name = signal.Signals(signum).name
-                stopped = f"interrupted by {name}"
+                stopped = f"interrupted by {signal.Signals(signum).name}"
     finally:
         poller.stop()
         if stopped and n_jobs != 1:
@@ -488,17 +599,52 @@ def _run(
         _remove_partials(j for j in todo if str(j.input) not in finished)
         started = {int(p.name) for p in inflight.glob("[0-9]*")} if inflight.is_dir() else set()
         shutil.rmtree(inflight, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            journal.retire()
     if stopped:
         for i, unit in enumerate(units):
             for job in unit:
-                if str(job.input) in finished:
-                    continue
-                if signum is not None or i in started:
-                    status, why = "interrupted", f"{stopped}; no output written"
-                else:
-                    status, why = "not started", f"not started: {stopped}"
-                records.append(record(job.input, status, why, job.output))
+                if str(job.input) not in finished:
+                    records.append(_unfinished(job, i in started, stopped, signum, started_ns))
     return _result(records, stopped, signum, plan.notes)
+
+
+def _unfinished(job: Job, started: bool, stopped: str, signum: int | None, since_ns: int) -> dict:
+    """The record of a track a stopped run did not finish."""
+    if signum is None and not started:
+        return record(job.input, "not started", f"not started: {stopped}", job.output)
+    try:
+        written = job.output is not None and os.stat(job.output).st_mtime_ns >= since_ns
+    except OSError:
+        written = False
+    why = (
+        f"{stopped} after its output was written, before it was journaled: the next run redoes it"
+        if written
+        else f"{stopped}; no output written"
+    )
+    return record(job.input, "interrupted", why, job.output)
+
+
+def _local_backend() -> bool:
+    """True when joblib runs our tasks in processes of this machine (loky or
+    multiprocessing), not on a cluster (``parallel_config(backend="dask")``)."""
+    try:
+        from joblib.parallel import get_active_backend
+
+        backend, _ = get_active_backend(prefer="processes")
+    except Exception:  # pragma: no cover - a joblib without it: assume local
+        return True
+    return type(backend).__name__ in {"LokyBackend", "MultiprocessingBackend"}
+
+
+def _pool_size(n_jobs: int, n_units: int) -> int:
+    """Workers for ``n_units`` units: never more than there is work for (an idle
+    worker would have no unit to learn when its run dies)."""
+    if n_jobs == 1 or not _local_backend():
+        return n_jobs
+    cpus = os.cpu_count() or 1
+    wanted = n_jobs if n_jobs > 0 else max(cpus + 1 + n_jobs, 1)
+    return max(min(wanted, n_units), 1)
 
 
 def _total_audio(jobs: Sequence[Job]) -> float:
@@ -567,7 +713,7 @@ def _execute(
     from joblib import Parallel, delayed
 
     pending = dict(enumerate(units))
-    parent = os.getpid()
+    parent = os.getpid() if _local_backend() else None  # a cluster's workers have others
     while pending:
         gen = None
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn, Optional
@@ -243,6 +244,9 @@ def _master_settings(
     for path in report or ():
         if path.suffix.lower() not in REPORT_SUFFIXES:
             _fail_usage(f"--report {path}: use a file name ending in {', '.join(REPORT_SUFFIXES)}")
+        folder = path.parent if str(path.parent) else Path(".")
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            _fail_usage(f"--report {path}: folder {folder} does not exist or is not writable")
     if backend not in ("local", "dask"):
         _fail_usage(f"--backend must be local or dask, got {backend!r}")
     if backend == "dask" and not scheduler:
@@ -289,7 +293,8 @@ def _run_batch(
     settings, progress, *, inputs, out, jobs, backend, scheduler, overwrite, dry_run, **_
 ):
     """The run itself; a whole-run problem or a held lock exits 2."""
-    from .batch import PlanError, RunLockedError, run_master
+    from .batch import PlanError, run_master
+    from .errors import AuralisError
 
     n_jobs = jobs or _cpu_count()
     try:
@@ -313,7 +318,7 @@ def _run_batch(
         for problem in exc.problems:
             typer.echo(f"[error] {problem}", err=True)
         raise typer.Exit(code=2) from None
-    except RunLockedError as exc:
+    except AuralisError as exc:  # the lock is held, the journal is unreadable
         _fail_usage(str(exc))
 
 

@@ -21,7 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import analyze_file, loudness_from_record
-from .audio import AudioInfo, OutputFile, decode_dtype, iter_blocks, output_subtype, probe
+from .audio import (
+    AudioInfo,
+    OutputFile,
+    decode_dtype,
+    file_identity,
+    iter_blocks,
+    output_subtype,
+    probe,
+)
 from .errors import OutputError, RunAbandonedError, TrackTimeoutError
 from .meter import integrated_from_block_powers
 from .pipeline import (
@@ -62,11 +70,14 @@ class Watch:
     parent_pid: int | None = None
     progress_file: Path | None = None
     throttle_s: float = 0.0  # the test suite's slow track (batch.FAULT_ENV)
+    interrupt: Callable[[], None] | None = None  # raises when the run was told to stop
     _last_note: float = field(default=0.0, repr=False)
 
     def check(self) -> None:
         if self.throttle_s:
             time.sleep(self.throttle_s)
+        if self.interrupt is not None:
+            self.interrupt()
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise TrackTimeoutError("timed out (--timeout-per-track); no output written")
         if self.parent_pid is not None and os.getppid() != self.parent_pid:
@@ -150,6 +161,7 @@ class _Prepared:
     preset: Preset
     source: TrackSource
     keep_processed: bool
+    identity: list[int] | None = None
 
 
 def _prepare(job: Job, settings: RunSettings, cache, watch: Watch, budget_bytes: int) -> _Prepared:
@@ -300,10 +312,12 @@ def master_track(
     rec = _base_record(job, settings)
     p: _Prepared | None = None
     try:
+        identity = file_identity(job.input)  # what the journal keeps: the input as read
         p = _prepare(job, settings, cache, watch, settings.memory_budget_bytes)
         with _open_output(p, settings) as out:
             outcome = _render(p, out, settings)
             rec.update(_commit(p, out, outcome, settings))
+            rec["input_identity"] = identity
     except Exception as exc:
         rec = _failed(job, settings, exc, t0)
     finally:
@@ -338,7 +352,9 @@ def master_album(
     for job in unit:
         t_job = time.perf_counter()
         try:
+            identity = file_identity(job.input)
             p = _prepare(job, settings, cache, watch, budget)
+            p.identity = identity
             budget = max(budget - _kept_bytes(p.info), 0)  # the album shares one budget
             mid, powers = measure_processed(
                 p.source,
@@ -393,6 +409,7 @@ def master_album(
             rec = _base_record(p.job, settings)
             try:
                 rec.update(_commit(p, out, outcome, settings, album=(album_lufs, album_peak)))
+                rec["input_identity"] = p.identity
                 rec["render"]["target_reached"] = reached
                 rec.pop("warning", None)
                 rec["album"] = {

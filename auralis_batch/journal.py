@@ -12,26 +12,29 @@ entry recorded, so a truncated or replaced output is redone.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
+from .audio import file_identity as input_identity
 from .errors import OutputError
-from .plan import STATE_DIR, Job
+
+if TYPE_CHECKING:
+    from .plan import Job
+
+#: Folder in OUT that holds the journal, the lock and in-flight markers.
+STATE_DIR = ".auralis-batch"
 
 JOURNAL_NAME = "journal.jsonl"
 LOCK_NAME = "lock"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-def input_identity(path: Path) -> list[int]:
-    """``[size, mtime_ns, inode]``: changes whenever the file is rewritten."""
-    st = path.stat()
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
 @dataclass(frozen=True)
@@ -40,13 +43,22 @@ class OutputState:
 
     ``action``: ``"new"`` (nothing there: write, never replacing anything that
     appears meanwhile), ``"done"`` (written by us with these settings from this very
-    input: skip), ``"replace"`` (written by us, but with other settings, from a
-    changed input, or altered since: redo and replace, saying why in ``reason``),
-    ``"foreign"`` (a file we did not write: refused unless ``--overwrite``).
+    input: skip), ``"replace"`` (written by us, but with other settings or from a
+    changed input: redo and replace, saying why in ``reason``), ``"altered"``
+    (written by us, changed since: kept aside, then redone), ``"foreign"`` (a file we
+    did not write: refused unless ``--overwrite``), ``"outside"`` (the output path
+    leads out of OUT through a symlink: refused).
     """
 
     action: str
     reason: str | None = None
+
+
+def _relative_key(text: object) -> bool:
+    """A journal's output key: a path relative to OUT that stays inside it."""
+    if not isinstance(text, str) or not text or text.startswith(("/", "\\")):
+        return False
+    return ".." not in Path(text).parts and ":" not in Path(text).parts[0]
 
 
 def _valid_entry(entry: object) -> bool:
@@ -55,7 +67,7 @@ def _valid_entry(entry: object) -> bool:
     ident, out_ident = entry.get("identity"), entry.get("output_identity")
     return (
         isinstance(entry.get("input"), str)
-        and isinstance(entry.get("output"), str)
+        and _relative_key(entry.get("output"))
         and isinstance(entry.get("settings"), str)
         and isinstance(ident, list)
         and len(ident) == 3
@@ -69,34 +81,71 @@ def _valid_entry(entry: object) -> bool:
 
 
 def _valid_plan(entry: object) -> bool:
-    """A planned-output line, or an entry of an older version (no output identity)."""
+    """``{"planned": RUN, "output": KEY, "at_ns": T}``: a run's list of what it may write."""
     return (
         isinstance(entry, dict)
-        and isinstance(entry.get("input"), str)
-        and isinstance(entry.get("output"), str)
-        and (entry.get("planned") is True or "output_identity" not in entry)
+        and isinstance(entry.get("planned"), str)
+        and _relative_key(entry.get("output"))
+        and type(entry.get("at_ns")) is int
     )
 
 
+def _valid_retire(entry: object) -> bool:
+    """``{"retired": RUN}``: that run's plan is settled (it ended, or was taken over)."""
+    return isinstance(entry, dict) and isinstance(entry.get("retired"), str) and len(entry) == 1
+
+
+def _open_regular(path: Path, flags: int) -> int:
+    """Open ``path`` only if it is a regular file: never through a symlink, never a
+    FIFO (that would block the run forever). Raises :class:`OutputError`."""
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags | nofollow | getattr(os, "O_NONBLOCK", 0), 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            raise
+        raise OutputError(f"{path}: cannot open ({exc.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OutputError(f"{path}: not a regular file; move it away")
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
+    return fd
+
+
 class Journal:
-    """Append-only record of finished outputs in ``OUT/.auralis-batch/journal.jsonl``."""
+    """Append-only record of finished outputs in ``OUT/.auralis-batch/journal.jsonl``.
+
+    Outputs are named relative to OUT, so a journal never speaks of a file outside
+    its folder, and moving OUT keeps it valid. Besides finished entries, a run notes
+    before any work which outputs it may write (``planned`` under its run id) and
+    retires that plan when it ends: only the plan of a run that died (``kill -9``, a
+    power cut) is still open, and the next run takes a file it finds at such a path,
+    written after the plan was made, as that run's unjournaled output. Then it
+    retires the dead run's plan too.
+    """
 
     def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
         self.dir = out_dir / STATE_DIR
         self.path = self.dir / JOURNAL_NAME
+        self.run_id = f"{os.getpid()}-{time.time_ns()}"
         self.by_output: dict[str, dict] = {}
-        #: Outputs an earlier run planned to write (and older-format entries): a file
-        #: found there without a finished entry was written by us, then not journaled.
-        self.planned: dict[str, str] = {}
+        #: Open plans of runs that died: output key -> (run id, planned at, ns).
+        self.planned: dict[str, tuple[str, int]] = {}
         self.ignored_lines = 0
-        self._fh = None
+        self._fd: int | None = None
         try:
-            with open(self.path, "rb") as f:
-                data = f.read()
+            fd = _open_regular(self.path, os.O_RDONLY)
         except FileNotFoundError:
             return
-        except OSError as exc:
-            raise OutputError(f"{self.path}: cannot read the journal ({exc.strerror})") from None
+        with os.fdopen(fd, "rb") as f:
+            try:
+                data = f.read()
+            except OSError as exc:
+                raise OutputError(f"{self.path}: cannot read ({exc.strerror})") from None
+        retired: set[str] = set()
+        plans: list[dict] = []
         for line in data.split(b"\n"):
             if not line.strip():
                 continue
@@ -107,38 +156,50 @@ class Journal:
             if _valid_entry(entry):
                 self.by_output[entry["output"]] = entry
             elif _valid_plan(entry):
-                self.planned[entry["output"]] = entry["input"]
+                plans.append(entry)
+            elif _valid_retire(entry):
+                retired.add(entry["retired"])
             else:
                 self.ignored_lines += 1
+        for plan in plans:
+            if plan["planned"] not in retired:
+                self.planned[plan["output"]] = (plan["planned"], plan["at_ns"])
+
+    def key(self, output: Path) -> str | None:
+        """``output`` relative to OUT, or None if it is not inside OUT (a symlinked
+        subfolder that leads elsewhere)."""
+        try:
+            rel = output.resolve().relative_to(self.out_dir.resolve())
+        except ValueError:
+            return None
+        return rel.as_posix()
 
     def state(self, job: Job, settings_hash: str) -> OutputState:
         """What to do with ``job.output`` (see :class:`OutputState`)."""
         assert job.output is not None
         out = job.output
+        key = self.key(out)
+        if key is None:
+            return OutputState("outside")
         try:
             st = os.lstat(out)
         except FileNotFoundError:
             return OutputState("new")
         except OSError as exc:
             return OutputState("foreign", f"cannot inspect it: {exc.strerror}")
-        key = str(out.resolve())
+        if not stat.S_ISREG(st.st_mode):
+            return OutputState("foreign", "not a regular file")
         entry = self.by_output.get(key)
         if entry is None:
-            if key in self.planned:
+            plan = self.planned.get(key)
+            if plan is not None and st.st_mtime_ns >= plan[1]:
                 return OutputState(
                     "replace", "left by a run that stopped before journaling it (redone)"
                 )
             return OutputState("foreign")
         written = entry["output_identity"]
-        if not (
-            os.path.isfile(out)
-            and not os.path.islink(out)
-            and st.st_size == written["bytes"]
-            and st.st_mtime_ns == written["mtime_ns"]
-        ):
-            return OutputState(
-                "replace", "the existing output no longer matches what was written (redone)"
-            )
+        if st.st_size != written["bytes"] or st.st_mtime_ns != written["mtime_ns"]:
+            return OutputState("altered", "it changed since auralis-batch wrote it")
         if entry["input"] != str(job.input.resolve()):
             return OutputState("replace", f"it was mastered from another input, {entry['input']}")
         try:
@@ -154,29 +215,44 @@ class Journal:
         return OutputState("done")
 
     def plan(self, jobs: list[Job]) -> None:
-        """Note, before any work, every output this run may write (one fsync): a
-        crash between an output's rename and its entry leaves a file the next run
-        then knows as its own."""
+        """Retire the plans of dead runs (this run has just decided about their
+        files) and note, before any work, every output this run may write."""
+        for run_id in sorted({run for run, _ in self.planned.values()}):
+            self._append({"retired": run_id})
+        self.planned.clear()
+        now = time.time_ns()
         for job in jobs:
             assert job.output is not None
-            entry = {
-                "planned": True,
-                "input": str(job.input.resolve()),
-                "output": str(job.output.resolve()),
-            }
-            self._append(entry)
-            self.planned[entry["output"]] = entry["input"]
+            key = self.key(job.output)
+            if key is not None:
+                self._append({"planned": self.run_id, "output": key, "at_ns": now})
         self._sync()
 
+    def retire(self) -> None:
+        """This run's plan is settled: what it wrote is journaled, the rest it removed."""
+        if self._fd is not None:
+            self._append({"retired": self.run_id})
+            self._sync()
+
     def record(self, rec: dict, settings_hash: str) -> None:
-        """Append and fsync the entry of a finished output (``rec`` from a worker)."""
+        """Append and fsync the entry of a finished output (``rec`` from a worker).
+
+        Raises
+        ------
+        OSError
+            The journal could not be written (a full disk): the caller stops the run.
+        """
         written = rec.get("written")
-        if rec.get("status") != "ok" or not rec.get("output") or not written:
+        key = self.key(Path(rec["output"])) if rec.get("output") else None
+        if rec.get("status") != "ok" or key is None or not written:
             return
+        identity = rec.get("input_identity")
+        if not (isinstance(identity, list) and len(identity) == 3):
+            identity = input_identity(Path(rec["input"]))
         entry = {
             "input": str(Path(rec["input"]).resolve()),
-            "identity": input_identity(Path(rec["input"])),
-            "output": str(Path(rec["output"]).resolve()),
+            "identity": identity,
+            "output": key,
             "output_identity": {
                 "bytes": written["bytes"],
                 "mtime_ns": written["mtime_ns"],
@@ -189,29 +265,40 @@ class Journal:
         }
         self._append(entry)
         self._sync()
-        self.by_output[entry["output"]] = entry
+        self.by_output[key] = entry
 
     def _append(self, entry: dict) -> None:
-        if self._fh is None:
+        if self._fd is None:
             self.dir.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "ab")
-            if self._fh.tell() > 0:  # a torn tail from a killed run: end it first
-                with open(self.path, "rb") as f:
-                    f.seek(-1, os.SEEK_END)
-                    if f.read(1) != b"\n":
-                        self._fh.write(b"\n")
-        self._fh.write(json.dumps(entry).encode("utf-8") + b"\n")
+            try:
+                fd = _open_regular(self.path, os.O_RDWR | os.O_APPEND)
+            except FileNotFoundError:
+                fd = _open_regular(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+            self._fd = fd
+            size = os.fstat(fd).st_size
+            if size > 0 and os.pread(fd, 1, size - 1) != b"\n":
+                os.write(fd, b"\n")  # a torn tail from a killed run: end it first
+        os.write(self._fd, json.dumps(entry).encode("utf-8") + b"\n")
 
     def _sync(self) -> None:
-        if self._fh is not None:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
+        if self._fd is not None:
+            os.fsync(self._fd)
 
     def close(self) -> None:
-        if self._fh is not None:
+        if self._fd is not None:
             with contextlib.suppress(OSError):
-                self._fh.close()
-            self._fh = None
+                os.close(self._fd)
+            self._fd = None
+
+
+def written_outputs(out_dir: Path) -> set[str]:
+    """Outputs (relative to ``out_dir``) the journal there says this tool wrote; an
+    unreadable or absent journal gives none."""
+    try:
+        journal = Journal(out_dir)
+    except (OSError, OutputError):
+        return set()
+    return set(journal.by_output)
 
 
 class RunLockedError(OutputError):
@@ -233,7 +320,7 @@ class RunLock:
     def acquire(self) -> None:
         """Raises :class:`RunLockedError` naming the running run's pid."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_regular(self.path, os.O_RDWR | os.O_CREAT)
         try:
             import fcntl
         except ImportError:  # pragma: no cover - not POSIX: no lock

@@ -3,8 +3,8 @@
 * Only regular files are read: FIFOs, sockets and devices are listed as skipped (a
   FIFO would block the run forever). Folder symlinks are followed, each real folder
   once (no loops).
-* The output folder, and any folder an earlier run wrote into (it holds
-  ``.auralis-batch/``), are never inputs: masters are not mastered again.
+* The output folder is never input, nor is any file an earlier run wrote into a
+  folder inside the inputs (its journal names it): masters are not mastered again.
 * Problems that would make the run wrong as a whole (two inputs that map to one
   output, an output on an input, ``--out`` that is an input folder) are returned as
   :attr:`Plan.problems`; the CLI exits 2 naming each. The same file given twice is
@@ -19,10 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .journal import STATE_DIR, written_outputs
 from .records import skipped_record
 
-#: Folder in OUT that holds the journal, the lock and in-flight markers.
-STATE_DIR = ".auralis-batch"
 #: File extensions of the temporaries an output is written under before its rename.
 PARTIAL_SUFFIX = ".partial"
 
@@ -58,9 +57,15 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def is_output_folder(path: Path) -> bool:
-    """True for a folder an auralis-batch run wrote into (it keeps a journal there)."""
-    return (path / STATE_DIR).is_dir()
+def _masters_in(folder: Path) -> set[Path]:
+    """Files in ``folder``'s tree that a run with ``--out folder`` wrote, by its journal
+    (a folder can hold sources and masters both: only the masters are left out)."""
+    try:
+        if not (folder / STATE_DIR).is_dir():
+            return set()
+    except OSError:
+        return set()
+    return {(folder / key).resolve() for key in written_outputs(folder)}
 
 
 def discover(
@@ -89,7 +94,12 @@ def discover(
             skipped.append(skipped_record(p, f"cannot read: {exc.strerror or exc}"))
             continue
         if stat.S_ISDIR(st.st_mode):
-            _walk(p, p, extensions, excluded, {(st.st_dev, st.st_ino)}, audio, skipped, notes)
+            masters: set[Path] = set()
+            _walk(
+                p, p, extensions, excluded, {(st.st_dev, st.st_ino)}, masters, audio, skipped, notes
+            )
+            if masters:
+                notes.append(f"{p}: masters that earlier runs wrote inside it are not read")
         elif stat.S_ISREG(st.st_mode):
             audio.append((p, Path(p.name)))
         else:
@@ -97,12 +107,13 @@ def discover(
     return audio, skipped, notes
 
 
-def _walk(root, folder, extensions, excluded, seen, audio, skipped, notes) -> None:
+def _walk(root, folder, extensions, excluded, seen, masters, audio, skipped, notes) -> None:
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
         skipped.append(skipped_record(folder, f"folder not readable: {exc.strerror or exc}"))
         return
+    masters |= _masters_in(Path(folder))
     for entry in entries:
         if entry.name.startswith("."):
             continue
@@ -117,16 +128,15 @@ def _walk(root, folder, extensions, excluded, seen, audio, skipped, notes) -> No
             if real in excluded:
                 notes.append(f"{path}: the output folder is inside the input; not read")
                 continue
-            if is_output_folder(path):
-                notes.append(f"{path}: output folder of an earlier run; not read")
-                continue
             key = (st.st_dev, st.st_ino)
             if key in seen:
                 skipped.append(skipped_record(path, "folder already read (symlink loop)"))
                 continue
-            _walk(root, path, extensions, excluded, seen | {key}, audio, skipped, notes)
+            _walk(root, path, extensions, excluded, seen | {key}, masters, audio, skipped, notes)
         elif not stat.S_ISREG(st.st_mode):
             skipped.append(skipped_record(path, f"not read: {_kind(st.st_mode)}"))
+        elif masters and path.resolve() in masters:
+            continue  # a master an earlier run wrote here: never mastered again
         elif path.suffix.lower().lstrip(".") in extensions:
             audio.append((path, path.relative_to(root)))
         else:

@@ -79,6 +79,7 @@ def summarize(records: Sequence[dict]) -> dict:
         "skipped": counts["skipped"],
         "not_started": counts["not started"],
         "interrupted": counts["interrupted"],
+        "planned": counts["planned"],
         "seconds": round(sum(r.get("seconds", 0.0) for r in records), 3),
         "audio_seconds": round(sum(r.get("duration_s", 0.0) for r in ok), 3),
     }

@@ -44,7 +44,7 @@ def test_resume_skips_done_tracks_and_overwrite_redoes(tmp_path, small_library):
     first = run_master([small_library], out, RunSettings(use_cache=False), n_jobs=1)
     assert first.summary["ok"] == 4
     journal = out / JOURNAL_DIR / JOURNAL_NAME
-    done = [ln for ln in journal.read_text().splitlines() if '"planned"' not in ln]
+    done = [ln for ln in journal.read_text().splitlines() if '"output_identity"' in ln]
     assert len(done) == 4
     second = run_master([small_library], out, RunSettings(use_cache=False), n_jobs=1)
     assert {s for _, s in _statuses(second)} == {"skipped"}
@@ -65,7 +65,7 @@ def test_torn_journal_line_is_ignored(tmp_path, small_library):
     out = tmp_path / "out"
     run_master([small_library], out, RunSettings(use_cache=False), n_jobs=1)
     journal = out / JOURNAL_DIR / JOURNAL_NAME
-    lines = [ln for ln in journal.read_text().splitlines() if '"planned"' not in ln]
+    lines = [ln for ln in journal.read_text().splitlines() if '"output_identity"' in ln]
     journal.write_text("\n".join(lines[:2]) + "\n" + lines[2][:20])  # killed mid-write
     again = run_master([small_library], out, RunSettings(use_cache=False), n_jobs=1)
     # the two unjournaled outputs are not the user's: nothing says this run planned

@@ -77,7 +77,7 @@ def assert_consistent(out: Path) -> None:
     assert not list(out.rglob("*.partial")), list(out.rglob("*.partial"))
     latest = {row["output"]: row for row in journal_done(out)}  # the last entry wins
     for row in latest.values():
-        p = Path(row["output"])
+        p = out / row["output"]  # keys are relative to OUT
         assert p.exists(), p
         assert p.stat().st_size == row["output_identity"]["bytes"]
         assert sha(p) == row["output_identity"]["sha256"]
@@ -149,7 +149,7 @@ def test_masters_are_never_mastered_again(tmp_path, lib):
     assert sorted(p.name for p in nested.glob("*.flac")) == ["00.flac", "01.flac", "02.flac"]
     # an earlier run's output folder elsewhere inside the input is not read either
     res = cli("master", lib, "--out", tmp_path / "other", "-q", "-j", "1", "--no-cache")
-    assert res.returncode == 0 and "output folder of an earlier run" in res.stderr
+    assert res.returncode == 0 and "masters that earlier runs wrote" in res.stderr
     assert sorted(p.name for p in (tmp_path / "other").rglob("*.flac")) == [
         "00.flac",
         "01.flac",
@@ -502,3 +502,196 @@ def test_progress_in_a_terminal_shows_tracks_in_flight_and_failures_as_they_happ
     assert "mastering" in text and "3/3" in text  # every track counted, the bad one too
     # the failure was shown while the slow track was still running, not at the end
     assert failed_at is not None and done_at - failed_at > 1.0
+
+
+# ---------------------------------------------------------------- from the review of issue 9
+def run_api(inputs, out, **kw):
+    from auralis_batch.batch import run_master
+    from auralis_batch.settings import RunSettings
+
+    settings = RunSettings(use_cache=False, **kw.pop("settings", {}))
+    return run_master(inputs, out, settings, n_jobs=1, **kw)
+
+
+def by_name(result) -> dict[str, dict]:
+    return {Path(r["input"]).name: r for r in result.records}
+
+
+def test_a_file_put_where_a_finished_run_planned_one_is_refused(tmp_path, lib):
+    out = tmp_path / "O"
+    first = run_api([lib / "00.flac"], out)
+    assert first.summary["ok"] == 1
+    (out / "01.flac").write_text("mine")  # a path no run wrote, though one could have
+    assert by_name(run_api([lib], out))["01.flac"]["status"] == "failed"
+    assert (out / "01.flac").read_text() == "mine"
+
+
+def test_forged_journal_lines_never_make_a_users_file_ours(tmp_path, lib):
+    out = tmp_path / "O"
+    out.mkdir()
+    (out / "00.flac").write_text("mine")
+    outside = tmp_path / "elsewhere.flac"
+    outside.write_text("also mine")
+    state = out / ".auralis-batch"
+    state.mkdir()
+    written = {"bytes": 4, "mtime_ns": 1, "sha256": "0" * 64}
+    forged = [
+        {"input": "nothing", "output": str(out / "00.flac")},  # no identity: not an entry
+        {"input": "x", "output": "00.flac", "settings": "s", "identity": [1, 2, 3]},
+        {"planned": "y", "output": "../elsewhere.flac", "at_ns": 0},  # never inside OUT
+        {"planned": "z", "output": "00.flac", "at_ns": time.time_ns() + 10**12},  # future
+        {
+            "input": "x",
+            "output": str(outside),
+            "settings": "s",
+            "identity": [1, 2, 3],
+            "output_identity": written,
+        },  # an absolute path: not a key
+        ["not", "an", "entry"],
+    ]
+    (state / "journal.jsonl").write_text("".join(json.dumps(f) + "\n" for f in forged))
+    result = run_api([lib], out)
+    assert by_name(result)["00.flac"]["status"] == "failed"
+    assert (out / "00.flac").read_text() == "mine"
+    assert outside.read_text() == "also mine"
+
+
+def test_only_the_masters_in_a_folder_are_left_out_not_its_sources(tmp_path, lib):
+    (lib / "sub").mkdir()
+    shutil.copy(lib / "00.flac", lib / "sub" / "song.flac")
+    from auralis_batch.batch import PlanError
+
+    with pytest.raises(PlanError):  # its output would land on it
+        run_api([lib / "sub" / "song.flac"], lib / "sub")
+    assert run_api([lib / "00.flac"], lib / "sub").summary["ok"] == 1  # sub/00.flac: a master
+    result = run_api([lib], tmp_path / "O")
+    names = sorted(Path(r["input"]).relative_to(lib).as_posix() for r in result.records)
+    assert "sub/song.flac" in names and "sub/00.flac" not in names
+
+
+def test_redoing_one_track_of_an_album_redoes_the_album(tmp_path, write_audio):
+    from mutagen.flac import FLAC
+
+    for i, level in enumerate((-18, -24, -30)):
+        write_audio(f"alb/{i}.flac", music_like(seconds=3.0, seed=i, level_db=level))
+    out = tmp_path / "O"
+    opts = {"album": True, "write_loudness_tags": True}
+    first = run_api([tmp_path / "alb"], out, settings=opts)
+    assert first.summary["ok"] == 3
+    gain = {r["album"]["gain_db"] for r in first.records}
+    with open(out / "1.flac", "r+b") as f:
+        f.truncate(5000)
+    again = run_api([tmp_path / "alb"], out, settings=opts)
+    assert again.summary["ok"] == 3  # the whole album, not the one track alone
+    assert {r["album"]["gain_db"] for r in again.records} == gain
+    assert "replaygain_album_gain" in FLAC(out / "1.flac")
+    assert list(out.glob("1.flac.altered-*"))  # the broken file was kept, not destroyed
+
+
+def test_a_master_changed_since_it_was_written_is_kept_aside(tmp_path, lib):
+    from mutagen.flac import FLAC
+
+    out = tmp_path / "O"
+    run_api([lib / "00.flac"], out)
+    f = FLAC(out / "00.flac")
+    f["title"] = "my edit"
+    f.save()
+    result = run_api([lib / "00.flac"], out)
+    rec = by_name(result)["00.flac"]
+    assert rec["status"] == "ok" and "kept as" in rec["replaced"]
+    (kept,) = out.glob("00.flac.altered-*")
+    assert FLAC(kept)["title"] == ["my edit"]
+
+
+def test_moving_out_keeps_its_journal_valid(tmp_path, lib):
+    run_api([lib], tmp_path / "O")
+    (tmp_path / "O").rename(tmp_path / "moved")
+    assert run_api([lib], tmp_path / "moved").summary["skipped"] == 3
+
+
+def test_an_output_folder_symlinked_elsewhere_is_refused(tmp_path, write_audio):
+    write_audio("lib/sub/a.flac", music_like(seconds=1.0))
+    user = tmp_path / "user"
+    user.mkdir()
+    (tmp_path / "O").mkdir()
+    (tmp_path / "O" / "sub").symlink_to(user, target_is_directory=True)
+    result = run_api([tmp_path / "lib"], tmp_path / "O")
+    assert "outside --out" in result.records[0]["error"]
+    assert list(user.iterdir()) == []
+
+
+def test_long_file_names_fit(tmp_path, write_audio):
+    name = "交響曲" * 26 + ".flac"  # 239 bytes: the temporary's name must still fit 255
+    write_audio(f"lib/{name}", music_like(seconds=1.0))
+    assert run_api([tmp_path / "lib"], tmp_path / "O").summary["ok"] == 1
+
+
+def test_journal_that_is_a_fifo_or_a_symlink_is_a_clear_error(tmp_path, lib):
+    state = tmp_path / "O" / ".auralis-batch"
+    state.mkdir(parents=True)
+    os.mkfifo(state / "journal.jsonl")
+    res = cli("master", lib, "--out", tmp_path / "O", "-q", "--no-cache", timeout=60)
+    assert res.returncode == 2 and "not a regular file" in res.stderr
+    (state / "journal.jsonl").unlink()
+    (state / "lock").unlink()
+    victim = tmp_path / "notes.txt"
+    victim.write_text("keep")
+    (state / "lock").symlink_to(victim)
+    res = cli("master", lib, "--out", tmp_path / "O", "-q", "--no-cache", timeout=60)
+    assert res.returncode == 2 and victim.read_text() == "keep"
+
+
+def test_an_unwritable_report_folder_is_found_before_any_work(tmp_path, lib):
+    res = cli("master", lib, "--out", tmp_path / "O", "--report", tmp_path / "no" / "r.json")
+    assert res.returncode == 2 and "does not exist" in res.stderr
+    assert not (tmp_path / "O").exists() or not list((tmp_path / "O").glob("*.flac"))
+
+
+def test_an_unreadable_folder_is_listed_not_a_crash(tmp_path, lib, monkeypatch):
+    from auralis_batch import plan
+
+    locked = lib / "lost+found"
+    locked.mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if isinstance(path, (str, os.PathLike)) and Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(plan.os, "scandir", scandir)
+    result = run_api([lib], tmp_path / "O")
+    assert by_name(result)["lost+found"]["status"] == "skipped"
+    assert result.summary["ok"] == 3
+
+
+def test_the_journal_takes_the_inputs_identity_from_the_worker(tmp_path):
+    from auralis_batch.journal import Journal
+
+    out = tmp_path / "O"
+    (out / "x.flac").parent.mkdir(parents=True)
+    (out / "x.flac").write_bytes(b"x")
+    journal = Journal(out)
+    rec = {
+        "input": str(tmp_path / "gone.flac"),  # moved away since it was read
+        "output": str(out / "x.flac"),
+        "status": "ok",
+        "input_identity": [1, 2, 3],
+        "written": {"bytes": 1, "mtime_ns": 1, "sha256": "0" * 64},
+    }
+    journal.record(rec, "settings")  # no stat of the input: no crash
+    journal.close()
+    assert Journal(out).by_output["x.flac"]["identity"] == [1, 2, 3]
+
+
+def test_a_signal_inside_an_in_process_track_stops_at_the_next_block(monkeypatch):
+    from auralis_batch import batch
+    from auralis_batch.engine import Watch
+
+    monkeypatch.setattr(batch, "_IN_TRACK", True)
+    with batch._signals_stop_the_run():
+        os.kill(os.getpid(), signal.SIGINT)  # lands "inside a kernel": no exception here
+        watch = Watch(interrupt=batch._raise_if_stopped)
+        with pytest.raises(batch._Stop):
+            watch.check()
+    batch._PENDING_STOP.clear()
