@@ -204,6 +204,11 @@ def _run_master(**opts) -> None:
     report and exit 0 / 1 / 2 / 128+signal."""
     from .progress import BatchProgress
 
+    # The pool's resource tracker warns about the semaphores of workers a stopped run
+    # killed; it cleans them up all the same: keep joblib's internals off the console.
+    os.environ.setdefault(
+        "PYTHONWARNINGS", "ignore:::joblib.externals.loky.backend.resource_tracker"
+    )
     settings = _master_settings(**opts)
     progress = BatchProgress(enabled=not opts["quiet"] and not opts["dry_run"])
     result = _run_batch(settings, progress, **opts)
