@@ -11,9 +11,14 @@ dynamics: material with a high crest factor or wide loudness range gets a gentle
 ratio (and a quieter target, so an orchestral recording is not squashed to pop
 loudness); material that is already dense gets almost none.
 
-Reference matching (as matchering does) takes the band balance of the reference
-track, corrects the full smoothed difference limited to ±4 dB per band, and takes the
-reference's integrated loudness as the target.
+Reference matching (as matchering does) takes the tone, loudness and loudness range
+of a reference track: the EQ is :func:`match.matching_eq` between the two long-term
+third-octave spectra of the records (so a cached reference costs nothing), kept
+loudness-neutral by an overall EQ gain; the target is the reference's integrated
+loudness; the compressor narrows the loudness range toward the reference's when the
+track's is wider, at most :data:`REFERENCE_MAX_RATIO` so nothing is crushed, and never
+widens it. Records without a long-term spectrum (built by hand) fall back to the seven
+band shares, limited to ±4 dB per band.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import math
 from typing import Any
 
 from .errors import PresetError
+from .match import matching_eq, spectrum_of
 from .presets import (
+    REFERENCE_LIMITS,
     CompressorSettings,
     EQBand,
     EQSettings,
@@ -54,7 +61,13 @@ BALANCED_SHARES: dict[str, float] = {
 }
 
 ADAPTIVE_MAX_EQ_DB = 3.0
-REFERENCE_MAX_EQ_DB = 4.0
+REFERENCE_MAX_EQ_DB = 4.0  # the seven-band fallback's limit
+#: Most compression a reference match uses to narrow the loudness range.
+REFERENCE_MAX_RATIO = 3.0
+#: A loudness range within this of the reference's is left alone (LU).
+LRA_TOLERANCE_LU = 1.0
+#: Peak limiting a reference match may use to reach the reference's loudness (dB).
+REFERENCE_MAX_GAIN_REDUCTION_DB = 8.0
 _FLOOR = 1e-6
 
 
@@ -132,42 +145,139 @@ def adaptive_preset(record: dict[str, Any] | None) -> Preset:
 def reference_preset(
     record: dict[str, Any], reference: dict[str, Any], *, strength: float = 1.0
 ) -> Preset:
-    """Match ``record``'s track to the ``reference`` track's balance and loudness;
-    ``strength`` (0..1) scales the tonal correction (``--match-strength``)."""
+    """Match ``record``'s track to the ``reference`` track's tone, loudness and loudness
+    range; ``strength`` (0..1) scales the tonal correction (``--match-strength``)."""
     fp = _fingerprint(record)
     ref = _fingerprint(reference)
-    gains = _share_gains(
-        fp["band_energy"], ref["band_energy"], amount=strength, limit_db=REFERENCE_MAX_EQ_DB
-    )
-    notes = [f"{n} {g:+.1f} dB toward the reference" for n, g in gains.items() if abs(g) >= 0.5]
+    notes: list[str] = []
+    eq = _reference_eq(record, reference, fp, ref, strength=strength, notes=notes)
     ref_lufs = reference.get("integrated_lufs")
     if ref_lufs is None or not math.isfinite(ref_lufs):
         target = -14.0
         notes.append("reference is silent: target -14 LUFS")
     else:
         target = max(-40.0, min(-5.0, float(ref_lufs)))
-        notes.append(f"target {target:.1f} LUFS = reference loudness")
-    crest_gap = float(fp.get("crest_db", 12.0)) - float(ref.get("crest_db", 12.0))
-    ratio = max(1.2, min(4.0, 1.5 + 0.25 * crest_gap))
-    notes.append(f"ratio {ratio:.1f}:1 (crest {crest_gap:+.1f} dB vs reference)")
+        if target != float(ref_lufs):
+            notes.append(
+                f"target {target:.1f} LUFS: the reference's {ref_lufs:.1f} is out of range"
+            )
+        else:
+            notes.append(f"target {target:.2f} LUFS = reference loudness")
+    compressor, target_lra = _reference_dynamics(record, reference, fp, ref, target, notes)
     preset = Preset(
         name="reference",
         description=f"matched to {reference.get('path') or 'reference'}",
         target_lufs=round(target, 2),
         tempo=False,
-        eq=EQSettings(highpass_hz=20.0, bands=_bands(gains)),
-        compressor=CompressorSettings(
-            threshold_db=-10.0, ratio=round(ratio, 2), knee_db=6.0, attack_ms=20.0, release_ms=150.0
-        ),
-        limiter=LimiterSettings(max_gain_reduction_db=8.0),
+        eq=eq,
+        compressor=compressor,
+        limiter=LimiterSettings(max_gain_reduction_db=REFERENCE_MAX_GAIN_REDUCTION_DB),
         source="reference",
         notes=tuple(notes),
+        target_lra_lu=target_lra,
     )
-    _check(preset)
+    _check(preset, limits=REFERENCE_LIMITS)
     return preset
 
 
-def _check(preset: Preset) -> None:
-    problems = validate(preset)
+def _reference_eq(
+    record: dict[str, Any],
+    reference: dict[str, Any],
+    fp: dict[str, Any],
+    ref: dict[str, Any],
+    *,
+    strength: float,
+    notes: list[str],
+) -> EQSettings:
+    """The matching EQ from the long-term spectra, or the seven-band fallback."""
+    mine, theirs = spectrum_of(record), spectrum_of(reference)
+    if mine is None or theirs is None:
+        gains = _share_gains(
+            fp["band_energy"], ref["band_energy"], amount=strength, limit_db=REFERENCE_MAX_EQ_DB
+        )
+        notes.append("no long-term spectrum in the records: seven-band balance, ±4 dB")
+        notes.extend(
+            f"{n} {g:+.1f} dB toward the reference" for n, g in gains.items() if abs(g) >= 0.5
+        )
+        return EQSettings(highpass_hz=20.0, bands=_bands(gains))
+    sample_rate = float(record.get("sample_rate") or 44100)
+    match = matching_eq(mine, theirs, strength=strength, sample_rate=sample_rate)
+    bands = tuple(
+        EQBand(f"match_{i:02d}", kind, freq, gain, q)
+        for i, (kind, freq, gain, q) in enumerate(match.sections)
+    )
+    wanted = [abs(x) for x in match.wanted_db]
+    notes.append(
+        f"matching EQ ({len(bands)} sections, strength {strength:g}): largest change "
+        f"{max(wanted):.1f} dB, loudness-neutral ({-match.loudness_change_db:+.1f} dB overall)"
+    )
+    notes.extend(match.notes)
+    gain = max(-40.0, min(40.0, round(-match.loudness_change_db, 2)))
+    return EQSettings(highpass_hz=20.0, bands=bands, gain_db=gain)
+
+
+def _reference_dynamics(
+    record: dict[str, Any],
+    reference: dict[str, Any],
+    fp: dict[str, Any],
+    ref: dict[str, Any],
+    target_lufs: float,
+    notes: list[str],
+) -> tuple[CompressorSettings, float | None]:
+    """A compressor that narrows the loudness range toward the reference's (never
+    widens it: a narrower track is left uncompressed), and the range to report against.
+
+    A slow compressor (1 s release) works on the level of passages, which is what LRA
+    measures; a ratio of r takes the part of the range above its threshold down to 1/r.
+    The threshold starts at the peaks of the quiet end of the range (the true peak less
+    the range) and the render lowers it until the range is the reference's
+    (``pipeline._narrow_range``); the ratio stays at most :data:`REFERENCE_MAX_RATIO`.
+    """
+    lra = _lra(record, fp)
+    ref_lra = _lra(reference, ref)
+    none = CompressorSettings(threshold_db=0.0, ratio=1.0, knee_db=0.0)
+    if lra is None or ref_lra is None:
+        return none, None
+    if lra <= ref_lra + LRA_TOLERANCE_LU:
+        if lra < ref_lra - LRA_TOLERANCE_LU:
+            notes.append(
+                f"loudness range {lra:.1f} LU is narrower than the reference's {ref_lra:.1f} LU: "
+                "left as it is (no expansion)"
+            )
+        return none, round(ref_lra, 2)
+    # A ratio of r divides the range by r at most (everything above the threshold);
+    # twice the excess leaves the render room to find the threshold that does it.
+    wanted = lra / max(ref_lra, 1.0)
+    ratio = min(REFERENCE_MAX_RATIO, 1.0 + 2.0 * (wanted - 1.0))
+    note = f"compression {ratio:.1f}:1 toward the reference's range ({lra:.1f} -> {ref_lra:.1f} LU)"
+    if lra / REFERENCE_MAX_RATIO > ref_lra + LRA_TOLERANCE_LU:
+        note += f"; at most {REFERENCE_MAX_RATIO:g}:1, so the track is not crushed"
+    notes.append(note)
+    peak = _finite_or(record.get("true_peak_dbtp"), -1.0)
+    source = _finite_or(record.get("integrated_lufs"), target_lufs)
+    # The threshold in the source's dBFS is the quiet end's peak level, about the true
+    # peak less the range; the preset states it at the target level.
+    threshold = peak - lra - 1.0 + (target_lufs - source)
+    comp = CompressorSettings(
+        threshold_db=round(max(-60.0, min(0.0, threshold)), 2),
+        ratio=round(ratio, 2),
+        knee_db=6.0,
+        attack_ms=30.0,
+        release_ms=1000.0,
+    )
+    return comp, round(ref_lra, 2)
+
+
+def _finite_or(value: Any, default: float) -> float:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else default
+
+
+def _lra(record: dict[str, Any], fp: dict[str, Any]) -> float | None:
+    v = record.get("lra_lu", fp.get("lra_lu"))
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def _check(preset: Preset, *, limits: dict[str, tuple[float, float, str]] | None = None) -> None:
+    problems = validate(preset) if limits is None else validate(preset, limits=limits)
     if problems:  # a bug in the mapping above, never the user's fault
         raise PresetError(f"{preset.name}: " + "; ".join(problems))

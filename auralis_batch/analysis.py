@@ -35,6 +35,7 @@ from .fingerprint import (
     Fingerprint,
     FingerprintAnalyzer,
 )
+from .match import SPECTRUM_KEY, THIRD_OCTAVE_HZ, LongTermSpectrum
 from .meter import Loudness, LoudnessMeter
 
 LOUDNESS_KEYS = (
@@ -62,10 +63,12 @@ def loudness_from_record(record: dict[str, Any]) -> Loudness:
 def _analyse_stream(
     blocks, sample_rate: int, channels: int, *, tempo: bool, hasher=None, fingerprint=True
 ):
-    """Meter (and, unless ``fingerprint=False``, fingerprint) of one pass over ``blocks``:
-    ``(loudness, fingerprint or None, frames)``."""
+    """Meter (and, unless ``fingerprint=False``, fingerprint and long-term spectrum) of
+    one pass over ``blocks``: ``(loudness, fingerprint or None, frames, spectrum dB per
+    third octave or None)``."""
     meter = LoudnessMeter(sample_rate, channels)
     fp = FingerprintAnalyzer(sample_rate, channels, tempo=tempo) if fingerprint else None
+    spectrum = LongTermSpectrum(sample_rate, channels) if fingerprint else None
     frames = 0
     for block in blocks:
         if hasher is not None:
@@ -74,17 +77,19 @@ def _analyse_stream(
         meter.process(x)
         if fp is not None:
             fp.process(x)
+        if spectrum is not None:
+            spectrum.process(x)
         frames += x.shape[1]
     loud = meter.result()
-    if fp is None:
-        return loud, None, frames
+    if fp is None or spectrum is None:
+        return loud, None, frames, None
     finger = fp.finish(
         true_peak_dbtp=loud.true_peak_dbtp,
         integrated_lufs=loud.integrated_lufs,
         lra_lu=loud.lra_lu,
         short_term_lufs=meter.short_term_lufs(),
     )
-    return loud, finger, frames
+    return loud, finger, frames, spectrum.levels_db()
 
 
 def _record(
@@ -95,8 +100,10 @@ def _record(
     frames: int,
     loud: Loudness,
     finger: Fingerprint | None,
+    spectrum_db: list[float | None] | None = None,
 ) -> dict[str, Any]:
-    """The analysis record; with no fingerprint, the default tempo and ``None``."""
+    """The analysis record; with no fingerprint, the default tempo and ``None``; the
+    long-term spectrum (``match.SPECTRUM_KEY``) when there is one."""
     rec: dict[str, Any] = {
         "path": path,
         "duration_s": round(frames / sample_rate, 3),
@@ -116,6 +123,8 @@ def _record(
         rec["tempo_candidates"] = [{"bpm": round(b, 2), "score": round(s, 3)} for b, s in ranked]
         rec["fingerprint"] = finger.to_dict()
         rec["fingerprint_version"] = FINGERPRINT_VERSION
+    if spectrum_db is not None:
+        rec[SPECTRUM_KEY] = spectrum_db
     rec["loudness"] = ld
     return rec
 
@@ -172,7 +181,7 @@ def analyze_file(
         blocks = watch(blocks)
     if keep_blocks is not None:
         blocks = _kept(blocks, keep_blocks)
-    loud, finger, frames = _analyse_stream(
+    loud, finger, frames, spectrum_db = _analyse_stream(
         blocks,
         info.sample_rate,
         info.channels,
@@ -180,7 +189,7 @@ def analyze_file(
         hasher=hasher,
         fingerprint=fingerprint or cache is not None,
     )
-    rec = _record(str(p), info, info.sample_rate, info.channels, frames, loud, finger)
+    rec = _record(str(p), info, info.sample_rate, info.channels, frames, loud, finger, spectrum_db)
     content = hasher.hexdigest() if hasher is not None else None
     if content is not None:
         rec["content_sha256"] = content
@@ -208,11 +217,15 @@ def _kept(blocks: Iterable[np.ndarray], keep: list[np.ndarray]) -> Iterator[np.n
 
 def _well_formed(value: dict) -> bool:
     """A cached record is used only if it has the shape this version writes (a row
-    of the right envelope but foreign content is a miss, not a crash)."""
+    of the right envelope but foreign content is a miss, not a crash; so is a record
+    written before the long-term spectrum was)."""
     fp = value.get("fingerprint")
     loud = value.get("loudness")
+    spectrum = value.get(SPECTRUM_KEY)
     return (
         isinstance(fp, dict)
+        and isinstance(spectrum, list)
+        and len(spectrum) == len(THIRD_OCTAVE_HZ)
         and isinstance(loud, dict)
         and all(k in loud for k in LOUDNESS_KEYS)
         and all(isinstance(value.get(k), (int, float)) for k in ("duration_s", "tempo_bpm"))
@@ -259,8 +272,10 @@ def analyze_array(audio: np.ndarray, sample_rate: int, *, tempo: bool = True) ->
         )
     step = 65536
     blocks = (x[:, i : i + step] for i in range(0, x.shape[1], step))
-    loud, finger, frames = _analyse_stream(blocks, int(sample_rate), x.shape[0], tempo=tempo)
-    rec = _record(None, None, int(sample_rate), x.shape[0], frames, loud, finger)
+    loud, finger, frames, spectrum_db = _analyse_stream(
+        blocks, int(sample_rate), x.shape[0], tempo=tempo
+    )
+    rec = _record(None, None, int(sample_rate), x.shape[0], frames, loud, finger, spectrum_db)
     rec["cached"] = False
     rec["seconds"] = round(time.perf_counter() - t0, 4)
     return rec

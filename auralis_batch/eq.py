@@ -34,7 +34,9 @@ def design_eq(settings: EQSettings, sample_rate: int) -> np.ndarray:
     Bands with 0 dB gain (peaks and shelves) are left out: they are identities. The
     subsonic high-pass (``highpass_hz``, 0 disables it) is a Butterworth (Q 0.707)
     second-order section first in the chain. Band frequencies are kept at or below
-    ``MAX_FREQUENCY_FRACTION * sample_rate``.
+    ``MAX_FREQUENCY_FRACTION * sample_rate``. A flat ``gain_db`` (a matching EQ's
+    loudness compensation) scales the first section's numerator, or is a section of
+    its own when there is no other.
 
     Parameters
     ----------
@@ -72,14 +74,20 @@ def design_eq(settings: EQSettings, sample_rate: int) -> np.ndarray:
         gains.append(band.gain_db)
         qs.append(band.q)
     if not kinds:
-        return np.zeros((0, 6))
-    return design_cascade(
-        np.asarray(kinds, dtype=np.int64),
-        np.asarray(freqs, dtype=np.float64),
-        np.asarray(gains, dtype=np.float64),
-        np.asarray(qs, dtype=np.float64),
-        float(sample_rate),
-    )
+        sos = np.zeros((0, 6))
+    else:
+        sos = design_cascade(
+            np.asarray(kinds, dtype=np.int64),
+            np.asarray(freqs, dtype=np.float64),
+            np.asarray(gains, dtype=np.float64),
+            np.asarray(qs, dtype=np.float64),
+            float(sample_rate),
+        )
+    if settings.gain_db != 0.0:
+        if not sos.shape[0]:
+            sos = np.array([[1.0, 0.0, 0.0, 1.0, 0.0, 0.0]])
+        sos[0, :3] *= 10.0 ** (settings.gain_db / 20.0)
+    return sos
 
 
 class Equalizer:

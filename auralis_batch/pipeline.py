@@ -10,12 +10,19 @@ A. measure the source (skipped when the caller already has its loudness, e.g. fr
 B. EQ and compressor, measuring the loudness and true peak of the result;
 C. gain to the target, limiter, quantise, write, and measure what was written.
 
-If limiting pulled the result more than :data:`TARGET_TOLERANCE_LU` off target, C runs
-once more with the gain corrected; if the written true peak is above the ceiling (it
-never should be) C runs again with the gain lowered by the excess. When the target
-would need more than ``limiter.max_gain_reduction_db`` of peak limiting, the gain is
-lowered instead and the outcome says the target was not reached: a mastering tool
-should not crush a dynamic track to hit a number.
+Limiting costs loudness. When the gain will drive the processed signal's true peak
+into the limiter, the gain is first settled by measuring passes (limiter and meter
+only: no quantisation, no encoding) until the loudness is within
+:data:`TARGET_PRECISION_LU` of the target (secant steps, at most
+:data:`MAX_MEASURING_PASSES`); then C runs once and writes. A gain that leaves the
+peaks under the ceiling changes the loudness by exactly itself, so such tracks are
+written at once. If what was written is still more than the precision off (it should
+not be: quantisation moves loudness by far less), C runs again with the gain
+corrected, at most :data:`MAX_CORRECTIONS` times; if the written true peak is above
+the ceiling (it never should be) C runs again with the gain lowered by the excess.
+When the target would need more than ``limiter.max_gain_reduction_db`` of peak
+limiting, the gain is lowered instead and the outcome says the target was not reached:
+a mastering tool should not crush a dynamic track to hit a number.
 """
 
 from __future__ import annotations
@@ -29,19 +36,38 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .audio import BLOCK_FRAMES, Quantizer, iter_blocks
-from .dynamics import Compressor, Limiter
+from .dynamics import LIMITER_MARGIN_DB, Compressor, Limiter
 from .eq import Equalizer
 from .meter import Loudness, LoudnessMeter
 from .presets import Preset
 
 #: Largest make-up gain the chain applies, dB: near-silent tracks are not blown up.
 MAX_GAIN_DB = 30.0
-#: The result should land this close to the target (LU); otherwise a corrective pass.
+#: A track's gain is settled until its loudness is this close to the target (LU): half
+#: of the +/-0.1 LU promised, the rest for meters that disagree by a few hundredths.
+TARGET_PRECISION_LU = 0.05
+#: A result further than this from its target (LU) gets a note saying by how much.
+TARGET_PROMISE_LU = 0.1
+#: Measuring passes (limiter and meter only) allowed to settle a limited track's gain.
+MAX_MEASURING_PASSES = 4
+#: An album's shared gain is corrected while its loudness is further off than this
+#: (LU): each correction renders and writes every track of the album again.
 TARGET_TOLERANCE_LU = 0.2
-#: Extra render passes allowed to pull the result onto the target.
+#: Written passes allowed to correct a track that still missed (rare: quantisation).
 MAX_CORRECTIONS = 2
 #: Outcome counts as on target within this (LU), the issue's acceptance band.
 TARGET_ACCEPT_LU = 0.5
+#: A loudness range this far (LU) from a reference's is reported as not matched.
+LRA_REPORT_LU = 1.0
+#: Pass B is run again (a lower compressor threshold) while its loudness range is
+#: more than this above a reference's (LU) ...
+LRA_PRECISION_LU = 0.5
+#: ... at most this many more times, ...
+MAX_RANGE_PASSES = 2
+#: ... the threshold at most this far below the preset's (dB) ...
+MAX_RANGE_THRESHOLD_DROP_DB = 24.0
+#: ... starting from this many dB of threshold per LU of range (secant afterwards).
+RANGE_DB_PER_LU = 3.0
 #: Below this the track is treated as silent: no gain, no compression offset.
 SILENCE_LUFS = -70.0
 BlockSource = Callable[[], Iterable[np.ndarray]]
@@ -238,6 +264,24 @@ def _render_pass(
 ) -> _Rendered:
     """Pass C: gain (applied on the limiter's way in, no pass of its own), limiter,
     quantisation, the sink, and the loudness of exactly the quantised samples."""
+    return _limited_pass(
+        stream, processed, gain_db, quant=Quantizer(bit_depth, seed=seed), sink=sink
+    )
+
+
+def _measuring_pass(stream: _Stream, processed: BlockSource, gain_db: float) -> _Rendered:
+    """Pass C without quantisation or a sink: the loudness the gain gives."""
+    return _limited_pass(stream, processed, gain_db, quant=None, sink=None)
+
+
+def _limited_pass(
+    stream: _Stream,
+    processed: BlockSource,
+    gain_db: float,
+    *,
+    quant: Quantizer | None,
+    sink: SinkFactory | None,
+) -> _Rendered:
     lim_cfg = stream.preset.limiter
     lim = Limiter(
         stream.sample_rate,
@@ -246,12 +290,14 @@ def _render_pass(
         lookahead_ms=lim_cfg.lookahead_ms,
         release_ms=lim_cfg.release_ms,
     )
-    quant = Quantizer(bit_depth, seed=seed)
     meter = LoudnessMeter(stream.sample_rate, stream.channels)
     with (sink or _discard)() as write:
 
         def emit(z: np.ndarray) -> None:
             if z.shape[1] == 0:
+                return
+            if quant is None:
+                meter.process(z)
                 return
             pcm, back = quant.quantize(z)
             write(pcm)
@@ -266,18 +312,24 @@ def _render_pass(
 
 
 def _correct_to_target(
-    render: Callable[[float], _Rendered], first: _Rendered, target: float, cap: _LimitingCap
+    render: Callable[[float], _Rendered],
+    first: _Rendered,
+    target: float,
+    cap: _LimitingCap,
+    *,
+    tolerance_lu: float,
+    max_passes: int,
 ) -> tuple[_Rendered, int]:
     """Limiting costs loudness: correct the gain with what was measured (secant steps,
-    at most MAX_CORRECTIONS extra renders; usually one). Returns the last render and
-    the number of extra passes."""
+    at most ``max_passes`` more renders) until within ``tolerance_lu``. Returns the
+    last render and the number of passes it took."""
     done, extra = first, 0
     prev: tuple[float, float] | None = None
-    for _ in range(MAX_CORRECTIONS):
+    for _ in range(max_passes):
         if not _finite(done.after.integrated_lufs):
             break
         error = target - done.after.integrated_lufs
-        if abs(error) <= TARGET_TOLERANCE_LU:
+        if abs(error) <= tolerance_lu:
             break
         gain = done.gain_db
         slope = 1.0
@@ -292,6 +344,87 @@ def _correct_to_target(
         done = render(corrected)
         extra += 1
     return done, extra
+
+
+def _narrow_range(
+    stream: _Stream,
+    eq_comp_at: Callable[[float], Callable[[], Iterator[np.ndarray]]],
+    threshold_db: float,
+    mid: Loudness,
+    processed: BlockSource,
+    *,
+    keep: bool,
+    notes: list[str],
+) -> tuple[float, Loudness, BlockSource, int]:
+    """Lower the compressor threshold until pass B's loudness range is the preset's
+    ``target_lra_lu`` (a reference's), by secant steps of at most
+    :data:`MAX_RANGE_PASSES` more B passes and at most :data:`MAX_RANGE_THRESHOLD_DROP_DB`
+    below the preset's threshold: the ratio stays the preset's (a reference match
+    caps it so nothing is crushed). Returns the threshold, pass B's measurement, the
+    processed signal and the passes it took."""
+    goal = float(stream.preset.target_lra_lu or 0.0)
+    floor = max(-60.0, threshold_db - MAX_RANGE_THRESHOLD_DROP_DB)
+    first = threshold_db
+    prev: tuple[float, float] | None = None
+    passes = 0
+    for _ in range(MAX_RANGE_PASSES):
+        excess = mid.lra_lu - goal
+        if not _finite(mid.lra_lu) or excess <= LRA_PRECISION_LU or threshold_db <= floor:
+            break
+        slope = RANGE_DB_PER_LU
+        if prev is not None and abs(mid.lra_lu - prev[1]) > 1e-3:
+            slope = float(np.clip((threshold_db - prev[0]) / (mid.lra_lu - prev[1]), 1.0, 12.0))
+        prev = (threshold_db, mid.lra_lu)
+        threshold_db = max(floor, threshold_db - slope * excess)
+        mid, processed = _processed_pass(stream, eq_comp_at(threshold_db), keep=keep)
+        passes += 1
+    if passes:
+        notes.append(
+            f"compressor threshold {threshold_db - first:+.1f} dB (to {threshold_db:.1f} dBFS) "
+            f"to narrow the loudness range to {mid.lra_lu:.1f} LU before limiting"
+        )
+    return threshold_db, mid, processed, passes
+
+
+def _limits(mid: Loudness, gain_db: float, ceiling_dbtp: float) -> bool:
+    """Whether the limiter will act on the processed signal at ``gain_db`` (its margin
+    below the ceiling included): only then does the gain change loudness by less than
+    itself."""
+    peak = mid.true_peak_dbtp
+    return _finite(peak) and peak + gain_db > ceiling_dbtp - LIMITER_MARGIN_DB - 0.05
+
+
+def _settle_gain(
+    stream: _Stream, processed: BlockSource, gain_db: float, target: float, cap: _LimitingCap
+) -> tuple[float, int]:
+    """The gain that takes the limited signal onto the target, from measuring passes
+    (no quantisation, nothing written); returns it and the passes it took."""
+
+    def measure(g: float) -> _Rendered:
+        return _measuring_pass(stream, processed, g)
+
+    done, extra = _correct_to_target(
+        measure,
+        measure(gain_db),
+        target,
+        cap,
+        tolerance_lu=TARGET_PRECISION_LU,
+        max_passes=MAX_MEASURING_PASSES - 1,
+    )
+    return done.gain_db, extra + 1
+
+
+def _range_notes(after: Loudness, target_lra_lu: float | None, notes: list[str]) -> None:
+    """A note when the loudness range is not the reference's (the parameters' notes
+    say why: no expansion, or compression held back so nothing is crushed)."""
+    if target_lra_lu is None or not _finite(after.lra_lu):
+        return
+    if abs(after.lra_lu - target_lra_lu) > LRA_REPORT_LU:
+        side = "wider" if after.lra_lu > target_lra_lu else "narrower"
+        notes.append(
+            f"loudness range {after.lra_lu:.1f} LU, {side} than the reference's "
+            f"{target_lra_lu:.1f} LU (see the parameters' notes)"
+        )
 
 
 def _hold_ceiling(
@@ -319,6 +452,15 @@ def _target_notes(
         _finite(after.integrated_lufs) and abs(target - after.integrated_lufs) <= TARGET_ACCEPT_LU
     )
     if reached:
+        off = target - after.integrated_lufs if _finite(after.integrated_lufs) else 0.0
+        if not exempt and abs(off) > TARGET_PROMISE_LU:
+            why = (
+                f": more than {cap.max_gain_reduction_db:g} dB of peak limiting "
+                "(limiter.max_gain_reduction_db) would be needed"
+                if cap.capped
+                else ""
+            )
+            notes.append(f"{after.integrated_lufs:.2f} LUFS, {abs(off):.2f} LU off the target{why}")
         return True
     if cap.capped:
         notes.append(
@@ -373,16 +515,21 @@ def master_stream(
         notes.append("silent or near-silent source: no loudness gain applied")
     threshold = effective_threshold_db(preset, before)
 
-    def eq_comp() -> Iterator[np.ndarray]:
-        return processed_stream(
+    def eq_comp_at(threshold_db: float) -> Callable[[], Iterator[np.ndarray]]:
+        return lambda: processed_stream(
             source,
             sample_rate=sample_rate,
             channels=channels,
             preset=preset,
-            threshold_db=threshold,
+            threshold_db=threshold_db,
         )
 
-    mid, processed = _processed_pass(stream, eq_comp, keep=keep_processed)
+    mid, processed = _processed_pass(stream, eq_comp_at(threshold), keep=keep_processed)
+    passes = 0
+    if not silent and preset.target_lra_lu is not None and preset.compressor.ratio > 1.0:
+        threshold, mid, processed, passes = _narrow_range(
+            stream, eq_comp_at, threshold, mid, processed, keep=keep_processed, notes=notes
+        )
     album = gain_db is not None
     if album:
         gain = _capped_makeup(float(gain_db), notes)
@@ -394,14 +541,20 @@ def master_stream(
     def render(g: float) -> _Rendered:
         return _render_pass(stream, processed, g, sink=sink, bit_depth=bit_depth, seed=seed)
 
+    if not (silent or album) and _limits(mid, gain, ceiling):
+        gain, settling = _settle_gain(stream, processed, gain, target, cap)
+        passes += settling
     done = render(gain)
-    passes = 1
+    passes += 1
     if not (silent or album):
-        done, extra = _correct_to_target(render, done, target, cap)
+        done, extra = _correct_to_target(
+            render, done, target, cap, tolerance_lu=TARGET_PRECISION_LU, max_passes=MAX_CORRECTIONS
+        )
         passes += extra
     done, extra = _hold_ceiling(render, done, ceiling, notes)
     passes += extra
     reached = _target_notes(done.after, target, cap, exempt=silent or album, notes=notes)
+    _range_notes(done.after, preset.target_lra_lu, notes)
     return MasterOutcome(
         before=before,
         after=done.after,

@@ -49,6 +49,16 @@ LIMITS: dict[str, tuple[float, float, str]] = {
     "limiter.release_ms": (1.0, 2000.0, "ms"),
     "limiter.max_gain_reduction_db": (0.0, 24.0, "dB"),
 }
+#: The limits of presets built in code from a reference (adaptive.reference_preset):
+#: a matching EQ follows another track's tone, which takes wider bands than a
+#: hand-written preset needs (match.MAX_BOOST_DB, match.MAX_CUT_DB), and an overall
+#: gain that keeps it loudness-neutral; the rest as LIMITS.
+REFERENCE_LIMITS: dict[str, tuple[float, float, str]] = {
+    **LIMITS,
+    "eq.bands.gain_db": (-30.0, 18.0, "dB"),
+    "eq.gain_db": (-40.0, 40.0, "dB"),
+    "target_lra_lu": (0.0, 40.0, "LU"),
+}
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,10 @@ class EQBand:
 class EQSettings:
     highpass_hz: float = 20.0  # 0 disables the subsonic high-pass
     bands: tuple[EQBand, ...] = ()
+    # A flat gain folded into the first section (no pass of its own): keeps a matching
+    # EQ loudness-neutral, so the compressor sees the level its threshold assumes.
+    # Presets built in code only; not part of the TOML schema.
+    gain_db: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +115,9 @@ class Preset:
     limiter: LimiterSettings = field(default_factory=LimiterSettings)
     source: str = ""
     notes: tuple[str, ...] = ()  # why each parameter was chosen (adaptive/reference)
+    # The loudness range to reach (a reference's), or None; the render reports whether
+    # it was. Presets built in code only; not part of the TOML schema.
+    target_lra_lu: float | None = None
 
     def with_overrides(
         self, *, target_lufs: float | None = None, ceiling_dbtp: float | None = None
@@ -123,11 +140,24 @@ class Preset:
         d = dataclasses.asdict(self)
         d["eq"]["bands"] = [dataclasses.asdict(b) for b in self.eq.bands]
         d["notes"] = list(self.notes)
+        # Fields only code-built presets set are left out at their defaults, so the
+        # parameters (and the journal's settings hash) of every other preset stay as
+        # they were.
+        if self.eq.gain_db == 0.0:
+            del d["eq"]["gain_db"]
+        if self.target_lra_lu is None:
+            del d["target_lra_lu"]
         return d
 
 
-def _check_range(path: str, key: str, value: Any, problems: list[str]) -> float | None:
-    lo, hi, unit = LIMITS[key]
+def _check_range(
+    path: str,
+    key: str,
+    value: Any,
+    problems: list[str],
+    limits: dict[str, tuple[float, float, str]] = LIMITS,
+) -> float | None:
+    lo, hi, unit = limits[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         problems.append(f"{path}: must be a number, got {value!r}")
         return None
@@ -139,22 +169,36 @@ def _check_range(path: str, key: str, value: Any, problems: list[str]) -> float 
     return v
 
 
-def validate(preset: Preset) -> list[str]:
-    """Range-check a preset built in code (adaptive/reference); list of problems."""
+def validate(preset: Preset, *, limits: dict[str, tuple[float, float, str]] = LIMITS) -> list[str]:
+    """Range-check a preset built in code (adaptive/reference) against ``limits``
+    (:data:`LIMITS`, or :data:`REFERENCE_LIMITS` for a reference match); list of
+    problems."""
     problems: list[str] = []
-    _check_range("target_lufs", "target_lufs", preset.target_lufs, problems)
-    _check_range("eq.highpass_hz", "eq.highpass_hz", preset.eq.highpass_hz, problems)
+
+    def check(path: str, key: str, value: Any) -> None:
+        _check_range(path, key, value, problems, limits)
+
+    check("target_lufs", "target_lufs", preset.target_lufs)
+    check("eq.highpass_hz", "eq.highpass_hz", preset.eq.highpass_hz)
+    if preset.eq.gain_db != 0.0:
+        if "eq.gain_db" in limits:
+            check("eq.gain_db", "eq.gain_db", preset.eq.gain_db)
+        else:
+            problems.append("eq.gain_db: only a reference match sets an overall EQ gain")
+    if preset.target_lra_lu is not None:
+        if "target_lra_lu" in limits:
+            check("target_lra_lu", "target_lra_lu", preset.target_lra_lu)
+        else:
+            problems.append("target_lra_lu: only a reference match sets a loudness range")
     for i, band in enumerate(preset.eq.bands):
         for key in ("frequency_hz", "gain_db", "q"):
-            _check_range(f"eq.bands[{i}].{key}", f"eq.bands.{key}", getattr(band, key), problems)
+            check(f"eq.bands[{i}].{key}", f"eq.bands.{key}", getattr(band, key))
         if band.kind not in EQ_KINDS:
             problems.append(f"eq.bands[{i}].kind: must be one of {list(EQ_KINDS)}")
     for section in ("compressor", "limiter"):
         obj = getattr(preset, section)
         for f in dataclasses.fields(obj):
-            _check_range(
-                f"{section}.{f.name}", f"{section}.{f.name}", getattr(obj, f.name), problems
-            )
+            check(f"{section}.{f.name}", f"{section}.{f.name}", getattr(obj, f.name))
     return problems
 
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from auralis_batch.adaptive import (
     ADAPTIVE_MAX_EQ_DB,
     BALANCED_SHARES,
     REFERENCE_MAX_EQ_DB,
+    REFERENCE_MAX_RATIO,
     adaptive_preset,
     reference_preset,
 )
-from auralis_batch.presets import validate
+from auralis_batch.match import SPECTRUM_KEY, THIRD_OCTAVE_HZ
+from auralis_batch.presets import REFERENCE_LIMITS, validate
 
 
 def record(shares: dict[str, float], *, lra=6.0, crest=12.0, lufs=-20.0, percussive=0.5) -> dict:
@@ -66,14 +69,54 @@ def test_compression_and_target_follow_dynamics(lra, crest, ratio, target):
     assert validate(p) == []
 
 
-def test_reference_matching_moves_toward_reference_and_takes_its_loudness():
+def with_spectrum(rec: dict, tilt_db_per_octave: float) -> dict:
+    f = np.asarray(THIRD_OCTAVE_HZ)
+    levels = -40.0 - 3.0 * np.log2(f / 1000.0) + tilt_db_per_octave * np.log2(f / 1000.0)
+    return dict(rec, **{SPECTRUM_KEY: [round(float(v), 2) for v in levels]})
+
+
+def test_reference_matching_follows_the_reference_spectrum_and_takes_its_loudness():
+    track = with_spectrum(record(BALANCED_SHARES), 0.0)
+    ref = with_spectrum(record(BALANCED_SHARES, lufs=-9.5), 1.0)  # brighter
+    p = reference_preset(track, ref)
+    gains = {b.frequency_hz: b.gain_db for b in p.eq.bands}
+    assert len(p.eq.bands) == 30
+    assert gains[min(gains)] < 0 < gains[max(gains)]  # a tilt: lows down, highs up
+    assert p.target_lufs == -9.5
+    assert validate(p, limits=REFERENCE_LIMITS) == []
+    assert any(n.startswith("matching EQ") for n in p.notes)
+    half = reference_preset(track, ref, strength=0.5)
+    assert abs(half.eq.bands[-1].gain_db) < abs(p.eq.bands[-1].gain_db)
+    none = reference_preset(track, ref, strength=0.0)
+    assert all(b.gain_db == 0.0 for b in none.eq.bands)
+
+
+def test_reference_without_spectra_falls_back_to_seven_bands():
     track = record(dict(BALANCED_SHARES, bass=0.15))
     ref = record(dict(BALANCED_SHARES, bass=0.45), lufs=-9.5)
     p = reference_preset(track, ref)
     gains = {b.name: b.gain_db for b in p.eq.bands}
     assert 0 < gains["bass"] <= REFERENCE_MAX_EQ_DB
-    assert p.target_lufs == -9.5
-    assert validate(p) == []
+    assert any("seven-band" in n for n in p.notes)
+    assert validate(p, limits=REFERENCE_LIMITS) == []
+
+
+def test_reference_dynamics_narrow_a_wider_range_and_never_widen():
+    wide = with_spectrum(record(BALANCED_SHARES, lra=18.0), 0.0)
+    narrow = with_spectrum(record(BALANCED_SHARES, lra=4.0), 0.0)
+    p = reference_preset(wide, narrow)
+    assert 1.0 < p.compressor.ratio <= REFERENCE_MAX_RATIO
+    assert p.target_lra_lu == 4.0
+    assert any("not crushed" in n for n in p.notes)
+    q = reference_preset(narrow, wide)
+    assert q.compressor.ratio == 1.0  # no compression, no expansion
+    assert any("no expansion" in n for n in q.notes)
+
+
+def test_reference_presets_are_not_valid_as_ordinary_presets():
+    track = with_spectrum(record(BALANCED_SHARES), 0.0)
+    p = reference_preset(track, with_spectrum(record(BALANCED_SHARES), 2.0))
+    assert any("only a reference match" in x for x in validate(p))
 
 
 def test_adaptive_needs_a_fingerprint():

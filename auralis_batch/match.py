@@ -1,0 +1,419 @@
+"""Reference matching: a track's long-term spectrum, and the EQ that takes one track's
+tone to another's.
+
+**Long-term spectrum.** :class:`LongTermSpectrum` is fed the blocks of the analysis
+pass and gives the long-term average power spectrum of the mid channel (the mean of
+the front pair; a mono track is its own mid) in the 31 third-octave bands of IEC
+61260 from 20 Hz to 20 kHz (base-10 centres ``1000 * 10 ** (k / 10)``), as mean power
+per FFT bin in dB re a full-scale sine's peak bin. Frames of 8192 samples at 44.1 and
+48 kHz (a power of two near 186 ms at any rate, so about 5.4 Hz per bin and at least
+one bin in the 25 Hz band), periodic Hann, one after the other: the frames of Welch's
+method without its 50 % overlap, which reads within 0.1-0.2 dB RMS of it per band on
+real music at half the cost. The record keeps the 31 levels (``spectrum_db``), so a
+cached reference or target costs nothing to match again.
+
+**Matching EQ.** :func:`matching_eq` turns two such spectra into a bank of RBJ
+biquads that the ordinary :class:`~auralis_batch.eq.Equalizer` runs: a low shelf at
+25 Hz, 28 peaking sections at the third-octave centres from 31.5 Hz to 16 kHz
+(Q 4.32, one third of an octave wide) and a high shelf at 17 kHz. The wanted change
+per band is the reference's level minus the target's, scaled by ``strength``, within
+these limits:
+
+* at most :data:`MAX_BOOST_DB` of boost and :data:`MAX_CUT_DB` of cut, measured from
+  the centre of the curve that keeps the most of it within those limits (the overall
+  level does not matter: the gain stage sets the loudness afterwards);
+* no boost where the target has no energy: a band at the noise floor of 16-bit audio
+  (:data:`NOISE_FLOOR_DB`) or :data:`DYNAMIC_RANGE_DB` below the target's loudest band
+  gets none, and a band just above it gets only what lifts it by its height above the
+  floor (a boost there would raise hiss and codec noise, not music);
+* the bands outside 31.5 Hz - 16 kHz (20, 25 Hz and 20 kHz) get at most
+  :data:`EDGE_MAX_BOOST_DB` of boost: a sub-bass boost eats headroom that the
+  limiter then takes from the whole mix, and the top band is mostly above hearing.
+
+The section gains are fitted to that curve by damped Gauss-Newton steps on the
+band-mean response (what a third-octave analysis of the result would read), so
+neighbouring sections share out a change they cannot make alone.
+
+Why biquads and not an FIR. A third of an octave at 31.5 Hz is 7 Hz wide: an FIR
+that resolves it has about 8192 taps, and its FFT convolution (overlap-add, numpy's
+pocketfft, which a kernel cannot beat) costs about 1.6 s per 4 minutes of stereo on
+this project's machine, against about 0.3 s for this bank of 30 sections in the
+biquad kernel; fitted to the band means, the bank follows the reference within about
+0.5 dB RMS per band where the limits allow (bench/test_bench_matchering.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Nominal third-octave band centres, Hz (IEC 61260 base-10: 1000 * 10 ** (k / 10)).
+THIRD_OCTAVE_HZ: tuple[float, ...] = tuple(1000.0 * 10.0 ** (k / 10.0) for k in range(-17, 14))
+#: Their nominal names, as an analyser's display shows them.
+BAND_NAMES: tuple[str, ...] = (
+    *(f"{f} Hz" for f in "20 25 31.5 40 50 63 80 100 125 160 200 250 315 400 500 630 800".split()),
+    *(f"{f} kHz" for f in "1 1.25 1.6 2 2.5 3.15 4 5 6.3 8 10 12.5 16 20".split()),
+)
+#: Bands whose matching is not limited as an extreme: 31.5 Hz to 16 kHz.
+CORE_BANDS = slice(2, 30)
+#: The record's key for the long-term spectrum (dB per band of THIRD_OCTAVE_HZ).
+SPECTRUM_KEY = "spectrum_db"
+#: Long-term spectrum frames last about this long (a power of two in samples).
+FRAME_SECONDS = 0.186
+#: Frames transformed per FFT call, on absolute frame numbers (so block cuts never
+#: change the summation order: a stream in blocks gives the levels of one piece).
+CHUNK_FRAMES = 16
+
+MAX_BOOST_DB = 18.0
+MAX_CUT_DB = 30.0
+EDGE_MAX_BOOST_DB = 6.0
+#: Mean power per bin, dB re a full-scale sine's peak bin, of a band that holds no
+#: music: 16-bit TPDF dither reads about -132 dB here.
+NOISE_FLOOR_DB = -125.0
+#: A band this far below the target's loudest band counts as empty too.
+DYNAMIC_RANGE_DB = 90.0
+#: Q of a third-octave peaking section (bandwidth 1/3 octave).
+THIRD_OCTAVE_Q = 4.32
+LOW_SHELF_HZ = 25.0
+HIGH_SHELF_HZ = 17000.0
+SHELF_Q = 0.707
+_FIT_ITERATIONS = 8
+_FIT_DAMPING = 0.003  # Tikhonov weight on the section gains: no needless see-saws
+_EDGE_WEIGHT = 0.3  # weight of the bands outside CORE_BANDS in the fit
+_GRID_PER_BAND = 24  # evaluation points per third-octave band
+
+
+def frame_length(sample_rate: int) -> int:
+    """FFT frame of the long-term spectrum: the power of two nearest FRAME_SECONDS."""
+    return 1 << round(math.log2(sample_rate * FRAME_SECONDS))
+
+
+def _band_edges_hz() -> np.ndarray:
+    c = np.asarray(THIRD_OCTAVE_HZ)
+    return np.stack([c * 10.0**-0.05, c * 10.0**0.05], axis=1)
+
+
+class LongTermSpectrum:
+    """Long-term average spectrum of the mid channel of a stream, in third octaves.
+
+    Parameters
+    ----------
+    sample_rate : int, Hz
+    channels : int; the mid is the mean of channels 0 and 1 (channel 0 alone for mono)
+    """
+
+    def __init__(self, sample_rate: int, channels: int) -> None:
+        self.sample_rate = int(sample_rate)
+        self.channels = int(channels)
+        self.n = frame_length(self.sample_rate)
+        self._window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(self.n) / self.n)
+        self._pending = np.empty(CHUNK_FRAMES * self.n)
+        self._fill = 0
+        self._power = np.zeros(self.n // 2 + 1)
+        self.frames = 0
+
+    def process(self, block: np.ndarray) -> None:
+        """Add a ``(channels, n)`` float64 block."""
+        k, pos = block.shape[1], 0
+        while pos < k:
+            take = min(k - pos, self._pending.size - self._fill)
+            dst = self._pending[self._fill : self._fill + take]
+            if self.channels > 1:
+                np.add(block[0, pos : pos + take], block[1, pos : pos + take], out=dst)
+                dst *= 0.5
+            else:
+                dst[:] = block[0, pos : pos + take]
+            self._fill += take
+            pos += take
+            if self._fill == self._pending.size:
+                self._chunk(CHUNK_FRAMES)
+
+    def _chunk(self, count: int) -> None:
+        frames = self._pending[: count * self.n].reshape(count, self.n) * self._window
+        spec = np.fft.rfft(frames, axis=1)
+        self._power += (spec.real**2 + spec.imag**2).sum(axis=0)
+        self.frames += count
+        self._fill = 0
+
+    def levels_db(self) -> list[float | None]:
+        """Mean power per bin in each band of :data:`THIRD_OCTAVE_HZ`, dB re a
+        full-scale sine's peak bin, rounded to 0.01; ``None`` above the Nyquist
+        frequency and for silence. A stream shorter than one frame is zero-padded;
+        otherwise a last partial frame is left out, as Welch's method does."""
+        if self._fill >= self.n or (self.frames == 0 and self._fill):
+            whole = self._fill // self.n
+            if whole == 0:  # shorter than one frame: zero-pad it
+                self._pending[self._fill : self.n] = 0.0
+                whole = 1
+            self._chunk(whole)
+        self._fill = 0
+        if self.frames == 0:
+            return [None] * len(THIRD_OCTAVE_HZ)
+        scale = self.frames * (self._window.sum() / 2.0) ** 2
+        power = self._power / scale
+        freqs = np.fft.rfftfreq(self.n, 1.0 / self.sample_rate)
+        nyquist = 0.5 * self.sample_rate
+        out: list[float | None] = []
+        for (lo, hi), centre in zip(_band_edges_hz(), THIRD_OCTAVE_HZ, strict=True):
+            if hi > nyquist:
+                out.append(None)
+                continue
+            inside = (freqs >= lo) & (freqs < hi)
+            if inside.any():
+                p = float(power[inside].mean())
+            else:  # a band narrower than a bin (25 Hz at 96 kHz): the bins around it
+                p = float(np.interp(centre, freqs, power))
+            out.append(round(10.0 * math.log10(p), 2) if p > 0.0 else None)
+        if all(v is None for v in out):
+            return [None] * len(THIRD_OCTAVE_HZ)
+        return out
+
+
+def spectrum_of(record: dict | None) -> np.ndarray | None:
+    """The record's long-term spectrum as float64 dB (NaN where undefined), or None."""
+    levels = (record or {}).get(SPECTRUM_KEY)
+    if not isinstance(levels, list) or len(levels) != len(THIRD_OCTAVE_HZ):
+        return None
+    out = np.array([np.nan if v is None else float(v) for v in levels])
+    return out if np.isfinite(out).any() else None
+
+
+# --------------------------------------------------------------------------- the EQ
+@dataclass(frozen=True)
+class MatchingEQ:
+    """A matching EQ and why it is what it is.
+
+    Attributes
+    ----------
+    sections : tuple of (kind, frequency_hz, gain_db, q), in the order they run
+    wanted_db : float per band of THIRD_OCTAVE_HZ: the change the limits allow
+        (0 where either spectrum is undefined)
+    fitted_db : float per band: the change the sections make (band means)
+    loudness_change_db : float, the EQ's change of the target's K-weighted power,
+        estimated from its spectrum (the compressor threshold follows it)
+    notes : tuple of str, where a limit stopped the match
+    """
+
+    sections: tuple[tuple[str, float, float, float], ...]
+    wanted_db: tuple[float, ...]
+    fitted_db: tuple[float, ...]
+    loudness_change_db: float
+    notes: tuple[str, ...]
+
+
+def _section_layout() -> list[tuple[str, float, float]]:
+    core = [("peaking", f, THIRD_OCTAVE_Q) for f in THIRD_OCTAVE_HZ[CORE_BANDS]]
+    return [("low_shelf", LOW_SHELF_HZ, SHELF_Q), *core, ("high_shelf", HIGH_SHELF_HZ, SHELF_Q)]
+
+
+def _cookbook(kind: str, f0: np.ndarray, gain_db: np.ndarray, q: float, fs: float):
+    """RBJ cookbook ``(b, a)`` rows for sections of one kind (vectorised; the same
+    formulas as ``kernels.biquad.rbj_biquad``)."""
+    a_lin = 10.0 ** (gain_db / 40.0)
+    w0 = 2.0 * np.pi * f0 / fs
+    cw = np.cos(w0)
+    alpha = np.sin(w0) / (2.0 * q)
+    if kind == "peaking":
+        b = np.stack([1 + alpha * a_lin, -2 * cw, 1 - alpha * a_lin], -1)
+        a = np.stack([1 + alpha / a_lin, -2 * cw, 1 - alpha / a_lin], -1)
+        return b, a
+    sq = 2.0 * np.sqrt(a_lin) * alpha
+    s = 1.0 if kind == "low_shelf" else -1.0  # high shelf: the low shelf with cw -> -cw
+    b = np.stack(
+        [
+            a_lin * ((a_lin + 1) - s * (a_lin - 1) * cw + sq),
+            s * 2 * a_lin * ((a_lin - 1) - s * (a_lin + 1) * cw),
+            a_lin * ((a_lin + 1) - s * (a_lin - 1) * cw - sq),
+        ],
+        -1,
+    )
+    a = np.stack(
+        [
+            (a_lin + 1) + s * (a_lin - 1) * cw + sq,
+            -s * 2 * ((a_lin - 1) + s * (a_lin + 1) * cw),
+            (a_lin + 1) + s * (a_lin - 1) * cw - sq,
+        ],
+        -1,
+    )
+    return b, a
+
+
+class _Bank:
+    """Magnitude responses of the section layout on a log grid, and their band means."""
+
+    def __init__(self, sample_rate: float) -> None:
+        self.layout = _section_layout()
+        self.fs = float(sample_rate)
+        nyq = 0.5 * self.fs
+        edges = _band_edges_hz()
+        n_bands = edges.shape[0]
+        lo, hi = edges[0, 0], edges[-1, 1]
+        grid = np.geomspace(lo, hi, n_bands * _GRID_PER_BAND + 1)
+        band = np.minimum((np.log10(grid / lo) * 10.0).astype(np.int64), n_bands - 1)
+        keep = grid < 0.98 * nyq
+        self.grid, self.band = grid[keep], band[keep]
+        self.n_bands = n_bands
+        counts = np.bincount(self.band, minlength=n_bands).astype(np.float64)
+        self._mean = np.zeros((self.grid.size, n_bands))
+        self._mean[np.arange(self.grid.size), self.band] = 1.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self._mean /= counts  # a band with no point: 0/0 -> NaN, undefined
+        z = np.exp(-1j * 2.0 * np.pi * self.grid / self.fs)
+        self._z = np.stack([np.ones_like(z), z, z * z], -1)
+
+    def section_db(self, gains_db: np.ndarray) -> np.ndarray:
+        """dB response of each section, shape ``(sections, grid)``."""
+        rows = []
+        for (kind, f0, q), g in zip(self.layout, gains_db, strict=True):
+            f = min(f0, 0.45 * self.fs)  # as eq.design_eq keeps bands below 0.45 fs
+            b, a = _cookbook(kind, np.array(f), np.array(g), q, self.fs)
+            h = (self._z @ b) / (self._z @ a)
+            rows.append(20.0 * np.log10(np.abs(h)))
+        return np.array(rows)
+
+    def band_means_db(self, response_db: np.ndarray) -> np.ndarray:
+        """Band-mean power (dB) of responses ``(..., grid)``: ``(..., bands)``; NaN for
+        a band with no grid point (above 0.98 of the Nyquist frequency)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return 10.0 * np.log10((10.0 ** (response_db / 10.0)) @ self._mean)
+
+
+def _limits(target_db: np.ndarray, diff_db: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Per-band most boost and most cut (dB, relative to the curve's centre)."""
+    notes: list[str] = []
+    top = np.nanmax(target_db)
+    height = np.minimum(target_db - NOISE_FLOOR_DB, target_db - (top - DYNAMIC_RANGE_DB))
+    boost = np.clip(np.nan_to_num(height, nan=0.0), 0.0, MAX_BOOST_DB)
+    edges = np.ones(boost.shape, dtype=bool)
+    edges[CORE_BANDS] = False
+    boost[edges] = np.minimum(boost[edges], EDGE_MAX_BOOST_DB)
+    cut = np.full(boost.shape, MAX_CUT_DB)
+    empty = [
+        BAND_NAMES[i]
+        for i in range(boost.size)
+        if not edges[i] and boost[i] < MAX_BOOST_DB and np.isfinite(diff_db[i])
+    ]
+    if empty:
+        notes.append(
+            "little or no energy in the target at " + ", ".join(empty) + ": boost limited there"
+        )
+    return boost, cut, notes
+
+
+def _centre(diff_db: np.ndarray, boost: np.ndarray, cut: np.ndarray) -> float:
+    """The level the curve is measured from: the one that keeps the most of it within
+    the limits, nearest the mean of the core bands when several do. Bands whose boost
+    is held back (nothing there to boost) do not pull it down: their boost is not made
+    whatever the centre."""
+    core = np.isfinite(diff_db)
+    core[:2] = core[30:] = False
+    d = diff_db[core]
+    free = boost[core] >= MAX_BOOST_DB
+    lo = float(np.max(d[free] - MAX_BOOST_DB)) if free.any() else -math.inf
+    hi = float(np.min(d + cut[core]))  # any higher centre would need more cut
+    mean = float(d.mean())
+    if lo <= hi:
+        return min(max(mean, lo), hi)
+    return 0.5 * (lo + hi)
+
+
+def _k_weight_db(f: np.ndarray) -> np.ndarray:
+    """BS.1770 K-weighting magnitude (approximate, analogue prototype), dB."""
+    shelf = 4.0 / (1.0 + (1500.0 / f) ** 2)  # +4 dB high shelf near 1.5 kHz
+    hp = 10.0 * np.log10(1.0 / (1.0 + (38.0 / f) ** 4))  # 2nd-order high-pass at 38 Hz
+    return shelf + hp
+
+
+def matching_eq(
+    target_db: Sequence[float] | np.ndarray,
+    reference_db: Sequence[float] | np.ndarray,
+    *,
+    strength: float = 1.0,
+    sample_rate: float = 44100.0,
+) -> MatchingEQ:
+    """The EQ that takes a track with long-term spectrum ``target_db`` to the tone of
+    one with ``reference_db`` (both per band of :data:`THIRD_OCTAVE_HZ`, NaN where
+    undefined), ``strength`` (0..1) of the way.
+
+    Parameters
+    ----------
+    target_db, reference_db : float [shape=(31,)], dB (:class:`LongTermSpectrum`)
+    strength : float, 0..1, the share of the correction applied
+    sample_rate : float, Hz, of the track the EQ will run on
+
+    Returns
+    -------
+    MatchingEQ
+    """
+    t = np.asarray(target_db, dtype=np.float64)
+    r = np.asarray(reference_db, dtype=np.float64)
+    diff = r - t
+    defined = np.isfinite(diff)
+    boost, cut, notes = _limits(t, diff)
+    bank = _Bank(sample_rate)
+    if not defined[CORE_BANDS].any() or strength <= 0.0:
+        zeros = (0.0,) * t.size
+        sections = tuple((k, f, 0.0, q) for k, f, q in bank.layout)
+        return MatchingEQ(sections, zeros, zeros, 0.0, ())
+    centre = _centre(diff, boost, cut)
+    wanted = np.where(defined, np.clip(diff - centre, -cut, boost), 0.0) * float(strength)
+    clipped = [
+        BAND_NAMES[i]
+        for i in range(2, 30)
+        if defined[i] and abs(diff[i] - centre) * strength > abs(wanted[i]) + 0.5
+    ]
+    if clipped:
+        notes.append(
+            "tone not fully matched at " + ", ".join(clipped) + f" (limits +{MAX_BOOST_DB:g}/"
+            f"-{MAX_CUT_DB:g} dB per band, less where the target is near silent)"
+        )
+    gains, fitted = _fit(bank, wanted, defined)
+    weights = 10.0 ** (np.nan_to_num(t, nan=-300.0) / 10.0) * 10.0 ** (
+        _k_weight_db(np.asarray(THIRD_OCTAVE_HZ)) / 10.0
+    )
+    change = 10.0 ** (np.nan_to_num(fitted) / 10.0)
+    loud = float(10.0 * np.log10(np.sum(weights * change) / np.sum(weights)))
+    sections = tuple(
+        (k, f, round(float(g), 2), q) for (k, f, q), g in zip(bank.layout, gains, strict=True)
+    )
+    return MatchingEQ(
+        sections,
+        tuple(round(float(x), 2) for x in wanted),
+        tuple(round(float(x), 2) for x in np.nan_to_num(fitted)),
+        loud,
+        tuple(notes),
+    )
+
+
+def _fit(bank: _Bank, wanted: np.ndarray, defined: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Section gains whose band means follow ``wanted``: damped Gauss-Newton on the
+    band-mean response; returns ``(gains, band means they give)``."""
+    n_sec = len(bank.layout)
+    centres = np.array([f for _, f, _ in bank.layout])
+    band_hz = np.asarray(THIRD_OCTAVE_HZ)
+    gains = np.interp(np.log(centres), np.log(band_hz), wanted)
+    weight = np.where(defined, 1.0, 0.0)
+    weight[:2] *= _EDGE_WEIGHT
+    weight[30:] *= _EDGE_WEIGHT
+    valid = np.isfinite(bank.band_means_db(np.zeros(bank.grid.size)))
+    weight = np.where(valid, weight, 0.0)
+    eps = 0.1
+    lo, hi = -MAX_CUT_DB, MAX_BOOST_DB
+    damp = math.sqrt(_FIT_DAMPING)
+    for _ in range(_FIT_ITERATIONS):
+        each = bank.section_db(gains)
+        total = each.sum(axis=0)
+        now = bank.band_means_db(total)
+        stepped = bank.section_db(gains + eps)
+        trial = total[np.newaxis, :] - each + stepped  # one section moved at a time
+        jac = (bank.band_means_db(trial) - now[np.newaxis, :]).T / eps  # (bands, sections)
+        resid = np.where(valid, wanted - now, 0.0)
+        a = np.vstack([jac * weight[:, np.newaxis], damp * np.eye(n_sec)])
+        b = np.concatenate([resid * weight, -damp * gains])
+        step = np.linalg.lstsq(a, b, rcond=None)[0]
+        gains = np.clip(gains + step, lo, hi)
+    fitted = bank.band_means_db(bank.section_db(gains).sum(axis=0))
+    return gains, np.where(valid, fitted, np.nan)

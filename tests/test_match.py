@@ -1,0 +1,181 @@
+"""Reference matching: the long-term spectrum against scipy's Welch periodogram, the
+matching EQ's fit, limits and strength, and the filter bank it makes, streamed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import signal
+
+from auralis_batch.analysis import _well_formed, analyze_array
+from auralis_batch.eq import Equalizer, design_eq
+from auralis_batch.match import (
+    CORE_BANDS,
+    EDGE_MAX_BOOST_DB,
+    MAX_BOOST_DB,
+    MAX_CUT_DB,
+    NOISE_FLOOR_DB,
+    SPECTRUM_KEY,
+    THIRD_OCTAVE_HZ,
+    LongTermSpectrum,
+    frame_length,
+    matching_eq,
+    spectrum_of,
+)
+from auralis_batch.presets import EQBand, EQSettings
+
+from .conftest import music_like
+
+SR = 44100
+BANDS = np.asarray(THIRD_OCTAVE_HZ)
+
+
+def levels(x: np.ndarray, sample_rate: int = SR, block: int | None = None) -> np.ndarray:
+    spec = LongTermSpectrum(sample_rate, x.shape[0])
+    step = block or x.shape[1]
+    for i in range(0, x.shape[1], step):
+        spec.process(np.ascontiguousarray(x[:, i : i + step]))
+    return np.array([np.nan if v is None else v for v in spec.levels_db()])
+
+
+def welch_levels(x: np.ndarray, sample_rate: int = SR) -> np.ndarray:
+    """The same bands from scipy's Welch periodogram with our frames (Hann, no
+    overlap), rescaled from density to power per bin re a full-scale sine's peak bin."""
+    n = frame_length(sample_rate)
+    mid = x[:2].mean(axis=0)
+    f, p = signal.welch(mid, sample_rate, window="hann", nperseg=n, noverlap=0, detrend=False)
+    w = signal.get_window("hann", n)
+    p = p * sample_rate * np.sum(w**2) / 2.0 / (w.sum() / 2.0) ** 2  # one-sided density -> |X|^2
+    out = []
+    for c in THIRD_OCTAVE_HZ:
+        inside = (f >= c * 10**-0.05) & (f < c * 10**0.05)
+        out.append(10 * np.log10(p[inside].mean()) if inside.any() else np.nan)
+    return np.array(out)
+
+
+def test_long_term_spectrum_equals_welch_periodogram():
+    x = music_like(seconds=6.0)
+    got, expected = levels(x), welch_levels(x)
+    ok = (BANDS > 30) & (BANDS * 10**0.05 <= SR / 2)
+    np.testing.assert_allclose(got[ok], expected[ok], atol=0.011)  # the record rounds to 0.01
+
+
+@pytest.mark.parametrize("block", [1, 1000, 3001, 65536])
+def test_long_term_spectrum_streamed_equals_one_piece(block):
+    x = music_like(seconds=3.0 if block > 1 else 0.5, seed=3)
+    np.testing.assert_array_equal(levels(x, block=block), levels(x))
+
+
+def test_white_noise_is_flat_and_mono_is_its_own_mid():
+    rng = np.random.default_rng(0)
+    noise = 0.1 * rng.standard_normal((1, SR * 20))
+    got = levels(noise)
+    core = got[CORE_BANDS][3:]  # from 63 Hz: enough bins per band to average
+    assert np.ptp(core) < 1.0
+    stereo = np.vstack([noise, noise])
+    np.testing.assert_array_equal(levels(stereo), got)
+
+
+@pytest.mark.parametrize("sample_rate", [44100, 48000, 96000])
+def test_every_band_below_nyquist_is_defined(sample_rate):
+    x = music_like(seconds=2.0, sample_rate=sample_rate)
+    got = levels(x, sample_rate)
+    below = BANDS * 10**0.05 <= sample_rate / 2
+    assert np.isfinite(got[below]).all() and np.isnan(got[~below]).all()
+
+
+def test_short_and_silent_streams():
+    short = music_like(seconds=0.05)  # shorter than one frame: zero-padded
+    assert np.isfinite(levels(short)[CORE_BANDS]).all()
+    assert np.isnan(levels(np.zeros((2, SR)))).all()
+
+
+def test_analysis_record_carries_the_spectrum_and_old_records_are_misses():
+    rec = analyze_array(music_like(seconds=3.0), SR, tempo=False)
+    assert len(rec[SPECTRUM_KEY]) == len(THIRD_OCTAVE_HZ)
+    assert spectrum_of(rec) is not None
+    stored = {k: v for k, v in rec.items() if k not in ("path", "seconds", "cached")}
+    assert _well_formed(stored)
+    old = dict(stored)
+    del old[SPECTRUM_KEY]
+    assert not _well_formed(old)  # written before the spectrum existed: analysed again
+
+
+# --------------------------------------------------------------------------- the EQ
+def tilt(db_per_octave: float) -> np.ndarray:
+    return db_per_octave * np.log2(BANDS / 1000.0)
+
+
+FLAT = -40.0 - tilt(3.0)  # a pink-ish spectrum, well above the noise floor
+
+
+def test_identical_spectra_need_no_eq():
+    m = matching_eq(FLAT, FLAT)
+    assert max(abs(g) for _, _, g, _ in m.sections) < 0.05
+    assert m.notes == ()
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.5, 0.0])
+def test_a_tilt_is_followed_band_by_band_and_strength_scales_it(strength):
+    change = tilt(1.5) + 3.0 * np.exp(-0.5 * ((np.log2(BANDS / 250.0)) / 0.5) ** 2)
+    m = matching_eq(FLAT, FLAT + change, strength=strength)
+    fitted, wanted = np.array(m.fitted_db), np.array(m.wanted_db)
+    expected = strength * (change - np.mean(change[CORE_BANDS]))
+    np.testing.assert_allclose(wanted[CORE_BANDS], expected[CORE_BANDS], atol=0.01)
+    err = (fitted - wanted)[CORE_BANDS]
+    assert np.sqrt(np.mean(err**2)) < 0.3 and np.abs(err).max() < 0.8
+
+
+def test_the_bank_makes_the_change_it_promises_on_noise():
+    """Physics: third-octave levels of white noise through the bank (measured with
+    scipy's Welch) change by the fitted amounts."""
+    change = tilt(-2.0)
+    m = matching_eq(FLAT, FLAT + change)
+    bands = tuple(EQBand(f"m{i}", k, f, g, q) for i, (k, f, g, q) in enumerate(m.sections))
+    sos = design_eq(EQSettings(highpass_hz=0.0, bands=bands), SR)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, SR * 30))
+    y = signal.sosfilt(sos, x, axis=1)
+    measured = welch_levels(y) - welch_levels(x)
+    core = slice(3, 30)  # from 40 Hz: 30 s of noise averages out there
+    np.testing.assert_allclose(measured[core], np.array(m.fitted_db)[core], atol=0.5)
+
+
+def test_limits_boost_cut_edges_and_empty_bands():
+    reference = FLAT.copy()
+    reference[25] += 40.0  # 6.3 kHz: far more than any band may be boosted
+    reference[10] -= 60.0  # 200 Hz: far more than any band may be cut
+    reference[0] += 20.0  # 20 Hz: an extreme, limited harder
+    target = FLAT.copy()
+    target[28] = NOISE_FLOOR_DB - 5.0  # 12.5 kHz: nothing there to boost
+    reference[28] = FLAT[28] + 10.0
+    m = matching_eq(target, reference)
+    wanted = np.array(m.wanted_db)
+    assert wanted.max() <= MAX_BOOST_DB + 1e-9 and wanted.min() >= -MAX_CUT_DB - 1e-9
+    assert wanted[0] <= EDGE_MAX_BOOST_DB + 1e-9
+    assert wanted[28] <= 0.0
+    assert any("12.5 kHz" in n and "no energy" in n for n in m.notes)
+    assert any("not fully matched" in n and "6.3 kHz" in n for n in m.notes)
+    assert all(-MAX_CUT_DB <= g <= MAX_BOOST_DB for _, _, g, _ in m.sections)
+
+
+def test_loudness_change_is_compensated_by_the_eq_gain():
+    m = matching_eq(FLAT, FLAT + tilt(2.0))
+    assert m.loudness_change_db != 0.0
+    sos = design_eq(EQSettings(highpass_hz=0.0, gain_db=-3.0), SR)
+    np.testing.assert_allclose(sos, [[10 ** (-3 / 20), 0, 0, 1, 0, 0]])
+
+
+def test_matching_bank_streams_in_blocks_as_one_piece():
+    m = matching_eq(FLAT, FLAT + tilt(1.0) + 2.0 * np.sin(BANDS / 700.0))
+    bands = tuple(EQBand(f"m{i}", k, f, g, q) for i, (k, f, g, q) in enumerate(m.sections))
+    settings = EQSettings(highpass_hz=20.0, bands=bands, gain_db=-m.loudness_change_db)
+    x = music_like(seconds=3.0)
+    whole = Equalizer(SR, 2, settings).process(x)
+    eq = Equalizer(SR, 2, settings)
+    assert eq.sos.shape[0] == 31  # high-pass + two shelves + 28 peaks: four groups of 8
+    parts = [
+        eq.process(np.ascontiguousarray(x[:, i : i + 3001])) for i in range(0, x.shape[1], 3001)
+    ]
+    np.testing.assert_array_equal(np.concatenate(parts, axis=1), whole)
+    np.testing.assert_array_equal(whole, signal.sosfilt(eq.sos, x, axis=1))  # same bits as SciPy
