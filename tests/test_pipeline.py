@@ -192,6 +192,31 @@ def test_reference_match_takes_tone_loudness_and_range():
     assert independent_true_peak_dbtp(y) <= preset.limiter.ceiling_dbtp + 0.05
 
 
+def test_a_1_to_1_compressor_is_left_out_with_the_same_bits():
+    import dataclasses
+
+    from auralis_batch.dynamics import compress
+    from auralis_batch.eq import Equalizer
+    from auralis_batch.pipeline import processed_stream
+
+    x = music_like(seconds=3.0, level_db=-10.0)
+    preset = load_preset("warm")
+    flat = dataclasses.replace(
+        preset, compressor=dataclasses.replace(preset.compressor, ratio=1.0, threshold_db=-40.0)
+    )
+    got = np.concatenate(
+        list(
+            processed_stream(
+                array_source(x), sample_rate=44100, channels=2, preset=flat, threshold_db=-40.0
+            )
+        ),
+        axis=1,
+    )
+    eq = Equalizer(44100, 2, flat.eq).process(x)
+    expected = compress(eq, 44100, threshold_db=-40.0, ratio=1.0, knee_db=flat.compressor.knee_db)
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_match_strength_scales_the_tonal_change():
     x, ref = dark_and_wide(), music_like(seconds=10.0, level_db=-12.0, seed=9)
     distances = []
