@@ -487,21 +487,11 @@ class OutputFile:
             os.replace(tmp, self.path)
             return
         try:
-            os.link(tmp, self.path)
+            move_no_clobber(tmp, self.path)
         except FileExistsError:
             raise OutputError(
                 f"{self.path}: refused: a file appeared there during the run; not replaced"
             ) from None
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
-                raise
-            if os.path.lexists(self.path):  # no hard links here (FAT, some shares)
-                raise OutputError(
-                    f"{self.path}: refused: a file appeared there during the run; not replaced"
-                ) from None
-            os.rename(tmp, self.path)
-            return
-        os.unlink(tmp)
 
     def discard(self) -> None:
         """Remove every temporary this output still has."""
@@ -538,6 +528,31 @@ def partial_prefix(path: Path) -> str:
 def is_partial_name(name: str) -> bool:
     """True for a name this tool gives its temporaries (``.NAME.XXXXXXXX.partial``)."""
     return bool(_PARTIAL_NAME.match(name))
+
+
+def move_no_clobber(src: Path, dst: Path) -> None:
+    """Rename ``src`` to ``dst`` without ever replacing a file there.
+
+    A hard link fails atomically if ``dst`` exists; where the filesystem has no hard
+    links (FAT, some network shares) a check right before the rename stands in.
+
+    Raises
+    ------
+    FileExistsError
+        Something is at ``dst``.
+    """
+    try:
+        os.link(src, dst)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if os.path.lexists(dst):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst)) from None
+        os.rename(src, dst)
+        return
+    os.unlink(src)
 
 
 def partials_of(path: Path) -> list[Path]:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .audio import is_partial_name, partials_of, readable_extensions
+from .audio import is_partial_name, move_no_clobber, partials_of, readable_extensions
 from .errors import AuralisError, OutputError, RunAbandonedError
 from .journal import STATE_DIR, Journal, OutputState, RunLock, RunLockedError
 from .plan import PARTIAL_SUFFIX, Job, Plan, plan_master
@@ -325,15 +325,9 @@ def _keep_aside(path: Path, *, dry_run: bool) -> Path:
         if dry_run:
             return aside
         try:
-            os.link(path, aside)  # never onto an existing name
+            move_no_clobber(path, aside)
         except FileExistsError:
             continue
-        except OSError:
-            if os.path.lexists(aside):
-                continue
-            os.rename(path, aside)
-            return aside
-        os.unlink(path)
         return aside
     raise OutputError(f"{path}: cannot find a free name to keep the changed file")
 
