@@ -245,6 +245,9 @@ class Limiter:
         self._params[LIM_GAIN_BOUND] = gain_bound
         self._params[LIM_INPUT_GAIN] = 1.0
         self._min_gain = 1.0
+        #: Largest gain reduction of the last ``process``/``flush`` call (dB, >= 0): a
+        #: block's worth of the limiter's work, for a report's gain-reduction curve.
+        self.last_gain_reduction_db = 0.0
         self._reset()
 
     def _reset(self) -> None:
@@ -265,6 +268,9 @@ class Limiter:
             k = min(self._to_skip, y.shape[1])
             self._to_skip -= k
             y = y[:, k:]
+        self.last_gain_reduction_db = (
+            0.0 if min_gain >= 1.0 else -20.0 * math.log10(max(float(min_gain), 1e-12))
+        )
         if y.shape[1]:
             self._min_gain = min(self._min_gain, float(min_gain))
         return y

@@ -512,3 +512,20 @@ def test_every_kernel_is_compiled_with_options_from_jit():
             assert isinstance(obj._cache, FunctionCache), f"{name}.{key} is not cached"
     if found == 0:
         pytest.skip("NUMBA_DISABLE_JIT: no dispatchers")
+
+
+def test_limiter_reports_each_blocks_gain_reduction():
+    from auralis_batch.dynamics import Limiter
+
+    sr = 48000
+    t = np.arange(sr) / sr
+    loud = np.tile(np.sin(2 * np.pi * 440 * t), (2, 1))  # 0 dBFS: ~1 dB over a -1 dBTP ceiling
+    quiet = 0.1 * loud
+    lim = Limiter(sr, 2, ceiling_dbtp=-1.0)
+    lim.process(quiet)
+    assert lim.last_gain_reduction_db == 0.0
+    y = lim.process(loud)
+    got = lim.last_gain_reduction_db
+    assert 1.0 <= got <= 1.5  # at least the overshoot, plus the internal margin
+    assert got == pytest.approx(lim.max_gain_reduction_db)
+    assert np.abs(y).max() > 0
