@@ -203,9 +203,14 @@ def build_pairs() -> dict[str, Path]:
             prefix="pairs-", dir=PAIRS_DIR.parent if PAIRS_DIR.parent.is_dir() else None
         )
     )
-    for name, (sources, lufs, drive) in TRACKS.items():
-        sf.write(tmp / f"{name}.flac", _build_track(sources, lufs, drive).T, SR, subtype="PCM_24")
-    (tmp / "manifest.json").write_text(json.dumps({"recipe": recipe}))
+    try:
+        for name, (sources, lufs, drive) in TRACKS.items():
+            x = _build_track(sources, lufs, drive)
+            sf.write(tmp / f"{name}.flac", x.T, SR, subtype="PCM_24")
+        (tmp / "manifest.json").write_text(json.dumps({"recipe": recipe}))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     PAIRS_DIR.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(PAIRS_DIR, ignore_errors=True)
     os.replace(tmp, PAIRS_DIR)
