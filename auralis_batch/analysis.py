@@ -293,8 +293,9 @@ def analyze(
     Returns the record that ``auralis-batch analyze --json`` prints: ``path``,
     ``duration_s``, ``sample_rate``, ``channels``, the four loudness keys,
     ``tempo_bpm``, ``tempo_confidence``, ``tempo_candidates`` (the two runner-up
-    tempi with their scores), ``fingerprint``, ``fingerprint_version`` and
-    ``seconds``. ``tempo=False`` skips the tempo work and reports 120.0 / 0.0.
+    tempi with their scores), ``fingerprint``, ``fingerprint_version``, ``spectrum_db``
+    (the long-term spectrum, :mod:`~auralis_batch.match`) and ``seconds``.
+    ``tempo=False`` skips the tempo work and reports 120.0 / 0.0.
     """
     if isinstance(path_or_array, np.ndarray):
         if sample_rate is None:
