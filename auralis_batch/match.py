@@ -50,6 +50,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import ParameterError
+
 #: Nominal third-octave band centres, Hz (IEC 61260 base-10: 1000 * 10 ** (k / 10)).
 THIRD_OCTAVE_HZ: tuple[float, ...] = tuple(1000.0 * 10.0 ** (k / 10.0) for k in range(-17, 14))
 #: Their nominal names, as an analyser's display shows them.
@@ -347,7 +349,14 @@ def matching_eq(
     Returns
     -------
     MatchingEQ
+
+    Raises
+    ------
+    ParameterError
+        ``strength`` is not a number between 0 and 1.
     """
+    if not 0.0 <= strength <= 1.0:  # NaN fails too
+        raise ParameterError(f"strength must be between 0 and 1, got {strength!r}")
     t = np.asarray(target_db, dtype=np.float64)
     r = np.asarray(reference_db, dtype=np.float64)
     diff = r - t

@@ -126,6 +126,14 @@ def test_a_tilt_is_followed_band_by_band_and_strength_scales_it(strength):
     assert np.sqrt(np.mean(err**2)) < 0.3 and np.abs(err).max() < 0.8
 
 
+@pytest.mark.parametrize("strength", [-0.1, 1.5, float("nan")])
+def test_strength_outside_0_to_1_is_refused(strength):
+    from auralis_batch.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="strength must be between 0 and 1"):
+        matching_eq(FLAT, FLAT, strength=strength)
+
+
 def test_the_bank_makes_the_change_it_promises_on_noise():
     """Physics: third-octave levels of white noise through the bank (measured with
     scipy's Welch) change by the fitted amounts."""
