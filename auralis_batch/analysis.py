@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,15 +28,15 @@ from .audio import (
 )
 from .cache import PcmHasher, make_key
 from .errors import AuralisError
-from .fingerprint import (
-    ANALYSIS_SAMPLE_RATE,
-    DEFAULT_TEMPO_BPM,
-    FINGERPRINT_VERSION,
-    Fingerprint,
-    FingerprintAnalyzer,
-)
-from .match import SPECTRUM_KEY, THIRD_OCTAVE_HZ, LongTermSpectrum
-from .meter import Loudness, LoudnessMeter
+from .match import SPECTRUM_KEY, THIRD_OCTAVE_HZ
+from .versions import ANALYSIS_SAMPLE_RATE, DEFAULT_TEMPO_BPM, FINGERPRINT_VERSION
+
+if TYPE_CHECKING:
+    from .fingerprint import Fingerprint
+    from .meter import Loudness
+
+# The meter and the fingerprint (and with them Numba and the kernels) load when a file
+# is measured: an analysis answered from the cache never pays for them.
 
 LOUDNESS_KEYS = (
     "integrated_lufs",
@@ -50,6 +50,8 @@ LOUDNESS_KEYS = (
 
 def loudness_from_record(record: dict[str, Any]) -> Loudness:
     """Rebuild the source :class:`Loudness` from an analysis record (None -> -inf)."""
+    from .meter import Loudness
+
     src = record.get("loudness", record)
     values = {}
     for k in LOUDNESS_KEYS:
@@ -66,6 +68,10 @@ def _analyse_stream(
     """Meter (and, unless ``fingerprint=False``, fingerprint and long-term spectrum) of
     one pass over ``blocks``: ``(loudness, fingerprint or None, frames, spectrum dB per
     third octave or None)``."""
+    from .fingerprint import FingerprintAnalyzer
+    from .match import LongTermSpectrum
+    from .meter import LoudnessMeter
+
     meter = LoudnessMeter(sample_rate, channels)
     fp = FingerprintAnalyzer(sample_rate, channels, tempo=tempo) if fingerprint else None
     spectrum = LongTermSpectrum(sample_rate, channels) if fingerprint else None

@@ -72,12 +72,11 @@ from .kernels.spectral import (
     windowed_frames_into,
 )
 from .kernels.tempo import autocorrelation, band_powers, detrend, tempo_from_acf
+from .versions import ANALYSIS_SAMPLE_RATE, DEFAULT_TEMPO_BPM, FINGERPRINT_VERSION
 
-FINGERPRINT_VERSION = 3  # 3: beat-level tempo, tempo_candidates; 2: full-rate tempo bands
-#: Spectral analysis runs at the source rate divided by the largest integer that keeps
-#: it at or above this rate (44.1 and 48 kHz are analysed as they are).
-ANALYSIS_SAMPLE_RATE = 44100
-DEFAULT_TEMPO_BPM = 120.0
+# FINGERPRINT_VERSION, ANALYSIS_SAMPLE_RATE (spectral analysis runs at the source rate
+# divided by the largest integer that keeps it at or above this rate; 44.1 and 48 kHz
+# are analysed as they are) and DEFAULT_TEMPO_BPM live in the light versions module.
 MIN_TEMPO_BPM = 40.0
 MAX_TEMPO_BPM = 240.0
 #: The metrical reference's prior (kernels.tempo, step 2): it only has to pick a level of

@@ -56,3 +56,12 @@ def test_a_finished_master_rerun_does_not_load_numba(tmp_path, write_audio):
     assert first["code"] == 0 and first["heavy"]  # the first run did compute
     again = run_probe(*args)
     assert again == {"code": 0, "heavy": []}
+
+
+def test_an_analyze_answered_from_the_cache_does_not_load_numba(tmp_path, write_audio):
+    write_audio("lib/a.flac", music_like(seconds=2.0))
+    args = ["analyze", tmp_path / "lib", "--json", "--cache-dir", tmp_path / "cache"]
+    first = run_probe(*args)
+    assert first["code"] == 0 and first["heavy"]
+    again = run_probe(*args)
+    assert again == {"code": 0, "heavy": []}

@@ -1,0 +1,15 @@
+"""What names an analysis record, in a module light enough for the cache's fast path.
+
+A fully cached ``analyze`` builds its cache keys from these and answers without
+loading NumPy's DSP, Numba or the kernels (:mod:`auralis_batch.fingerprint` imports
+them from here).
+"""
+
+from __future__ import annotations
+
+#: Bumped whenever the fingerprint's content changes; part of every cache key.
+FINGERPRINT_VERSION = 3  # 3: beat-level tempo, tempo_candidates; 2: full-rate tempo bands
+#: The rate the fingerprint is computed at (sources above 88.2 kHz are decimated).
+ANALYSIS_SAMPLE_RATE = 44100
+#: What ``tempo_bpm`` says when tempo was not estimated.
+DEFAULT_TEMPO_BPM = 120.0
