@@ -549,11 +549,12 @@ def master_stream(
 
     mid, processed = _processed_pass(stream, eq_comp_at(threshold), keep=keep_processed)
     passes = 0
-    if not silent and preset.target_lra_lu is not None and preset.compressor.ratio > 1.0:
+    album = gain_db is not None
+    # An album keeps its tracks' compression as the album gain was measured with it.
+    if not (silent or album) and preset.target_lra_lu is not None and preset.compressor.ratio > 1:
         threshold, mid, processed, passes = _narrow_range(
             stream, eq_comp_at, threshold, mid, processed, keep=keep_processed, notes=notes
         )
-    album = gain_db is not None
     if album:
         gain = _capped_makeup(float(gain_db), notes)
     else:
