@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 # The meter and the fingerprint (and with them Numba and the kernels) load when a file
 # is measured: an analysis answered from the cache never pays for them.
 
+#: The record's loudness over time (``{"step_s": s, "lufs": [...]}``).
+CURVE_KEY = "loudness_curve"
+
 LOUDNESS_KEYS = (
     "integrated_lufs",
     "true_peak_dbtp",
@@ -67,10 +70,10 @@ def _analyse_stream(
 ):
     """Meter (and, unless ``fingerprint=False``, fingerprint and long-term spectrum) of
     one pass over ``blocks``: ``(loudness, fingerprint or None, frames, spectrum dB per
-    third octave or None)``."""
+    third octave or None, loudness curve)``."""
     from .fingerprint import FingerprintAnalyzer
     from .match import LongTermSpectrum
-    from .meter import LoudnessMeter
+    from .meter import LoudnessMeter, loudness_curve
 
     meter = LoudnessMeter(sample_rate, channels)
     fp = FingerprintAnalyzer(sample_rate, channels, tempo=tempo) if fingerprint else None
@@ -87,15 +90,16 @@ def _analyse_stream(
             spectrum.process(x)
         frames += x.shape[1]
     loud = meter.result()
+    curve = loudness_curve(meter.gating_block_powers())
     if fp is None or spectrum is None:
-        return loud, None, frames, None
+        return loud, None, frames, None, curve
     finger = fp.finish(
         true_peak_dbtp=loud.true_peak_dbtp,
         integrated_lufs=loud.integrated_lufs,
         lra_lu=loud.lra_lu,
         short_term_lufs=meter.short_term_lufs(),
     )
-    return loud, finger, frames, spectrum.levels_db()
+    return loud, finger, frames, spectrum.levels_db(), curve
 
 
 def _record(
@@ -107,6 +111,7 @@ def _record(
     loud: Loudness,
     finger: Fingerprint | None,
     spectrum_db: list[float | None] | None = None,
+    curve: tuple[float, list[float | None]] | None = None,
 ) -> dict[str, Any]:
     """The analysis record; with no fingerprint, the default tempo and ``None``; the
     long-term spectrum (``match.SPECTRUM_KEY``) when there is one."""
@@ -131,6 +136,8 @@ def _record(
         rec["fingerprint_version"] = FINGERPRINT_VERSION
     if spectrum_db is not None:
         rec[SPECTRUM_KEY] = spectrum_db
+    if curve is not None:  # loudness over time, for the report's plots
+        rec[CURVE_KEY] = {"step_s": curve[0], "lufs": curve[1]}
     rec["loudness"] = ld
     return rec
 
@@ -187,7 +194,7 @@ def analyze_file(
         blocks = watch(blocks)
     if keep_blocks is not None:
         blocks = _kept(blocks, keep_blocks)
-    loud, finger, frames, spectrum_db = _analyse_stream(
+    loud, finger, frames, spectrum_db, curve = _analyse_stream(
         blocks,
         info.sample_rate,
         info.channels,
@@ -195,7 +202,9 @@ def analyze_file(
         hasher=hasher,
         fingerprint=fingerprint or cache is not None,
     )
-    rec = _record(str(p), info, info.sample_rate, info.channels, frames, loud, finger, spectrum_db)
+    rec = _record(
+        str(p), info, info.sample_rate, info.channels, frames, loud, finger, spectrum_db, curve
+    )
     content = hasher.hexdigest() if hasher is not None else None
     if content is not None:
         rec["content_sha256"] = content
@@ -232,6 +241,7 @@ def _well_formed(value: dict) -> bool:
         isinstance(fp, dict)
         and isinstance(spectrum, list)
         and len(spectrum) == len(THIRD_OCTAVE_HZ)
+        and isinstance(value.get(CURVE_KEY), dict)
         and isinstance(loud, dict)
         and all(k in loud for k in LOUDNESS_KEYS)
         and all(isinstance(value.get(k), (int, float)) for k in ("duration_s", "tempo_bpm"))
@@ -278,10 +288,12 @@ def analyze_array(audio: np.ndarray, sample_rate: int, *, tempo: bool = True) ->
         )
     step = 65536
     blocks = (x[:, i : i + step] for i in range(0, x.shape[1], step))
-    loud, finger, frames, spectrum_db = _analyse_stream(
+    loud, finger, frames, spectrum_db, curve = _analyse_stream(
         blocks, int(sample_rate), x.shape[0], tempo=tempo
     )
-    rec = _record(None, None, int(sample_rate), x.shape[0], frames, loud, finger, spectrum_db)
+    rec = _record(
+        None, None, int(sample_rate), x.shape[0], frames, loud, finger, spectrum_db, curve
+    )
     rec["cached"] = False
     rec["seconds"] = round(time.perf_counter() - t0, 4)
     return rec

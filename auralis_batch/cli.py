@@ -445,7 +445,7 @@ def analyze(
     cache_dir: CacheDirOpt = None,
 ) -> None:
     """Analyse loudness, spectral fingerprint, dynamics, stereo image and tempo."""
-    from .analysis import analyze_file
+    from .analysis import CURVE_KEY, analyze_file
     from .audio import readable_extensions
     from .plan import discover
     from .records import error_text
@@ -474,6 +474,7 @@ def analyze(
     for r in records:
         r.pop("loudness", None)
         r.pop("content_sha256", None)
+        r.pop(CURVE_KEY, None)  # the report's plot data, not a measurement to print
     if json_out:
         typer.echo(json.dumps(records, indent=2, allow_nan=False))
     elif csv_out:

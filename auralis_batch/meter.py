@@ -91,6 +91,40 @@ def _lufs(power: np.ndarray) -> np.ndarray:
         )
 
 
+#: Points of a loudness curve in a report (a few kB of JSON per track).
+CURVE_POINTS = 200
+#: Below this a curve point is silence (BS.1770's absolute gate).
+CURVE_FLOOR_LUFS = -70.0
+
+
+def loudness_curve(
+    powers: np.ndarray, *, hop_s: float = 0.1, points: int = CURVE_POINTS
+) -> tuple[float, list[float | None]]:
+    """Loudness over time, compact enough for a report.
+
+    Parameters
+    ----------
+    powers : np.ndarray [shape=(n,)], the channel-weighted powers of the 400 ms
+        gating blocks (``LoudnessMeter.gating_block_powers``), one every ``hop_s``
+    hop_s : float > 0, s
+    points : int > 0, the most points returned
+
+    Returns
+    -------
+    step_s : float, s between points
+    lufs : list of float or None: the loudness of the mean power of each run of
+        blocks, LUFS rounded to 0.1; None where it is silence (below -70 LUFS)
+    """
+    p = np.asarray(powers, dtype=np.float64)
+    if p.size == 0:
+        return float(hop_s), []
+    per = max(1, math.ceil(p.size / points))
+    starts = np.arange(0, p.size, per)
+    means = np.add.reduceat(p, starts) / np.diff(np.append(starts, p.size))
+    lufs = _lufs(means)
+    return per * float(hop_s), [round(float(v), 1) if v >= CURVE_FLOOR_LUFS else None for v in lufs]
+
+
 def integrated_from_block_powers(powers: np.ndarray) -> float:
     """Gated integrated loudness (LUFS) of 400 ms block powers. Concatenate the blocks
     of several tracks to get their album loudness."""

@@ -460,3 +460,24 @@ def test_loudness_kernels_leave_their_arguments_alone():
         before = np.copy(arg[0])
         fn(*arg)
         np.testing.assert_array_equal(arg[0], before)
+
+
+def test_loudness_curve_of_a_two_level_sine_is_analytic():
+    """EBU Tech 3341 case 1: a 1 kHz sine in both channels at A dBFS reads A LUFS;
+    the curve holds each level (bins of mean power)."""
+    from auralis_batch.meter import LoudnessMeter, loudness_curve
+
+    sr = 48000
+    t = np.arange(20 * sr) / sr
+    amp = np.where(t < 10, 0.1, 0.01)
+    x = np.tile(amp * np.sin(2 * np.pi * 1000 * t), (2, 1))
+    meter = LoudnessMeter(sr, 2)
+    meter.process(x)
+    step, lufs = loudness_curve(meter.gating_block_powers(), points=20)
+    assert len(lufs) <= 20 and step == pytest.approx(0.1 * math.ceil(197 / 20))
+    first, last = lufs[2], lufs[-3]
+    assert first == pytest.approx(-20.0, abs=0.1)
+    assert last == pytest.approx(-40.0, abs=0.1)
+    silent = LoudnessMeter(sr, 2)
+    silent.process(np.zeros((2, sr)))
+    assert set(loudness_curve(silent.gating_block_powers())[1]) == {None}
