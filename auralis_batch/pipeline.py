@@ -364,32 +364,36 @@ def _narrow_range(
     keep: bool,
     notes: list[str],
 ) -> tuple[float, Loudness, BlockSource, int]:
-    """Lower the compressor threshold until pass B's loudness range is the preset's
-    ``target_lra_lu`` (a reference's), by secant steps of at most
-    :data:`MAX_RANGE_PASSES` more B passes and at most :data:`MAX_RANGE_THRESHOLD_DROP_DB`
-    below the preset's threshold: the ratio stays the preset's (a reference match
-    caps it so nothing is crushed). Returns the threshold, pass B's measurement, the
-    processed signal and the passes it took."""
+    """Move the compressor threshold until pass B's loudness range is the preset's
+    ``target_lra_lu`` (a reference's): down while the range is wider, up (less
+    compression) while it is narrower, by secant steps of at most
+    :data:`MAX_RANGE_PASSES` more B passes, within :data:`MAX_RANGE_THRESHOLD_DROP_DB`
+    of the preset's threshold and at most 0 dBFS. The ratio stays the preset's (a
+    reference match caps it so nothing is crushed). Returns the threshold, pass B's
+    measurement, the processed signal and the passes it took."""
     goal = float(stream.preset.target_lra_lu or 0.0)
     floor = max(-60.0, threshold_db - MAX_RANGE_THRESHOLD_DROP_DB)
+    top = min(0.0, threshold_db + MAX_RANGE_THRESHOLD_DROP_DB)
     first = threshold_db
     prev: tuple[float, float] | None = None
     passes = 0
     for _ in range(MAX_RANGE_PASSES):
         excess = mid.lra_lu - goal
-        if not _finite(mid.lra_lu) or excess <= LRA_PRECISION_LU or threshold_db <= floor:
+        if not _finite(mid.lra_lu) or abs(excess) <= LRA_PRECISION_LU:
+            break
+        if (excess > 0 and threshold_db <= floor) or (excess < 0 and threshold_db >= top):
             break
         slope = RANGE_DB_PER_LU
         if prev is not None and abs(mid.lra_lu - prev[1]) > 1e-3:
             slope = float(np.clip((threshold_db - prev[0]) / (mid.lra_lu - prev[1]), 1.0, 12.0))
         prev = (threshold_db, mid.lra_lu)
-        threshold_db = max(floor, threshold_db - slope * excess)
+        threshold_db = min(top, max(floor, threshold_db - slope * excess))
         mid, processed = _processed_pass(stream, eq_comp_at(threshold_db), keep=keep)
         passes += 1
     if passes:
         notes.append(
             f"compressor threshold {threshold_db - first:+.1f} dB (to {threshold_db:.1f} dBFS) "
-            f"to narrow the loudness range to {mid.lra_lu:.1f} LU before limiting"
+            f"to bring the loudness range to {mid.lra_lu:.1f} LU before limiting"
         )
     return threshold_db, mid, processed, passes
 
