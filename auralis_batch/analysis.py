@@ -77,7 +77,7 @@ def _analyse_stream(
 
     meter = LoudnessMeter(sample_rate, channels)
     fp = FingerprintAnalyzer(sample_rate, channels, tempo=tempo) if fingerprint else None
-    spectrum = LongTermSpectrum(sample_rate, channels) if fingerprint else None
+    spectrum = LongTermSpectrum(sample_rate, channels)  # cheap; the report plots it
     frames = 0
     for block in blocks:
         if hasher is not None:
@@ -86,13 +86,12 @@ def _analyse_stream(
         meter.process(x)
         if fp is not None:
             fp.process(x)
-        if spectrum is not None:
-            spectrum.process(x)
+        spectrum.process(x)
         frames += x.shape[1]
     loud = meter.result()
     curve = loudness_curve(meter.gating_block_powers())
-    if fp is None or spectrum is None:
-        return loud, None, frames, None, curve
+    if fp is None:
+        return loud, None, frames, spectrum.levels_db(), curve
     finger = fp.finish(
         true_peak_dbtp=loud.true_peak_dbtp,
         integrated_lufs=loud.integrated_lufs,

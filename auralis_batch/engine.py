@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis import analyze_file, loudness_from_record
+from .analysis import CURVE_KEY, analyze_file, loudness_from_record
 from .audio import (
+    BLOCK_FRAMES,
     AudioInfo,
     OutputFile,
     decode_dtype,
@@ -31,7 +32,8 @@ from .audio import (
     probe,
 )
 from .errors import OutputError, RunAbandonedError, TrackTimeoutError
-from .meter import integrated_from_block_powers
+from .match import SPECTRUM_KEY, THIRD_OCTAVE_HZ
+from .meter import integrated_from_block_powers, loudness_curve
 from .pipeline import (
     TARGET_ACCEPT_LU,
     TARGET_TOLERANCE_LU,
@@ -271,6 +273,7 @@ def _commit(
         )
 
     written = out.commit(finish)
+    series = _series(p, outcome, settings)
     rec = {
         "duration_s": round(p.info.duration_s, 3),
         "sample_rate": p.info.sample_rate,
@@ -281,12 +284,60 @@ def _commit(
         "parameters": p.preset.to_dict(),
         "written": written.to_dict(),
         "preset": p.preset.name,
+        "series": series,
     }
     if notes:
         rec["tag_notes"] = notes
     if not outcome.target_reached:
         rec["warning"] = "; ".join(outcome.notes) or "target not reached"
     return rec
+
+
+def _series(p: _Prepared, outcome: MasterOutcome, settings: RunSettings) -> dict:
+    """The report's plot data, from the passes already made: loudness over time before
+    (the analysis) and after (the written pass), the compressor's and limiter's gain
+    reduction on the same time base, and the long-term spectra. A few kB per track."""
+    step_s, before = _curve_of(p.analysis)
+    after: list[float | None] = []
+    if outcome.after_block_powers is not None:
+        step_s, after = loudness_curve(outcome.after_block_powers)
+    n = max(len(before), len(after))
+    block_s = BLOCK_FRAMES / p.info.sample_rate
+    spectrum: dict = {"freqs_hz": [round(f, 1) for f in THIRD_OCTAVE_HZ]}
+    for key, values in (
+        ("source_db", p.analysis.get(SPECTRUM_KEY)),
+        ("master_db", outcome.spectrum_db),
+        ("reference_db", (settings.reference_record or {}).get(SPECTRUM_KEY)),
+    ):
+        if isinstance(values, list) and len(values) == len(THIRD_OCTAVE_HZ):
+            spectrum[key] = [None if v is None else round(float(v), 1) for v in values]
+    return {
+        "hop_s": round(step_s, 3),
+        "short_term_before": before,
+        "short_term_after": after,
+        "compressor_gr_db": _on_steps(outcome.compressor_gr_db, block_s, step_s, n),
+        "limiter_gr_db": _on_steps(outcome.limiter_gr_db, block_s, step_s, n),
+        "spectrum": spectrum,
+    }
+
+
+def _curve_of(analysis: dict) -> tuple[float, list[float | None]]:
+    curve = analysis.get(CURVE_KEY)
+    if isinstance(curve, dict) and isinstance(curve.get("lufs"), list):
+        return float(curve.get("step_s") or 0.1), list(curve["lufs"])
+    return 0.1, []
+
+
+def _on_steps(per_block: list[float], block_s: float, step_s: float, n: int) -> list[float]:
+    """Per-block values on the curve's time base: each point the largest of the blocks
+    it overlaps."""
+    out: list[float] = []
+    for i in range(n):
+        a = int(i * step_s // block_s)
+        b = int((i + 1) * step_s // block_s)
+        seg = per_block[a : b + 1]
+        out.append(max(seg) if seg else 0.0)
+    return out
 
 
 def _decorate(rec: dict, job: Job, analysis: dict | None) -> None:

@@ -38,6 +38,7 @@ import numpy as np
 from .audio import BLOCK_FRAMES, Quantizer, iter_blocks
 from .dynamics import LIMITER_MARGIN_DB, Compressor, Limiter
 from .eq import Equalizer
+from .match import LongTermSpectrum
 from .meter import Loudness, LoudnessMeter
 from .presets import Preset
 
@@ -116,12 +117,23 @@ def effective_threshold_db(preset: Preset, before: Loudness) -> float:
 
 
 def processed_stream(
-    source: BlockSource, *, sample_rate: int, channels: int, preset: Preset, threshold_db: float
+    source: BlockSource,
+    *,
+    sample_rate: int,
+    channels: int,
+    preset: Preset,
+    threshold_db: float,
+    gain_reduction_db: list[float] | None = None,
 ) -> Iterator[np.ndarray]:
     """EQ then compressor over a fresh pass of ``source``. A compressor at 1:1 without
     make-up gain is left out: it would give its input back, bit for bit, at the cost
-    of a pass (a reference match of a track narrower than the reference uses none)."""
+    of a pass (a reference match of a track narrower than the reference uses none).
+
+    ``gain_reduction_db``: when given, emptied and then filled with the compressor's
+    largest gain reduction in each block (dB >= 0), for the report."""
     cfg = preset.compressor
+    if gain_reduction_db is not None:
+        gain_reduction_db.clear()
     eq = Equalizer(sample_rate, channels, preset.eq)
     if cfg.ratio == 1.0 and cfg.makeup_db == 0.0:
         for block in source():
@@ -139,8 +151,15 @@ def processed_stream(
         makeup_db=cfg.makeup_db,
     )
     for block in source():
-        if block.shape[1]:  # kept blocks are in the decoder's float32: the DSP is float64
-            yield comp.process(eq.process(np.ascontiguousarray(block, dtype=np.float64)))
+        if not block.shape[1]:
+            continue
+        x = eq.process(np.ascontiguousarray(block, dtype=np.float64))  # kept blocks: float32
+        if gain_reduction_db is None:
+            yield comp.process(x)
+        else:
+            y, trace = comp.process(x, return_gain_reduction=True)
+            gain_reduction_db.append(round(float(trace.max()), 2) if trace.size else 0.0)
+            yield y
 
 
 def measure_processed(
@@ -172,6 +191,11 @@ class MasterOutcome:
     notes: list[str] = field(default_factory=list)
     #: Gating-block powers of what was written (pooled into an album's loudness).
     after_block_powers: np.ndarray | None = field(default=None, repr=False)
+    #: For the report: the compressor's and the limiter's largest gain reduction in
+    #: each block (dB), and the written signal's long-term third-octave spectrum.
+    compressor_gr_db: list[float] = field(default_factory=list, repr=False)
+    limiter_gr_db: list[float] = field(default_factory=list, repr=False)
+    spectrum_db: list[float | None] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         return {
@@ -264,6 +288,8 @@ class _Rendered:
     after: Loudness
     limiter_gain_reduction_db: float
     block_powers: np.ndarray
+    limiter_gr_db: list[float] = field(default_factory=list)  # per block, dB
+    spectrum_db: list[float | None] | None = None  # of what was written
 
 
 def _render_pass(
@@ -304,9 +330,13 @@ def _limited_pass(
         release_ms=lim_cfg.release_ms,
     )
     meter = LoudnessMeter(stream.sample_rate, stream.channels)
+    # The report's spectrum of the master, from the pass that writes it (no extra pass).
+    spectrum = LongTermSpectrum(stream.sample_rate, stream.channels) if quant else None
+    gr_db: list[float] = []
     with (sink or _discard)() as write:
 
         def emit(z: np.ndarray) -> None:
+            gr_db.append(round(lim.last_gain_reduction_db, 2))
             if z.shape[1] == 0:
                 return
             if quant is None:
@@ -315,12 +345,19 @@ def _limited_pass(
             pcm, back = quant.quantize(z)
             write(pcm)
             meter.process(back)
+            if spectrum is not None:
+                spectrum.process(back)
 
         for y in processed():
             emit(lim.process(y, gain_db=gain_db))
         emit(lim.flush())
     return _Rendered(
-        gain_db, meter.result(), lim.max_gain_reduction_db, meter.gating_block_powers()
+        gain_db,
+        meter.result(),
+        lim.max_gain_reduction_db,
+        meter.gating_block_powers(),
+        gr_db,
+        spectrum.levels_db() if spectrum is not None else None,
     )
 
 
@@ -542,6 +579,8 @@ def master_stream(
         notes.append("silent or near-silent source: no loudness gain applied")
     threshold = effective_threshold_db(preset, before)
 
+    comp_gr: list[float] = []  # the last full pass's, for the report
+
     def eq_comp_at(threshold_db: float) -> Callable[[], Iterator[np.ndarray]]:
         return lambda: processed_stream(
             source,
@@ -549,6 +588,7 @@ def master_stream(
             channels=channels,
             preset=preset,
             threshold_db=threshold_db,
+            gain_reduction_db=comp_gr,
         )
 
     mid, processed = _processed_pass(stream, eq_comp_at(threshold), keep=keep_processed)
@@ -595,6 +635,9 @@ def master_stream(
         passes=passes,
         notes=notes,
         after_block_powers=done.block_powers,
+        compressor_gr_db=list(comp_gr),
+        limiter_gr_db=done.limiter_gr_db,
+        spectrum_db=done.spectrum_db,
     )
 
 

@@ -418,3 +418,36 @@ def test_memory_budget_from_the_environment(monkeypatch):
     monkeypatch.setenv("AURALIS_MEMORY_BUDGET_MB", "lots")
     with pytest.raises(ParameterError, match="AURALIS_MEMORY_BUDGET_MB"):
         memory_budget_from_env()
+
+
+def test_the_report_series_come_from_the_passes_and_match_an_independent_meter(tmp_path):
+    import pyloudnorm
+
+    src = tmp_path / "a.flac"
+    sf.write(src, music_like(seconds=12.0, seed=5).T, 44100, subtype="PCM_24")
+    result = run_master([src], tmp_path / "out", RunSettings(use_cache=False), n_jobs=1)
+    (rec,) = result.records
+    s = rec["series"]
+    n = len(s["short_term_after"])
+    assert 0 < n <= 200
+    assert len(s["short_term_before"]) == len(s["compressor_gr_db"]) == len(s["limiter_gr_db"]) == n
+    assert min(s["compressor_gr_db"]) >= 0 and min(s["limiter_gr_db"]) >= 0
+    assert max(s["limiter_gr_db"]) == pytest.approx(
+        rec["render"]["limiter_max_gain_reduction_db"], abs=0.05
+    )
+    # each point of a 12 s track is one 400 ms gating block: pyloudnorm on those samples
+    meter = pyloudnorm.Meter(44100)
+    for name, audio in (
+        ("short_term_after", sf.read(rec["output"])[0]),
+        ("short_term_before", sf.read(src)[0]),
+    ):
+        for i in (20, 60, 100):
+            start = round(i * s["hop_s"] * 44100)
+            got = meter.integrated_loudness(audio[start : start + 17640])
+            assert s[name][i] == pytest.approx(got, abs=0.15), (name, i)
+    spec = s["spectrum"]
+    assert len(spec["freqs_hz"]) == len(spec["source_db"]) == len(spec["master_db"]) == 31
+    lift = np.nanmedian(
+        [m - b for m, b in zip(spec["master_db"], spec["source_db"], strict=True) if m and b]
+    )
+    assert lift == pytest.approx(rec["render"]["gain_db"], abs=2.5)
