@@ -37,6 +37,12 @@ Goals: tonal distance at most matchering's on every pair and at most 4 dB on ave
 |I(out) - I(ref)| at most 0.1 LU where the ceiling allows it (otherwise the report's
 notes say the limiter cap forbade it); true peak never above the -1 dBTP ceiling; at
 least 5x faster than matchering end to end over the six pairs.
+
+Precision of every preset (:func:`test_every_preset_on_the_bench_library`): the bench
+library of ``make_library.py`` mastered with each built-in preset and ``adaptive``
+through the console script, each output measured by libebur128: within 0.1 LU of its
+target unless the report's notes say the limiter cap forbade it, never above the
+ceiling.
 """
 
 from __future__ import annotations
@@ -107,6 +113,7 @@ TRACKS: dict[str, tuple[list[str], float, float]] = {
         0.0,
     ),
 }
+PRESETS = ("gentle", "warm", "bright", "punchy", "adaptive")
 PAIRS: list[tuple[str, str]] = [
     ("orchestral_a", "rock"),
     ("rock", "orchestral_a"),
@@ -119,11 +126,11 @@ PAIRS: list[tuple[str, str]] = [
 pytestmark = [
     pytest.mark.skipif(not CLI.exists(), reason=f"console script not found: {CLI}"),
     pytest.mark.skipif(not CORPUS.is_dir(), reason=f"corpus not found at {CORPUS}"),
-    pytest.mark.skipif(
-        not (TEMPO_SET / "audio").is_dir(),
-        reason="AURALIS_TEMPO_SET does not point at a built tempo set",
-    ),
 ]
+needs_tempo_set = pytest.mark.skipif(
+    not (TEMPO_SET / "audio").is_dir(),
+    reason="AURALIS_TEMPO_SET does not point at a built tempo set",
+)
 
 
 # --------------------------------------------------------------------------- measures
@@ -271,6 +278,7 @@ class Row:
     notes: list[str]
 
 
+@needs_tempo_set
 def test_reference_match_against_matchering(benchmark, goals, tmp_path):
     pytest.importorskip("matchering")
     benchmark.group = "reference match vs matchering (issue 12)"
@@ -372,5 +380,39 @@ def test_reference_match_against_matchering(benchmark, goals, tmp_path):
         "LRA change vs the reference's, mean |d|",
         f"ours {np.mean([abs(r.ours_dlra) for r in rows]):.1f} LU, matchering "
         f"{np.mean([abs(r.theirs_dlra) for r in rows]):.1f} LU",
+    )
+    goals.assert_met()
+
+
+def test_every_preset_on_the_bench_library(benchmark, goals, library, tmp_path):
+    benchmark.group = "preset precision on the bench library (issue 12)"
+    worst, capped, over, count = 0.0, [], [], 0
+    for preset in PRESETS:
+        out, report = tmp_path / preset, tmp_path / f"{preset}.json"
+        cmd = [str(CLI), "master", str(library.music), "--out", str(out), "--preset", preset]
+        cmd += ["-j", "2", "--quiet", "--report", str(report), "--cache-dir", str(tmp_path / "c")]
+        _timed(cmd, dict(os.environ))
+        for rec in json.loads(report.read_text())["tracks"]:
+            if rec["status"] != "ok":
+                continue
+            x, sr = sf.read(rec["output"], always_2d=True)
+            lufs, _, peak = ebur128(np.ascontiguousarray(x.T), sr)
+            off = lufs - rec["render"]["target_lufs"]
+            count += 1
+            name = f"{preset} {Path(rec['input']).name}"
+            if abs(off) > 0.1:
+                noted = any("peak limiting" in n for n in rec["render"]["notes"])
+                (capped if noted else over).append(f"{name} {off:+.2f} LU")
+            else:
+                worst = max(worst, abs(off))
+            if peak > rec["render"]["ceiling_dbtp"]:
+                over.append(f"{name} true peak {peak:+.2f} dBTP")
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    goals.check(
+        "every preset master within 0.1 LU of its target (libebur128)",
+        f"{count - len(capped) - len(over)} of {count}, worst {worst:.3f} LU; limiter cap "
+        f"(noted): {', '.join(capped) or 'none'}" + (f"; NOT: {', '.join(over)}" if over else ""),
+        "all, or noted",
+        not over,
     )
     goals.assert_met()
