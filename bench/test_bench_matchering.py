@@ -2,10 +2,10 @@
 
 Pairs. Six (target, reference) pairs of different instrumentation, 5-10 LU apart,
 built once from ``../shared/corpus`` (orchestral, Ogg Vorbis) and a built tempo set
-(``$AURALIS_TEMPO_SET``, see ``../shared/tempo-set``: MMA band arrangements and
-Planet Blupi game music, FLAC) into a cache folder (``$AURALIS_BENCH_PAIRS``, default
-``~/.cache/auralis-batch-bench/matchering-pairs-v1``), each about three minutes, 44.1 kHz
-stereo FLAC 24-bit:
+(``$AURALIS_TEMPO_SET``, else ``/work/tempo-set-built``; see ``../shared/tempo-set``:
+MMA band arrangements and Planet Blupi game music, FLAC) into a cache folder
+(``$AURALIS_BENCH_PAIRS``, default ``~/.cache/auralis-batch-bench/matchering-pairs-v1``),
+each about three minutes, 44.1 kHz stereo FLAC 24-bit:
 
 * ``orchestral_a``: loyalists.ogg at -19 LUFS;
 * ``orchestral_b``: revelation, transience, sad and elf-land joined (1 s crossfades)
