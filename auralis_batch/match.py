@@ -105,11 +105,16 @@ class LongTermSpectrum:
     ----------
     sample_rate : int, Hz
     channels : int; the mid is the mean of channels 0 and 1 (channel 0 alone for mono)
+    every : int >= 1; analyse one chunk of frames in ``every`` (1: all of them)
     """
 
-    def __init__(self, sample_rate: int, channels: int) -> None:
+    def __init__(self, sample_rate: int, channels: int, *, every: int = 1) -> None:
         self.sample_rate = int(sample_rate)
         self.channels = int(channels)
+        # Analyse one chunk of CHUNK_FRAMES frames in ``every`` (a report's plot does
+        # not need them all; the reference match uses every one).
+        self.every = max(int(every), 1)
+        self._chunks_seen = 0
         self.n = frame_length(self.sample_rate)
         self._window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(self.n) / self.n)
         self._pending = np.empty(CHUNK_FRAMES * self.n)
@@ -131,7 +136,11 @@ class LongTermSpectrum:
             self._fill += take
             pos += take
             if self._fill == self._pending.size:
-                self._chunk(CHUNK_FRAMES)
+                self._chunks_seen += 1
+                if (self._chunks_seen - 1) % self.every == 0:
+                    self._chunk(CHUNK_FRAMES)
+                else:
+                    self._fill = 0
 
     def _chunk(self, count: int) -> None:
         frames = self._pending[: count * self.n].reshape(count, self.n) * self._window

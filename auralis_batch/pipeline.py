@@ -77,6 +77,9 @@ MAX_RANGE_THRESHOLD_DROP_DB = 24.0
 RANGE_DB_PER_LU = 3.0
 #: Below this the track is treated as silent: no gain, no compression offset.
 SILENCE_LUFS = -70.0
+#: The report's spectrum of a master looks at one chunk of frames in this many.
+REPORT_SPECTRUM_EVERY = 4
+
 BlockSource = Callable[[], Iterable[np.ndarray]]
 SinkFactory = Callable[[], AbstractContextManager[Callable[[np.ndarray], None]]]
 
@@ -331,7 +334,11 @@ def _limited_pass(
     )
     meter = LoudnessMeter(stream.sample_rate, stream.channels)
     # The report's spectrum of the master, from the pass that writes it (no extra pass).
-    spectrum = LongTermSpectrum(stream.sample_rate, stream.channels) if quant else None
+    spectrum = (
+        LongTermSpectrum(stream.sample_rate, stream.channels, every=REPORT_SPECTRUM_EVERY)
+        if quant
+        else None
+    )
     gr_db: list[float] = []
     with (sink or _discard)() as write:
 

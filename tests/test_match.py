@@ -187,3 +187,18 @@ def test_matching_bank_streams_in_blocks_as_one_piece():
     ]
     np.testing.assert_array_equal(np.concatenate(parts, axis=1), whole)
     np.testing.assert_array_equal(whole, signal.sosfilt(eq.sos, x, axis=1))  # same bits as SciPy
+
+
+def test_a_sparser_long_term_spectrum_reads_the_same_steady_signal():
+    from auralis_batch.match import LongTermSpectrum
+
+    rng = np.random.default_rng(3)
+    x = 0.1 * rng.standard_normal((2, 44100 * 30))
+    full, sparse = LongTermSpectrum(44100, 2), LongTermSpectrum(44100, 2, every=4)
+    for i in range(0, x.shape[1], 65536):
+        full.process(x[:, i : i + 65536])
+        sparse.process(x[:, i : i + 65536])
+    assert sparse.frames < full.frames / 2
+    a, b = full.levels_db(), sparse.levels_db()
+    for u, v in zip(a[3:], b[3:], strict=True):  # above the lowest bands' few bins
+        assert v == pytest.approx(u, abs=0.6)
