@@ -90,6 +90,24 @@ def _valid_plan(entry: object) -> bool:
     )
 
 
+def _valid_legacy(entry: object) -> bool:
+    """An entry of auralis-batch 0.1 before this journal format: an absolute output path,
+    the input's identity and the settings hash, but no record of the output itself."""
+    if not isinstance(entry, dict) or "output_identity" in entry:
+        return False
+    ident = entry.get("identity")
+    return (
+        isinstance(entry.get("input"), str)
+        and isinstance(entry.get("output"), str)
+        and os.path.isabs(entry["output"])
+        and isinstance(entry.get("settings"), str)
+        and isinstance(entry.get("engine"), str)
+        and isinstance(ident, list)
+        and len(ident) == 3
+        and all(type(v) is int for v in ident)
+    )
+
+
 def _valid_retire(entry: object) -> bool:
     """``{"retired": RUN}``: that run's plan is settled (it ended, or was taken over)."""
     return isinstance(entry, dict) and isinstance(entry.get("retired"), str) and len(entry) == 1
@@ -133,6 +151,8 @@ class Journal:
         self.by_output: dict[str, dict] = {}
         #: Open plans of runs that died: output key -> (run id, planned at, ns).
         self.planned: dict[str, tuple[str, int]] = {}
+        #: Outputs an earlier version journaled (inside OUT): ours, but unverifiable.
+        self.legacy: set[str] = set()
         self.ignored_lines = 0
         self._fd: int | None = None
         try:
@@ -159,6 +179,8 @@ class Journal:
                 plans.append(entry)
             elif _valid_retire(entry):
                 retired.add(entry["retired"])
+            elif _valid_legacy(entry) and (key := self.key(Path(entry["output"]))) is not None:
+                self.legacy.add(key)
             else:
                 self.ignored_lines += 1
         for plan in plans:
@@ -195,6 +217,10 @@ class Journal:
             if plan is not None and st.st_mtime_ns >= plan[1]:
                 return OutputState(
                     "replace", "left by a run that stopped before journaling it (redone)"
+                )
+            if key in self.legacy:
+                return OutputState(
+                    "replace", "it was mastered by an earlier version (not verifiable; redone)"
                 )
             return OutputState("foreign")
         written = entry["output_identity"]

@@ -695,3 +695,29 @@ def test_a_signal_inside_an_in_process_track_stops_at_the_next_block(monkeypatch
         with pytest.raises(batch._Stop):
             watch.check()
     batch._PENDING_STOP.clear()
+
+
+def test_a_journal_of_the_earlier_format_is_honoured_once(tmp_path, lib):
+    """Outputs an earlier version journaled (absolute paths, no output identity) are
+    the tool's own: redone once, not refused; foreign files stay refused."""
+    out = tmp_path / "O"
+    run_api([lib], out)
+    state = out / ".auralis-batch" / "journal.jsonl"
+    old = []
+    for name in ("00.flac", "01.flac"):
+        old.append(
+            {
+                "input": str((lib / name).resolve()),
+                "identity": [1, 2, 3],
+                "output": str((out / name).resolve()),
+                "settings": "0123456789abcdef",
+                "engine": "0.1.0",
+                "preset": "gentle",
+                "finished_at": "2026-11-25T00:00:00+0000",
+            }
+        )
+    state.write_text("".join(json.dumps(e) + "\n" for e in old))
+    result = run_api([lib], out)
+    status = {k: r["status"] for k, r in by_name(result).items()}
+    assert status == {"00.flac": "ok", "01.flac": "ok", "02.flac": "failed"}
+    assert "earlier version" in by_name(result)["00.flac"]["replaced"]
