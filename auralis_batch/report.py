@@ -1,4 +1,5 @@
-"""Reports: JSON ``{"tracks": [...], "summary": {...}}`` or a flat CSV, written atomically."""
+"""Reports: JSON ``{"tracks": [...], "summary": {...}}``, a flat CSV or an HTML page
+(:mod:`auralis_batch.html_report`), written atomically; and the JSON read back."""
 
 from __future__ import annotations
 
@@ -6,10 +7,20 @@ import csv
 import io
 import json
 import os
+import stat
 from pathlib import Path
 
+from .errors import AuralisError
+
 #: File name endings ``--report`` understands.
-REPORT_SUFFIXES = (".json", ".csv")
+REPORT_SUFFIXES = (".json", ".csv", ".html")
+#: A JSON report larger than this is refused unread (2,000 tracks take about 15 MB).
+MAX_REPORT_BYTES = 1 << 30
+
+
+class ReportError(AuralisError, ValueError):
+    """A report file that cannot be read back: missing, not JSON, or not a report."""
+
 
 CSV_COLUMNS = (
     "input",
@@ -46,16 +57,27 @@ def _get(rec: dict, dotted: str):
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    """The whole file or none of it: a temporary beside it, flushed to disk, renamed."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_report(path: str | os.PathLike, records: list[dict], summary: dict) -> None:
-    """``.csv`` writes one row per track; anything else writes JSON."""
+    """``.csv`` writes one row per track, ``.html`` a self-contained page of tables and
+    plots; anything else writes JSON."""
     p = Path(path)
-    if p.suffix.lower() == ".csv":
+    if p.suffix.lower() == ".html":
+        write_html_report(p, records, summary)
+    elif p.suffix.lower() == ".csv":
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(CSV_COLUMNS)
@@ -65,3 +87,61 @@ def write_report(path: str | os.PathLike, records: list[dict], summary: dict) ->
     else:
         payload = {"tracks": records, "summary": summary}
         _atomic_write(p, json.dumps(payload, indent=2, allow_nan=False) + "\n")
+
+
+def write_html_report(
+    path: str | os.PathLike,
+    records: list[dict],
+    summary: dict | None,
+    *,
+    title: str = "auralis-batch report",
+) -> int:
+    """Write the HTML page of ``records`` (see :mod:`auralis_batch.html_report`) to
+    ``path``, whatever its suffix; returns its size in bytes."""
+    from .html_report import render_html
+
+    page = render_html(records, summary, title=title)
+    _atomic_write(Path(path), page)
+    return len(page.encode("utf-8"))
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def read_report(path: str | os.PathLike) -> tuple[list, dict | None]:
+    """The ``tracks`` and ``summary`` of a JSON report written by ``--report FILE.json``.
+
+    Only the outer shape is checked here (an object with a list of ``tracks``);
+    :func:`auralis_batch.html_report.clean_records` checks each value.
+
+    Raises
+    ------
+    ReportError
+        The file cannot be read, is larger than ``MAX_REPORT_BYTES``, is not JSON
+        (``NaN`` and ``Infinity`` included), or is not a report.
+    """
+    p = Path(path)
+    try:
+        if not stat.S_ISREG(p.stat().st_mode):  # a FIFO or device would block or never end
+            raise ReportError(f"{p}: not a regular file")
+        with open(p, "rb") as f:
+            data = f.read(MAX_REPORT_BYTES + 1)
+    except OSError as exc:
+        raise ReportError(f"{p}: cannot read it ({exc.strerror or exc})") from None
+    if len(data) > MAX_REPORT_BYTES:
+        raise ReportError(f"{p}: larger than {MAX_REPORT_BYTES >> 20} MiB; not a report")
+    try:
+        payload = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ReportError(f"{p}: not a JSON report ({exc})") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("tracks"), list):
+        if isinstance(payload, dict):
+            got = "an object with keys " + ", ".join(list(payload)[:5])
+        else:
+            got = f"a JSON {type(payload).__name__}"
+        raise ReportError(
+            f"{p}: not a report of master --report FILE.json: expected "
+            f'{{"tracks": [...], "summary": {{...}}}}, got {got}'
+        )
+    return payload["tracks"], payload.get("summary")
