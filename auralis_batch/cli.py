@@ -49,10 +49,12 @@ def _main(
 presets_app = typer.Typer(help="List and inspect mastering presets.", no_args_is_help=True)
 app.add_typer(presets_app, name="presets")
 
-try:  # the cache sub-app is light to import (no numpy/numba at module level)
+try:  # the cache and report sub-apps are light to import (no numpy/numba at module level)
     from .cli_cache import cache_app
+    from .cli_report import report as report_command
 
     app.add_typer(cache_app, name="cache")
+    app.command("report")(report_command)
 except ImportError:  # pragma: no cover - during partial checkouts
     pass
 
@@ -85,8 +87,9 @@ ReportOpt = Annotated[
     Optional[list[Path]],  # noqa: UP045
     typer.Option(
         "--report",
-        help="Write a report to this file: FILE.json ({tracks, summary}) or FILE.csv; "
-        "give it several times for several reports.",
+        help="Write a report to this file: FILE.json ({tracks, summary}), FILE.csv or "
+        "FILE.html (one self-contained page of tables and plots); give it several times "
+        "for several reports.",
     ),
 ]
 
