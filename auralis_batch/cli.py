@@ -252,9 +252,11 @@ def _master_settings(
     for path in report or ():
         if path.suffix.lower() not in REPORT_SUFFIXES:
             _fail_usage(f"--report {path}: use a file name ending in {', '.join(REPORT_SUFFIXES)}")
-        folder = path.parent if str(path.parent) else Path(".")
+        folder = path.parent.absolute()
+        while not folder.exists() and folder.parent != folder:  # created when written
+            folder = folder.parent
         if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-            _fail_usage(f"--report {path}: folder {folder} does not exist or is not writable")
+            _fail_usage(f"--report {path}: cannot write there ({folder} is not a writable folder)")
     if backend not in ("local", "dask"):
         _fail_usage(f"--backend must be local or dask, got {backend!r}")
     if backend == "dask" and not scheduler:

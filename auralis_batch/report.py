@@ -59,6 +59,7 @@ def _get(rec: dict, dotted: str):
 def _atomic_write(path: Path, text: str) -> None:
     """The whole file or none of it: a temporary beside it, flushed to disk, renamed."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)  # e.g. --report OUT/report.json
     tmp = path.with_name(f".{path.name}.partial")
     try:
         with open(tmp, "w", encoding="utf-8") as f:

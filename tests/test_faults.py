@@ -642,9 +642,24 @@ def test_journal_that_is_a_fifo_or_a_symlink_is_a_clear_error(tmp_path, lib):
 
 
 def test_an_unwritable_report_folder_is_found_before_any_work(tmp_path, lib):
-    res = cli("master", lib, "--out", tmp_path / "O", "--report", tmp_path / "no" / "r.json")
-    assert res.returncode == 2 and "does not exist" in res.stderr
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    res = cli("master", lib, "--out", tmp_path / "O", "--report", blocker / "r.json")
+    assert res.returncode == 2 and "cannot write there" in res.stderr
     assert not (tmp_path / "O").exists() or not list((tmp_path / "O").glob("*.flac"))
+    # a folder the run creates (OUT itself) is fine, as in the README's first command
+    res = cli(
+        "master",
+        lib / "00.flac",
+        "--out",
+        tmp_path / "P",
+        "-q",
+        "--no-cache",
+        "--report",
+        tmp_path / "P" / "report.json",
+    )
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "P" / "report.json").read_text())["summary"]["ok"] == 1
 
 
 def test_an_unreadable_folder_is_listed_not_a_crash(tmp_path, lib, monkeypatch):
