@@ -25,12 +25,10 @@ import numpy as np
 import soundfile as sf
 
 from .errors import AudioError, DecodeError, OutputError, ParameterError
+from .limits import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
 
 #: Frames per block when streaming files (about 1.5 s at 44.1 kHz).
 BLOCK_FRAMES = 65536
-#: Sample rates the engine accepts, Hz (files and arrays alike).
-MIN_SAMPLE_RATE_HZ = 8000
-MAX_SAMPLE_RATE_HZ = 384000
 
 
 def check_sample_rate(sample_rate: int, *, where: str) -> None:

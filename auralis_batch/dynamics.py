@@ -47,6 +47,7 @@ from .kernels.dynamics import (
     limiter_state,
 )
 from .kernels.truepeak import polyphase_bank
+from .limits import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
 
 #: Internal safety margin below the ceiling, dB. It covers what the construction in
 #: :func:`kernels.dynamics.limiter` does not: a gain that varies across an interpolation
@@ -73,7 +74,7 @@ def _check(name: str, value: float, lo: float, hi: float, unit: str) -> float:
 
 
 def _check_stream(sample_rate: int, channels: int) -> tuple[int, int]:
-    sr = _check("sample_rate", sample_rate, 8000, 768000, "Hz")
+    sr = _check("sample_rate", sample_rate, MIN_SAMPLE_RATE_HZ, MAX_SAMPLE_RATE_HZ, "Hz")
     ch = _check("channels", channels, 1, 64, "")
     if sr != int(sr) or ch != int(ch):
         raise ParameterError(
@@ -108,7 +109,7 @@ class Compressor:
 
     Parameters
     ----------
-    sample_rate : int, 8000 .. 768000 Hz
+    sample_rate : int, 8000 .. 384000 Hz (``limits``)
     channels : int, 1 .. 64
     threshold_db : float, -80 .. 0 dBFS
     ratio : float, 1 .. 20 (input dB per output dB above the threshold)
@@ -189,7 +190,7 @@ class Limiter:
 
     Parameters
     ----------
-    sample_rate : int, 8000 .. 768000 Hz
+    sample_rate : int, 8000 .. 384000 Hz (``limits``)
     channels : int, 1 .. 64
     ceiling_dbtp : float, -40 .. 0 dBTP (true peak, 4x oversampled and refined between
         points; held with an internal margin of ``LIMITER_MARGIN_DB``). Default -1

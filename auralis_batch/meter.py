@@ -38,6 +38,7 @@ from .kernels.loudness import (
     loudness_range,
 )
 from .kernels.truepeak import polyphase_bank, true_peak_block
+from .limits import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
 
 SURROUND_WEIGHT = 1.41  # BS.1770-4 Table 3, +1.5 dB for surround channels
 
@@ -170,9 +171,10 @@ class LoudnessMeter:
         channel_weights: Sequence[float] | None = None,
         true_peak_oversample: int = 4,
     ) -> None:
-        if not 8000 <= int(sample_rate) <= 384000:
+        if not MIN_SAMPLE_RATE_HZ <= int(sample_rate) <= MAX_SAMPLE_RATE_HZ:
             raise ParameterError(
-                f"sample_rate must be between 8000 and 384000 Hz, got {sample_rate}"
+                f"sample_rate must be between {MIN_SAMPLE_RATE_HZ} and {MAX_SAMPLE_RATE_HZ} Hz, "
+                f"got {sample_rate}"
             )
         if not 1 <= int(channels) <= 64:
             raise ParameterError(f"channels must be between 1 and 64, got {channels}")

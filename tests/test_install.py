@@ -65,3 +65,36 @@ def test_public_api_is_visible_and_light():
     code = "import sys, auralis_batch; print('numpy' in sys.modules, 'numba' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_every_entry_point_accepts_the_same_sample_rates(tmp_path):
+    import numpy as np
+    import pytest
+    import soundfile as sf
+
+    from auralis_batch.analysis import analyze_array
+    from auralis_batch.audio import probe
+    from auralis_batch.dynamics import Compressor, Limiter
+    from auralis_batch.errors import AuralisError
+    from auralis_batch.limits import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
+    from auralis_batch.meter import LoudnessMeter
+
+    def build(rate):
+        return [
+            lambda: LoudnessMeter(rate, 2),
+            lambda: Compressor(rate, 2, threshold_db=-20.0, ratio=2.0),
+            lambda: Limiter(rate, 2),
+            lambda: analyze_array(np.zeros((1, rate)), rate, tempo=False),
+        ]
+
+    for rate in (MIN_SAMPLE_RATE_HZ, MAX_SAMPLE_RATE_HZ):
+        for make in build(rate):
+            make()
+    for rate in (MIN_SAMPLE_RATE_HZ - 1, MAX_SAMPLE_RATE_HZ + 1):
+        for make in build(rate):
+            with pytest.raises(AuralisError, match=r"sample_rate|sample rate"):
+                make()
+    path = tmp_path / "fast.wav"
+    sf.write(path, np.zeros((1000, 1)), MAX_SAMPLE_RATE_HZ + 16000)
+    with pytest.raises(AuralisError, match="sample rate"):
+        probe(path)
