@@ -164,6 +164,16 @@ def analyze_file(
     ``fingerprint=False`` the fingerprint (the record then has the default tempo and
     ``fingerprint`` None: what a fixed preset needs) when no cache is given; a cache
     always gets the hash, its key, and a whole record.
+
+    Raises
+    ------
+    DecodeError
+        The file is missing, empty, not audio, truncated or corrupt, or its sample
+        rate is outside 8-384 kHz (the message names the file and the reason).
+    AudioError
+        The file holds NaN or infinite samples.
+    TrackTimeoutError, RunAbandonedError
+        Raised by a batch's ``watch`` (its deadline passed, its run is gone).
     """
     t0 = time.perf_counter()
     p = Path(path)
@@ -315,6 +325,14 @@ def analyze(
     tempi with their scores), ``fingerprint``, ``fingerprint_version``, ``spectrum_db``
     (the long-term spectrum, :mod:`~auralis_batch.match`) and ``seconds``.
     ``tempo=False`` skips the tempo work and reports 120.0 / 0.0.
+
+    Raises
+    ------
+    AuralisError
+        ``sample_rate`` is missing for an array or out of 8-384 kHz, the array is
+        empty or not ``(channels, n)``, or a file cannot be decoded
+        (:class:`~auralis_batch.errors.DecodeError`); NaN/inf samples
+        (:class:`~auralis_batch.errors.AudioError`).
     """
     if isinstance(path_or_array, np.ndarray):
         if sample_rate is None:

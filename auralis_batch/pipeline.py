@@ -574,6 +574,13 @@ def master_stream(
     keep_processed : keep the equalised and compressed signal in memory between the
         passes (float64, 8 bytes per sample) instead of recomputing it from ``source``
     seed : dither seed (re-runs write identical files)
+
+    Raises
+    ------
+    ParameterError
+        ``sample_rate`` or ``channels`` out of range for the meter or dynamics.
+    OutputError
+        From ``sink``: the output could not be written.
     """
     notes: list[str] = []
     stream = _Stream(sample_rate, channels, preset)
@@ -651,7 +658,22 @@ def master_stream(
 def master_array(
     audio: np.ndarray, sample_rate: int, *, preset: Preset, bit_depth: str = "32f"
 ) -> tuple[np.ndarray, MasterOutcome]:
-    """Master an in-memory ``(channels, n)`` array; returns ``(mastered, outcome)``."""
+    """Master an in-memory ``(channels, n)`` array; returns ``(mastered, outcome)``.
+
+    Parameters
+    ----------
+    audio : np.ndarray [shape=(channels, n) or (n,)], float, finite
+    sample_rate : int, 8000 .. 384000 Hz
+    preset : :class:`~auralis_batch.presets.Preset` (``load_preset``)
+    bit_depth : "16", "24" or "32f": the result is what that format would hold
+
+    Raises
+    ------
+    AudioError
+        ``audio`` is not ``(channels, samples)`` or holds NaN/inf.
+    ParameterError
+        ``sample_rate`` is out of range.
+    """
     from .audio import as_audio
 
     x = as_audio(audio)

@@ -343,7 +343,15 @@ def builtin_preset_text(name: str) -> str:
 
 def load_preset(name_or_path: str | os.PathLike) -> Preset:
     """A built-in preset by name (``gentle``, ``warm``, ``bright``, ``punchy``) or any
-    TOML file in the same schema."""
+    TOML file in the same schema.
+
+    Raises
+    ------
+    PresetError
+        The name is not a built-in preset and no such file exists, or the file is not
+        valid TOML or breaks the schema (every problem listed as
+        ``file: dotted.path: message``).
+    """
     key = os.fspath(name_or_path)
     hit = _BUILTIN.get(key)
     if hit is not None:
