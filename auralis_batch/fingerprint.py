@@ -15,7 +15,8 @@ Analysis rate and frames (chosen for speed; every field is in Hz or dB, not bins
 * Tempo frames (only when tempo is on): periodic Hann, about 23 ms (1024 samples at
   44.1/48 kHz) with a hop of half a frame (11.6 ms at 44.1 kHz), 32 log-spaced bands
   from 30 Hz to 11 kHz, onset strength = mean dB rise per band (see
-  :mod:`kernels.tempo`).
+  :mod:`kernels.tempo`); the same rise over the bands centred in 30-150 Hz (kick) and
+  0.8-4 kHz (snare) gives the backbeat feature.
 
 Field definitions:
 
@@ -71,7 +72,12 @@ from .kernels.spectral import (
     percussive_share,
     windowed_frames_into,
 )
-from .kernels.tempo import autocorrelation, band_powers, detrend, tempo_from_acf
+from .kernels.tempo import (
+    autocorrelation,
+    band_powers,
+    detrend,
+    tempo_from_acf,
+)
 from .versions import ANALYSIS_SAMPLE_RATE, DEFAULT_TEMPO_BPM, FINGERPRINT_VERSION
 
 # FINGERPRINT_VERSION, ANALYSIS_SAMPLE_RATE (spectral analysis runs at the source rate
@@ -86,11 +92,12 @@ TEMPO_REFERENCE_BPM = 100.0
 TEMPO_REFERENCE_OCTAVES = 1.0
 #: A duple neighbour of the reference needs this share of its periodicity to be the
 #: beat (0: any); a triple move needs ternary evidence above 0.1 at the slower level.
-TEMPO_MIN_DUPLE = 0.0
+TEMPO_MIN_DUPLE = 0.5
 TEMPO_MIN_TERNARY = 0.1
 #: Weights of the beat-level features (kernels.tempo FEAT_* order: salience, tempo,
-#: tempo squared, ternary, double, half), fitted on the tempo set by bench/tempo/fit.py.
-TEMPO_WEIGHTS = (2.618, 0.901, -2.85, 4.0, 0.418, -0.076)
+#: tempo squared, ternary, double, half, backbeat), fitted on the tempo set by
+#: bench/tempo/fit.py.
+TEMPO_WEIGHTS = (1.087, 0.528, -2.557, 4.0, 0.478, -0.403, 1.079)
 #: tempo_confidence at or above this: the estimate is usually right (README, Tempo).
 TEMPO_CONFIDENCE_THRESHOLD = 0.3
 BAND_EDGES_HZ: dict[str, tuple[float, float]] = {
@@ -110,6 +117,10 @@ ONSET_MIN_RISE_DB = 1.0
 ONSET_RANGE_DB = 50.0  # bands more than this below the frame's loudest are floored
 TEMPO_BANDS = 32
 TEMPO_FLOOR_DB = -80.0
+#: Kick and snare bands of the backbeat feature (kernels.tempo FEAT_BACKBEAT): the
+#: tempo bands whose centres fall in these ranges (Hz).
+TEMPO_LOW_HZ = (30.0, 150.0)
+TEMPO_HIGH_HZ = (800.0, 4000.0)
 _FFT_CHUNK = 64  # frames per FFT call: keeps the batch in cache
 _BUTTERWORTH8_Q = (0.50979558, 0.60134489, 0.89997622, 2.56291545)
 
@@ -345,19 +356,44 @@ class TempoTracker:
         self._prev = np.zeros(self._lo.shape[0])
         self._state = np.zeros(1, dtype=np.int64)
         self._env: list[np.ndarray] = []
+        self._low: list[np.ndarray] = []
+        self._high: list[np.ndarray] = []
+        centre = np.sqrt(self._lo * np.maximum(self._hi - 1, self._lo)) * (self.rate / frame_length)
+        self._low_bands = np.flatnonzero((centre >= TEMPO_LOW_HZ[0]) & (centre < TEMPO_LOW_HZ[1]))
+        self._high_bands = np.flatnonzero(
+            (centre >= TEMPO_HIGH_HZ[0]) & (centre < TEMPO_HIGH_HZ[1])
+        )
+        self._group_prev = [np.zeros(self._low_bands.size), np.zeros(self._high_bands.size)]
         self.frame_rate = self.rate / (frame_length // 2)
 
     def push(self, mono: np.ndarray) -> None:
         for _, spec in self._framer.spectra(mono):
             bp = band_powers(spec, self._lo, self._hi)
+            state = self._state
             env, self._prev, self._state = log_flux(
-                bp, self._ref, TEMPO_FLOOR_DB, ONSET_RANGE_DB, self._prev, self._state
+                bp, self._ref, TEMPO_FLOOR_DB, ONSET_RANGE_DB, self._prev, state
             )
             self._env.append(env)
+            for g, (bands, out) in enumerate(
+                ((self._low_bands, self._low), (self._high_bands, self._high))
+            ):
+                e, self._group_prev[g], _ = log_flux(
+                    bp[:, bands],
+                    self._ref,
+                    TEMPO_FLOOR_DB,
+                    ONSET_RANGE_DB,
+                    self._group_prev[g],
+                    state,
+                )
+                out.append(e)
 
     def envelope(self) -> np.ndarray:
         """Onset strength, one value per tempo frame."""
         return np.concatenate(self._env) if self._env else np.zeros(0)
+
+    def _max_lag(self) -> int:
+        slowest = 60.0 * self.frame_rate / MIN_TEMPO_BPM
+        return int(math.ceil(_tk.COMB_MULTIPLES * slowest * (1.0 + _tk.PEAK_RADIUS))) + 4
 
     def autocorrelation(self) -> np.ndarray | None:
         """Autocorrelation of the detrended envelope over the lags the estimator reads
@@ -367,9 +403,27 @@ class TempoTracker:
         slowest = 60.0 * self.frame_rate / MIN_TEMPO_BPM
         if env.shape[0] < 4 * slowest or not np.any(env > 0.0):
             return None
-        max_lag = int(math.ceil(_tk.COMB_MULTIPLES * slowest * (1.0 + _tk.PEAK_RADIUS))) + 4
         d = detrend(env, int(round(0.5 * self.frame_rate)))
-        return autocorrelation(d, max_lag)
+        return autocorrelation(d, self._max_lag())
+
+    def cross_correlation(self) -> np.ndarray:
+        """Autocorrelation (normalised to 1 at lag 0) of the difference of the detrended
+        low-band and high-band envelopes (:data:`TEMPO_LOW_HZ`, :data:`TEMPO_HIGH_HZ`),
+        each scaled to unit energy, over the same lags: negative at a lag where low
+        and high onsets alternate (kernels.tempo FEAT_BACKBEAT). Zeros when either
+        band is silent."""
+        out = np.zeros(self._max_lag() + 1)
+        if not self._low or self._low_bands.size == 0 or self._high_bands.size == 0:
+            return out
+        half = int(round(0.5 * self.frame_rate))
+        lo = detrend(np.concatenate(self._low), half)
+        hi = detrend(np.concatenate(self._high), half)
+        e_lo, e_hi = float(np.dot(lo, lo)), float(np.dot(hi, hi))
+        if not (e_lo > 0.0 and e_hi > 0.0):
+            return out
+        d = lo / math.sqrt(e_lo) - hi / math.sqrt(e_hi)
+        acf = autocorrelation(d, self._max_lag())
+        return acf / acf[0] if acf[0] > 0.0 else out
 
     def result(self, params: np.ndarray | None = None) -> TempoEstimate:
         """The estimate (the default tempo with confidence 0 if undefined); ``params``
@@ -378,7 +432,10 @@ class TempoTracker:
         if acf is None:
             return TempoEstimate()
         prm = _TEMPO_PARAMS if params is None else params
-        bpm, conf, r_bpm, r_share = tempo_from_acf(acf, self.frame_rate, prm, DEFAULT_TEMPO_BPM)
+        xcf = self.cross_correlation()
+        bpm, conf, r_bpm, r_share = tempo_from_acf(
+            acf, xcf, self.frame_rate, prm, DEFAULT_TEMPO_BPM
+        )
         runners = tuple(
             (float(b), float(c)) for b, c in zip(r_bpm, r_share, strict=True) if math.isfinite(b)
         )

@@ -36,7 +36,12 @@ lag ``x``):
 * ``FEAT_DOUBLE``: ``A(P) - A(2P)``, how much of the slower level's periodicity the
   level already carries;
 * ``FEAT_HALF``: ``A(P/2) - A(P)``, how much of the level's periodicity its half
-  already carries (near 0: the off-beats are as strong as the beats).
+  already carries (near 0: the off-beats are as strong as the beats);
+* ``FEAT_BACKBEAT``: ``D(2P) - D(P)``, with ``D`` the autocorrelation (``D(0) = 1``)
+  of the difference of the low-band and high-band envelopes (each scaled to unit
+  energy): positive when low and high onsets alternate at ``P`` (kick on 1 and 3,
+  snare on 2 and 4: ``D`` negative at ``P``, positive at ``2P``), which marks ``P`` as
+  the beat rather than its half or its double; 0 where the bands move together.
 
 The weights are fitted on a labelled set (``bench/tempo``); the wrapper passes them in.
 """
@@ -56,7 +61,8 @@ FEAT_TEMPO2 = 2
 FEAT_TERNARY = 3
 FEAT_DOUBLE = 4
 FEAT_HALF = 5
-N_FEATURES = 6
+FEAT_BACKBEAT = 6
+N_FEATURES = 7
 
 # Columns of the level table: period (frames), tempo (BPM), eligible (1.0 / 0.0), then
 # the N_FEATURES features from LEVEL_FEATURES on.
@@ -219,7 +225,7 @@ def _ternary(a, period):
 
 
 @jit
-def _features_into(a, period, frame_rate, row):
+def _features_into(a, x, period, frame_rate, row):
     """Write a level's tempo and features into ``row`` (a LEVEL_COLUMNS table row)."""
     bpm = 60.0 * frame_rate / period
     z = math.log2(bpm / TEMPO_CENTRE_BPM)
@@ -232,6 +238,7 @@ def _features_into(a, period, frame_rate, row):
     row[LEVEL_FEATURES + FEAT_TERNARY] = _ternary(a, period)
     row[LEVEL_FEATURES + FEAT_DOUBLE] = v - _value(a, 2.0 * period)
     row[LEVEL_FEATURES + FEAT_HALF] = _value(a, 0.5 * period) - v
+    row[LEVEL_FEATURES + FEAT_BACKBEAT] = _at(x, 2.0 * period) - _at(x, period)
 
 
 @jit
@@ -266,12 +273,14 @@ def _level_near(a, peaks, period, lag_lo, lag_hi):
 
 
 @jit
-def beat_levels(a, frame_rate, params):
+def beat_levels(a, x, frame_rate, params):
     """The reference and its metrical neighbours, one table row each.
 
     Parameters
     ----------
     a : float64 [shape=(lags,)], autocorrelation normalised to ``a[0] = 1``
+    x : float64 [shape=(lags,)], ``D`` of FEAT_BACKBEAT, normalised to ``x[0] = 1``
+        (zeros: no backbeat evidence)
     frame_rate : float, envelope frames per second
     params : float64 [shape=(N_PARAMS,)], ``PRM_*``
 
@@ -294,7 +303,7 @@ def beat_levels(a, frame_rate, params):
         if period <= 0.0:
             continue
         row = out[k]
-        _features_into(a, period, frame_rate, row)
+        _features_into(a, x, period, frame_rate, row)
         if m == 1.0:
             eligible = True
         elif m == 2.0 or m == 0.5:
@@ -348,13 +357,15 @@ def _refine(a, period):
 
 
 @jit
-def tempo_from_acf(acf, frame_rate, params, default_bpm):
+def tempo_from_acf(acf, xcf, frame_rate, params, default_bpm):
     """Tempo, confidence and runners-up from an autocorrelation of the envelope.
 
     Parameters
     ----------
     acf : float64 [shape=(lags,)], unnormalised; should reach COMB_MULTIPLES periods of
         the slowest tempo (shorter only weakens the comb)
+    xcf : float64 [shape=(lags,)], the low/high difference autocorrelation
+        (:func:`beat_levels`)
     frame_rate : float, envelope frames per second
     params : float64 [shape=(N_PARAMS,)], ``PRM_*``
     default_bpm : float, the answer when the envelope shows no periodicity
@@ -372,7 +383,7 @@ def tempo_from_acf(acf, frame_rate, params, default_bpm):
     if acf.shape[0] < 3 or not acf[0] > 0.0:
         return default_bpm, 0.0, runners_bpm, runners_conf
     a = acf / acf[0]
-    levels = beat_levels(a, frame_rate, params)
+    levels = beat_levels(a, xcf, frame_rate, params)
     if levels.shape[0] == 0:
         return default_bpm, 0.0, runners_bpm, runners_conf
     scores, shares = level_scores(levels, params)

@@ -30,6 +30,7 @@ class Clip:
     label: dict
     acf: np.ndarray | None  # autocorrelation the estimator reads (None: too short)
     frame_rate: float
+    xcf: np.ndarray | None = None  # low/high cross-correlation (FEAT_BACKBEAT)
 
     @property
     def bpm(self) -> float:
@@ -70,17 +71,24 @@ def load_clips(set_dir: str | os.PathLike, cache: str | None = None) -> dict[str
         st = path.stat()
         stamp = np.array([st.st_size, st.st_mtime])
         key = name.replace(".", "_")
-        if key in stored and np.array_equal(stored[key + "__stamp"], stamp):
+        if (
+            key in stored
+            and key + "__x" in stored
+            and np.array_equal(stored[key + "__stamp"], stamp)
+        ):
             acf, fr = stored[key], float(stored[key + "__fr"][0])
             acf = acf if acf.size else None
+            xcf = stored[key + "__x"]
         else:
             x, sr = decode(path)
             tracker = tempo_tracker(x, sr)
             acf, fr = tracker.autocorrelation(), tracker.frame_rate
+            xcf = tracker.cross_correlation()
         fresh[key] = acf if acf is not None else np.zeros(0)
         fresh[key + "__fr"] = np.array([fr])
         fresh[key + "__stamp"] = stamp
-        clips[name] = Clip(name, truth[name], acf, fr)
+        fresh[key + "__x"] = xcf
+        clips[name] = Clip(name, truth[name], acf, fr, xcf)
     if cache:
         np.savez(cache, **fresh)
     return clips
@@ -90,14 +98,18 @@ def levels_of(clip: Clip, params: np.ndarray) -> np.ndarray:
     """The kernel's level table for a clip (``kernels.tempo.LEVEL_*`` columns)."""
     if clip.acf is None or not clip.acf[0] > 0:
         return np.zeros((0, tk.LEVEL_COLUMNS))
-    return tk.beat_levels(clip.acf / clip.acf[0], clip.frame_rate, params)
+    return tk.beat_levels(clip.acf / clip.acf[0], _xcf(clip), clip.frame_rate, params)
+
+
+def _xcf(clip: Clip) -> np.ndarray:
+    return clip.xcf if clip.xcf is not None else np.zeros_like(clip.acf)
 
 
 def estimate(clip: Clip, params: np.ndarray) -> tuple[float, float, list[tuple[float, float]]]:
     """``(bpm, confidence, runners-up)`` of the shipped kernel with these parameters."""
     if clip.acf is None:
         return 120.0, 0.0, []
-    bpm, conf, rb, rs = tk.tempo_from_acf(clip.acf, clip.frame_rate, params, 120.0)
+    bpm, conf, rb, rs = tk.tempo_from_acf(clip.acf, _xcf(clip), clip.frame_rate, params, 120.0)
     runners = [(float(b), float(s)) for b, s in zip(rb, rs, strict=True) if math.isfinite(b)]
     return float(bpm), float(conf), runners
 
