@@ -30,11 +30,19 @@ def _kernels_dir() -> str:
 
 
 def _numba_cache_dir() -> None:
-    """Send Numba's compiled-kernel cache to the user cache dir when the install
-    location is read-only (system-wide installs, containers)."""
+    """Send Numba's compiled-kernel cache to the user cache dir unless the kernels are
+    a writable source checkout (an editable install).
+
+    An installed package must not collect files pip does not know of: cache files left
+    in ``site-packages/auralis_batch/kernels/__pycache__`` outlive ``pip uninstall``,
+    and the folder they keep then shadows a later editable install of the package.
+    A read-only install (system-wide, containers) could not take them anyway.
+    """
     if os.environ.get("NUMBA_CACHE_DIR"):
         return
-    if os.access(_kernels_dir(), os.W_OK):
+    kernels = _kernels_dir()
+    checkout = os.path.isfile(os.path.join(os.path.dirname(kernels), "pyproject.toml"))
+    if checkout and os.access(kernels, os.W_OK):
         return
     from platformdirs import user_cache_dir
 

@@ -98,3 +98,16 @@ def test_every_entry_point_accepts_the_same_sample_rates(tmp_path):
     sf.write(path, np.zeros((1000, 1)), MAX_SAMPLE_RATE_HZ + 16000)
     with pytest.raises(AuralisError, match="sample rate"):
         probe(path)
+
+
+def test_an_installed_package_keeps_numbas_cache_out_of_site_packages(monkeypatch, tmp_path):
+    """A wheel's kernels (no pyproject.toml beside the package) are writable as root,
+    yet their cache goes to the user cache dir: files pip does not know of would
+    outlive an uninstall and shadow a later editable install."""
+    site = tmp_path / "site-packages" / "auralis_batch" / "kernels"
+    site.mkdir(parents=True)
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(auralis_batch, "_kernels_dir", lambda: str(site))
+    auralis_batch._numba_cache_dir()
+    assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "xdg" / "auralis-batch" / "numba")
