@@ -113,6 +113,8 @@ def probe(path: str | os.PathLike) -> AudioInfo:
     if info.frames <= 0:
         raise DecodeError(f"{p}: holds no audio frames")
     check_sample_rate(int(info.samplerate), where=str(p))
+    if str(info.format).upper() == "OGG":
+        _refuse_cut_ogg(p)
     return AudioInfo(
         path=p,
         sample_rate=int(info.samplerate),
@@ -134,6 +136,29 @@ def decode_dtype(info: AudioInfo) -> str:
     of 8-24-bit PCM, float and lossy formats exactly, or float64 for 32-bit integer
     and 64-bit float files."""
     return "float64" if info.subtype in ("DOUBLE", "PCM_32") else "float32"
+
+
+#: Ogg page header: "OggS", version 0, then the header-type flags (RFC 3533).
+_OGG_CAPTURE = b"OggS\x00"
+_OGG_EOS = 0x04
+
+
+def _refuse_cut_ogg(p: Path) -> None:
+    """An Ogg stream (Vorbis, Opus) whose last page is not an end-of-stream page was
+    cut short: libsndfile plays it to where it stops and reports that as its length,
+    and a mastered copy of part of a song would be silently wrong (RFC 3533, 6)."""
+    try:
+        with open(p, "rb") as f:
+            f.seek(max(0, p.stat().st_size - 65536))
+            tail = f.read()
+    except OSError:
+        return
+    k = tail.rfind(_OGG_CAPTURE)
+    if k >= 0 and k + 5 < len(tail) and not tail[k + 5] & _OGG_EOS:
+        raise DecodeError(
+            f"{p}: truncated: the Ogg stream ends without its end-of-stream page "
+            "(the file was cut short)"
+        )
 
 
 _OPENING = re.compile(r"^Error opening .*?: ")

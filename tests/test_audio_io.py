@@ -179,3 +179,14 @@ def _numpy_quantize(x: np.ndarray, bit_depth: str, rng: np.random.Generator) -> 
         q = np.clip(np.floor(frames * 8388608.0 + 0.5), -8388608, 8388607).astype(np.int32)
         return q << 8
     return np.ascontiguousarray(frames, dtype=np.float32)
+
+
+def test_a_cut_ogg_stream_is_refused_as_truncated(tmp_path):
+    x = 0.3 * np.sin(2 * np.pi * 440 * np.arange(44100 * 4) / 44100)
+    whole = tmp_path / "whole.ogg"
+    sf.write(whole, np.tile(x[:, None], (1, 2)), 44100, format="OGG", subtype="VORBIS")
+    assert probe(whole).frames == 44100 * 4
+    cut = tmp_path / "cut.ogg"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
+    with pytest.raises(DecodeError, match="truncated"):
+        probe(cut)
