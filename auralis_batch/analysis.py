@@ -132,8 +132,11 @@ def _record(
         rec["tempo_bpm"] = round(finger.tempo_bpm, 2)
         rec["tempo_confidence"] = round(finger.tempo_confidence, 3)
         ranked = sorted(finger.tempo_candidates, key=lambda c: -c[1])  # best first
-        rec["tempo_candidates"] = [{"bpm": round(b, 2), "score": round(s, 3)} for b, s in ranked]
+        rec["tempo_candidates"] = [
+            {"bpm": round(b, 2), "score": float(f"{s:.4g}")} for b, s in ranked
+        ]
         rec["fingerprint"] = finger.to_dict()
+        rec["fingerprint"]["tempo_candidates"] = rec["tempo_candidates"]  # one order
         rec["fingerprint_version"] = FINGERPRINT_VERSION
     if spectrum_db is not None:
         rec[SPECTRUM_KEY] = spectrum_db

@@ -514,6 +514,7 @@ def run_master(
         )
         for job in todo:
             rec = record(job.input, "planned", job.replace_reason, job.output)
+            rec["preset"] = settings.preset
             plan.records.append(rec)
         return _result(plan.records, notes=plan.notes)
     with RunLock(out_dir):

@@ -105,6 +105,14 @@ def _fail_usage(message: str) -> NoReturn:
     raise typer.Exit(code=2)
 
 
+def _table_console():
+    """A console for tables: the terminal's width, or wide enough for whole paths and
+    numbers when stdout is a pipe or a file (80 columns cut every path short)."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=240)
+
+
 def _fmt(value: object, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
@@ -252,6 +260,8 @@ def _master_settings(
     for path in report or ():
         if path.suffix.lower() not in REPORT_SUFFIXES:
             _fail_usage(f"--report {path}: use a file name ending in {', '.join(REPORT_SUFFIXES)}")
+        if path.is_dir():
+            _fail_usage(f"--report {path}: is a folder; give a file name")
         folder = path.parent.absolute()
         while not folder.exists() and folder.parent != folder:  # created when written
             folder = folder.parent
@@ -336,11 +346,18 @@ def _report(result, progress, *, report, dry_run, quiet, **_) -> NoReturn:
     """Reports, the summary, one line per failure, and the exit code."""
     for note in result.notes:
         typer.echo(f"[note] {note}", err=True)
+    report_failed = False
     if report:
         from .report import write_report
 
         for path in report:
-            write_report(path, result.records, result.summary)
+            try:
+                write_report(path, result.records, result.summary)
+            except OSError as exc:  # the run's work is done: say so, and go on
+                report_failed = True
+                typer.echo(
+                    f"[error] --report {path}: not written ({exc.strerror or exc})", err=True
+                )
     if dry_run:
         for rec in result.records:
             typer.echo(
@@ -364,7 +381,8 @@ def _report(result, progress, *, report, dry_run, quiet, **_) -> NoReturn:
         raise typer.Exit(code=128 + result.signal)
     if result.stopped:
         typer.echo(f"[error] {result.stopped}", err=True)
-    raise typer.Exit(code=1 if result.summary["failed"] or result.stopped else 0)
+    failed = result.summary["failed"] or result.stopped or report_failed
+    raise typer.Exit(code=1 if failed else 0)
 
 
 @contextlib.contextmanager
@@ -418,7 +436,6 @@ def measure(inputs: Inputs, json_out: JsonFlag = False) -> None:
     if json_out:
         typer.echo(json.dumps(records, indent=2, allow_nan=False))
     else:
-        from rich.console import Console
         from rich.table import Table
 
         table = Table(title="Loudness (ITU-R BS.1770-4)")
@@ -433,7 +450,7 @@ def measure(inputs: Inputs, json_out: JsonFlag = False) -> None:
                     _fmt(r["lra_lu"]),
                     _fmt(r["sample_peak_dbfs"]),
                 )
-        Console().print(table)
+        _table_console().print(table)
         for r in records:
             if r["status"] != "ok":
                 typer.echo(f"{r['status']}: {r['input']}: {r['error']}", err=True)
@@ -509,10 +526,10 @@ def _print_analysis_csv(records: list[dict]) -> None:
     bands: list[str] = []
     for r in records:
         if "fingerprint" in r:
-            bands = sorted(
+            bands = sorted(  # the scalar features; lists and maps stay in --json
                 k
                 for k, v in r["fingerprint"].items()
-                if not isinstance(v, dict) and k not in _ANALYSIS_COLUMNS
+                if not isinstance(v, (dict, list)) and k not in _ANALYSIS_COLUMNS
             )
             break
     writer = csv.writer(sys.stdout)
@@ -527,7 +544,6 @@ def _print_analysis_csv(records: list[dict]) -> None:
 
 
 def _print_analysis_table(records: list[dict]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="Analysis")
@@ -563,7 +579,7 @@ def _print_analysis_table(records: list[dict]) -> None:
             _fmt(fp.get("stereo_width"), ".2f"),
             str(r.get("cached") or "-"),
         )
-    Console().print(table)
+    _table_console().print(table)
 
 
 @presets_app.command("list")

@@ -129,10 +129,11 @@ def _walk(root, folder, extensions, excluded, seen, masters, audio, skipped, not
                 notes.append(f"{path}: the output folder is inside the input; not read")
                 continue
             key = (st.st_dev, st.st_ino)
-            if key in seen:
-                skipped.append(skipped_record(path, "folder already read (symlink loop)"))
+            if key in seen:  # a symlink loop, or a second way into a folder already read
+                skipped.append(skipped_record(path, "folder already read (symlink)"))
                 continue
-            _walk(root, path, extensions, excluded, seen | {key}, masters, audio, skipped, notes)
+            seen.add(key)
+            _walk(root, path, extensions, excluded, seen, masters, audio, skipped, notes)
         elif not stat.S_ISREG(st.st_mode):
             skipped.append(skipped_record(path, f"not read: {_kind(st.st_mode)}"))
         elif masters and path.resolve() in masters:

@@ -34,7 +34,8 @@ class BatchProgress:
 
     def __init__(self, *, enabled: bool = True, interactive: bool | None = None) -> None:
         self.enabled = enabled
-        self.console = Console(stderr=True)
+        # A log file gets the summary on one line (a terminal wraps it as it likes).
+        self.console = Console(stderr=True, width=None if sys.stderr.isatty() else 240)
         self.interactive = sys.stderr.isatty() if interactive is None else interactive
         self._progress: Progress | None = None
         self._task: TaskID | None = None
@@ -118,8 +119,10 @@ class BatchProgress:
         speed = f"{duration / seconds:5.0f}x" if seconds > 0 and duration else "     -"
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
         line = f"{stamp} {rec.get('status', '?'):<11} {seconds:7.1f} s {speed}  {rec['input']}"
-        if rec.get("status") != "ok" and rec.get("error"):
-            line += f": {rec['error']}"
+        error = rec.get("error")
+        if rec.get("status") != "ok" and error:
+            # most errors already start with the file's name: not twice on one line
+            line += error[len(rec["input"]) :] if error.startswith(rec["input"]) else f": {error}"
         print(line, file=sys.stderr, flush=True)
 
     def running(self, fractions: dict[str, float]) -> None:

@@ -210,3 +210,23 @@ def test_several_reports_in_one_run(tmp_path, write_audio):
     assert csv.read_text().splitlines()[0].startswith("input,output,status")
     res = runner.invoke(app, [*args, "--report", str(tmp_path / "r.txt")])
     assert res.exit_code == 2 and "r.txt" in res.output
+
+
+def test_a_report_that_cannot_be_written_after_the_run_is_one_clear_line(tmp_path, write_audio):
+    src = write_audio("lib/a.flac", music_like(seconds=1.0))
+    (tmp_path / "is-a-folder.json").mkdir()
+    args = ["master", str(src), "--out", str(tmp_path / "o"), "-q", "-j", "1", "--no-cache"]
+    res = runner.invoke(app, [*args, "--report", str(tmp_path / "is-a-folder.json")])
+    assert res.exit_code == 2 and "is a folder" in res.output
+
+
+def test_tables_keep_whole_paths_when_piped(tmp_path, write_audio):
+    src = write_audio(
+        "a-rather-long-folder-name/another-long-folder/track.wav", music_like(seconds=1.0)
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "auralis_batch.cli", "measure", str(src)],
+        capture_output=True,
+        text=True,
+    )
+    assert str(src) in res.stdout
