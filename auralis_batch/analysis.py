@@ -29,6 +29,7 @@ from .audio import (
 from .cache import PcmHasher, make_key
 from .errors import AuralisError
 from .match import SPECTRUM_KEY, THIRD_OCTAVE_HZ
+from .records import LOUDNESS_KEYS
 from .versions import ANALYSIS_SAMPLE_RATE, DEFAULT_TEMPO_BPM, FINGERPRINT_VERSION
 
 if TYPE_CHECKING:
@@ -40,15 +41,6 @@ if TYPE_CHECKING:
 
 #: The record's loudness over time (``{"step_s": s, "lufs": [...]}``).
 CURVE_KEY = "loudness_curve"
-
-LOUDNESS_KEYS = (
-    "integrated_lufs",
-    "true_peak_dbtp",
-    "lra_lu",
-    "sample_peak_dbfs",
-    "max_momentary_lufs",
-    "max_short_term_lufs",
-)
 
 
 def loudness_from_record(record: dict[str, Any]) -> Loudness:

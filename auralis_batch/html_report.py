@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-from .records import STATUSES
+from .records import LOUDNESS_KEYS, STATUSES
 
 __all__ = [
     "EQ_CURVE_HZ",
@@ -68,14 +68,6 @@ STATUS_ORDER = ("failed", "interrupted", "not started", "skipped", "planned", "o
 #: At most this many lines in the list of tracks that need attention.
 ATTENTION_LINES = 50
 
-LOUDNESS_KEYS = (
-    "integrated_lufs",
-    "true_peak_dbtp",
-    "lra_lu",
-    "sample_peak_dbfs",
-    "max_momentary_lufs",
-    "max_short_term_lufs",
-)
 _LOUDNESS_LABELS = (
     "integrated, LUFS",
     "true peak, dBTP",

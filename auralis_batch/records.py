@@ -20,6 +20,16 @@ from .errors import AuralisError
 #: the run was stopped by a signal; ``planned`` a dry run's answer.
 STATUSES = ("ok", "failed", "skipped", "not started", "interrupted", "planned")
 
+#: The loudness measurements of ``before`` and ``after`` (and of an analysis record).
+LOUDNESS_KEYS = (
+    "integrated_lufs",
+    "true_peak_dbtp",
+    "lra_lu",
+    "sample_peak_dbfs",
+    "max_momentary_lufs",
+    "max_short_term_lufs",
+)
+
 
 def record(path: Path | str, status: str, error: str | None = None, output=None) -> dict:
     """A record with no measurements: ``input``, ``output``, ``status``, ``error``, ``seconds``."""
