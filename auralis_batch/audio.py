@@ -3,9 +3,10 @@
 Inside auralis-batch audio is always ``(channels, samples)``, C-contiguous float64.
 :func:`as_audio` is the single place that validates and converts (librosa's
 ``valid_audio`` idea); files are read and written only here, in blocks, so memory does
-not grow with track length. Writes are atomic: a temporary name in the destination
-folder, then ``os.replace``, so a crash never leaves a half-written file under its
-final name.
+not grow with track length. Every output goes through :class:`OutputFile`: a
+temporary in the destination folder, tags into it, fsync, rename (never over a file
+it may not replace), fsync of the folder; a crash never leaves a half-written file
+under its final name.
 """
 
 from __future__ import annotations
@@ -587,52 +588,6 @@ def partials_of(path: Path) -> list[Path]:
 def _unlink(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
-
-
-class AtomicWriter:
-    """Write one sound file in one pass and commit it (:class:`OutputFile`): the final
-    name holds either nothing or the complete file. Use as a context manager; call
-    :meth:`write` with PCM from :class:`Quantizer`."""
-
-    def __init__(
-        self,
-        path: str | os.PathLike,
-        *,
-        sample_rate: int,
-        channels: int,
-        fmt: str,
-        subtype: str,
-        replace: bool = True,
-    ) -> None:
-        self._out = OutputFile(
-            path,
-            sample_rate=sample_rate,
-            channels=channels,
-            fmt=fmt,
-            subtype=subtype,
-            replace=replace,
-        )
-        self.path = self._out.path
-        self._pass = None
-        self.write: Callable[[np.ndarray], None] = lambda pcm: None
-
-    @property
-    def temporary_path(self) -> Path | None:
-        return self._out._open_tmp
-
-    def __enter__(self) -> AtomicWriter:
-        self._pass = self._out.pass_writer()
-        self.write = self._pass.__enter__()
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        assert self._pass is not None
-        try:
-            self._pass.__exit__(exc_type, exc, tb)
-            if exc_type is None:
-                self._out.commit()
-        finally:
-            self._out.discard()
 
 
 def readable_extensions() -> frozenset[str]:

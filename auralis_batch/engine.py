@@ -529,6 +529,3 @@ def measure_file(path: str | os.PathLike) -> dict:
         rec = {"input": str(p), "status": "failed", "error": error_text(exc)}
     rec["seconds"] = round(time.perf_counter() - t0, 4)
     return rec
-
-
-UnitRunner = Callable[[Sequence[Job], RunSettings], list[dict]]

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .audio import BLOCK_FRAMES, Quantizer, iter_blocks
+from .audio import BLOCK_FRAMES, Quantizer
 from .dynamics import LIMITER_MARGIN_DB, Compressor, Limiter
 from .eq import Equalizer
 from .match import LongTermSpectrum
@@ -92,11 +92,6 @@ def array_source(audio: np.ndarray, *, block_frames: int = BLOCK_FRAMES) -> Bloc
             yield audio[:, start : start + block_frames]
 
     return blocks
-
-
-def file_source(path, *, block_frames: int = BLOCK_FRAMES) -> BlockSource:
-    """A :data:`BlockSource` that decodes ``path`` afresh each time it is iterated."""
-    return lambda: iter_blocks(path, block_frames=block_frames)
 
 
 def measure_stream(source: BlockSource, *, sample_rate: int, channels: int) -> Loudness:

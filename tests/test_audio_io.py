@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from auralis_batch.audio import AtomicWriter, Quantizer, as_audio, iter_blocks, probe, read_audio
+from auralis_batch.audio import OutputFile, Quantizer, as_audio, iter_blocks, probe, read_audio
 from auralis_batch.errors import AudioError, DecodeError, OutputError
 
 
@@ -75,25 +75,49 @@ def test_blocks_concatenate_to_the_file(tmp_path):
     assert np.array_equal(whole, expected)
 
 
-def test_atomic_writer_leaves_nothing_on_error(tmp_path):
+def write_output(dst, pcm, *, sample_rate=44100, channels=2, subtype="PCM_24", replace=False):
+    """One pass and a commit, as the engine writes every output."""
+    with OutputFile(
+        dst,
+        sample_rate=sample_rate,
+        channels=channels,
+        fmt="flac",
+        subtype=subtype,
+        replace=replace,
+    ) as out:
+        with out.pass_writer() as write:
+            write(pcm)
+        return out.commit()
+
+
+def test_output_file_leaves_nothing_on_error(tmp_path):
     dst = tmp_path / "out" / "song.flac"
     with (
         pytest.raises(RuntimeError),
-        AtomicWriter(dst, sample_rate=44100, channels=2, fmt="flac", subtype="PCM_24") as w,
+        OutputFile(dst, sample_rate=44100, channels=2, fmt="flac", subtype="PCM_24") as out,
     ):
-        w.write(Quantizer("24")(np.zeros((2, 1000))))
-        raise RuntimeError("crash mid-write")
+        with out.pass_writer() as write:
+            write(Quantizer("24")(np.zeros((2, 1000))))
+            raise RuntimeError("crash mid-write")
     assert not dst.exists()
     assert list(dst.parent.iterdir()) == []
 
 
-def test_atomic_writer_renames_on_success(tmp_path):
+def test_output_file_uncommitted_leaves_nothing(tmp_path):
+    dst = tmp_path / "song.flac"
+    with OutputFile(dst, sample_rate=44100, channels=2, fmt="flac", subtype="PCM_24") as out:
+        with out.pass_writer() as write:
+            write(Quantizer("24")(np.zeros((2, 1000))))
+        assert out.temporary_path is not None and out.temporary_path.name.endswith(".partial")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_file_renames_on_commit(tmp_path):
     dst = tmp_path / "song.flac"
     x = 0.25 * np.ones((2, 1000))
-    with AtomicWriter(dst, sample_rate=48000, channels=2, fmt="flac", subtype="PCM_24") as w:
-        assert w.temporary_path is not None and w.temporary_path.name.endswith(".partial")
-        w.write(Quantizer("24")(x))
+    written = write_output(dst, Quantizer("24")(x), sample_rate=48000)
     assert [p.name for p in tmp_path.iterdir()] == ["song.flac"]
+    assert written.bytes == dst.stat().st_size
     got, sr = read_audio(dst)
     assert sr == 48000
     assert np.allclose(got, x, atol=2**-23)
@@ -102,13 +126,8 @@ def test_atomic_writer_renames_on_success(tmp_path):
 def test_unwritable_destination_is_an_output_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with (
-        pytest.raises(OutputError),
-        AtomicWriter(
-            blocker / "sub" / "a.flac", sample_rate=44100, channels=1, fmt="flac", subtype="PCM_16"
-        ),
-    ):
-        pass
+    with pytest.raises(OutputError):
+        write_output(blocker / "sub" / "a.flac", np.zeros((10, 1), dtype=np.int16), channels=1)
 
 
 @pytest.mark.parametrize(
@@ -150,8 +169,7 @@ def test_finished_output_sweeps_temporaries_of_a_killed_run(tmp_path):
     other = tmp_path / ".b.flac.x.partial"  # another output's: not ours to touch
     other.write_bytes(b"x")
     os.utime(other, (1_000_000_000, 1_000_000_000))
-    with AtomicWriter(dst, sample_rate=44100, channels=1, fmt="flac", subtype="PCM_16") as w:
-        w.write(np.zeros((100, 1), dtype=np.int16))
+    write_output(dst, np.zeros((100, 1), dtype=np.int16), channels=1, subtype="PCM_16")
     assert dst.exists() and not stale.exists() and other.exists()
 
 

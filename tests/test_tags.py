@@ -66,7 +66,7 @@ def _audio(seconds: float = 0.5, seed: int = 0) -> np.ndarray:
 
 
 def _partial(tmp_path, fmt: str, seconds: float = 0.5, subtype: str = "PCM_24"):
-    """A closed temporary output as AtomicWriter leaves it: a dot name ending .partial."""
+    """A closed temporary output as OutputFile leaves it: a dot name ending .partial."""
     path = tmp_path / f".song.{fmt}.k3x9q.partial"
     sf.write(path, _audio(seconds), SR, format=fmt.upper(), subtype=subtype)
     return path
