@@ -122,8 +122,8 @@ def test_tempo_set_cross_check(benchmark, goals):
 
     def cross_check() -> None:
         for train, test in ((half_b, half_a), (half_a, half_b)):
-            structure, lam, ternary, problem = fit.choose_hyper(clips, train, {})
-            w = fit.fit(problem, train, lam, ternary)
+            structure, lam, ternary, scale, problem = fit.choose_hyper(clips, train, {})
+            w = fit.fit(problem, train, lam, ternary, backbeat_scale=scale)
             cv.update(fit.predict(clips, test, w, structure))
 
     benchmark.pedantic(cross_check, rounds=1, iterations=1)

@@ -23,7 +23,9 @@ tempo-set clips only. Off by default: it made the cross-check noisier, not bette
 The L2 grid stops at 0.3: stronger shrinkage leaves the tempo prior alone to decide,
 and those weights double the synthetic drum patterns below 80 BPM
 (tests/test_fingerprint.py).
-4. prints Acc1/Acc2 per half, overall, per style and meter, librosa's beat_track on
+4. with ``--save-params FILE``, writes the parameter vectors chosen for each held-out
+   half, so bench/tempo/cli_check.py can replay the cross-check through the CLI;
+5. prints Acc1/Acc2 per half, overall, per style and meter, librosa's beat_track on
    the same clips, and Acc1 above and below the confidence threshold.
 
 No clip is treated specially; the only inputs are the labels and the audio.
@@ -32,6 +34,7 @@ No clip is treated specially; the only inputs are the labels and the audio.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -196,6 +199,10 @@ def main() -> None:
     ap.add_argument("--librosa-cache", help="json file for librosa's tempi")
     ap.add_argument("--no-librosa", action="store_true")
     ap.add_argument("--synthetic-weight", type=float, default=0.0)
+    ap.add_argument(
+        "--save-params",
+        help="json file for the parameter vectors chosen per half (bench/tempo/cli_check.py)",
+    )
     args = ap.parse_args()
     SYNTHETIC_WEIGHT[0] = args.synthetic_weight
 
@@ -204,14 +211,19 @@ def main() -> None:
     half_a, half_b = ts.halves(truth)
 
     cv: dict[str, tuple] = {}
+    saved = {}
     synthetic = synthetic_clips() if args.synthetic_weight > 0 else {}
     for train, test, name in ((half_b, half_a, "A"), (half_a, half_b, "B")):
         structure, lam, ternary, scale, problem = choose_hyper(clips, train, synthetic)
         w = fit(problem, list(train) + list(synthetic), lam, ternary, backbeat_scale=scale)
         cv.update(predict(clips, test, w, structure))
+        saved[name] = {"clips": sorted(test), "params": tempo_params(w, **structure).tolist()}
         print(f"held-out {name}: chosen on the other half: {structure}, lam={lam},", end=" ")
         print(f"ternary={ternary}, backbeat scale={scale}")
         print(f"  weights {np.round(w, 3).tolist()}")
+    if args.save_params:
+        with open(args.save_params, "w") as f:
+            json.dump(saved, f, indent=1)
     structure, lam, ternary, scale, problem = choose_hyper(clips, sorted(clips), synthetic)
     shipped_w = fit(problem, sorted(clips) + list(synthetic), lam, ternary, backbeat_scale=scale)
     print(f"whole set: {structure}, lam={lam}, ternary={ternary}, backbeat scale={scale}")
