@@ -116,7 +116,9 @@ def design_cascade(kinds, frequencies_hz, gains_db, qs, sample_rate):
     n = kinds.shape[0]
     sos = np.empty((n, 6))
     for i in range(n):
-        sos[i] = rbj_biquad(kinds[i], frequencies_hz[i], gains_db[i], qs[i], sample_rate)
+        row = rbj_biquad(kinds[i], frequencies_hz[i], gains_db[i], qs[i], sample_rate)
+        for k in range(6):  # element by element: see kernels._jit on array assignment
+            sos[i, k] = row[k]
     return sos
 
 
@@ -413,7 +415,9 @@ def sos_filter_into(x, sos, zi, y):
     n_sec = sos.shape[0]
     zf = zi.copy()
     if n_sec == 0:
-        y[:] = x
+        for c in range(n_ch):
+            for i in range(x.shape[1]):
+                y[c, i] = x[c, i]
         return zf
     for g0 in range(0, n_sec, MAX_SECTIONS):
         m = min(g0 + MAX_SECTIONS, n_sec) - g0

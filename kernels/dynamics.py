@@ -424,7 +424,9 @@ def _delay_line(x, delay_buf, input_gain):
     n_ch, n = x.shape
     delay = delay_buf.shape[1]
     buf = np.empty((n_ch, delay + n))
-    buf[:, :delay] = delay_buf
+    for c in range(n_ch):
+        for i in range(delay):
+            buf[c, i] = delay_buf[c, i]
     for c in range(n_ch):
         dst = buf[c, delay:]
         src = x[c]
@@ -691,7 +693,8 @@ def limiter(x, bank, params, fstate, istate, delay_buf, dq_val, dq_idx, box1, bo
             st[LIM_I_POS2] = (st[LIM_I_POS2] + m) % b2.shape[0]
             st[LIM_I_SAMPLES] += m
             for c in range(n_ch):
-                y[c, c0 : c0 + m] = buf[c, c0 : c0 + m]
+                for t in range(c0, c0 + m):
+                    y[c, t] = buf[c, t]
             continue
         gains = gain_buf[:m]
         _gain_path_into(gr, params[LIM_RELEASE], fs, st, dv, di, b1, b2, gains)

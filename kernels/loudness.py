@@ -273,15 +273,58 @@ def loudness_range(short_term_powers):
             m += 1
     if m < 2:
         return 0.0
-    vals = np.sort(vals[:m])
-    lo = _percentile_sorted(vals, 10.0)
-    hi = _percentile_sorted(vals, 95.0)
+    vals = vals[:m]
+    hi = _select_into(vals, _percentile_rank(m, 95.0))
+    # the selection leaves every value below rank 95 % in front of it
+    lo = _select_into(vals[: _percentile_rank(m, 95.0) + 1], _percentile_rank(m, 10.0))
     return hi - lo
 
 
-@jit
-def _percentile_sorted(vals, q):
+@jit(inline=True)
+def _percentile_rank(n, q):
     """Nearest rank, rounded, as in EBU Tech 3342's own computation (and libebur128):
-    ``vals[round((n - 1) q / 100)]``."""
-    i = int(math.floor((vals.shape[0] - 1) * q / 100.0 + 0.5))
-    return vals[i]
+    the percentile ``q`` of ``n`` sorted values is the one at ``round((n - 1) q / 100)``."""
+    return int(math.floor((n - 1) * q / 100.0 + 0.5))
+
+
+@jit
+def _select_into(vals, k):
+    """The ``k``-th smallest of ``vals`` (0-based), what ``np.sort(vals)[k]`` gives,
+    by Hoare's selection (quickselect, median-of-three pivot): linear time on average,
+    and plain loops, so it compiles in a fraction of the time ``np.sort`` takes.
+
+    Writes
+    ------
+    vals : reordered so that ``vals[:k]`` <= ``vals[k]`` <= ``vals[k + 1:]``
+    """
+    lo = 0
+    hi = vals.shape[0] - 1
+    while hi > lo:
+        mid = (lo + hi) // 2
+        # median of three as the pivot, moved to vals[mid]
+        if vals[mid] < vals[lo]:
+            vals[mid], vals[lo] = vals[lo], vals[mid]
+        if vals[hi] < vals[lo]:
+            vals[hi], vals[lo] = vals[lo], vals[hi]
+        if vals[hi] < vals[mid]:
+            vals[hi], vals[mid] = vals[mid], vals[hi]
+        pivot = vals[mid]
+        i = lo
+        j = hi
+        while i <= j:
+            while vals[i] < pivot:
+                i += 1
+            while vals[j] > pivot:
+                j -= 1
+            if i <= j:
+                vals[i], vals[j] = vals[j], vals[i]
+                i += 1
+                j -= 1
+        # now vals[lo..j] <= pivot <= vals[i..hi], and j < i
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            break
+    return vals[k]

@@ -193,10 +193,13 @@ def _next_history_into(hist, xc, out):
     hist_len = hist.shape[0]
     n = xc.shape[0]
     if n >= hist_len:
-        out[:] = xc[n - hist_len :]
+        for i in range(hist_len):
+            out[i] = xc[n - hist_len + i]
     else:
-        out[: hist_len - n] = hist[n:]
-        out[hist_len - n :] = xc
+        for i in range(hist_len - n):
+            out[i] = hist[n + i]
+        for i in range(n):
+            out[hist_len - n + i] = xc[i]
 
 
 @jit(inline=True)

@@ -209,6 +209,27 @@ def test_tech_3342_loudness_range(case, sample_rate):
     assert got.lra_lu == pytest.approx(expected, abs=0.15)  # and ours is much closer
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_loudness_range_percentiles_equal_a_full_sort(seed):
+    # the kernel selects the two order statistics instead of sorting: the same values
+    # as numpy's sort, on distinct, tied and sorted powers, even and odd counts
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 3000))
+    lufs = rng.uniform(-40.0, -5.0, n)
+    if seed % 3 == 1:
+        lufs = np.round(lufs)  # many ties
+    elif seed % 3 == 2:
+        lufs = np.sort(lufs)[:: 1 if seed % 2 else -1].copy()  # already ordered
+    powers = 10.0 ** ((lufs + 0.691) / 10.0)
+    kept = powers[powers > 10.0 ** (-20.0 / 10.0) * np.mean(powers)]  # -20 LU gate
+    vals = np.sort(-0.691 + 10.0 * np.log10(kept))
+    m = vals.shape[0]
+    if m < 2:
+        pytest.skip("fewer than two values pass the gates")
+    expected = vals[int(np.floor((m - 1) * 0.95 + 0.5))] - vals[int(np.floor((m - 1) * 0.10 + 0.5))]
+    assert loudness_range(powers) == pytest.approx(expected, abs=1e-12)
+
+
 def test_steady_tone_has_no_loudness_range():
     assert measure_loudness(stereo((-18.0, 30.0)), 48000).lra_lu == pytest.approx(0.0, abs=0.01)
 
