@@ -368,7 +368,28 @@ def test_largest_tracks_are_scheduled_first(tmp_path):
     for name, n in sizes.items():
         (tmp_path / name).write_bytes(b"x" * n)
         jobs.append(Job(tmp_path / name, tmp_path / "out" / name))
+    # unreadable headers: bytes on disk decide
     assert [u[0].input.name for u in _units(jobs, album=False)] == ["b.wav", "c.wav", "a.wav"]
+
+
+def test_the_schedule_goes_by_samples_not_bytes(write_audio):
+    from auralis_batch.batch import _headers, _units
+    from auralis_batch.plan import Job
+
+    rng = np.random.default_rng(0)
+    # a short noisy WAV is many bytes; a long quiet Ogg file few; a mono FLAC between
+    paths = {
+        "short.wav": write_audio("short.wav", rng.normal(0, 0.3, (2, 44100)), subtype="PCM_24"),
+        "long.ogg": write_audio("long.ogg", rng.normal(0, 0.01, (2, 6 * 44100)), subtype="VORBIS"),
+        "mono.flac": write_audio("mono.flac", rng.normal(0, 0.3, (1, 3 * 48000)), 48000, "PCM_16"),
+    }
+    assert paths["long.ogg"].stat().st_size < paths["short.wav"].stat().st_size
+    jobs = [Job(p, p.with_suffix(".out.flac")) for p in paths.values()]
+    work, total_s = _headers(jobs)
+    assert work[paths["long.ogg"]] == 2 * 6 * 44100
+    assert total_s == pytest.approx(1 + 6 + 3)
+    order = [u[0].input.name for u in _units(jobs, album=False, work=work)]
+    assert order == ["long.ogg", "mono.flac", "short.wav"]
 
 
 @pytest.mark.parametrize("cache", ["cold", "warm", "none"])
