@@ -46,6 +46,7 @@ from .plan import Job
 from .presets import Preset
 from .records import error_text, failed_record
 from .settings import (
+    EQUALISED_BYTES_PER_SAMPLE,
     KEPT_BYTES_PER_SAMPLE,
     RunSettings,
     needs_fingerprint,
@@ -163,6 +164,7 @@ class _Prepared:
     preset: Preset
     source: TrackSource
     keep_processed: bool
+    keep_equalised: bool = False
     identity: list[int] | None = None
 
 
@@ -187,8 +189,10 @@ def _prepare(job: Job, settings: RunSettings, cache, watch: Watch, budget_bytes:
     )
     preset = resolve_preset(settings, analysis)
     source = TrackSource(job.input, info, watch, kept=kept, keep=decoded_fits)
-    processed_fits = info.frames * info.channels * KEPT_BYTES_PER_SAMPLE <= budget_bytes
-    return _Prepared(job, info, analysis, preset, source, processed_fits)
+    samples = info.frames * info.channels
+    processed_fits = samples * KEPT_BYTES_PER_SAMPLE <= budget_bytes
+    equalised_fits = samples * (KEPT_BYTES_PER_SAMPLE + EQUALISED_BYTES_PER_SAMPLE) <= budget_bytes
+    return _Prepared(job, info, analysis, preset, source, processed_fits, equalised_fits)
 
 
 def _base_record(job: Job, settings: RunSettings) -> dict:
@@ -238,6 +242,7 @@ def _render(
         bit_depth=settings.bit_depth,
         gain_db=gain_db,
         keep_processed=p.keep_processed,
+        keep_equalised=p.keep_equalised,
         seed=_dither_seed(p.job.input),
     )
 
@@ -414,7 +419,7 @@ def master_album(
                 preset=p.preset,
                 before=loudness_from_record(p.analysis),
             )
-            p.keep_processed = False
+            p.keep_processed = p.keep_equalised = False
             prepared.append((p, mid.true_peak_dbtp, time.perf_counter() - t_job, powers))
         except Exception as exc:
             rec = _failed(job, settings, exc, t_job)

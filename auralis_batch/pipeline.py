@@ -114,6 +114,48 @@ def effective_threshold_db(preset: Preset, before: Loudness) -> float:
     return float(np.clip(preset.compressor.threshold_db - offset, -60.0, 0.0))
 
 
+class _NoEq:
+    """The EQ step of a source that is already equalised."""
+
+    @staticmethod
+    def process(block: np.ndarray) -> np.ndarray:
+        return block
+
+
+class EqualisedOnce:
+    """``source`` through the preset's EQ, computed on the first full pass and then
+    served from memory (float64, 8 bytes per sample): a :data:`BlockSource`.
+
+    The EQ does not depend on the compressor threshold that :func:`_narrow_range`
+    moves, so its passes compress the same equalised blocks again instead of filtering
+    the source again (a reference match's EQ is a bank of about 30 sections). A pass
+    that stops early is not kept; :meth:`release` frees the copy.
+    """
+
+    def __init__(self, source: BlockSource, *, sample_rate: int, channels: int, preset: Preset):
+        self._source, self._preset = source, preset
+        self._sample_rate, self._channels = sample_rate, channels
+        self._stored: list[np.ndarray] = []
+        self._complete = False
+
+    def __call__(self) -> Iterator[np.ndarray]:
+        if self._complete:
+            yield from self._stored
+            return
+        self._stored = []
+        eq = Equalizer(self._sample_rate, self._channels, self._preset.eq)
+        for block in self._source():
+            if block.shape[1]:
+                y = eq.process(np.ascontiguousarray(block, dtype=np.float64))
+                self._stored.append(y)
+                yield y
+        self._complete = True
+
+    def release(self) -> None:
+        """Free the stored copy (a later pass would filter the source again)."""
+        self._stored, self._complete = [], False
+
+
 def processed_stream(
     source: BlockSource,
     *,
@@ -122,17 +164,20 @@ def processed_stream(
     preset: Preset,
     threshold_db: float,
     gain_reduction_db: list[float] | None = None,
+    equalised: bool = False,
 ) -> Iterator[np.ndarray]:
     """EQ then compressor over a fresh pass of ``source``. A compressor at 1:1 without
     make-up gain is left out: it would give its input back, bit for bit, at the cost
     of a pass (a reference match of a track narrower than the reference uses none).
 
     ``gain_reduction_db``: when given, emptied and then filled with the compressor's
-    largest gain reduction in each block (dB >= 0), for the report."""
+    largest gain reduction in each block (dB >= 0), for the report.
+    ``equalised``: ``source`` is already through the preset's EQ
+    (:class:`EqualisedOnce`); only the compressor runs."""
     cfg = preset.compressor
     if gain_reduction_db is not None:
         gain_reduction_db.clear()
-    eq = Equalizer(sample_rate, channels, preset.eq)
+    eq = _NoEq() if equalised else Equalizer(sample_rate, channels, preset.eq)
     if cfg.ratio == 1.0 and cfg.makeup_db == 0.0:
         for block in source():
             if block.shape[1]:
@@ -398,7 +443,7 @@ def _narrow_range(
     eq_comp_at: Callable[[float], Callable[[], Iterator[np.ndarray]]],
     threshold_db: float,
     mid: Loudness,
-    processed: BlockSource,
+    kept: list[BlockSource],
     *,
     keep: bool,
     notes: list[str],
@@ -409,7 +454,10 @@ def _narrow_range(
     :data:`MAX_RANGE_PASSES` more B passes, within :data:`MAX_RANGE_THRESHOLD_DROP_DB`
     of the preset's threshold and at most 0 dBFS. The ratio stays the preset's (a
     reference match caps it so nothing is crushed). Returns the threshold, pass B's
-    measurement, the processed signal and the passes it took."""
+    measurement, the processed signal and the passes it took.
+
+    ``kept`` holds pass B's processed signal, the only reference to it: each new pass
+    drops the previous one first, so no more than one stored copy is alive."""
     goal = float(stream.preset.target_lra_lu or 0.0)
     floor = max(-60.0, threshold_db - MAX_RANGE_THRESHOLD_DROP_DB)
     top = min(0.0, threshold_db + MAX_RANGE_THRESHOLD_DROP_DB)
@@ -427,14 +475,16 @@ def _narrow_range(
             slope = float(np.clip((threshold_db - prev[0]) / (mid.lra_lu - prev[1]), 1.0, 12.0))
         prev = (threshold_db, mid.lra_lu)
         threshold_db = min(top, max(floor, threshold_db - slope * excess))
+        kept.clear()
         mid, processed = _processed_pass(stream, eq_comp_at(threshold_db), keep=keep)
+        kept.append(processed)
         passes += 1
     if passes:
         notes.append(
             f"compressor threshold {threshold_db - first:+.1f} dB (to {threshold_db:.1f} dBFS) "
             f"to bring the loudness range to {mid.lra_lu:.1f} LU before limiting"
         )
-    return threshold_db, mid, processed, passes
+    return threshold_db, mid, kept.pop(), passes
 
 
 def _limits(mid: Loudness, gain_db: float, ceiling_dbtp: float) -> bool:
@@ -550,6 +600,7 @@ def master_stream(
     bit_depth: str = "32f",
     gain_db: float | None = None,
     keep_processed: bool = True,
+    keep_equalised: bool = False,
     seed: int = 0,
 ) -> MasterOutcome:
     """Master one stream.
@@ -568,6 +619,9 @@ def master_stream(
     gain_db : fixed gain (album mode) instead of the gain to the track's own target
     keep_processed : keep the equalised and compressed signal in memory between the
         passes (float64, 8 bytes per sample) instead of recomputing it from ``source``
+    keep_equalised : when the compressor threshold is searched for a loudness range (a
+        reference match), keep the equalised signal too (another 8 bytes per sample)
+        so that each trial only compresses again (:class:`EqualisedOnce`)
     seed : dither seed (re-runs write identical files)
 
     Raises
@@ -589,25 +643,37 @@ def master_stream(
     threshold = effective_threshold_db(preset, before)
 
     comp_gr: list[float] = []  # the last full pass's, for the report
+    album = gain_db is not None
+    # An album keeps its tracks' compression as the album gain was measured with it.
+    narrow = (
+        not (silent or album) and preset.target_lra_lu is not None and preset.compressor.ratio > 1
+    )
+    equalised = narrow and keep_processed and keep_equalised
+    eq_source: BlockSource = source
+    if equalised:
+        eq_source = EqualisedOnce(source, sample_rate=sample_rate, channels=channels, preset=preset)
 
     def eq_comp_at(threshold_db: float) -> Callable[[], Iterator[np.ndarray]]:
         return lambda: processed_stream(
-            source,
+            eq_source,
             sample_rate=sample_rate,
             channels=channels,
             preset=preset,
             threshold_db=threshold_db,
             gain_reduction_db=comp_gr,
+            equalised=equalised,
         )
 
     mid, processed = _processed_pass(stream, eq_comp_at(threshold), keep=keep_processed)
     passes = 0
-    album = gain_db is not None
-    # An album keeps its tracks' compression as the album gain was measured with it.
-    if not (silent or album) and preset.target_lra_lu is not None and preset.compressor.ratio > 1:
+    if narrow:
+        kept = [processed]  # _narrow_range lets go of it before computing the next
+        del processed
         threshold, mid, processed, passes = _narrow_range(
-            stream, eq_comp_at, threshold, mid, processed, keep=keep_processed, notes=notes
+            stream, eq_comp_at, threshold, mid, kept, keep=keep_processed, notes=notes
         )
+        if isinstance(eq_source, EqualisedOnce):
+            eq_source.release()  # the render reads the kept processed signal
     if album:
         gain = _capped_makeup(float(gain_db), notes)
     else:

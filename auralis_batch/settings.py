@@ -28,6 +28,9 @@ DEFAULT_MEMORY_BUDGET_BYTES = 512 * 1024 * 1024
 MEMORY_BUDGET_ENV = "AURALIS_MEMORY_BUDGET_MB"
 #: Bytes per sample the render keeps: the decoded float32 and the processed float64.
 KEPT_BYTES_PER_SAMPLE = 4 + 8
+#: ... and while a reference match searches its compressor threshold, the equalised
+#: float64 as well (pipeline.EqualisedOnce), when that fits the budget too.
+EQUALISED_BYTES_PER_SAMPLE = 8
 
 
 def memory_budget_from_env() -> int:

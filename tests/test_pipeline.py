@@ -192,6 +192,52 @@ def test_reference_match_takes_tone_loudness_and_range():
     assert independent_true_peak_dbtp(y) <= preset.limiter.ceiling_dbtp + 0.05
 
 
+def test_range_search_equalises_once_with_the_same_bits(monkeypatch):
+    # the threshold search of a reference match compresses the kept equalised signal
+    # again instead of filtering the source again: same outcome, same bits, one EQ pass
+    import contextlib
+
+    from auralis_batch import pipeline
+
+    x = dark_and_wide()
+    preset = reference_for(x, music_like(seconds=10.0, level_db=-12.0, seed=9))
+    eq_passes = []
+    real = pipeline.Equalizer
+
+    def counting(*args, **kwargs):
+        eq_passes.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "Equalizer", counting)
+
+    def run(keep_equalised: bool):
+        out: list[np.ndarray] = []
+
+        @contextlib.contextmanager
+        def sink():
+            out.clear()
+            yield lambda pcm: out.append(pcm.copy())
+
+        eq_passes.clear()
+        outcome = master_stream(
+            array_source(x),
+            sample_rate=44100,
+            channels=2,
+            preset=preset,
+            sink=sink,
+            bit_depth="24",
+            keep_equalised=keep_equalised,
+        )
+        return np.concatenate(out), outcome, len(eq_passes)
+
+    y0, o0, passes0 = run(False)
+    y1, o1, passes1 = run(True)
+    assert passes0 >= 2  # the search ran, each trial through the EQ again ...
+    assert passes1 == 1  # ... or once, kept
+    np.testing.assert_array_equal(y1, y0)
+    assert o1.to_dict() == o0.to_dict()
+
+
 def test_a_1_to_1_compressor_is_left_out_with_the_same_bits():
     import dataclasses
 
