@@ -28,9 +28,15 @@ from .audio import (
 )
 from .cache import PcmHasher, make_key
 from .errors import AuralisError
-from .match import SPECTRUM_KEY, THIRD_OCTAVE_HZ
+from .recall import cached_record, recall
 from .records import LOUDNESS_KEYS
-from .versions import ANALYSIS_SAMPLE_RATE, DEFAULT_TEMPO_BPM, FINGERPRINT_VERSION
+from .versions import (
+    ANALYSIS_SAMPLE_RATE,
+    CURVE_KEY,
+    DEFAULT_TEMPO_BPM,
+    FINGERPRINT_VERSION,
+    SPECTRUM_KEY,
+)
 
 if TYPE_CHECKING:
     from .fingerprint import Fingerprint
@@ -38,9 +44,6 @@ if TYPE_CHECKING:
 
 # The meter and the fingerprint (and with them Numba and the kernels) load when a file
 # is measured: an analysis answered from the cache never pays for them.
-
-#: The record's loudness over time (``{"step_s": s, "lufs": [...]}``).
-CURVE_KEY = "loudness_curve"
 
 
 def loudness_from_record(record: dict[str, Any]) -> Loudness:
@@ -173,13 +176,9 @@ def analyze_file(
     t0 = time.perf_counter()
     p = Path(path)
     if cache is not None:
-        content = cache.lookup_path(p)
-        if content is not None:
-            hit = _cached(cache, content, tempo)
-            if hit is not None:
-                hit["path"] = str(p)
-                hit["seconds"] = round(time.perf_counter() - t0, 4)
-                return hit
+        hit = recall(cache, p, tempo=tempo)
+        if hit is not None:
+            return hit
     info = probe(p)
     if cache is not None and cache.path_changed(p):
         # Seen before, changed since: most often a re-tag. Hash first (a decode pass,
@@ -188,7 +187,7 @@ def analyze_file(
         for block in iter_blocks(p, dtype=decode_dtype(info)):
             hasher.update(block)
         content = hasher.hexdigest()
-        hit = _cached(cache, content, tempo)
+        hit = cached_record(cache, content, tempo)
         if hit is not None:
             cache.remember_path(p, content)
             hit["path"] = str(p)
@@ -234,51 +233,6 @@ def _kept(blocks: Iterable[np.ndarray], keep: list[np.ndarray]) -> Iterator[np.n
     for block in blocks:
         keep.append(block)
         yield block
-
-
-def _well_formed(value: dict) -> bool:
-    """A cached record is used only if it has the shape this version writes (a row
-    of the right envelope but foreign content is a miss, not a crash; so is a record
-    written before the long-term spectrum was)."""
-    fp = value.get("fingerprint")
-    loud = value.get("loudness")
-    spectrum = value.get(SPECTRUM_KEY)
-    return (
-        isinstance(fp, dict)
-        and isinstance(spectrum, list)
-        and len(spectrum) == len(THIRD_OCTAVE_HZ)
-        and isinstance(value.get(CURVE_KEY), dict)
-        and isinstance(loud, dict)
-        and all(k in loud for k in LOUDNESS_KEYS)
-        and all(isinstance(value.get(k), (int, float)) for k in ("duration_s", "tempo_bpm"))
-        and isinstance(value.get("sample_rate"), int)
-        and isinstance(value.get("channels"), int)
-    )
-
-
-def _cached(cache, content: str, tempo: bool) -> dict[str, Any] | None:
-    # A tempo-on record also answers a tempo-off request (report the default tempo).
-    for with_tempo in (True,) if tempo else (False, True):
-        key = make_key(
-            content,
-            fingerprint_version=FINGERPRINT_VERSION,
-            tempo=with_tempo,
-            analysis_sample_rate=ANALYSIS_SAMPLE_RATE,
-        )
-        value, source = cache.get_with_source(key)
-        if value is not None and _well_formed(value):
-            rec = dict(value)
-            if not tempo and with_tempo:
-                rec["tempo_bpm"] = DEFAULT_TEMPO_BPM
-                rec["tempo_confidence"] = 0.0
-                rec["tempo_candidates"] = []
-                fp = dict(rec["fingerprint"])
-                fp["tempo_bpm"], fp["tempo_confidence"] = DEFAULT_TEMPO_BPM, 0.0
-                fp["tempo_candidates"] = []
-                rec["fingerprint"] = fp
-            rec["cached"] = source
-            return rec
-    return None
 
 
 def analyze_array(audio: np.ndarray, sample_rate: int, *, tempo: bool = True) -> dict[str, Any]:

@@ -126,12 +126,6 @@ def probe(path: str | os.PathLike) -> AudioInfo:
     )
 
 
-def file_identity(path: Path) -> list[int]:
-    """``[size, mtime_ns, inode]``: changes whenever the file is rewritten."""
-    st = os.stat(path)
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
-
-
 def decode_dtype(info: AudioInfo) -> str:
     """The precision a file is decoded and kept in: float32, which holds every sample
     of 8-24-bit PCM, float and lossy formats exactly, or float64 for 32-bit integer

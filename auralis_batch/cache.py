@@ -497,6 +497,24 @@ class FingerprintCache:
         content = entry.get("content")
         return content if isinstance(content, str) else None
 
+    def knows_path(self, path: str | os.PathLike) -> bool:
+        """Whether ``path`` is remembered and unchanged, so that :meth:`lookup_path`
+        gives its content hash; counted in no statistic (a look before deciding)."""
+        p = Path(path).resolve()
+        try:
+            ident = self._identity(p)
+        except OSError:
+            return False
+        key = PATH_PREFIX + str(p)
+        with self._lock:
+            hit = self._memory.get(key)
+        entry = hit if hit is not None else self._disk_get(key)
+        return (
+            entry is not None
+            and entry.get("identity") == ident
+            and isinstance(entry.get("content"), str)
+        )
+
     def path_changed(self, path: str | os.PathLike) -> bool:
         """True when ``path`` was seen before but its size, mtime or inode changed since.
 
@@ -711,6 +729,9 @@ class NullCache:
 
     def lookup_path(self, path: str | os.PathLike) -> str | None:
         return None
+
+    def knows_path(self, path: str | os.PathLike) -> bool:
+        return False
 
     def path_changed(self, path: str | os.PathLike) -> bool:
         return False

@@ -467,29 +467,28 @@ def analyze(
     cache_dir: CacheDirOpt = None,
 ) -> None:
     """Analyse loudness, spectral fingerprint, dynamics, stereo image and tempo."""
-    from .analysis import CURVE_KEY, analyze_file
-    from .audio import readable_extensions
     from .plan import discover
-    from .records import error_text
+    from .versions import CURVE_KEY
 
     if json_out and csv_out:
         _fail_usage("choose one of --json and --csv")
     missing = [p for p in inputs if not p.exists()]
     if missing:
         _fail_usage(f"input {missing[0]} does not exist")
-    audio, _, _ = discover(inputs, extensions=readable_extensions())
     cache = None
     if not no_cache:
         from .cache import open_cache
 
         cache = open_cache(cache_dir)
-    records = []
     try:
-        for f, _rel in audio:
-            try:
-                records.append(analyze_file(f, tempo=not no_tempo, cache=cache))
-            except Exception as exc:
-                records.append({"path": str(f), "error": error_text(exc)})
+        records = None
+        if cache is not None:  # all from the cache: no NumPy, decoder or Numba loads
+            from .recall import recall_all
+
+            found, _, _ = discover(inputs, extensions=_EVERY_EXTENSION)
+            records = recall_all(cache, [f for f, _rel in found], tempo=not no_tempo)
+        if records is None:
+            records = _analyze_files(inputs, cache, tempo=not no_tempo)
     finally:
         if cache is not None:
             cache.close()
@@ -507,6 +506,32 @@ def analyze(
         if "error" in r:
             typer.echo(f"[failed] {_failure(r['path'], r['error'])}", err=True)
     raise typer.Exit(code=1 if any("error" in r for r in records) else 0)
+
+
+class _EveryExtension(frozenset):
+    """Discovery that keeps every regular file (``recall_all`` sorts them out)."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+_EVERY_EXTENSION = _EveryExtension()
+
+
+def _analyze_files(inputs: list[Path], cache, *, tempo: bool) -> list[dict]:
+    from .analysis import analyze_file
+    from .audio import readable_extensions
+    from .plan import discover
+    from .records import error_text
+
+    audio, _, _ = discover(inputs, extensions=readable_extensions())
+    records = []
+    for f, _rel in audio:
+        try:
+            records.append(analyze_file(f, tempo=tempo, cache=cache))
+        except Exception as exc:
+            records.append({"path": str(f), "error": error_text(exc)})
+    return records
 
 
 _ANALYSIS_COLUMNS = (

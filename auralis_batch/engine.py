@@ -26,12 +26,12 @@ from .audio import (
     AudioInfo,
     OutputFile,
     decode_dtype,
-    file_identity,
     iter_blocks,
     output_subtype,
     probe,
 )
 from .errors import OutputError, RunAbandonedError, TrackTimeoutError
+from .identity import file_identity
 from .match import SPECTRUM_KEY, THIRD_OCTAVE_HZ
 from .meter import integrated_from_block_powers, loudness_curve
 from .pipeline import (

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
-from .audio import file_identity as input_identity
 from .errors import OutputError
+from .identity import file_identity as input_identity
 
 if TYPE_CHECKING:
     from .plan import Job

@@ -51,9 +51,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ParameterError
+from .versions import SPECTRUM_KEY, THIRD_OCTAVE_HZ
 
-#: Nominal third-octave band centres, Hz (IEC 61260 base-10: 1000 * 10 ** (k / 10)).
-THIRD_OCTAVE_HZ: tuple[float, ...] = tuple(1000.0 * 10.0 ** (k / 10.0) for k in range(-17, 14))
 #: Their nominal names, as an analyser's display shows them.
 BAND_NAMES: tuple[str, ...] = (
     *(f"{f} Hz" for f in "20 25 31.5 40 50 63 80 100 125 160 200 250 315 400 500 630 800".split()),
@@ -61,8 +60,6 @@ BAND_NAMES: tuple[str, ...] = (
 )
 #: Bands whose matching is not limited as an extreme: 31.5 Hz to 16 kHz.
 CORE_BANDS = slice(2, 30)
-#: The record's key for the long-term spectrum (dB per band of THIRD_OCTAVE_HZ).
-SPECTRUM_KEY = "spectrum_db"
 #: Long-term spectrum frames last about this long (a power of two in samples).
 FRAME_SECONDS = 0.186
 #: Frames transformed per FFT call, on absolute frame numbers (so block cuts never

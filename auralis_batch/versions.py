@@ -13,3 +13,11 @@ FINGERPRINT_VERSION = 4  # 4: tempo backbeat; 3: beat-level tempo, candidates; 2
 ANALYSIS_SAMPLE_RATE = 44100
 #: What ``tempo_bpm`` says when tempo was not estimated.
 DEFAULT_TEMPO_BPM = 120.0
+
+#: Nominal third-octave band centres, Hz (IEC 61260 base-10: 1000 * 10 ** (k / 10)):
+#: the bands of a record's long-term spectrum (and of the matching EQ).
+THIRD_OCTAVE_HZ: tuple[float, ...] = tuple(1000.0 * 10.0 ** (k / 10.0) for k in range(-17, 14))
+#: The record's key for the long-term spectrum (dB per band of THIRD_OCTAVE_HZ).
+SPECTRUM_KEY = "spectrum_db"
+#: The record's loudness over time (``{"step_s": s, "lufs": [...]}``).
+CURVE_KEY = "loudness_curve"

@@ -717,3 +717,49 @@ def test_null_cache_flush_is_a_no_op():
     c = NullCache()
     assert c.flush() is None
     assert c.stats()["memory"]["hits"] == 0
+
+
+# --------------------------------------------------------------------------- analyze's fast path
+def test_no_extension_left_out_unasked_is_one_the_decoder_reads():
+    from auralis_batch.audio import readable_extensions
+    from auralis_batch.recall import NOT_AUDIO_EXTENSIONS
+
+    assert NOT_AUDIO_EXTENSIONS.isdisjoint(readable_extensions())
+
+
+def test_analyze_from_the_cache_answers_as_the_full_path_and_counts_once(tmp_path, write_audio):
+    from auralis_batch.cli import app
+
+    from .conftest import music_like
+
+    write_audio("lib/a.flac", music_like(seconds=2.0))
+    write_audio("lib/sub/b.wav", music_like(seconds=1.0, seed=2))
+    (tmp_path / "lib" / "folder.jpg").write_bytes(b"\xff\xd8")
+    cache_dir = tmp_path / "cache"
+    runner = CliRunner()
+
+    def analyze() -> list[dict]:
+        res = runner.invoke(
+            app, ["analyze", str(tmp_path / "lib"), "--json", "--cache-dir", str(cache_dir)]
+        )
+        assert res.exit_code == 0, res.output
+        records = json.loads(res.stdout)
+        for r in records:
+            r.pop("seconds")
+        return records
+
+    cold = analyze()
+    warm = analyze()  # every file from the cache, before the decoder loads
+    assert [r["cached"] for r in cold] == [False, False]
+    assert [r["cached"] for r in warm] == ["disk", "disk"]
+    assert [{**r, "cached": None} for r in warm] == [{**r, "cached": None} for r in cold]
+    # one new track: the full path; the fast path's look counted no miss of its own
+    write_audio("lib/c.flac", music_like(seconds=1.0, seed=5))
+    with FingerprintCache(cache_dir) as c:
+        before = c.stats()["disk"]
+    mixed = analyze()
+    assert [r["cached"] for r in mixed] == ["disk", False, "disk"]
+    with FingerprintCache(cache_dir) as c:
+        after = c.stats()["disk"]
+    assert after["misses"] - before["misses"] == 1  # c.flac, once (a path never seen)
+    assert after["hits"] - before["hits"] == 2  # a and b, once each

@@ -21,7 +21,8 @@ except SystemExit as exc:
 else:
     code = 0
 heavy = sorted(m for m in sys.modules if m == "numba" or m.startswith("auralis_batch.kernels"))
-print("PROBE", json.dumps({"code": code, "heavy": heavy}))
+stack = sorted(m for m in ("numpy", "soundfile") if m in sys.modules)
+print("PROBE", json.dumps({"code": code, "heavy": heavy, "stack": stack}))
 """
 
 
@@ -46,7 +47,7 @@ def test_light_commands_do_not_load_numba(args, tmp_path):
 
 def test_cache_stats_does_not_load_numba(tmp_path):
     got = run_probe("cache", "stats", "--cache-dir", tmp_path / "cache")
-    assert got == {"code": 0, "heavy": []}
+    assert got["code"] == 0 and got["heavy"] == []
 
 
 def test_a_finished_master_rerun_does_not_load_numba(tmp_path, write_audio):
@@ -55,13 +56,26 @@ def test_a_finished_master_rerun_does_not_load_numba(tmp_path, write_audio):
     first = run_probe(*args)
     assert first["code"] == 0 and first["heavy"]  # the first run did compute
     again = run_probe(*args)
-    assert again == {"code": 0, "heavy": []}
+    assert again["code"] == 0 and again["heavy"] == []
 
 
 def test_an_analyze_answered_from_the_cache_does_not_load_numba(tmp_path, write_audio):
     write_audio("lib/a.flac", music_like(seconds=2.0))
+    write_audio("lib/disc 2/b.wav", music_like(seconds=1.0, seed=3))
+    (tmp_path / "lib" / "cover.jpg").write_bytes(b"\xff\xd8 not audio")
+    (tmp_path / "lib" / "playlist.m3u").write_text("a.flac\n")
     args = ["analyze", tmp_path / "lib", "--json", "--cache-dir", tmp_path / "cache"]
     first = run_probe(*args)
     assert first["code"] == 0 and first["heavy"]
     again = run_probe(*args)
-    assert again == {"code": 0, "heavy": []}
+    # nor NumPy nor the decoder: cover art and playlists need no decoder to be left out
+    assert again == {"code": 0, "heavy": [], "stack": []}
+
+
+def test_a_file_the_cache_does_not_know_takes_the_full_path(tmp_path, write_audio):
+    write_audio("lib/a.flac", music_like(seconds=2.0))
+    args = ["analyze", tmp_path / "lib", "--json", "--cache-dir", tmp_path / "cache"]
+    assert run_probe(*args)["code"] == 0
+    (tmp_path / "lib" / "notes.xyz").write_text("what is this?")  # unknown: ask the decoder
+    got = run_probe(*args)
+    assert got["code"] == 0 and got["stack"] == ["numpy", "soundfile"] and got["heavy"] == []

@@ -1,0 +1,117 @@
+"""An analysis answered from the fingerprint cache, loading nothing of the DSP stack.
+
+:func:`recall` is the cache's fast path for one file: the file's identity (path, size,
+mtime, inode) gives its content hash, the hash and the analysis options give the key,
+and a row of the shape this version writes is the answer. :func:`analysis.analyze_file`
+takes it first; ``analyze`` takes it for a whole folder before loading NumPy, the
+decoder or Numba (:func:`recall_all`), so a fully cached folder costs the interpreter,
+typer and SQLite.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .cache import make_key
+from .records import LOUDNESS_KEYS
+from .versions import (
+    ANALYSIS_SAMPLE_RATE,
+    CURVE_KEY,
+    DEFAULT_TEMPO_BPM,
+    FINGERPRINT_VERSION,
+    SPECTRUM_KEY,
+    THIRD_OCTAVE_HZ,
+)
+
+#: Extensions that are never audio (cover art, playlists, rip logs, notes): files a
+#: folder of music holds beside its tracks. ``analyze`` would list none of them (none
+#: is an extension libsndfile reads: a test checks), so :func:`recall_all` may pass
+#: over them without loading the decoder to ask.
+NOT_AUDIO_EXTENSIONS = frozenset(
+    "jpg jpeg png gif bmp webp tif tiff heic ico svg txt log cue m3u m3u8 pls xspf nfo "
+    "pdf json xml ini md rtf html htm csv toml yaml yml sfv md5 sha1 sha256 ffp accurip "
+    "url lrc db zip rar 7z par2 torrent".split()
+)
+
+
+def well_formed(value: dict) -> bool:
+    """A cached record is used only if it has the shape this version writes (a row
+    of the right envelope but foreign content is a miss, not a crash; so is a record
+    written before the long-term spectrum was)."""
+    fp = value.get("fingerprint")
+    loud = value.get("loudness")
+    spectrum = value.get(SPECTRUM_KEY)
+    return (
+        isinstance(fp, dict)
+        and isinstance(spectrum, list)
+        and len(spectrum) == len(THIRD_OCTAVE_HZ)
+        and isinstance(value.get(CURVE_KEY), dict)
+        and isinstance(loud, dict)
+        and all(k in loud for k in LOUDNESS_KEYS)
+        and all(isinstance(value.get(k), (int, float)) for k in ("duration_s", "tempo_bpm"))
+        and isinstance(value.get("sample_rate"), int)
+        and isinstance(value.get("channels"), int)
+    )
+
+
+def cached_record(cache, content: str, tempo: bool) -> dict[str, Any] | None:
+    """The record stored for PCM with hash ``content``, or None. A tempo-on record
+    also answers a tempo-off request (it then reports the default tempo)."""
+    for with_tempo in (True,) if tempo else (False, True):
+        key = make_key(
+            content,
+            fingerprint_version=FINGERPRINT_VERSION,
+            tempo=with_tempo,
+            analysis_sample_rate=ANALYSIS_SAMPLE_RATE,
+        )
+        value, source = cache.get_with_source(key)
+        if value is not None and well_formed(value):
+            rec = dict(value)
+            if not tempo and with_tempo:
+                rec["tempo_bpm"] = DEFAULT_TEMPO_BPM
+                rec["tempo_confidence"] = 0.0
+                rec["tempo_candidates"] = []
+                fp = dict(rec["fingerprint"])
+                fp["tempo_bpm"], fp["tempo_confidence"] = DEFAULT_TEMPO_BPM, 0.0
+                fp["tempo_candidates"] = []
+                rec["fingerprint"] = fp
+            rec["cached"] = source
+            return rec
+    return None
+
+
+def recall(cache, path: str | os.PathLike, *, tempo: bool) -> dict[str, Any] | None:
+    """The analysis record of an unchanged file from ``cache``, or None (a changed or
+    unknown file, a missing or malformed row)."""
+    t0 = time.perf_counter()
+    content = cache.lookup_path(path)
+    if content is None:
+        return None
+    hit = cached_record(cache, content, tempo)
+    if hit is not None:
+        hit["path"] = str(path)
+        hit["seconds"] = round(time.perf_counter() - t0, 4)
+    return hit
+
+
+def recall_all(cache, files: Sequence[Path], *, tempo: bool) -> list[dict[str, Any]] | None:
+    """Records for every file of a discovery made with every extension accepted, when
+    the cache answers them all: files with a :data:`NOT_AUDIO_EXTENSIONS` extension
+    are left out (a folder's ``analyze`` would not list them); anything else the cache
+    does not know makes the answer None, and the caller analyses properly. Files are
+    first checked without counting (:meth:`knows_path`), so a fallback does not count
+    a miss twice in ``cache stats``."""
+    audio = [f for f in files if f.suffix.lower().lstrip(".") not in NOT_AUDIO_EXTENSIONS]
+    if not all(cache.knows_path(f) for f in audio):
+        return None
+    records = []
+    for f in audio:
+        rec = recall(cache, f, tempo=tempo)
+        if rec is None:
+            return None
+        records.append(rec)
+    return records
