@@ -4,13 +4,17 @@ Runs only when ``AURALIS_TEMPO_SET`` points at a set built by its build.py (CI h
 apt): ``AURALIS_TEMPO_SET=~/.cache/auralis-tempo-set python -m pytest -m tempo_set``.
 The floors sit just under what the shipped weights measure on the whole set (in-sample;
 the cross-checked figures come from bench/tempo/fit.py), so a change that costs clips
-fails here.
+fails here. The CLI, run as issue 13 scores it (``analyze --json --no-cache`` in a fresh
+process), must report the same tempi, and the set's own ``score.py`` must count the same
+hits (skipped when it is not beside the project).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +33,8 @@ pytestmark = [
 TOLERANCE = 0.04
 MIN_ACC1 = 0.80
 MIN_ACC2 = 0.95
+#: The set's own scorer, beside the project's folder (shared/ in CI's layout too).
+SCORE_PY = Path(__file__).resolve().parents[2] / "shared" / "tempo-set" / "score.py"
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +45,27 @@ def results():
         rec = ab.analyze(str(Path(SET) / "audio" / name))
         rows[name] = (float(label["bpm"]), rec)
     return rows
+
+
+@pytest.fixture(scope="module")
+def cli_rows():
+    """``auralis-batch analyze --json --no-cache SET/audio`` in a fresh process: the way
+    issue 13 scores the estimator."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from auralis_batch.cli import main; main()",
+            "analyze",
+            "--json",
+            "--no-cache",
+            str(Path(SET) / "audio"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout)
 
 
 def _acc1(est, truth):
@@ -80,3 +107,32 @@ def test_runners_up_show_the_octave_ambiguity(results):
         any(_acc1(c["bpm"], t) for c in r["fingerprint"]["tempo_candidates"]) for t, r in off
     )
     assert off and listed / len(off) >= 0.8
+
+
+def test_cli_reports_what_the_library_measures(results, cli_rows):
+    """The decode path of the CLI (streamed blocks, a fresh process) gives the tempi the
+    library gives, to the JSON's rounding: the figures bench/tempo/fit.py computes
+    in-process are the figures a user gets."""
+    by_name = {Path(r["path"]).name: r for r in cli_rows}
+    assert set(by_name) == set(results)
+    for name, (_, rec) in results.items():
+        got = by_name[name]
+        assert got["tempo_bpm"] == pytest.approx(rec["tempo_bpm"], abs=0.006), name
+        assert got["tempo_confidence"] == pytest.approx(rec["tempo_confidence"], abs=6e-4), name
+
+
+@pytest.mark.skipif(not SCORE_PY.is_file(), reason="the tempo set's score.py is not beside")
+def test_score_py_counts_as_we_do(results, cli_rows):
+    """The set's own score.py, fed the CLI's JSON, finds the hits these tests count."""
+    out = subprocess.run(
+        [sys.executable, str(SCORE_PY), SET, "-", "--json"],
+        input=json.dumps(cli_rows),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = {r["file"]: r for r in json.loads(out.stdout)["rows"]}
+    assert set(rows) == set(results)
+    for name, (truth, rec) in results.items():
+        assert rows[name]["acc1"] == _acc1(rec["tempo_bpm"], truth), name
+        assert rows[name]["acc2"] == _acc2(rec["tempo_bpm"], truth), name
