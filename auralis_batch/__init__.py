@@ -51,6 +51,22 @@ def _numba_cache_dir() -> None:
 
 _numba_cache_dir()
 
+
+def _kernels_compiled() -> bool:
+    """Whether Numba's cache holds the compiled meter kernel, which every command that
+    measures audio runs: when it does not, this is the machine's first run and it will
+    compile the kernels (the CLI says so). Found without importing Numba; an index
+    left by older sources counts as compiled (a developer's case, not a user's)."""
+    import glob
+
+    pattern = "loudness.kweighted_subblock_power-*.nbi"
+    root = os.environ.get("NUMBA_CACHE_DIR")
+    if root:  # Numba's user-provided locator: one folder per source folder
+        return bool(glob.glob(os.path.join(glob.escape(root), "*", pattern)))
+    here = os.path.join(glob.escape(_kernels_dir()), "__pycache__")
+    return bool(glob.glob(os.path.join(here, pattern)))
+
+
 # Public names, grouped as joblib groups its ``__all__``; each is imported from its
 # module on first use (``__getattr__``), so ``import auralis_batch`` and the CLI's
 # ``--help`` load neither NumPy nor Numba. Type checkers and IDEs read the

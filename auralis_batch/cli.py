@@ -525,6 +525,12 @@ def _analyze_files(inputs: list[Path], cache, *, tempo: bool) -> list[dict]:
     from .records import error_text
 
     audio, _, _ = discover(inputs, extensions=readable_extensions())
+    if audio:
+        from . import _kernels_compiled
+        from .progress import FIRST_RUN_NOTE
+
+        if not _kernels_compiled():
+            typer.echo(f"[note] {FIRST_RUN_NOTE}", err=True)
     records = []
     for f, _rel in audio:
         try:

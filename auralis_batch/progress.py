@@ -28,6 +28,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
+#: Said once, before the first run on a machine compiles the kernels.
+FIRST_RUN_NOTE = (
+    "first run on this machine: compiling the DSP kernels, about 15 s once (later runs load them)"
+)
+
 
 class BatchProgress:
     """Context manager fed by the batch engine's callbacks."""
@@ -83,6 +88,22 @@ class BatchProgress:
         for rec in decided:
             if rec.get("status") == "failed":
                 self._fail(rec)
+        if n_tracks:
+            self.first_run_note()
+
+    def first_run_note(self) -> None:
+        """On a machine's first run, say why nothing seems to happen for a while."""
+        from . import _kernels_compiled
+
+        if self.enabled and not _kernels_compiled():
+            self.note(FIRST_RUN_NOTE)
+
+    def note(self, text: str) -> None:
+        """A ``[note]`` line on stderr, above the bar in a terminal."""
+        if self._progress is not None:
+            self.console.print(f"[note] {text}", markup=False, highlight=False)
+        else:
+            print(f"[note] {text}", file=sys.stderr, flush=True)
 
     def _info(self) -> str:
         elapsed = max(time.monotonic() - self._t0, 1e-9)

@@ -230,3 +230,32 @@ def test_tables_keep_whole_paths_when_piped(tmp_path, write_audio):
         text=True,
     )
     assert str(src) in res.stdout
+
+
+def test_compiled_kernels_are_found_where_numba_keeps_them(tmp_path, monkeypatch):
+    import auralis_batch
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))
+    assert not auralis_batch._kernels_compiled()
+    index = tmp_path / "numba" / "kernels_0123" / "loudness.kweighted_subblock_power-70.py311.nbi"
+    index.parent.mkdir(parents=True)
+    index.write_bytes(b"")
+    assert auralis_batch._kernels_compiled()
+
+
+@pytest.mark.parametrize("command", ["master", "analyze"])
+def test_a_first_run_says_it_compiles(tmp_path, write_audio, monkeypatch, command):
+    import auralis_batch
+
+    src = write_audio("a.flac", music_like(seconds=1.0))
+    monkeypatch.setattr(auralis_batch, "_kernels_compiled", lambda: False)
+    args = [command, str(src), "--no-cache"]
+    if command == "master":
+        args += ["--out", str(tmp_path / "out"), "-j", "1"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "[note] first run on this machine: compiling the DSP kernels" in res.stderr
+    if command == "master":  # and --quiet keeps it quiet
+        quiet = ["master", str(src), "--no-cache", "--out", str(tmp_path / "o2"), "-j", "1", "-q"]
+        res = runner.invoke(app, quiet)
+        assert res.exit_code == 0 and "first run" not in res.stderr
