@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from auralis_batch.analysis import _well_formed, analyze_array
+from auralis_batch.analysis import analyze_array
 from auralis_batch.eq import Equalizer, design_eq
 from auralis_batch.match import (
     CORE_BANDS,
@@ -23,6 +23,7 @@ from auralis_batch.match import (
     spectrum_of,
 )
 from auralis_batch.presets import EQBand, EQSettings
+from auralis_batch.recall import well_formed
 
 from .conftest import music_like
 
@@ -95,10 +96,10 @@ def test_analysis_record_carries_the_spectrum_and_old_records_are_misses():
     assert len(rec[SPECTRUM_KEY]) == len(THIRD_OCTAVE_HZ)
     assert spectrum_of(rec) is not None
     stored = {k: v for k, v in rec.items() if k not in ("path", "seconds", "cached")}
-    assert _well_formed(stored)
+    assert well_formed(stored)
     old = dict(stored)
     del old[SPECTRUM_KEY]
-    assert not _well_formed(old)  # written before the spectrum existed: analysed again
+    assert not well_formed(old)  # written before the spectrum existed: analysed again
 
 
 # --------------------------------------------------------------------------- the EQ
