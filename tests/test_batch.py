@@ -330,7 +330,15 @@ def test_dask_backend_gives_identical_outputs(tmp_path, small_library):
 
 
 def test_timeout_per_track_fails_only_the_slow_track(tmp_path, write_audio):
-    write_audio("lib/long.flac", music_like(seconds=600.0, seed=3))
+    import soundfile as sf
+
+    # ten minutes, written ten seconds at a time: a 600 s music_like array (and its
+    # temporaries) took the test process to 3.5 GB
+    piece = music_like(seconds=10.0, seed=3).T
+    (tmp_path / "lib").mkdir()
+    with sf.SoundFile(tmp_path / "lib" / "long.flac", "w", 44100, 2, "PCM_24") as f:
+        for _ in range(60):
+            f.write(piece)
     write_audio("lib/short.flac", music_like(seconds=2.0, seed=4))
     settings = RunSettings(use_cache=False, timeout_per_track_s=1.0)
     result = run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1)
