@@ -485,7 +485,7 @@ def analyze(
         if cache is not None:  # all from the cache: no NumPy, decoder or Numba loads
             from .recall import recall_all
 
-            found, _, _ = discover(inputs, extensions=_EVERY_EXTENSION)
+            found, _, _ = discover(inputs, extensions=None)  # recall_all sorts them out
             records = recall_all(cache, [f for f, _rel in found], tempo=not no_tempo)
         if records is None:
             records = _analyze_files(inputs, cache, tempo=not no_tempo)
@@ -506,16 +506,6 @@ def analyze(
         if "error" in r:
             typer.echo(f"[failed] {_failure(r['path'], r['error'])}", err=True)
     raise typer.Exit(code=1 if any("error" in r for r in records) else 0)
-
-
-class _EveryExtension(frozenset):
-    """Discovery that keeps every regular file (``recall_all`` sorts them out)."""
-
-    def __contains__(self, item: object) -> bool:
-        return True
-
-
-_EVERY_EXTENSION = _EveryExtension()
 
 
 def _analyze_files(inputs: list[Path], cache, *, tempo: bool) -> list[dict]:

@@ -71,16 +71,17 @@ def _masters_in(folder: Path) -> set[Path]:
 def discover(
     inputs: Sequence[str | os.PathLike],
     *,
-    extensions: frozenset[str],
+    extensions: frozenset[str] | None,
     exclude: Sequence[Path] = (),
 ) -> tuple[list[tuple[Path, Path]], list[dict], list[str]]:
     """Expand files and folders (recursively) into ``(file, relative_name)`` pairs.
 
     Returns ``(audio, skipped, notes)``: regular files whose extension is in
-    ``extensions`` (a file named on the command line is taken whatever its
-    extension: the decoder decides), skipped records for everything else found, and
-    notes about folders left out. Hidden files and folders are ignored; so are the
-    ``exclude`` folders (resolved) and folders earlier runs wrote into.
+    ``extensions``, or every regular file when it is None (a file named on the
+    command line is taken whatever its extension: the decoder decides), skipped
+    records for everything else found, and notes about folders left out. Hidden
+    files and folders are ignored; so are the ``exclude`` folders (resolved) and
+    folders earlier runs wrote into.
     """
     excluded = {Path(e).resolve() for e in exclude}
     audio: list[tuple[Path, Path]] = []
@@ -138,7 +139,7 @@ def _walk(root, folder, extensions, excluded, seen, masters, audio, skipped, not
             skipped.append(skipped_record(path, f"not read: {_kind(st.st_mode)}"))
         elif masters and path.resolve() in masters:
             continue  # a master an earlier run wrote here: never mastered again
-        elif path.suffix.lower().lstrip(".") in extensions:
+        elif extensions is None or path.suffix.lower().lstrip(".") in extensions:
             audio.append((path, path.relative_to(root)))
         else:
             skipped.append(
