@@ -486,7 +486,9 @@ def analyze(
             from .recall import recall_all
 
             found, _, _ = discover(inputs, extensions=None)  # recall_all sorts them out
-            records = recall_all(cache, [f for f, _rel in found], tempo=not no_tempo)
+            named = {Path(p) for p in inputs if Path(p).is_file()}
+            files = [f for f, _rel in found]
+            records = recall_all(cache, files, tempo=not no_tempo, named=named)
         if records is None:
             records = _analyze_files(inputs, cache, tempo=not no_tempo)
     finally:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,14 +98,19 @@ def recall(cache, path: str | os.PathLike, *, tempo: bool) -> dict[str, Any] | N
     return hit
 
 
-def recall_all(cache, files: Sequence[Path], *, tempo: bool) -> list[dict[str, Any]] | None:
+def recall_all(
+    cache, files: Sequence[Path], *, tempo: bool, named: Collection[Path] = ()
+) -> list[dict[str, Any]] | None:
     """Records for every file of a discovery made with every extension accepted, when
     the cache answers them all: files with a :data:`NOT_AUDIO_EXTENSIONS` extension
-    are left out (a folder's ``analyze`` would not list them); anything else the cache
-    does not know makes the answer None, and the caller analyses properly. Files are
-    first checked without counting (:meth:`knows_path`), so a fallback does not count
-    a miss twice in ``cache stats``."""
-    audio = [f for f in files if f.suffix.lower().lstrip(".") not in NOT_AUDIO_EXTENSIONS]
+    are left out (a folder's ``analyze`` would not list them) unless ``named`` on the
+    command line (those are always analysed, and fail if not audio); anything else the
+    cache does not know makes the answer None, and the caller analyses properly. Files
+    are first checked without counting (:meth:`knows_path`), so a fallback does not
+    count a miss twice in ``cache stats``."""
+    audio = [
+        f for f in files if f in named or f.suffix.lower().lstrip(".") not in NOT_AUDIO_EXTENSIONS
+    ]
     if not all(cache.knows_path(f) for f in audio):
         return None
     records = []

@@ -763,3 +763,21 @@ def test_analyze_from_the_cache_answers_as_the_full_path_and_counts_once(tmp_pat
         after = c.stats()["disk"]
     assert after["misses"] - before["misses"] == 1  # c.flac, once (a path never seen)
     assert after["hits"] - before["hits"] == 2  # a and b, once each
+
+
+def test_a_named_file_is_analysed_whatever_its_extension(tmp_path, write_audio):
+    from auralis_batch.cli import app
+
+    from .conftest import music_like
+
+    track = write_audio("lib/a.flac", music_like(seconds=1.0))
+    cover = tmp_path / "lib" / "cover.jpg"
+    cover.write_bytes(b"\xff\xd8 not audio")
+    runner = CliRunner()
+    args = ["analyze", "--json", "--cache-dir", str(tmp_path / "cache")]
+    assert runner.invoke(app, [*args, str(tmp_path / "lib")]).exit_code == 0  # all cached now
+    res = runner.invoke(app, [*args, str(track), str(cover)])
+    assert res.exit_code == 1, res.output
+    records = json.loads(res.stdout)
+    assert [r["path"] for r in records] == [str(track), str(cover)]
+    assert "error" in records[1] and "not a readable audio file" in records[1]["error"]
