@@ -95,9 +95,9 @@ TEMPO_REFERENCE_OCTAVES = 1.0
 TEMPO_MIN_DUPLE = 0.5
 TEMPO_MIN_TERNARY = 0.1
 #: Weights of the beat-level features (kernels.tempo FEAT_* order: salience, tempo,
-#: tempo squared, ternary, double, half, backbeat), fitted on the tempo set by
+#: tempo squared, ternary, double, half, backbeat, tatum), fitted on the tempo set by
 #: bench/tempo/fit.py.
-TEMPO_WEIGHTS = (1.087, 0.528, -2.557, 4.0, 0.478, -0.403, 1.079)
+TEMPO_WEIGHTS = (0.778, 0.63, -2.504, 4.0, 0.264, -0.618, 1.148, -1.009)
 #: tempo_confidence at or above this: the estimate is usually right (README, Tempo).
 TEMPO_CONFIDENCE_THRESHOLD = 0.3
 BAND_EDGES_HZ: dict[str, tuple[float, float]] = {

@@ -8,7 +8,7 @@ them from here).
 from __future__ import annotations
 
 #: Bumped whenever the fingerprint's content changes; part of every cache key.
-FINGERPRINT_VERSION = 4  # 4: tempo backbeat; 3: beat-level tempo, candidates; 2: full-rate bands
+FINGERPRINT_VERSION = 5  # 5: tempo tatum; 4: backbeat; 3: beat-level tempo, candidates; 2: bands
 #: The rate the fingerprint is computed at (sources above 88.2 kHz are decimated).
 ANALYSIS_SAMPLE_RATE = 44100
 #: What ``tempo_bpm`` says when tempo was not estimated.

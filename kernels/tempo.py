@@ -41,7 +41,12 @@ lag ``x``):
   of the difference of the low-band and high-band envelopes (each scaled to unit
   energy): positive when low and high onsets alternate at ``P`` (kick on 1 and 3,
   snare on 2 and 4: ``D`` negative at ``P``, positive at ``2P``), which marks ``P`` as
-  the beat rather than its half or its double; 0 where the bands move together.
+  the beat rather than its half or its double; 0 where the bands move together;
+* ``FEAT_TATUM``: 1 when nothing divides the level (``A`` negative at ``P/2``, ``P/3``
+  and ``2P/3``) and the level twice as slow is more periodic (``A(2P) > A(P)``), else
+  0: the level is the fastest pulse under a stronger, slower one, a division of the
+  beat (the eighth notes of a slow ballad) rather than the beat. Where the beat has
+  its own division (eighths under a quick 4/4, triplets under a swing) it stays 0.
 
 The weights are fitted on a labelled set (``bench/tempo``); the wrapper passes them in.
 """
@@ -62,7 +67,8 @@ FEAT_TERNARY = 3
 FEAT_DOUBLE = 4
 FEAT_HALF = 5
 FEAT_BACKBEAT = 6
-N_FEATURES = 7
+FEAT_TATUM = 7
+N_FEATURES = 8
 
 # Columns of the level table: period (frames), tempo (BPM), eligible (1.0 / 0.0), then
 # the N_FEATURES features from LEVEL_FEATURES on.
@@ -225,6 +231,15 @@ def _ternary(a, period):
 
 
 @jit
+def _tatum(a, period, value):
+    """FEAT_TATUM of a level whose periodicity is ``value``: 1.0 when nothing divides it
+    (``A`` negative at a half, a third and two thirds of the period) and the level twice
+    as slow is more periodic, else 0.0."""
+    division = max(_value(a, 0.5 * period), _value(a, period / 3.0), _value(a, 2.0 * period / 3.0))
+    return 1.0 if division < 0.0 and _value(a, 2.0 * period) > value else 0.0
+
+
+@jit
 def _features_into(a, x, period, frame_rate, row):
     """Write a level's tempo and features into ``row`` (a LEVEL_COLUMNS table row)."""
     bpm = 60.0 * frame_rate / period
@@ -239,6 +254,7 @@ def _features_into(a, x, period, frame_rate, row):
     row[LEVEL_FEATURES + FEAT_DOUBLE] = v - _value(a, 2.0 * period)
     row[LEVEL_FEATURES + FEAT_HALF] = _value(a, 0.5 * period) - v
     row[LEVEL_FEATURES + FEAT_BACKBEAT] = _at(x, 2.0 * period) - _at(x, period)
+    row[LEVEL_FEATURES + FEAT_TATUM] = _tatum(a, period, v)
 
 
 @jit

@@ -78,8 +78,11 @@ def test_weights_steer_the_choice():
     """With every weight zero but a strong preference for slow tempi, the slower
     metrical level wins: the kernel reads its weights from the parameter vector."""
     x = drum_pattern(150.0, seconds=16.0)
-    slow = tempo_estimate(x, SR, params=tempo_params((0.0, -4.0, 0.0, 0.0, 0.0, 0.0, 0.0)))
-    fast = tempo_estimate(x, SR, params=tempo_params((0.0, 4.0, 0.0, 0.0, 0.0, 0.0, 0.0)))
+    weights = np.zeros(tk.N_FEATURES)
+    weights[tk.FEAT_TEMPO] = -4.0
+    slow = tempo_estimate(x, SR, params=tempo_params(weights))
+    weights[tk.FEAT_TEMPO] = 4.0
+    fast = tempo_estimate(x, SR, params=tempo_params(weights))
     assert slow.bpm < fast.bpm
     assert math.isclose(fast.bpm / slow.bpm, 2.0, rel_tol=0.05) or math.isclose(
         fast.bpm / slow.bpm, 4.0, rel_tol=0.05

@@ -3,6 +3,7 @@
 Usage::
 
     python bench/tempo/fit.py SET [--cache acf.npz] [--librosa-cache librosa.json]
+        [--save-params cv.json] [--synthetic-weight W]
 
 SET is a tempo set built by ../shared/tempo-set/build.py. The script
 
@@ -15,6 +16,10 @@ SET is a tempo set built by ../shared/tempo-set/build.py. The script
    other eligible levels of the clip) and scores the *other* half with them;
 3. does the same on the whole set for the weights to ship (printed as
    ``TEMPO_WEIGHTS``), and scores them (in-sample, for reference only);
+4. with ``--save-params FILE``, writes the parameter vectors chosen for each held-out
+   half, so bench/tempo/cli_check.py can replay the cross-check through the CLI;
+5. prints Acc1/Acc2 per half, overall, per style and meter, librosa's beat_track on
+   the same clips, and Acc1 above and below the confidence threshold.
 
 ``--synthetic-weight W`` adds to every training set, with weight W, a synthetic
 backbeat set (the drum patterns of tests/signals.py at 65-195 BPM, straight and swung,
@@ -23,10 +28,6 @@ tempo-set clips only. Off by default: it made the cross-check noisier, not bette
 The L2 grid stops at 0.3: stronger shrinkage leaves the tempo prior alone to decide,
 and those weights double the synthetic drum patterns below 80 BPM
 (tests/test_fingerprint.py).
-4. with ``--save-params FILE``, writes the parameter vectors chosen for each held-out
-   half, so bench/tempo/cli_check.py can replay the cross-check through the CLI;
-5. prints Acc1/Acc2 per half, overall, per style and meter, librosa's beat_track on
-   the same clips, and Acc1 above and below the confidence threshold.
 
 No clip is treated specially; the only inputs are the labels and the audio.
 """
