@@ -66,6 +66,9 @@ def _analyse_stream(
     """Meter (and, unless ``fingerprint=False``, fingerprint and long-term spectrum) of
     one pass over ``blocks``: ``(loudness, fingerprint or None, frames, spectrum dB per
     third octave or None, loudness curve)``."""
+    from ._startup import load_numba_numpy_support
+
+    load_numba_numpy_support()  # before the meter loads Numba's NumPy support
     from .fingerprint import FingerprintAnalyzer
     from .match import LongTermSpectrum
     from .meter import LoudnessMeter, loudness_curve

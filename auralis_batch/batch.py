@@ -191,8 +191,10 @@ def master_unit(
     # The engine (and with it NumPy's DSP, Numba and the kernels) loads here, in the
     # worker, when there is a track to master: a re-run with nothing left to do, and
     # the parent of a pool, never pay for it.
+    from ._startup import load_numba_numpy_support
     from .engine import Watch, master_album, master_track
 
+    load_numba_numpy_support()
     _tune_malloc()
     _die_with_the_run(parent_pid)
     if parent_pid is not None and parent_pid != os.getpid() and os.getppid() != parent_pid:

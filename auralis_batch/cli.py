@@ -653,6 +653,11 @@ def presets_show(
 
 def main() -> None:
     """Console-script entry point."""
+    from ._startup import OWN_PROCESS_ENV
+
+    # This process and the workers it starts run nothing but the package's kernels
+    # (auralis_batch._startup: Numba's BLAS probe need not load scipy.linalg).
+    os.environ[OWN_PROCESS_ENV] = "1"
     app(prog_name="auralis-batch")
 
 

@@ -21,7 +21,7 @@ except SystemExit as exc:
 else:
     code = 0
 heavy = sorted(m for m in sys.modules if m == "numba" or m.startswith("auralis_batch.kernels"))
-stack = sorted(m for m in ("numpy", "soundfile") if m in sys.modules)
+stack = sorted(m for m in ("numpy", "soundfile", "scipy.linalg") if m in sys.modules)
 print("PROBE", json.dumps({"code": code, "heavy": heavy, "stack": stack}))
 """
 
@@ -55,6 +55,7 @@ def test_a_finished_master_rerun_does_not_load_numba(tmp_path, write_audio):
     args = ["master", tmp_path / "lib", "--out", tmp_path / "out", "-q", "--no-cache", "-j", "1"]
     first = run_probe(*args)
     assert first["code"] == 0 and first["heavy"]  # the first run did compute
+    assert "scipy.linalg" not in first["stack"]  # Numba's BLAS probe: nothing to load
     again = run_probe(*args)
     assert again["code"] == 0 and again["heavy"] == []
 
@@ -79,3 +80,16 @@ def test_a_file_the_cache_does_not_know_takes_the_full_path(tmp_path, write_audi
     (tmp_path / "lib" / "notes.xyz").write_text("what is this?")  # unknown: ask the decoder
     got = run_probe(*args)
     assert got["code"] == 0 and got["stack"] == ["numpy", "soundfile"] and got["heavy"] == []
+
+
+def test_a_program_that_imports_the_package_keeps_numba_blas(tmp_path):
+    # only the CLI's own processes hide scipy.linalg from Numba's BLAS probe
+    pytest.importorskip("scipy.linalg")
+    code = (
+        "import sys, numpy as np, auralis_batch as ab\n"
+        "ab.measure_loudness(np.zeros((2, 48000)), 48000)\n"
+        "from numba.np import arraymath\n"
+        "print('BLAS', arraymath._HAVE_BLAS, 'scipy.linalg' in sys.modules)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "BLAS True True" in res.stdout, res.stderr
