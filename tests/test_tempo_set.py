@@ -4,9 +4,10 @@ Runs only when ``AURALIS_TEMPO_SET`` points at a set built by its build.py (CI h
 apt): ``AURALIS_TEMPO_SET=~/.cache/auralis-tempo-set python -m pytest -m tempo_set``.
 The floors sit just under what the shipped weights measure on the whole set (in-sample
 Acc1 87.8 %, Acc2 95.9 %: 65 and 71 of 74; the cross-checked figures come from
-bench/tempo/fit.py), so a change that costs clips fails here. The CLI, run as issue 13 scores it (``analyze --json --no-cache`` in a fresh
-process), must report the same tempi, and the set's own ``score.py`` must count the same
-hits (skipped when it is not beside the project).
+bench/tempo/fit.py), so a change that costs clips fails here. The CLI, run as issue 13
+scores it (``analyze --json --no-cache`` in a fresh process), must report the same
+tempi, and the set's own ``score.py`` must count the same hits (skipped when it is not
+beside the project).
 """
 
 from __future__ import annotations
