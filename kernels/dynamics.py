@@ -699,5 +699,8 @@ def limiter(x, bank, params, fstate, istate, delay_buf, dq_val, dq_idx, box1, bo
         gains = gain_buf[:m]
         _gain_path_into(gr, params[LIM_RELEASE], fs, st, dv, di, b1, b2, gains)
         min_gain = _apply_into(buf, gains, c0, y, min_gain)
-    new_delay = np.ascontiguousarray(buf[:, n:])
+    new_delay = np.empty((n_ch, buf.shape[1] - n))
+    for c in range(n_ch):  # element by element: see kernels._jit on compile time
+        for i in range(new_delay.shape[1]):
+            new_delay[c, i] = buf[c, n + i]
     return y, min_gain, fs, st, new_delay, dv, di, b1, b2
