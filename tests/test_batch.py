@@ -480,3 +480,38 @@ def test_the_report_series_come_from_the_passes_and_match_an_independent_meter(t
         [m - b for m, b in zip(spec["master_db"], spec["source_db"], strict=True) if m and b]
     )
     assert lift == pytest.approx(rec["render"]["gain_db"], abs=2.5)
+
+
+def test_a_reference_match_decodes_the_reference_once_and_each_target_once(
+    tmp_path, write_audio, monkeypatch
+):
+    """Issue 12: the reference is decoded and analysed once per run, each target once
+    (the range passes reuse the kept signal), with a cold cache and a warm one."""
+    from typer.testing import CliRunner
+
+    from auralis_batch.cli import app
+
+    lengths = {"a.flac": 4 * 44100, "b.flac": 3 * 44100}
+    for name, n in lengths.items():
+        write_audio(f"lib/{name}", music_like(seconds=n / 44100, level_db=-28.0, seed=7)[:, :n])
+    ref = write_audio("ref/bright.flac", music_like(seconds=5.0, level_db=-12.0, seed=9))
+    read: dict[str, int] = {}
+    real_read = sf.SoundFile.read
+
+    def counting_read(self, frames=-1, *args, **kwargs):
+        data = real_read(self, frames, *args, **kwargs)
+        name = os.path.basename(self.name)
+        read[name] = read.get(name, 0) + len(data)
+        return data
+
+    monkeypatch.setattr(sf.SoundFile, "read", counting_read)
+    for run in ("cold", "warm"):
+        read.clear()
+        out = tmp_path / f"out-{run}"
+        args = ["master", str(tmp_path / "lib"), "--reference", str(ref), "--out", str(out)]
+        res = CliRunner().invoke(app, [*args, "-j", "1", "-q", "--cache-dir", str(tmp_path / "c")])
+        assert res.exit_code == 0, res.output
+        if run == "cold":
+            assert read == {**lengths, "bright.flac": 5 * 44100}
+        else:  # the reference and the targets' analyses come from the cache
+            assert read == lengths
