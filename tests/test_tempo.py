@@ -11,6 +11,7 @@ from auralis_batch.fingerprint import (
     DEFAULT_TEMPO_BPM,
     TEMPO_WEIGHTS,
     Fingerprint,
+    _periodic_hann,
     fingerprint,
     tempo_estimate,
     tempo_params,
@@ -87,3 +88,20 @@ def test_weights_steer_the_choice():
     assert math.isclose(fast.bpm / slow.bpm, 2.0, rel_tol=0.05) or math.isclose(
         fast.bpm / slow.bpm, 4.0, rel_tol=0.05
     )
+
+
+@pytest.mark.parametrize("n", [16, 1024])
+def test_hann_in_the_frequency_domain_equals_windowing(n):
+    """The tempo frames are transformed unwindowed and the Hann window applied as a
+    three-tap convolution of the spectrum: the band powers equal those of the windowed
+    frames (``band_powers``, the plain definition), the two end bins included."""
+    rng = np.random.default_rng(7)
+    frames = rng.standard_normal((5, n))
+    expected_spec = np.fft.rfft(frames * _periodic_hann(n), axis=1)
+    got_spec = np.fft.rfft(frames, axis=1)
+    nbin = n // 2 + 1
+    edges = np.unique(np.linspace(0, nbin, 6).astype(np.int64))
+    for lo, hi in ((edges[:-1], edges[1:]), (np.array([0, 1]), np.array([1, nbin]))):
+        expected = tk.band_powers(expected_spec, lo, hi)
+        got = tk.hann_band_powers(got_spec, lo, hi)
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * expected.max())
