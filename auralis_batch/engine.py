@@ -47,7 +47,7 @@ from .presets import Preset
 from .records import error_text, failed_record
 from .settings import (
     EQUALISED_BYTES_PER_SAMPLE,
-    KEPT_BYTES_PER_SAMPLE,
+    PROCESSED_BYTES_PER_SAMPLE,
     RunSettings,
     needs_fingerprint,
     needs_tempo,
@@ -189,9 +189,15 @@ def _prepare(job: Job, settings: RunSettings, cache, watch: Watch, budget_bytes:
     )
     preset = resolve_preset(settings, analysis)
     source = TrackSource(job.input, info, watch, kept=kept, keep=decoded_fits)
+    # what stays in memory: the decoded audio when kept (in its own precision), the
+    # processed signal, and during a reference's range search the equalised one
+    decoded = _kept_bytes(info) if decoded_fits else 0
     samples = info.frames * info.channels
-    processed_fits = samples * KEPT_BYTES_PER_SAMPLE <= budget_bytes
-    equalised_fits = samples * (KEPT_BYTES_PER_SAMPLE + EQUALISED_BYTES_PER_SAMPLE) <= budget_bytes
+    processed_fits = decoded + samples * PROCESSED_BYTES_PER_SAMPLE <= budget_bytes
+    equalised_fits = (
+        decoded + samples * (PROCESSED_BYTES_PER_SAMPLE + EQUALISED_BYTES_PER_SAMPLE)
+        <= budget_bytes
+    )
     return _Prepared(job, info, analysis, preset, source, processed_fits, equalised_fits)
 
 
@@ -244,6 +250,7 @@ def _render(
         keep_processed=p.keep_processed,
         keep_equalised=p.keep_equalised,
         seed=_dither_seed(p.job.input),
+        check=p.source.watch.check,
     )
 
 

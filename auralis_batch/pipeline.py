@@ -132,15 +132,23 @@ class EqualisedOnce:
     that stops early is not kept; :meth:`release` frees the copy.
     """
 
-    def __init__(self, source: BlockSource, *, sample_rate: int, channels: int, preset: Preset):
-        self._source, self._preset = source, preset
+    def __init__(
+        self,
+        source: BlockSource,
+        *,
+        sample_rate: int,
+        channels: int,
+        preset: Preset,
+        check: Callable[[], None] | None = None,
+    ):
+        self._source, self._preset, self._check = source, preset, check
         self._sample_rate, self._channels = sample_rate, channels
         self._stored: list[np.ndarray] = []
         self._complete = False
 
     def __call__(self) -> Iterator[np.ndarray]:
         if self._complete:
-            yield from self._stored
+            yield from _replay(self._stored, self._check)()
             return
         self._stored = []
         eq = Equalizer(self._sample_rate, self._channels, self._preset.eq)
@@ -269,6 +277,21 @@ class _Stream:
     sample_rate: int
     channels: int
     preset: Preset
+    #: Called before each block a pass replays from memory (the track's deadline,
+    #: interrupt and parent checks: blocks read from the source are checked there).
+    check: Callable[[], None] | None = None
+
+
+def _replay(blocks: list[np.ndarray], check: Callable[[], None] | None) -> BlockSource:
+    """A :data:`BlockSource` over blocks kept in memory, ``check``-ed one by one."""
+
+    def replay() -> Iterator[np.ndarray]:
+        for block in blocks:
+            if check is not None:
+                check()
+            yield block
+
+    return replay
 
 
 def _processed_pass(
@@ -287,7 +310,7 @@ def _processed_pass(
             stored.append(y)
     if stored is None:
         return meter.result(), eq_comp
-    return meter.result(), lambda: stored
+    return meter.result(), _replay(stored, stream.check)
 
 
 def _gain_to_target(target: float, mid: Loudness, *, silent: bool, notes: list[str]) -> float:
@@ -478,6 +501,7 @@ def _narrow_range(
         kept.clear()
         mid, processed = _processed_pass(stream, eq_comp_at(threshold_db), keep=keep)
         kept.append(processed)
+        del processed  # kept holds the only reference while the next trial runs
         passes += 1
     if passes:
         notes.append(
@@ -602,6 +626,7 @@ def master_stream(
     keep_processed: bool = True,
     keep_equalised: bool = False,
     seed: int = 0,
+    check: Callable[[], None] | None = None,
 ) -> MasterOutcome:
     """Master one stream.
 
@@ -623,6 +648,8 @@ def master_stream(
         reference match), keep the equalised signal too (another 8 bytes per sample)
         so that each trial only compresses again (:class:`EqualisedOnce`)
     seed : dither seed (re-runs write identical files)
+    check : called before each block a pass replays from memory; may raise to stop
+        the track (the batch's deadline, interrupt and parent checks)
 
     Raises
     ------
@@ -632,7 +659,7 @@ def master_stream(
         From ``sink``: the output could not be written.
     """
     notes: list[str] = []
-    stream = _Stream(sample_rate, channels, preset)
+    stream = _Stream(sample_rate, channels, preset, check)
     if before is None:
         before = measure_stream(source, sample_rate=sample_rate, channels=channels)
     target = preset.target_lufs
@@ -651,7 +678,9 @@ def master_stream(
     equalised = narrow and keep_processed and keep_equalised
     eq_source: BlockSource = source
     if equalised:
-        eq_source = EqualisedOnce(source, sample_rate=sample_rate, channels=channels, preset=preset)
+        eq_source = EqualisedOnce(
+            source, sample_rate=sample_rate, channels=channels, preset=preset, check=check
+        )
 
     def eq_comp_at(threshold_db: float) -> Callable[[], Iterator[np.ndarray]]:
         return lambda: processed_stream(

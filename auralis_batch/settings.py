@@ -26,8 +26,9 @@ from .presets import Preset, load_preset
 DEFAULT_MEMORY_BUDGET_BYTES = 512 * 1024 * 1024
 #: Environment variable that sets the budget, in MiB (``AURALIS_MEMORY_BUDGET_MB=256``).
 MEMORY_BUDGET_ENV = "AURALIS_MEMORY_BUDGET_MB"
-#: Bytes per sample the render keeps: the decoded float32 and the processed float64.
-KEPT_BYTES_PER_SAMPLE = 4 + 8
+#: Bytes per sample the render keeps beside the decoded audio (float32, or float64 for
+#: 32-bit integer and double sources: audio.decode_dtype): the processed float64 ...
+PROCESSED_BYTES_PER_SAMPLE = 8
 #: ... and while a reference match searches its compressor threshold, the equalised
 #: float64 as well (pipeline.EqualisedOnce), when that fits the budget too.
 EQUALISED_BYTES_PER_SAMPLE = 8

@@ -515,3 +515,28 @@ def test_a_reference_match_decodes_the_reference_once_and_each_target_once(
             assert read == {**lengths, "bright.flac": 5 * 44100}
         else:  # the reference and the targets' analyses come from the cache
             assert read == lengths
+
+
+@pytest.mark.parametrize("subtype, decoded_bytes", [("PCM_24", 4), ("PCM_32", 8)])
+def test_the_memory_budget_counts_the_decoded_audio_in_its_precision(
+    tmp_path, write_audio, subtype, decoded_bytes
+):
+    """32-bit integer sources are kept as float64: what stays in memory per sample is
+    the decoded audio's bytes, the processed float64, and for a reference's range
+    search the equalised float64."""
+    from auralis_batch.engine import Watch, _prepare
+    from auralis_batch.plan import Job
+
+    src = write_audio("a.wav", music_like(seconds=1.0), subtype=subtype)
+    samples = 2 * 44100
+    job = Job(src, tmp_path / "out" / "a.flac")
+    settings = RunSettings(use_cache=False)
+
+    def kept(budget: int) -> tuple[bool, bool]:
+        p = _prepare(job, settings, None, Watch(), budget)
+        return p.keep_processed, p.keep_equalised
+
+    exact = samples * (decoded_bytes + 8 + 8)
+    assert kept(exact) == (True, True)
+    assert kept(exact - 1) == (True, False)
+    assert kept(samples * (decoded_bytes + 8) - 1) == (False, False)

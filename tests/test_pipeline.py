@@ -238,6 +238,59 @@ def test_range_search_equalises_once_with_the_same_bits(monkeypatch):
     assert o1.to_dict() == o0.to_dict()
 
 
+def test_range_search_keeps_one_processed_copy_at_a_time(monkeypatch):
+    # each trial of the threshold search lets go of the previous trial's stored
+    # signal before it runs: the memory budget counts one processed copy
+    import weakref
+
+    from auralis_batch import pipeline
+
+    x = dark_and_wide()
+    preset = reference_for(x, music_like(seconds=10.0, level_db=-12.0, seed=9))
+    real = pipeline._processed_pass
+    firsts: list[weakref.ref] = []
+    alive_at_start: list[int] = []
+
+    def watched(*args, **kwargs):
+        alive_at_start.append(sum(r() is not None for r in firsts))
+        mid, processed = real(*args, **kwargs)
+        firsts.append(weakref.ref(next(iter(processed()))))
+        return mid, processed
+
+    monkeypatch.setattr(pipeline, "_processed_pass", watched)
+    master_stream(
+        array_source(x), sample_rate=44100, channels=2, preset=preset, keep_equalised=True
+    )
+    assert len(alive_at_start) >= 3  # pass B and two trials
+    assert alive_at_start == [0] * len(alive_at_start)
+
+
+def test_passes_replayed_from_memory_are_checked():
+    # the batch's deadline and interrupt are checked on every block of every pass,
+    # also the passes that replay the kept signal instead of reading the source
+    x = music_like(seconds=6.0, level_db=-20.0)
+
+    class Stop(Exception):
+        pass
+
+    calls = []
+
+    def check():
+        calls.append(1)
+        if len(calls) > 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        master_stream(
+            array_source(x, block_frames=8192),
+            sample_rate=44100,
+            channels=2,
+            preset=load_preset("punchy"),
+            keep_processed=True,
+            check=check,
+        )
+
+
 def test_a_1_to_1_compressor_is_left_out_with_the_same_bits():
     import dataclasses
 
