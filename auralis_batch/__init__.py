@@ -53,18 +53,35 @@ _numba_cache_dir()
 
 
 def _kernels_compiled() -> bool:
-    """Whether Numba's cache holds the compiled meter kernel, which every command that
-    measures audio runs: when it does not, this is the machine's first run and it will
-    compile the kernels (the CLI says so). Found without importing Numba; an index
-    left by older sources counts as compiled (a developer's case, not a user's)."""
+    """Whether Numba's cache holds the meter kernel, compiled from the sources installed
+    now (every command that measures audio runs it): when it does not, this run will
+    compile the kernels, and the CLI says so. Found without importing Numba, where
+    Numba keeps it (``NUMBA_CACHE_DIR/<folder>_<sha1 of the folder>/``, numba's
+    ``get_suitable_cache_subpath``, or ``__pycache__`` beside the sources); an index
+    older than its source is stale (an upgrade), and Numba compiles again."""
     import glob
+    import hashlib
 
-    pattern = "loudness.kweighted_subblock_power-*.nbi"
+    kernels = _kernels_dir()
     root = os.environ.get("NUMBA_CACHE_DIR")
-    if root:  # Numba's user-provided locator: one folder per source folder
-        return bool(glob.glob(os.path.join(glob.escape(root), "*", pattern)))
-    here = os.path.join(glob.escape(_kernels_dir()), "__pycache__")
-    return bool(glob.glob(os.path.join(here, pattern)))
+    if root:
+        folder = os.path.join(
+            root, os.path.basename(kernels) + "_" + hashlib.sha1(kernels.encode()).hexdigest()
+        )
+    else:
+        folder = os.path.join(kernels, "__pycache__")
+    try:
+        source_mtime = os.stat(os.path.join(kernels, "loudness.py")).st_mtime
+    except OSError:
+        return True  # nothing to compare with: say nothing
+    pattern = os.path.join(glob.escape(folder), "loudness.kweighted_subblock_power-*.nbi")
+    for index in glob.glob(pattern):
+        try:
+            if os.stat(index).st_mtime >= source_mtime:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 # Public names, grouped as joblib groups its ``__all__``; each is imported from its

@@ -497,33 +497,41 @@ class FingerprintCache:
         content = entry.get("content")
         return content if isinstance(content, str) else None
 
-    def knows_path(self, path: str | os.PathLike) -> bool:
-        """Whether ``path`` is remembered and unchanged, so that :meth:`lookup_path`
-        gives its content hash; counted in no statistic (a look before deciding)."""
+    def peek(self, key: str) -> dict | None:
+        """What :meth:`get_with_source` would give, counted in no statistic and
+        without making the entry recently used: a look before deciding."""
+        with self._lock:
+            hit = self._memory.get(key)
+        if hit is not None:
+            return dict(hit)
+        return self._disk_get(key)
+
+    def peek_path(self, path: str | os.PathLike) -> str | None:
+        """What :meth:`lookup_path` would give, counted in no statistic."""
         p = Path(path).resolve()
         try:
             ident = self._identity(p)
         except OSError:
-            return False
-        key = PATH_PREFIX + str(p)
-        with self._lock:
-            hit = self._memory.get(key)
-        entry = hit if hit is not None else self._disk_get(key)
-        return (
-            entry is not None
-            and entry.get("identity") == ident
-            and isinstance(entry.get("content"), str)
-        )
+            return None
+        entry = self.peek(PATH_PREFIX + str(p))
+        if entry is None or entry.get("identity") != ident:
+            return None
+        content = entry.get("content")
+        return content if isinstance(content, str) else None
 
     def path_changed(self, path: str | os.PathLike) -> bool:
         """True when ``path`` was seen before but its size, mtime or inode changed since.
 
         Such a file is worth hashing before analysing: a re-tag keeps the audio.
         """
-        key = PATH_PREFIX + str(Path(path).resolve())
-        with self._lock:
-            hit = self._memory.get(key)
-        return (hit if hit is not None else self._disk_get(key)) is not None
+        p = Path(path).resolve()
+        entry = self.peek(PATH_PREFIX + str(p))
+        if entry is None:
+            return False
+        try:
+            return entry.get("identity") != self._identity(p)
+        except OSError:
+            return False
 
     def remember_path(self, path: str | os.PathLike, content_hash: str) -> None:
         """Remember that the file at ``path``, as it is now, holds ``content_hash``.
@@ -730,8 +738,11 @@ class NullCache:
     def lookup_path(self, path: str | os.PathLike) -> str | None:
         return None
 
-    def knows_path(self, path: str | os.PathLike) -> bool:
-        return False
+    def peek(self, key: str) -> dict | None:
+        return None
+
+    def peek_path(self, path: str | os.PathLike) -> str | None:
+        return None
 
     def path_changed(self, path: str | os.PathLike) -> bool:
         return False

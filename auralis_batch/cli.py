@@ -514,22 +514,29 @@ def _analyze_files(inputs: list[Path], cache, *, tempo: bool) -> list[dict]:
     from .analysis import analyze_file
     from .audio import readable_extensions
     from .plan import discover
+    from .recall import would_answer
     from .records import error_text
 
     audio, _, _ = discover(inputs, extensions=readable_extensions())
-    if audio:
-        from . import _kernels_compiled
-        from .progress import FIRST_RUN_NOTE
-
-        if not _kernels_compiled():
-            typer.echo(f"[note] {FIRST_RUN_NOTE}", err=True)
+    noted = False
     records = []
     for f, _rel in audio:
+        if not noted and (cache is None or not would_answer(cache, f, tempo)):
+            noted = True  # this file is measured: the kernels load, or compile
+            _first_run_note()
         try:
             records.append(analyze_file(f, tempo=tempo, cache=cache))
         except Exception as exc:
             records.append({"path": str(f), "error": error_text(exc)})
     return records
+
+
+def _first_run_note() -> None:
+    from . import _kernels_compiled
+    from .progress import FIRST_RUN_NOTE
+
+    if not _kernels_compiled():
+        typer.echo(f"[note] {FIRST_RUN_NOTE}", err=True)
 
 
 _ANALYSIS_COLUMNS = (

@@ -27,6 +27,10 @@ from .versions import (
     THIRD_OCTAVE_HZ,
 )
 
+#: Extensions every build of libsndfile this package installs with decodes: the full
+#: path's ``audio.readable_extensions()`` holds them all (a test checks), so a file
+#: in a folder with one of them is listed by ``analyze`` either way.
+AUDIO_EXTENSIONS = frozenset("wav flac ogg oga opus mp3 aiff aif aifc caf w64 rf64".split())
 #: Extensions that are never audio (cover art, playlists, rip logs, notes): files a
 #: folder of music holds beside its tracks. ``analyze`` would list none of them (none
 #: is an extension libsndfile reads: a test checks), so :func:`recall_all` may pass
@@ -58,17 +62,25 @@ def well_formed(value: dict) -> bool:
     )
 
 
+def _key(content: str, tempo: bool) -> str:
+    return make_key(
+        content,
+        fingerprint_version=FINGERPRINT_VERSION,
+        tempo=tempo,
+        analysis_sample_rate=ANALYSIS_SAMPLE_RATE,
+    )
+
+
+def _answers(tempo: bool) -> tuple[bool, ...]:
+    # A tempo-on record also answers a tempo-off request (report the default tempo).
+    return (True,) if tempo else (False, True)
+
+
 def cached_record(cache, content: str, tempo: bool) -> dict[str, Any] | None:
     """The record stored for PCM with hash ``content``, or None. A tempo-on record
     also answers a tempo-off request (it then reports the default tempo)."""
-    for with_tempo in (True,) if tempo else (False, True):
-        key = make_key(
-            content,
-            fingerprint_version=FINGERPRINT_VERSION,
-            tempo=with_tempo,
-            analysis_sample_rate=ANALYSIS_SAMPLE_RATE,
-        )
-        value, source = cache.get_with_source(key)
+    for with_tempo in _answers(tempo):
+        value, source = cache.get_with_source(_key(content, with_tempo))
         if value is not None and well_formed(value):
             rec = dict(value)
             if not tempo and with_tempo:
@@ -98,25 +110,43 @@ def recall(cache, path: str | os.PathLike, *, tempo: bool) -> dict[str, Any] | N
     return hit
 
 
+def would_answer(cache, path: Path, tempo: bool) -> bool:
+    """Whether :func:`recall` would answer ``path``, looked up without counting."""
+    content = cache.peek_path(path)
+    if content is None:
+        return False
+    for with_tempo in _answers(tempo):
+        value = cache.peek(_key(content, with_tempo))
+        if value is not None and well_formed(value):
+            return True
+    return False
+
+
 def recall_all(
     cache, files: Sequence[Path], *, tempo: bool, named: Collection[Path] = ()
 ) -> list[dict[str, Any]] | None:
     """Records for every file of a discovery made with every extension accepted, when
-    the cache answers them all: files with a :data:`NOT_AUDIO_EXTENSIONS` extension
-    are left out (a folder's ``analyze`` would not list them) unless ``named`` on the
-    command line (those are always analysed, and fail if not audio); anything else the
-    cache does not know makes the answer None, and the caller analyses properly. Files
-    are first checked without counting (:meth:`knows_path`), so a fallback does not
-    count a miss twice in ``cache stats``."""
-    audio = [
-        f for f in files if f in named or f.suffix.lower().lstrip(".") not in NOT_AUDIO_EXTENSIONS
-    ]
-    if not all(cache.knows_path(f) for f in audio):
+    the cache answers for exactly the files ``analyze`` would list, or None (and the
+    caller analyses properly).
+
+    Files ``named`` on the command line are always listed; in folders, files with an
+    :data:`AUDIO_EXTENSIONS` extension are listed and :data:`NOT_AUDIO_EXTENSIONS`
+    ones are not; a file with any other extension needs the decoder to decide, so it
+    makes the answer None. Everything is first looked up without counting, so a
+    fallback does not count hits or misses twice in ``cache stats``."""
+    audio = []
+    for f in files:
+        ext = f.suffix.lower().lstrip(".")
+        if f in named or ext in AUDIO_EXTENSIONS:
+            audio.append(f)
+        elif ext not in NOT_AUDIO_EXTENSIONS:
+            return None
+    if not all(would_answer(cache, f, tempo) for f in audio):
         return None
     records = []
     for f in audio:
         rec = recall(cache, f, tempo=tempo)
-        if rec is None:
+        if rec is None:  # gone since the look (another process evicted it)
             return None
         records.append(rec)
     return records

@@ -720,11 +720,37 @@ def test_null_cache_flush_is_a_no_op():
 
 
 # --------------------------------------------------------------------------- analyze's fast path
-def test_no_extension_left_out_unasked_is_one_the_decoder_reads():
+def test_the_fast_paths_extensions_agree_with_the_decoders():
     from auralis_batch.audio import readable_extensions
-    from auralis_batch.recall import NOT_AUDIO_EXTENSIONS
+    from auralis_batch.recall import AUDIO_EXTENSIONS, NOT_AUDIO_EXTENSIONS
 
     assert NOT_AUDIO_EXTENSIONS.isdisjoint(readable_extensions())
+    assert AUDIO_EXTENSIONS <= readable_extensions()
+
+
+def test_analyze_from_the_cache_lists_what_the_full_path_lists(tmp_path, write_audio):
+    # symlinks under other names and files named once on the command line are known
+    # to the cache, but a folder's analyze lists only audio extensions
+    from auralis_batch.cli import app
+
+    from .conftest import music_like
+
+    lib = tmp_path / "lib"
+    write_audio("lib/a.flac", music_like(seconds=1.0))
+    runner = CliRunner()
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    odd = tmp_path / "odd.dat"
+    odd.write_bytes((lib / "a.flac").read_bytes())
+    assert runner.invoke(app, ["analyze", str(odd), "--json", *cache]).exit_code == 0
+    (lib / "latest").symlink_to(lib / "a.flac")
+    (lib / "a.flac.bak").symlink_to(lib / "a.flac")
+    os.replace(odd, lib / "odd.dat")
+    listed = []
+    for args in (["--no-cache"], cache, cache):  # full path, then cached twice
+        res = runner.invoke(app, ["analyze", str(lib), "--json", *args])
+        assert res.exit_code == 0, res.output
+        listed.append([r["path"] for r in json.loads(res.stdout)])
+    assert listed == [[str(lib / "a.flac")]] * 3
 
 
 def test_analyze_from_the_cache_answers_as_the_full_path_and_counts_once(tmp_path, write_audio):
@@ -763,6 +789,37 @@ def test_analyze_from_the_cache_answers_as_the_full_path_and_counts_once(tmp_pat
         after = c.stats()["disk"]
     assert after["misses"] - before["misses"] == 1  # c.flac, once (a path never seen)
     assert after["hits"] - before["hits"] == 2  # a and b, once each
+
+
+def test_a_fallback_after_known_files_counts_each_lookup_once(tmp_path, write_audio):
+    # b.wav's path is known but its row does not answer (analysed with tempo off,
+    # asked with tempo on): the folder takes the full path, and a.flac's hit and
+    # b.wav's miss are each counted once
+    from auralis_batch.cli import app
+
+    from .conftest import music_like
+
+    a = write_audio("lib/a.flac", music_like(seconds=1.0))
+    b = write_audio("lib/b.wav", music_like(seconds=1.0, seed=2))
+    cache_dir = tmp_path / "cache"
+    runner = CliRunner()
+
+    def analyze(*args: str) -> None:
+        res = runner.invoke(app, ["analyze", *args, "--json", "--cache-dir", str(cache_dir)])
+        assert res.exit_code == 0, res.output
+
+    analyze(str(a))
+    analyze(str(b), "--no-tempo")
+    with FingerprintCache(cache_dir) as c:
+        before = c.stats()
+    analyze(str(tmp_path / "lib"))
+    with FingerprintCache(cache_dir) as c:
+        after = c.stats()
+    delta = {
+        level: {k: after[level][k] - before[level][k] for k in ("hits", "misses")}
+        for level in ("memory", "disk")
+    }
+    assert delta == {"memory": {"hits": 0, "misses": 2}, "disk": {"hits": 1, "misses": 1}}
 
 
 def test_a_named_file_is_analysed_whatever_its_extension(tmp_path, write_audio):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 
@@ -233,14 +234,27 @@ def test_tables_keep_whole_paths_when_piped(tmp_path, write_audio):
 
 
 def test_compiled_kernels_are_found_where_numba_keeps_them(tmp_path, monkeypatch):
+    import hashlib
+
     import auralis_batch
 
+    kernels = auralis_batch._kernels_dir()
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))
     assert not auralis_batch._kernels_compiled()
-    index = tmp_path / "numba" / "kernels_0123" / "loudness.kweighted_subblock_power-70.py311.nbi"
-    index.parent.mkdir(parents=True)
-    index.write_bytes(b"")
+    name = "loudness.kweighted_subblock_power-70.py311.nbi"
+    # another source folder's cache (another checkout, an old venv) does not count
+    other = tmp_path / "numba" / "kernels_0123" / name
+    other.parent.mkdir(parents=True)
+    other.write_bytes(b"")
+    assert not auralis_batch._kernels_compiled()
+    ours = tmp_path / "numba" / ("kernels_" + hashlib.sha1(kernels.encode()).hexdigest()) / name
+    ours.parent.mkdir(parents=True)
+    ours.write_bytes(b"")
     assert auralis_batch._kernels_compiled()
+    # an index older than the installed source is stale: Numba compiles again
+    old = os.stat(os.path.join(kernels, "loudness.py")).st_mtime - 60
+    os.utime(ours, (old, old))
+    assert not auralis_batch._kernels_compiled()
 
 
 @pytest.mark.parametrize("command", ["master", "analyze"])
@@ -259,3 +273,16 @@ def test_a_first_run_says_it_compiles(tmp_path, write_audio, monkeypatch, comman
         quiet = ["master", str(src), "--no-cache", "--out", str(tmp_path / "o2"), "-j", "1", "-q"]
         res = runner.invoke(app, quiet)
         assert res.exit_code == 0 and "first run" not in res.stderr
+
+
+def test_no_first_run_note_when_the_cache_answers(tmp_path, write_audio, monkeypatch):
+    import auralis_batch
+
+    write_audio("lib/a.flac", music_like(seconds=1.0))
+    args = ["analyze", str(tmp_path / "lib"), "--json", "--cache-dir", str(tmp_path / "c")]
+    assert runner.invoke(app, args).exit_code == 0
+    (tmp_path / "lib" / "notes.xyz").write_text("?")  # the fast path gives up; no decode
+    monkeypatch.setattr(auralis_batch, "_kernels_compiled", lambda: False)
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "first run" not in res.stderr

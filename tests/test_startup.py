@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -82,14 +83,23 @@ def test_a_file_the_cache_does_not_know_takes_the_full_path(tmp_path, write_audi
     assert got["code"] == 0 and got["stack"] == ["numpy", "soundfile"] and got["heavy"] == []
 
 
-def test_a_program_that_imports_the_package_keeps_numba_blas(tmp_path):
-    # only the CLI's own processes hide scipy.linalg from Numba's BLAS probe
+@pytest.mark.parametrize("own_process", [False, True])
+def test_only_the_clis_processes_hide_scipy_linalg_from_numba(own_process):
+    # a program that imports the package keeps Numba's BLAS; the CLI's processes
+    # (which set the variable) analyse without loading scipy.linalg
     pytest.importorskip("scipy.linalg")
     code = (
         "import sys, numpy as np, auralis_batch as ab\n"
-        "ab.measure_loudness(np.zeros((2, 48000)), 48000)\n"
+        "rng = np.random.default_rng(0)\n"
+        "ab.analyze(0.1 * rng.standard_normal((2, 48000)), sample_rate=48000, tempo=False)\n"
         "from numba.np import arraymath\n"
         "print('BLAS', arraymath._HAVE_BLAS, 'scipy.linalg' in sys.modules)\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert "BLAS True True" in res.stdout, res.stderr
+    env = {k: v for k, v in os.environ.items() if k != "AURALIS_BATCH_OWN_PROCESS"}
+    if own_process:
+        env["AURALIS_BATCH_OWN_PROCESS"] = "1"
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
+    )
+    expected = "BLAS False False" if own_process else "BLAS True True"
+    assert expected in res.stdout, res.stdout + res.stderr
