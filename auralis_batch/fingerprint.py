@@ -77,6 +77,7 @@ from .kernels.tempo import (
     autocorrelation,
     detrend,
     hann_band_powers,
+    onset_envelopes,
     tempo_from_acf,
 )
 from .versions import ANALYSIS_SAMPLE_RATE, DEFAULT_TEMPO_BPM, FINGERPRINT_VERSION
@@ -371,7 +372,6 @@ class TempoTracker:
         n_bins = frame_length // 2 + 1
         self._lo, self._hi = _tempo_bands(self.rate / frame_length, n_bins)
         self._ref = (frame_length / 4.0) ** 2  # band power of a full-scale sine
-        self._prev = np.zeros(self._lo.shape[0])
         self._state = np.zeros(1, dtype=np.int64)
         self._env: list[np.ndarray] = []
         self._low: list[np.ndarray] = []
@@ -381,29 +381,29 @@ class TempoTracker:
         self._high_bands = np.flatnonzero(
             (centre >= TEMPO_HIGH_HZ[0]) & (centre < TEMPO_HIGH_HZ[1])
         )
-        self._group_prev = [np.zeros(self._low_bands.size), np.zeros(self._high_bands.size)]
+        # The three onset envelopes (all bands, kick bands, snare bands) in one kernel.
+        self._members = np.concatenate(
+            (np.arange(self._lo.shape[0]), self._low_bands, self._high_bands)
+        ).astype(np.int64)
+        self._offsets = np.cumsum(
+            [0, self._lo.shape[0], self._low_bands.size, self._high_bands.size]
+        ).astype(np.int64)
+        self._prev = np.zeros(self._members.shape[0])
         self.frame_rate = self.rate / (frame_length // 2)
 
     def push(self, mono: np.ndarray) -> None:
+        floor = 10.0 ** (TEMPO_FLOOR_DB / 10.0)
         for _, spec in self._framer.spectra(mono):
             bp = hann_band_powers(spec, self._lo, self._hi)
-            state = self._state
-            env, self._prev, self._state = log_flux(
-                bp, self._ref, TEMPO_FLOOR_DB, ONSET_RANGE_DB, self._prev, state
+            # log_flux's levels, each group floored at its loudest band - ONSET_RANGE_DB
+            # (log10 of the max is the max of the log10s: one vectorised log per chunk)
+            levels = 10.0 * np.log10(np.maximum(bp * (1.0 / self._ref), floor))
+            env, self._prev, self._state = onset_envelopes(
+                levels, ONSET_RANGE_DB, self._members, self._offsets, self._prev, self._state
             )
-            self._env.append(env)
-            for g, (bands, out) in enumerate(
-                ((self._low_bands, self._low), (self._high_bands, self._high))
-            ):
-                e, self._group_prev[g], _ = log_flux(
-                    bp[:, bands],
-                    self._ref,
-                    TEMPO_FLOOR_DB,
-                    ONSET_RANGE_DB,
-                    self._group_prev[g],
-                    state,
-                )
-                out.append(e)
+            self._env.append(env[0])
+            self._low.append(env[1])
+            self._high.append(env[2])
 
     def envelope(self) -> np.ndarray:
         """Onset strength, one value per tempo frame."""

@@ -173,6 +173,57 @@ def hann_band_powers(spec, band_lo, band_hi):
 
 
 @jit
+def onset_envelopes(levels_db, range_db, members, offsets, prev_db, state):
+    """Onset strength of several groups of bands in one pass: per group, the mean over
+    its bands of the rise in level since the previous frame (half-wave rectified), each
+    level first floored at the group's loudest band in that frame minus ``range_db``.
+
+    Parameters
+    ----------
+    levels_db : float64 [shape=(frames, bands)], band levels in dB (already floored at
+        an absolute floor; the logarithms are taken in NumPy, vectorised)
+    range_db : float, levels more than this below the group's loudest are raised to it
+    members : int64 [shape=(m,)], the bands of every group, group after group
+    offsets : int64 [shape=(groups + 1,)], group ``g`` is ``members[offsets[g]:offsets[g + 1]]``
+    prev_db : float64 [shape=(m,)], state: each member's floored level in the previous
+        frame. Not modified.
+    state : int64 [shape=(1,)], state: 1 when ``prev_db`` holds a frame. Not modified.
+
+    Returns
+    -------
+    env : float64 [shape=(groups, frames)] (0 for a group without bands)
+    prev_db, state : the new state (new arrays)
+    """
+    nf = levels_db.shape[0]
+    ng = offsets.shape[0] - 1
+    env = np.zeros((ng, nf))
+    prev = prev_db.copy()
+    have_prev = state[0] == 1
+    for t in range(nf):
+        row = levels_db[t]
+        for g in range(ng):
+            first = offsets[g]
+            stop = offsets[g + 1]
+            if stop == first:
+                continue
+            top = -math.inf
+            for j in range(first, stop):
+                top = max(top, row[members[j]])
+            floor = top - range_db
+            s = 0.0
+            for j in range(first, stop):
+                level = max(row[members[j]], floor)
+                if have_prev and level > prev[j]:
+                    s += level - prev[j]
+                prev[j] = level
+            env[g, t] = s / (stop - first)
+        have_prev = True
+    new_state = state.copy()
+    new_state[0] = 1 if have_prev else 0
+    return env, prev, new_state
+
+
+@jit
 def detrend(env, half_width):
     """``env`` minus its centred moving average over ``2 * half_width + 1`` frames."""
     n = env.shape[0]

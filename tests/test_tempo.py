@@ -13,6 +13,7 @@ from auralis_batch.fingerprint import (
     Fingerprint,
     _periodic_hann,
     fingerprint,
+    log_flux,
     tempo_estimate,
     tempo_params,
 )
@@ -105,3 +106,29 @@ def test_hann_in_the_frequency_domain_equals_windowing(n):
         expected = tk.band_powers(expected_spec, lo, hi)
         got = tk.hann_band_powers(got_spec, lo, hi)
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * expected.max())
+
+
+def test_onset_envelopes_equal_log_flux_per_group_and_streamed():
+    """The tempo tracker's one-pass envelopes (all bands, kick bands, snare bands) are
+    log_flux of each group's band powers (the plain definition), also when the frames
+    come in chunks; a group without bands reads 0."""
+    rng = np.random.default_rng(3)
+    power = rng.standard_normal((300, 12)) ** 2 * 10.0 ** rng.uniform(-9.0, 3.0, (300, 12))
+    ref, floor_db, range_db = 7.0, -80.0, 50.0
+    groups = [np.arange(12), np.array([0, 1, 2]), np.array([], dtype=np.int64), np.array([5, 9])]
+    members = np.concatenate(groups).astype(np.int64)
+    offsets = np.cumsum([0] + [g.size for g in groups]).astype(np.int64)
+    prev, state, got = np.zeros(members.size), np.zeros(1, dtype=np.int64), []
+    for chunk in np.array_split(power, [1, 64, 65, 200]):
+        levels = 10.0 * np.log10(np.maximum(chunk / ref, 10.0 ** (floor_db / 10.0)))
+        env, prev, state = tk.onset_envelopes(levels, range_db, members, offsets, prev, state)
+        got.append(env)
+    got = np.concatenate(got, axis=1)
+    for g, bands in enumerate(groups):
+        if not bands.size:
+            assert not got[g].any()
+            continue
+        expected, _, _ = log_flux(
+            power[:, bands], ref, floor_db, range_db, np.zeros(bands.size), np.zeros(1, np.int64)
+        )
+        np.testing.assert_allclose(got[g], expected, rtol=1e-12, atol=1e-12)
