@@ -56,14 +56,29 @@ def decode(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(x.T), int(sr)
 
 
+def _front_end_code() -> str:
+    """A hash of the code that turns audio into the autocorrelations (the tempo
+    kernels and the tracker), so a cache made by other code is not read."""
+    import hashlib
+    import inspect
+
+    from auralis_batch import fingerprint
+
+    text = Path(tk.__file__).read_bytes() + inspect.getsource(fingerprint).encode()
+    return hashlib.sha256(text).hexdigest()[:16]
+
+
 def load_clips(set_dir: str | os.PathLike, cache: str | None = None) -> dict[str, Clip]:
     """Every clip's autocorrelation (decoded and analysed once; ``cache``: an .npz
-    file that keeps them between runs, invalidated by size and mtime of the audio)."""
+    file that keeps them between runs, invalidated by size and mtime of the audio and
+    by any change to the tempo kernels or the fingerprint module)."""
     truth = load_truth(set_dir)
     stored: dict[str, np.ndarray] = {}
+    code = _front_end_code()
     if cache and os.path.exists(cache):
         with np.load(cache) as z:
-            stored = {k: z[k] for k in z.files}
+            if "__code" in z.files and str(z["__code"]) == code:
+                stored = {k: z[k] for k in z.files}
     clips: dict[str, Clip] = {}
     fresh: dict[str, np.ndarray] = {}
     for name in sorted(truth):
@@ -90,7 +105,7 @@ def load_clips(set_dir: str | os.PathLike, cache: str | None = None) -> dict[str
         fresh[key + "__x"] = xcf
         clips[name] = Clip(name, truth[name], acf, fr, xcf)
     if cache:
-        np.savez(cache, **fresh)
+        np.savez(cache, __code=np.array(code), **fresh)
     return clips
 
 
