@@ -101,17 +101,16 @@ def _open_worker_cache(settings: RunSettings):
 
 
 def _inject_fault(unit: Sequence[Job], watch: Watch) -> None:
-    spec = os.environ.get(FAULT_ENV)
-    if not spec:
-        return
-    kind, _, name = spec.partition(":")
-    if any(job.input.name == name for job in unit):
-        if kind == "crash":
-            os._exit(70)
-        if kind == "memory":
-            raise MemoryError
-        if kind == "slow":
-            watch.throttle_s = 0.25
+    # "KIND:NAME[,KIND:NAME...]": the test suite's faults, one per track name
+    for spec in filter(None, os.environ.get(FAULT_ENV, "").split(",")):
+        kind, _, name = spec.partition(":")
+        if any(job.input.name == name for job in unit):
+            if kind == "crash":
+                os._exit(70)
+            if kind == "memory":
+                raise MemoryError
+            if kind == "slow":
+                watch.throttle_s = 0.25
 
 
 _MALLOC_TUNED = False
@@ -761,9 +760,19 @@ def _run_alone(i: int, unit: list[Job], settings: RunSettings, inflight_dir: Pat
     # A process of its own (joblib with n_jobs=1 would run in this one, and a crash
     # would take the whole run down); spawn, so nothing of this process is inherited.
     try:
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as solo:
+        solo = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        try:
             _, recs = solo.submit(_indexed, i, unit, settings, inflight_dir, os.getpid()).result()
-        return recs
+            return recs
+        except BaseException:
+            # Told to stop (a signal) while the track runs: it goes now, not at its
+            # end; the run's cleanup removes its temporary. (A crash: already gone.)
+            for proc in list(getattr(solo, "_processes", {}).values()):
+                with contextlib.suppress(Exception):
+                    proc.kill()
+            raise
+        finally:
+            solo.shutdown(wait=True, cancel_futures=True)
     except Exception as exc:
         if not _is_pool_crash(exc):
             raise

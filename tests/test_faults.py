@@ -284,6 +284,30 @@ def test_signal_stops_workers_cleans_up_and_reports(tmp_path, write_audio, sig, 
     assert str(proc.pid) not in ps
 
 
+def test_a_signal_stops_the_lone_rerun_after_a_worker_crash(tmp_path, write_audio):
+    """After a worker crash the tracks in flight run again one at a time, each in a
+    process of its own; a signal then stops that process too, at once."""
+    write_audio("lib/crash.flac", music_like(seconds=2.0, seed=1))
+    write_audio("lib/slow.flac", music_like(seconds=40.0, seed=2))
+    out = tmp_path / "O"
+    env = {"AURALIS_BATCH_FAULT": "crash:crash.flac,slow:slow.flac"}
+    proc = popen("master", tmp_path / "lib", "--out", out, "-q", "-j", "2", "--no-cache", env=env)
+    wait_until_working(out)
+    time.sleep(4.0)  # the pool crashed; slow.flac runs on its own again (for 20 s)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    _, stderr = proc.communicate(timeout=120)
+    assert time.monotonic() - t0 < 15, "the lone rerun ran on after the signal"
+    assert proc.returncode == 143, stderr
+    assert "interrupted:" in stderr
+    time.sleep(0.5)
+    assert not list(out.rglob("*.partial"))
+    assert not (out / "slow.flac").exists()
+    ps = subprocess.run(["ps", "-eo", "ppid="], capture_output=True, text=True).stdout.split()
+    assert str(proc.pid) not in ps
+
+
 def test_full_disk_fails_the_track_names_it_and_cleans_up(tmp_path, lib, monkeypatch):
     """ENOSPC simulated in-process (a real small tmpfs needs root and a mount)."""
     import errno
