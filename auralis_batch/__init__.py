@@ -52,36 +52,47 @@ def _numba_cache_dir() -> None:
 _numba_cache_dir()
 
 
-def _kernels_compiled() -> bool:
-    """Whether Numba's cache holds the meter kernel, compiled from the sources installed
-    now (every command that measures audio runs it): when it does not, this run will
-    compile the kernels, and the CLI says so. Found without importing Numba, where
-    Numba keeps it (``NUMBA_CACHE_DIR/<folder>_<sha1 of the folder>/``, numba's
+#: The kernels whose compiled code says a command's kernels are compiled: the meter
+#: (everything that measures), the fingerprint, tempo and the limiter (``master``).
+METER_KERNEL = "loudness.kweighted_subblock_power"
+FINGERPRINT_KERNEL = "spectral.frame_features"
+TEMPO_KERNEL = "tempo.onset_envelopes"
+RENDER_KERNEL = "dynamics.limiter"
+
+
+def _kernels_compiled(kernels: tuple[str, ...] = (METER_KERNEL,)) -> bool:
+    """Whether Numba's cache holds each of ``kernels`` (``"module.function"`` of
+    ``auralis_batch.kernels``), compiled from the sources installed now: when it does
+    not, this run compiles, and the CLI says so. Found without importing Numba, where
+    Numba keeps them (``NUMBA_CACHE_DIR/<folder>_<sha1 of the folder>/``, numba's
     ``get_suitable_cache_subpath``, or ``__pycache__`` beside the sources); an index
     older than its source is stale (an upgrade), and Numba compiles again."""
     import glob
     import hashlib
 
-    kernels = _kernels_dir()
+    folder_of_kernels = _kernels_dir()
     root = os.environ.get("NUMBA_CACHE_DIR")
     if root:
-        folder = os.path.join(
-            root, os.path.basename(kernels) + "_" + hashlib.sha1(kernels.encode()).hexdigest()
-        )
+        digest = hashlib.sha1(folder_of_kernels.encode()).hexdigest()
+        folder = os.path.join(root, os.path.basename(folder_of_kernels) + "_" + digest)
     else:
-        folder = os.path.join(kernels, "__pycache__")
-    try:
-        source_mtime = os.stat(os.path.join(kernels, "loudness.py")).st_mtime
-    except OSError:
-        return True  # nothing to compare with: say nothing
-    pattern = os.path.join(glob.escape(folder), "loudness.kweighted_subblock_power-*.nbi")
-    for index in glob.glob(pattern):
+        folder = os.path.join(folder_of_kernels, "__pycache__")
+    for kernel in kernels:
+        module = kernel.partition(".")[0]
         try:
-            if os.stat(index).st_mtime >= source_mtime:
-                return True
+            source_mtime = os.stat(os.path.join(folder_of_kernels, module + ".py")).st_mtime
         except OSError:
-            continue
-    return False
+            continue  # nothing to compare with: say nothing
+        pattern = os.path.join(glob.escape(folder), glob.escape(kernel) + "-*.nbi")
+        fresh = False
+        for index in glob.glob(pattern):
+            try:
+                fresh = fresh or os.stat(index).st_mtime >= source_mtime
+            except OSError:
+                continue
+        if not fresh:
+            return False
+    return True
 
 
 # Public names, grouped as joblib groups its ``__all__``; each is imported from its

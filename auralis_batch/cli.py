@@ -222,8 +222,22 @@ def _run_master(**opts) -> None:
     )
     settings = _master_settings(**opts)
     progress = BatchProgress(enabled=not opts["quiet"] and not opts["dry_run"])
+    progress.kernels = _master_kernels(settings)
     result = _run_batch(settings, progress, **opts)
     _report(result, progress, **opts)
+
+
+def _master_kernels(settings) -> tuple[str, ...]:
+    """The kernels a master run compiles on a machine's first run (the note's test)."""
+    from . import FINGERPRINT_KERNEL, METER_KERNEL, RENDER_KERNEL, TEMPO_KERNEL
+    from .settings import needs_fingerprint, needs_tempo
+
+    kernels = [METER_KERNEL, RENDER_KERNEL]
+    if needs_fingerprint(settings):
+        kernels.append(FINGERPRINT_KERNEL)
+    if needs_tempo(settings):
+        kernels.append(TEMPO_KERNEL)
+    return tuple(kernels)
 
 
 def _master_settings(
@@ -523,7 +537,7 @@ def _analyze_files(inputs: list[Path], cache, *, tempo: bool) -> list[dict]:
     for f, _rel in audio:
         if not noted and (cache is None or not would_answer(cache, f, tempo)):
             noted = True  # this file is measured: the kernels load, or compile
-            _first_run_note()
+            _first_run_note(tempo)
         try:
             records.append(analyze_file(f, tempo=tempo, cache=cache))
         except Exception as exc:
@@ -531,11 +545,12 @@ def _analyze_files(inputs: list[Path], cache, *, tempo: bool) -> list[dict]:
     return records
 
 
-def _first_run_note() -> None:
-    from . import _kernels_compiled
+def _first_run_note(tempo: bool) -> None:
+    from . import FINGERPRINT_KERNEL, METER_KERNEL, TEMPO_KERNEL, _kernels_compiled
     from .progress import FIRST_RUN_NOTE
 
-    if not _kernels_compiled():
+    kernels = (METER_KERNEL, FINGERPRINT_KERNEL, *((TEMPO_KERNEL,) if tempo else ()))
+    if not _kernels_compiled(kernels):
         typer.echo(f"[note] {FIRST_RUN_NOTE}", err=True)
 
 

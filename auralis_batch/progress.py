@@ -50,6 +50,8 @@ class BatchProgress:
         self.failed = 0
         self.audio_s = 0.0
         self.total_audio_s = 0.0
+        #: The kernels the run will use (``auralis_batch._kernels_compiled``).
+        self.kernels: tuple[str, ...] = ("loudness.kweighted_subblock_power", "dynamics.limiter")
 
     def __enter__(self) -> BatchProgress:
         if self.enabled and self.interactive:
@@ -95,7 +97,7 @@ class BatchProgress:
         """On a machine's first run, say why nothing seems to happen for a while."""
         from . import _kernels_compiled
 
-        if self.enabled and not _kernels_compiled():
+        if self.enabled and not _kernels_compiled(self.kernels):
             self.note(FIRST_RUN_NOTE)
 
     def note(self, text: str) -> None:

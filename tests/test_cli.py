@@ -255,6 +255,12 @@ def test_compiled_kernels_are_found_where_numba_keeps_them(tmp_path, monkeypatch
     old = os.stat(os.path.join(kernels, "loudness.py")).st_mtime - 60
     os.utime(ours, (old, old))
     assert not auralis_batch._kernels_compiled()
+    os.utime(ours)
+    # a command that also fingerprints needs that kernel compiled too
+    both = (auralis_batch.METER_KERNEL, auralis_batch.FINGERPRINT_KERNEL)
+    assert not auralis_batch._kernels_compiled(both)
+    (ours.parent / "spectral.frame_features-92.py311.nbi").write_bytes(b"")
+    assert auralis_batch._kernels_compiled(both)
 
 
 @pytest.mark.parametrize("command", ["master", "analyze"])
@@ -262,7 +268,7 @@ def test_a_first_run_says_it_compiles(tmp_path, write_audio, monkeypatch, comman
     import auralis_batch
 
     src = write_audio("a.flac", music_like(seconds=1.0))
-    monkeypatch.setattr(auralis_batch, "_kernels_compiled", lambda: False)
+    monkeypatch.setattr(auralis_batch, "_kernels_compiled", lambda *kernels: False)
     args = [command, str(src), "--no-cache"]
     if command == "master":
         args += ["--out", str(tmp_path / "out"), "-j", "1"]
@@ -282,7 +288,19 @@ def test_no_first_run_note_when_the_cache_answers(tmp_path, write_audio, monkeyp
     args = ["analyze", str(tmp_path / "lib"), "--json", "--cache-dir", str(tmp_path / "c")]
     assert runner.invoke(app, args).exit_code == 0
     (tmp_path / "lib" / "notes.xyz").write_text("?")  # the fast path gives up; no decode
-    monkeypatch.setattr(auralis_batch, "_kernels_compiled", lambda: False)
+    monkeypatch.setattr(auralis_batch, "_kernels_compiled", lambda *kernels: False)
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "first run" not in res.stderr
+
+
+def test_the_first_run_note_looks_for_the_kernels_the_run_uses():
+    import auralis_batch as ab
+    from auralis_batch.cli import _master_kernels
+    from auralis_batch.settings import RunSettings
+
+    render = {ab.METER_KERNEL, ab.RENDER_KERNEL}
+    assert set(_master_kernels(RunSettings(use_cache=False))) == render
+    assert set(_master_kernels(RunSettings())) == render | {ab.FINGERPRINT_KERNEL}
+    tempo = RunSettings(use_cache=False, tempo=True)
+    assert set(_master_kernels(tempo)) == render | {ab.FINGERPRINT_KERNEL, ab.TEMPO_KERNEL}
