@@ -245,27 +245,46 @@ def _reference_dynamics(
                 "left as it is (no expansion)"
             )
         return none, round(ref_lra, 2)
-    # A ratio of r divides the range by r at most (everything above the threshold);
-    # twice the excess leaves the render room to find the threshold that does it.
-    wanted = lra / max(ref_lra, 1.0)
-    ratio = min(REFERENCE_MAX_RATIO, 1.0 + 2.0 * (wanted - 1.0))
-    note = f"compression {ratio:.1f}:1 toward the reference's range ({lra:.1f} -> {ref_lra:.1f} LU)"
-    if lra / REFERENCE_MAX_RATIO > ref_lra + LRA_TOLERANCE_LU:
-        note += f"; at most {REFERENCE_MAX_RATIO:g}:1, so the track is not crushed"
-    notes.append(note)
     peak = _finite_or(record.get("true_peak_dbtp"), -1.0)
     source = _finite_or(record.get("integrated_lufs"), target_lufs)
+    comp = range_compressor(lra, ref_lra, peak, source, target_lufs, notes)
+    return comp, round(ref_lra, 2)
+
+
+def range_compressor(
+    lra_lu: float,
+    ref_lra_lu: float,
+    peak_dbtp: float,
+    source_lufs: float,
+    target_lufs: float,
+    notes: list[str],
+) -> CompressorSettings:
+    """The slow compressor that takes a range of ``lra_lu`` toward ``ref_lra_lu``
+    (see :func:`_reference_dynamics`), for a signal whose true peak is ``peak_dbtp``
+    at the source's level ``source_lufs``; the threshold is stated at the target level,
+    as a preset states it. Also the render's rule when the matching EQ itself widened
+    a range that needed no compression (``pipeline.master_stream``)."""
+    # A ratio of r divides the range by r at most (everything above the threshold);
+    # twice the excess leaves the render room to find the threshold that does it.
+    wanted = lra_lu / max(ref_lra_lu, 1.0)
+    ratio = min(REFERENCE_MAX_RATIO, 1.0 + 2.0 * (wanted - 1.0))
+    note = (
+        f"compression {ratio:.1f}:1 toward the reference's range "
+        f"({lra_lu:.1f} -> {ref_lra_lu:.1f} LU)"
+    )
+    if lra_lu / REFERENCE_MAX_RATIO > ref_lra_lu + LRA_TOLERANCE_LU:
+        note += f"; at most {REFERENCE_MAX_RATIO:g}:1, so the track is not crushed"
+    notes.append(note)
     # The threshold in the source's dBFS is the quiet end's peak level, about the true
     # peak less the range; the preset states it at the target level.
-    threshold = peak - lra - 1.0 + (target_lufs - source)
-    comp = CompressorSettings(
+    threshold = peak_dbtp - lra_lu - 1.0 + (target_lufs - source_lufs)
+    return CompressorSettings(
         threshold_db=round(max(-60.0, min(0.0, threshold)), 2),
         ratio=round(ratio, 2),
         knee_db=6.0,
         attack_ms=30.0,
         release_ms=1000.0,
     )
-    return comp, round(ref_lra, 2)
 
 
 def _finite_or(value: Any, default: float) -> float:

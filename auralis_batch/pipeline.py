@@ -28,6 +28,7 @@ a mastering tool should not crush a dynamic track to hit a number.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
@@ -672,10 +673,9 @@ def master_stream(
     comp_gr: list[float] = []  # the last full pass's, for the report
     album = gain_db is not None
     # An album keeps its tracks' compression as the album gain was measured with it.
-    narrow = (
-        not (silent or album) and preset.target_lra_lu is not None and preset.compressor.ratio > 1
-    )
-    equalised = narrow and keep_processed and keep_equalised
+    ranged = not (silent or album) and preset.target_lra_lu is not None
+    narrow = ranged and preset.compressor.ratio > 1
+    equalised = ranged and keep_processed and keep_equalised
     eq_source: BlockSource = source
     if equalised:
         eq_source = EqualisedOnce(
@@ -695,6 +695,37 @@ def master_stream(
 
     mid, processed = _processed_pass(stream, eq_comp_at(threshold), keep=keep_processed)
     passes = 0
+    goal_lra = preset.target_lra_lu
+    if (
+        ranged
+        and not narrow
+        and goal_lra is not None
+        and _finite(mid.lra_lu)
+        and mid.lra_lu > goal_lra + LRA_PRECISION_LU
+    ):
+        # The source's range needed no compression, but the matching EQ widened it
+        # past the reference's: compress toward it after all, by the same rule.
+        from .adaptive import range_compressor
+
+        notes.append(
+            f"the matching EQ widened the loudness range to {mid.lra_lu:.1f} LU, past the "
+            f"reference's {goal_lra:.1f} LU"
+        )
+        comp = range_compressor(
+            mid.lra_lu,
+            goal_lra,
+            mid.true_peak_dbtp if _finite(mid.true_peak_dbtp) else -1.0,
+            before.integrated_lufs,
+            preset.target_lufs,
+            notes,
+        )
+        preset = dataclasses.replace(preset, compressor=comp)
+        stream = _Stream(sample_rate, channels, preset, check)
+        threshold = effective_threshold_db(preset, before)
+        del processed  # one stored copy at a time
+        mid, processed = _processed_pass(stream, eq_comp_at(threshold), keep=keep_processed)
+        passes += 1
+        narrow = True
     if narrow:
         kept = [processed]  # _narrow_range lets go of it before computing the next
         del processed

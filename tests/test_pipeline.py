@@ -307,6 +307,35 @@ def test_passes_replayed_from_memory_are_checked():
         )
 
 
+def test_a_range_the_matching_eq_widens_is_compressed_toward_the_reference():
+    # loud bass and quiet treble passages, matched to a bass-heavy reference with a
+    # slightly wider range: no compression was planned, the EQ (bass up, treble down)
+    # widens the range past the reference's, and the render compresses after all
+    rng = np.random.default_rng(1)
+    n = 6 * 44100
+
+    def passage(kind: str, level_db: float) -> np.ndarray:
+        sos = signal.butter(
+            4,
+            150 if kind == "bass" else 3000,
+            fs=44100,
+            output="sos",
+            btype="low" if kind == "bass" else "high",
+        )
+        y = signal.sosfilt(sos, rng.standard_normal((2, n)), axis=1)
+        return y / np.sqrt(np.mean(y**2)) * 10 ** (level_db / 20)
+
+    x = np.concatenate([passage(k, d) for k, d in [("treble", -26), ("bass", -20)] * 2], axis=1)
+    ref = np.concatenate([passage("bass", d) for d in (-14, -11, -14, -11)], axis=1)
+    preset = reference_for(x, ref)
+    assert preset.compressor.ratio == 1.0  # the source is narrower than the reference
+    y, outcome = master_array(x, 44100, preset=preset, bit_depth="24")
+    assert any("matching EQ widened the loudness range" in n for n in outcome.notes)
+    assert any("compression" in n and ":1 toward the reference" in n for n in outcome.notes)
+    assert outcome.compressor_threshold_db < 0.0
+    assert_on_target(y, outcome, preset.target_lufs, 44100, "widened")
+
+
 def test_a_1_to_1_compressor_is_left_out_with_the_same_bits():
     import dataclasses
 
@@ -355,6 +384,22 @@ def test_real_music_lands_on_target(corpus):
             name = f"{path.name} {preset.name}"
             assert_on_target(y, outcome, preset.target_lufs, sr, name)
             assert independent_true_peak_dbtp(y) <= preset.limiter.ceiling_dbtp + 0.05, name
+
+
+@pytest.mark.corpus
+def test_real_music_whose_range_the_eq_widens_keeps_near_the_references(corpus):
+    """elf-land matched to loyalists: the matching EQ alone took the range from 6.6 to
+    11.7 LU (9.3 written, against the reference's 7.6) before the render compressed
+    such a widening too."""
+    by_name = {p.name: p for p in corpus}
+    x, sr = read_audio(by_name["elf-land.ogg"])
+    ref, ref_sr = read_audio(by_name["loyalists.ogg"])
+    preset = reference_for(x, ref, sr)
+    y, outcome = master_array(x, sr, preset=preset, bit_depth="24")
+    _, got_lra = ebur128(y, sr)
+    _, ref_lra = ebur128(ref, ref_sr)
+    assert any("matching EQ widened" in n for n in outcome.notes)
+    assert abs(got_lra - ref_lra) < 1.5
 
 
 @pytest.mark.corpus
