@@ -637,6 +637,17 @@ def presets_list() -> None:
     typer.echo("adaptive          derived from each track's fingerprint")
 
 
+#: What ``presets show adaptive`` says (adaptive.py's module docstring, shortened).
+ADAPTIVE_TEXT = (
+    "derived from each track's fingerprint, so there are no fixed parameters to show. "
+    "The EQ corrects half of the difference between the track's seven band-energy "
+    "shares and a balanced master's, at most 3 dB per band; compression follows the "
+    "dynamics (a gentle ratio and a quieter target for a high crest factor or a wide "
+    "loudness range, almost none for dense material). Each master's report lists the "
+    "parameters chosen and why (parameters.notes)."
+)
+
+
 @presets_app.command("show")
 def presets_show(
     name: Annotated[str, typer.Argument(help="Preset name or path to a .toml file.")],
@@ -646,6 +657,12 @@ def presets_show(
     from .errors import AuralisError
     from .presets import load_preset
 
+    if name == "adaptive":  # no file: computed per track
+        if json_out:
+            typer.echo(json.dumps({"name": "adaptive", "description": ADAPTIVE_TEXT}, indent=2))
+        else:
+            typer.echo(f"adaptive: {ADAPTIVE_TEXT}")
+        return
     try:
         p = load_preset(name)
     except AuralisError as exc:

@@ -304,3 +304,10 @@ def test_the_first_run_note_looks_for_the_kernels_the_run_uses():
     assert set(_master_kernels(RunSettings())) == render | {ab.FINGERPRINT_KERNEL}
     tempo = RunSettings(use_cache=False, tempo=True)
     assert set(_master_kernels(tempo)) == render | {ab.FINGERPRINT_KERNEL, ab.TEMPO_KERNEL}
+
+
+def test_presets_show_adaptive_explains_it_is_computed():
+    res = runner.invoke(app, ["presets", "show", "adaptive"])
+    assert res.exit_code == 0 and "fingerprint" in res.stdout
+    res = runner.invoke(app, ["presets", "show", "adaptive", "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["name"] == "adaptive"
