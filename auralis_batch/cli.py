@@ -227,6 +227,18 @@ def _run_master(**opts) -> None:
     _report(result, progress, **opts)
 
 
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can be created in ``folder``, tried (``os.access`` says yes to
+    root everywhere, /proc and read-only mounts included)."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
 def _master_kernels(settings) -> tuple[str, ...]:
     """The kernels a master run compiles on a machine's first run (the note's test)."""
     from . import FINGERPRINT_KERNEL, METER_KERNEL, RENDER_KERNEL, TEMPO_KERNEL
@@ -279,7 +291,7 @@ def _master_settings(
         folder = path.parent.absolute()
         while not folder.exists() and folder.parent != folder:  # created when written
             folder = folder.parent
-        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        if not folder.is_dir() or not _can_create_in(folder):
             _fail_usage(f"--report {path}: cannot write there ({folder} is not a writable folder)")
     if backend not in ("local", "dask"):
         _fail_usage(f"--backend must be local or dask, got {backend!r}")

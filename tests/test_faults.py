@@ -671,6 +671,10 @@ def test_an_unwritable_report_folder_is_found_before_any_work(tmp_path, lib):
     res = cli("master", lib, "--out", tmp_path / "O", "--report", blocker / "r.json")
     assert res.returncode == 2 and "cannot write there" in res.stderr
     assert not (tmp_path / "O").exists() or not list((tmp_path / "O").glob("*.flac"))
+    # a folder root may write by its permission bits but nobody can create files in
+    if os.path.isdir("/proc"):
+        res = cli("master", lib, "--out", tmp_path / "O", "--report", "/proc/nb/r.json")
+        assert res.returncode == 2 and "cannot write there" in res.stderr, res.stderr
     # a folder the run creates (OUT itself) is fine, as in the README's first command
     res = cli(
         "master",
