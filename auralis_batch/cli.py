@@ -479,7 +479,7 @@ def measure(inputs: Inputs, json_out: JsonFlag = False) -> None:
         _table_console().print(table)
         for r in records:
             if r["status"] != "ok":
-                typer.echo(f"{r['status']}: {r['input']}: {r['error']}", err=True)
+                typer.echo(f"{r['status']}: {_failure(r['input'], r['error'])}", err=True)
     raise typer.Exit(code=1 if any(r["status"] == "failed" for r in records) else 0)
 
 

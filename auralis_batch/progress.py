@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -117,7 +118,10 @@ class BatchProgress:
     def _fail(self, rec: dict) -> None:
         self.failed += 1
         if self.enabled and self.interactive:
-            self.console.print(f"[red]failed[/red] {rec['input']}: {rec.get('error')}")
+            path, error = rec["input"], rec.get("error") or "failed"
+            if not error.startswith(f"{path}: "):  # most errors start with the file's name
+                error = f"{path}: {error}"
+            self.console.print(f"[red]failed[/red] {escape(error)}", highlight=False)
 
     def update(self, rec: dict) -> None:
         """A unit finished (called in order of completion)."""

@@ -311,3 +311,23 @@ def test_presets_show_adaptive_explains_it_is_computed():
     assert res.exit_code == 0 and "fingerprint" in res.stdout
     res = runner.invoke(app, ["presets", "show", "adaptive", "--json"])
     assert res.exit_code == 0 and json.loads(res.stdout)["name"] == "adaptive"
+
+
+def test_a_failure_line_names_the_file_once(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from auralis_batch.progress import BatchProgress
+
+    progress = BatchProgress(enabled=True, interactive=True)
+    progress.console = Console(file=io.StringIO(), width=200)
+    progress._fail({"input": "/m/a.flac", "error": "/m/a.flac: file is empty (0 bytes)"})
+    progress._fail({"input": "/m/b.flac", "error": "[Errno 28] No space left on device"})
+    out = progress.console.file.getvalue()
+    assert out.count("/m/a.flac") == 1
+    assert "/m/b.flac: [Errno 28] No space left on device" in out
+    empty = tmp_path / "empty.flac"
+    empty.write_bytes(b"")
+    res = runner.invoke(app, ["measure", str(empty)])
+    assert res.stderr.count(str(empty)) == 1, res.stderr
