@@ -756,7 +756,8 @@ def master_stream(
         passes += extra
     done, extra = _hold_ceiling(render, done, ceiling, notes)
     passes += extra
-    reached = _target_notes(done.after, target, cap, exempt=silent or album, notes=notes)
+    # a silent source gets no gain: it is not on target, and its warning says why
+    reached = not silent and _target_notes(done.after, target, cap, exempt=album, notes=notes)
     _range_notes(done.after, preset.target_lra_lu, notes)
     return MasterOutcome(
         before=before,

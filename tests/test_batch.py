@@ -540,3 +540,13 @@ def test_the_memory_budget_counts_the_decoded_audio_in_its_precision(
     assert kept(exact) == (True, True)
     assert kept(exact - 1) == (True, False)
     assert kept(samples * (decoded_bytes + 8) - 1) == (False, False)
+
+
+def test_a_silent_track_is_mastered_with_a_warning(tmp_path, write_audio):
+    write_audio("lib/silence.flac", np.zeros((2, 3 * 44100)))
+    result = run_master(
+        [tmp_path / "lib"], tmp_path / "out", RunSettings(use_cache=False), n_jobs=1
+    )
+    (rec,) = result.records
+    assert rec["status"] == "ok" and rec["render"]["target_reached"] is False
+    assert "silent or near-silent source" in rec["warning"]

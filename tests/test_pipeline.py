@@ -115,6 +115,7 @@ def test_silence_gets_no_gain_blow_up():
     assert np.abs(y).max() == 0.0
     assert outcome.gain_db == 0.0
     assert any("silent" in n for n in outcome.notes)
+    assert not outcome.target_reached  # so the report's "needs a look" lists it
 
 
 def test_near_silent_noise_floor_is_not_amplified_to_target():
