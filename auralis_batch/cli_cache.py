@@ -65,8 +65,10 @@ def stats(
 def clear(cache_dir: CacheDir = None) -> None:
     """Delete every entry."""
     with _open(cache_dir) as cache:
-        n = cache.clear()
-    typer.echo(f"removed {n} entries")
+        before = cache.stats()  # counted as `cache stats` counts them
+        cache.clear()
+    n, m = before["entries"], before["paths"]
+    typer.echo(f"removed {n} fingerprint{'s' * (n != 1)} and {m} file path{'s' * (m != 1)}")
 
 
 @cache_app.command("prune")

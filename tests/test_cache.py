@@ -266,6 +266,7 @@ def test_cache_commands(tmp_path):
     assert runner.invoke(app, ["cache", "prune", "--older-than", "soon"]).exit_code == 2
     res = runner.invoke(app, ["cache", "clear", "--cache-dir", str(tmp_path)])
     assert res.exit_code == 0
+    assert "removed 1 fingerprint and 0 file paths" in res.stdout  # as stats counts them
     with FingerprintCache(tmp_path) as c:
         assert c.get(key(1)) is None
 
