@@ -163,7 +163,12 @@ def _reason(exc: BaseException) -> str:
     """The library's last line, without libsndfile's "Error opening '<path>': " (our
     messages name the file already)."""
     text = str(exc).strip().splitlines()
-    return _OPENING.sub("", text[-1]) if text else type(exc).__name__
+    reason = _OPENING.sub("", text[-1]) if text else type(exc).__name__
+    if "does not exist or is not a regular file" in reason:
+        # what libsndfile says of an existing regular file whose MPEG data it cannot
+        # sync to (the callers checked that the file exists and is regular)
+        return "its contents are not audio in a format libsndfile reads"
+    return reason
 
 
 _DATA_LINE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)

@@ -38,6 +38,14 @@ def test_specific_errors_for_bad_files(tmp_path):
         probe(text)
     with pytest.raises(DecodeError, match="no such file"):
         probe(tmp_path / "missing.wav")
+    # random bytes named .mp3: libsndfile says "does not exist or is not a regular
+    # file"; the message says what is wrong instead
+    noise = tmp_path / "noise.mp3"
+    noise.write_bytes(np.random.default_rng(0).bytes(20000))
+    with pytest.raises(DecodeError) as err:
+        probe(noise)
+    assert "not audio in a format libsndfile reads" in str(err.value)
+    assert "does not exist" not in str(err.value)
 
 
 def test_truncated_flac_fails_clearly(tmp_path):
