@@ -41,6 +41,7 @@ from importlib import resources
 from typing import Any
 
 from .records import LOUDNESS_KEYS, STATUSES
+from .versions import DEFAULT_TEMPO_BPM
 
 __all__ = [
     "EQ_CURVE_HZ",
@@ -127,6 +128,12 @@ def format_number(value: float, decimals: int = 2, *, sign: bool = False) -> str
         if float(text) == value:
             return text
     return repr(value)  # below 1e-17 only an exponent shows the value
+
+
+def _tempo_estimated(track: dict) -> bool:
+    """False for the default a run without tempo reports (120 BPM, confidence 0): the
+    page leaves it blank instead of showing it as a measurement."""
+    return not (track.get("tempo_confidence") == 0 and track.get("tempo_bpm") == DEFAULT_TEMPO_BPM)
 
 
 def _fmt(value: float | None, decimals: int = 2, *, sign: bool = False) -> str:
@@ -587,6 +594,8 @@ def _row(i: int, track: dict, name: str, has_section: bool) -> str:
                 cells.append(f'<td class="warn">{_esc(track["warning"])}</td>')
             else:
                 cells.append("<td></td>")
+        elif key == "tempo_bpm" and not _tempo_estimated(track):
+            cells.append('<td title="not estimated: the preset does not use tempo"></td>')
         else:
             cells.append(f"<td>{_fmt(_get(track, key), decimals, sign=sign)}</td>")
     return f'<tr id="r{i}">{"".join(cells)}</tr>'
@@ -689,7 +698,9 @@ def _facts(track: dict, shared_preset: str | None) -> str:
     album = track.get("album")
     if album:
         items.append(("album", _album_line(album)))
-    if track.get("tempo_bpm") is not None:
+    if track.get("tempo_bpm") is not None and not _tempo_estimated(track):
+        items.append(("tempo", "not estimated (the preset does not use it; the JSON says 120)"))
+    elif track.get("tempo_bpm") is not None:
         conf = track.get("tempo_confidence")
         extra = f" (confidence {_fmt(conf, 3)})" if conf is not None else ""
         items.append(("tempo", f"{_fmt(track['tempo_bpm'])} BPM{extra}"))

@@ -653,3 +653,19 @@ def test_html_is_a_report_suffix_and_a_run_writes_it(tmp_path, write_audio):
     assert float(row[2]) == track["before"]["integrated_lufs"]
     assert float(row[3]) == track["after"]["integrated_lufs"]
     assert float(row[9]) == track["render"]["gain_db"]
+
+
+def test_a_tempo_that_was_not_estimated_is_not_shown_as_one(tmp_path):
+    report = synthetic_report(2)
+    estimated, default = report["tracks"][0], report["tracks"][1]
+    default["tempo_bpm"], default["tempo_confidence"] = 120.0, 0.0  # a tempo = false run
+    page, parsed = render(report, tmp_path)
+    columns = {h: n for n, h in enumerate(parsed.headers)}
+
+    def bpm_cell(track: dict) -> str:
+        (row,) = [r for r in parsed.rows if track["input"].endswith(r[columns["track"]])]
+        return row[columns["BPM"]]
+
+    assert bpm_cell(default) == ""
+    assert float(bpm_cell(estimated)) == estimated["tempo_bpm"]
+    assert "not estimated" in page
