@@ -297,6 +297,15 @@ def _master_settings(
         _fail_usage(f"--backend must be local or dask, got {backend!r}")
     if backend == "dask" and not scheduler:
         _fail_usage("--backend dask needs --scheduler tcp://HOST:PORT")
+    from .presets import LIMITS
+
+    for flag, value, limit in (
+        ("--target-lufs", target_lufs, "target_lufs"),
+        ("--ceiling-dbtp", ceiling_dbtp, "limiter.ceiling_dbtp"),
+    ):
+        lo, hi, unit = LIMITS[limit]
+        if value is not None and not lo <= value <= hi:  # the flag's, not the preset's
+            _fail_usage(f"{flag} {value:g}: must be between {lo:g} and {hi:g} {unit}")
     try:
         output_subtype(fmt, bit_depth)
         if preset != "adaptive":

@@ -137,7 +137,8 @@ def test_master_wav_16_bit_and_overrides(tmp_path, write_audio):
         (["--preset", "loud"], "unknown preset"),
         (["--format", "flac", "--bit-depth", "32f"], "32f"),
         (["--format", "mp3"], "format must be one of"),
-        (["--target-lufs", "3"], "target_lufs"),
+        (["--target-lufs", "3"], "--target-lufs 3: must be between -40 and -5 LUFS"),
+        (["--ceiling-dbtp", "2"], "--ceiling-dbtp 2: must be between -20 and 0 dBTP"),
     ],
 )
 def test_usage_errors_exit_2(tmp_path, write_audio, args, message):
