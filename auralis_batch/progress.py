@@ -177,12 +177,12 @@ class BatchProgress:
         def f(v):
             return "-" if v is None else f"{v:.1f}"
 
-        for r in records:
-            if r.get("status") == "skipped":
-                continue
+        shown = [r for r in records if r.get("status") != "skipped"]
+        names = _short_names([r["input"] for r in shown])  # full paths are in --report
+        for r, name in zip(shown, names, strict=True):
             b, a = r.get("before") or {}, r.get("after") or {}
             table.add_row(
-                Path(r["input"]).name,  # full paths are in --report
+                name,
                 r["status"],
                 f(b.get("integrated_lufs")),
                 f(a.get("integrated_lufs")),
@@ -201,6 +201,18 @@ class BatchProgress:
             ", ".join(parts) + f"; {_hms(self.audio_s)} of audio in {elapsed:.1f} s "
             f"({self.audio_s / elapsed:.0f}x realtime)"
         )
+
+
+def _short_names(paths: list[str]) -> list[str]:
+    """Each path without the folders all of them share (``a/sad.ogg`` and ``b/sad.ogg``
+    stay apart); the file name alone when there is one track."""
+    if len(paths) < 2:
+        return [Path(p).name for p in paths]
+    parts = [Path(p).parts for p in paths]
+    common = 0
+    while all(len(q) > common + 1 and q[common] == parts[0][common] for q in parts):
+        common += 1
+    return [str(Path(*q[common:])) for q in parts]
 
 
 def _hms(seconds: float) -> str:

@@ -332,3 +332,12 @@ def test_a_failure_line_names_the_file_once(tmp_path):
     empty.write_bytes(b"")
     res = runner.invoke(app, ["measure", str(empty)])
     assert res.stderr.count(str(empty)) == 1, res.stderr
+
+
+def test_the_summary_table_tells_same_named_tracks_apart():
+    from auralis_batch.progress import _short_names
+
+    assert _short_names(["/m/a/sad.ogg", "/m/b/sad.ogg"]) == ["a/sad.ogg", "b/sad.ogg"]
+    assert _short_names(["/m/x.flac", "/m/y.flac"]) == ["x.flac", "y.flac"]
+    assert _short_names(["/m/a/x.flac"]) == ["x.flac"]
+    assert _short_names([]) == []
