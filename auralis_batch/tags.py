@@ -50,6 +50,10 @@ TAG_OUTPUT_FORMATS = {"flac": "Vorbis comments + FLAC pictures", "wav": "ID3 chu
 _LOUDNESS_TAG_PREFIXES = ("replaygain_", "r128_", "mp3gain_")
 _LOUDNESS_TAG_NAMES = frozenset({"rg_radio", "rg_audiophile", "rg_peak", "itunnorm", "itunsmpb"})
 
+#: Fields that describe how the source file was encoded (Vorbis ENCODER, ID3 TSSE as
+#: EasyID3's "encodersettings"): wrong for the master, which is a new encode.
+_ENCODING_FIELDS = frozenset({"encoder", "encodersettings", "encoder_options", "encoding"})
+
 #: ID3 frames that are binary volume adjustments (RVA2; RVAD and XRVA of ID3v2.3).
 _LOUDNESS_ID3_FRAMES = frozenset({"RVA2", "RVAD", "XRVA"})
 
@@ -184,7 +188,8 @@ def _read_source(source: str | os.PathLike, notes: list[str]) -> tuple[dict, lis
             f"tags not copied: the source's tags are unreadable ({type(exc).__name__}: {exc})"
         )
         return {}, []
-    return {k: v for k, v in fields.items() if not is_loudness_tag(k)}, pictures
+    kept = {k: v for k, v in fields.items() if not is_loudness_tag(k)}
+    return {k: v for k, v in kept.items() if k not in _ENCODING_FIELDS}, pictures
 
 
 def _fields_from_mapping(tags) -> dict[str, list[str]]:

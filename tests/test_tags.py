@@ -390,3 +390,17 @@ def test_a_write_the_kernel_refuses_is_an_output_error(tmp_path):
 )
 def test_is_loudness_tag(name, stale):
     assert is_loudness_tag(name) is stale
+
+
+def test_the_sources_encoder_is_not_carried_to_the_master(tmp_path):
+    from mutagen.flac import FLAC
+
+    src = tmp_path / "src.flac"
+    sf.write(src, _audio(), SR, subtype="PCM_16")
+    tags = FLAC(src)
+    tags["TITLE"], tags["ENCODER"] = "Song", "Ogg Drop b3"
+    tags.save()
+    out = _partial(tmp_path, "flac")
+    write_output_tags(out, fmt="flac", source=src, loudness=None)
+    fields, _, _ = _read(out, "flac")
+    assert fields.get("title") == ["Song"] and "encoder" not in fields
