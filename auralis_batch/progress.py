@@ -198,8 +198,9 @@ class BatchProgress:
             if summary.get(key):
                 parts.append(f"{summary[key]} {label}")
         self.console.print(
-            ", ".join(parts) + f"; {_hms(self.audio_s)} of audio in {elapsed:.1f} s "
-            f"({self.audio_s / elapsed:.0f}x realtime)"
+            ", ".join(parts)
+            + f"; {_hms(self.audio_s)} of audio in {elapsed:.1f} s"
+            + (f" ({self.audio_s / elapsed:.0f}x realtime)" if self.audio_s > 0 else "")
         )
 
 

@@ -341,3 +341,13 @@ def test_the_summary_table_tells_same_named_tracks_apart():
     assert _short_names(["/m/x.flac", "/m/y.flac"]) == ["x.flac", "y.flac"]
     assert _short_names(["/m/a/x.flac"]) == ["x.flac"]
     assert _short_names([]) == []
+
+
+def test_a_run_with_nothing_to_do_claims_no_speed(tmp_path, write_audio):
+    src = write_audio("a.flac", music_like(seconds=1.0))
+    args = ["master", str(src), "--out", str(tmp_path / "o"), "-j", "1", "--no-cache"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0 and "x realtime" in first.stderr
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "1 skipped" in again.stderr
+    assert "realtime" not in again.stderr
