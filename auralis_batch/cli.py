@@ -94,12 +94,6 @@ ReportOpt = Annotated[
 ]
 
 
-def _failure(path: str, error: str | None) -> str:
-    """``path: error``, without the path twice when the error already starts with it."""
-    error = error or "failed"
-    return error if error.startswith(f"{path}: ") else f"{path}: {error}"
-
-
 def _fail_usage(message: str) -> NoReturn:
     typer.echo(f"[error] {message}", err=True)
     raise typer.Exit(code=2)
@@ -379,6 +373,8 @@ def _run_batch(
 
 def _report(result, progress, *, report, dry_run, quiet, **_) -> NoReturn:
     """Reports, the summary, one line per failure, and the exit code."""
+    from .records import failure_line
+
     for note in result.notes:
         typer.echo(f"[note] {note}", err=True)
     report_failed = False
@@ -408,7 +404,7 @@ def _report(result, progress, *, report, dry_run, quiet, **_) -> NoReturn:
         progress.print_summary(result.records, result.summary)
     for rec in result.records:
         if rec["status"] == "failed":
-            typer.echo(f"[failed] {_failure(rec['input'], rec['error'])}", err=True)
+            typer.echo(f"[failed] {failure_line(rec['input'], rec['error'])}", err=True)
     if result.signal is not None:
         s = result.summary
         left = s["interrupted"] + s["not_started"]
@@ -462,6 +458,7 @@ def measure(inputs: Inputs, json_out: JsonFlag = False) -> None:
     from .audio import readable_extensions
     from .engine import measure_file
     from .plan import discover
+    from .records import failure_line
 
     missing = [p for p in inputs if not p.exists()]
     if missing:
@@ -488,7 +485,7 @@ def measure(inputs: Inputs, json_out: JsonFlag = False) -> None:
         _table_console().print(table)
         for r in records:
             if r["status"] != "ok":
-                typer.echo(f"{r['status']}: {_failure(r['input'], r['error'])}", err=True)
+                typer.echo(f"{r['status']}: {failure_line(r['input'], r['error'])}", err=True)
     raise typer.Exit(code=1 if any(r["status"] == "failed" for r in records) else 0)
 
 
@@ -503,6 +500,7 @@ def analyze(
 ) -> None:
     """Analyse loudness, spectral fingerprint, dynamics, stereo image and tempo."""
     from .plan import discover
+    from .records import failure_line
     from .versions import CURVE_KEY
 
     if json_out and csv_out:
@@ -541,7 +539,7 @@ def analyze(
         _print_analysis_table(records)
     for r in records:
         if "error" in r:
-            typer.echo(f"[failed] {_failure(r['path'], r['error'])}", err=True)
+            typer.echo(f"[failed] {failure_line(r['path'], r['error'])}", err=True)
     raise typer.Exit(code=1 if any("error" in r for r in records) else 0)
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .adaptive import range_compressor
 from .audio import BLOCK_FRAMES, Quantizer
 from .dynamics import LIMITER_MARGIN_DB, Compressor, Limiter
 from .eq import Equalizer
@@ -705,8 +706,6 @@ def master_stream(
     ):
         # The source's range needed no compression, but the matching EQ widened it
         # past the reference's: compress toward it after all, by the same rule.
-        from .adaptive import range_compressor
-
         notes.append(
             f"the matching EQ widened the loudness range to {mid.lra_lu:.1f} LU, past the "
             f"reference's {goal_lra:.1f} LU"

@@ -29,6 +29,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from .records import failure_line
+
 #: Said once, before the first run on a machine compiles the kernels.
 FIRST_RUN_NOTE = (
     "first run on this machine: compiling the DSP kernels, about 15 s once (later runs load them)"
@@ -118,10 +120,8 @@ class BatchProgress:
     def _fail(self, rec: dict) -> None:
         self.failed += 1
         if self.enabled and self.interactive:
-            path, error = rec["input"], rec.get("error") or "failed"
-            if not error.startswith(f"{path}: "):  # most errors start with the file's name
-                error = f"{path}: {error}"
-            self.console.print(f"[red]failed[/red] {escape(error)}", highlight=False)
+            line = failure_line(rec["input"], rec.get("error"))
+            self.console.print(f"[red]failed[/red] {escape(line)}", highlight=False)
 
     def update(self, rec: dict) -> None:
         """A unit finished (called in order of completion)."""
@@ -145,12 +145,10 @@ class BatchProgress:
         duration = float(rec.get("duration_s") or 0.0)
         speed = f"{duration / seconds:5.0f}x" if seconds > 0 and duration else "     -"
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-        line = f"{stamp} {rec.get('status', '?'):<11} {seconds:7.1f} s {speed}  {rec['input']}"
         error = rec.get("error")
-        if rec.get("status") != "ok" and error:
-            # most errors already start with the file's name: not twice on one line
-            line += error[len(rec["input"]) :] if error.startswith(rec["input"]) else f": {error}"
-        print(line, file=sys.stderr, flush=True)
+        what = failure_line(rec["input"], error) if rec.get("status") != "ok" and error else None
+        line = f"{stamp} {rec.get('status', '?'):<11} {seconds:7.1f} s {speed}  "
+        print(line + (what or rec["input"]), file=sys.stderr, flush=True)
 
     def running(self, fractions: dict[str, float]) -> None:
         """Tracks in flight and how far each is (from the batch's poller thread)."""

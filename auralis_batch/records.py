@@ -47,6 +47,13 @@ def failed_record(path: Path | str, error: str, output=None) -> dict:
     return record(path, "failed", error, output)
 
 
+def failure_line(path: str, error: str | None) -> str:
+    """``path: error``, without the path twice when the error already starts with it
+    (most errors name their file): what the CLI and the progress print of a failure."""
+    error = error or "failed"
+    return error if error.startswith(f"{path}: ") else f"{path}: {error}"
+
+
 def error_text(exc: BaseException) -> str:
     """What the report says about an exception: our own messages as they are, OS
     errors in plain words, anything else as an internal error with where it happened."""

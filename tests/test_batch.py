@@ -400,8 +400,28 @@ def test_the_schedule_goes_by_samples_not_bytes(write_audio):
     assert order == ["long.ogg", "mono.flac", "short.wav"]
 
 
+@pytest.fixture
+def frames_read(monkeypatch):
+    """Start counting the frames soundfile reads, per file name: returns the dict."""
+
+    def start() -> dict[str, int]:
+        read: dict[str, int] = {}
+        real_read = sf.SoundFile.read
+
+        def counting_read(self, frames=-1, *args, **kwargs):
+            data = real_read(self, frames, *args, **kwargs)
+            name = os.path.basename(self.name)
+            read[name] = read.get(name, 0) + len(data)
+            return data
+
+        monkeypatch.setattr(sf.SoundFile, "read", counting_read)
+        return read
+
+    return start
+
+
 @pytest.mark.parametrize("cache", ["cold", "warm", "none"])
-def test_each_track_is_decoded_exactly_once(tmp_path, write_audio, monkeypatch, cache):
+def test_each_track_is_decoded_exactly_once(tmp_path, write_audio, frames_read, cache):
     """Frames decoded per track, counted at soundfile: one pass over each file whether
     the analysis is fresh, cached or loudness-only (issue 10: decode once)."""
     lengths = {"a.flac": 3 * 44100 + 17, "b.flac": 5 * 44100, "c.wav": 2 * 44100 + 1}
@@ -410,16 +430,7 @@ def test_each_track_is_decoded_exactly_once(tmp_path, write_audio, monkeypatch, 
     settings = RunSettings(use_cache=cache != "none", cache_dir=str(tmp_path / "cache"))
     if cache == "warm":
         run_master([tmp_path / "lib"], tmp_path / "first", settings, n_jobs=1)
-    read = {}
-    real_read = sf.SoundFile.read
-
-    def counting_read(self, frames=-1, *args, **kwargs):
-        data = real_read(self, frames, *args, **kwargs)
-        name = os.path.basename(self.name)
-        read[name] = read.get(name, 0) + len(data)
-        return data
-
-    monkeypatch.setattr(sf.SoundFile, "read", counting_read)
+    read = frames_read()
     result = run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1)
     assert result.summary["ok"] == 3
     assert read == lengths
@@ -483,7 +494,7 @@ def test_the_report_series_come_from_the_passes_and_match_an_independent_meter(t
 
 
 def test_a_reference_match_decodes_the_reference_once_and_each_target_once(
-    tmp_path, write_audio, monkeypatch
+    tmp_path, write_audio, frames_read
 ):
     """Issue 12: the reference is decoded and analysed once per run, each target once
     (the range passes reuse the kept signal), with a cold cache and a warm one."""
@@ -495,16 +506,7 @@ def test_a_reference_match_decodes_the_reference_once_and_each_target_once(
     for name, n in lengths.items():
         write_audio(f"lib/{name}", music_like(seconds=n / 44100, level_db=-28.0, seed=7)[:, :n])
     ref = write_audio("ref/bright.flac", music_like(seconds=5.0, level_db=-12.0, seed=9))
-    read: dict[str, int] = {}
-    real_read = sf.SoundFile.read
-
-    def counting_read(self, frames=-1, *args, **kwargs):
-        data = real_read(self, frames, *args, **kwargs)
-        name = os.path.basename(self.name)
-        read[name] = read.get(name, 0) + len(data)
-        return data
-
-    monkeypatch.setattr(sf.SoundFile, "read", counting_read)
+    read = frames_read()
     for run in ("cold", "warm"):
         read.clear()
         out = tmp_path / f"out-{run}"
