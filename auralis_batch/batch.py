@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import warm
 from .audio import is_partial_name, move_no_clobber, partials_of, readable_extensions
 from .errors import AuralisError, OutputError, RunAbandonedError
 from .journal import STATE_DIR, Journal, OutputState, RunLock, RunLockedError
@@ -595,6 +596,9 @@ def _run(
     stopped: str | None = None
     signum: int | None = None
     poller = _Poller(inflight, units, on_progress)
+    # A machine's first run: the render's kernels compile beside the analysis's, here
+    # (a cluster's workers compile their own).
+    warmup = warm.start() if units and (n_jobs == 1 or _local_backend()) else None
     try:
         with _signals_stop_the_run():
             try:
@@ -618,6 +622,8 @@ def _run(
                 stopped = f"interrupted by {signal.Signals(signum).name}"
     finally:
         poller.stop()
+        if warmup is not None:
+            warmup.stop()
         if stopped and n_jobs != 1:
             _stop_pool()  # none of the workers may go on writing
         _remove_partials(j for j in todo if str(j.input) not in finished)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import warm
 from .analysis import CURVE_KEY, analyze_file, loudness_from_record
 from .audio import (
     BLOCK_FRAMES,
@@ -198,6 +199,7 @@ def _prepare(job: Job, settings: RunSettings, cache, watch: Watch, budget_bytes:
         decoded + samples * (PROCESSED_BYTES_PER_SAMPLE + EQUALISED_BYTES_PER_SAMPLE)
         <= budget_bytes
     )
+    warm.wait()  # a first run's render kernels: compiled beside the analysis's (warm.py)
     return _Prepared(job, info, analysis, preset, source, processed_fits, equalised_fits)
 
 

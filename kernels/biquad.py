@@ -33,9 +33,12 @@ HIGH_PASS = 3
 LOW_PASS = 4
 
 
-@jit
 def rbj_biquad(kind, frequency_hz, gain_db, q, sample_rate):
     """One RBJ cookbook section, normalised to ``a0 = 1``.
+
+    Plain Python, as :func:`design_cascade`: a design runs once per track on a few
+    scalars, and compiling it cost more than a first run's whole use of it (0.5 s of a
+    first master, against microseconds here).
 
     Parameters
     ----------
@@ -64,7 +67,6 @@ def rbj_biquad(kind, frequency_hz, gain_db, q, sample_rate):
     return out
 
 
-@jit(inline=True)
 def _rbj_coefficients(kind, a_lin, cw, alpha):
     """The cookbook's ``(b0, b1, b2, a0, a1, a2)`` of filter ``kind``, before
     normalising, from ``A``, ``cos(w0)`` and ``alpha``."""
@@ -110,15 +112,13 @@ def _rbj_coefficients(kind, a_lin, cw, alpha):
     return ((1.0 - cw) / 2.0, 1.0 - cw, (1.0 - cw) / 2.0, 1.0 + alpha, -2.0 * cw, 1.0 - alpha)
 
 
-@jit
 def design_cascade(kinds, frequencies_hz, gains_db, qs, sample_rate):
     """Stack :func:`rbj_biquad` sections into an ``(n_sections, 6)`` sos array."""
-    n = kinds.shape[0]
-    sos = np.empty((n, 6))
-    for i in range(n):
-        row = rbj_biquad(kinds[i], frequencies_hz[i], gains_db[i], qs[i], sample_rate)
-        for k in range(6):  # element by element: see kernels._jit on array assignment
-            sos[i, k] = row[k]
+    sos = np.empty((len(kinds), 6))
+    for i in range(len(kinds)):
+        sos[i] = rbj_biquad(
+            int(kinds[i]), float(frequencies_hz[i]), float(gains_db[i]), float(qs[i]), sample_rate
+        )
     return sos
 
 

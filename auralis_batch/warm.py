@@ -1,0 +1,150 @@
+"""A machine's first ``master`` compiles the render's kernels in a second process.
+
+Numba compiles each kernel the first time a process calls it and keeps the machine
+code in its cache (``NUMBA_CACHE_DIR``); on an empty cache that is about 13 s of one
+core, half for the analysis (meters, fingerprint) and half for the render (EQ,
+compressor, limiter). A track is analysed before it is rendered, so the two halves
+would compile one after the other. When the render's kernels are not in the cache,
+:func:`start` runs a process that compiles them (on a short synthetic signal, through
+the same wrappers the render uses, so the same specialisations) while this process
+compiles the analysis's; :func:`wait`, called when a track's analysis is done, waits
+for it, and the render then loads its kernels from the cache. A failed or killed
+warm-up costs nothing but time: whatever it did not compile, the render compiles.
+
+The two processes never compile the same kernel at the same time: Numba's cache
+index of a kernel is read, extended and written back without a lock, and two
+writers of different specialisations of one kernel could each claim the same data
+file. The warm-up runs only the EQ, the compressor and the limiter, which the
+analysis does not call, and every render waits for it first.
+
+Only the CLI's own process does this (``_startup.OWN_PROCESS_ENV``): a program that
+imports the package is not handed a process it did not ask for. Batch workers
+inherit the warm-up's pid in :data:`WARM_PID_ENV` and wait for it the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import time
+
+#: ``"<run's pid>:<warm-up's pid>"``, for the run's process and the workers it starts
+#: (a process that is neither, a cluster's worker say, does not wait).
+WARM_PID_ENV = "AURALIS_BATCH_WARMUP_PID"
+
+#: How long a render waits for the warm-up before compiling what it still needs.
+WAIT_LIMIT_S = 120.0
+
+_POLL_S = 0.02
+
+
+class Warmup:
+    """The running warm-up process (see the module docstring)."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        # Reaped as soon as it ends, so that its pid stops answering (a zombie would
+        # keep workers waiting on it).
+        self._reaper = threading.Thread(target=proc.wait, daemon=True)
+        self._reaper.start()
+
+    def stop(self) -> None:
+        """End it now if it still runs (the run is over, or stopped)."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                self.proc.kill()
+        with contextlib.suppress(Exception):
+            self.proc.wait(timeout=5)
+        if os.environ.get(WARM_PID_ENV) == _env_value(self.proc.pid):
+            del os.environ[WARM_PID_ENV]
+
+
+def _env_value(pid: int) -> str:
+    return f"{os.getpid()}:{pid}"
+
+
+def start() -> Warmup | None:
+    """Start compiling the render's kernels in a process of their own if this is the
+    CLI's process, the machine has a second core and the cache lacks them; else None."""
+    from . import RENDER_KERNEL, _kernels_compiled
+    from ._startup import OWN_PROCESS_ENV
+
+    if os.environ.get(OWN_PROCESS_ENV) != "1" or (os.cpu_count() or 1) < 2:
+        return None
+    if os.environ.get(WARM_PID_ENV) or _kernels_compiled((RENDER_KERNEL,)):
+        return None
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from auralis_batch.warm import main; main()"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    except OSError:
+        return None
+    os.environ[WARM_PID_ENV] = _env_value(proc.pid)
+    return Warmup(proc)
+
+
+def wait(limit_s: float = WAIT_LIMIT_S) -> None:
+    """Wait until the warm-up (if any) has ended, at most ``limit_s``."""
+    value = os.environ.pop(WARM_PID_ENV, None)  # once is enough for this process
+    run, _, pid = (value or "").partition(":")
+    if not pid.isdigit() or (str(os.getpid()) != run and str(os.getppid()) != run):
+        return
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(int(pid), 0)
+        except OSError:
+            return
+        time.sleep(_POLL_S)
+
+
+def compile_render(sample_rate: int = 48000, channels: int = 2) -> None:
+    """Call the render's kernels once, through its wrappers, on a short signal: Numba
+    compiles them (or loads them) with the types a render uses."""
+    import numpy as np
+
+    from .dynamics import Compressor, Limiter
+    from .eq import Equalizer
+    from .presets import load_preset
+
+    preset = load_preset("punchy")  # every kind of stage; the types do not depend on it
+    t = np.arange(4096) / sample_rate
+    x = np.ascontiguousarray(np.tile(0.5 * np.sin(2 * np.pi * 997.0 * t), (channels, 1)))
+    y = Equalizer(sample_rate, channels, preset.eq).process(x)
+    cfg = preset.compressor
+    comp = Compressor(
+        sample_rate,
+        channels,
+        threshold_db=cfg.threshold_db,
+        ratio=cfg.ratio,
+        knee_db=cfg.knee_db,
+        attack_ms=cfg.attack_ms,
+        release_ms=cfg.release_ms,
+        makeup_db=cfg.makeup_db,
+    )
+    comp.process(y)
+    comp.process(y, return_gain_reduction=True)
+    lim_cfg = preset.limiter
+    lim = Limiter(
+        sample_rate,
+        channels,
+        ceiling_dbtp=lim_cfg.ceiling_dbtp,
+        lookahead_ms=lim_cfg.lookahead_ms,
+        release_ms=lim_cfg.release_ms,
+    )
+    lim.process(y, gain_db=6.0)
+    lim.flush()
+
+
+def main() -> None:
+    """The warm-up process: quiet, and nothing to report (the run checks nothing)."""
+    from ._startup import load_numba_numpy_support
+
+    load_numba_numpy_support()
+    compile_render()

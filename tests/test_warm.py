@@ -1,0 +1,181 @@
+"""A first run compiles the render's kernels in a second process (``auralis_batch.warm``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from auralis_batch import warm
+from auralis_batch._startup import OWN_PROCESS_ENV
+from auralis_batch.batch import run_master
+from auralis_batch.settings import RunSettings
+
+from .conftest import music_like
+
+# The specialisations each kernel of the package holds after some work, per process.
+SIGNATURES = """
+import json, sys
+import numpy as np
+
+def signatures():
+    from numba.core.registry import CPUDispatcher
+    out = {}
+    for name, mod in list(sys.modules.items()):
+        if not name.startswith("auralis_batch.kernels."):
+            continue
+        for attr, obj in vars(mod).items():
+            if isinstance(obj, CPUDispatcher) and obj.signatures:
+                out[name + "." + attr] = sorted(str(s) for s in obj.signatures)
+    return out
+
+what = sys.argv[1]
+snap = {}
+if what == "warm":
+    from auralis_batch.warm import compile_render
+    compile_render()
+    snap["warm"] = signatures()
+else:
+    from auralis_batch import analyze_file, load_preset, master_array
+    for path in sys.argv[2:]:
+        analyze_file(path, tempo=True)
+    snap["analysis"] = signatures()
+    import soundfile as sf
+    for path in sys.argv[2:4]:  # stereo and mono; the kernels' types depend on neither
+        audio, sr = sf.read(path, dtype="float32", always_2d=True)
+        master_array(audio.T, sr, preset=load_preset("punchy"))
+    snap["master"] = signatures()
+print("SIGS", json.dumps(snap))
+"""
+
+
+def _signatures(*args: str) -> dict:
+    res = subprocess.run(
+        [sys.executable, "-c", SIGNATURES, *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    line = next((ln for ln in res.stdout.splitlines() if ln.startswith("SIGS ")), None)
+    assert line is not None, res.stderr[-3000:]
+    return json.loads(line[len("SIGS ") :])
+
+
+def test_the_warm_up_compiles_what_the_render_uses_and_nothing_the_analysis_compiles_otherwise(
+    tmp_path,
+):
+    stereo, mono, hires = tmp_path / "stereo.flac", tmp_path / "mono.wav", tmp_path / "96k.flac"
+    sf.write(stereo, music_like(seconds=3.0).T, 44100)
+    sf.write(mono, music_like(seconds=3.0)[0], 48000)
+    sf.write(hires, music_like(seconds=3.0, sample_rate=96000).T, 96000)  # tempo decimates
+    warm_sigs = _signatures("warm")["warm"]
+    run = _signatures("run", str(stereo), str(mono), str(hires))
+    analysis, master = run["analysis"], run["master"]
+    render = {
+        k: sorted(set(v) - set(analysis.get(k, ())))
+        for k, v in master.items()
+        if set(v) - set(analysis.get(k, ()))
+    }
+    assert "auralis_batch.kernels.dynamics.limiter" in render  # the test sees the render
+    assert "auralis_batch.kernels.biquad.sos_filter_into" in analysis  # and a shared kernel
+    # every specialisation the render needs beyond the analysis's is compiled by the
+    # warm-up, so the render compiles nothing after waiting for it ...
+    missing = {k: v for k, v in render.items() if not set(v) <= set(warm_sigs.get(k, ()))}
+    assert missing == {}
+    # ... and a kernel both use has the same specialisations in both: the two processes
+    # never write different entries of one kernel's cache index at the same time
+    shared = set(warm_sigs) & set(analysis)
+    assert {k: (warm_sigs[k], analysis[k]) for k in shared if warm_sigs[k] != analysis[k]} == {}
+
+
+def test_start_does_nothing_for_a_program_that_imports_the_package(monkeypatch):
+    monkeypatch.delenv(OWN_PROCESS_ENV, raising=False)
+    monkeypatch.setattr("auralis_batch._kernels_compiled", lambda kernels=(): False)
+    assert warm.start() is None
+
+
+def test_start_does_nothing_when_the_render_kernels_are_compiled(monkeypatch):
+    monkeypatch.setenv(OWN_PROCESS_ENV, "1")
+    monkeypatch.setattr("auralis_batch._kernels_compiled", lambda kernels=(): True)
+    assert warm.start() is None
+
+
+def test_wait_returns_when_the_process_has_ended(monkeypatch):
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"])
+    monkeypatch.setenv(warm.WARM_PID_ENV, f"{os.getpid()}:{proc.pid}")
+    t0 = time.monotonic()
+    threading_reaper = warm.Warmup(proc)  # reaps it, as the run does
+    warm.wait(limit_s=30)
+    assert proc.poll() is not None and time.monotonic() - t0 < 10
+    assert warm.WARM_PID_ENV not in os.environ
+    threading_reaper.stop()
+
+
+def test_wait_gives_up_at_its_limit(monkeypatch):
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        monkeypatch.setenv(warm.WARM_PID_ENV, f"{os.getpid()}:{proc.pid}")
+        t0 = time.monotonic()
+        warm.wait(limit_s=0.3)
+        assert time.monotonic() - t0 < 5 and proc.poll() is None
+        # a process the run did not start (a cluster's worker) does not wait at all
+        monkeypatch.setenv(warm.WARM_PID_ENV, f"{os.getpid() + 999999}:{proc.pid}")
+        t0 = time.monotonic()
+        warm.wait(limit_s=30)
+        assert time.monotonic() - t0 < 5
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_run_with_a_warm_up_waits_for_it_and_leaves_nothing_running(
+    tmp_path, monkeypatch, write_audio
+):
+    """The warm-up really runs (the kernels load from the cache, so it is quick): the
+    master is the one a run without it writes, bit for bit, and the process is gone."""
+    write_audio("lib/a.flac", music_like(seconds=2.0))
+    settings = RunSettings(preset="gentle", use_cache=False)
+    plain = run_master([tmp_path / "lib"], tmp_path / "plain", settings, n_jobs=1)
+    assert plain.summary["failed"] == 0
+
+    started: list[warm.Warmup] = []
+    real_start = warm.start
+
+    def spy() -> warm.Warmup | None:
+        w = real_start()
+        if w is not None:
+            started.append(w)
+        return w
+
+    monkeypatch.setenv(OWN_PROCESS_ENV, "1")
+    monkeypatch.setattr("auralis_batch._kernels_compiled", lambda kernels=(): False)
+    monkeypatch.setattr(warm, "start", spy)
+    waited: list[str | None] = []
+    real_wait = warm.wait
+    monkeypatch.setattr(
+        warm, "wait", lambda: (waited.append(os.environ.get(warm.WARM_PID_ENV)), real_wait())
+    )
+    res = run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1)
+    assert res.summary["failed"] == 0
+    assert len(started) == 1 and waited == [f"{os.getpid()}:{started[0].proc.pid}"]
+    assert started[0].proc.poll() is not None  # ended, and reaped
+    assert warm.WARM_PID_ENV not in os.environ
+    got, _ = sf.read(tmp_path / "out" / "a.flac", dtype="int32")
+    expected, _ = sf.read(tmp_path / "plain" / "a.flac", dtype="int32")
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="signals")
+def test_stop_kills_a_warm_up_that_still_runs():
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    w = warm.Warmup(proc)
+    os.environ[warm.WARM_PID_ENV] = f"{os.getpid()}:{proc.pid}"
+    w.stop()
+    assert proc.poll() is not None
+    assert warm.WARM_PID_ENV not in os.environ
