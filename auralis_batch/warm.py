@@ -11,11 +11,13 @@ compiles the analysis's; :func:`wait`, called when a track's analysis is done, w
 for it, and the render then loads its kernels from the cache. A failed or killed
 warm-up costs nothing but time: whatever it did not compile, the render compiles.
 
-The two processes never compile the same kernel at the same time: Numba's cache
-index of a kernel is read, extended and written back without a lock, and two
-writers of different specialisations of one kernel could each claim the same data
-file. The warm-up runs only the EQ, the compressor and the limiter, which the
-analysis does not call, and every render waits for it first.
+The two processes never compile different specialisations of one kernel at the same
+time: Numba's cache index of a kernel is read, extended and written back without a
+lock, and two such writers could each claim the same data file for their own. The
+warm-up runs only the EQ, the compressor and the limiter, and every render waits for
+it first; the one kernel the analysis may call meanwhile (the cascade, for tempo's
+decimation of a high sample rate) it calls with the same types, so both would write
+the same entry (``tests/test_warm.py`` checks the specialisations).
 
 Only the CLI's own process does this (``_startup.OWN_PROCESS_ENV``): a program that
 imports the package is not handed a process it did not ask for. Batch workers

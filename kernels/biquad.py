@@ -308,7 +308,7 @@ def _cascade_pair_into(typingctx, x0, x1, y0, y1, coefs, z):
     return sig, codegen
 
 
-@jit
+@jit(inline=True)
 def _pair_scalar_into(x0, x1, y0, y1, coefs, z):
     """What :func:`_cascade_pair_into` computes, as plain loops, sample-major, one
     lane after the other: the same operations in the same order, so the same bits. For
@@ -335,7 +335,7 @@ def _pair_scalar_into(x0, x1, y0, y1, coefs, z):
             yc[i] = v
 
 
-@jit
+@jit(inline=True)
 def _pair_into(x0, x1, y0, y1, coefs, z):
     """Two channels through one group of at most MAX_SECTIONS sections.
 
