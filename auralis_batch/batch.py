@@ -598,7 +598,8 @@ def _run(
     poller = _Poller(inflight, units, on_progress)
     # A machine's first run: the render's kernels compile beside the analysis's, here
     # (a cluster's workers compile their own).
-    warmup = warm.start() if units and (n_jobs == 1 or _local_backend()) else None
+    local = units and (n_jobs == 1 or _local_backend())
+    warmup = warm.start(settings.bit_depth) if local else None
     try:
         with _signals_stop_the_run():
             try:

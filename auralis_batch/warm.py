@@ -14,10 +14,11 @@ warm-up costs nothing but time: whatever it did not compile, the render compiles
 The two processes never compile different specialisations of one kernel at the same
 time: Numba's cache index of a kernel is read, extended and written back without a
 lock, and two such writers could each claim the same data file for their own. The
-warm-up runs only the EQ, the compressor and the limiter, and every render waits for
-it first; the one kernel the analysis may call meanwhile (the cascade, for tempo's
-decimation of a high sample rate) it calls with the same types, so both would write
-the same entry (``tests/test_warm.py`` checks the specialisations).
+warm-up runs only the EQ, the compressor, the limiter and the quantiser, and every
+render waits for it first; the one kernel the analysis may call meanwhile (the
+cascade, for tempo's decimation of a high sample rate) it calls with the same types,
+so both would write the same entry (``tests/test_warm.py`` checks the
+specialisations).
 
 Only the CLI's own process does this (``_startup.OWN_PROCESS_ENV``): a program that
 imports the package is not handed a process it did not ask for. Batch workers
@@ -68,9 +69,10 @@ def _env_value(pid: int) -> str:
     return f"{os.getpid()}:{pid}"
 
 
-def start() -> Warmup | None:
-    """Start compiling the render's kernels in a process of their own if this is the
-    CLI's process, the machine has a second core and the cache lacks them; else None."""
+def start(bit_depth: str = "24") -> Warmup | None:
+    """Start compiling the render's kernels (for output of ``bit_depth``) in a process
+    of their own if this is the CLI's process, the machine has a second core and the
+    cache lacks them; else None."""
     from . import RENDER_KERNEL, _kernels_compiled
     from ._startup import OWN_PROCESS_ENV
 
@@ -80,7 +82,7 @@ def start() -> Warmup | None:
         return None
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from auralis_batch.warm import main; main()"],
+            [sys.executable, "-c", "from auralis_batch.warm import main; main()", bit_depth],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -106,11 +108,12 @@ def wait(limit_s: float = WAIT_LIMIT_S) -> None:
         time.sleep(_POLL_S)
 
 
-def compile_render(sample_rate: int = 48000, channels: int = 2) -> None:
+def compile_render(sample_rate: int = 48000, channels: int = 2, bit_depth: str = "24") -> None:
     """Call the render's kernels once, through its wrappers, on a short signal: Numba
     compiles them (or loads them) with the types a render uses."""
     import numpy as np
 
+    from .audio import Quantizer
     from .dynamics import Compressor, Limiter
     from .eq import Equalizer
     from .presets import load_preset
@@ -140,8 +143,9 @@ def compile_render(sample_rate: int = 48000, channels: int = 2) -> None:
         lookahead_ms=lim_cfg.lookahead_ms,
         release_ms=lim_cfg.release_ms,
     )
-    lim.process(y, gain_db=6.0)
+    z = lim.process(y, gain_db=6.0)
     lim.flush()
+    Quantizer(bit_depth).quantize(z)
 
 
 def main() -> None:
@@ -149,4 +153,4 @@ def main() -> None:
     from ._startup import load_numba_numpy_support
 
     load_numba_numpy_support()
-    compile_render()
+    compile_render(bit_depth=sys.argv[1] if len(sys.argv) > 1 else "24")

@@ -49,7 +49,7 @@ else:
     import soundfile as sf
     for path in sys.argv[2:4]:  # stereo and mono; the kernels' types depend on neither
         audio, sr = sf.read(path, dtype="float32", always_2d=True)
-        master_array(audio.T, sr, preset=load_preset("punchy"))
+        master_array(audio.T, sr, preset=load_preset("punchy"), bit_depth="24")
     snap["master"] = signatures()
 print("SIGS", json.dumps(snap))
 """
@@ -82,7 +82,10 @@ def test_the_warm_up_compiles_what_the_render_uses_and_nothing_the_analysis_comp
         for k, v in master.items()
         if set(v) - set(analysis.get(k, ()))
     }
-    assert "auralis_batch.kernels.dynamics.limiter" in render  # the test sees the render
+    assert {
+        "auralis_batch.kernels.dynamics.limiter",
+        "auralis_batch.kernels.quantize.quantize_into",
+    } <= set(render)  # the test sees the render
     assert "auralis_batch.kernels.biquad.sos_filter_into" in analysis  # and a shared kernel
     # every specialisation the render needs beyond the analysis's is compiled by the
     # warm-up, so the render compiles nothing after waiting for it ...
@@ -147,8 +150,8 @@ def test_a_run_with_a_warm_up_waits_for_it_and_leaves_nothing_running(
     started: list[warm.Warmup] = []
     real_start = warm.start
 
-    def spy() -> warm.Warmup | None:
-        w = real_start()
+    def spy(bit_depth: str = "24") -> warm.Warmup | None:
+        w = real_start(bit_depth)
         if w is not None:
             started.append(w)
         return w
