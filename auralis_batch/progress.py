@@ -33,7 +33,7 @@ from .records import failure_line
 
 #: Said once, before the first run on a machine compiles the kernels.
 FIRST_RUN_NOTE = (
-    "first run on this machine: compiling the DSP kernels, about 15 s once (later runs load them)"
+    "first run on this machine: compiling the DSP kernels, about 10 s once (later runs load them)"
 )
 
 
