@@ -475,8 +475,14 @@ class OutputFile:
             _unlink(self.temporary_path)
         self.temporary_path = tmp
 
-    def commit(self, finish: Callable[[Path], None] | None = None) -> Written:
-        """Tags (``finish``), fsync, rename into place, fsync the folder.
+    def commit(
+        self,
+        finish: Callable[[Path], None] | None = None,
+        *,
+        intent: Callable[[Written], None] | None = None,
+    ) -> Written:
+        """Tags (``finish``), fsync, ``intent`` (told what the file is, before it
+        takes its name), rename into place, fsync the folder.
 
         Raises
         ------
@@ -496,14 +502,17 @@ class OutputFile:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
             digest = _sha256_file(tmp)
+            st = os.stat(tmp)  # a rename keeps size and time
+            written = Written(bytes=st.st_size, mtime_ns=st.st_mtime_ns, sha256=digest)
+            if intent is not None:
+                intent(written)
             self._rename(tmp)
             self.temporary_path = None
             _fsync_dir(self.path.parent)
-            st = os.stat(self.path)
         except OSError as exc:
             raise _write_failure(self.path, exc, "committing the output") from None
         self._sweep_stale()
-        return Written(bytes=st.st_size, mtime_ns=st.st_mtime_ns, sha256=digest)
+        return written
 
     def _rename(self, tmp: Path) -> None:
         if self.replace:

@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import warm
-from .audio import is_partial_name, move_no_clobber, partials_of, readable_extensions
+from .audio import move_no_clobber, partials_of, readable_extensions
 from .errors import AuralisError, OutputError, RunAbandonedError
-from .journal import STATE_DIR, Journal, OutputState, RunLock, RunLockedError
-from .plan import PARTIAL_SUFFIX, Job, Plan, plan_master
+from .journal import STATE_DIR, CommitLog, Journal, OutputState, RunLock, RunLockedError
+from .plan import Job, Plan, plan_master
 from .records import (
     error_text,
     failed_record,
@@ -59,7 +59,9 @@ __all__ = ["BatchResult", "PlanError", "RunLockedError", "RunSettings", "run_mas
 
 #: Fault injection for the test suite only: "crash:NAME" makes the worker process die
 #: (os._exit) on the input file named NAME, "memory:NAME" raises MemoryError there,
-#: "slow:NAME" sleeps a second per block there (a track to interrupt).
+#: "slow:NAME" sleeps a second per block there (a track to interrupt), "vanish:NAME"
+#: makes the process die right after that output is renamed into place, before the
+#: run journals it (``kill -9`` at the worst moment).
 FAULT_ENV = "AURALIS_BATCH_FAULT"
 
 
@@ -112,6 +114,8 @@ def _inject_fault(unit: Sequence[Job], watch: Watch) -> None:
                 raise MemoryError
             if kind == "slow":
                 watch.throttle_s = 0.25
+            if kind == "vanish":
+                watch.vanish_after_commit = True
 
 
 _MALLOC_TUNED = False
@@ -200,7 +204,11 @@ def master_unit(
     if parent_pid is not None and parent_pid != os.getpid() and os.getppid() != parent_pid:
         os._exit(0)  # a pool worker whose run died before this unit started: nobody waits
     timeout = settings.timeout_per_track_s
+    commits = (
+        None if progress_file is None else CommitLog(progress_file.parent, settings.fingerprint())
+    )
     watch = Watch(
+        commits=commits,
         deadline=None if not timeout else time.monotonic() + timeout * len(unit),
         parent_pid=parent_pid if parent_pid is not None and os.getppid() == parent_pid else None,
         progress_file=progress_file,
@@ -381,14 +389,20 @@ def _headers(jobs: Sequence[Job]) -> tuple[dict[Path, float], float]:
     return work, total_s
 
 
-def _sweep_dead_runs(out_dir: Path) -> None:
-    """Remove what killed runs left in OUT: temporaries (``.NAME.XXXXXXXX.partial``,
-    whatever output they were for) and in-flight folders. Call only under the lock."""
-    for tmp in out_dir.rglob(f".*{PARTIAL_SUFFIX}"):
-        if is_partial_name(tmp.name):
+def _sweep_dead_runs(journal: Journal, jobs: Iterable[Job]) -> None:
+    """Remove what killed runs left in OUT: the temporaries (``.NAME.XXXXXXXX.partial``)
+    of outputs a dead run planned or this run may write, and in-flight folders (after
+    :meth:`Journal.recover` read them). A file of that shape anywhere else is the
+    user's: left alone. Call only under the lock."""
+    outputs = {journal.out_dir / key for key in journal.planned}
+    outputs.update(job.output for job in jobs if job.output is not None)
+    for output in outputs:
+        if journal.key(output) is None:  # through a link out of OUT: not ours to touch
+            continue
+        for tmp in partials_of(output):
             with contextlib.suppress(OSError):
                 tmp.unlink()
-    for folder in (out_dir / STATE_DIR).glob("inflight-*"):
+    for folder in journal.dir.glob("inflight-*"):
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -548,6 +562,7 @@ def run_master(
         return _result(plan.records, notes=plan.notes)
     with RunLock(out_dir):
         journal = Journal(out_dir)
+        journal.recover()  # outputs a killed run renamed into place but did not journal
         todo = _decide(
             plan,
             journal,
@@ -556,7 +571,7 @@ def run_master(
             album=settings.album,
             dry_run=False,
         )
-        _sweep_dead_runs(out_dir)  # we hold the lock: nobody else writes here
+        _sweep_dead_runs(journal, plan.jobs)  # we hold the lock: nobody else writes here
         journal.plan(todo)
         try:
             return _run(

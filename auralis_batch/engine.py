@@ -26,6 +26,7 @@ from .audio import (
     BLOCK_FRAMES,
     AudioInfo,
     OutputFile,
+    Written,
     decode_dtype,
     iter_blocks,
     output_subtype,
@@ -33,6 +34,7 @@ from .audio import (
 )
 from .errors import OutputError, RunAbandonedError, TrackTimeoutError
 from .identity import file_identity
+from .journal import CommitLog
 from .match import SPECTRUM_KEY, THIRD_OCTAVE_HZ
 from .meter import integrated_from_block_powers, loudness_curve
 from .pipeline import (
@@ -75,6 +77,8 @@ class Watch:
     progress_file: Path | None = None
     throttle_s: float = 0.0  # the test suite's slow track (batch.FAULT_ENV)
     interrupt: Callable[[], None] | None = None  # raises when the run was told to stop
+    commits: CommitLog | None = None  # notes each output before its rename (batch runs)
+    vanish_after_commit: bool = False  # the test suite's kill -9 after a rename (FAULT_ENV)
     _last_note: float = field(default=0.0, repr=False)
 
     def check(self) -> None:
@@ -286,7 +290,12 @@ def _commit(
             )
         )
 
-    written = out.commit(finish)
+    def intent(written: Written) -> None:  # the output's proof, before it has its name
+        commits = p.source.watch.commits
+        if commits is not None and p.identity is not None:
+            commits.note(p.job.input, p.identity, out.path, written.to_dict(), p.preset.name)
+
+    written = out.commit(finish, intent=intent)
     series = _series(p, outcome, settings)
     rec = {
         "duration_s": round(p.info.duration_s, 3),
@@ -379,9 +388,12 @@ def master_track(
     try:
         identity = file_identity(job.input)  # what the journal keeps: the input as read
         p = _prepare(job, settings, cache, watch, settings.memory_budget_bytes)
+        p.identity = identity
         with _open_output(p, settings) as out:
             outcome = _render(p, out, settings)
             rec.update(_commit(p, out, outcome, settings))
+            if watch.vanish_after_commit:
+                os._exit(71)
             rec["input_identity"] = identity
     except Exception as exc:
         rec = _failed(job, settings, exc, t0)

@@ -4,15 +4,23 @@ the lock that keeps a second run out.
 The journal is append-only JSON lines, written and fsynced by the parent process
 only, after the output it names is on disk (written, fsynced, renamed, folder
 fsynced). Every line is distrusted when read back: a line that is not a complete
-entry of the right shape is ignored (a torn tail after ``kill -9``), and an entry
-counts only while the output file still has the size and modification time the
-entry recorded, so a truncated or replaced output is redone.
+entry of the right shape is ignored (a torn tail after ``kill -9``), an entry counts
+only while the output file still has the size and modification time the entry
+recorded, so a truncated or replaced output is redone, and nothing is replaced on an
+entry's word unless the file's SHA-256 is the one the entry recorded.
+
+A worker notes each output it is about to rename into place (:class:`CommitLog`),
+so that a run killed between the rename and the journal line leaves proof of what
+it wrote: the next run journals such a file if it is exactly that content
+(:meth:`Journal.recover`). Nothing else makes a file ours: a file the journal does
+not vouch for is refused, whatever its name or age.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -35,6 +43,107 @@ STATE_DIR = ".auralis-batch"
 JOURNAL_NAME = "journal.jsonl"
 LOCK_NAME = "lock"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+#: A worker's commit note in its run's in-flight folder (:class:`CommitLog`).
+_COMMIT_NOTE = re.compile(r"^commit-[0-9a-f]{16}\.json$")
+_COMMIT_NOTE_MAX_BYTES = 1 << 16
+
+
+def state_dir(out_dir: Path) -> Path:
+    """``OUT/.auralis-batch``, checked: a real folder or nothing yet, never a symbolic
+    link (which would take the journal, the lock and what the run removes elsewhere).
+
+    Raises
+    ------
+    OutputError
+        It is a symbolic link or not a folder.
+    """
+    path = out_dir / STATE_DIR
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return path
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot inspect it ({exc.strerror})") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise OutputError(
+            f"{path} is a symbolic link: auralis-batch keeps its journal there and follows "
+            "no link out of --out; move it away"
+        )
+    if not stat.S_ISDIR(st.st_mode):
+        raise OutputError(
+            f"{path} is not a folder: auralis-batch keeps its journal there; move it away"
+        )
+    return path
+
+
+def _parse(data: bytes) -> object:
+    """One JSON value from bytes read back from disk, or None: malformed text, bad
+    UTF-8 and nesting too deep for the parser are all just not an entry."""
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+
+
+def _key_in(out_dir: Path, output: Path) -> str | None:
+    """``output`` relative to ``out_dir``, or None if it is not inside it (a symlinked
+    subfolder that leads elsewhere)."""
+    try:
+        rel = output.resolve().relative_to(out_dir.resolve())
+    except ValueError:
+        return None
+    return rel.as_posix()
+
+
+def _entry(
+    input_path: str | os.PathLike,
+    identity: list[int],
+    key: str,
+    written: dict,
+    settings_hash: str,
+    preset: object,
+) -> dict:
+    """A journal entry of a finished output."""
+    return {
+        "input": str(Path(input_path).resolve()),
+        "identity": identity,
+        "output": key,
+        "output_identity": {
+            "bytes": written["bytes"],
+            "mtime_ns": written["mtime_ns"],
+            "sha256": written["sha256"],
+        },
+        "settings": settings_hash,
+        "engine": __version__,
+        "preset": preset,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def sha256_of(path: Path) -> str | None:
+    """The SHA-256 of a regular file (read without following a link), or None."""
+    try:
+        fd = _open_regular(path, os.O_RDONLY)
+    except (OSError, OutputError):
+        return None
+    h = hashlib.sha256()
+    with os.fdopen(fd, "rb") as f:
+        try:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        except OSError:
+            return None
+    return h.hexdigest()
+
+
+def _is(path: Path, st: os.stat_result, identity: dict) -> bool:
+    """Whether the file ``path`` (``st`` its lstat) is exactly the recorded output."""
+    return (
+        stat.S_ISREG(st.st_mode)
+        and st.st_size == identity["bytes"]
+        and st.st_mtime_ns == identity["mtime_ns"]
+        and sha256_of(path) == identity["sha256"]
+    )
 
 
 @dataclass(frozen=True)
@@ -122,6 +231,8 @@ def _open_regular(path: Path, flags: int) -> int:
     except OSError as exc:
         if exc.errno == errno.ENOENT:
             raise
+        if exc.errno == errno.ELOOP and nofollow:
+            raise OutputError(f"{path} is a symbolic link; move it away") from None
         raise OutputError(f"{path}: cannot open ({exc.strerror})") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
@@ -138,14 +249,13 @@ class Journal:
     its folder, and moving OUT keeps it valid. Besides finished entries, a run notes
     before any work which outputs it may write (``planned`` under its run id) and
     retires that plan when it ends: only the plan of a run that died (``kill -9``, a
-    power cut) is still open, and the next run takes a file it finds at such a path,
-    written after the plan was made, as that run's unjournaled output. Then it
-    retires the dead run's plan too.
+    power cut) is still open, and the next run removes the temporaries of those
+    outputs (and no other file). A plan says nothing about whose a file is.
     """
 
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
-        self.dir = out_dir / STATE_DIR
+        self.dir = state_dir(out_dir)
         self.path = self.dir / JOURNAL_NAME
         self.run_id = f"{os.getpid()}-{time.time_ns()}"
         self.by_output: dict[str, dict] = {}
@@ -169,10 +279,7 @@ class Journal:
         for line in data.split(b"\n"):
             if not line.strip():
                 continue
-            try:
-                entry = json.loads(line.decode("utf-8"))
-            except (ValueError, UnicodeDecodeError):
-                entry = None
+            entry = _parse(line)
             if _valid_entry(entry):
                 self.by_output[entry["output"]] = entry
             elif _valid_plan(entry):
@@ -190,11 +297,53 @@ class Journal:
     def key(self, output: Path) -> str | None:
         """``output`` relative to OUT, or None if it is not inside OUT (a symlinked
         subfolder that leads elsewhere)."""
-        try:
-            rel = output.resolve().relative_to(self.out_dir.resolve())
-        except ValueError:
+        return _key_in(self.out_dir, output)
+
+    def recover(self) -> int:
+        """Journal the outputs that runs which died renamed into place but did not
+        journal, from their workers' commit notes (:class:`CommitLog`): each only if
+        the file there is exactly the noted content (size, time and SHA-256). Call
+        under the lock, before the in-flight folders are swept. Returns how many.
+        """
+        recovered = 0
+        for folder in sorted(self.dir.glob("inflight-*")):
+            with contextlib.suppress(OSError):
+                if not stat.S_ISDIR(os.lstat(folder).st_mode):
+                    continue
+                for note in sorted(folder.iterdir()):
+                    entry = self._read_note(note)
+                    if entry is None or self.key(self.out_dir / entry["output"]) != entry["output"]:
+                        continue
+                    known = self.by_output.get(entry["output"])
+                    if known is not None and known["output_identity"] == entry["output_identity"]:
+                        continue
+                    out = self.out_dir / entry["output"]
+                    try:
+                        st = os.lstat(out)
+                    except OSError:
+                        continue
+                    if _is(out, st, entry["output_identity"]):
+                        self._append(entry)
+                        self._sync()
+                        self.by_output[entry["output"]] = entry
+                        recovered += 1
+        return recovered
+
+    @staticmethod
+    def _read_note(note: Path) -> dict | None:
+        if not _COMMIT_NOTE.match(note.name):
             return None
-        return rel.as_posix()
+        try:
+            fd = _open_regular(note, os.O_RDONLY)
+        except (OSError, OutputError):
+            return None
+        with os.fdopen(fd, "rb") as f:
+            try:
+                data = f.read(_COMMIT_NOTE_MAX_BYTES + 1)
+            except OSError:
+                return None
+        entry = _parse(data) if len(data) <= _COMMIT_NOTE_MAX_BYTES else None
+        return entry if _valid_entry(entry) else None
 
     def state(self, job: Job, settings_hash: str) -> OutputState:
         """What to do with ``job.output`` (see :class:`OutputState`)."""
@@ -213,32 +362,33 @@ class Journal:
             return OutputState("foreign", "not a regular file")
         entry = self.by_output.get(key)
         if entry is None:
-            plan = self.planned.get(key)
-            if plan is not None and st.st_mtime_ns >= plan[1]:
+            if key in self.legacy:  # ours, probably; but nothing to check it against
                 return OutputState(
-                    "replace", "left by a run that stopped before journaling it (redone)"
-                )
-            if key in self.legacy:
-                return OutputState(
-                    "replace", "it was mastered by an earlier version (not verifiable; redone)"
+                    "altered", "it was mastered by an earlier version that kept no checksum"
                 )
             return OutputState("foreign")
         written = entry["output_identity"]
         if st.st_size != written["bytes"] or st.st_mtime_ns != written["mtime_ns"]:
             return OutputState("altered", "it changed since auralis-batch wrote it")
         if entry["input"] != str(job.input.resolve()):
-            return OutputState("replace", f"it was mastered from another input, {entry['input']}")
-        try:
-            same_input = entry["identity"] == input_identity(job.input)
-        except OSError:
-            same_input = False
-        if not same_input:
-            return OutputState("replace", "the input changed since it was mastered")
-        if entry["settings"] != settings_hash:
+            why = f"it was mastered from another input, {entry['input']}"
+        elif entry["settings"] != settings_hash:
             preset = entry.get("preset")
-            was = f" (preset {preset})" if isinstance(preset, str) else ""
-            return OutputState("replace", f"it was mastered with other settings{was}")
-        return OutputState("done")
+            why = "it was mastered with other settings" + (
+                f" (preset {preset})" if isinstance(preset, str) else ""
+            )
+        else:
+            try:
+                same_input = entry["identity"] == input_identity(job.input)
+            except OSError:
+                same_input = False
+            if same_input:
+                return OutputState("done")
+            why = "the input changed since it was mastered"
+        # About to be replaced on the journal's word: only if it is what was written.
+        if sha256_of(out) != written["sha256"]:
+            return OutputState("altered", "its content is not what auralis-batch wrote")
+        return OutputState("replace", why)
 
     def plan(self, jobs: list[Job]) -> None:
         """Retire the plans of dead runs (this run has just decided about their
@@ -275,27 +425,14 @@ class Journal:
         identity = rec.get("input_identity")
         if not (isinstance(identity, list) and len(identity) == 3):
             identity = input_identity(Path(rec["input"]))
-        entry = {
-            "input": str(Path(rec["input"]).resolve()),
-            "identity": identity,
-            "output": key,
-            "output_identity": {
-                "bytes": written["bytes"],
-                "mtime_ns": written["mtime_ns"],
-                "sha256": written["sha256"],
-            },
-            "settings": settings_hash,
-            "engine": __version__,
-            "preset": rec.get("preset"),
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
+        entry = _entry(rec["input"], identity, key, written, settings_hash, rec.get("preset"))
         self._append(entry)
         self._sync()
         self.by_output[key] = entry
 
     def _append(self, entry: dict) -> None:
         if self._fd is None:
-            self.dir.mkdir(parents=True, exist_ok=True)
+            state_dir(self.out_dir).mkdir(parents=True, exist_ok=True)
             try:
                 fd = _open_regular(self.path, os.O_RDWR | os.O_APPEND)
             except FileNotFoundError:
@@ -327,6 +464,54 @@ def written_outputs(out_dir: Path) -> set[str]:
     return set(journal.by_output)
 
 
+class CommitLog:
+    """Where a worker notes an output it is about to rename into place.
+
+    The journal is the parent's, written after a worker reports: a run killed between
+    a worker's rename and that line would leave a finished master nobody vouches for,
+    which every later run must refuse as foreign. So before the rename the worker
+    writes the output's complete journal entry (its size, time and SHA-256 included)
+    into its run's in-flight folder, durably, and :meth:`Journal.recover` journals it
+    on the next run if the file is exactly that content.
+    """
+
+    def __init__(self, folder: Path, settings_hash: str) -> None:
+        self.folder = folder  # OUT/.auralis-batch/inflight-<run>
+        self.out_dir = folder.parent.parent
+        self.settings_hash = settings_hash
+
+    def note(
+        self, input_path: Path, identity: list[int], output: Path, written: dict, preset: object
+    ) -> None:
+        """Durably note ``output`` (not renamed yet) as ``written``.
+
+        Raises
+        ------
+        OSError
+            The note could not be written: the output is not committed either.
+        """
+        key = _key_in(self.out_dir, output)
+        if key is None:
+            return
+        entry = _entry(input_path, identity, key, written, self.settings_hash, preset)
+        name = f"commit-{hashlib.sha1(key.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}.json"
+        tmp = self.folder / f".{name}.tmp"
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644
+        )
+        try:
+            os.write(fd, json.dumps(entry).encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.folder / name)
+        dfd = os.open(self.folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
 class RunLockedError(OutputError):
     """Another run is writing into the same output folder."""
 
@@ -340,12 +525,14 @@ class RunLock:
     """
 
     def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
         self.path = out_dir / STATE_DIR / LOCK_NAME
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        """Raises :class:`RunLockedError` naming the running run's pid."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Raises :class:`RunLockedError` naming the running run's pid (and
+        :class:`OutputError` if the state folder is a link or a file)."""
+        state_dir(self.out_dir).mkdir(parents=True, exist_ok=True)
         fd = _open_regular(self.path, os.O_RDWR | os.O_CREAT)
         try:
             import fcntl

@@ -742,7 +742,8 @@ def test_a_signal_inside_an_in_process_track_stops_at_the_next_block(monkeypatch
 
 def test_a_journal_of_the_earlier_format_is_honoured_once(tmp_path, lib):
     """Outputs an earlier version journaled (absolute paths, no output identity) are
-    the tool's own: redone once, not refused; foreign files stay refused."""
+    probably the tool's own, but nothing can prove it: each is kept aside and redone,
+    not refused and not overwritten; foreign files stay refused."""
     out = tmp_path / "O"
     run_api([lib], out)
     state = out / ".auralis-batch" / "journal.jsonl"
@@ -764,3 +765,133 @@ def test_a_journal_of_the_earlier_format_is_honoured_once(tmp_path, lib):
     status = {k: r["status"] for k, r in by_name(result).items()}
     assert status == {"00.flac": "ok", "01.flac": "ok", "02.flac": "failed"}
     assert "earlier version" in by_name(result)["00.flac"]["replaced"]
+    assert len([p for p in out.iterdir() if p.name.startswith("00.flac.altered-")]) == 1
+
+
+# --- trust: whose file is it (a newcomer's trial, 2026-11-30) --------------------------
+
+
+def test_a_run_killed_between_rename_and_journal_leaves_its_output_recoverable(tmp_path, lib):
+    """kill -9 right after an output took its name, before the journal line: the next
+    run journals it from the worker's commit note (the file is exactly the noted
+    content) and skips it, instead of refusing the tool's own master forever."""
+    out = tmp_path / "O"
+    res = cli(
+        "master", lib, "--out", out, "-q", "-j", "1", "--no-cache",
+        env={"AURALIS_BATCH_FAULT": "vanish:01.flac"},
+    )  # fmt: skip
+    assert res.returncode == 71
+    assert (out / "01.flac").is_file()
+    assert "01.flac" not in {row["output"] for row in journal_done(out)}
+    again = cli("master", lib, "--out", out, "-q", "-j", "1", "--no-cache", "--report",
+                tmp_path / "r.json")  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    tracks = {
+        Path(t["input"]).name: t for t in json.loads((tmp_path / "r.json").read_text())["tracks"]
+    }
+    assert tracks["01.flac"]["status"] == "skipped"
+    assert "01.flac" in {row["output"] for row in journal_done(out)}
+    assert_consistent(out)
+
+
+def test_a_users_file_at_a_killed_runs_output_name_is_never_replaced(tmp_path, lib):
+    out = tmp_path / "O"
+    res = cli(
+        "master", lib, "--out", out, "-q", "-j", "1", "--no-cache",
+        env={"AURALIS_BATCH_FAULT": "crash:01.flac"},
+    )  # fmt: skip
+    assert res.returncode != 0 or "01.flac" in res.stdout + res.stderr
+    (out / "01.flac").unlink(missing_ok=True)
+    (out / "01.flac").write_text("my own file")  # newer than the dead run's plan
+    again = run_api([lib], out)
+    assert by_name(again)["01.flac"]["status"] == "failed"
+    assert "not written by auralis-batch" in by_name(again)["01.flac"]["error"]
+    assert (out / "01.flac").read_text() == "my own file"
+
+
+def _journal_lines(out: Path, *entries: dict) -> None:
+    with open(out / ".auralis-batch" / "journal.jsonl", "a") as f:
+        for e in entries:
+            f.write(json.dumps(e) + "\n")
+
+
+def test_hand_written_journal_lines_cannot_vouch_for_a_users_file(tmp_path, lib):
+    out = tmp_path / "O"
+    run_api([lib / "02.flac"], out)  # a journal exists
+    (out / "00.flac").write_text("precious 0")
+    (out / "01.flac").write_text("precious 1")
+    st = os.stat(out / "01.flac")
+    _journal_lines(
+        out,
+        {"planned": "forged", "output": "00.flac", "at_ns": 0},  # a plan vouches for nothing
+        {  # the right size and time, another input, but not the file's checksum
+            "input": "/nowhere/x.ogg",
+            "identity": [1, 2, 3],
+            "output": "01.flac",
+            "output_identity": {
+                "bytes": st.st_size,
+                "mtime_ns": st.st_mtime_ns,
+                "sha256": "0" * 64,
+            },
+            "settings": "x",
+        },
+    )
+    result = run_api([lib], out)
+    assert by_name(result)["00.flac"]["status"] == "failed"
+    assert (out / "00.flac").read_text() == "precious 0"
+    # the mismatching entry's file is kept aside, never overwritten
+    kept = [p for p in out.iterdir() if p.name.startswith("01.flac.altered-")]
+    assert by_name(result)["01.flac"]["status"] == "ok" and len(kept) == 1
+    assert kept[0].read_text() == "precious 1"
+
+
+def test_only_temporaries_of_planned_outputs_are_swept(tmp_path, lib):
+    out = tmp_path / "O"
+    run_api([lib], out)
+    videos = out / "My Videos"
+    videos.mkdir()
+    download = videos / ".holiday.mkv.download.partial"  # the tool's pattern, not its file
+    download.write_text("half a film")
+    dead = out / ".00.flac.abcdefgh.partial"  # a temporary of an output it plans
+    dead.write_text("x")
+    run_api([lib], out)
+    assert download.read_text() == "half a film"
+    assert not dead.exists()
+
+
+def test_a_symlinked_state_folder_is_refused_and_nothing_outside_is_touched(tmp_path, lib):
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "inflight-1").mkdir(parents=True)
+    (elsewhere / "inflight-1" / "data").write_text("keep")
+    out = tmp_path / "O"
+    out.mkdir()
+    (out / ".auralis-batch").symlink_to(elsewhere, target_is_directory=True)
+    res = cli("master", lib, "--out", out, "-q", "-j", "1", "--no-cache")
+    assert res.returncode == 2
+    assert "symbolic link" in res.stderr
+    assert (elsewhere / "inflight-1" / "data").read_text() == "keep"
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["inflight-1"]
+
+
+def test_a_deeply_nested_journal_line_is_just_ignored(tmp_path, lib):
+    out = tmp_path / "O"
+    run_api([lib], out)
+    with open(out / ".auralis-batch" / "journal.jsonl", "a") as f:
+        f.write("[" * 100000 + "\n")
+    assert run_api([lib], out).summary["skipped"] == 3
+
+
+def test_a_forged_commit_note_cannot_vouch_for_a_users_file(tmp_path, lib):
+    from auralis_batch.journal import CommitLog
+
+    out = tmp_path / "O"
+    run_api([lib / "02.flac"], out)
+    (out / "00.flac").write_text("precious")
+    folder = out / ".auralis-batch" / "inflight-12345"
+    folder.mkdir()
+    st = os.stat(out / "00.flac")
+    written = {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": "1" * 64}
+    CommitLog(folder, "s").note(lib / "00.flac", [1, 2, 3], out / "00.flac", written, "gentle")
+    result = run_api([lib], out)
+    assert by_name(result)["00.flac"]["status"] == "failed"
+    assert (out / "00.flac").read_text() == "precious"
