@@ -82,7 +82,13 @@ def start(bit_depth: str = "24") -> Warmup | None:
         return None
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from auralis_batch.warm import main; main()", bit_depth],
+            [
+                sys.executable,
+                "-c",
+                "from auralis_batch.warm import main; main()",
+                bit_depth,
+                str(os.getpid()),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -148,9 +154,29 @@ def compile_render(sample_rate: int = 48000, channels: int = 2, bit_depth: str =
     Quantizer(bit_depth).quantize(z)
 
 
+def _die_with(parent_pid: int) -> None:
+    """End with the run, even if it is killed (``kill -9``): Linux sends SIGKILL to
+    this process when its parent dies (``PR_SET_PDEATHSIG``); elsewhere it ends on
+    its own within seconds. Numba writes each cache file whole (a temporary, then a
+    rename), so a warm-up killed at any point leaves nothing half-written."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+            import signal
+
+            pr_set_pdeathsig = 1  # <sys/prctl.h>
+            ctypes.CDLL(None).prctl(pr_set_pdeathsig, int(signal.SIGKILL))
+    if os.getppid() != parent_pid:  # the run died before the guard was up
+        os._exit(0)
+
+
 def main() -> None:
-    """The warm-up process: quiet, and nothing to report (the run checks nothing)."""
+    """The warm-up process: quiet, and nothing to report (the run checks nothing).
+    Arguments: the run's bit depth and its pid."""
     from ._startup import load_numba_numpy_support
 
+    args = sys.argv[1:]
+    if len(args) > 1 and args[1].isdigit():
+        _die_with(int(args[1]))
     load_numba_numpy_support()
-    compile_render(bit_depth=sys.argv[1] if len(sys.argv) > 1 else "24")
+    compile_render(bit_depth=args[0] if args else "24")

@@ -182,3 +182,45 @@ def test_stop_kills_a_warm_up_that_still_runs():
     w.stop()
     assert proc.poll() is not None
     assert warm.WARM_PID_ENV not in os.environ
+
+
+CHILD = """
+import sys, time
+import auralis_batch.warm as w
+w._die_with(int(sys.argv[1]))
+time.sleep(60)
+"""
+PARENT = """
+import os, subprocess, sys, time
+p = subprocess.Popen([sys.executable, "-c", sys.argv[1], str(os.getpid())])
+print(p.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for a reaper is dead enough)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG")
+def test_the_warm_up_dies_with_a_killed_run():
+    """kill -9 of the run: its warm-up does not go on compiling for nobody."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, CHILD], stdout=subprocess.PIPE, text=True
+    )
+    child = int(parent.stdout.readline())
+    time.sleep(1.0)  # the child has its guard up
+    assert _alive(child)
+    parent.kill()
+    parent.communicate()
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(child):
+        os.kill(child, 9)
+        pytest.fail("the warm-up outlived its run")
