@@ -709,6 +709,49 @@ def presets_show(
     )
 
 
+class _SturdyStream:
+    """A standard stream that goes quiet when its reader goes away (``| head``, a
+    closed log pipe) instead of failing the run with it: the first failed write points
+    the descriptor at the null device, and the batch carries on writing its outputs,
+    journal and reports."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def _gone(self) -> None:
+        with contextlib.suppress(Exception):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self._stream.fileno())  # and Python's own flush at exit is quiet
+            os.close(null)
+        self._stream = open(os.devnull, "w")
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError):
+            self._gone()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except (OSError, ValueError):
+            self._gone()
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def _sturdy_streams() -> None:
+    """Standard output and error that survive their reader (see :class:`_SturdyStream`);
+    one closed before the start (``2>&-``) writes to the null device."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if not isinstance(stream, _SturdyStream):
+            null = open(os.devnull, "w") if stream is None else None
+            setattr(sys, name, _SturdyStream(stream if null is None else null))
+
+
 def main() -> None:
     """Console-script entry point."""
     from ._startup import OWN_PROCESS_ENV
@@ -716,6 +759,7 @@ def main() -> None:
     # This process and the workers it starts run nothing but the package's kernels
     # (auralis_batch._startup: Numba's BLAS probe need not load scipy.linalg).
     os.environ[OWN_PROCESS_ENV] = "1"
+    _sturdy_streams()
     app(prog_name="auralis-batch")
 
 
