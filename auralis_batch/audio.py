@@ -108,7 +108,7 @@ def probe(path: str | os.PathLike) -> AudioInfo:
     if not os.access(p, os.R_OK):
         raise DecodeError(f"{p}: permission denied (cannot read it)")
     try:
-        info = sf.info(str(p))
+        info = sf.info(sf_path(p))
     except Exception as exc:  # libsndfile raises LibsndfileError / RuntimeError
         raise DecodeError(f"{p}: not a readable audio file ({_reason(exc)})") from None
     if info.frames <= 0:
@@ -154,6 +154,13 @@ def _refuse_cut_ogg(p: Path) -> None:
             f"{p}: truncated: the Ogg stream ends without its end-of-stream page "
             "(the file was cut short)"
         )
+
+
+def sf_path(path: str | os.PathLike) -> str | bytes:
+    """``path`` as soundfile should open it: the name's own bytes on POSIX. soundfile
+    encodes a ``str`` strictly, which fails on a file name that is not UTF-8 (a
+    Latin-1 name from an old rip reaches Python with surrogate escapes)."""
+    return os.fsencode(path) if os.name == "posix" else os.fspath(path)
 
 
 _OPENING = re.compile(r"^Error opening .*?: ")
@@ -206,7 +213,7 @@ def iter_blocks(
     """
     p = Path(path)
     try:
-        handle = sf.SoundFile(str(p), mode="r")
+        handle = sf.SoundFile(sf_path(p), mode="r")
     except Exception as exc:
         raise DecodeError(f"{p}: not a readable audio file ({_reason(exc)})") from None
     with handle:
@@ -442,7 +449,7 @@ class OutputFile:
         try:
             try:
                 handle = sf.SoundFile(
-                    tmp,
+                    sf_path(tmp),
                     mode="w",
                     samplerate=self.sample_rate,
                     channels=self.channels,
@@ -551,9 +558,9 @@ _PARTIAL_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.partial$")
 def partial_prefix(path: Path) -> str:
     """``.NAME.``, with NAME cut (on a character boundary) so that the temporary's
     name fits :data:`MAX_NAME_BYTES` even when the output's own name nearly does."""
-    raw = path.name.encode("utf-8")
+    raw = os.fsencode(path.name)  # the name's own bytes, UTF-8 or not
     budget = MAX_NAME_BYTES - _PARTIAL_EXTRA_BYTES
-    name = raw[:budget].decode("utf-8", "ignore") if len(raw) > budget else path.name
+    name = os.fsdecode(raw[:budget]) if len(raw) > budget else path.name
     return f".{name}."
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import warm
-from .audio import move_no_clobber, partials_of, readable_extensions
+from .audio import move_no_clobber, partials_of, readable_extensions, sf_path
 from .errors import AuralisError, OutputError, RunAbandonedError
 from .journal import STATE_DIR, CommitLog, Journal, OutputState, RunLock, RunLockedError
 from .plan import Job, Plan, plan_master
@@ -383,7 +383,7 @@ def _headers(jobs: Sequence[Job]) -> tuple[dict[Path, float], float]:
     total_s = 0.0
     for job in jobs:
         with contextlib.suppress(Exception):
-            info = sf.info(str(job.input))
+            info = sf.info(sf_path(job.input))
             work[job.input] = float(info.frames) * info.channels
             total_s += info.duration
     return work, total_s

@@ -105,6 +105,18 @@ def default_cache_dir() -> Path:
     return Path(user_cache_dir("auralis-batch")) / "fingerprints"
 
 
+def path_key(path: Path) -> str:
+    """The key of a (resolved) path's entry. A name that is not UTF-8 (surrogate
+    escapes, which SQLite cannot store) is keyed by its bytes in hex; a resolved path
+    starts with ``/``, so the two forms never meet."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = "bytes:" + os.fsencode(path).hex()
+    return PATH_PREFIX + text
+
+
 def make_key(
     content_sha256: str, *, fingerprint_version: int, tempo: bool, analysis_sample_rate: int
 ) -> str:
@@ -482,7 +494,7 @@ class FingerprintCache:
             ident = self._identity(p)
         except OSError:
             return None
-        key = PATH_PREFIX + str(p)
+        key = path_key(p)
         with self._lock:
             hit = self._memory.get(key)
         entry = hit if hit is not None else self._disk_get(key)
@@ -513,7 +525,7 @@ class FingerprintCache:
             ident = self._identity(p)
         except OSError:
             return None
-        entry = self.peek(PATH_PREFIX + str(p))
+        entry = self.peek(path_key(p))
         if entry is None or entry.get("identity") != ident:
             return None
         content = entry.get("content")
@@ -525,7 +537,7 @@ class FingerprintCache:
         Such a file is worth hashing before analysing: a re-tag keeps the audio.
         """
         p = Path(path).resolve()
-        entry = self.peek(PATH_PREFIX + str(p))
+        entry = self.peek(path_key(p))
         if entry is None:
             return False
         try:
@@ -543,7 +555,7 @@ class FingerprintCache:
             ident = self._identity(p)
         except OSError:
             return
-        self.set(PATH_PREFIX + str(p), {"identity": ident, "content": content_hash})
+        self.set(path_key(p), {"identity": ident, "content": content_hash})
 
     # ------------------------------------------------------------------ stats & upkeep
     def _count(self, name: str) -> None:

@@ -95,7 +95,9 @@ ReportOpt = Annotated[
 
 
 def _fail_usage(message: str) -> NoReturn:
-    typer.echo(f"[error] {message}", err=True)
+    from .records import printable
+
+    typer.echo(f"[error] {printable(message)}", err=True)
     raise typer.Exit(code=2)
 
 
@@ -344,6 +346,7 @@ def _run_batch(
     """The run itself; a whole-run problem or a held lock exits 2."""
     from .batch import PlanError, run_master
     from .errors import AuralisError
+    from .records import printable
 
     n_jobs = jobs or _cpu_count()
     try:
@@ -365,7 +368,7 @@ def _run_batch(
             )
     except PlanError as exc:
         for problem in exc.problems:
-            typer.echo(f"[error] {problem}", err=True)
+            typer.echo(f"[error] {printable(problem)}", err=True)
         raise typer.Exit(code=2) from None
     except AuralisError as exc:  # the lock is held, the journal is unreadable
         _fail_usage(str(exc))
@@ -373,10 +376,10 @@ def _run_batch(
 
 def _report(result, progress, *, report, dry_run, quiet, **_) -> NoReturn:
     """Reports, the summary, one line per failure, and the exit code."""
-    from .records import failure_line
+    from .records import failure_line, printable
 
     for note in result.notes:
-        typer.echo(f"[note] {note}", err=True)
+        typer.echo(f"[note] {printable(note)}", err=True)
     report_failed = False
     if report:
         from .report import write_report
@@ -392,14 +395,16 @@ def _report(result, progress, *, report, dry_run, quiet, **_) -> NoReturn:
     if dry_run:
         for rec in result.records:
             typer.echo(
-                f"{rec['status']:<8} {rec['input']}"
-                + (f" -> {rec['output']}" if rec.get("output") else "")
-                + (f"  ({rec['error']})" if rec.get("error") else "")
+                printable(
+                    f"{rec['status']:<8} {rec['input']}"
+                    + (f" -> {rec['output']}" if rec.get("output") else "")
+                    + (f"  ({rec['error']})" if rec.get("error") else "")
+                )
             )
         raise typer.Exit(code=0)
     for rec in result.records:
         if rec.get("replaced") and rec["status"] == "ok":
-            typer.echo(f"[replaced] {rec['output']}: {rec['replaced']}", err=True)
+            typer.echo(printable(f"[replaced] {rec['output']}: {rec['replaced']}"), err=True)
     if not quiet:
         progress.print_summary(result.records, result.summary)
     for rec in result.records:
@@ -411,7 +416,7 @@ def _report(result, progress, *, report, dry_run, quiet, **_) -> NoReturn:
         typer.echo(f"interrupted: {s['ok']} done, {left} left", err=True)
         raise typer.Exit(code=128 + result.signal)
     if result.stopped:
-        typer.echo(f"[error] {result.stopped}", err=True)
+        typer.echo(f"[error] {printable(result.stopped)}", err=True)
     failed = result.summary["failed"] or result.stopped or report_failed
     raise typer.Exit(code=1 if failed else 0)
 

@@ -225,7 +225,7 @@ def _failed(job: Job, settings: RunSettings, exc: BaseException, t0: float) -> d
 
 
 def _dither_seed(path: Path) -> int:
-    return zlib.crc32(str(path.name).encode())
+    return zlib.crc32(os.fsencode(path.name))
 
 
 def _open_output(p: _Prepared, settings: RunSettings) -> OutputFile:

@@ -167,7 +167,10 @@ def _relative_key(text: object) -> bool:
     """A journal's output key: a path relative to OUT that stays inside it."""
     if not isinstance(text, str) or not text or text.startswith(("/", "\\")):
         return False
-    return ".." not in Path(text).parts and ":" not in Path(text).parts[0]
+    parts = Path(text).parts
+    # a colon is an ordinary character in a POSIX name ("01 Act I: Dawn.flac"); on
+    # Windows one in the first part is a drive ("C:x"), which leads out of OUT
+    return ".." not in parts and not (os.name == "nt" and ":" in parts[0])
 
 
 def _valid_entry(entry: object) -> bool:

@@ -29,7 +29,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from .records import failure_line
+from .records import failure_line, printable
 
 #: Said once, before the first run on a machine compiles the kernels.
 FIRST_RUN_NOTE = (
@@ -105,6 +105,7 @@ class BatchProgress:
 
     def note(self, text: str) -> None:
         """A ``[note]`` line on stderr, above the bar in a terminal."""
+        text = printable(text)
         if self._progress is not None:
             self.console.print(f"[note] {text}", markup=False, highlight=False)
         else:
@@ -148,7 +149,7 @@ class BatchProgress:
         error = rec.get("error")
         what = failure_line(rec["input"], error) if rec.get("status") != "ok" and error else None
         line = f"{stamp} {rec.get('status', '?'):<11} {seconds:7.1f} s {speed}  "
-        print(line + (what or rec["input"]), file=sys.stderr, flush=True)
+        print(line + (what or printable(rec["input"])), file=sys.stderr, flush=True)
 
     def running(self, fractions: dict[str, float]) -> None:
         """Tracks in flight and how far each is (from the batch's poller thread)."""
@@ -180,7 +181,7 @@ class BatchProgress:
         for r, name in zip(shown, names, strict=True):
             b, a = r.get("before") or {}, r.get("after") or {}
             table.add_row(
-                name,
+                escape(printable(name)),
                 r["status"],
                 f(b.get("integrated_lufs")),
                 f(a.get("integrated_lufs")),

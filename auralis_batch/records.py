@@ -47,11 +47,31 @@ def failed_record(path: Path | str, error: str, output=None) -> dict:
     return record(path, "failed", error, output)
 
 
+def _escapes() -> dict[int, str]:
+    table = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+    table.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+    # bytes of a file name that are not UTF-8 reach Python as lone surrogates
+    table.update({c: f"\\x{c - 0xDC00:02x}" for c in range(0xDC80, 0xDD00)})
+    return table
+
+
+_ESCAPES = _escapes()
+
+
+def printable(text: str) -> str:
+    """``text`` as one plain line for a terminal or a log: control characters (a
+    newline, an escape sequence in a file name) and the bytes of a name that are not
+    UTF-8 are written as escapes (``\\n``, ``\\x1b``, ``\\xe9``), so that a file name can
+    neither forge a line nor recolour the terminal, and printing it cannot fail."""
+    return text.translate(_ESCAPES)
+
+
 def failure_line(path: str, error: str | None) -> str:
     """``path: error``, without the path twice when the error already starts with it
-    (most errors name their file): what the CLI and the progress print of a failure."""
+    (most errors name their file): what the CLI and the progress print of a failure,
+    as one :func:`printable` line."""
     error = error or "failed"
-    return error if error.startswith(f"{path}: ") else f"{path}: {error}"
+    return printable(error if error.startswith(f"{path}: ") else f"{path}: {error}")
 
 
 def error_text(exc: BaseException) -> str:

@@ -56,13 +56,14 @@ def _get(rec: dict, dotted: str):
     return cur
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """The whole file or none of it: a temporary beside it, flushed to disk, renamed."""
+def _atomic_write(path: Path, text: str, *, errors: str = "strict") -> None:
+    """The whole file or none of it: a temporary beside it, flushed to disk, renamed.
+    ``errors``: how file names that are not UTF-8 (surrogate escapes) are written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)  # e.g. --report OUT/report.json
     tmp = path.with_name(f".{path.name}.partial")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8", errors=errors) as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -84,7 +85,7 @@ def write_report(path: str | os.PathLike, records: list[dict], summary: dict) ->
         writer.writerow(CSV_COLUMNS)
         for rec in records:
             writer.writerow(["" if (v := _get(rec, c)) is None else v for c in CSV_COLUMNS])
-        _atomic_write(p, buf.getvalue())
+        _atomic_write(p, buf.getvalue(), errors="surrogateescape")  # a name's own bytes
     else:
         payload = {"tracks": records, "summary": summary}
         _atomic_write(p, json.dumps(payload, indent=2, allow_nan=False) + "\n")
@@ -102,6 +103,8 @@ def write_html_report(
     from .html_report import render_html
 
     page = render_html(records, summary, title=title)
+    # a name that is not UTF-8 shows its odd bytes as \udcXX: the page stays UTF-8
+    page = page.encode("utf-8", "backslashreplace").decode("utf-8")
     _atomic_write(Path(path), page)
     return len(page.encode("utf-8"))
 

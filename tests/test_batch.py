@@ -410,7 +410,7 @@ def frames_read(monkeypatch):
 
         def counting_read(self, frames=-1, *args, **kwargs):
             data = real_read(self, frames, *args, **kwargs)
-            name = os.path.basename(self.name)
+            name = os.fsdecode(os.path.basename(self.name))
             read[name] = read.get(name, 0) + len(data)
             return data
 

@@ -909,3 +909,41 @@ def test_a_run_whose_output_streams_go_away_still_masters_everything(tmp_path, l
     assert sorted(p.name for p in out.glob("*.flac")) == ["00.flac", "01.flac", "02.flac"]
     assert json.loads(report.read_text())["summary"]["ok"] == 3
     assert_consistent(out)
+
+
+def test_file_names_that_are_not_utf8_or_hold_control_characters(tmp_path):
+    """A Latin-1 name from an old rip is mastered and reported; names with an escape
+    sequence or a newline stay one plain line each in a log (no forged lines)."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    audio = music_like(seconds=2.0).T
+    names = [os.fsdecode(b"caf\xe9.wav"), "red\x1b[31m.wav", "two\n2026-11-30T00:00:00 ok x.wav"]
+    for name in names:
+        sf.write(os.fsencode(lib / name), audio, 44100, subtype="PCM_16")
+    out = tmp_path / "O"
+    reports = [tmp_path / f"r.{ext}" for ext in ("json", "csv", "html")]
+    args = [a for r in reports for a in ("--report", r)]
+    res = cli("master", lib, "--out", out, "-j", "1", "--no-cache", *args)
+    assert res.returncode == 0, res.stderr
+    assert len(list(out.glob("*.flac"))) == 3
+    assert json.loads(reports[0].read_text())["summary"]["ok"] == 3
+    assert b"caf\xe9.flac" in reports[1].read_bytes()  # the CSV keeps the name's own bytes
+    reports[2].read_text(encoding="utf-8")  # the page is UTF-8
+    assert "\x1b" not in res.stderr and "\x1b" not in res.stdout
+    track_lines = [ln for ln in res.stderr.splitlines() if ln[:4].isdigit() and " ok " in ln]
+    assert len(track_lines) == 3  # one per track: the name's newline forged none
+    assert any("caf\\xe9.wav" in ln for ln in track_lines)
+    # with the cache, and again from it
+    for _ in range(2):
+        res = cli("master", lib, "--out", tmp_path / "C", "-j", "1", "--cache-dir", tmp_path / "c")
+        assert res.returncode == 0, res.stderr
+    assert "3 skipped" in res.stdout + res.stderr
+
+
+def test_a_name_with_a_colon_is_journaled_and_skipped_on_the_next_run(tmp_path, write_audio):
+    """ "01 Act I: Dawn.flac" is an ordinary POSIX name: the journal kept refusing it
+    as a drive letter, and every re-run refused the tool's own master as foreign."""
+    write_audio("lib/01 Act I: Dawn.flac", music_like(seconds=2.0))
+    out = tmp_path / "O"
+    assert run_api([tmp_path / "lib"], out).summary["ok"] == 1
+    assert run_api([tmp_path / "lib"], out).summary["skipped"] == 1
