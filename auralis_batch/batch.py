@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 
 from . import warm
 from .audio import move_no_clobber, partials_of, readable_extensions, sf_path
-from .errors import AuralisError, OutputError, RunAbandonedError
+from .errors import AuralisError, OutputError, RunAbandonedError, TrackStoppedError
 from .journal import STATE_DIR, CommitLog, Journal, OutputState, RunLock, RunLockedError
 from .plan import Job, Plan, plan_master
 from .records import (
@@ -149,13 +149,17 @@ def _tune_malloc() -> None:
 
 _ORPHAN_GUARD = False
 _IN_TRACK = False  # a worker is inside the engine (its errors become a failed record)
+_TERM_PENDING: list[int] = []  # a pool worker got SIGTERM inside a track: its run's pid
 
 
 def _die_with_the_run(parent_pid: int | None) -> None:
     """In a pool worker whose parent is the run: when the run dies (even ``kill -9``),
-    get SIGTERM (Linux ``PR_SET_PDEATHSIG``) and turn it into an error that stops the
-    track the way any failure does (its temporary removed); the worker then exits.
-    Once per process; elsewhere the per-block parent check alone stops the track."""
+    get SIGTERM (Linux ``PR_SET_PDEATHSIG``); the track in hand stops at its next
+    block the way any failure does (its temporary removed) and the worker exits. A
+    SIGTERM sent to the worker alone while its run goes on fails just that track
+    (:class:`TrackStoppedError`); SIGINT is ignored: Ctrl-C reaches the whole process
+    group, and the run stops its workers itself. Once per process; elsewhere the
+    per-block parent check alone stops the track."""
     global _ORPHAN_GUARD
     if _ORPHAN_GUARD or parent_pid is None or os.getppid() != parent_pid:
         return
@@ -166,9 +170,12 @@ def _die_with_the_run(parent_pid: int | None) -> None:
     def on_term(signum, frame):
         if not _IN_TRACK:
             os._exit(0)  # idle: nothing to clean up
-        raise RunAbandonedError("the run that started this track is gone; stopped")
+        # Raising here could land inside a kernel's return; the track checks this at
+        # its next block (Watch.check -> _raise_if_stopped).
+        _TERM_PENDING.append(parent_pid)
 
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             import ctypes
@@ -471,6 +478,12 @@ _PENDING_STOP: list[int] = []
 def _raise_if_stopped() -> None:
     if _PENDING_STOP:
         raise _Stop(_PENDING_STOP[0])
+    if _TERM_PENDING:
+        run = _TERM_PENDING.pop()
+        _TERM_PENDING.clear()
+        if os.getppid() != run:
+            raise RunAbandonedError("the run that started this track is gone; stopped")
+        raise TrackStoppedError("its worker process was sent SIGTERM; stopped, no output written")
 
 
 @contextlib.contextmanager

@@ -36,5 +36,10 @@ class TrackTimeoutError(AuralisError):
     """The track took longer than ``--timeout-per-track``."""
 
 
+class TrackStoppedError(AuralisError):
+    """The worker process mastering the track was told to stop (SIGTERM) while its run
+    goes on: the track fails, and the batch carries on."""
+
+
 class RunAbandonedError(AuralisError):
     """The run that handed this worker its track is gone (killed); the track stops."""

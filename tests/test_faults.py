@@ -400,6 +400,14 @@ def _children(pid: int) -> list[int]:
     return [int(a) for a, b in (line.split() for line in out.splitlines()) if int(b) == pid]
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -947,3 +955,38 @@ def test_a_name_with_a_colon_is_journaled_and_skipped_on_the_next_run(tmp_path, 
     out = tmp_path / "O"
     assert run_api([tmp_path / "lib"], out).summary["ok"] == 1
     assert run_api([tmp_path / "lib"], out).summary["skipped"] == 1
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_one_worker_fails_at_most_its_track_and_the_batch_goes_on(
+    tmp_path, write_audio, sig
+):
+    """SIGTERM sent to one worker (not to the run) fails the track it holds with a
+    message that says so; SIGINT there is ignored (Ctrl-C reaches the whole group, and
+    the run stops its workers itself). Either way the run finishes and reports."""
+    for name in ("a-slow.flac", "b-slow.flac"):
+        write_audio(f"lib/{name}", music_like(seconds=8.0, seed=len(name)))
+    out, report = tmp_path / "O", tmp_path / "r.json"
+    env = {"AURALIS_BATCH_FAULT": "slow:a-slow.flac,slow:b-slow.flac"}
+    proc = popen(
+        "master", tmp_path / "lib", "--out", out, "-j", "2", "--no-cache", "--report", report,
+        env=env,
+    )  # fmt: skip
+    wait_until_working(out)
+    time.sleep(1.0)
+    workers = [w for w in _children(proc.pid) if _alive(w) and b"LokyProcess" in _cmdline(w)]
+    assert workers
+    os.kill(workers[0], sig)
+    _, err = proc.communicate(timeout=300)
+    tracks = {Path(t["input"]).name: t for t in json.loads(report.read_text())["tracks"]}
+    statuses = sorted(t["status"] for t in tracks.values())
+    if sig == signal.SIGINT:
+        assert proc.returncode == 0, err
+        assert statuses == ["ok", "ok"]
+    else:
+        assert proc.returncode == 1, err
+        assert statuses == ["failed", "ok"]
+        failed = next(t for t in tracks.values() if t["status"] == "failed")
+        assert "sent SIGTERM" in failed["error"] and "internal error" not in failed["error"]
+    assert "mastered" in err  # the summary
+    assert_consistent(out)
