@@ -301,6 +301,15 @@ def _decide(
                     job.input, "already mastered with these settings (journal)", job.output
                 )
             )
+        elif state.action == "blocked":
+            plan.records.append(
+                failed_record(
+                    job.input,
+                    f"refused: {job.output} is {state.reason}, not a file this tool can "
+                    "replace; move it away",
+                    job.output,
+                )
+            )
         elif state.action == "outside":
             plan.records.append(
                 failed_record(
@@ -332,6 +341,19 @@ def _decide(
             }.get(state.action, f"replaced an earlier master: {state.reason}")
             todo.append(replace(job, replace=True, replace_reason=reason))
     return todo
+
+
+def _would(reason: str | None) -> str | None:
+    """A decision's reason as a dry run tells it: what would happen, not what did."""
+    if reason is None:
+        return None
+    for done, would in (
+        ("replaced", "would replace"),
+        ("kept as", "would be kept as"),
+        (", redone", ", and redone"),
+    ):
+        reason = reason.replace(done, would)
+    return reason
 
 
 def _keep_aside(path: Path, *, dry_run: bool) -> Path:
@@ -569,7 +591,7 @@ def run_master(
             dry_run=True,
         )
         for job in todo:
-            rec = record(job.input, "planned", job.replace_reason, job.output)
+            rec = record(job.input, "planned", _would(job.replace_reason), job.output)
             rec["preset"] = settings.preset
             plan.records.append(rec)
         return _result(plan.records, notes=plan.notes)

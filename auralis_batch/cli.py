@@ -236,16 +236,12 @@ def _can_create_in(folder: Path) -> bool:
 
 
 def _master_kernels(settings) -> tuple[str, ...]:
-    """The kernels a master run compiles on a machine's first run (the note's test)."""
-    from . import FINGERPRINT_KERNEL, METER_KERNEL, RENDER_KERNEL, TEMPO_KERNEL
-    from .settings import needs_fingerprint, needs_tempo
+    """The kernels every master that renders compiles on a machine's first run (the
+    note's test). Not the fingerprint's or tempo's: a run whose analyses all come from
+    the cache never compiles those, and would otherwise say so on every run."""
+    from . import METER_KERNEL, RENDER_KERNEL
 
-    kernels = [METER_KERNEL, RENDER_KERNEL]
-    if needs_fingerprint(settings):
-        kernels.append(FINGERPRINT_KERNEL)
-    if needs_tempo(settings):
-        kernels.append(TEMPO_KERNEL)
-    return tuple(kernels)
+    return (METER_KERNEL, RENDER_KERNEL)
 
 
 def _master_settings(
@@ -765,7 +761,21 @@ def main() -> None:
     # (auralis_batch._startup: Numba's BLAS probe need not load scipy.linalg).
     os.environ[OWN_PROCESS_ENV] = "1"
     _sturdy_streams()
+    _one_line_warnings()
     app(prog_name="auralis-batch")
+
+
+def _one_line_warnings() -> None:
+    """A warning (a damaged cache moved aside, say) as one ``[warning]`` line, like the
+    CLI's other messages, not Python's file, line number and source line."""
+    import warnings
+
+    def one_line(message, category, filename, lineno, line=None) -> str:
+        from .records import printable
+
+        return f"[warning] {printable(str(message))}\n"
+
+    warnings.formatwarning = one_line
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -155,8 +155,9 @@ class OutputState:
     input: skip), ``"replace"`` (written by us, but with other settings or from a
     changed input: redo and replace, saying why in ``reason``), ``"altered"``
     (written by us, changed since: kept aside, then redone), ``"foreign"`` (a file we
-    did not write: refused unless ``--overwrite``), ``"outside"`` (the output path
-    leads out of OUT through a symlink: refused).
+    did not write: refused unless ``--overwrite``), ``"blocked"`` (a folder, a link
+    or a device is there: refused, ``--overwrite`` or not), ``"outside"`` (the output
+    path leads out of OUT through a symlink: refused).
     """
 
     action: str
@@ -360,9 +361,10 @@ class Journal:
         except FileNotFoundError:
             return OutputState("new")
         except OSError as exc:
-            return OutputState("foreign", f"cannot inspect it: {exc.strerror}")
+            return OutputState("blocked", f"cannot inspect it: {exc.strerror}")
         if not stat.S_ISREG(st.st_mode):
-            return OutputState("foreign", "not a regular file")
+            what = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            return OutputState("blocked", what)
         entry = self.by_output.get(key)
         if entry is None:
             if key in self.legacy:  # ours, probably; but nothing to check it against

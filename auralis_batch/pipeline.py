@@ -668,7 +668,13 @@ def master_stream(
     ceiling = preset.limiter.ceiling_dbtp
     silent = not _finite(before.integrated_lufs) or before.integrated_lufs < SILENCE_LUFS
     if silent:
-        notes.append("silent or near-silent source: no loudness gain applied")
+        short = not _finite(before.max_momentary_lufs) and _finite(before.sample_peak_dbfs)
+        notes.append(
+            "too short to measure its loudness (BS.1770 needs a 400 ms block): "
+            "no loudness gain applied"
+            if short
+            else "silent or near-silent source: no loudness gain applied"
+        )
     threshold = effective_threshold_db(preset, before)
 
     comp_gr: list[float] = []  # the last full pass's, for the report

@@ -552,3 +552,13 @@ def test_a_silent_track_is_mastered_with_a_warning(tmp_path, write_audio):
     (rec,) = result.records
     assert rec["status"] == "ok" and rec["render"]["target_reached"] is False
     assert "silent or near-silent source" in rec["warning"]
+
+
+def test_a_clip_shorter_than_a_gating_block_is_called_too_short_not_silent(tmp_path, write_audio):
+    write_audio("lib/blip.flac", 0.2 * music_like(seconds=0.1))  # 100 ms, peak -15 dBFS
+    result = run_master(
+        [tmp_path / "lib"], tmp_path / "out", RunSettings(use_cache=False), n_jobs=1
+    )
+    (rec,) = result.records
+    assert rec["status"] == "ok" and rec["render"]["target_reached"] is False
+    assert "too short to measure" in rec["warning"] and "silent" not in rec["warning"]

@@ -990,3 +990,40 @@ def test_a_signal_to_one_worker_fails_at_most_its_track_and_the_batch_goes_on(
         assert "sent SIGTERM" in failed["error"] and "internal error" not in failed["error"]
     assert "mastered" in err  # the summary
     assert_consistent(out)
+
+
+def test_a_folder_at_an_output_name_is_refused_even_with_overwrite(tmp_path, lib):
+    out = tmp_path / "O"
+    (out / "00.flac").mkdir(parents=True)
+    (out / "00.flac" / "keep.txt").write_text("mine")
+    for extra in ([], ["--overwrite"]):
+        res = cli("master", lib, "--out", out, "-q", "-j", "1", "--no-cache", *extra)
+        assert res.returncode == 1
+        assert "00.flac is a folder" in res.stderr and "--overwrite replaces" not in res.stderr
+        assert (out / "00.flac" / "keep.txt").read_text() == "mine"
+
+
+def test_a_dry_run_says_what_would_happen(tmp_path, lib):
+    out = tmp_path / "O"
+    run_api([lib], out)
+    res = cli("master", lib, "--out", out, "--dry-run", "--overwrite", "--no-cache")
+    assert res.returncode == 0
+    assert "would replace" in res.stdout and "(replaced" not in res.stdout
+
+
+def test_a_corrupt_cache_is_announced_in_one_line(tmp_path, lib):
+    cache = tmp_path / "c"
+    assert (
+        cli(
+            "master", lib / "00.flac", "--out", tmp_path / "O", "-q", "--cache-dir", cache
+        ).returncode
+        == 0
+    )
+    (cache / "cache.db").write_bytes(b"garbage" * 1000)
+    for suffix in ("-wal", "-shm"):
+        (cache / f"cache.db{suffix}").unlink(missing_ok=True)
+    res = cli("master", lib / "01.flac", "--out", tmp_path / "O", "-q", "--cache-dir", cache)
+    assert res.returncode == 0, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if "corrupt" in ln]
+    assert len(lines) == 1 and lines[0].startswith("[warning] ")
+    assert "cache.py" not in res.stderr and "Warning:" not in res.stderr
