@@ -15,7 +15,7 @@ attack_ms              10          0.01 .. 1000 ms
 release_ms (comp.)     150         1 .. 10000 ms
 makeup_db              0           -24 .. 24 dB
 ceiling_dbtp           -1          -40 .. 0 dBTP
-lookahead_ms           5           0.5 .. 50 ms
+lookahead_ms           5           1 .. 50 ms
 release_ms (limiter)   80          1 .. 5000 ms
 =====================  ==========  ===============
 """
@@ -47,7 +47,7 @@ from .kernels.dynamics import (
     limiter_state,
 )
 from .kernels.truepeak import polyphase_bank
-from .limits import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
+from .limits import MAX_SAMPLE_RATE_HZ, MIN_LOOKAHEAD_MS, MIN_SAMPLE_RATE_HZ
 
 #: Internal safety margin below the ceiling, dB. It covers what the construction in
 #: :func:`kernels.dynamics.limiter` does not: a gain that varies across an interpolation
@@ -194,7 +194,9 @@ class Limiter:
     channels : int, 1 .. 64
     ceiling_dbtp : float, -40 .. 0 dBTP (true peak, 4x oversampled and refined between
         points; held with an internal margin of ``LIMITER_MARGIN_DB``). Default -1
-    lookahead_ms : float, 0.5 .. 50 ms: length of the gain ramp ahead of a peak
+    lookahead_ms : float, 1 .. 50 ms: length of the gain ramp ahead of a peak
+        (:data:`~auralis_batch.limits.MIN_LOOKAHEAD_MS`: a shorter one cannot hold a
+        true-peak ceiling)
         (default 5)
     release_ms : float, 1 .. 5000 ms: time constant of the release, after a hold of
         ``min(release_ms / 2, 25 ms)`` (default 80)
@@ -228,7 +230,7 @@ class Limiter:
         self.sample_rate, self.channels = _check_stream(sample_rate, channels)
         sr = self.sample_rate
         self.ceiling_dbtp = _check("ceiling_dbtp", ceiling_dbtp, -40.0, 0.0, "dBTP")
-        look = _check("lookahead_ms", lookahead_ms, 0.5, 50.0, "ms")
+        look = _check("lookahead_ms", lookahead_ms, MIN_LOOKAHEAD_MS, 50.0, "ms")
         rel = _check("release_ms", release_ms, 1.0, 5000.0, "ms")
         self._bank = polyphase_bank(4)
         taps = self._bank.shape[1]

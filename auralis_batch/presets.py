@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PresetError
+from .limits import MIN_LOOKAHEAD_MS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -45,7 +46,7 @@ LIMITS: dict[str, tuple[float, float, str]] = {
     "compressor.release_ms": (1.0, 5000.0, "ms"),
     "compressor.makeup_db": (-12.0, 24.0, "dB"),
     "limiter.ceiling_dbtp": (-20.0, 0.0, "dBTP"),
-    "limiter.lookahead_ms": (0.5, 20.0, "ms"),
+    "limiter.lookahead_ms": (MIN_LOOKAHEAD_MS, 20.0, "ms"),
     "limiter.release_ms": (1.0, 2000.0, "ms"),
     "limiter.max_gain_reduction_db": (0.0, 24.0, "dB"),
 }

@@ -221,7 +221,7 @@ TP_TOLERANCE_DB = 0.01
     kind=st.sampled_from(["noise", "brown", "sines", "clicks", "bursts"]),
     drive_db=st.floats(-3, 24),
     ceiling_dbtp=st.floats(-12, 0),
-    lookahead_ms=st.floats(0.5, 10),
+    lookahead_ms=st.floats(1.0, 10),
     release_ms=st.floats(1, 500),
     channels=st.sampled_from([1, 2, 6]),
 )
@@ -258,7 +258,7 @@ def test_limiter_full_band_noise_ceiling(seed):
 def test_limiter_streamed_equals_one_shot(channels, seed):
     rng = np.random.default_rng(seed)
     x = _signal("noise", rng, 7000, channels) * 4.0
-    params = dict(ceiling_dbtp=-1.0, lookahead_ms=float(rng.uniform(0.5, 8)), release_ms=30.0)
+    params = dict(ceiling_dbtp=-1.0, lookahead_ms=float(rng.uniform(1.0, 8)), release_ms=30.0)
     expected = limit(x, SR, **params)
     lim = Limiter(SR, channels, **params)
     sizes = [int(s) for s in rng.integers(0, 400, 30)] + [1, 0, 2, 1, 5]
@@ -352,7 +352,7 @@ def test_limited_sine_has_negligible_distortion(f0):
             lambda: Limiter(SR, 2, ceiling_dbtp=1.0),
             "ceiling_dbtp must be between -40 and 0 dBTP, got 1.0",
         ),
-        (lambda: Limiter(SR, 2, lookahead_ms=100), "lookahead_ms must be between 0.5 and 50 ms"),
+        (lambda: Limiter(SR, 2, lookahead_ms=100), "lookahead_ms must be between 1 and 50 ms"),
         (lambda: Limiter(SR, 2, release_ms=-1), "release_ms"),
         (lambda: Limiter(SR, 0), "channels must be between 1 and 64"),
         (lambda: Limiter(100, 2), "sample_rate must be between"),
