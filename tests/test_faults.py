@@ -965,7 +965,7 @@ def test_a_signal_to_one_worker_fails_at_most_its_track_and_the_batch_goes_on(
     message that says so; SIGINT there is ignored (Ctrl-C reaches the whole group, and
     the run stops its workers itself). Either way the run finishes and reports."""
     for name in ("a-slow.flac", "b-slow.flac"):
-        write_audio(f"lib/{name}", music_like(seconds=8.0, seed=len(name)))
+        write_audio(f"lib/{name}", music_like(seconds=4.0, seed=len(name)))
     out, report = tmp_path / "O", tmp_path / "r.json"
     env = {"AURALIS_BATCH_FAULT": "slow:a-slow.flac,slow:b-slow.flac"}
     proc = popen(
@@ -973,7 +973,7 @@ def test_a_signal_to_one_worker_fails_at_most_its_track_and_the_batch_goes_on(
         env=env,
     )  # fmt: skip
     wait_until_working(out)
-    time.sleep(1.0)
+    time.sleep(0.5)
     workers = [w for w in _children(proc.pid) if _alive(w) and b"LokyProcess" in _cmdline(w)]
     assert workers
     os.kill(workers[0], sig)
