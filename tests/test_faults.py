@@ -489,7 +489,7 @@ def test_progress_in_a_terminal_shows_tracks_in_flight_and_failures_as_they_happ
     import pty
     import select
 
-    write_audio("lib/zz-slow.flac", music_like(seconds=20.0, seed=9))
+    write_audio("lib/zz-slow.flac", music_like(seconds=8.0, seed=9))
     write_audio("lib/ok.flac", music_like(seconds=2.0, seed=1))
     (tmp_path / "lib" / "bad.flac").write_bytes(b"fLaC not really")
     master_fd, slave_fd = pty.openpty()
