@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import hashlib
 import os
 import re
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -411,6 +413,7 @@ class OutputFile:
         fmt: str,
         subtype: str,
         replace: bool = False,
+        expect: dict | None = None,
     ) -> None:
         self.path = Path(path)
         self.sample_rate = sample_rate
@@ -418,6 +421,9 @@ class OutputFile:
         self.fmt = fmt
         self.subtype = subtype
         self.replace = replace
+        self.expect = expect
+        #: Where the file found at ``path`` went, if it was not what ``expect`` says.
+        self.kept_aside: Path | None = None
         self.temporary_path: Path | None = None  # the last completed pass
         self._open_tmp: Path | None = None
         self._started = time.time()
@@ -523,6 +529,10 @@ class OutputFile:
 
     def _rename(self, tmp: Path) -> None:
         if self.replace:
+            if self.expect is not None and not _is_recorded(self.path, self.expect):
+                # changed since it was journaled (by hand, during this run, or a forged
+                # entry): not ours to destroy
+                self.kept_aside = keep_aside(self.path)
             os.replace(tmp, self.path)
             return
         try:
@@ -592,6 +602,44 @@ def move_no_clobber(src: Path, dst: Path) -> None:
         os.rename(src, dst)
         return
     os.unlink(src)
+
+
+def _is_recorded(path: Path, expect: dict) -> bool:
+    """Whether ``path`` is missing, or exactly the recorded file (size, mtime, then
+    SHA-256, read without following a link)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return True
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    if st.st_size != expect.get("bytes") or st.st_mtime_ns != expect.get("mtime_ns"):
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    h = hashlib.sha256()
+    with os.fdopen(fd, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest() == expect.get("sha256")
+
+
+def keep_aside(path: Path, *, dry_run: bool = False) -> Path:
+    """Rename ``path`` to a free ``NAME.altered-YYYYmmdd-HHMMSS[-N]`` beside it (never
+    over anything); ``dry_run``: only the name it would take."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        aside = path.with_name(f"{path.name}.altered-{stamp}" + (f"-{n}" if n else ""))
+        if dry_run:
+            return aside
+        try:
+            move_no_clobber(path, aside)
+        except FileExistsError:
+            continue
+        return aside
+    raise OutputError(f"{path}: cannot find a free name to keep the changed file")
 
 
 def partials_of(path: Path) -> list[Path]:

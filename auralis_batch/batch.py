@@ -37,9 +37,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import warm
-from .audio import move_no_clobber, partials_of, readable_extensions, sf_path
-from .errors import AuralisError, OutputError, RunAbandonedError, TrackStoppedError
-from .journal import STATE_DIR, CommitLog, Journal, OutputState, RunLock, RunLockedError
+from .audio import keep_aside, partials_of, readable_extensions, sf_path
+from .errors import AuralisError, RunAbandonedError, TrackStoppedError
+from .journal import (
+    STATE_DIR,
+    CommitLog,
+    Journal,
+    OutputState,
+    RunLock,
+    RunLockedError,
+    forget_commit_note,
+    output_key,
+)
 from .plan import Job, Plan, plan_master
 from .records import (
     error_text,
@@ -292,7 +301,7 @@ def _decide(
         }
         for job, state in states.items():
             if state.action == "done" and job.input.parent in todo_folders:
-                states[job] = OutputState("replace", "its album is mastered again")
+                states[job] = OutputState("replace", "its album is mastered again", state.expect)
     todo: list[Job] = []
     for job, state in states.items():
         if state.action == "done" and not overwrite:
@@ -331,7 +340,7 @@ def _decide(
         elif state.action == "new":
             todo.append(job)
         elif state.action == "altered" and not overwrite:
-            kept = _keep_aside(job.output, dry_run=dry_run)
+            kept = keep_aside(job.output, dry_run=dry_run)
             todo.append(replace(job, replace_reason=f"{state.reason}: kept as {kept.name}, redone"))
         else:
             reason = {
@@ -339,7 +348,8 @@ def _decide(
                 "altered": "replaced a master that changed since it was written (--overwrite)",
                 "foreign": "replaced a file auralis-batch did not write (--overwrite)",
             }.get(state.action, f"replaced an earlier master: {state.reason}")
-            todo.append(replace(job, replace=True, replace_reason=reason))
+            expect = None if overwrite else state.expect  # --overwrite: whatever is there
+            todo.append(replace(job, replace=True, replace_reason=reason, expect=expect))
     return todo
 
 
@@ -354,21 +364,6 @@ def _would(reason: str | None) -> str | None:
     ):
         reason = reason.replace(done, would)
     return reason
-
-
-def _keep_aside(path: Path, *, dry_run: bool) -> Path:
-    """Rename ``path`` to a free ``NAME.altered-YYYYmmdd-HHMMSS[-N]`` beside it."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for n in range(1000):
-        aside = path.with_name(f"{path.name}.altered-{stamp}" + (f"-{n}" if n else ""))
-        if dry_run:
-            return aside
-        try:
-            move_no_clobber(path, aside)
-        except FileExistsError:
-            continue
-        return aside
-    raise OutputError(f"{path}: cannot find a free name to keep the changed file")
 
 
 def _units(jobs: list[Job], album: bool, work: dict[Path, float] | None = None) -> list[list[Job]]:
@@ -641,7 +636,6 @@ def _run(
         on_start(len(todo), total_s, list(records))
     inflight = out_dir / STATE_DIR / f"inflight-{os.getpid()}"
     inflight.mkdir(parents=True, exist_ok=True)
-    started_ns = time.time_ns()
     finished: set[str] = set()
     stopped: str | None = None
     signum: int | None = None
@@ -654,11 +648,13 @@ def _run(
         with _signals_stop_the_run():
             try:
                 poller.start()
-                for rec in _execute(units, settings, n_jobs, inflight):
+                for rec in _execute(units, settings, n_jobs, inflight, journal.recover):
                     records.append(rec)
                     finished.add(rec["input"])
                     try:
                         journal.record(rec, settings_hash)  # after the output is durable
+                        if rec.get("output"):
+                            forget_commit_note(inflight, journal.key(Path(rec["output"])))
                     except OSError as exc:
                         stopped = f"cannot write the journal ({os_reason(exc)}); stopped"
                     if on_record is not None:
@@ -679,6 +675,9 @@ def _run(
             _stop_pool()  # none of the workers may go on writing
         _remove_partials(j for j in todo if str(j.input) not in finished)
         started = {int(p.name) for p in inflight.glob("[0-9]*")} if inflight.is_dir() else set()
+        recovered: set[str] = set()
+        with contextlib.suppress(OSError):  # outputs renamed into place, not yet journaled
+            recovered = journal.recover()
         shutil.rmtree(inflight, ignore_errors=True)
         with contextlib.suppress(OSError):
             journal.retire()
@@ -686,20 +685,18 @@ def _run(
         for i, unit in enumerate(units):
             for job in unit:
                 if str(job.input) not in finished:
-                    records.append(_unfinished(job, i in started, stopped, signum, started_ns))
+                    written = job.output is not None and journal.key(job.output) in recovered
+                    records.append(_unfinished(job, i in started, stopped, signum, written))
     return _result(records, stopped, signum, plan.notes)
 
 
-def _unfinished(job: Job, started: bool, stopped: str, signum: int | None, since_ns: int) -> dict:
-    """The record of a track a stopped run did not finish."""
+def _unfinished(job: Job, started: bool, stopped: str, signum: int | None, written: bool) -> dict:
+    """The record of a track a stopped run did not finish (``written``: its output was
+    complete and is journaled from its commit note)."""
     if signum is None and not started:
         return record(job.input, "not started", f"not started: {stopped}", job.output)
-    try:
-        written = job.output is not None and os.stat(job.output).st_mtime_ns >= since_ns
-    except OSError:
-        written = False
     why = (
-        f"{stopped} after its output was written, before it was journaled: the next run redoes it"
+        f"{stopped} after its output was written; it is journaled, and the next run skips it"
         if written
         else f"{stopped}; no output written"
     )
@@ -766,14 +763,20 @@ class _Poller:
 
 
 def _execute(
-    units: list[list[Job]], settings: RunSettings, n_jobs: int, inflight_dir: Path
+    units: list[list[Job]],
+    settings: RunSettings,
+    n_jobs: int,
+    inflight_dir: Path,
+    recover: Callable[[], set[str]] | None = None,
 ) -> Iterable[dict]:
     """Yield records as units finish; survive worker processes that die.
 
     Each unit marks itself in ``inflight_dir`` while it runs (the mark holds its
     progress). When a worker dies the pool is lost; the units still marked are the
     suspects and are re-run one at a time in a fresh process (the culprit fails
-    alone), then the rest resume in parallel.
+    alone), then the rest resume in parallel. A suspect whose outputs the dead workers
+    had already put in place (``recover`` journals them from their commit notes) is
+    not run again: its master is complete.
     """
     if not units:
         return
@@ -801,8 +804,14 @@ def _execute(
             if not _is_pool_crash(exc):
                 raise
             suspects = [i for i in sorted(pending) if _marked(inflight_dir, i)] or sorted(pending)
+            done = recover() if recover is not None else set()
             for i in suspects:
-                yield from _run_alone(i, pending.pop(i), settings, inflight_dir)
+                unit = pending.pop(i)
+                if all(_key(inflight_dir, job) in done for job in unit):
+                    _unmark(inflight_dir, i)
+                    yield from (_crashed_after_writing(job, settings) for job in unit)
+                    continue
+                yield from _run_alone(i, unit, settings, inflight_dir)
         finally:
             if gen is not None and pending:  # stopped early: joblib aborts the rest quietly
                 with warnings.catch_warnings():
@@ -846,6 +855,24 @@ def _run_alone(i: int, unit: list[Job], settings: RunSettings, inflight_dir: Pat
             }
             for job in unit
         ]
+
+
+def _key(inflight_dir: Path, job: Job) -> str | None:
+    """``job``'s output as the journal names it (the in-flight folder is in OUT)."""
+    out_dir = inflight_dir.parent.parent
+    return output_key(out_dir, job.output) if job.output is not None else None
+
+
+def _crashed_after_writing(job: Job, settings: RunSettings) -> dict:
+    return {
+        "input": str(job.input),
+        "output": str(job.output) if job.output else None,
+        "status": "failed",
+        "error": "worker process crashed after writing this track's output; the output "
+        "is complete and journaled, and the next run skips it",
+        "preset": settings.preset,
+        "seconds": 0.0,
+    }
 
 
 def _marked(inflight_dir: Path, i: int) -> bool:

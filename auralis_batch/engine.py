@@ -15,7 +15,7 @@ import os
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -237,6 +237,7 @@ def _open_output(p: _Prepared, settings: RunSettings) -> OutputFile:
         fmt=settings.fmt,
         subtype=output_subtype(settings.fmt, settings.bit_depth),
         replace=p.job.replace,
+        expect=p.job.expect,
     )
 
 
@@ -296,6 +297,12 @@ def _commit(
             commits.note(p.job.input, p.identity, out.path, written.to_dict(), p.preset.name)
 
     written = out.commit(finish, intent=intent)
+    if out.kept_aside is not None:
+        p.job = replace(
+            p.job,
+            replace_reason=f"{p.job.replace_reason}; the file there had changed since "
+            f"auralis-batch wrote it: kept as {out.kept_aside.name}",
+        )
     series = _series(p, outcome, settings)
     rec = {
         "duration_s": round(p.info.duration_s, 3),
@@ -400,7 +407,7 @@ def master_track(
     finally:
         if p is not None:
             p.source.release()
-    _decorate(rec, job, p.analysis if p else None)
+    _decorate(rec, p.job if p else job, p.analysis if p else None)
     watch.note(1.0)
     rec["seconds"] = round(time.perf_counter() - t0, 4)
     return rec

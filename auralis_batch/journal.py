@@ -85,7 +85,7 @@ def _parse(data: bytes) -> object:
         return None
 
 
-def _key_in(out_dir: Path, output: Path) -> str | None:
+def output_key(out_dir: Path, output: Path) -> str | None:
     """``output`` relative to ``out_dir``, or None if it is not inside it (a symlinked
     subfolder that leads elsewhere)."""
     try:
@@ -162,6 +162,9 @@ class OutputState:
 
     action: str
     reason: str | None = None
+    #: The output as journaled (``bytes``, ``mtime_ns``, ``sha256``), for ``done`` and
+    #: ``replace``: the worker replaces it only if it still is exactly that.
+    expect: dict | None = None
 
 
 def _relative_key(text: object) -> bool:
@@ -301,15 +304,16 @@ class Journal:
     def key(self, output: Path) -> str | None:
         """``output`` relative to OUT, or None if it is not inside OUT (a symlinked
         subfolder that leads elsewhere)."""
-        return _key_in(self.out_dir, output)
+        return output_key(self.out_dir, output)
 
-    def recover(self) -> int:
-        """Journal the outputs that runs which died renamed into place but did not
-        journal, from their workers' commit notes (:class:`CommitLog`): each only if
-        the file there is exactly the noted content (size, time and SHA-256). Call
-        under the lock, before the in-flight folders are swept. Returns how many.
+    def recover(self) -> set[str]:
+        """Journal the outputs that workers renamed into place but nobody journaled
+        (a run that died, or this run's workers when it stopped or one crashed), from
+        their commit notes (:class:`CommitLog`): each only if the file there is exactly
+        the noted content (size, time and SHA-256). Call under the lock, when no worker
+        runs, before the in-flight folders are removed. Returns the keys journaled.
         """
-        recovered = 0
+        recovered: set[str] = set()
         for folder in sorted(self.dir.glob("inflight-*")):
             with contextlib.suppress(OSError):
                 if not stat.S_ISDIR(os.lstat(folder).st_mode):
@@ -330,7 +334,7 @@ class Journal:
                         self._append(entry)
                         self._sync()
                         self.by_output[entry["output"]] = entry
-                        recovered += 1
+                        recovered.add(entry["output"])
         return recovered
 
     @staticmethod
@@ -388,12 +392,11 @@ class Journal:
             except OSError:
                 same_input = False
             if same_input:
-                return OutputState("done")
+                return OutputState("done", expect=written)
             why = "the input changed since it was mastered"
-        # About to be replaced on the journal's word: only if it is what was written.
-        if sha256_of(out) != written["sha256"]:
-            return OutputState("altered", "its content is not what auralis-batch wrote")
-        return OutputState("replace", why)
+        # Replaced on the journal's word only if it is still what was written: the
+        # worker checks (size, time, SHA-256) right before its master takes the name.
+        return OutputState("replace", why, written)
 
     def plan(self, jobs: list[Job]) -> None:
         """Retire the plans of dead runs (this run has just decided about their
@@ -495,11 +498,11 @@ class CommitLog:
         OSError
             The note could not be written: the output is not committed either.
         """
-        key = _key_in(self.out_dir, output)
+        key = output_key(self.out_dir, output)
         if key is None:
             return
         entry = _entry(input_path, identity, key, written, self.settings_hash, preset)
-        name = f"commit-{hashlib.sha1(key.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}.json"
+        name = _note_name(key)
         tmp = self.folder / f".{name}.tmp"
         fd = os.open(
             tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644
@@ -515,6 +518,18 @@ class CommitLog:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+def _note_name(key: str) -> str:
+    return f"commit-{hashlib.sha1(key.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}.json"
+
+
+def forget_commit_note(folder: Path, key: str | None) -> None:
+    """Remove the commit note of output ``key`` once its journal line is on disk (the
+    folder then holds only the notes of outputs not yet journaled)."""
+    if key is not None:
+        with contextlib.suppress(OSError):
+            (folder / _note_name(key)).unlink()
 
 
 class RunLockedError(OutputError):

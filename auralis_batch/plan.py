@@ -35,6 +35,10 @@ class Job:
     #: May replace a file at ``output`` (one we wrote, or ``--overwrite``), and why.
     replace: bool = False
     replace_reason: str | None = None
+    #: The file at ``output`` as the journal recorded it (``bytes``, ``mtime_ns``,
+    #: ``sha256``): it is replaced only if it is still exactly that when the new master
+    #: takes its place; anything else there is kept aside first. None: ``--overwrite``.
+    expect: dict | None = None
 
 
 @dataclass

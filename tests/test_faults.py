@@ -1027,3 +1027,60 @@ def test_a_corrupt_cache_is_announced_in_one_line(tmp_path, lib):
     lines = [ln for ln in res.stderr.splitlines() if "corrupt" in ln]
     assert len(lines) == 1 and lines[0].startswith("[warning] ")
     assert "cache.py" not in res.stderr and "Warning:" not in res.stderr
+
+
+def test_an_output_changed_while_the_run_runs_is_kept_aside_not_replaced(tmp_path, lib):
+    """The journal's word is checked where it counts: right before the new master
+    takes the name (the run may reach a track hours after it planned it)."""
+    out = tmp_path / "O"
+    run_api([lib], out)
+
+    def edit_after_planning(*_):
+        (out / "01.flac").write_text("my hand-edited version")
+
+    result = run_api([lib], out, settings={"preset": "punchy"}, on_start=edit_after_planning)
+    rec = by_name(result)["01.flac"]
+    assert rec["status"] == "ok" and "kept as 01.flac.altered-" in rec["replaced"]
+    (kept,) = [p for p in out.iterdir() if p.name.startswith("01.flac.altered-")]
+    assert kept.read_text() == "my hand-edited version"
+    assert sf.info(out / "01.flac").frames > 0
+
+
+def test_an_album_remastered_keeps_a_finished_track_that_was_edited_in_place(tmp_path, write_audio):
+    """Same size, same mtime, other bytes: a 'done' track promoted to 'replace' by its
+    album is verified by SHA-256 too."""
+    for i in range(2):
+        write_audio(f"lib/A/{i:02d}.flac", music_like(seconds=2.0, seed=i))
+    out = tmp_path / "O"
+    run_api([tmp_path / "lib"], out, settings={"album": True})
+    target = out / "A" / "00.flac"
+    st = os.stat(target)
+    data = bytearray(target.read_bytes())
+    data[-10:] = b"0123456789"  # ten bytes edited in place
+    target.write_bytes(bytes(data))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    write_audio("lib/A/02.flac", music_like(seconds=2.0, seed=2))  # the album grows
+    result = run_api([tmp_path / "lib"], out, settings={"album": True})
+    assert all(r["status"] == "ok" for r in result.records)
+    (kept,) = [p for p in (out / "A").iterdir() if p.name.startswith("00.flac.altered-")]
+    assert kept.read_bytes() == bytes(data)
+
+
+def test_a_worker_that_dies_after_writing_its_output_leaves_it_journaled(tmp_path, lib):
+    """-j 2: the worker holding 01.flac dies right after the rename. Its master is
+    complete: journaled from its commit note, not run again (which collided with it),
+    and the next run skips it."""
+    out, report = tmp_path / "O", tmp_path / "r.json"
+    res = cli(
+        "master", lib, "--out", out, "-j", "2", "--no-cache", "--report", report,
+        env={"AURALIS_BATCH_FAULT": "vanish:01.flac"},
+    )  # fmt: skip
+    assert res.returncode == 1, res.stderr
+    tracks = {Path(t["input"]).name: t for t in json.loads(report.read_text())["tracks"]}
+    assert tracks["00.flac"]["status"] == tracks["02.flac"]["status"] == "ok"
+    assert "journaled" in tracks["01.flac"]["error"]
+    assert "01.flac" in {row["output"] for row in journal_done(out)}
+    again = cli("master", lib, "--out", out, "-j", "2", "--no-cache", "-q")
+    assert again.returncode == 0, again.stderr
+    assert_consistent(out)
+    assert not list((out / ".auralis-batch").glob("inflight-*"))
