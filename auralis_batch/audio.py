@@ -570,7 +570,13 @@ def partial_prefix(path: Path) -> str:
     name fits :data:`MAX_NAME_BYTES` even when the output's own name nearly does."""
     raw = os.fsencode(path.name)  # the name's own bytes, UTF-8 or not
     budget = MAX_NAME_BYTES - _PARTIAL_EXTRA_BYTES
-    name = os.fsdecode(raw[:budget]) if len(raw) > budget else path.name
+    if len(raw) <= budget:
+        name = path.name
+    else:  # back to the start of a UTF-8 character (continuation bytes are 10xxxxxx)
+        cut = budget
+        while cut > 0 and raw[cut] & 0xC0 == 0x80:
+            cut -= 1
+        name = os.fsdecode(raw[:cut])
     return f".{name}."
 
 

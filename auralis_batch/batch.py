@@ -239,6 +239,7 @@ def master_unit(
     except Exception:  # the cache is an optimisation, never a point of failure
         cache = None
     global _IN_TRACK
+    _TERM_PENDING.clear()  # a SIGTERM after the last unit's last check was for that one
     _IN_TRACK = True
     try:
         if settings.album:
@@ -421,8 +422,9 @@ def _sweep_dead_runs(journal: Journal, jobs: Iterable[Job]) -> None:
     outputs = {journal.out_dir / key for key in journal.planned}
     outputs.update(job.output for job in jobs if job.output is not None)
     for output in outputs:
-        if journal.key(output) is None:  # through a link out of OUT: not ours to touch
-            continue
+        key = journal.key(output)
+        if key is None or key == "." or journal.key(output.parent) is None:
+            continue  # OUT itself, or through a link out of OUT: not ours to touch
         for tmp in partials_of(output):
             with contextlib.suppress(OSError):
                 tmp.unlink()

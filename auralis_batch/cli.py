@@ -477,7 +477,7 @@ def measure(inputs: Inputs, json_out: JsonFlag = False) -> None:
         for r in records:
             if r["status"] == "ok":
                 table.add_row(
-                    r["input"],
+                    _cell(r["input"]),
                     _fmt(r["integrated_lufs"]),
                     _fmt(r["true_peak_dbtp"]),
                     _fmt(r["lra_lu"]),
@@ -608,6 +608,15 @@ def _print_analysis_csv(records: list[dict]) -> None:
         )
 
 
+def _cell(name: str) -> str:
+    """A file name in a rich table: escaped (``printable``) and not read as markup."""
+    from rich.markup import escape
+
+    from .records import printable
+
+    return escape(printable(name))
+
+
 def _print_analysis_table(records: list[dict]) -> None:
     from rich.table import Table
 
@@ -633,7 +642,7 @@ def _print_analysis_table(records: list[dict]) -> None:
             continue
         fp = r["fingerprint"]
         table.add_row(
-            Path(r["path"]).name,
+            _cell(Path(r["path"]).name),
             _fmt(r["duration_s"]),
             _fmt(r["integrated_lufs"]),
             _fmt(r["true_peak_dbtp"]),
@@ -729,7 +738,10 @@ class _SturdyStream:
     def write(self, text: str) -> int:
         try:
             return self._stream.write(text)
-        except (OSError, ValueError):
+        except UnicodeEncodeError:  # a name the terminal's encoding cannot show
+            encoding = getattr(self._stream, "encoding", None) or "utf-8"
+            return self.write(text.encode(encoding, "backslashreplace").decode(encoding))
+        except (OSError, ValueError):  # the reader has gone, or the stream was closed
             self._gone()
             return len(text)
 

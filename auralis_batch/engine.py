@@ -203,7 +203,7 @@ def _prepare(job: Job, settings: RunSettings, cache, watch: Watch, budget_bytes:
         decoded + samples * (PROCESSED_BYTES_PER_SAMPLE + EQUALISED_BYTES_PER_SAMPLE)
         <= budget_bytes
     )
-    warm.wait()  # a first run's render kernels: compiled beside the analysis's (warm.py)
+    warm.wait(check=watch.check)  # a first run's render kernels, compiled beside (warm.py)
     return _Prepared(job, info, analysis, preset, source, processed_fits, equalised_fits)
 
 

@@ -27,7 +27,7 @@ import re
 import stat
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from . import __version__
@@ -170,6 +170,10 @@ class OutputState:
 def _relative_key(text: object) -> bool:
     """A journal's output key: a path relative to OUT that stays inside it."""
     if not isinstance(text, str) or not text or text.startswith(("/", "\\")):
+        return False
+    # written as this tool writes keys: no "." or empty parts ("." would name OUT
+    # itself, and the temporaries "beside" it would be in OUT's parent), no ".."
+    if PurePosixPath(text).as_posix() != text or text == ".":
         return False
     parts = Path(text).parts
     # a colon is an ordinary character in a POSIX name ("01 Act I: Dawn.flac"); on

@@ -160,7 +160,7 @@ class BatchProgress:
                 task = self._tracks.get(name)
                 if task is None:
                     task = self._progress.add_task(
-                        f"  {Path(name).name}", total=1.0, completed=0.0, info=""
+                        f"  {escape(printable(Path(name).name))}", total=1.0, completed=0.0, info=""
                     )
                     self._tracks[name] = task
                 self._progress.update(task, completed=fraction)

@@ -69,6 +69,14 @@ def _env_value(pid: int) -> str:
     return f"{os.getpid()}:{pid}"
 
 
+def _usable_cpus() -> int:
+    """CPUs this process may run on (a container's share, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def start(bit_depth: str = "24") -> Warmup | None:
     """Start compiling the render's kernels (for output of ``bit_depth``) in a process
     of their own if this is the CLI's process, the machine has a second core and the
@@ -76,7 +84,7 @@ def start(bit_depth: str = "24") -> Warmup | None:
     from . import RENDER_KERNEL, _kernels_compiled
     from ._startup import OWN_PROCESS_ENV
 
-    if os.environ.get(OWN_PROCESS_ENV) != "1" or (os.cpu_count() or 1) < 2:
+    if os.environ.get(OWN_PROCESS_ENV) != "1" or _usable_cpus() < 2:
         return None
     if os.environ.get(WARM_PID_ENV) or _kernels_compiled((RENDER_KERNEL,)):
         return None
@@ -99,8 +107,9 @@ def start(bit_depth: str = "24") -> Warmup | None:
     return Warmup(proc)
 
 
-def wait(limit_s: float = WAIT_LIMIT_S) -> None:
-    """Wait until the warm-up (if any) has ended, at most ``limit_s``."""
+def wait(limit_s: float = WAIT_LIMIT_S, *, check=None) -> None:
+    """Wait until the warm-up (if any) has ended, at most ``limit_s``; ``check`` is
+    called while waiting (a stopped run raises from it)."""
     value = os.environ.pop(WARM_PID_ENV, None)  # once is enough for this process
     run, _, pid = (value or "").partition(":")
     if not pid.isdigit() or (str(os.getpid()) != run and str(os.getppid()) != run):
@@ -111,6 +120,8 @@ def wait(limit_s: float = WAIT_LIMIT_S) -> None:
             os.kill(int(pid), 0)
         except OSError:
             return
+        if check is not None:
+            check()
         time.sleep(_POLL_S)
 
 

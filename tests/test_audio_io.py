@@ -216,3 +216,20 @@ def test_a_cut_ogg_stream_is_refused_as_truncated(tmp_path):
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
     with pytest.raises(DecodeError, match="truncated"):
         probe(cut)
+
+
+def test_a_temporarys_name_fits_and_stays_utf8_for_a_long_name():
+    """A name near the 255-byte limit: its temporary's name is cut on a character
+    boundary (filesystems that require UTF-8 names refuse a split character), and a
+    name that is not UTF-8 keeps its own bytes."""
+    import os
+    from pathlib import Path
+
+    from auralis_batch.audio import MAX_NAME_BYTES, partial_prefix
+
+    for name in ("é" * 120 + ".flac", "a" * 250 + ".flac", os.fsdecode(b"caf\xe9" * 60 + b".flac")):
+        prefix = os.fsencode(partial_prefix(Path("/x") / name))
+        assert len(prefix) + len("XXXXXXXX.partial") <= MAX_NAME_BYTES
+        if name.isascii() or "é" in name:
+            prefix.decode("utf-8")  # no split character
+        assert os.fsencode(name).startswith(prefix[1:-1])

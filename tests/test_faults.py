@@ -83,12 +83,20 @@ def assert_consistent(out: Path) -> None:
         assert sha(p) == row["output_identity"]["sha256"]
 
 
-def wait_until_working(out: Path, timeout_s: float = 120) -> None:
-    """Until a run holds OUT's lock and has tracks in flight."""
+def wait_until_working(out: Path, timeout_s: float = 120, *, started: bool = False) -> None:
+    """Until a run holds OUT's lock and has tracks in flight (``started``: and one of
+    them has noted progress, so its worker is inside the engine)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if any(next(p.iterdir(), None) for p in (out / ".auralis-batch").glob("inflight-*")):
-            return
+        for folder in (out / ".auralis-batch").glob("inflight-*"):
+            for mark in folder.glob("[0-9]*"):
+                if not started:
+                    return
+                try:
+                    if float(mark.read_text().strip() or 0) > 0:
+                        return
+                except (OSError, ValueError):
+                    pass
         time.sleep(0.05)
     raise AssertionError("the run never started working")
 
@@ -972,8 +980,7 @@ def test_a_signal_to_one_worker_fails_at_most_its_track_and_the_batch_goes_on(
         "master", tmp_path / "lib", "--out", out, "-j", "2", "--no-cache", "--report", report,
         env=env,
     )  # fmt: skip
-    wait_until_working(out)
-    time.sleep(0.5)
+    wait_until_working(out, started=True)  # the worker's handlers are up by then
     workers = [w for w in _children(proc.pid) if _alive(w) and b"LokyProcess" in _cmdline(w)]
     assert workers
     os.kill(workers[0], sig)
@@ -1084,3 +1091,28 @@ def test_a_worker_that_dies_after_writing_its_output_leaves_it_journaled(tmp_pat
     assert again.returncode == 0, again.stderr
     assert_consistent(out)
     assert not list((out / ".auralis-batch").glob("inflight-*"))
+
+
+def test_a_plan_line_naming_out_itself_touches_nothing_beside_out(tmp_path, lib):
+    out = tmp_path / "O"
+    run_api([lib], out)
+    beside = tmp_path / ".O.abcdefgh.partial"  # OUT's own "temporary", in OUT's parent
+    beside.write_text("not yours")
+    _journal_lines(
+        out,
+        {"planned": "dead-1", "output": ".", "at_ns": 0},
+        {"planned": "dead-1", "output": "./00.flac", "at_ns": 0},
+        {"planned": "dead-1", "output": "sub/.", "at_ns": 0},
+    )
+    run_api([lib], out)
+    assert beside.read_text() == "not yours"
+
+
+def test_names_a_terminal_cannot_encode_are_escaped_not_muted(tmp_path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    sf.write(os.fsencode(lib / os.fsdecode(b"caf\xe9.wav")), music_like(seconds=1.0).T, 44100)
+    sf.write(lib / "plain.wav", music_like(seconds=1.0).T, 44100)
+    res = cli("measure", lib, env={"PYTHONIOENCODING": "utf-8:strict", "COLUMNS": "200"})
+    assert res.returncode == 0, res.stderr
+    assert "plain.wav" in res.stdout and "caf\\xe9.wav" in res.stdout

@@ -162,7 +162,9 @@ def test_a_run_with_a_warm_up_waits_for_it_and_leaves_nothing_running(
     waited: list[str | None] = []
     real_wait = warm.wait
     monkeypatch.setattr(
-        warm, "wait", lambda: (waited.append(os.environ.get(warm.WARM_PID_ENV)), real_wait())
+        warm,
+        "wait",
+        lambda **kw: (waited.append(os.environ.get(warm.WARM_PID_ENV)), real_wait(**kw)),
     )
     res = run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1)
     assert res.summary["failed"] == 0
@@ -188,11 +190,13 @@ CHILD = """
 import sys, time
 import auralis_batch.warm as w
 w._die_with(int(sys.argv[1]))
+print("guarded", flush=True)
 time.sleep(60)
 """
 PARENT = """
 import os, subprocess, sys, time
-p = subprocess.Popen([sys.executable, "-c", sys.argv[1], str(os.getpid())])
+p = subprocess.Popen([sys.executable, "-c", sys.argv[1], str(os.getpid())], stdout=subprocess.PIPE)
+p.stdout.readline()  # the child's guard is up
 print(p.pid, flush=True)
 time.sleep(60)
 """
@@ -214,7 +218,6 @@ def test_the_warm_up_dies_with_a_killed_run():
         [sys.executable, "-c", PARENT, CHILD], stdout=subprocess.PIPE, text=True
     )
     child = int(parent.stdout.readline())
-    time.sleep(1.0)  # the child has its guard up
     assert _alive(child)
     parent.kill()
     parent.communicate()
