@@ -473,9 +473,11 @@ def _kill_children() -> None:
             continue
 
 
-def _stop_pool() -> None:
-    """Kill joblib's worker processes (loky's reusable pool) at once: a stopped run
-    leaves no worker writing. joblib's own abort waits for running tasks."""
+def _stop_pool(wait_s: float = 5.0) -> None:
+    """Kill joblib's worker processes (loky's reusable pool) at once, and wait (at
+    most ``wait_s``) until they are gone: a stopped run leaves no worker writing, and
+    what they put in place can be recovered once none can put more. joblib's own abort
+    waits for running tasks."""
     try:
         from joblib.externals.loky import reusable_executor
     except ImportError:  # pragma: no cover
@@ -483,11 +485,16 @@ def _stop_pool() -> None:
     executor = getattr(reusable_executor, "_executor", None)
     if executor is None:
         return
-    for proc in list(getattr(executor, "_processes", {}).values()):
+    procs = list(getattr(executor, "_processes", {}).values())
+    for proc in procs:
         with contextlib.suppress(Exception):
             proc.kill()
     with contextlib.suppress(Exception):
         executor.shutdown(wait=False, kill_workers=True)
+    deadline = time.monotonic() + wait_s
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.join(max(deadline - time.monotonic(), 0.0))
 
 
 #: Signals received while a track ran in this process, not yet acted on.
@@ -806,6 +813,8 @@ def _execute(
             if not _is_pool_crash(exc):
                 raise
             suspects = [i for i in sorted(pending) if _marked(inflight_dir, i)] or sorted(pending)
+            if parent is not None:
+                _stop_pool()  # the broken pool's other workers may still be finishing
             done = recover() if recover is not None else set()
             for i in suspects:
                 unit = pending.pop(i)
@@ -870,8 +879,8 @@ def _crashed_after_writing(job: Job, settings: RunSettings) -> dict:
         "input": str(job.input),
         "output": str(job.output) if job.output else None,
         "status": "failed",
-        "error": "worker process crashed after writing this track's output; the output "
-        "is complete and journaled, and the next run skips it",
+        "error": "its worker process was lost after this track's output was written (a "
+        "worker crashed); the output is complete and journaled, and the next run skips it",
         "preset": settings.preset,
         "seconds": 0.0,
     }

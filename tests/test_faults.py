@@ -1084,8 +1084,10 @@ def test_a_worker_that_dies_after_writing_its_output_leaves_it_journaled(tmp_pat
     )  # fmt: skip
     assert res.returncode == 1, res.stderr
     tracks = {Path(t["input"]).name: t for t in json.loads(report.read_text())["tracks"]}
-    assert tracks["00.flac"]["status"] == tracks["02.flac"]["status"] == "ok"
     assert "journaled" in tracks["01.flac"]["error"]
+    for name in ("00.flac", "02.flac"):  # the other worker's track: redone, or complete
+        t = tracks[name]  # before the pool broke and recovered with it
+        assert t["status"] == "ok" or "journaled" in t["error"], t
     assert "01.flac" in {row["output"] for row in journal_done(out)}
     again = cli("master", lib, "--out", out, "-j", "2", "--no-cache", "-q")
     assert again.returncode == 0, again.stderr
