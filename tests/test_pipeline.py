@@ -371,20 +371,34 @@ def test_match_strength_scales_the_tonal_change():
     assert distances[0] > distances[1] > distances[2]
 
 
+def _lands_on_target(path, preset_names) -> None:
+    x, sr = read_audio(path)
+    presets = [load_preset(n) for n in preset_names]
+    presets.append(adaptive_preset(analyze_array(x, sr, tempo=False)))
+    for preset in presets:
+        y, outcome = master_array(x, sr, preset=preset, bit_depth="24")
+        name = f"{path.name} {preset.name}"
+        assert_on_target(y, outcome, preset.target_lufs, sr, name)
+        assert independent_true_peak_dbtp(y) <= preset.limiter.ceiling_dbtp + 0.05, name
+
+
 @pytest.mark.corpus
 def test_real_music_lands_on_target(corpus):
-    """Every preset (the adaptive one too) on every corpus track: within +/-0.1 LU of
-    its target by libebur128, or a note saying the limiter cap forbade it; never over
-    the ceiling by an independent 8x true peak."""
+    """The adaptive preset on every corpus track and each built-in preset on one of
+    them (in turn): within +/-0.1 LU of its target by libebur128, or a note saying the
+    limiter cap forbade it; never over the ceiling by an independent 8x true peak.
+    Every preset on every track: ``-m slow``, and the bench library in
+    ``bench/test_bench_matchering.py``."""
+    names = sorted(BUILTIN_PRESETS)
+    for i, path in enumerate(corpus):
+        _lands_on_target(path, names[i :: len(corpus)])
+
+
+@pytest.mark.slow
+@pytest.mark.corpus
+def test_real_music_lands_on_target_every_preset_every_track(corpus):
     for path in corpus:
-        x, sr = read_audio(path)
-        presets = [load_preset(n) for n in BUILTIN_PRESETS]
-        presets.append(adaptive_preset(analyze_array(x, sr, tempo=False)))
-        for preset in presets:
-            y, outcome = master_array(x, sr, preset=preset, bit_depth="24")
-            name = f"{path.name} {preset.name}"
-            assert_on_target(y, outcome, preset.target_lufs, sr, name)
-            assert independent_true_peak_dbtp(y) <= preset.limiter.ceiling_dbtp + 0.05, name
+        _lands_on_target(path, BUILTIN_PRESETS)
 
 
 @pytest.mark.corpus
