@@ -37,7 +37,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import warm
-from .audio import keep_aside, partials_of, readable_extensions, sf_path
+from .audio import (
+    is_partial_name,
+    keep_aside,
+    partial_prefix,
+    partials_of,
+    readable_extensions,
+    sf_path,
+)
 from .errors import AuralisError, RunAbandonedError, TrackStoppedError
 from .journal import (
     STATE_DIR,
@@ -418,16 +425,23 @@ def _sweep_dead_runs(journal: Journal, jobs: Iterable[Job]) -> None:
     """Remove what killed runs left in OUT: the temporaries (``.NAME.XXXXXXXX.partial``)
     of outputs a dead run planned or this run may write, and in-flight folders (after
     :meth:`Journal.recover` read them). A file of that shape anywhere else is the
-    user's: left alone. Call only under the lock."""
+    user's: left alone. Each folder is listed once. Call only under the lock."""
     outputs = {journal.out_dir / key for key in journal.planned}
     outputs.update(job.output for job in jobs if job.output is not None)
+    prefixes: dict[Path, set[str]] = {}
     for output in outputs:
         key = journal.key(output)
         if key is None or key == "." or journal.key(output.parent) is None:
             continue  # OUT itself, or through a link out of OUT: not ours to touch
-        for tmp in partials_of(output):
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+        prefixes.setdefault(output.parent, set()).add(partial_prefix(output))
+    tail = len("XXXXXXXX.partial")
+    for folder, wanted in prefixes.items():
+        with contextlib.suppress(OSError), os.scandir(folder) as entries:
+            for entry in entries:
+                name = entry.name
+                if is_partial_name(name) and name[:-tail] in wanted:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
     for folder in journal.dir.glob("inflight-*"):
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -275,6 +275,7 @@ class Journal:
         #: Outputs an earlier version journaled (inside OUT): ours, but unverifiable.
         self.legacy: set[str] = set()
         self.ignored_lines = 0
+        self._folders: dict[Path, str | None] = {}  # key() of folders, resolved once
         self._fd: int | None = None
         try:
             fd = _open_regular(self.path, os.O_RDONLY)
@@ -307,8 +308,19 @@ class Journal:
 
     def key(self, output: Path) -> str | None:
         """``output`` relative to OUT, or None if it is not inside OUT (a symlinked
-        subfolder that leads elsewhere)."""
-        return output_key(self.out_dir, output)
+        subfolder that leads elsewhere). Each folder is resolved once (a re-run of a
+        big library asks for thousands of names in a few folders); the name itself is
+        not followed, and a link there is refused by :meth:`state` as not a file."""
+        name = output.name
+        if name in ("", ".", ".."):
+            return output_key(self.out_dir, output)
+        folder = output.parent
+        if folder not in self._folders:
+            self._folders[folder] = output_key(self.out_dir, folder)
+        parent = self._folders[folder]
+        if parent is None:
+            return None
+        return name if parent == "." else f"{parent}/{name}"
 
     def recover(self) -> set[str]:
         """Journal the outputs that workers renamed into place but nobody journaled
