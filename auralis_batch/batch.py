@@ -430,8 +430,8 @@ def _sweep_dead_runs(journal: Journal, jobs: Iterable[Job]) -> None:
     outputs.update(job.output for job in jobs if job.output is not None)
     prefixes: dict[Path, set[str]] = {}
     for output in outputs:
-        key = journal.key(output)
-        if key is None or key == "." or journal.key(output.parent) is None:
+        key = journal.key(output)  # None unless its folder is inside OUT, resolved
+        if key is None or key == ".":
             continue  # OUT itself, or through a link out of OUT: not ours to touch
         prefixes.setdefault(output.parent, set()).add(partial_prefix(output))
     tail = len("XXXXXXXX.partial")
