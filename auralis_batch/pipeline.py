@@ -166,6 +166,36 @@ class EqualisedOnce:
         self._stored, self._complete = [], False
 
 
+def compressor_for(
+    preset: Preset, sample_rate: int, channels: int, *, threshold_db: float
+) -> Compressor:
+    """The render's compressor of ``preset`` (at ``threshold_db``, see
+    :func:`effective_threshold_db`)."""
+    cfg = preset.compressor
+    return Compressor(
+        sample_rate,
+        channels,
+        threshold_db=threshold_db,
+        ratio=cfg.ratio,
+        knee_db=cfg.knee_db,
+        attack_ms=cfg.attack_ms,
+        release_ms=cfg.release_ms,
+        makeup_db=cfg.makeup_db,
+    )
+
+
+def limiter_for(preset: Preset, sample_rate: int, channels: int) -> Limiter:
+    """The render's limiter of ``preset``."""
+    cfg = preset.limiter
+    return Limiter(
+        sample_rate,
+        channels,
+        ceiling_dbtp=cfg.ceiling_dbtp,
+        lookahead_ms=cfg.lookahead_ms,
+        release_ms=cfg.release_ms,
+    )
+
+
 def processed_stream(
     source: BlockSource,
     *,
@@ -193,16 +223,7 @@ def processed_stream(
             if block.shape[1]:
                 yield eq.process(np.ascontiguousarray(block, dtype=np.float64))
         return
-    comp = Compressor(
-        sample_rate,
-        channels,
-        threshold_db=threshold_db,
-        ratio=cfg.ratio,
-        knee_db=cfg.knee_db,
-        attack_ms=cfg.attack_ms,
-        release_ms=cfg.release_ms,
-        makeup_db=cfg.makeup_db,
-    )
+    comp = compressor_for(preset, sample_rate, channels, threshold_db=threshold_db)
     for block in source():
         if not block.shape[1]:
             continue
@@ -389,14 +410,7 @@ def _limited_pass(
     quant: Quantizer | None,
     sink: SinkFactory | None,
 ) -> _Rendered:
-    lim_cfg = stream.preset.limiter
-    lim = Limiter(
-        stream.sample_rate,
-        stream.channels,
-        ceiling_dbtp=lim_cfg.ceiling_dbtp,
-        lookahead_ms=lim_cfg.lookahead_ms,
-        release_ms=lim_cfg.release_ms,
-    )
+    lim = limiter_for(stream.preset, stream.sample_rate, stream.channels)
     meter = LoudnessMeter(stream.sample_rate, stream.channels)
     # The report's spectrum of the master, from the pass that writes it (no extra pass).
     spectrum = (

@@ -131,35 +131,18 @@ def compile_render(sample_rate: int = 48000, channels: int = 2, bit_depth: str =
     import numpy as np
 
     from .audio import Quantizer
-    from .dynamics import Compressor, Limiter
     from .eq import Equalizer
+    from .pipeline import compressor_for, limiter_for
     from .presets import load_preset
 
     preset = load_preset("punchy")  # every kind of stage; the types do not depend on it
     t = np.arange(4096) / sample_rate
     x = np.ascontiguousarray(np.tile(0.5 * np.sin(2 * np.pi * 997.0 * t), (channels, 1)))
     y = Equalizer(sample_rate, channels, preset.eq).process(x)
-    cfg = preset.compressor
-    comp = Compressor(
-        sample_rate,
-        channels,
-        threshold_db=cfg.threshold_db,
-        ratio=cfg.ratio,
-        knee_db=cfg.knee_db,
-        attack_ms=cfg.attack_ms,
-        release_ms=cfg.release_ms,
-        makeup_db=cfg.makeup_db,
-    )
+    comp = compressor_for(preset, sample_rate, channels, threshold_db=-30.0)
     comp.process(y)
     comp.process(y, return_gain_reduction=True)
-    lim_cfg = preset.limiter
-    lim = Limiter(
-        sample_rate,
-        channels,
-        ceiling_dbtp=lim_cfg.ceiling_dbtp,
-        lookahead_ms=lim_cfg.lookahead_ms,
-        release_ms=lim_cfg.release_ms,
-    )
+    lim = limiter_for(preset, sample_rate, channels)
     z = lim.process(y, gain_db=6.0)
     lim.flush()
     Quantizer(bit_depth).quantize(z)
