@@ -568,16 +568,19 @@ _PARTIAL_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.partial$")
 def partial_prefix(path: Path) -> str:
     """``.NAME.``, with NAME cut (on a character boundary) so that the temporary's
     name fits :data:`MAX_NAME_BYTES` even when the output's own name nearly does."""
-    raw = os.fsencode(path.name)  # the name's own bytes, UTF-8 or not
-    budget = MAX_NAME_BYTES - _PARTIAL_EXTRA_BYTES
+    return f".{_cut_name(path.name, MAX_NAME_BYTES - _PARTIAL_EXTRA_BYTES)}."
+
+
+def _cut_name(name: str, budget: int) -> str:
+    """``name`` cut to at most ``budget`` bytes, at the start of a UTF-8 character
+    (continuation bytes are ``10xxxxxx``); a name that is not UTF-8 keeps its bytes."""
+    raw = os.fsencode(name)
     if len(raw) <= budget:
-        name = path.name
-    else:  # back to the start of a UTF-8 character (continuation bytes are 10xxxxxx)
-        cut = budget
-        while cut > 0 and raw[cut] & 0xC0 == 0x80:
-            cut -= 1
-        name = os.fsdecode(raw[:cut])
-    return f".{name}."
+        return name
+    cut = budget
+    while cut > 0 and raw[cut] & 0xC0 == 0x80:
+        cut -= 1
+    return os.fsdecode(raw[:cut])
 
 
 def is_partial_name(name: str) -> bool:
@@ -597,7 +600,7 @@ def move_no_clobber(src: Path, dst: Path) -> None:
         Something is at ``dst``.
     """
     try:
-        os.link(src, dst)
+        os.link(src, dst, follow_symlinks=False)  # a link is moved as the link
     except FileExistsError:
         raise
     except OSError as exc:
@@ -637,7 +640,8 @@ def keep_aside(path: Path, *, dry_run: bool = False) -> Path:
     over anything); ``dry_run``: only the name it would take."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for n in range(1000):
-        aside = path.with_name(f"{path.name}.altered-{stamp}" + (f"-{n}" if n else ""))
+        suffix = f".altered-{stamp}" + (f"-{n}" if n else "")
+        aside = path.with_name(_cut_name(path.name, MAX_NAME_BYTES - len(suffix)) + suffix)
         if dry_run:
             return aside
         try:

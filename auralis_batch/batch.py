@@ -45,7 +45,7 @@ from .audio import (
     readable_extensions,
     sf_path,
 )
-from .errors import AuralisError, RunAbandonedError, TrackStoppedError
+from .errors import AuralisError, OutputError, RunAbandonedError, TrackStoppedError
 from .journal import (
     STATE_DIR,
     CommitLog,
@@ -348,7 +348,19 @@ def _decide(
         elif state.action == "new":
             todo.append(job)
         elif state.action == "altered" and not overwrite:
-            kept = keep_aside(job.output, dry_run=dry_run)
+            try:
+                kept = keep_aside(job.output, dry_run=dry_run)
+            except (OSError, OutputError) as exc:
+                why = os_reason(exc) if isinstance(exc, OSError) else str(exc)
+                plan.records.append(
+                    failed_record(
+                        job.input,
+                        f"{job.output}: {state.reason}, and it could not be kept aside "
+                        f"({why}); left as it is, not redone",
+                        job.output,
+                    )
+                )
+                continue
             todo.append(replace(job, replace_reason=f"{state.reason}: kept as {kept.name}, redone"))
         else:
             reason = {
@@ -615,7 +627,10 @@ def run_master(
         return _result(plan.records, notes=plan.notes)
     with RunLock(out_dir):
         journal = Journal(out_dir)
-        journal.recover()  # outputs a killed run renamed into place but did not journal
+        try:  # outputs a killed run renamed into place but did not journal
+            journal.recover()
+        except OSError as exc:  # nothing is swept before they are journaled
+            raise OutputError(f"{journal.path}: cannot write ({os_reason(exc)})") from None
         todo = _decide(
             plan,
             journal,
@@ -675,8 +690,8 @@ def _run(
                     records.append(rec)
                     finished.add(rec["input"])
                     try:
-                        journal.record(rec, settings_hash)  # after the output is durable
-                        if rec.get("output"):
+                        # after the output is durable; its note goes once it is journaled
+                        if journal.record(rec, settings_hash):
                             forget_commit_note(inflight, journal.key(Path(rec["output"])))
                     except OSError as exc:
                         stopped = f"cannot write the journal ({os_reason(exc)}); stopped"
@@ -694,14 +709,20 @@ def _run(
         poller.stop()
         if warmup is not None:
             warmup.stop()
-        if stopped and n_jobs != 1:
-            _stop_pool()  # none of the workers may go on writing
+        if n_jobs != 1 and len(finished) < len(todo):
+            _stop_pool()  # stopped, or an error: none of the workers may go on writing
         _remove_partials(j for j in todo if str(j.input) not in finished)
         started = {int(p.name) for p in inflight.glob("[0-9]*")} if inflight.is_dir() else set()
         recovered: set[str] = set()
         with contextlib.suppress(OSError):  # outputs renamed into place, not yet journaled
             recovered = journal.recover()
-        shutil.rmtree(inflight, ignore_errors=True)
+        if any(inflight.glob("commit-*.json")):
+            # notes of masters not journaled (the journal could not be written): the
+            # next run's recovery reads them; only the progress marks go
+            for mark in inflight.glob("[0-9]*"):
+                mark.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(inflight, ignore_errors=True)
         with contextlib.suppress(OSError):
             journal.retire()
     if stopped:
@@ -826,17 +847,25 @@ def _execute(
         except Exception as exc:
             if not _is_pool_crash(exc):
                 raise
-            suspects = [i for i in sorted(pending) if _marked(inflight_dir, i)] or sorted(pending)
+            suspects = {i for i in pending if _marked(inflight_dir, i)} or set(pending)
             if parent is not None:
                 _stop_pool()  # the broken pool's other workers may still be finishing
+            # Masters already in place are journaled from their commit notes and not
+            # run again (joblib drops results it had not handed over when a pool
+            # breaks, so finished units may still be pending here).
             done = recover() if recover is not None else set()
-            for i in suspects:
-                unit = pending.pop(i)
-                if all(_key(inflight_dir, job) in done for job in unit):
+            for i in sorted(pending):
+                left = [job for job in pending[i] if _key(inflight_dir, job) not in done]
+                for job in pending[i]:
+                    if job not in left:
+                        yield _recovered(job, settings, lost_worker=i in suspects)
+                if left:
+                    pending[i] = left
+                else:
+                    del pending[i]
                     _unmark(inflight_dir, i)
-                    yield from (_crashed_after_writing(job, settings) for job in unit)
-                    continue
-                yield from _run_alone(i, unit, settings, inflight_dir)
+            for i in sorted(suspects & set(pending)):
+                yield from _run_alone(i, pending.pop(i), settings, inflight_dir, recover)
         finally:
             if gen is not None and pending:  # stopped early: joblib aborts the rest quietly
                 with warnings.catch_warnings():
@@ -844,7 +873,13 @@ def _execute(
                     gen.close()
 
 
-def _run_alone(i: int, unit: list[Job], settings: RunSettings, inflight_dir: Path) -> list[dict]:
+def _run_alone(
+    i: int,
+    unit: list[Job],
+    settings: RunSettings,
+    inflight_dir: Path,
+    recover: Callable[[], set[str]] | None = None,
+) -> list[dict]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -868,8 +903,11 @@ def _run_alone(i: int, unit: list[Job], settings: RunSettings, inflight_dir: Pat
         if not _is_pool_crash(exc):
             raise
         _unmark(inflight_dir, i)
+        done = recover() if recover is not None else set()
         return [
-            {
+            _recovered(job, settings, lost_worker=True)
+            if _key(inflight_dir, job) in done
+            else {
                 "input": str(job.input),
                 "output": str(job.output) if job.output else None,
                 "status": "failed",
@@ -888,13 +926,22 @@ def _key(inflight_dir: Path, job: Job) -> str | None:
     return output_key(out_dir, job.output) if job.output is not None else None
 
 
-def _crashed_after_writing(job: Job, settings: RunSettings) -> dict:
+def _recovered(job: Job, settings: RunSettings, *, lost_worker: bool) -> dict:
+    """The record of a track whose master was complete and in place when a worker
+    crash lost its report; it is journaled from its commit note. ``lost_worker``: it
+    was in flight when the pool broke (it may be the one that crashed)."""
+    why = (
+        "its worker process was lost after this track's output was written (a worker "
+        "crashed); the output is complete and journaled, and the next run skips it"
+        if lost_worker
+        else "its output was written and journaled, but a worker crash lost its report; "
+        "the next run skips it"
+    )
     return {
         "input": str(job.input),
         "output": str(job.output) if job.output else None,
-        "status": "failed",
-        "error": "its worker process was lost after this track's output was written (a "
-        "worker crashed); the output is complete and journaled, and the next run skips it",
+        "status": "failed" if lost_worker else "skipped",
+        "error": why,
         "preset": settings.preset,
         "seconds": 0.0,
     }

@@ -169,7 +169,11 @@ class OutputState:
 
 def _relative_key(text: object) -> bool:
     """A journal's output key: a path relative to OUT that stays inside it."""
-    if not isinstance(text, str) or not text or text.startswith(("/", "\\")):
+    if not isinstance(text, str) or not text or text.startswith(("/", "\\")) or "\0" in text:
+        return False
+    try:
+        os.fsencode(text)  # a name a filesystem can hold (no stray surrogate)
+    except UnicodeEncodeError:
         return False
     # written as this tool writes keys: no "." or empty parts ("." would name OUT
     # itself, and the temporaries "beside" it would be in OUT's parent), no ".."
@@ -434,8 +438,9 @@ class Journal:
             self._append({"retired": self.run_id})
             self._sync()
 
-    def record(self, rec: dict, settings_hash: str) -> None:
-        """Append and fsync the entry of a finished output (``rec`` from a worker).
+    def record(self, rec: dict, settings_hash: str) -> bool:
+        """Append and fsync the entry of a finished output (``rec`` from a worker);
+        True when an entry was written (a failed track has none).
 
         Raises
         ------
@@ -445,7 +450,7 @@ class Journal:
         written = rec.get("written")
         key = self.key(Path(rec["output"])) if rec.get("output") else None
         if rec.get("status") != "ok" or key is None or not written:
-            return
+            return False
         identity = rec.get("input_identity")
         if not (isinstance(identity, list) and len(identity) == 3):
             identity = input_identity(Path(rec["input"]))
@@ -453,6 +458,7 @@ class Journal:
         self._append(entry)
         self._sync()
         self.by_output[key] = entry
+        return True
 
     def _append(self, entry: dict) -> None:
         if self._fd is None:

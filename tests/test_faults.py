@@ -1118,3 +1118,78 @@ def test_names_a_terminal_cannot_encode_are_escaped_not_muted(tmp_path):
     res = cli("measure", lib, env={"PYTHONIOENCODING": "utf-8:strict", "COLUMNS": "200"})
     assert res.returncode == 0, res.stderr
     assert "plain.wav" in res.stdout and "caf\\xe9.wav" in res.stdout
+
+
+def test_a_changed_master_with_a_very_long_name_is_kept_aside(tmp_path, write_audio):
+    """NAME.altered-DATE would pass 255 bytes: the name is cut (on a character
+    boundary) to fit, instead of the run failing on every re-run."""
+    name = "é" * 115 + ".flac"  # 235 bytes
+    write_audio(f"lib/{name}", music_like(seconds=2.0))
+    out = tmp_path / "O"
+    assert run_api([tmp_path / "lib"], out).summary["ok"] == 1
+    with open(out / name, "ab") as f:
+        f.write(b"edited")
+    result = run_api([tmp_path / "lib"], out)
+    assert result.summary["ok"] == 1, result.records
+    (kept,) = [p for p in out.iterdir() if ".altered-" in p.name]
+    assert kept.read_bytes().endswith(b"edited") and len(os.fsencode(kept.name)) <= 255
+
+
+def test_a_journal_write_failure_never_loses_a_master(tmp_path, lib, monkeypatch):
+    """The journal cannot take the line (a full disk): the worker's commit note stays,
+    and the next run journals the master from it instead of refusing it."""
+    from auralis_batch import journal as journal_mod
+
+    out = tmp_path / "O"
+    real_append = journal_mod.Journal._append
+
+    def full(self, entry):
+        if "output_identity" in entry:
+            raise OSError(28, "No space left on device")
+        return real_append(self, entry)
+
+    monkeypatch.setattr(journal_mod.Journal, "_append", full)
+    first = run_api([lib / "00.flac"], out)
+    assert first.stopped and "cannot write the journal" in first.stopped
+    monkeypatch.setattr(journal_mod.Journal, "_append", real_append)
+    again = run_api([lib / "00.flac"], out)
+    assert again.summary["skipped"] == 1, again.records
+    assert not list((out / ".auralis-batch").glob("inflight-*"))
+
+
+def test_a_failure_after_the_rename_keeps_the_masters_proof(tmp_path, lib, monkeypatch):
+    """Something fails after the output took its name: the track is reported failed,
+    but its commit note is not forgotten, so the master is journaled, not orphaned."""
+    from auralis_batch import engine
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("after the rename")
+
+    out = tmp_path / "O"
+    monkeypatch.setattr(engine, "_series", broken)
+    assert run_api([lib / "00.flac"], out).summary["failed"] == 1
+    monkeypatch.undo()
+    assert run_api([lib / "00.flac"], out).summary["skipped"] == 1
+
+
+def test_a_journal_key_no_filesystem_can_hold_is_ignored(tmp_path, lib):
+    out = tmp_path / "O"
+    run_api([lib], out)
+    _journal_lines(
+        out,
+        {"planned": "1-2", "output": "x\\ud800.flac", "at_ns": 1},
+        {"planned": "1-2", "output": "x\\u0000.flac", "at_ns": 1},
+    )
+    assert run_api([lib], out).summary["skipped"] == 3
+
+
+def test_a_terminal_that_cannot_show_a_name_gets_it_escaped(tmp_path):
+    """An ASCII-only terminal and an accented name: the line is written with escapes
+    (the stream stays open), not dropped, and the run's output is all there."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for name in ("é.wav", "plain.wav"):
+        sf.write(lib / name, music_like(seconds=1.0).T, 44100)
+    res = cli("measure", lib, env={"PYTHONIOENCODING": "ascii:strict", "COLUMNS": "200"})
+    assert res.returncode == 0, res.stderr
+    assert "plain.wav" in res.stdout and "\\xe9.wav" in res.stdout
