@@ -529,7 +529,7 @@ class OutputFile:
 
     def _rename(self, tmp: Path) -> None:
         if self.replace:
-            if self.expect is not None and not _is_recorded(self.path, self.expect):
+            if self.expect is not None and not is_recorded(self.path, self.expect):
                 # changed since it was journaled (by hand, during this run, or a forged
                 # entry): not ours to destroy
                 self.kept_aside = keep_aside(self.path)
@@ -613,7 +613,7 @@ def move_no_clobber(src: Path, dst: Path) -> None:
     os.unlink(src)
 
 
-def _is_recorded(path: Path, expect: dict) -> bool:
+def is_recorded(path: Path, expect: dict) -> bool:
     """Whether ``path`` is missing, or exactly the recorded file (size, mtime, then
     SHA-256, read without following a link)."""
     try:

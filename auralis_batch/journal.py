@@ -120,32 +120,6 @@ def _entry(
     }
 
 
-def sha256_of(path: Path) -> str | None:
-    """The SHA-256 of a regular file (read without following a link), or None."""
-    try:
-        fd = _open_regular(path, os.O_RDONLY)
-    except (OSError, OutputError):
-        return None
-    h = hashlib.sha256()
-    with os.fdopen(fd, "rb") as f:
-        try:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        except OSError:
-            return None
-    return h.hexdigest()
-
-
-def _is(path: Path, st: os.stat_result, identity: dict) -> bool:
-    """Whether the file ``path`` (``st`` its lstat) is exactly the recorded output."""
-    return (
-        stat.S_ISREG(st.st_mode)
-        and st.st_size == identity["bytes"]
-        and st.st_mtime_ns == identity["mtime_ns"]
-        and sha256_of(path) == identity["sha256"]
-    )
-
-
 @dataclass(frozen=True)
 class OutputState:
     """What the journal says about an output that already exists.
@@ -333,6 +307,8 @@ class Journal:
         the noted content (size, time and SHA-256). Call under the lock, when no worker
         runs, before the in-flight folders are removed. Returns the keys journaled.
         """
+        from .audio import is_recorded  # the audio layer (NumPy): only when recovering
+
         recovered: set[str] = set()
         for folder in sorted(self.dir.glob("inflight-*")):
             with contextlib.suppress(OSError):
@@ -346,11 +322,7 @@ class Journal:
                     if known is not None and known["output_identity"] == entry["output_identity"]:
                         continue
                     out = self.out_dir / entry["output"]
-                    try:
-                        st = os.lstat(out)
-                    except OSError:
-                        continue
-                    if _is(out, st, entry["output_identity"]):
+                    if os.path.lexists(out) and is_recorded(out, entry["output_identity"]):
                         self._append(entry)
                         self._sync()
                         self.by_output[entry["output"]] = entry
