@@ -714,14 +714,12 @@ def _run(
         _remove_partials(j for j in todo if str(j.input) not in finished)
         started = {int(p.name) for p in inflight.glob("[0-9]*")} if inflight.is_dir() else set()
         recovered: set[str] = set()
-        with contextlib.suppress(OSError):  # outputs renamed into place, not yet journaled
+        try:  # outputs renamed into place, not yet journaled
             recovered = journal.recover()
-        if any(inflight.glob("commit-*.json")):
-            # notes of masters not journaled (the journal could not be written): the
-            # next run's recovery reads them; only the progress marks go
-            for mark in inflight.glob("[0-9]*"):
+        except OSError:  # the journal cannot be written: the next run's recovery reads
+            for mark in inflight.glob("[0-9]*"):  # the notes; only the progress marks go
                 mark.unlink(missing_ok=True)
-        else:
+        else:  # what is left are notes of outputs that never took their name
             shutil.rmtree(inflight, ignore_errors=True)
         with contextlib.suppress(OSError):
             journal.retire()

@@ -310,24 +310,37 @@ class Journal:
         from .audio import is_recorded  # the audio layer (NumPy): only when recovering
 
         recovered: set[str] = set()
+        for entry in self._notes():
+            known = self.by_output.get(entry["output"])
+            if known is not None and known["output_identity"] == entry["output_identity"]:
+                continue
+            out = self.out_dir / entry["output"]
+            try:
+                if not (os.path.lexists(out) and is_recorded(out, entry["output_identity"])):
+                    continue
+            except OSError:  # unreadable now: not proven; the note stays for a later run
+                continue
+            self._append(entry)  # a journal that cannot be written raises: nothing is lost
+            self._sync()
+            self.by_output[entry["output"]] = entry
+            recovered.add(entry["output"])
+        return recovered
+
+    def _notes(self) -> list[dict]:
+        """The well-formed commit notes of every in-flight folder, each naming an
+        output inside OUT."""
+        notes: list[dict] = []
         for folder in sorted(self.dir.glob("inflight-*")):
             with contextlib.suppress(OSError):
                 if not stat.S_ISDIR(os.lstat(folder).st_mode):
                     continue
                 for note in sorted(folder.iterdir()):
                     entry = self._read_note(note)
-                    if entry is None or self.key(self.out_dir / entry["output"]) != entry["output"]:
+                    if entry is None:
                         continue
-                    known = self.by_output.get(entry["output"])
-                    if known is not None and known["output_identity"] == entry["output_identity"]:
-                        continue
-                    out = self.out_dir / entry["output"]
-                    if os.path.lexists(out) and is_recorded(out, entry["output_identity"]):
-                        self._append(entry)
-                        self._sync()
-                        self.by_output[entry["output"]] = entry
-                        recovered.add(entry["output"])
-        return recovered
+                    if self.key(self.out_dir / entry["output"]) == entry["output"]:
+                        notes.append(entry)
+        return notes
 
     @staticmethod
     def _read_note(note: Path) -> dict | None:
