@@ -612,9 +612,11 @@ def run_master(
         raise PlanError(plan.problems)
     settings_hash = settings.fingerprint()
     if dry_run:
+        journal = Journal(out_dir)
+        journal.recover(write=False)  # what a real run would journal first
         todo = _decide(
             plan,
-            Journal(out_dir),
+            journal,
             settings_hash,
             overwrite=overwrite,
             album=settings.album,
@@ -640,7 +642,10 @@ def run_master(
             dry_run=False,
         )
         _sweep_dead_runs(journal, plan.jobs)  # we hold the lock: nobody else writes here
-        journal.plan(todo)
+        try:
+            journal.plan(todo)
+        except OSError as exc:
+            raise OutputError(f"{journal.path}: cannot write ({os_reason(exc)})") from None
         try:
             return _run(
                 plan,
@@ -713,7 +718,7 @@ def _run(
             _stop_pool()  # stopped, or an error: none of the workers may go on writing
         _remove_partials(j for j in todo if str(j.input) not in finished)
         started = {int(p.name) for p in inflight.glob("[0-9]*")} if inflight.is_dir() else set()
-        recovered: set[str] = set()
+        recovered: dict[str, dict] = {}
         try:  # outputs renamed into place, not yet journaled
             recovered = journal.recover()
         except OSError:  # the journal cannot be written: the next run's recovery reads
@@ -809,7 +814,7 @@ def _execute(
     settings: RunSettings,
     n_jobs: int,
     inflight_dir: Path,
-    recover: Callable[[], set[str]] | None = None,
+    recover: Callable[[], dict[str, dict]] | None = None,
 ) -> Iterable[dict]:
     """Yield records as units finish; survive worker processes that die.
 
@@ -851,10 +856,26 @@ def _execute(
             # Masters already in place are journaled from their commit notes and not
             # run again (joblib drops results it had not handed over when a pool
             # breaks, so finished units may still be pending here).
-            done = recover() if recover is not None else set()
+            done = recover() if recover is not None else {}
             for i in sorted(pending):
-                left = [job for job in pending[i] if _key(inflight_dir, job) not in done]
-                for job in pending[i]:
+                unit = pending[i]
+                left = [job for job in unit if _key(inflight_dir, job) not in done]
+                if left and settings.album and len(left) < len(unit):
+                    # an album is never split: it is mastered again whole, its tracks
+                    # already in place replaced only if they still are what was noted
+                    pending[i] = [
+                        job
+                        if job in left
+                        else replace(
+                            job,
+                            replace=True,
+                            replace_reason="its album is mastered again",
+                            expect=done[_key(inflight_dir, job)],
+                        )
+                        for job in unit
+                    ]
+                    continue
+                for job in unit:
                     if job not in left:
                         yield _recovered(job, settings, lost_worker=i in suspects)
                 if left:
@@ -876,7 +897,7 @@ def _run_alone(
     unit: list[Job],
     settings: RunSettings,
     inflight_dir: Path,
-    recover: Callable[[], set[str]] | None = None,
+    recover: Callable[[], dict[str, dict]] | None = None,
 ) -> list[dict]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -901,7 +922,7 @@ def _run_alone(
         if not _is_pool_crash(exc):
             raise
         _unmark(inflight_dir, i)
-        done = recover() if recover is not None else set()
+        done = recover() if recover is not None else {}
         return [
             _recovered(job, settings, lost_worker=True)
             if _key(inflight_dir, job) in done

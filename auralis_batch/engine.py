@@ -493,6 +493,8 @@ def master_album(
             rec = _base_record(p.job, settings)
             try:
                 rec.update(_commit(p, out, outcome, settings, album=(album_lufs, album_peak)))
+                if watch.vanish_after_commit:
+                    os._exit(71)
                 rec["input_identity"] = p.identity
                 rec["render"]["target_reached"] = reached
                 rec.pop("warning", None)

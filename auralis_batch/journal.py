@@ -211,6 +211,30 @@ def _valid_retire(entry: object) -> bool:
     return isinstance(entry, dict) and isinstance(entry.get("retired"), str) and len(entry) == 1
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` or none of it: a short write (a nearly full disk, a file
+    size limit) is cut back to where it started and raised, so no line is torn and
+    nobody is told it was written.
+
+    Raises
+    ------
+    OSError
+        ENOSPC for a short write, or the write's own error.
+    """
+    start = os.lseek(fd, 0, os.SEEK_END)
+    done = 0
+    try:
+        while done < len(data):
+            n = os.write(fd, data[done:])
+            if n <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            done += n
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, start)
+        raise
+
+
 def _open_regular(path: Path, flags: int) -> int:
     """Open ``path`` only if it is a regular file: never through a symlink, never a
     FIFO (that would block the run forever). Raises :class:`OutputError`."""
@@ -300,16 +324,18 @@ class Journal:
             return None
         return name if parent == "." else f"{parent}/{name}"
 
-    def recover(self) -> set[str]:
+    def recover(self, *, write: bool = True) -> dict[str, dict]:
         """Journal the outputs that workers renamed into place but nobody journaled
         (a run that died, or this run's workers when it stopped or one crashed), from
         their commit notes (:class:`CommitLog`): each only if the file there is exactly
         the noted content (size, time and SHA-256). Call under the lock, when no worker
-        runs, before the in-flight folders are removed. Returns the keys journaled.
+        runs, before the in-flight folders are removed. Returns the keys journaled,
+        with the output identity of each. ``write=False`` (a dry run): the same
+        answer, known in memory only.
         """
         from .audio import is_recorded  # the audio layer (NumPy): only when recovering
 
-        recovered: set[str] = set()
+        recovered: dict[str, dict] = {}
         for entry in self._notes():
             known = self.by_output.get(entry["output"])
             if known is not None and known["output_identity"] == entry["output_identity"]:
@@ -320,10 +346,11 @@ class Journal:
                     continue
             except OSError:  # unreadable now: not proven; the note stays for a later run
                 continue
-            self._append(entry)  # a journal that cannot be written raises: nothing is lost
-            self._sync()
+            if write:
+                self._append(entry)  # a journal that cannot be written raises: none lost
+                self._sync()
             self.by_output[entry["output"]] = entry
-            recovered.add(entry["output"])
+            recovered[entry["output"]] = entry["output_identity"]
         return recovered
 
     def _notes(self) -> list[dict]:
@@ -455,8 +482,8 @@ class Journal:
             self._fd = fd
             size = os.fstat(fd).st_size
             if size > 0 and os.pread(fd, 1, size - 1) != b"\n":
-                os.write(fd, b"\n")  # a torn tail from a killed run: end it first
-        os.write(self._fd, json.dumps(entry).encode("utf-8") + b"\n")
+                _write_all(fd, b"\n")  # a torn tail from a killed run: end it first
+        _write_all(self._fd, json.dumps(entry).encode("utf-8") + b"\n")
 
     def _sync(self) -> None:
         if self._fd is not None:
@@ -515,7 +542,7 @@ class CommitLog:
             tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644
         )
         try:
-            os.write(fd, json.dumps(entry).encode("utf-8"))
+            _write_all(fd, json.dumps(entry).encode("utf-8"))
             os.fsync(fd)
         finally:
             os.close(fd)

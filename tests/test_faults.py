@@ -1193,3 +1193,52 @@ def test_a_terminal_that_cannot_show_a_name_gets_it_escaped(tmp_path):
     res = cli("measure", lib, env={"PYTHONIOENCODING": "ascii:strict", "COLUMNS": "200"})
     assert res.returncode == 0, res.stderr
     assert "plain.wav" in res.stdout and "\\xe9.wav" in res.stdout
+
+
+def test_an_album_is_never_split_by_a_worker_crash(tmp_path, write_audio):
+    """A worker dies after the first track of an album took its name: the album is not
+    finished as a smaller album with a gain of its own; the next run masters it whole."""
+    for i, level in enumerate((-8, -30, -30)):
+        write_audio(f"lib/A/{i:02d}.flac", music_like(seconds=2.0, seed=i, level_db=level))
+    for i in range(2):
+        write_audio(f"lib/B/{i:02d}.flac", music_like(seconds=2.0, seed=5 + i))
+    out, report = tmp_path / "O", tmp_path / "r.json"
+    env = {"AURALIS_BATCH_FAULT": "vanish:00.flac"}
+    cli("master", tmp_path / "lib", "--out", out, "-j", "2", "--album", "--no-cache", env=env)
+    res = cli(
+        "master", tmp_path / "lib", "--out", out, "-j", "2", "--album", "--no-cache",
+        "--report", report,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    tracks = json.loads(report.read_text())["tracks"]
+    album_a = [t for t in tracks if Path(t["input"]).parent.name == "A"]
+    assert sorted(t["status"] for t in album_a) == ["ok", "ok", "ok"]
+    assert {t["album"]["tracks"] for t in album_a} == {3}
+    assert len({t["album"]["gain_db"] for t in album_a}) == 1
+    assert_consistent(out)
+
+
+def test_a_short_journal_write_tears_no_line_and_says_so(tmp_path, monkeypatch):
+    """A nearly full disk writes part of a line: it is cut back and raised, so the
+    caller keeps the worker's note instead of trusting a torn entry."""
+    from auralis_batch import journal as journal_mod
+
+    out = tmp_path / "O"
+    j = journal_mod.Journal(out)
+    j._append({"retired": "x"})
+    size = (out / ".auralis-batch" / "journal.jsonl").stat().st_size
+    real_write = os.write
+    calls = []
+
+    def short(fd, data):  # part of the line fits; then the disk is full
+        calls.append(len(data))
+        if len(calls) > 1:
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data[:5])
+
+    monkeypatch.setattr(journal_mod.os, "write", short)
+    with pytest.raises(OSError):
+        j._append({"retired": "a much longer line that does not fit"})
+    monkeypatch.undo()
+    j.close()
+    assert (out / ".auralis-batch" / "journal.jsonl").stat().st_size == size
