@@ -497,7 +497,7 @@ def test_progress_in_a_terminal_shows_tracks_in_flight_and_failures_as_they_happ
     import pty
     import select
 
-    write_audio("lib/zz-slow.flac", music_like(seconds=5.0, seed=9))
+    write_audio("lib/zz-slow.flac", music_like(seconds=3.5, seed=9))
     write_audio("lib/ok.flac", music_like(seconds=2.0, seed=1))
     (tmp_path / "lib" / "bad.flac").write_bytes(b"fLaC not really")
     master_fd, slave_fd = pty.openpty()
@@ -1199,9 +1199,9 @@ def test_an_album_is_never_split_by_a_worker_crash(tmp_path, write_audio):
     """A worker dies after the first track of an album took its name: the album is not
     finished as a smaller album with a gain of its own; the next run masters it whole."""
     for i, level in enumerate((-8, -30, -30)):
-        write_audio(f"lib/A/{i:02d}.flac", music_like(seconds=2.0, seed=i, level_db=level))
+        write_audio(f"lib/A/{i:02d}.flac", music_like(seconds=1.0, seed=i, level_db=level))
     for i in range(2):
-        write_audio(f"lib/B/{i:02d}.flac", music_like(seconds=2.0, seed=5 + i))
+        write_audio(f"lib/B/{i:02d}.flac", music_like(seconds=1.0, seed=5 + i))
     out, report = tmp_path / "O", tmp_path / "r.json"
     env = {"AURALIS_BATCH_FAULT": "vanish:00.flac"}
     cli("master", tmp_path / "lib", "--out", out, "-j", "2", "--album", "--no-cache", env=env)
