@@ -322,7 +322,7 @@ def _umask() -> int:
     return mask
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     """Make a rename in ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
     try:
         fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
@@ -379,11 +379,11 @@ class Written:
         return {"bytes": self.bytes, "mtime_ns": self.mtime_ns, "sha256": self.sha256}
 
 
-def _sha256_file(path: Path) -> str:
-    import hashlib
-
+def _sha256_file(path: Path, *, follow_links: bool = True) -> str:
+    """The file's SHA-256; ``follow_links=False`` refuses a symbolic link (OSError)."""
+    flags = os.O_RDONLY | (0 if follow_links else getattr(os, "O_NOFOLLOW", 0))
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with os.fdopen(os.open(path, flags), "rb") as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
@@ -521,7 +521,7 @@ class OutputFile:
                 intent(written)
             self._rename(tmp)
             self.temporary_path = None
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         except OSError as exc:
             raise _write_failure(self.path, exc, "committing the output") from None
         self._sweep_stale()
@@ -625,14 +625,9 @@ def is_recorded(path: Path, expect: dict) -> bool:
     if st.st_size != expect.get("bytes") or st.st_mtime_ns != expect.get("mtime_ns"):
         return False
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        return _sha256_file(path, follow_links=False) == expect.get("sha256")
     except OSError:
         return False
-    h = hashlib.sha256()
-    with os.fdopen(fd, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest() == expect.get("sha256")
 
 
 def keep_aside(path: Path, *, dry_run: bool = False) -> Path:

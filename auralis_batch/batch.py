@@ -923,18 +923,14 @@ def _run_alone(
             raise
         _unmark(inflight_dir, i)
         done = recover() if recover is not None else {}
+        crashed = (
+            f"worker process crashed while processing this track ({type(exc).__name__}); "
+            "no output written"
+        )
         return [
             _recovered(job, settings, lost_worker=True)
             if _key(inflight_dir, job) in done
-            else {
-                "input": str(job.input),
-                "output": str(job.output) if job.output else None,
-                "status": "failed",
-                "error": "worker process crashed while processing this track "
-                f"({type(exc).__name__}); no output written",
-                "preset": settings.preset,
-                "seconds": 0.0,
-            }
+            else failed_record(job.input, crashed, job.output) | {"preset": settings.preset}
             for job in unit
         ]
 
@@ -956,14 +952,8 @@ def _recovered(job: Job, settings: RunSettings, *, lost_worker: bool) -> dict:
         else "its output was written and journaled, but a worker crash lost its report; "
         "the next run skips it"
     )
-    return {
-        "input": str(job.input),
-        "output": str(job.output) if job.output else None,
-        "status": "failed" if lost_worker else "skipped",
-        "error": why,
-        "preset": settings.preset,
-        "seconds": 0.0,
-    }
+    status = "failed" if lost_worker else "skipped"
+    return record(job.input, status, why, job.output) | {"preset": settings.preset}
 
 
 def _marked(inflight_dir: Path, i: int) -> bool:

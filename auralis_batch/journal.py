@@ -547,11 +547,9 @@ class CommitLog:
         finally:
             os.close(fd)
         os.replace(tmp, self.folder / name)
-        dfd = os.open(self.folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        from .audio import fsync_dir  # the worker's: audio is loaded there already
+
+        fsync_dir(self.folder)
 
 
 def _note_name(key: str) -> str:
