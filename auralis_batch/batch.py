@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import shutil
 import signal
@@ -731,23 +732,22 @@ def _run(
     if stopped:
         for i, unit in enumerate(units):
             for job in unit:
-                if str(job.input) not in finished:
-                    written = job.output is not None and journal.key(job.output) in recovered
-                    records.append(_unfinished(job, i in started, stopped, signum, written))
+                if str(job.input) in finished:
+                    continue
+                note = recovered.get(journal.key(job.output)) if job.output else None
+                if note is not None:  # complete and journaled from its commit note
+                    why = f"{stopped} after this track's output was written"
+                    records.append(_recovered(job, settings, note, why))
+                else:
+                    records.append(_unfinished(job, i in started, stopped, signum))
     return _result(records, stopped, signum, plan.notes)
 
 
-def _unfinished(job: Job, started: bool, stopped: str, signum: int | None, written: bool) -> dict:
-    """The record of a track a stopped run did not finish (``written``: its output was
-    complete and is journaled from its commit note)."""
+def _unfinished(job: Job, started: bool, stopped: str, signum: int | None) -> dict:
+    """The record of a track a stopped run did not finish."""
     if signum is None and not started:
         return record(job.input, "not started", f"not started: {stopped}", job.output)
-    why = (
-        f"{stopped} after its output was written; it is journaled, and the next run skips it"
-        if written
-        else f"{stopped}; no output written"
-    )
-    return record(job.input, "interrupted", why, job.output)
+    return record(job.input, "interrupted", f"{stopped}; no output written", job.output)
 
 
 def _local_backend() -> bool:
@@ -870,14 +870,17 @@ def _execute(
                             job,
                             replace=True,
                             replace_reason="its album is mastered again",
-                            expect=done[_key(inflight_dir, job)],
+                            expect=done[_key(inflight_dir, job)]["output_identity"],
                         )
                         for job in unit
                     ]
                     continue
                 for job in unit:
                     if job not in left:
-                        yield _recovered(job, settings, lost_worker=i in suspects)
+                        note = done[_key(inflight_dir, job)]
+                        yield _recovered(
+                            job, settings, note, _LOST_WORKER if i in suspects else _LOST_REPORT
+                        )
                 if left:
                     pending[i] = left
                 else:
@@ -928,8 +931,8 @@ def _run_alone(
             "no output written"
         )
         return [
-            _recovered(job, settings, lost_worker=True)
-            if _key(inflight_dir, job) in done
+            _recovered(job, settings, note, _LOST_WORKER)
+            if (note := done.get(_key(inflight_dir, job))) is not None
             else failed_record(job.input, crashed, job.output) | {"preset": settings.preset}
             for job in unit
         ]
@@ -941,19 +944,53 @@ def _key(inflight_dir: Path, job: Job) -> str | None:
     return output_key(out_dir, job.output) if job.output is not None else None
 
 
-def _recovered(job: Job, settings: RunSettings, *, lost_worker: bool) -> dict:
-    """The record of a track whose master was complete and in place when a worker
-    crash lost its report; it is journaled from its commit note. ``lost_worker``: it
-    was in flight when the pool broke (it may be the one that crashed)."""
-    why = (
-        "its worker process was lost after this track's output was written (a worker "
-        "crashed); the output is complete and journaled, and the next run skips it"
-        if lost_worker
-        else "its output was written and journaled, but a worker crash lost its report; "
-        "the next run skips it"
+_LOST_WORKER = "its worker process was lost after this track's output was written"
+_LOST_REPORT = "a worker crash lost this track's report"
+
+
+def _recovered(job: Job, settings: RunSettings, note: dict, why: str) -> dict:
+    """The record of a track whose master was complete and in place when its report
+    was lost (a worker crash, a stopped run): ``ok``, journaled from its commit note
+    ``note`` (the file is exactly the noted content), with the measurements the note
+    carried; ``why`` says what lost the report."""
+    rec = record(job.input, "ok", None, job.output) | {"preset": settings.preset}
+    rec.update(_noted_measurements(note.get("measured")))
+    rec["written"] = note["output_identity"]
+    rec["recovered"] = True
+    rec["warning"] = (
+        f"{why}; the output is complete (exactly what its commit note recorded) and "
+        "journaled, and the next run skips it"
     )
-    status = "failed" if lost_worker else "skipped"
-    return record(job.input, status, why, job.output) | {"preset": settings.preset}
+    return rec
+
+
+_NOTED_DICTS = ("before", "after", "render", "parameters")
+_NOTED_NUMBERS = ("duration_s", "sample_rate", "channels", "tempo_bpm", "tempo_confidence")
+
+
+def _noted_measurements(measured: object) -> dict:
+    """The measurements a commit note carried, as far as they are well-formed: bytes
+    read back from disk. Numbers must be numbers (the terminal formats them); the
+    nested parts are plain JSON, checked again field by field by the reports that
+    show them (``html_report``)."""
+    if not isinstance(measured, dict):
+        return {}
+    out: dict = {}
+    for k in _NOTED_NUMBERS:
+        v = measured.get(k)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            out[k] = v
+    for k in _NOTED_DICTS:
+        if isinstance(measured.get(k), dict):
+            out[k] = measured[k]
+    for k in ("before", "after"):  # the terminal's summary formats these as numbers
+        if k in out:
+            out[k] = {
+                name: v
+                for name, v in out[k].items()
+                if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+            }
+    return out
 
 
 def _marked(inflight_dir: Path, i: int) -> bool:

@@ -291,10 +291,30 @@ def _commit(
             )
         )
 
+    measured = {
+        "duration_s": round(p.info.duration_s, 3),
+        "sample_rate": p.info.sample_rate,
+        "channels": p.info.channels,
+        "before": outcome.before.to_dict(),
+        "after": outcome.after.to_dict(),
+        "render": outcome.to_dict(),
+        "parameters": p.preset.to_dict(),
+    }
+
     def intent(written: Written) -> None:  # the output's proof, before it has its name
         commits = p.source.watch.commits
         if commits is not None and p.identity is not None:
-            commits.note(p.job.input, p.identity, out.path, written.to_dict(), p.preset.name)
+            # the measurements ride along: a crash that loses the worker's report
+            # still leaves the run able to report the master it recovers
+            tempo = {k: (p.analysis or {}).get(k) for k in ("tempo_bpm", "tempo_confidence")}
+            commits.note(
+                p.job.input,
+                p.identity,
+                out.path,
+                written.to_dict(),
+                p.preset.name,
+                measured=measured | tempo,
+            )
 
     written = out.commit(finish, intent=intent)
     if out.kept_aside is not None:
@@ -303,18 +323,10 @@ def _commit(
             replace_reason=f"{p.job.replace_reason}; the file there had changed since "
             f"auralis-batch wrote it: kept as {out.kept_aside.name}",
         )
-    series = _series(p, outcome, settings)
-    rec = {
-        "duration_s": round(p.info.duration_s, 3),
-        "sample_rate": p.info.sample_rate,
-        "channels": p.info.channels,
-        "before": outcome.before.to_dict(),
-        "after": outcome.after.to_dict(),
-        "render": outcome.to_dict(),
-        "parameters": p.preset.to_dict(),
+    rec = measured | {
         "written": written.to_dict(),
         "preset": p.preset.name,
-        "series": series,
+        "series": _series(p, outcome, settings),
     }
     if notes:
         rec["tag_notes"] = notes

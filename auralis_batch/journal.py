@@ -330,8 +330,10 @@ class Journal:
         their commit notes (:class:`CommitLog`): each only if the file there is exactly
         the noted content (size, time and SHA-256). Call under the lock, when no worker
         runs, before the in-flight folders are removed. Returns the keys journaled,
-        with the output identity of each. ``write=False`` (a dry run): the same
-        answer, known in memory only.
+        each with its note: the journal entry, and under ``"measured"`` the record's
+        measurements when the note carried them (plain JSON read back from disk: the
+        caller checks them before use). ``write=False`` (a dry run): the same answer,
+        known in memory only.
         """
         from .audio import is_recorded  # the audio layer (NumPy): only when recovering
 
@@ -346,11 +348,12 @@ class Journal:
                     continue
             except OSError:  # unreadable now: not proven; the note stays for a later run
                 continue
+            note, entry = entry, {k: v for k, v in entry.items() if k != "measured"}
             if write:
                 self._append(entry)  # a journal that cannot be written raises: none lost
                 self._sync()
             self.by_output[entry["output"]] = entry
-            recovered[entry["output"]] = entry["output_identity"]
+            recovered[entry["output"]] = note
         return recovered
 
     def _notes(self) -> list[dict]:
@@ -463,6 +466,9 @@ class Journal:
         key = self.key(Path(rec["output"])) if rec.get("output") else None
         if rec.get("status") != "ok" or key is None or not written:
             return False
+        known = self.by_output.get(key)
+        if known is not None and known["output_identity"] == written:
+            return False  # journaled already (recovered from its commit note)
         identity = rec.get("input_identity")
         if not (isinstance(identity, list) and len(identity) == 3):
             identity = input_identity(Path(rec["input"]))
@@ -523,9 +529,18 @@ class CommitLog:
         self.settings_hash = settings_hash
 
     def note(
-        self, input_path: Path, identity: list[int], output: Path, written: dict, preset: object
+        self,
+        input_path: Path,
+        identity: list[int],
+        output: Path,
+        written: dict,
+        preset: object,
+        *,
+        measured: dict | None = None,
     ) -> None:
-        """Durably note ``output`` (not renamed yet) as ``written``.
+        """Durably note ``output`` (not renamed yet) as ``written``; ``measured``, the
+        record's measurements, lets a run that loses the worker's report still report
+        the master (left out if it would make the note too big to be read back).
 
         Raises
         ------
@@ -536,13 +551,18 @@ class CommitLog:
         if key is None:
             return
         entry = _entry(input_path, identity, key, written, self.settings_hash, preset)
+        data = json.dumps(entry).encode("utf-8")
+        if measured is not None:
+            fuller = json.dumps(entry | {"measured": measured}).encode("utf-8")
+            if len(fuller) <= _COMMIT_NOTE_MAX_BYTES:
+                data = fuller
         name = _note_name(key)
         tmp = self.folder / f".{name}.tmp"
         fd = os.open(
             tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644
         )
         try:
-            _write_all(fd, json.dumps(entry).encode("utf-8"))
+            _write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -1076,23 +1076,53 @@ def test_an_album_remastered_keeps_a_finished_track_that_was_edited_in_place(tmp
 def test_a_worker_that_dies_after_writing_its_output_leaves_it_journaled(tmp_path, lib):
     """-j 2: the worker holding 01.flac dies right after the rename. Its master is
     complete: journaled from its commit note, not run again (which collided with it),
-    and the next run skips it."""
+    reported ok with the measurements the note carried, and the next run skips it."""
     out, report = tmp_path / "O", tmp_path / "r.json"
     res = cli(
         "master", lib, "--out", out, "-j", "2", "--no-cache", "--report", report,
         env={"AURALIS_BATCH_FAULT": "vanish:01.flac"},
     )  # fmt: skip
-    assert res.returncode == 1, res.stderr
+    assert res.returncode == 0, res.stderr
     tracks = {Path(t["input"]).name: t for t in json.loads(report.read_text())["tracks"]}
-    assert "journaled" in tracks["01.flac"]["error"]
+    lost = tracks["01.flac"]
+    assert lost["status"] == "ok" and lost["recovered"] is True, lost
+    assert "worker process was lost" in lost["warning"] and "journaled" in lost["warning"]
+    measured = lost["after"]["integrated_lufs"]  # what the worker measured, from its note
+    assert measured == pytest.approx(-14.0, abs=0.1)
+    assert lost["written"]["sha256"] == hashlib.sha256((out / "01.flac").read_bytes()).hexdigest()
     for name in ("00.flac", "02.flac"):  # the other worker's track: redone, or complete
         t = tracks[name]  # before the pool broke and recovered with it
-        assert t["status"] == "ok" or "journaled" in t["error"], t
+        assert t["status"] == "ok", t
     assert "01.flac" in {row["output"] for row in journal_done(out)}
+    rows = journal_done(out)
+    assert len(rows) == 3 and not any("measured" in r for r in rows)  # one plain line each
     again = cli("master", lib, "--out", out, "-j", "2", "--no-cache", "-q")
     assert again.returncode == 0, again.stderr
     assert_consistent(out)
     assert not list((out / ".auralis-batch").glob("inflight-*"))
+
+
+def test_measurements_read_back_from_a_commit_note_are_checked():
+    """A note is bytes read back from disk: what the terminal formats as a number must
+    be one, and a part that is not a table is dropped, not shown."""
+    from auralis_batch.batch import _noted_measurements
+
+    got = _noted_measurements(
+        {
+            "after": {"integrated_lufs": "-14; rm -rf", "true_peak_dbtp": -1.2, "x": None},
+            "before": [1, 2],
+            "render": {"gain_db": 3.0},
+            "duration_s": float("nan"),
+            "sample_rate": True,
+            "channels": 2,
+        }
+    )
+    assert got == {
+        "after": {"true_peak_dbtp": -1.2, "x": None},
+        "render": {"gain_db": 3.0},
+        "channels": 2,
+    }
+    assert _noted_measurements("not a table") == {} == _noted_measurements(None)
 
 
 def test_a_plan_line_naming_out_itself_touches_nothing_beside_out(tmp_path, lib):
