@@ -459,7 +459,7 @@ def measure(inputs: Inputs, json_out: JsonFlag = False) -> None:
     from .audio import readable_extensions
     from .engine import measure_file
     from .plan import discover
-    from .records import failure_line
+    from .records import failure_line, plain_json
 
     missing = [p for p in inputs if not p.exists()]
     if missing:
@@ -467,7 +467,7 @@ def measure(inputs: Inputs, json_out: JsonFlag = False) -> None:
     audio, records, _ = discover(inputs, extensions=readable_extensions())
     records += [measure_file(f) for f, _ in audio]
     if json_out:
-        typer.echo(json.dumps(records, indent=2, allow_nan=False))
+        typer.echo(plain_json(records, indent=2))
     else:
         from rich.table import Table
 
@@ -501,7 +501,7 @@ def analyze(
 ) -> None:
     """Analyse loudness, spectral fingerprint, dynamics, stereo image and tempo."""
     from .plan import discover
-    from .records import failure_line
+    from .records import failure_line, plain_json
     from .versions import CURVE_KEY
 
     if json_out and csv_out:
@@ -533,7 +533,7 @@ def analyze(
         r.pop("content_sha256", None)
         r.pop(CURVE_KEY, None)  # the report's plot data, not a measurement to print
     if json_out:
-        typer.echo(json.dumps(records, indent=2, allow_nan=False))
+        typer.echo(plain_json(records, indent=2))
     elif csv_out:
         _print_analysis_csv(records)
     else:

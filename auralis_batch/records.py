@@ -66,6 +66,39 @@ def printable(text: str) -> str:
     return text.translate(_ESCAPES)
 
 
+def _unicode(text: str) -> str:
+    """``text`` with the bytes of a name that are not UTF-8 (lone surrogates) written
+    as ``\\xe9``: JSON that strict parsers accept (Python's own writes them as
+    ``\\udce9``, which is not Unicode)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.translate(_SURROGATES)
+
+
+_SURROGATES = {c: f"\\x{c - 0xDC00:02x}" for c in range(0xDC80, 0xDD00)} | {
+    c: f"\\u{c:04x}" for c in (*range(0xD800, 0xDC80), *range(0xDD00, 0xE000))
+}
+
+
+def plain_json(value: object, **dumps) -> str:
+    """``json.dumps(value, allow_nan=False, **dumps)`` for reports and ``--json``: every
+    string is valid Unicode (see :func:`_unicode`), so any strict parser reads it."""
+    import json
+
+    def clean(v: object) -> object:
+        if isinstance(v, str):
+            return _unicode(v)
+        if isinstance(v, dict):
+            return {_unicode(k) if isinstance(k, str) else k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(value), allow_nan=False, **dumps)
+
+
 def failure_line(path: str, error: str | None) -> str:
     """``path: error``, without the path twice when the error already starts with it
     (most errors name their file): what the CLI and the progress print of a failure,

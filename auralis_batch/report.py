@@ -11,6 +11,7 @@ import stat
 from pathlib import Path
 
 from .errors import AuralisError
+from .records import plain_json
 
 #: File name endings ``--report`` understands.
 REPORT_SUFFIXES = (".json", ".csv", ".html")
@@ -88,7 +89,7 @@ def write_report(path: str | os.PathLike, records: list[dict], summary: dict) ->
         _atomic_write(p, buf.getvalue(), errors="surrogateescape")  # a name's own bytes
     else:
         payload = {"tracks": records, "summary": summary}
-        _atomic_write(p, json.dumps(payload, indent=2, allow_nan=False) + "\n")
+        _atomic_write(p, plain_json(payload, indent=2) + "\n")
 
 
 def write_html_report(

@@ -942,7 +942,9 @@ def test_file_names_that_are_not_utf8_or_hold_control_characters(tmp_path):
     res = cli("master", lib, "--out", out, "-j", "1", "--no-cache", *args)
     assert res.returncode == 0, res.stderr
     assert len(list(out.glob("*.flac"))) == 3
-    assert json.loads(reports[0].read_text())["summary"]["ok"] == 3
+    report = _strict_json(reports[0].read_text())  # no lone surrogates: any parser reads it
+    assert report["summary"]["ok"] == 3
+    assert any(t["input"].endswith("caf\\xe9.wav") for t in report["tracks"])
     assert b"caf\xe9.flac" in reports[1].read_bytes()  # the CSV keeps the name's own bytes
     reports[2].read_text(encoding="utf-8")  # the page is UTF-8
     assert "\x1b" not in res.stderr and "\x1b" not in res.stdout
@@ -1148,6 +1150,20 @@ def test_names_a_terminal_cannot_encode_are_escaped_not_muted(tmp_path):
     res = cli("measure", lib, env={"PYTHONIOENCODING": "utf-8:strict", "COLUMNS": "200"})
     assert res.returncode == 0, res.stderr
     assert "plain.wav" in res.stdout and "caf\\xe9.wav" in res.stdout
+    res = cli("measure", lib, "--json", env={"PYTHONIOENCODING": "utf-8:strict"})
+    assert res.returncode == 0, res.stderr
+    assert {Path(r["input"]).name for r in _strict_json(res.stdout)} == {
+        "caf\\xe9.wav",
+        "plain.wav",
+    }
+
+
+def _strict_json(text: str) -> object:
+    """Parse ``text`` as a strict parser would: a lone surrogate (``\\udce9``, which
+    Python's json writes and reads) is not Unicode, and fails here."""
+    value = json.loads(text)
+    json.dumps(value, ensure_ascii=False).encode("utf-8")  # raises on a lone surrogate
+    return value
 
 
 def test_a_changed_master_with_a_very_long_name_is_kept_aside(tmp_path, write_audio):
