@@ -437,7 +437,8 @@ def _headers(jobs: Sequence[Job]) -> tuple[dict[Path, float], float]:
 def _sweep_dead_runs(journal: Journal, jobs: Iterable[Job]) -> None:
     """Remove what killed runs left in OUT: the temporaries (``.NAME.XXXXXXXX.partial``)
     of outputs a dead run planned or this run may write, and in-flight folders (after
-    :meth:`Journal.recover` read them). A file of that shape anywhere else is the
+    :meth:`Journal.recover` read them; a note it could not read, or whose output it
+    could not read, is kept for a later run). A file of that shape anywhere else is the
     user's: left alone. Each folder is listed once. Call only under the lock."""
     outputs = {journal.out_dir / key for key in journal.planned}
     outputs.update(job.output for job in jobs if job.output is not None)
@@ -456,7 +457,15 @@ def _sweep_dead_runs(journal: Journal, jobs: Iterable[Job]) -> None:
                     with contextlib.suppress(OSError):
                         os.unlink(entry.path)
     for folder in journal.dir.glob("inflight-*"):
-        shutil.rmtree(folder, ignore_errors=True)
+        keep = {note for note in journal.unproven if note.parent == folder}
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
+            continue
+        with contextlib.suppress(OSError):  # a note recovery could not read: kept for
+            for entry in folder.iterdir():  # a later run; the rest goes
+                if entry not in keep:
+                    with contextlib.suppress(OSError):
+                        (shutil.rmtree if entry.is_dir() and not entry.is_symlink() else os.unlink)(entry)
 
 
 def _remove_partials(jobs: Iterable[Job]) -> int:

@@ -277,6 +277,9 @@ class Journal:
         #: Outputs an earlier version journaled (inside OUT): ours, but unverifiable.
         self.legacy: set[str] = set()
         self.ignored_lines = 0
+        #: commit notes :meth:`recover` could not prove either way (the output or the
+        #: note unreadable just now): kept for a later run, never swept
+        self.unproven: set[Path] = set()
         self._folders: dict[Path, str | None] = {}  # key() of folders, resolved once
         self._fd: int | None = None
         try:
@@ -338,7 +341,10 @@ class Journal:
         from .audio import is_recorded  # the audio layer (NumPy): only when recovering
 
         recovered: dict[str, dict] = {}
-        for entry in self._notes():
+        for path, entry in self._notes():
+            if entry is None:  # a note that could not be read now
+                self.unproven.add(path)
+                continue
             known = self.by_output.get(entry["output"])
             if known is not None and known["output_identity"] == entry["output_identity"]:
                 continue
@@ -347,6 +353,7 @@ class Journal:
                 if not (os.path.lexists(out) and is_recorded(out, entry["output_identity"])):
                     continue
             except OSError:  # unreadable now: not proven; the note stays for a later run
+                self.unproven.add(path)
                 continue
             note, entry = entry, {k: v for k, v in entry.items() if k != "measured"}
             if write:
@@ -356,35 +363,43 @@ class Journal:
             recovered[entry["output"]] = note
         return recovered
 
-    def _notes(self) -> list[dict]:
+    def _notes(self) -> list[tuple[Path, dict | None]]:
         """The well-formed commit notes of every in-flight folder, each naming an
-        output inside OUT."""
-        notes: list[dict] = []
+        output inside OUT; one that cannot be read now comes with None."""
+        notes: list[tuple[Path, dict | None]] = []
         for folder in sorted(self.dir.glob("inflight-*")):
             with contextlib.suppress(OSError):
                 if not stat.S_ISDIR(os.lstat(folder).st_mode):
                     continue
                 for note in sorted(folder.iterdir()):
-                    entry = self._read_note(note)
+                    try:
+                        entry = self._read_note(note)
+                    except OSError:
+                        notes.append((note, None))
+                        continue
                     if entry is None:
                         continue
                     if self.key(self.out_dir / entry["output"]) == entry["output"]:
-                        notes.append(entry)
+                        notes.append((note, entry))
         return notes
 
     @staticmethod
     def _read_note(note: Path) -> dict | None:
+        """The note's entry; None if it is no well-formed note (not a regular file,
+        malformed). Raises OSError if it cannot be read now."""
         if not _COMMIT_NOTE.match(note.name):
             return None
-        try:
-            fd = _open_regular(note, os.O_RDONLY)
-        except (OSError, OutputError):
+        try:  # a link, a FIFO or a folder is no note of ours; EACCES, EIO: not now
+            if not stat.S_ISREG(os.lstat(note).st_mode):
+                return None
+            fd = os.open(note, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
             return None
         with os.fdopen(fd, "rb") as f:
-            try:
-                data = f.read(_COMMIT_NOTE_MAX_BYTES + 1)
-            except OSError:
-                return None
+            data = f.read(_COMMIT_NOTE_MAX_BYTES + 1)
         entry = _parse(data) if len(data) <= _COMMIT_NOTE_MAX_BYTES else None
         return entry if _valid_entry(entry) else None
 

@@ -810,6 +810,34 @@ def test_a_run_killed_between_rename_and_journal_leaves_its_output_recoverable(t
     assert_consistent(out)
 
 
+def test_a_note_whose_output_cannot_be_read_now_is_kept_for_a_later_run(tmp_path, lib, monkeypatch):
+    """After a kill -9 between rename and journal, the next run cannot read the output
+    (EIO): it cannot prove the master is its own, so it refuses it, but keeps the note;
+    the run after that proves it and skips it (before, the note was swept and the
+    tool's own master was foreign for good)."""
+    from auralis_batch import audio
+
+    out = tmp_path / "O"
+    res = cli(
+        "master", lib, "--out", out, "-q", "-j", "1", "--no-cache",
+        env={"AURALIS_BATCH_FAULT": "vanish:01.flac"},
+    )  # fmt: skip
+    assert res.returncode == 71
+    real = audio.is_recorded
+
+    def eio(path, identity):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(audio, "is_recorded", eio)
+    first = run_api([lib], out)
+    assert by_name(first)["01.flac"]["status"] == "failed"  # not proven ours: refused
+    monkeypatch.setattr(audio, "is_recorded", real)
+    again = run_api([lib], out)
+    assert by_name(again)["01.flac"]["status"] == "skipped", by_name(again)["01.flac"]
+    assert "01.flac" in {row["output"] for row in journal_done(out)}
+    assert_consistent(out)
+
+
 def test_a_users_file_at_a_killed_runs_output_name_is_never_replaced(tmp_path, lib):
     out = tmp_path / "O"
     res = cli(
