@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,53 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+
+_librosa_warmup: subprocess.Popen | None = None
+
+
+def pytest_sessionstart(session) -> None:
+    """librosa compiles its Numba functions the first time it is imported in an
+    environment (about 15 s of one core on a fresh machine: a clean clone's CI run).
+    ``tests/test_fingerprint.py`` compares against it, so it is imported once here in a
+    low-priority process of its own, on the second core, while the first test files
+    run; :func:`import_librosa` waits for it."""
+    global _librosa_warmup
+    spec = importlib.util.find_spec("librosa")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    cache = Path(next(iter(spec.submodule_search_locations))) / "util" / "__pycache__"
+    if any(cache.glob("*.nbi")):  # compiled already: nothing to gain
+        return
+    code = (  # librosa loads lazily: what the tests call, on a tiny signal
+        "import os; os.nice(10)\n"
+        "import numpy as np, librosa\n"
+        "s = np.abs(librosa.stft(np.ones(4096), n_fft=2048, hop_length=512, center=False))\n"
+        "librosa.feature.spectral_centroid(S=s); librosa.feature.spectral_rolloff(S=s)\n"
+        "librosa.feature.spectral_flatness(S=s)\n"
+    )
+    _librosa_warmup = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    if _librosa_warmup is not None and _librosa_warmup.poll() is None:
+        _librosa_warmup.kill()
+        _librosa_warmup.wait()
+
+
+def import_librosa():
+    """``import librosa``, after the session's warm-up import has compiled it."""
+    if _librosa_warmup is not None:
+        try:
+            _librosa_warmup.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            _librosa_warmup.kill()
+    import librosa
+
+    return librosa
 
 
 def corpus_files() -> list[Path]:

@@ -26,7 +26,7 @@ from auralis_batch.kernels.spectral import (
     level_rise,
 )
 
-from .conftest import music_like
+from .conftest import import_librosa, music_like
 from .signals import click_track, drum_pattern
 
 SR = 44100
@@ -42,7 +42,7 @@ def tone(freq_hz: float, seconds: float = 4.0, *, amp: float = 0.5, sr: int = SR
 
 def _features(y: np.ndarray):
     """Our kernel and librosa on the very same magnitude frames."""
-    import librosa
+    librosa = import_librosa()
 
     spec = librosa.stft(y, n_fft=N_FFT, hop_length=HOP, center=False, window="hann", dtype=complex)
     mag = np.abs(spec)
@@ -63,7 +63,7 @@ def _features(y: np.ndarray):
 
 @pytest.mark.parametrize("kind", ["music", "noise", "chirp"])
 def test_centroid_rolloff_flatness_equal_librosa_on_the_same_frames(kind):
-    import librosa
+    librosa = import_librosa()
 
     rng = np.random.default_rng(1)
     if kind == "music":
@@ -84,7 +84,7 @@ def test_centroid_rolloff_flatness_equal_librosa_on_the_same_frames(kind):
 
 
 def test_analyzer_means_equal_librosa_means():
-    import librosa
+    librosa = import_librosa()
 
     x = music_like(seconds=6.0)
     got = fingerprint(x, SR, tempo=False)
@@ -345,7 +345,7 @@ def test_stateful_kernels_return_new_state_and_leave_theirs_alone():
     assert state[0] == 1
 
     y = music_like(seconds=2.0).mean(axis=0)
-    import librosa
+    librosa = import_librosa()
 
     spec = librosa.stft(y, n_fft=N_FFT, hop_length=HOP, center=False, dtype=complex).T
     spec = np.ascontiguousarray(spec)

@@ -7,8 +7,17 @@ import os
 import auralis_batch
 
 
+def _without_numba_cache_dir(monkeypatch) -> None:
+    """Unset NUMBA_CACHE_DIR for one test, and have it unset again afterwards even if the
+    code under test sets it (``delenv`` of a variable that is not set records nothing to
+    restore: the value the test's code set leaked into every later test, whose CLI
+    subprocesses then compiled every kernel again into that folder)."""
+    monkeypatch.setenv("NUMBA_CACHE_DIR", "")
+    monkeypatch.delenv("NUMBA_CACHE_DIR")
+
+
 def test_numba_cache_goes_to_user_cache_dir_when_install_is_read_only(monkeypatch, tmp_path):
-    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    _without_numba_cache_dir(monkeypatch)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     real_access = os.access
     kernels_dir = auralis_batch._kernels_dir()
@@ -24,7 +33,7 @@ def test_numba_cache_goes_to_user_cache_dir_when_install_is_read_only(monkeypatc
 
 
 def test_numba_cache_stays_beside_a_writable_install_and_respects_the_user(monkeypatch):
-    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    _without_numba_cache_dir(monkeypatch)
     auralis_batch._numba_cache_dir()  # the checkout is writable
     assert "NUMBA_CACHE_DIR" not in os.environ
     monkeypatch.setenv("NUMBA_CACHE_DIR", "/somewhere/chosen")
@@ -106,7 +115,7 @@ def test_an_installed_package_keeps_numbas_cache_out_of_site_packages(monkeypatc
     outlive an uninstall and shadow a later editable install."""
     site = tmp_path / "site-packages" / "auralis_batch" / "kernels"
     site.mkdir(parents=True)
-    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    _without_numba_cache_dir(monkeypatch)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.setattr(auralis_batch, "_kernels_dir", lambda: str(site))
     auralis_batch._numba_cache_dir()
