@@ -463,9 +463,13 @@ def _sweep_dead_runs(journal: Journal, jobs: Iterable[Job]) -> None:
             continue
         with contextlib.suppress(OSError):  # a note recovery could not read: kept for
             for entry in folder.iterdir():  # a later run; the rest goes
-                if entry not in keep:
-                    with contextlib.suppress(OSError):
-                        (shutil.rmtree if entry.is_dir() and not entry.is_symlink() else os.unlink)(entry)
+                if entry in keep:
+                    continue
+                with contextlib.suppress(OSError):
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry)
+                    else:
+                        entry.unlink()
 
 
 def _remove_partials(jobs: Iterable[Job]) -> int:
