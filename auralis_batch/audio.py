@@ -615,19 +615,31 @@ def move_no_clobber(src: Path, dst: Path) -> None:
 
 def is_recorded(path: Path, expect: dict) -> bool:
     """Whether ``path`` is missing, or exactly the recorded file (size, mtime, then
-    SHA-256, read without following a link)."""
+    SHA-256, read without following a link); a file that cannot be read is not."""
+    return recorded_state(path, expect) in ("missing", "same")
+
+
+def recorded_state(path: Path, expect: dict) -> str:
+    """``path`` against a recorded identity: ``"missing"``, ``"same"`` (size, mtime and
+    SHA-256, read without following a link), ``"different"``, or ``"unreadable"`` (an
+    error other than its absence: cannot tell now)."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        return True
-    if not stat.S_ISREG(st.st_mode):
-        return False
-    if st.st_size != expect.get("bytes") or st.st_mtime_ns != expect.get("mtime_ns"):
-        return False
-    try:
-        return _sha256_file(path, follow_links=False) == expect.get("sha256")
+        return "missing"
     except OSError:
-        return False
+        return "unreadable"
+    if not stat.S_ISREG(st.st_mode):
+        return "different"
+    if st.st_size != expect.get("bytes") or st.st_mtime_ns != expect.get("mtime_ns"):
+        return "different"
+    try:
+        same = _sha256_file(path, follow_links=False) == expect.get("sha256")
+    except FileNotFoundError:
+        return "missing"
+    except OSError:
+        return "unreadable"
+    return "same" if same else "different"
 
 
 def keep_aside(path: Path, *, dry_run: bool = False) -> Path:

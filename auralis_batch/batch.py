@@ -26,6 +26,7 @@ import contextlib
 import errno
 import math
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -457,19 +458,28 @@ def _sweep_dead_runs(journal: Journal, jobs: Iterable[Job]) -> None:
                     with contextlib.suppress(OSError):
                         os.unlink(entry.path)
     for folder in journal.dir.glob("inflight-*"):
-        keep = {note for note in journal.unproven if note.parent == folder}
-        if not keep:
-            shutil.rmtree(folder, ignore_errors=True)
-            continue
-        with contextlib.suppress(OSError):  # a note recovery could not read: kept for
-            for entry in folder.iterdir():  # a later run; the rest goes
-                if entry in keep:
-                    continue
-                with contextlib.suppress(OSError):
-                    if entry.is_dir() and not entry.is_symlink():
-                        shutil.rmtree(entry)
-                    else:
-                        entry.unlink()
+        _clear_inflight(folder, journal)
+
+
+def _clear_inflight(folder: Path, journal: Journal) -> None:
+    """Remove an in-flight folder after :meth:`Journal.recover` read it, except the
+    notes it could not prove either way (their output, the note or the folder could
+    not be read): those are kept for a later run."""
+    if folder in journal.unproven:
+        return
+    keep = {note for note in journal.unproven if note.parent == folder}
+    if not keep:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    with contextlib.suppress(OSError):
+        for entry in folder.iterdir():
+            if entry in keep:
+                continue
+            with contextlib.suppress(OSError):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
 
 
 def _remove_partials(jobs: Iterable[Job]) -> int:
@@ -691,8 +701,10 @@ def _run(
     n_jobs = _pool_size(n_jobs, len(units))
     if on_start is not None:
         on_start(len(todo), total_s, list(records))
-    inflight = out_dir / STATE_DIR / f"inflight-{os.getpid()}"
-    inflight.mkdir(parents=True, exist_ok=True)
+    # A folder of this run's own: a dead run of the same pid (a container's) may have
+    # left one whose notes are kept for a later proof.
+    inflight = out_dir / STATE_DIR / f"inflight-{os.getpid()}-{secrets.token_hex(4)}"
+    inflight.mkdir(parents=True)
     finished: set[str] = set()
     stopped: str | None = None
     signum: int | None = None
@@ -738,8 +750,8 @@ def _run(
         except OSError:  # the journal cannot be written: the next run's recovery reads
             for mark in inflight.glob("[0-9]*"):  # the notes; only the progress marks go
                 mark.unlink(missing_ok=True)
-        else:  # what is left are notes of outputs that never took their name
-            shutil.rmtree(inflight, ignore_errors=True)
+        else:  # what is left are notes of outputs that never took their name (or
+            _clear_inflight(inflight, journal)  # that could not be checked: kept)
         with contextlib.suppress(OSError):
             journal.retire()
     if stopped:
@@ -970,40 +982,76 @@ def _recovered(job: Job, settings: RunSettings, note: dict, why: str) -> dict:
     rec.update(_noted_measurements(note.get("measured")))
     rec["written"] = note["output_identity"]
     rec["recovered"] = True
+    if job.replace_reason:
+        rec["replaced"] = job.replace_reason
+    nxt = (
+        "the next run skips it unless another track of its album is not done (an album "
+        "is mastered again whole)"
+        if settings.album
+        else "the next run skips it"
+    )
     rec["warning"] = (
         f"{why}; the output is complete (exactly what its commit note recorded) and "
-        "journaled, and the next run skips it"
+        f"journaled, and {nxt}"
     )
     return rec
 
 
 _NOTED_DICTS = ("before", "after", "render", "parameters")
 _NOTED_NUMBERS = ("duration_s", "sample_rate", "channels", "tempo_bpm", "tempo_confidence")
+_NOTED_DEPTH = 4  # render and parameters: tables of tables, never deeper
+_NOTED_TEXT = 2000  # characters of any one string
 
 
 def _noted_measurements(measured: object) -> dict:
     """The measurements a commit note carried, as far as they are well-formed: bytes
-    read back from disk. Numbers must be numbers (the terminal formats them); the
-    nested parts are plain JSON, checked again field by field by the reports that
-    show them (``html_report``)."""
+    read back from disk. A number must be a finite float or an int of a sane size (the
+    terminal formats them, the JSON report refuses NaN); the nested parts must be
+    plain JSON of bounded depth with valid Unicode strings (the reports write them;
+    the HTML page checks them again field by field); whatever is not is left out."""
     if not isinstance(measured, dict):
         return {}
-    out: dict = {}
-    for k in _NOTED_NUMBERS:
-        v = measured.get(k)
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-            out[k] = v
+    out: dict = {k: v for k in _NOTED_NUMBERS if _is_number(v := measured.get(k))}
     for k in _NOTED_DICTS:
-        if isinstance(measured.get(k), dict):
-            out[k] = measured[k]
+        part = measured.get(k)
+        if isinstance(part, dict) and _is_plain(part, _NOTED_DEPTH):
+            out[k] = part
     for k in ("before", "after"):  # the terminal's summary formats these as numbers
         if k in out:
-            out[k] = {
-                name: v
-                for name, v in out[k].items()
-                if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
-            }
+            out[k] = {n: v for n, v in out[k].items() if v is None or _is_number(v)}
     return out
+
+
+def _is_number(v: object) -> bool:
+    if isinstance(v, float):
+        return math.isfinite(v)
+    return type(v) is int and abs(v) < 2**53
+
+
+def _is_plain(v: object, depth: int) -> bool:
+    """JSON that every report can write: finite numbers, valid Unicode, ``depth``
+    levels of tables and lists at most."""
+    if v is None or isinstance(v, bool) or _is_number(v):
+        return True
+    if isinstance(v, str):
+        return len(v) <= _NOTED_TEXT and _is_unicode(v)
+    if depth <= 0:
+        return False
+    if isinstance(v, list):
+        return all(_is_plain(x, depth - 1) for x in v)
+    if isinstance(v, dict):
+        return all(
+            isinstance(k, str) and _is_unicode(k) and _is_plain(x, depth - 1) for k, x in v.items()
+        )
+    return False
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _marked(inflight_dir: Path, i: int) -> bool:

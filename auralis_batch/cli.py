@@ -388,6 +388,9 @@ def _report(result, progress, *, report, dry_run, quiet, **_) -> NoReturn:
                 typer.echo(
                     f"[error] --report {path}: not written ({exc.strerror or exc})", err=True
                 )
+            except (ValueError, TypeError, RecursionError) as exc:  # a malformed record
+                report_failed = True
+                typer.echo(printable(f"[error] --report {path}: not written ({exc})"), err=True)
     if dry_run:
         for rec in result.records:
             typer.echo(

@@ -78,11 +78,16 @@ def state_dir(out_dir: Path) -> Path:
 
 def _parse(data: bytes) -> object:
     """One JSON value from bytes read back from disk, or None: malformed text, bad
-    UTF-8 and nesting too deep for the parser are all just not an entry."""
+    UTF-8, NaN or Infinity (not JSON; this tool never writes them) and nesting too
+    deep for the parser are all just not an entry."""
     try:
-        return json.loads(data.decode("utf-8"))
+        return json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
 
 
 def output_key(out_dir: Path, output: Path) -> str | None:
@@ -277,8 +282,9 @@ class Journal:
         #: Outputs an earlier version journaled (inside OUT): ours, but unverifiable.
         self.legacy: set[str] = set()
         self.ignored_lines = 0
-        #: commit notes :meth:`recover` could not prove either way (the output or the
-        #: note unreadable just now): kept for a later run, never swept
+        #: commit notes (and in-flight folders) :meth:`recover` could not prove either
+        #: way (the output, the note or the folder unreadable just now): kept for a
+        #: later run, never swept
         self.unproven: set[Path] = set()
         self._folders: dict[Path, str | None] = {}  # key() of folders, resolved once
         self._fd: int | None = None
@@ -338,7 +344,7 @@ class Journal:
         caller checks them before use). ``write=False`` (a dry run): the same answer,
         known in memory only.
         """
-        from .audio import is_recorded  # the audio layer (NumPy): only when recovering
+        from .audio import recorded_state  # the audio layer (NumPy): only when recovering
 
         recovered: dict[str, dict] = {}
         for path, entry in self._notes():
@@ -349,11 +355,10 @@ class Journal:
             if known is not None and known["output_identity"] == entry["output_identity"]:
                 continue
             out = self.out_dir / entry["output"]
-            try:
-                if not (os.path.lexists(out) and is_recorded(out, entry["output_identity"])):
-                    continue
-            except OSError:  # unreadable now: not proven; the note stays for a later run
+            state = recorded_state(out, entry["output_identity"])
+            if state == "unreadable":  # not proven; the note stays for a later run
                 self.unproven.add(path)
+            if state != "same":
                 continue
             note, entry = entry, {k: v for k, v in entry.items() if k != "measured"}
             if write:
@@ -368,19 +373,25 @@ class Journal:
         output inside OUT; one that cannot be read now comes with None."""
         notes: list[tuple[Path, dict | None]] = []
         for folder in sorted(self.dir.glob("inflight-*")):
-            with contextlib.suppress(OSError):
+            try:
                 if not stat.S_ISDIR(os.lstat(folder).st_mode):
                     continue
-                for note in sorted(folder.iterdir()):
-                    try:
-                        entry = self._read_note(note)
-                    except OSError:
-                        notes.append((note, None))
-                        continue
-                    if entry is None:
-                        continue
-                    if self.key(self.out_dir / entry["output"]) == entry["output"]:
-                        notes.append((note, entry))
+                listing = sorted(folder.iterdir())
+            except FileNotFoundError:
+                continue
+            except OSError:  # cannot be listed now: all of it is kept for a later run
+                self.unproven.add(folder)
+                continue
+            for note in listing:
+                try:
+                    entry = self._read_note(note)
+                except OSError:
+                    notes.append((note, None))
+                    continue
+                if entry is None:
+                    continue
+                if self.key(self.out_dir / entry["output"]) == entry["output"]:
+                    notes.append((note, entry))
         return notes
 
     @staticmethod
@@ -395,10 +406,9 @@ class Journal:
             fd = os.open(note, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
         except FileNotFoundError:
             return None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            return None
         with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None
             data = f.read(_COMMIT_NOTE_MAX_BYTES + 1)
         entry = _parse(data) if len(data) <= _COMMIT_NOTE_MAX_BYTES else None
         return entry if _valid_entry(entry) else None

@@ -8,6 +8,7 @@ processes (joblib, Dask) and into the JSON/CSV report unchanged.
 from __future__ import annotations
 
 import errno
+import math
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -138,6 +139,15 @@ def is_disk_full(rec: dict) -> bool:
     )
 
 
+def _seconds(rec: dict, key: str) -> float:
+    """A record's ``key`` if it is a finite number, else 0 (a record read back from a
+    report, or recovered from a commit note, may lack it)."""
+    v = rec.get(key)
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+        return float(v)
+    return 0.0
+
+
 def summarize(records: Sequence[dict]) -> dict:
     """Counts per status, total processing seconds and the seconds of audio mastered."""
     counts = {status: sum(r.get("status") == status for r in records) for status in STATUSES}
@@ -150,6 +160,6 @@ def summarize(records: Sequence[dict]) -> dict:
         "not_started": counts["not started"],
         "interrupted": counts["interrupted"],
         "planned": counts["planned"],
-        "seconds": round(sum(r.get("seconds", 0.0) for r in records), 3),
-        "audio_seconds": round(sum(r.get("duration_s", 0.0) for r in ok), 3),
+        "seconds": round(sum(_seconds(r, "seconds") for r in records), 3),
+        "audio_seconds": round(sum(_seconds(r, "duration_s") for r in ok), 3),
     }

@@ -812,9 +812,10 @@ def test_a_run_killed_between_rename_and_journal_leaves_its_output_recoverable(t
 
 def test_a_note_whose_output_cannot_be_read_now_is_kept_for_a_later_run(tmp_path, lib, monkeypatch):
     """After a kill -9 between rename and journal, the next run cannot read the output
-    (EIO): it cannot prove the master is its own, so it refuses it, but keeps the note;
-    the run after that proves it and skips it (before, the note was swept and the
-    tool's own master was foreign for good)."""
+    (EIO while hashing it): it cannot prove the master is its own, so it refuses it,
+    but keeps the note, even when the dead run had this run's pid (a container's); the
+    run after that proves it and skips it (before, the note was swept and the tool's
+    own master was foreign for good)."""
     from auralis_batch import audio
 
     out = tmp_path / "O"
@@ -823,15 +824,19 @@ def test_a_note_whose_output_cannot_be_read_now_is_kept_for_a_later_run(tmp_path
         env={"AURALIS_BATCH_FAULT": "vanish:01.flac"},
     )  # fmt: skip
     assert res.returncode == 71
-    real = audio.is_recorded
+    state = out / ".auralis-batch"
+    (dead,) = state.glob("inflight-*")
+    dead.rename(state / f"inflight-{os.getpid()}")  # the dead run had this pid
+    real = audio._sha256_file
 
-    def eio(path, identity):
+    def eio(path, **kw):
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(audio, "is_recorded", eio)
+    monkeypatch.setattr(audio, "_sha256_file", eio)
     first = run_api([lib], out)
     assert by_name(first)["01.flac"]["status"] == "failed"  # not proven ours: refused
-    monkeypatch.setattr(audio, "is_recorded", real)
+    assert len(list(state.glob("inflight-*/commit-*.json"))) == 1
+    monkeypatch.setattr(audio, "_sha256_file", real)
     again = run_api([lib], out)
     assert by_name(again)["01.flac"]["status"] == "skipped", by_name(again)["01.flac"]
     assert "01.flac" in {row["output"] for row in journal_done(out)}
@@ -1134,25 +1139,58 @@ def test_a_worker_that_dies_after_writing_its_output_leaves_it_journaled(tmp_pat
 
 def test_measurements_read_back_from_a_commit_note_are_checked():
     """A note is bytes read back from disk: what the terminal formats as a number must
-    be one, and a part that is not a table is dropped, not shown."""
+    be a finite one of a sane size, and a part the reports could not write (NaN, a
+    lone surrogate, deep nesting) is dropped, not shown."""
     from auralis_batch.batch import _noted_measurements
+    from auralis_batch.journal import _parse
 
+    deep: dict = {}
+    for _ in range(500):
+        deep = {"x": deep}
     got = _noted_measurements(
         {
             "after": {"integrated_lufs": "-14; rm -rf", "true_peak_dbtp": -1.2, "x": None},
             "before": [1, 2],
-            "render": {"gain_db": 3.0},
+            "render": {"gain_db": 3.0, "notes": ["ok"]},
+            "parameters": deep,
             "duration_s": float("nan"),
             "sample_rate": True,
             "channels": 2,
+            "tempo_bpm": 10**400,
         }
     )
     assert got == {
         "after": {"true_peak_dbtp": -1.2, "x": None},
-        "render": {"gain_db": 3.0},
+        "render": {"gain_db": 3.0, "notes": ["ok"]},
         "channels": 2,
     }
     assert _noted_measurements("not a table") == {} == _noted_measurements(None)
+    huge = {
+        "after": {"integrated_lufs": 10**400, "lra_lu": float("inf")},
+        "render": {"a": "\ud800"},
+    }
+    assert _noted_measurements(huge) == {}  # neither part could be written as JSON
+    assert _parse(b'{"bytes": NaN}') is None and _parse(b'{"x": -Infinity}') is None
+
+
+def test_a_recovered_track_without_measurements_still_gets_every_report(tmp_path):
+    """A note whose measurements were left out (too big) or dropped: the track is ok,
+    and the JSON, CSV and HTML reports and the summary are written all the same."""
+    from auralis_batch.batch import _recovered
+    from auralis_batch.plan import Job
+    from auralis_batch.records import summarize
+    from auralis_batch.report import write_report
+    from auralis_batch.settings import RunSettings
+
+    job = Job(input=tmp_path / "a.flac", output=tmp_path / "O" / "a.flac")
+    ident = {"bytes": 10, "mtime_ns": 1, "sha256": "0" * 64}
+    note = {"output_identity": ident, "measured": {"duration_s": "long"}}
+    recs = [_recovered(job, RunSettings(), note, "a worker crash lost this track's report")]
+    summary = summarize(recs)
+    assert summary["ok"] == 1 and summary["audio_seconds"] == 0.0
+    for ext in ("json", "csv", "html"):
+        write_report(tmp_path / f"r.{ext}", recs, summary)
+    assert json.loads((tmp_path / "r.json").read_text())["tracks"][0]["recovered"] is True
 
 
 def test_a_plan_line_naming_out_itself_touches_nothing_beside_out(tmp_path, lib):
