@@ -84,9 +84,9 @@ def _analyse_stream(
             hasher.update(block)
         x = np.ascontiguousarray(block, dtype=np.float64)  # one copy for both
         meter.process(x)
-        if fp is not None:
-            fp.process(x)
-        spectrum.process(x)
+        downmix = fp.process(x) if fp is not None else None
+        # the fingerprint's downmix of one or two channels is the spectrum's mid
+        spectrum.process(x, mid=downmix if channels <= 2 else None)
         frames += x.shape[1]
     loud = meter.result()
     curve = loudness_curve(meter.gating_block_powers())

@@ -510,23 +510,24 @@ class FingerprintAnalyzer:
         self.samples = 0
         self._tempo = TempoTracker(self.analysis_rate) if self.tempo else None
 
-    def process(self, block: np.ndarray) -> None:
-        """Add a ``(channels, n)`` block (any float dtype, any n)."""
+    def process(self, block: np.ndarray) -> np.ndarray:
+        """Add a ``(channels, n)`` block (any float dtype, any n); returns its downmix
+        (float64, the mean of the channels, at the block's own rate)."""
         x = np.asarray(block)
         if x.ndim != 2 or x.shape[0] != self.channels:
             raise AudioError(
                 f"fingerprint: expected a block of shape ({self.channels}, n), got {x.shape}"
             )
         if x.shape[1] == 0:
-            return
+            return np.zeros(0)
         x = np.ascontiguousarray(x, dtype=np.float64)
-        mono, self._acc = downmix_stats(x, self._acc)
+        downmix, self._acc = downmix_stats(x, self._acc)
         self.samples += x.shape[1]
-        if self._decimator is not None:
-            mono = self._decimator.push(mono)
+        mono = downmix if self._decimator is None else self._decimator.push(downmix)
         self._spectral(self._framer.spectra(mono))
         if self._tempo is not None:
             self._tempo.push(mono)
+        return downmix
 
     def _spectral(self, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> None:
         hop = self._framer.hop

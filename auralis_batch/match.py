@@ -119,13 +119,17 @@ class LongTermSpectrum:
         self._power = np.zeros(self.n // 2 + 1)
         self.frames = 0
 
-    def process(self, block: np.ndarray) -> None:
-        """Add a ``(channels, n)`` float64 block."""
+    def process(self, block: np.ndarray, *, mid: np.ndarray | None = None) -> None:
+        """Add a ``(channels, n)`` float64 block; ``mid`` [shape=(n,)]: its mid channel
+        when the caller has it already (the fingerprint's downmix of one or two
+        channels is the same numbers), so it is not computed twice."""
         k, pos = block.shape[1], 0
         while pos < k:
             take = min(k - pos, self._pending.size - self._fill)
             dst = self._pending[self._fill : self._fill + take]
-            if self.channels > 1:
+            if mid is not None:
+                dst[:] = mid[pos : pos + take]
+            elif self.channels > 1:
                 np.add(block[0, pos : pos + take], block[1, pos : pos + take], out=dst)
                 dst *= 0.5
             else:
