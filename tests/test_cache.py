@@ -154,6 +154,10 @@ def test_pcm_hash_ignores_block_boundaries():
     assert _pcm_hash([x]) != _pcm_hash([x[::-1]])
     expected = hashlib.sha256(x.T.astype("<f4").tobytes()).hexdigest()  # interleaved
     assert _pcm_hash([x]) == expected
+    six = np.random.default_rng(1).standard_normal((6, 700)).astype(np.float32)  # 5.1
+    expected = hashlib.sha256(six.T.astype("<f4").tobytes()).hexdigest()
+    assert _pcm_hash([six[:, :10], six[:, 10:]]) == expected
+    assert _pcm_hash([x[:1]]) == hashlib.sha256(x[0].astype("<f4").tobytes()).hexdigest()
 
 
 def _reader(directory):
