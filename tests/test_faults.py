@@ -787,16 +787,22 @@ def test_a_journal_of_the_earlier_format_is_honoured_once(tmp_path, lib):
 # --- trust: whose file is it (a newcomer's trial, 2026-11-30) --------------------------
 
 
+def _killed_right_after_a_rename(lib: Path, out: Path, name: str) -> None:
+    """A run killed (``os._exit``, as by kill -9) right after ``name``'s master took its
+    name in ``out``, before its journal line."""
+    res = cli(
+        "master", lib, "--out", out, "-q", "-j", "1", "--no-cache",
+        env={"AURALIS_BATCH_FAULT": f"vanish:{name}"},
+    )  # fmt: skip
+    assert res.returncode == 71, res.stderr
+
+
 def test_a_run_killed_between_rename_and_journal_leaves_its_output_recoverable(tmp_path, lib):
     """kill -9 right after an output took its name, before the journal line: the next
     run journals it from the worker's commit note (the file is exactly the noted
     content) and skips it, instead of refusing the tool's own master forever."""
     out = tmp_path / "O"
-    res = cli(
-        "master", lib, "--out", out, "-q", "-j", "1", "--no-cache",
-        env={"AURALIS_BATCH_FAULT": "vanish:01.flac"},
-    )  # fmt: skip
-    assert res.returncode == 71
+    _killed_right_after_a_rename(lib, out, "01.flac")
     assert (out / "01.flac").is_file()
     assert "01.flac" not in {row["output"] for row in journal_done(out)}
     again = cli("master", lib, "--out", out, "-q", "-j", "1", "--no-cache", "--report",
@@ -819,11 +825,7 @@ def test_a_note_whose_output_cannot_be_read_now_is_kept_for_a_later_run(tmp_path
     from auralis_batch import audio
 
     out = tmp_path / "O"
-    res = cli(
-        "master", lib, "--out", out, "-q", "-j", "1", "--no-cache",
-        env={"AURALIS_BATCH_FAULT": "vanish:01.flac"},
-    )  # fmt: skip
-    assert res.returncode == 71
+    _killed_right_after_a_rename(lib, out, "01.flac")
     state = out / ".auralis-batch"
     (dead,) = state.glob("inflight-*")
     dead.rename(state / f"inflight-{os.getpid()}")  # the dead run had this pid
