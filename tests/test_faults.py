@@ -1175,6 +1175,18 @@ def test_measurements_read_back_from_a_commit_note_are_checked():
     assert _parse(b'{"bytes": NaN}') is None and _parse(b'{"x": -Infinity}') is None
 
 
+@pytest.mark.parametrize("preset", ["punchy", "adaptive"])
+def test_a_real_records_measurements_pass_the_notes_check_whole(tmp_path, lib, preset):
+    """What a worker notes is what a real record holds: the check read back must keep
+    all of it (a check stricter than the records would drop real measurements)."""
+    from auralis_batch.batch import _noted_measurements
+
+    (rec, *_) = run_api([lib], tmp_path / "O", settings={"preset": preset}).records
+    keys = ("duration_s", "sample_rate", "channels", "before", "after", "render", "parameters")
+    measured = {k: rec[k] for k in keys}
+    assert _noted_measurements(json.loads(json.dumps(measured))) == measured
+
+
 def test_a_recovered_track_without_measurements_still_gets_every_report(tmp_path):
     """A note whose measurements were left out (too big) or dropped: the track is ok,
     and the JSON, CSV and HTML reports and the summary are written all the same."""
