@@ -56,7 +56,6 @@ from .journal import (
     RunLock,
     RunLockedError,
     forget_commit_note,
-    output_key,
 )
 from .plan import Job, Plan, plan_master
 from .records import (
@@ -717,7 +716,7 @@ def _run(
         with _signals_stop_the_run():
             try:
                 poller.start()
-                for rec in _execute(units, settings, n_jobs, inflight, journal.recover):
+                for rec in _execute(units, settings, n_jobs, inflight, journal):
                     records.append(rec)
                     finished.add(rec["input"])
                     try:
@@ -839,7 +838,7 @@ def _execute(
     settings: RunSettings,
     n_jobs: int,
     inflight_dir: Path,
-    recover: Callable[[], dict[str, dict]] | None = None,
+    journal: Journal | None = None,
 ) -> Iterable[dict]:
     """Yield records as units finish; survive worker processes that die.
 
@@ -847,8 +846,8 @@ def _execute(
     progress). When a worker dies the pool is lost; the units still marked are the
     suspects and are re-run one at a time in a fresh process (the culprit fails
     alone), then the rest resume in parallel. A suspect whose outputs the dead workers
-    had already put in place (``recover`` journals them from their commit notes) is
-    not run again: its master is complete.
+    had already put in place (``journal.recover`` journals them from their commit
+    notes) is not run again: its master is complete.
     """
     if not units:
         return
@@ -881,10 +880,10 @@ def _execute(
             # Masters already in place are journaled from their commit notes and not
             # run again (joblib drops results it had not handed over when a pool
             # breaks, so finished units may still be pending here).
-            done = recover() if recover is not None else {}
+            done = _recover(journal)
             for i in sorted(pending):
                 unit = pending[i]
-                left = [job for job in unit if _key(inflight_dir, job) not in done]
+                left = [job for job in unit if _note(done, journal, job) is None]
                 if left and settings.album and len(left) < len(unit):
                     # an album is never split: it is mastered again whole, its tracks
                     # already in place replaced only if they still are what was noted
@@ -895,14 +894,14 @@ def _execute(
                             job,
                             replace=True,
                             replace_reason="its album is mastered again",
-                            expect=done[_key(inflight_dir, job)]["output_identity"],
+                            expect=_note(done, journal, job)["output_identity"],
                         )
                         for job in unit
                     ]
                     continue
                 for job in unit:
                     if job not in left:
-                        note = done[_key(inflight_dir, job)]
+                        note = _note(done, journal, job)
                         yield _recovered(
                             job, settings, note, _LOST_WORKER if i in suspects else _LOST_REPORT
                         )
@@ -912,7 +911,7 @@ def _execute(
                     del pending[i]
                     _unmark(inflight_dir, i)
             for i in sorted(suspects & set(pending)):
-                yield from _run_alone(i, pending.pop(i), settings, inflight_dir, recover)
+                yield from _run_alone(i, pending.pop(i), settings, inflight_dir, journal)
         finally:
             if gen is not None and pending:  # stopped early: joblib aborts the rest quietly
                 with warnings.catch_warnings():
@@ -925,7 +924,7 @@ def _run_alone(
     unit: list[Job],
     settings: RunSettings,
     inflight_dir: Path,
-    recover: Callable[[], dict[str, dict]] | None = None,
+    journal: Journal | None = None,
 ) -> list[dict]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -950,23 +949,29 @@ def _run_alone(
         if not _is_pool_crash(exc):
             raise
         _unmark(inflight_dir, i)
-        done = recover() if recover is not None else {}
+        done = _recover(journal)
         crashed = (
             f"worker process crashed while processing this track ({type(exc).__name__}); "
             "no output written"
         )
         return [
             _recovered(job, settings, note, _LOST_WORKER)
-            if (note := done.get(_key(inflight_dir, job))) is not None
+            if (note := _note(done, journal, job)) is not None
             else failed_record(job.input, crashed, job.output) | {"preset": settings.preset}
             for job in unit
         ]
 
 
-def _key(inflight_dir: Path, job: Job) -> str | None:
-    """``job``'s output as the journal names it (the in-flight folder is in OUT)."""
-    out_dir = inflight_dir.parent.parent
-    return output_key(out_dir, job.output) if job.output is not None else None
+def _recover(journal: Journal | None) -> dict[str, dict]:
+    """Journal what dead workers put in place (:meth:`Journal.recover`)."""
+    return journal.recover() if journal is not None else {}
+
+
+def _note(done: dict[str, dict], journal: Journal | None, job: Job) -> dict | None:
+    """``job``'s commit note if its output is among those ``done`` recovered."""
+    if journal is None or job.output is None:
+        return None
+    return done.get(journal.key(job.output))
 
 
 _LOST_WORKER = "its worker process was lost after this track's output was written"
