@@ -88,7 +88,7 @@ def _analyse_stream(
         # the fingerprint's downmix of one or two channels is the spectrum's mid
         spectrum.process(x, mid=downmix if channels <= 2 else None)
         frames += x.shape[1]
-        del x, downmix  # freed before the next block is decoded
+        del block, x, downmix  # freed before the next block is decoded
     loud = meter.result()
     curve = loudness_curve(meter.gating_block_powers())
     if fp is None:

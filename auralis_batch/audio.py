@@ -625,7 +625,7 @@ def recorded_state(path: Path, expect: dict) -> str:
     error other than its absence: cannot tell now)."""
     try:
         st = os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a folder on the way is gone
         return "missing"
     except OSError:
         return "unreadable"
@@ -635,7 +635,7 @@ def recorded_state(path: Path, expect: dict) -> str:
         return "different"
     try:
         same = _sha256_file(path, follow_links=False) == expect.get("sha256")
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return "missing"
     except OSError:
         return "unreadable"

@@ -704,7 +704,7 @@ def _run(
     # left one whose notes are kept for a later proof.
     inflight = out_dir / STATE_DIR / f"inflight-{os.getpid()}-{secrets.token_hex(4)}"
     inflight.mkdir(parents=True)
-    finished: set[str] = set()
+    finished: dict[str, str] = {}  # input -> the status of its record
     stopped: str | None = None
     signum: int | None = None
     poller = _Poller(inflight, units, on_progress)
@@ -718,7 +718,7 @@ def _run(
                 poller.start()
                 for rec in _execute(units, settings, n_jobs, inflight, journal):
                     records.append(rec)
-                    finished.add(rec["input"])
+                    finished[rec["input"]] = rec["status"]
                     try:
                         # after the output is durable; its note goes once it is journaled
                         if journal.record(rec, settings_hash):
@@ -741,7 +741,9 @@ def _run(
             warmup.stop()
         if n_jobs != 1 and len(finished) < len(todo):
             _stop_pool()  # stopped, or an error: none of the workers may go on writing
-        _remove_partials(j for j in todo if str(j.input) not in finished)
+        # every track without a master in place, finished ones included: a worker
+        # that crashed left its temporary, and none is writing now
+        _remove_partials(j for j in todo if finished.get(str(j.input)) != "ok")
         started = {int(p.name) for p in inflight.glob("[0-9]*")} if inflight.is_dir() else set()
         recovered: dict[str, dict] = {}
         try:  # outputs renamed into place, not yet journaled
@@ -950,16 +952,22 @@ def _run_alone(
             raise
         _unmark(inflight_dir, i)
         done = _recover(journal)
-        crashed = (
-            f"worker process crashed while processing this track ({type(exc).__name__}); "
-            "no output written"
-        )
+        crashed = f"worker process crashed while processing this track ({type(exc).__name__})"
         return [
             _recovered(job, settings, note, _LOST_WORKER)
             if (note := _note(done, journal, job)) is not None
-            else failed_record(job.input, crashed, job.output) | {"preset": settings.preset}
+            else failed_record(job.input, _crashed(crashed, job), job.output)
+            | {"preset": settings.preset}
             for job in unit
         ]
+
+
+def _crashed(crashed: str, job: Job) -> str:
+    """The crash's message for ``job``: a master of its own from an earlier pass (an
+    album mastered again whole after a crash) stays where it is."""
+    if job.expect is None:
+        return f"{crashed}; no output written"
+    return f"{crashed}; no new output written (the master already in place is kept)"
 
 
 def _recover(journal: Journal | None) -> dict[str, dict]:

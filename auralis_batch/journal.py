@@ -183,6 +183,24 @@ def _valid_entry(entry: object) -> bool:
     )
 
 
+def _as_entry(note: dict) -> dict:
+    """The journal entry in a commit note (valid by :func:`_valid_entry`), rebuilt from
+    its known fields only: nothing else a note read back from disk holds reaches the
+    journal."""
+    ident = note["output_identity"]
+    entry = {
+        "input": note["input"],
+        "identity": list(note["identity"]),
+        "output": note["output"],
+        "output_identity": {k: ident[k] for k in ("bytes", "mtime_ns", "sha256")},
+        "settings": note["settings"],
+    }
+    for k in ("engine", "preset", "finished_at"):
+        if isinstance(note.get(k), str) and len(note[k]) <= 4096:
+            entry[k] = note[k]
+    return entry
+
+
 def _valid_plan(entry: object) -> bool:
     """``{"planned": RUN, "output": KEY, "at_ns": T}``: a run's list of what it may write."""
     return (
@@ -360,7 +378,7 @@ class Journal:
                 self.unproven.add(path)
             if state != "same":
                 continue
-            note, entry = entry, {k: v for k, v in entry.items() if k != "measured"}
+            note, entry = entry, _as_entry(entry)
             if write:
                 self._append(entry)  # a journal that cannot be written raises: none lost
                 self._sync()
@@ -514,7 +532,7 @@ class Journal:
             size = os.fstat(fd).st_size
             if size > 0 and os.pread(fd, 1, size - 1) != b"\n":
                 _write_all(fd, b"\n")  # a torn tail from a killed run: end it first
-        _write_all(self._fd, json.dumps(entry).encode("utf-8") + b"\n")
+        _write_all(self._fd, json.dumps(entry, allow_nan=False).encode("utf-8") + b"\n")
 
     def _sync(self) -> None:
         if self._fd is not None:

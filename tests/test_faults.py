@@ -1187,6 +1187,32 @@ def test_a_real_records_measurements_pass_the_notes_check_whole(tmp_path, lib, p
     assert _noted_measurements(json.loads(json.dumps(measured))) == measured
 
 
+def test_only_a_notes_known_fields_reach_the_journal(tmp_path):
+    """A note is read back from disk: what recovery journals is rebuilt from the fields
+    it checked, so an extra key (or an infinity hidden in one) never reaches a line."""
+    from auralis_batch.audio import recorded_state
+    from auralis_batch.journal import _as_entry, _parse, _valid_entry
+
+    note = _parse(
+        b'{"input": "/m/a.flac", "identity": [1, 2, 3], "output": "a.flac", "settings": "s",'
+        b' "output_identity": {"bytes": 1, "mtime_ns": 2, "sha256": "' + b"0" * 64 + b'",'
+        b' "x": 1e400}, "preset": "warm", "engine": ["x"], "extra": {"y": 1}}'
+    )
+    assert _valid_entry(note)
+    entry = _as_entry(note)
+    assert entry == {
+        "input": "/m/a.flac",
+        "identity": [1, 2, 3],
+        "output": "a.flac",
+        "output_identity": {"bytes": 1, "mtime_ns": 2, "sha256": "0" * 64},
+        "settings": "s",
+        "preset": "warm",
+    }
+    json.dumps(entry, allow_nan=False)
+    (tmp_path / "file").write_text("x")  # a folder on the output's way became a file
+    assert recorded_state(tmp_path / "file" / "a.flac", entry["output_identity"]) == "missing"
+
+
 def test_a_recovered_track_without_measurements_still_gets_every_report(tmp_path):
     """A note whose measurements were left out (too big) or dropped: the track is ok,
     and the JSON, CSV and HTML reports and the summary are written all the same."""
@@ -1331,6 +1357,7 @@ def test_an_album_is_never_split_by_a_worker_crash(tmp_path, write_audio):
     out, report = tmp_path / "O", tmp_path / "r.json"
     env = {"AURALIS_BATCH_FAULT": "vanish:00.flac"}
     cli("master", tmp_path / "lib", "--out", out, "-j", "2", "--album", "--no-cache", env=env)
+    assert not list(out.rglob("*.partial"))  # the dead worker's temporaries: removed
     res = cli(
         "master", tmp_path / "lib", "--out", out, "-j", "2", "--album", "--no-cache",
         "--report", report,
