@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import math
 import os
 import secrets
 import shutil
@@ -62,6 +61,7 @@ from .records import (
     error_text,
     failed_record,
     is_disk_full,
+    noted_measurements,
     os_reason,
     record,
     skipped_record,
@@ -760,7 +760,7 @@ def _run(
             for job in unit:
                 if str(job.input) in finished:
                     continue
-                note = recovered.get(journal.key(job.output)) if job.output else None
+                note = _note(recovered, journal, job)
                 if note is not None:  # complete and journaled from its commit note
                     why = f"{stopped} after this track's output was written"
                     records.append(_recovered(job, settings, note, why))
@@ -840,7 +840,7 @@ def _execute(
     settings: RunSettings,
     n_jobs: int,
     inflight_dir: Path,
-    journal: Journal | None = None,
+    journal: Journal,
 ) -> Iterable[dict]:
     """Yield records as units finish; survive worker processes that die.
 
@@ -882,7 +882,7 @@ def _execute(
             # Masters already in place are journaled from their commit notes and not
             # run again (joblib drops results it had not handed over when a pool
             # breaks, so finished units may still be pending here).
-            done = _recover(journal)
+            done = journal.recover()
             for i in sorted(pending):
                 unit = pending[i]
                 left = [job for job in unit if _note(done, journal, job) is None]
@@ -926,7 +926,7 @@ def _run_alone(
     unit: list[Job],
     settings: RunSettings,
     inflight_dir: Path,
-    journal: Journal | None = None,
+    journal: Journal,
 ) -> list[dict]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -951,7 +951,7 @@ def _run_alone(
         if not _is_pool_crash(exc):
             raise
         _unmark(inflight_dir, i)
-        done = _recover(journal)
+        done = journal.recover()
         crashed = f"worker process crashed while processing this track ({type(exc).__name__})"
         return [
             _recovered(job, settings, note, _LOST_WORKER)
@@ -970,16 +970,9 @@ def _crashed(crashed: str, job: Job) -> str:
     return f"{crashed}; no new output written (the master already in place is kept)"
 
 
-def _recover(journal: Journal | None) -> dict[str, dict]:
-    """Journal what dead workers put in place (:meth:`Journal.recover`)."""
-    return journal.recover() if journal is not None else {}
-
-
-def _note(done: dict[str, dict], journal: Journal | None, job: Job) -> dict | None:
+def _note(done: dict[str, dict], journal: Journal, job: Job) -> dict | None:
     """``job``'s commit note if its output is among those ``done`` recovered."""
-    if journal is None or job.output is None:
-        return None
-    return done.get(journal.key(job.output))
+    return done.get(journal.key(job.output)) if job.output is not None else None
 
 
 _LOST_WORKER = "its worker process was lost after this track's output was written"
@@ -992,7 +985,7 @@ def _recovered(job: Job, settings: RunSettings, note: dict, why: str) -> dict:
     ``note`` (the file is exactly the noted content), with the measurements the note
     carried; ``why`` says what lost the report."""
     rec = record(job.input, "ok", None, job.output) | {"preset": settings.preset}
-    rec.update(_noted_measurements(note.get("measured")))
+    rec.update(noted_measurements(note.get("measured")))
     rec["written"] = note["output_identity"]
     rec["recovered"] = True
     if job.replace_reason:
@@ -1008,63 +1001,6 @@ def _recovered(job: Job, settings: RunSettings, note: dict, why: str) -> dict:
         f"journaled, and {nxt}"
     )
     return rec
-
-
-_NOTED_DICTS = ("before", "after", "render", "parameters")
-_NOTED_NUMBERS = ("duration_s", "sample_rate", "channels", "tempo_bpm", "tempo_confidence")
-_NOTED_DEPTH = 4  # render and parameters: tables of tables, never deeper
-_NOTED_TEXT = 2000  # characters of any one string
-
-
-def _noted_measurements(measured: object) -> dict:
-    """The measurements a commit note carried, as far as they are well-formed: bytes
-    read back from disk. A number must be a finite float or an int of a sane size (the
-    terminal formats them, the JSON report refuses NaN); the nested parts must be
-    plain JSON of bounded depth with valid Unicode strings (the reports write them;
-    the HTML page checks them again field by field); whatever is not is left out."""
-    if not isinstance(measured, dict):
-        return {}
-    out: dict = {k: v for k in _NOTED_NUMBERS if _is_number(v := measured.get(k))}
-    for k in _NOTED_DICTS:
-        part = measured.get(k)
-        if isinstance(part, dict) and _is_plain(part, _NOTED_DEPTH):
-            out[k] = part
-    for k in ("before", "after"):  # the terminal's summary formats these as numbers
-        if k in out:
-            out[k] = {n: v for n, v in out[k].items() if v is None or _is_number(v)}
-    return out
-
-
-def _is_number(v: object) -> bool:
-    if isinstance(v, float):
-        return math.isfinite(v)
-    return type(v) is int and abs(v) < 2**53
-
-
-def _is_plain(v: object, depth: int) -> bool:
-    """JSON that every report can write: finite numbers, valid Unicode, ``depth``
-    levels of tables and lists at most."""
-    if v is None or isinstance(v, bool) or _is_number(v):
-        return True
-    if isinstance(v, str):
-        return len(v) <= _NOTED_TEXT and _is_unicode(v)
-    if depth <= 0:
-        return False
-    if isinstance(v, list):
-        return all(_is_plain(x, depth - 1) for x in v)
-    if isinstance(v, dict):
-        return all(
-            isinstance(k, str) and _is_unicode(k) and _is_plain(x, depth - 1) for k, x in v.items()
-        )
-    return False
-
-
-def _is_unicode(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _marked(inflight_dir: Path, i: int) -> bool:

@@ -109,10 +109,10 @@ def path_key(path: Path) -> str:
     """The key of a (resolved) path's entry. A name that is not UTF-8 (surrogate
     escapes, which SQLite cannot store) is keyed by its bytes in hex; a resolved path
     starts with ``/``, so the two forms never meet."""
+    from .records import is_unicode
+
     text = str(path)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
+    if not is_unicode(text):
         text = "bytes:" + os.fsencode(path).hex()
     return PATH_PREFIX + text
 

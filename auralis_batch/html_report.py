@@ -35,12 +35,11 @@ import hashlib
 import html
 import json
 import math
-import os
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-from .records import LOUDNESS_KEYS, STATUSES
+from .records import LOUDNESS_KEYS, STATUSES, display_names
 from .versions import DEFAULT_TEMPO_BPM
 
 __all__ = [
@@ -532,18 +531,6 @@ def _scripts() -> tuple[str, list[str]]:
     return "\n".join(parts), hashes
 
 
-def _display_names(inputs: list[str]) -> tuple[str, list[str]]:
-    """The folder all inputs share, and each input's path below it."""
-    try:
-        common = os.path.commonpath([os.path.dirname(p) or "." for p in inputs])
-    except ValueError:  # absolute and relative paths mixed
-        return "", inputs
-    if not common or common == ".":
-        return "", inputs
-    cut = len(common.rstrip(os.sep)) + 1
-    return common, [p[cut:] if p.startswith(common) and len(p) > cut else p for p in inputs]
-
-
 def _status_class(status: str) -> str:
     return "s-" + status.replace(" ", "-") if status in STATUSES else "s-failed"
 
@@ -893,7 +880,7 @@ def render_html(
     str, the HTML document
     """
     tracks, summary, _ = clean_records(records, summary)
-    common, names = _display_names([t["input"] for t in tracks])
+    common, names = display_names([t["input"] for t in tracks])
     rank = {s: n for n, s in enumerate(STATUS_ORDER)}
     order = sorted(range(len(tracks)), key=lambda i: rank.get(tracks[i]["status"], 0))
     sections = [i for i in order if tracks[i]["status"] == "ok"]

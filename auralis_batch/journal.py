@@ -594,11 +594,14 @@ class CommitLog:
         if key is None:
             return
         entry = _entry(input_path, identity, key, written, self.settings_hash, preset)
-        data = json.dumps(entry).encode("utf-8")
+        # written as recovery reads it back (no NaN): measurements that cannot be are
+        # left out, never the proof
+        data = json.dumps(entry, allow_nan=False).encode("utf-8")
         if measured is not None:
-            fuller = json.dumps(entry | {"measured": measured}).encode("utf-8")
-            if len(fuller) <= _COMMIT_NOTE_MAX_BYTES:
-                data = fuller
+            with contextlib.suppress(ValueError):
+                fuller = json.dumps(entry | {"measured": measured}, allow_nan=False)
+                if len(fuller.encode("utf-8")) <= _COMMIT_NOTE_MAX_BYTES:
+                    data = fuller.encode("utf-8")
         name = _note_name(key)
         tmp = self.folder / f".{name}.tmp"
         fd = os.open(

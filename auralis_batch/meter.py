@@ -25,17 +25,16 @@ import numpy as np
 
 from .errors import AudioError, ParameterError
 from .kernels.loudness import (
+    ABSOLUTE_GATE_LUFS,
     LANES,
     LRA_HOP_SUBBLOCKS,
+    LRA_RELATIVE_GATE_LU,
     LUFS_OFFSET,
     RELATIVE_GATE_LU,
     SUBBLOCKS_MOMENTARY,
     SUBBLOCKS_SHORT_TERM,
-    block_powers,
-    gated_loudness,
     k_weighting_sos,
     kweighted_subblock_power,
-    loudness_range,
 )
 from .kernels.truepeak import polyphase_bank, true_peak_block
 from .limits import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
@@ -124,6 +123,86 @@ def loudness_curve(
     means = np.add.reduceat(p, starts) / np.diff(np.append(starts, p.size))
     lufs = _lufs(means)
     return per * float(hop_s), [round(float(v), 1) if v >= CURVE_FLOOR_LUFS else None for v in lufs]
+
+
+# BS.1770 gating and the EBU loudness range. They run on the sub-block powers, ten
+# values a second per channel (72,000 for two hours), once per measurement: plain
+# NumPy here, in microseconds to milliseconds, not kernels (as Numba kernels they took
+# about 1 s of a machine's first run to compile, on the path every measurement waits
+# for).
+
+
+def block_powers(sub_power, weights, n_sub, hop):
+    """Channel-weighted power of blocks of ``n_sub`` sub-blocks every ``hop`` sub-blocks.
+
+    ``z = sum_i G_i * mean_square_i`` (BS.1770-4 eq. 2 before the logarithm).
+
+    Parameters
+    ----------
+    sub_power : float64 [shape=(channels, k)] mean squares of the 100 ms sub-blocks
+    weights : float64 [shape=(channels,)] ``G_i``; a weight of 0 leaves a channel out
+    n_sub, hop : int, sub-blocks per block and between block starts
+
+    Returns
+    -------
+    power : float64 [shape=((k - n_sub) // hop + 1,)], empty when ``k < n_sub``
+    """
+    n_ch, k = sub_power.shape
+    if k < n_sub:
+        return np.empty(0)
+    windows = np.lib.stride_tricks.sliding_window_view(sub_power, n_sub, axis=1)[:, ::hop]
+    out = np.zeros(windows.shape[1])
+    for c in range(n_ch):  # sums over windows without differences of running totals
+        if weights[c] != 0.0:
+            out += weights[c] * (windows[c].sum(axis=1) / n_sub)
+    return out
+
+
+def power_to_lufs(power):
+    """``-0.691 + 10 log10(power)``; -inf for zero power."""
+    if not power > 0.0:
+        return -np.inf
+    return LUFS_OFFSET + 10.0 * math.log10(power)
+
+
+def gated_loudness(powers, relative_gate_lu):
+    """Integrated loudness of block ``powers`` with the absolute (-70 LUFS) and a
+    relative gate (BS.1770-4 §2.8, eqs. 3-7); -inf when every block is gated out."""
+    abs_threshold = 10.0 ** ((ABSOLUTE_GATE_LUFS - LUFS_OFFSET) / 10.0)
+    powers = np.asarray(powers, dtype=np.float64)
+    above = powers[powers > abs_threshold]
+    if not above.size:
+        return -np.inf
+    rel_threshold = above.mean() * 10.0 ** (relative_gate_lu / 10.0)
+    kept = above[above > rel_threshold]
+    if not kept.size:
+        return -np.inf
+    return power_to_lufs(kept.mean())
+
+
+def loudness_range(short_term_powers):
+    """Loudness range per EBU Tech 3342: short-term values gated at -70 LUFS and
+    -20 LU below their mean power, LRA = 95th - 10th percentile (nearest rank); 0 when
+    fewer than two values survive the gates."""
+    abs_threshold = 10.0 ** ((ABSOLUTE_GATE_LUFS - LUFS_OFFSET) / 10.0)
+    powers = np.asarray(short_term_powers, dtype=np.float64)
+    kept = powers[powers > abs_threshold]
+    if kept.size < 2:
+        return 0.0
+    rel_threshold = kept.mean() * 10.0 ** (LRA_RELATIVE_GATE_LU / 10.0)
+    vals = _lufs(kept[kept > rel_threshold])
+    m = vals.size
+    if m < 2:
+        return 0.0
+    lo, hi = _percentile_rank(m, 10.0), _percentile_rank(m, 95.0)
+    ordered = np.partition(vals, (lo, hi))
+    return float(ordered[hi] - ordered[lo])
+
+
+def _percentile_rank(n, q):
+    """Nearest rank, rounded, as in EBU Tech 3342's own computation (and libebur128):
+    the percentile ``q`` of ``n`` sorted values is the one at ``round((n - 1) q / 100)``."""
+    return int(math.floor((n - 1) * q / 100.0 + 0.5))
 
 
 def integrated_from_block_powers(powers: np.ndarray) -> float:

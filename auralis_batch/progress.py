@@ -29,7 +29,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from .records import failure_line, printable
+from .records import display_names, failure_line, printable
 
 #: Said once, before the first run on a machine compiles the kernels.
 FIRST_RUN_NOTE = (
@@ -177,7 +177,7 @@ class BatchProgress:
             return "-" if v is None else f"{v:.1f}"
 
         shown = [r for r in records if r.get("status") != "skipped"]
-        names = _short_names([r["input"] for r in shown])  # full paths are in --report
+        _, names = display_names([r["input"] for r in shown])  # full paths are in --report
         for r, name in zip(shown, names, strict=True):
             b, a = r.get("before") or {}, r.get("after") or {}
             table.add_row(
@@ -201,18 +201,6 @@ class BatchProgress:
             + f"; {_hms(self.audio_s)} of audio in {elapsed:.1f} s"
             + (f" ({self.audio_s / elapsed:.0f}x realtime)" if self.audio_s > 0 else "")
         )
-
-
-def _short_names(paths: list[str]) -> list[str]:
-    """Each path without the folders all of them share (``a/sad.ogg`` and ``b/sad.ogg``
-    stay apart); the file name alone when there is one track."""
-    if len(paths) < 2:
-        return [Path(p).name for p in paths]
-    parts = [Path(p).parts for p in paths]
-    common = 0
-    while all(len(q) > common + 1 and q[common] == parts[0][common] for q in parts):
-        common += 1
-    return [str(Path(*q[common:])) for q in parts]
 
 
 def _hms(seconds: float) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import math
+import os
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,11 +49,15 @@ def failed_record(path: Path | str, error: str, output=None) -> dict:
     return record(path, "failed", error, output)
 
 
+#: The bytes of a file name that are not UTF-8, which reach Python as lone surrogates
+#: (surrogate escapes), written as ``\\xe9``.
+_NAME_BYTES = {c: f"\\x{c - 0xDC00:02x}" for c in range(0xDC80, 0xDD00)}
+
+
 def _escapes() -> dict[int, str]:
     table = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
     table.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
-    # bytes of a file name that are not UTF-8 reach Python as lone surrogates
-    table.update({c: f"\\x{c - 0xDC00:02x}" for c in range(0xDC80, 0xDD00)})
+    table.update(_NAME_BYTES)
     return table
 
 
@@ -67,18 +72,31 @@ def printable(text: str) -> str:
     return text.translate(_ESCAPES)
 
 
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` is valid Unicode (no lone surrogates: UTF-8 can encode it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def is_finite_number(v: object) -> bool:
+    """A finite float, or an int that a float holds exactly (not a bool): a number
+    read back from disk that can be formatted, summed and written as JSON."""
+    if isinstance(v, float):
+        return math.isfinite(v)
+    return type(v) is int and abs(v) < 2**53
+
+
 def _unicode(text: str) -> str:
     """``text`` with the bytes of a name that are not UTF-8 (lone surrogates) written
     as ``\\xe9``: JSON that strict parsers accept (Python's own writes them as
     ``\\udce9``, which is not Unicode)."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.translate(_SURROGATES)
+    return text if is_unicode(text) else text.translate(_SURROGATES)
 
 
-_SURROGATES = {c: f"\\x{c - 0xDC00:02x}" for c in range(0xDC80, 0xDD00)} | {
+_SURROGATES = _NAME_BYTES | {
     c: f"\\u{c:04x}" for c in (*range(0xD800, 0xDC80), *range(0xDD00, 0xE000))
 }
 
@@ -143,9 +161,64 @@ def _seconds(rec: dict, key: str) -> float:
     """A record's ``key`` if it is a finite number, else 0 (a record read back from a
     report, or recovered from a commit note, may lack it)."""
     v = rec.get(key)
-    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-        return float(v)
-    return 0.0
+    return float(v) if is_finite_number(v) else 0.0
+
+
+_NOTED_DICTS = ("before", "after", "render", "parameters")
+_NOTED_NUMBERS = ("duration_s", "sample_rate", "channels", "tempo_bpm", "tempo_confidence")
+_NOTED_DEPTH = 4  # render and parameters: tables of tables, never deeper
+_NOTED_TEXT = 2000  # characters of any one string
+
+
+def noted_measurements(measured: object) -> dict:
+    """The measurements a commit note carried, as far as they are well-formed: bytes
+    read back from disk. A number must be a finite one (:func:`is_finite_number`: the
+    terminal formats them, the JSON report refuses NaN); the nested parts must be
+    plain JSON of bounded depth with valid Unicode strings (the reports write them;
+    the HTML page checks them again field by field); whatever is not is left out."""
+    if not isinstance(measured, dict):
+        return {}
+    out: dict = {k: v for k in _NOTED_NUMBERS if is_finite_number(v := measured.get(k))}
+    for k in _NOTED_DICTS:
+        part = measured.get(k)
+        if isinstance(part, dict) and _is_plain(part, _NOTED_DEPTH):
+            out[k] = part
+    for k in ("before", "after"):  # the terminal's summary formats these as numbers
+        if k in out:
+            out[k] = {n: v for n, v in out[k].items() if v is None or is_finite_number(v)}
+    return out
+
+
+def _is_plain(v: object, depth: int) -> bool:
+    """JSON that every report can write: finite numbers, valid Unicode, ``depth``
+    levels of tables and lists at most."""
+    if v is None or isinstance(v, bool) or is_finite_number(v):
+        return True
+    if isinstance(v, str):
+        return len(v) <= _NOTED_TEXT and is_unicode(v)
+    if depth <= 0:
+        return False
+    if isinstance(v, list):
+        return all(_is_plain(x, depth - 1) for x in v)
+    if isinstance(v, dict):
+        return all(
+            isinstance(k, str) and is_unicode(k) and _is_plain(x, depth - 1) for k, x in v.items()
+        )
+    return False
+
+
+def display_names(paths: list[str]) -> tuple[str, list[str]]:
+    """The folder all ``paths`` share, and each path below it (``a/sad.ogg`` and
+    ``b/sad.ogg`` stay apart; one path alone is its file name): how the terminal's
+    summary and the HTML report name tracks."""
+    try:
+        common = os.path.commonpath([os.path.dirname(p) or "." for p in paths])
+    except ValueError:  # none, or absolute and relative paths mixed
+        return "", list(paths)
+    if not common or common == ".":
+        return "", list(paths)
+    cut = len(common.rstrip(os.sep)) + 1
+    return common, [p[cut:] if p.startswith(common) and len(p) > cut else p for p in paths]
 
 
 def summarize(records: Sequence[dict]) -> dict:

@@ -1143,8 +1143,8 @@ def test_measurements_read_back_from_a_commit_note_are_checked():
     """A note is bytes read back from disk: what the terminal formats as a number must
     be a finite one of a sane size, and a part the reports could not write (NaN, a
     lone surrogate, deep nesting) is dropped, not shown."""
-    from auralis_batch.batch import _noted_measurements
     from auralis_batch.journal import _parse
+    from auralis_batch.records import noted_measurements as _noted_measurements
 
     deep: dict = {}
     for _ in range(500):
@@ -1179,7 +1179,7 @@ def test_measurements_read_back_from_a_commit_note_are_checked():
 def test_a_real_records_measurements_pass_the_notes_check_whole(tmp_path, lib, preset):
     """What a worker notes is what a real record holds: the check read back must keep
     all of it (a check stricter than the records would drop real measurements)."""
-    from auralis_batch.batch import _noted_measurements
+    from auralis_batch.records import noted_measurements as _noted_measurements
 
     (rec, *_) = run_api([lib], tmp_path / "O", settings={"preset": preset}).records
     keys = ("duration_s", "sample_rate", "channels", "before", "after", "render", "parameters")

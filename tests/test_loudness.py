@@ -17,16 +17,16 @@ import pytest
 from scipy import signal
 
 from auralis_batch.errors import AudioError, ParameterError
-from auralis_batch.kernels.loudness import (
-    LANES,
-    block_powers,
-    gated_loudness,
-    k_weighting_sos,
-    kweighted_subblock_power,
-    loudness_range,
-)
+from auralis_batch.kernels.loudness import LANES, k_weighting_sos, kweighted_subblock_power
 from auralis_batch.kernels.truepeak import polyphase_bank, true_peak_block
-from auralis_batch.meter import LoudnessMeter, default_channel_weights, measure_loudness
+from auralis_batch.meter import (
+    LoudnessMeter,
+    block_powers,
+    default_channel_weights,
+    gated_loudness,
+    loudness_range,
+    measure_loudness,
+)
 
 from . import naive
 from .conftest import music_like
