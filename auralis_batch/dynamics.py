@@ -27,6 +27,7 @@ import math
 import numpy as np
 
 from .errors import ParameterError
+from .filters import polyphase_bank
 from .kernels.dynamics import (
     COMP_ATTACK,
     COMP_KNEE,
@@ -39,14 +40,14 @@ from .kernels.dynamics import (
     LIM_CEILING,
     LIM_GAIN_BOUND,
     LIM_INPUT_GAIN,
+    LIM_N_FSTATE,
+    LIM_N_ISTATE,
     LIM_N_PARAMS,
     LIM_RELEASE,
     compressor,
     limiter,
     limiter_sizes,
-    limiter_state,
 )
-from .kernels.truepeak import polyphase_bank
 from .limits import MAX_SAMPLE_RATE_HZ, MIN_LOOKAHEAD_MS, MIN_SAMPLE_RATE_HZ
 
 #: Internal safety margin below the ceiling, dB. It covers what the construction in
@@ -95,6 +96,24 @@ def _block(block: np.ndarray, channels: int) -> np.ndarray:
             f"block must have shape ({channels}, n) (channels, samples), got {x.shape}"
         )
     return x
+
+
+def limiter_state(
+    channels: int, delay: int, window: int, box1: int, box2: int
+) -> tuple[np.ndarray, ...]:
+    """The state of ``kernels.dynamics.limiter`` at the start of a stream (silence,
+    nothing held), for ``channels`` and the sizes ``limiter_sizes`` gives:
+    ``(fstate, istate, delay_buf, dq_val, dq_idx, box1, box2)``, the order the kernel
+    takes and returns them."""
+    return (
+        np.zeros(LIM_N_FSTATE),
+        np.zeros(LIM_N_ISTATE, dtype=np.int64),
+        np.zeros((channels, delay)),
+        np.ones(window),
+        np.zeros(window, dtype=np.int64),
+        np.zeros(box1),
+        np.zeros(box2),
+    )
 
 
 class Compressor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels.biquad import (
+from .filters import (
     HIGH_PASS,
     HIGH_SHELF,
     LOW_PASS,

@@ -57,8 +57,8 @@ from typing import Any
 import numpy as np
 
 from .errors import AudioError
+from .filters import LOW_PASS, rbj_biquad, sos_filter
 from .kernels import tempo as _tk
-from .kernels.biquad import LOW_PASS, rbj_biquad, sos_filter
 from .kernels.spectral import (
     COL_CENTROID,
     COL_FLATNESS,

@@ -223,7 +223,7 @@ def _section_layout() -> list[tuple[str, float, float]]:
 
 def _cookbook(kind: str, f0: np.ndarray, gain_db: np.ndarray, q: float, fs: float):
     """RBJ cookbook ``(b, a)`` rows for sections of one kind (vectorised; the same
-    formulas as ``kernels.biquad.rbj_biquad``)."""
+    formulas as :func:`.filters.rbj_biquad`)."""
     a_lin = 10.0 ** (gain_db / 40.0)
     w0 = 2.0 * np.pi * f0 / fs
     cw = np.cos(w0)

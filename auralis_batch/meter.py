@@ -24,6 +24,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from .errors import AudioError, ParameterError
+from .filters import k_weighting_sos, polyphase_bank
 from .kernels.loudness import (
     ABSOLUTE_GATE_LUFS,
     LANES,
@@ -33,10 +34,9 @@ from .kernels.loudness import (
     RELATIVE_GATE_LU,
     SUBBLOCKS_MOMENTARY,
     SUBBLOCKS_SHORT_TERM,
-    k_weighting_sos,
     kweighted_subblock_power,
 )
-from .kernels.truepeak import polyphase_bank, true_peak_block
+from .kernels.truepeak import true_peak_block
 from .limits import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
 
 SURROUND_WEIGHT = 1.41  # BS.1770-4 Table 3, +1.5 dB for surround channels

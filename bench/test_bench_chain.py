@@ -16,7 +16,7 @@ from scipy import signal
 
 from auralis_batch.dynamics import Compressor, Limiter
 from auralis_batch.eq import Equalizer, design_eq
-from auralis_batch.kernels.biquad import sos_filter
+from auralis_batch.filters import sos_filter
 from auralis_batch.pipeline import master_array
 from auralis_batch.presets import load_preset
 

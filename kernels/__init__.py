@@ -10,7 +10,8 @@ which:
 
 1. **State in, state out** (the default). It leaves every argument as it found it and
    returns its results followed by the new state, in the order the state came in:
-   ``y, zf = sos_filter(x, sos, zi)``, as ``scipy.signal.sosfilt`` returns ``(y, zf)``.
+   ``y, trace, state = compressor(x, params, state, want_trace)``, as
+   ``scipy.signal.sosfilt`` returns ``(y, zf)``.
    Streaming is feeding each call the state the previous one returned; blocks of any
    size then give the samples of one piece. A kernel that needs to update its state
    works on a copy (``zi.copy()``) and returns that.

@@ -41,8 +41,9 @@ f-strings): about 3 s in a process's first such kernel. ``np.sort`` compiles a q
 (about 1 s). Kernels copy element by element instead; together with selecting the loudness
 range's percentiles without a sort, that took the first compile from 18 s to 12 s. And
 every kernel costs about 0.1-0.2 s to compile however small it is: work on a few values
-(filter design, the gating of ten sub-block powers a second) is plain NumPy, not a
-kernel (``biquad.design_cascade``, ``auralis_batch.meter.gated_loudness``), 1.5 s less again.
+(filter design, the gating of ten sub-block powers a second) is plain NumPy in
+``auralis_batch`` (``filters.design_cascade``, ``meter.gated_loudness``), not a kernel:
+1.5 s less again.
 
 Both fastmath sets keep NaN/Inf semantics: NaN and Inf inputs still propagate, and
 the meter's and the validation's checks rely on that (a NaN sample reaches the filter

@@ -1,4 +1,4 @@
-"""Biquad designs (RBJ Audio EQ Cookbook) and a stateful second-order-section cascade.
+"""A stateful second-order-section cascade (the designs are in ``auralis_batch.filters``).
 
 Coefficients use SciPy's ``sos`` layout: each row is ``[b0, b1, b2, a0, a1, a2]`` with
 ``a0 == 1``. The cascade runs in transposed direct form II, like ``scipy.signal.sosfilt``,
@@ -15,8 +15,6 @@ latency of the whole chain of sections per sample, as ``scipy.signal.sosfilt`` i
 
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 from llvmlite import ir
@@ -24,103 +22,6 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from ._jit import jit
-
-# Filter kinds, as integers so they can cross into jitted code.
-PEAKING = 0
-LOW_SHELF = 1
-HIGH_SHELF = 2
-HIGH_PASS = 3
-LOW_PASS = 4
-
-
-def rbj_biquad(kind, frequency_hz, gain_db, q, sample_rate):
-    """One RBJ cookbook section, normalised to ``a0 = 1``.
-
-    Plain Python, as :func:`design_cascade`: a design runs once per track on a few
-    scalars, and compiling it cost more than a first run's whole use of it (0.5 s of a
-    first master, against microseconds here).
-
-    Parameters
-    ----------
-    kind : int, one of PEAKING, LOW_SHELF, HIGH_SHELF, HIGH_PASS, LOW_PASS
-    frequency_hz : float, centre / corner frequency, 0 < f < sample_rate / 2
-    gain_db : float, boost or cut (ignored by the pass filters)
-    q : float > 0; for shelves this is the cookbook's Q (0.707 = slope S of 1)
-    sample_rate : float, Hz
-
-    Returns
-    -------
-    sos : float64 [shape=(6,)]
-    """
-    a_lin = 10.0 ** (gain_db / 40.0)  # cookbook "A"
-    w0 = 2.0 * math.pi * frequency_hz / sample_rate
-    cw = math.cos(w0)
-    alpha = math.sin(w0) / (2.0 * q)
-    b0, b1, b2, a0, a1, a2 = _rbj_coefficients(kind, a_lin, cw, alpha)
-    out = np.empty(6)
-    out[0] = b0 / a0
-    out[1] = b1 / a0
-    out[2] = b2 / a0
-    out[3] = 1.0
-    out[4] = a1 / a0
-    out[5] = a2 / a0
-    return out
-
-
-def _rbj_coefficients(kind, a_lin, cw, alpha):
-    """The cookbook's ``(b0, b1, b2, a0, a1, a2)`` of filter ``kind``, before
-    normalising, from ``A``, ``cos(w0)`` and ``alpha``."""
-    if kind == PEAKING:
-        return (
-            1.0 + alpha * a_lin,
-            -2.0 * cw,
-            1.0 - alpha * a_lin,
-            1.0 + alpha / a_lin,
-            -2.0 * cw,
-            1.0 - alpha / a_lin,
-        )
-    if kind == LOW_SHELF:
-        sq = 2.0 * math.sqrt(a_lin) * alpha
-        return (
-            a_lin * ((a_lin + 1.0) - (a_lin - 1.0) * cw + sq),
-            2.0 * a_lin * ((a_lin - 1.0) - (a_lin + 1.0) * cw),
-            a_lin * ((a_lin + 1.0) - (a_lin - 1.0) * cw - sq),
-            (a_lin + 1.0) + (a_lin - 1.0) * cw + sq,
-            -2.0 * ((a_lin - 1.0) + (a_lin + 1.0) * cw),
-            (a_lin + 1.0) + (a_lin - 1.0) * cw - sq,
-        )
-    if kind == HIGH_SHELF:
-        sq = 2.0 * math.sqrt(a_lin) * alpha
-        return (
-            a_lin * ((a_lin + 1.0) + (a_lin - 1.0) * cw + sq),
-            -2.0 * a_lin * ((a_lin - 1.0) + (a_lin + 1.0) * cw),
-            a_lin * ((a_lin + 1.0) + (a_lin - 1.0) * cw - sq),
-            (a_lin + 1.0) - (a_lin - 1.0) * cw + sq,
-            2.0 * ((a_lin - 1.0) - (a_lin + 1.0) * cw),
-            (a_lin + 1.0) - (a_lin - 1.0) * cw - sq,
-        )
-    if kind == HIGH_PASS:
-        return (
-            (1.0 + cw) / 2.0,
-            -(1.0 + cw),
-            (1.0 + cw) / 2.0,
-            1.0 + alpha,
-            -2.0 * cw,
-            1.0 - alpha,
-        )
-    # LOW_PASS
-    return ((1.0 - cw) / 2.0, 1.0 - cw, (1.0 - cw) / 2.0, 1.0 + alpha, -2.0 * cw, 1.0 - alpha)
-
-
-def design_cascade(kinds, frequencies_hz, gains_db, qs, sample_rate):
-    """Stack :func:`rbj_biquad` sections into an ``(n_sections, 6)`` sos array."""
-    sos = np.empty((len(kinds), 6))
-    for i in range(len(kinds)):
-        sos[i] = rbj_biquad(
-            int(kinds[i]), float(frequencies_hz[i]), float(gains_db[i]), float(qs[i]), sample_rate
-        )
-    return sos
-
 
 #: Sections per generated cascade loop; longer cascades run in groups of this many.
 MAX_SECTIONS = 8
@@ -404,7 +305,7 @@ def store_pair_state_into(zf, z, c, c1, g0):
 
 @jit
 def sos_filter_into(x, sos, zi, y):
-    """:func:`sos_filter` into a caller's array; returns ``zf``. ``x`` must be
+    """``auralis_batch.filters.sos_filter`` into a caller's array; returns ``zf``. ``x`` must be
     C-contiguous float64; ``y`` may be ``x``.
 
     Writes
@@ -430,32 +331,3 @@ def sos_filter_into(x, sos, zi, y):
             _pair_into(src[c], src[c1], y[c], y[c1], coefs, z)
             store_pair_state_into(zf, z, c, c1, g0)
     return zf
-
-
-def sos_filter(x, sos, zi):
-    """Filter ``x`` through the cascade ``sos`` (transposed direct form II).
-
-    Same samples as ``scipy.signal.sosfilt`` (same operations in the same order), about
-    3x faster on stereo: see the module docstring. A thin allocating wrapper around
-    :func:`sos_filter_into`: NumPy allocates ``y`` because it asks the kernel for huge
-    pages on large arrays, and the page faults of a 4 KiB-page allocation (Numba's)
-    cost as much as the filter itself on a 4-minute track.
-
-    Parameters
-    ----------
-    x : float64 [shape=(channels, n)]
-    sos : float64 [shape=(sections, 6)], ``a0 == 1``
-    zi : float64 [shape=(channels, sections, 2)], state from the previous block
-        (zeros to start)
-
-    Returns
-    -------
-    y : float64 [shape=(channels, n)]
-    zf : float64 [shape=(channels, sections, 2)], state for the next block
-    """
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    sos = np.ascontiguousarray(sos, dtype=np.float64)
-    zi = np.ascontiguousarray(zi, dtype=np.float64)
-    y = np.empty_like(x)
-    zf = sos_filter_into(x, sos, zi, y)
-    return y, zf

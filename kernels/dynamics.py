@@ -4,7 +4,7 @@ Both are stateful: every call takes the state the previous call returned and ret
 the new state, so a file processed in blocks of any size gives exactly the samples of
 one piece. Neither kernel mutates its inputs. Their parameter and state arrays have
 named layouts (``COMP_*``, ``LIM_*``) that the wrappers in ``auralis_batch.dynamics``
-import; :func:`limiter_state` allocates the limiter's initial state.
+import; ``auralis_batch.dynamics`` allocates the limiter's initial state.
 """
 
 from __future__ import annotations
@@ -296,21 +296,6 @@ def limiter_sizes(lookahead, taps, hold):
     delay = m + taps - 2
     window = max(delay + 1, hold)
     return delay, window, box1, box2
-
-
-def limiter_state(channels, delay, window, box1, box2):
-    """The state of :func:`limiter` at the start of a stream, for ``channels`` and the
-    sizes of :func:`limiter_sizes`: ``(fstate, istate, delay_buf, dq_val, dq_idx, box1,
-    box2)``, the order :func:`limiter` takes and returns them (silence, nothing held)."""
-    return (
-        np.zeros(LIM_N_FSTATE),
-        np.zeros(LIM_N_ISTATE, dtype=np.int64),
-        np.zeros((channels, delay)),
-        np.ones(window),
-        np.zeros(window, dtype=np.int64),
-        np.zeros(box1),
-        np.zeros(box2),
-    )
 
 
 #: Windows per detector chunk.
@@ -618,7 +603,7 @@ def limiter(x, bank, params, fstate, istate, delay_buf, dq_val, dq_idx, box1, bo
 
     Detector (:func:`_required_gains_into`): window ``j`` = the ``T`` input samples
     ending at input ``j`` (``T`` taps per phase of ``bank``,
-    :func:`kernels.truepeak.polyphase_bank`). Its 4x polyphase values between inputs
+    ``auralis_batch.filters.polyphase_bank``). Its 4x polyphase values between inputs
     ``j - T/2`` and ``j - T/2 + 1`` (phase 0 is the sample itself), refined by a
     parabola through the largest and its neighbours, give ``pk[j]``, the largest
     inter-sample value over channels; required gain ``r[j] = min(1, ceiling / pk[j])``.
@@ -657,7 +642,7 @@ def limiter(x, bank, params, fstate, istate, delay_buf, dq_val, dq_idx, box1, bo
     dq_val, dq_idx : float64, int64 [shape=(window,)] sliding-minimum deque (ring)
     box1, box2 : float64 rings of the two box filters (reduction values)
 
-    The state at the start of a stream is :func:`limiter_state`; its sizes are
+    The state at the start of a stream is ``auralis_batch.dynamics.limiter_state``; its sizes are
     :func:`limiter_sizes`.
 
     Returns

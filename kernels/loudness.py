@@ -10,8 +10,6 @@ blocks gives exactly the result of one piece.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ._jit import jit
@@ -25,42 +23,6 @@ LRA_RELATIVE_GATE_LU = -20.0  # EBU Tech 3342
 SUBBLOCKS_MOMENTARY = 4  # 400 ms
 SUBBLOCKS_SHORT_TERM = 30  # 3 s
 LRA_HOP_SUBBLOCKS = 10  # short-term values for LRA every 1 s (as libebur128)
-
-
-def k_weighting_sos(sample_rate: float) -> np.ndarray:
-    """K-weighting for any sample rate, shape ``(2, 6)``.
-
-    Both stages are derived from their analog prototypes by the bilinear transform with
-    pre-warping (the parametrisation libebur128 uses), so at 48 kHz they reproduce the
-    coefficients published in BS.1770-4 Tables 1 and 2.
-
-    Stage 1, the head's acoustic effect: a high shelf of +4 dB around 1682 Hz.
-    Stage 2, the RLB weighting: a second-order high-pass at 38 Hz.
-    """
-    fs = float(sample_rate)
-    # Stage 1: high-shelf.
-    f0 = 1681.974450955533
-    gain_db = 3.999843853973347
-    q = 0.7071752369554196
-    k = math.tan(math.pi * f0 / fs)
-    vh = 10.0 ** (gain_db / 20.0)
-    vb = vh**0.4996667741545416
-    a0 = 1.0 + k / q + k * k
-    shelf = [
-        (vh + vb * k / q + k * k) / a0,
-        2.0 * (k * k - vh) / a0,
-        (vh - vb * k / q + k * k) / a0,
-        1.0,
-        2.0 * (k * k - 1.0) / a0,
-        (1.0 - k / q + k * k) / a0,
-    ]
-    # Stage 2: RLB high-pass (numerator 1, -2, 1 as in the standard).
-    f0 = 38.13547087602444
-    q = 0.5003270373238773
-    k = math.tan(math.pi * f0 / fs)
-    a0 = 1.0 + k / q + k * k
-    highpass = [1.0, -2.0, 1.0, 1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0]
-    return np.array([shelf, highpass], dtype=np.float64)
 
 
 LANES = 8  # partial sums per sub-block: the squares vectorise, and stay streamable
@@ -80,7 +42,7 @@ def kweighted_subblock_power(x, sos, zi, acc, count, subblock_len):
     Parameters
     ----------
     x : float64 [shape=(channels, n)], C-contiguous
-    sos : float64 [shape=(2, 6)] from :func:`k_weighting_sos`
+    sos : float64 [shape=(2, 6)] from ``auralis_batch.filters.k_weighting_sos``
     zi : float64 [shape=(channels, 2, 2)] filter state
     acc : float64 [shape=(channels, LANES)] partial sums of squares of the open sub-block
     count : int, samples already in the open sub-block

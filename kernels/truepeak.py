@@ -14,31 +14,6 @@ import numpy as np
 
 from ._jit import jit
 
-
-def polyphase_bank(oversample: int = 4, taps_per_phase: int = 24, beta: float = 8.0) -> np.ndarray:
-    """Design the interpolation filter bank, shape ``(oversample, taps_per_phase)``.
-
-    A windowed-sinc low-pass at the original Nyquist, cut into phases. Each phase's taps
-    sum to 1 (unity gain at DC) so a constant is reproduced exactly at every phase.
-    BS.1770-4 Annex 2's example uses 4 phases of 12 taps, whose response already droops
-    1 dB at 18 kHz (at 44.1 kHz) and so under-reads peaks of bright material; 24 taps
-    with a Kaiser window (beta 8) are flat to 0.03 dB at 18 kHz and -1 dB at 20 kHz.
-    """
-    n_total = oversample * taps_per_phase
-    # Centre so phase p holds h[k*L + p], delay (taps_per_phase/2) input samples.
-    m = np.arange(n_total, dtype=np.float64) - (taps_per_phase // 2) * oversample
-    h = np.sinc(m / oversample) * np.kaiser(n_total, beta)
-    bank = np.empty((oversample, taps_per_phase), dtype=np.float64)
-    for p in range(oversample):
-        phase = h[p::oversample][:taps_per_phase]
-        bank[p] = phase / phase.sum()
-    # Phase 0 is the sample instant: sinc's zeros make it a unit impulse, exactly here
-    # (np.sinc leaves ~1e-17 at its zeros), so its outputs are the samples themselves.
-    bank[0] = 0.0
-    bank[0, taps_per_phase // 2] = 1.0
-    return np.ascontiguousarray(bank[:, ::-1])  # reversed: dot with oldest..newest
-
-
 #: Relative margin on the skip bound: a tap sum evaluated in floating point can exceed
 #: the rounded ``gain * max|x|`` by a few ulps (24 terms: < 3e-15 relative), and a
 #: chunk skipped on an exact tie would then lose that ulp, or lose it in one stream cut
@@ -79,7 +54,7 @@ def true_peak_block(x, bank, history, floor, sample_floor):
     Parameters
     ----------
     x : float64 [shape=(channels, n)]
-    bank : float64 [shape=(phases, taps)] from :func:`polyphase_bank`
+    bank : float64 [shape=(phases, taps)] from ``auralis_batch.filters.polyphase_bank``
     history : float64 [shape=(channels, taps - 1)], last input samples of the previous block
     floor : float64 [shape=(channels,)], peaks known so far (zeros to start)
     sample_floor : float64 [shape=(channels,)], sample peaks known so far

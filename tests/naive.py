@@ -12,7 +12,7 @@ import math
 import numpy as np
 from scipy import signal
 
-from auralis_batch.kernels.loudness import k_weighting_sos
+from auralis_batch.filters import k_weighting_sos
 
 
 def one_pole_coef(time_ms: float, sample_rate: float) -> float:

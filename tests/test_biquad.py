@@ -9,7 +9,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from scipy import signal
 
 from auralis_batch.eq import Equalizer, design_eq
-from auralis_batch.kernels.biquad import (
+from auralis_batch.filters import (
     HIGH_PASS,
     HIGH_SHELF,
     LOW_PASS,
@@ -18,8 +18,8 @@ from auralis_batch.kernels.biquad import (
     design_cascade,
     rbj_biquad,
     sos_filter,
-    sos_filter_into,
 )
+from auralis_batch.kernels.biquad import sos_filter_into
 from auralis_batch.kernels.quantize import quantize_into
 from auralis_batch.presets import EQBand, EQSettings
 

@@ -514,6 +514,33 @@ def test_every_kernel_is_compiled_with_options_from_jit():
         pytest.skip("NUMBA_DISABLE_JIT: no dispatchers")
 
 
+def test_kernels_package_holds_only_kernels():
+    """``kernels/`` is Numba kernels only (the design card): every function a module
+    defines there is jitted or an intrinsic. Work on a few values once per track
+    (filter designs, initial states) lives in ``auralis_batch``. The exceptions are
+    the compile options themselves and the LLVM IR emitter of the cascade's intrinsic,
+    which Numba runs while compiling."""
+    import ast
+    from pathlib import Path
+
+    import auralis_batch.kernels as kernels_pkg
+
+    compile_time = {"biquad.py": {"_c64", "_CascadeEmitter"}}
+    plain = []
+    for path in sorted(Path(kernels_pkg.__file__).parent.glob("*.py")):
+        if path.name in ("__init__.py", "_jit.py"):
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if not isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                continue
+            decorators = [ast.unparse(d) for d in node.decorator_list]
+            if any(d.startswith(("jit", "intrinsic")) for d in decorators):
+                continue
+            if node.name not in compile_time.get(path.name, ()):
+                plain.append(f"{path.name}:{node.name}")
+    assert plain == []
+
+
 def test_limiter_reports_each_blocks_gain_reduction():
     from auralis_batch.dynamics import Limiter
 

@@ -17,8 +17,9 @@ import pytest
 from scipy import signal
 
 from auralis_batch.errors import AudioError, ParameterError
-from auralis_batch.kernels.loudness import LANES, k_weighting_sos, kweighted_subblock_power
-from auralis_batch.kernels.truepeak import polyphase_bank, true_peak_block
+from auralis_batch.filters import k_weighting_sos, polyphase_bank
+from auralis_batch.kernels.loudness import LANES, kweighted_subblock_power
+from auralis_batch.kernels.truepeak import true_peak_block
 from auralis_batch.meter import (
     LoudnessMeter,
     block_powers,
