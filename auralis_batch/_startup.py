@@ -10,6 +10,8 @@ does on a machine without SciPy.
 Only the CLI's process and the batch workers it starts do this (the CLI sets
 :data:`OWN_PROCESS_ENV`): in a program that imports the package, other Numba code may
 need BLAS, and that process is left as it is.
+
+The CLI also keeps freed memory in its heap (:func:`keep_freed_memory`).
 """
 
 from __future__ import annotations
@@ -42,3 +44,44 @@ def load_numba_numpy_support() -> None:
         import numba.np.arraymath  # noqa: F401
     finally:
         sys.meta_path.remove(finder)
+
+
+#: glibc's malloc hands a freed block of 128 KiB or more (every 1 MiB block of audio a
+#: pass allocates) back to the kernel and page-faults it in again on the next
+#: allocation. Blocks up to this size stay in the heap instead ...
+MMAP_THRESHOLD_BYTES = 32 << 20
+#: ... and the heap keeps this much free memory at its top before trimming it. The
+#: peak is unchanged (the memory is reused, not added); a reference match of two
+#: 3-minute tracks takes a third fewer page faults and about 0.1 s less CPU.
+TRIM_THRESHOLD_BYTES = 512 << 20
+#: The same settings for the processes the CLI starts (glibc reads it at their start).
+GLIBC_TUNABLES = (
+    f"glibc.malloc.mmap_threshold={MMAP_THRESHOLD_BYTES}"
+    f":glibc.malloc.trim_threshold={TRIM_THRESHOLD_BYTES}"
+)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+def keep_freed_memory() -> bool:
+    """Keep freed blocks up to :data:`MMAP_THRESHOLD_BYTES` in this process's heap and
+    in the processes it starts (workers, the compile warm-up), on glibc; elsewhere, or
+    when the user set ``GLIBC_TUNABLES``, do nothing. True when this process's
+    allocator took the settings."""
+    if not sys.platform.startswith("linux") or "GLIBC_TUNABLES" in os.environ:
+        return False
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # musl, or no glibc
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    took = (
+        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
+        and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
+    )
+    if took:
+        os.environ["GLIBC_TUNABLES"] = GLIBC_TUNABLES
+    return took

@@ -770,11 +770,12 @@ def _sturdy_streams() -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    from ._startup import OWN_PROCESS_ENV
+    from ._startup import OWN_PROCESS_ENV, keep_freed_memory
 
     # This process and the workers it starts run nothing but the package's kernels
     # (auralis_batch._startup: Numba's BLAS probe need not load scipy.linalg).
     os.environ[OWN_PROCESS_ENV] = "1"
+    keep_freed_memory()
     _sturdy_streams()
     _one_line_warnings()
     app(prog_name="auralis-batch")

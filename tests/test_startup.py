@@ -103,3 +103,34 @@ def test_only_the_clis_processes_hide_scipy_linalg_from_numba(own_process):
     )
     expected = "BLAS False False" if own_process else "BLAS True True"
     assert expected in res.stdout, res.stdout + res.stderr
+
+
+KEEP_FREED = """
+import ctypes, json, os
+from auralis_batch import _startup
+took = _startup.keep_freed_memory()
+print("KEEP", json.dumps({"took": took, "env": os.environ.get("GLIBC_TUNABLES")}))
+"""
+
+
+def _keep_freed(env: dict[str, str]) -> dict:
+    res = subprocess.run(
+        [sys.executable, "-c", KEEP_FREED], capture_output=True, text=True, timeout=60, env=env
+    )
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("KEEP "))
+    return json.loads(line[len("KEEP ") :])
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None,
+    reason="glibc only",
+)
+def test_cli_keeps_freed_memory_in_its_heap_and_its_childrens():
+    """glibc takes the thresholds, and the processes the CLI starts inherit them; a
+    user's own GLIBC_TUNABLES is left alone."""
+    from auralis_batch._startup import GLIBC_TUNABLES
+
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    assert _keep_freed(env) == {"took": True, "env": GLIBC_TUNABLES}
+    mine = "glibc.malloc.arena_max=2"
+    assert _keep_freed({**env, "GLIBC_TUNABLES": mine}) == {"took": False, "env": mine}
