@@ -46,7 +46,6 @@ from .kernels.dynamics import (
     LIM_RELEASE,
     compressor,
     limiter,
-    limiter_sizes,
 )
 from .limits import MAX_SAMPLE_RATE_HZ, MIN_LOOKAHEAD_MS, MIN_SAMPLE_RATE_HZ
 
@@ -96,6 +95,24 @@ def _block(block: np.ndarray, channels: int) -> np.ndarray:
             f"block must have shape ({channels}, n) (channels, samples), got {x.shape}"
         )
     return x
+
+
+def limiter_sizes(lookahead: int, taps: int, hold: int) -> tuple[int, int, int, int]:
+    """``(delay, window, box1, box2)`` for ``kernels.dynamics.limiter``.
+
+    ``lookahead`` samples of gain ramp, a true-peak interpolator of ``taps`` taps per
+    phase and a hold of ``hold`` samples. The two box filters have a combined support
+    of ``lookahead`` samples; the audio is delayed by ``lookahead + taps - 2`` and the
+    sliding minimum spans at least ``lookahead + taps - 1`` samples, so every sample
+    inside the interpolation window of a peak is scaled by at most that peak's required
+    gain (proof in ``kernels.dynamics.limiter``).
+    """
+    m = max(lookahead, 2)
+    box1 = (m + 1) // 2
+    box2 = m + 1 - box1
+    delay = m + taps - 2
+    window = max(delay + 1, hold)
+    return delay, window, box1, box2
 
 
 def limiter_state(

@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from ._bits import bits_f64, f64_bits
 from ._jit import jit
 
 # ----------------------------------------------------------------------- compressor
@@ -54,7 +55,7 @@ _MANTISSA = 0x000FFFFFFFFFFFFF
 _ONE_BITS = 0x3FF0000000000000
 
 
-@jit(ieee_division=True)
+@jit(ieee_division=True, inline=True)
 def _static_curve_into(peak, m_bits, thr, ratio, knee, knee_start, out):
     """Static gain reduction (dB, >= 0) of linear peaks: Giannoulis, Massberg & Reiss
     (2012), eq. 4, returned as ``x_G - y_G``: 0 below ``T - W/2``,
@@ -71,17 +72,15 @@ def _static_curve_into(peak, m_bits, thr, ratio, knee, knee_start, out):
     m_bits : int64 [shape=(m,)] scratch
     """
     m = out.shape[0]
-    bits = peak.view(np.int64)
     for i in range(m):
-        m_bits[i] = (bits[i] & _MANTISSA) | _ONE_BITS
-    mant = m_bits.view(np.float64)
+        m_bits[i] = (f64_bits(peak[i]) & _MANTISSA) | _ONE_BITS
     slope = 1.0 - 1.0 / ratio
     half_knee = 0.5 * knee
     inv_2knee = 1.0 / (2.0 * knee) if knee > 0.0 else 0.0
     for i in range(m):
         p = peak[i]
-        k = float((bits[i] >> 52) - 1023)
-        f = mant[i]
+        k = float((f64_bits(p) >> 52) - 1023)
+        f = bits_f64(m_bits[i])
         big = f > _SQRT2
         f = 0.5 * f if big else f
         k = k + 1.0 if big else k
@@ -116,7 +115,7 @@ def _exp(x):
     return 1.0 - ((lo - (r * c) / (2.0 - c)) - hi), k
 
 
-@jit(ieee_division=True)
+@jit(ieee_division=True, inline=True)
 def _gains_into(yl, makeup, makeup_lin, g, scale_bits):
     """Linear output gains of gain reductions ``yl`` (dB).
 
@@ -134,10 +133,9 @@ def _gains_into(yl, makeup, makeup_lin, g, scale_bits):
         e, k = _exp(x)
         g[i] = e
         scale_bits[i] = (int(k) + 1023) << 52
-    scale = scale_bits.view(np.float64)
     for i in range(m):
         v = yl[i]
-        gi = g[i] * scale[i]
+        gi = g[i] * bits_f64(scale_bits[i])
         gi = 0.0 if v > 1e300 else gi  # an infinite reduction mutes, as exp(-inf) would
         g[i] = makeup_lin if v == 0.0 else gi
 
@@ -279,25 +277,6 @@ LIM_I_SAMPLES, LIM_I_HEAD, LIM_I_QLEN, LIM_I_POS1, LIM_I_NZ1, LIM_I_POS2, LIM_I_
 LIM_N_ISTATE = 7
 
 
-@jit
-def limiter_sizes(lookahead, taps, hold):
-    """``(delay, window, box1, box2)`` for the limiter of :func:`limiter`.
-
-    ``lookahead`` samples of gain ramp, a true-peak interpolator of ``taps`` taps per
-    phase and a hold of ``hold`` samples. The two box filters have a combined support
-    of ``lookahead`` samples; the audio is delayed by ``lookahead + taps - 2`` and the
-    sliding minimum spans at least ``lookahead + taps - 1`` samples, so every sample
-    inside the interpolation window of a peak is scaled by at most that peak's required
-    gain (proof in :func:`limiter`).
-    """
-    m = max(lookahead, 2)
-    box1 = (m + 1) // 2
-    box2 = m + 1 - box1
-    delay = m + taps - 2
-    window = max(delay + 1, hold)
-    return delay, window, box1, box2
-
-
 #: Windows per detector chunk.
 LIM_CHUNK = 256
 
@@ -427,7 +406,7 @@ def _windows_to_detect(buf, n, n_taps, m_skip):
     window, so the result does not depend on block boundaries."""
     n_ch, total = buf.shape
     delay = total - n
-    need = np.zeros(n, dtype=np.bool_)
+    need = np.empty(n, dtype=np.bool_)  # every entry is written below
     last_loud = -1
     for k in range(total):
         loud = False
@@ -643,7 +622,7 @@ def limiter(x, bank, params, fstate, istate, delay_buf, dq_val, dq_idx, box1, bo
     box1, box2 : float64 rings of the two box filters (reduction values)
 
     The state at the start of a stream is ``auralis_batch.dynamics.limiter_state``; its sizes are
-    :func:`limiter_sizes`.
+    ``auralis_batch.dynamics.limiter_sizes``.
 
     Returns
     -------

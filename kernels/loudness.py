@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import jit
-from .biquad import cascade_coefs, cascade_pair_into, pair_state, store_pair_state_into
+from .biquad import cascade2_pair_into, cascade_coefs, pair_state, store_pair_state_into
 
 # BS.1770-4 constants.
 LUFS_OFFSET = -0.691  # eq. 2: L = -0.691 + 10 log10(sum G_i z_i)
@@ -68,7 +68,7 @@ def kweighted_subblock_power(x, sos, zi, acc, count, subblock_len):
             size = min(_KW_CHUNK, n - start)
             y0 = ybuf[0, :size]
             y1 = ybuf[1, :size]
-            cascade_pair_into(
+            cascade2_pair_into(
                 x[c, start : start + size], x[c1, start : start + size], y0, y1, coefs, z
             )
             m, k = _subblocks_into(y0, y1, c, c1, m, k, subblock_len, lanes, power)

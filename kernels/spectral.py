@@ -271,7 +271,7 @@ def level_rise(levels_db, prev_db, state):
     prev_db, state : the new state (new arrays)
     """
     nf, nb = levels_db.shape
-    env = np.zeros(nf)
+    env = np.empty(nf)  # every frame is written below
     prev = prev_db.copy()
     have_prev = state[0] == 1
     for t in range(nf):

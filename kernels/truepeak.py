@@ -21,7 +21,7 @@ from ._jit import jit
 BOUND_MARGIN = 1e-12
 
 
-@jit
+@jit(inline=True)
 def _bank_gain(bank):
     """Largest sum of |taps| over the phases, plus :data:`BOUND_MARGIN`: a bound with
     ``|interpolated| <= gain * max|input|`` even for the rounded sums."""
@@ -130,16 +130,16 @@ def _exact_peak_into(xc, hist, bank, xmax, hmax, best, gain, win, out):
     n_back = (hist_len + CHUNK - 1) // CHUNK  # earlier chunks a window reaches into
     j = 0
     while j < n_chunks:
-        if _window_max(xmax, hmax, j, n_back) * gain <= best:
-            j += 1
-            continue
-        j2 = j + 1  # a short run of chunks that need exact values, so best keeps up
+        j2 = j  # a short run of chunks that need exact values, so best keeps up
         while (
             j2 < n_chunks
             and j2 - j < RUN_CHUNKS
             and _window_max(xmax, hmax, j2, n_back) * gain > best
         ):
             j2 += 1
+        if j2 == j:  # chunk j cannot beat best
+            j += 1
+            continue
         lo = j * CHUNK
         size = min(j2 * CHUNK, n) - lo
         # the run's inputs: history then x, as one window

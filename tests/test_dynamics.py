@@ -517,15 +517,19 @@ def test_every_kernel_is_compiled_with_options_from_jit():
 def test_kernels_package_holds_only_kernels():
     """``kernels/`` is Numba kernels only (the design card): every function a module
     defines there is jitted or an intrinsic. Work on a few values once per track
-    (filter designs, initial states) lives in ``auralis_batch``. The exceptions are
-    the compile options themselves and the LLVM IR emitter of the cascade's intrinsic,
-    which Numba runs while compiling."""
+    (filter designs, sizes, initial states) lives in ``auralis_batch``. The exceptions
+    are the compile options themselves, the code generators of the intrinsics (Numba
+    runs them while compiling) and the intrinsics' plain stand-ins under
+    ``NUMBA_DISABLE_JIT``."""
     import ast
     from pathlib import Path
 
     import auralis_batch.kernels as kernels_pkg
 
-    compile_time = {"biquad.py": {"_c64", "_CascadeEmitter"}}
+    compile_time = {
+        "biquad.py": {"_c64", "_CascadeEmitter", "_cascade_intrinsic"},
+        "_bits.py": {"_f64_bits_py", "_bits_f64_py"},
+    }
     plain = []
     for path in sorted(Path(kernels_pkg.__file__).parent.glob("*.py")):
         if path.name in ("__init__.py", "_jit.py"):

@@ -445,6 +445,22 @@ def test_subblock_powers_match_sosfilt_and_a_plain_mean(sample_rate, channels):
     assert count == x.shape[1] % sub
 
 
+def test_subblock_powers_of_a_longer_cascade_still_filter_every_section():
+    """The meter's cascade is generated for the K-weighting's two sections only; a
+    longer one (not the meter's, but a kernel does not validate) runs section after
+    section rather than skipping some."""
+    sample_rate, sub = 48000, 4800
+    x = music_like(seconds=1.0, sample_rate=sample_rate, channels=2, seed=9)
+    extra = signal.butter(2, 1000.0, fs=sample_rate, output="sos")
+    sos = np.ascontiguousarray(np.vstack([k_weighting_sos(sample_rate), extra]))
+    got, _, _, _ = kweighted_subblock_power(
+        x, sos, np.zeros((2, 3, 2)), np.zeros((2, LANES)), 0, sub
+    )
+    y = signal.sosfilt(sos, x, axis=-1)
+    expected = (y[:, : x.shape[1] // sub * sub] ** 2).reshape(2, -1, sub).mean(axis=-1)
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+
+
 @pytest.mark.parametrize("channels", [1, 2, 5])
 def test_true_peak_block_matches_every_value_by_convolution(channels):
     # Skipping and vector lanes aside, the peak is the largest |value| of every phase.
