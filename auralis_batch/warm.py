@@ -28,6 +28,7 @@ inherit the warm-up's pid in :data:`WARM_PID_ENV` and wait for it the same way.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import subprocess
 import sys
@@ -173,4 +174,7 @@ def main() -> None:
     if len(args) > 1 and args[1].isdigit():
         _die_with(int(args[1]))
     load_numba_numpy_support()
+    # Compiling is all this short process does: no collections at all while it does
+    # (about 0.1 GB more at its peak, 0.5 s less CPU than the CLI's thresholds).
+    gc.disable()
     compile_render(bit_depth=args[0] if args else "24")
