@@ -67,7 +67,7 @@ from .records import (
     skipped_record,
     summarize,
 )
-from .settings import RunSettings
+from .settings import RunSettings, needs_fingerprint
 
 if TYPE_CHECKING:
     from .engine import Watch
@@ -711,7 +711,9 @@ def _run(
     # A machine's first run: the render's kernels compile beside the analysis's, here
     # (a cluster's workers compile their own).
     local = units and (n_jobs == 1 or _local_backend())
-    warmup = warm.start(settings.bit_depth) if local else None
+    # A run whose analysis is the meter alone compiles part of the render itself.
+    share = () if needs_fingerprint(settings) else warm.METER_ONLY_SHARE
+    warmup = warm.start(settings.bit_depth, run_share=share) if local else None
     try:
         with _signals_stop_the_run():
             try:

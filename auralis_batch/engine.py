@@ -203,7 +203,8 @@ def _prepare(job: Job, settings: RunSettings, cache, watch: Watch, budget_bytes:
         decoded + samples * (PROCESSED_BYTES_PER_SAMPLE + EQUALISED_BYTES_PER_SAMPLE)
         <= budget_bytes
     )
-    warm.wait(check=watch.check)  # a first run's render kernels, compiled beside (warm.py)
+    # a first run's render kernels, compiled beside (warm.py)
+    warm.wait(check=watch.check, bit_depth=settings.bit_depth)
     return _Prepared(job, info, analysis, preset, source, processed_fits, equalised_fits)
 
 

@@ -41,6 +41,10 @@ if what == "warm":
     from auralis_batch.warm import compile_render
     compile_render()
     snap["warm"] = signatures()
+elif what == "stages":  # each stage alone, in a process of its own
+    from auralis_batch.warm import compile_render
+    compile_render(stages=tuple(sys.argv[2].split(",")))
+    snap["stages"] = signatures()
 else:
     from auralis_batch import analyze_file, load_preset, master_array
     for path in sys.argv[2:]:
@@ -97,6 +101,17 @@ def test_the_warm_up_compiles_what_the_render_uses_and_nothing_the_analysis_comp
     assert {k: (warm_sigs[k], analysis[k]) for k in shared if warm_sigs[k] != analysis[k]} == {}
 
 
+def test_the_stages_split_between_run_and_warm_up_compile_what_all_of_them_do():
+    """Each stage compiles its own kernels: the run's share and the warm-up's together
+    are the whole warm-up, and no kernel is compiled by both."""
+    whole = _signatures("warm")["warm"]
+    share = ",".join(warm.METER_ONLY_SHARE)
+    rest = ",".join(s for s in warm.STAGES if s not in warm.METER_ONLY_SHARE)
+    mine, theirs = _signatures("stages", share)["stages"], _signatures("stages", rest)["stages"]
+    assert set(mine).isdisjoint(theirs)
+    assert {**mine, **theirs} == whole
+
+
 def test_start_does_nothing_for_a_program_that_imports_the_package(monkeypatch):
     monkeypatch.delenv(OWN_PROCESS_ENV, raising=False)
     monkeypatch.setattr("auralis_batch._kernels_compiled", lambda kernels=(): False)
@@ -150,8 +165,8 @@ def test_a_run_with_a_warm_up_waits_for_it_and_leaves_nothing_running(
     started: list[warm.Warmup] = []
     real_start = warm.start
 
-    def spy(bit_depth: str = "24") -> warm.Warmup | None:
-        w = real_start(bit_depth)
+    def spy(bit_depth: str = "24", **kw) -> warm.Warmup | None:
+        w = real_start(bit_depth, **kw)
         if w is not None:
             started.append(w)
         return w
@@ -168,7 +183,9 @@ def test_a_run_with_a_warm_up_waits_for_it_and_leaves_nothing_running(
     )
     res = run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1)
     assert res.summary["failed"] == 0
-    assert len(started) == 1 and waited == [f"{os.getpid()}:{started[0].proc.pid}"]
+    # a fixed preset without the cache: the run compiles the EQ itself, then waits
+    assert len(started) == 1
+    assert waited == [f"{os.getpid()}:{started[0].proc.pid}:{','.join(warm.METER_ONLY_SHARE)}"]
     assert started[0].proc.poll() is not None  # ended, and reaped
     assert warm.WARM_PID_ENV not in os.environ
     got, _ = sf.read(tmp_path / "out" / "a.flac", dtype="int32")
