@@ -55,6 +55,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from .errors import AudioError
 from .filters import LOW_PASS, rbj_biquad, sos_filter
@@ -66,11 +67,8 @@ from .kernels.spectral import (
     COL_ROLLOFF,
     COL_SILENT,
     N_FEATURE_COLS,
-    count_peaks,
     downmix_stats,
     frame_features,
-    level_rise,
-    percussive_share,
     windowed_frames_into,
 )
 from .kernels.tempo import (
@@ -209,6 +207,111 @@ def _periodic_hann(n: int) -> np.ndarray:
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
 
 
+# Once-per-track steps of the temporal traits, in NumPy rather than kernels: each works
+# on one table of frames at the end of a track, and as kernels they cost a first run
+# 0.7 s of compiling for milliseconds of work. Every sum keeps a kernel's order (one
+# running sum: ``np.cumsum``'s last value, where ``np.sum`` would pair the terms up),
+# so the results are the bits the kernels gave, and the cached fingerprints stay valid.
+def _running_sum(values: np.ndarray) -> float:
+    return float(np.cumsum(values)[-1]) if values.size else 0.0
+
+
+def level_rise(
+    levels_db: np.ndarray, prev_db: np.ndarray, state: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Onset strength: mean over bands of the rise in level since the previous frame.
+
+    Parameters
+    ----------
+    levels_db : float64 [shape=(frames, bands)], floored band levels
+    prev_db : float64 [shape=(bands,)], state: the previous frame's levels. Not modified.
+    state : int64 [shape=(1,)], state: 1 when ``prev_db`` holds a frame. Not modified.
+
+    Returns
+    -------
+    env : float64 [shape=(frames,)], half-wave rectified rise, summed band by band in
+        order and divided by the number of bands
+    prev_db, state : the new state (new arrays)
+    """
+    nf, nb = levels_db.shape
+    if nf == 0:
+        return np.zeros(0), prev_db.copy(), state.copy()
+    before = np.empty_like(levels_db)
+    before[0] = prev_db
+    before[1:] = levels_db[:-1]
+    rise = levels_db - before
+    rise = np.where(rise > 0.0, rise, 0.0)  # NaN rises count as none
+    if state[0] != 1:
+        rise[0] = 0.0  # no frame before the first
+    new_state = state.copy()
+    new_state[0] = 1
+    return np.cumsum(rise, axis=1)[:, -1] / nb, levels_db[-1].copy(), new_state
+
+
+def count_peaks(
+    env: np.ndarray,
+    pre_max: int,
+    post_max: int,
+    pre_avg: int,
+    post_avg: int,
+    delta: float,
+    wait: int,
+) -> int:
+    """Number of onsets picked from ``env`` (librosa.util.peak_pick's rule).
+
+    A frame is an onset when it is the maximum of ``env[t - pre_max : t + post_max + 1]``,
+    exceeds the mean of ``env[t - pre_avg : t + post_avg + 1]`` by ``delta`` (windows
+    cut at the ends), and comes more than ``wait`` frames after the previous onset.
+    """
+    n = env.shape[0]
+    if n == 0:
+        return 0
+    pad = (np.full(pre_max, -np.inf), env, np.full(post_max, -np.inf))
+    is_max = env >= sliding_window_view(np.concatenate(pad), pre_max + post_max + 1).max(axis=1)
+    pad = (np.zeros(pre_avg), env, np.zeros(post_avg))  # zeros leave a running sum alone
+    sums = np.cumsum(sliding_window_view(np.concatenate(pad), pre_avg + post_avg + 1), axis=1)
+    t = np.arange(n)
+    counts = np.minimum(n, t + post_avg + 1) - np.maximum(0, t - pre_avg)
+    candidates = np.flatnonzero(is_max & ~(env < sums[:, -1] / counts + delta))
+    count, last = 0, -wait - 1
+    for i in candidates.tolist():
+        if i - last > wait:
+            count += 1
+            last = i
+    return count
+
+
+def percussive_share(band_power: np.ndarray, silent: np.ndarray, half_width: int) -> float:
+    """Share of energy in short bursts: a median-filter harmonic/percussive split.
+
+    Each band's harmonic part is its median over ``2 * half_width + 1`` frames (what
+    sustains; fewer at the edges, the mean of the middle two when even); the
+    percussive part is what rises above it. Returns the percussive energy over the
+    total, over the frames where ``silent`` is 0, in [0, 1] (0.0 with no energy).
+    """
+    nf, nb = band_power.shape
+    if nf == 0:
+        return 0.0
+    width = 2 * half_width + 1
+    med = np.empty((nf, nb))
+    if nf >= width:
+        inner = np.sort(sliding_window_view(band_power, width, axis=0), axis=-1)
+        med[half_width : nf - half_width] = inner[:, :, half_width]
+    edges = set(range(min(half_width, nf))) | set(range(max(0, nf - half_width), nf))
+    for t in sorted(edges):  # windows cut short
+        seg = np.sort(band_power[max(0, t - half_width) : t + half_width + 1], axis=0)
+        m = seg.shape[0]
+        med[t] = seg[m // 2] if m % 2 == 1 else 0.5 * (seg[m // 2 - 1] + seg[m // 2])
+    live = silent == 0.0
+    energy = band_power[live].T  # band by band, each band's frames in order
+    harmonic = med[live].T
+    total = _running_sum(energy.ravel())
+    if total <= 0.0:
+        return 0.0
+    burst = np.where(energy > harmonic, energy - harmonic, 0.0)
+    return _running_sum(burst.ravel()) / total
+
+
 def log_flux(
     band_power: np.ndarray,
     reference_power: float,
@@ -225,7 +328,7 @@ def log_flux(
     near-empty bands wobbles by several dB from frame to frame and would otherwise read
     as onsets. ``prev_db`` and ``state`` carry the previous frame across calls: returns
     ``(envelope, prev_db, state)`` with the new state. The logarithms run in NumPy
-    (vectorised); the rises in :func:`kernels.spectral.level_rise`.
+    (vectorised), and so do the rises (:func:`level_rise`).
     """
     p = band_power * (1.0 / reference_power)
     if p.shape[0] == 0:

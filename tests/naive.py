@@ -88,3 +88,54 @@ def true_peak(x: np.ndarray, bank: np.ndarray) -> np.ndarray:
             values = np.convolve(padded[c], phase[::-1], mode="valid")
             peaks[c] = max(peaks[c], np.abs(values).max(initial=0.0))
     return peaks
+
+
+def level_rise(levels_db: np.ndarray, prev_db: np.ndarray, state: np.ndarray):
+    """Mean over bands of the half-wave rectified rise since the previous frame."""
+    nf, nb = levels_db.shape
+    env, prev, have_prev = np.empty(nf), prev_db.copy(), state[0] == 1
+    for t in range(nf):
+        s = 0.0
+        for b in range(nb):
+            d = levels_db[t, b] - prev[b]
+            if have_prev and d > 0.0:
+                s += d
+            prev[b] = levels_db[t, b]
+        env[t] = s / nb
+        have_prev = True
+    return env, prev, np.array([1 if have_prev else 0], dtype=np.int64)
+
+
+def count_peaks(env, pre_max, post_max, pre_avg, post_avg, delta, wait) -> int:
+    """librosa.util.peak_pick's rule, one frame at a time."""
+    n, count, last = env.shape[0], 0, -wait - 1
+    for t in range(n):
+        v = env[t]
+        if any(env[j] > v for j in range(max(0, t - pre_max), min(n, t + post_max + 1))):
+            continue
+        s, c = 0.0, 0
+        for j in range(max(0, t - pre_avg), min(n, t + post_avg + 1)):
+            s += env[j]
+            c += 1
+        if v >= s / c + delta and t - last > wait:
+            count += 1
+            last = t
+    return count
+
+
+def percussive_share(band_power: np.ndarray, silent: np.ndarray, half_width: int) -> float:
+    """Energy above each band's running median over the total, non-silent frames."""
+    nf, nb = band_power.shape
+    perc = total = 0.0
+    for b in range(nb):
+        for t in range(nf):
+            if silent[t] != 0.0:
+                continue
+            window = sorted(band_power[max(0, t - half_width) : t + half_width + 1, b])
+            m = len(window)
+            med = window[m // 2] if m % 2 else 0.5 * (window[m // 2 - 1] + window[m // 2])
+            e = band_power[t, b]
+            total += e
+            if e > med:
+                perc += e - med
+    return perc / total if total > 0.0 else 0.0

@@ -14,8 +14,11 @@ from auralis_batch.fingerprint import (
     DEFAULT_TEMPO_BPM,
     TEMPO_CONFIDENCE_THRESHOLD,
     FingerprintAnalyzer,
+    count_peaks,
     estimate_tempo,
     fingerprint,
+    level_rise,
+    percussive_share,
 )
 from auralis_batch.kernels.spectral import (
     COL_CENTROID,
@@ -23,9 +26,9 @@ from auralis_batch.kernels.spectral import (
     COL_ROLLOFF,
     downmix_stats,
     frame_features,
-    level_rise,
 )
 
+from . import naive
 from .conftest import import_librosa, music_like
 from .signals import click_track, drum_pattern
 
@@ -369,3 +372,31 @@ def test_feature_table_columns_are_the_kernel_constants():
     an.process(music_like(seconds=1.0))
     an._spectral(an._framer.flush_spectra())
     assert an._rows[0].shape[1] == len(BAND_EDGES_HZ) + spectral.N_FEATURE_COLS
+
+
+# ------------------------------------------------------------- temporal traits vs loops
+@pytest.mark.parametrize("seed", range(40))
+def test_temporal_traits_equal_plain_loops_bit_for_bit(seed):
+    """Level rise, peak picking and the percussive share are NumPy with the loops' order
+    of summation: the same bits as plain loops (tests/naive.py), ties and edges
+    included, so fingerprints cached before stay what an analysis gives now."""
+    rng = np.random.default_rng(seed)
+    nf = int(rng.integers(0, 40)) if seed % 2 else int(rng.integers(40, 1500))
+    nb = int(rng.integers(1, 26))
+    levels = rng.uniform(-80.0, 0.0, (nf, nb))
+    levels[rng.random((nf, nb)) < 0.2] = -80.0  # floored bands: equal levels
+    prev, state = rng.uniform(-80.0, 0.0, nb), np.array([seed % 3 == 0], dtype=np.int64)
+    got, expected = level_rise(levels, prev, state), naive.level_rise(levels, prev, state)
+    for g, e in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(g, e)
+
+    env = np.round(rng.random(nf) ** 3, 1 + seed % 3)  # coarse: ties between neighbours
+    args = (1 + seed % 4, seed % 3, 1 + seed % 5, seed % 6, 0.07, seed % 5)
+    assert count_peaks(env, *args) == naive.count_peaks(env, *args)
+
+    power = np.round(rng.random((nf, nb)) ** 4, 2 + seed % 3)
+    silent = (rng.random(nf) < 0.1).astype(np.float64)
+    half_width = 1 + seed % 5
+    assert percussive_share(power, silent, half_width) == naive.percussive_share(
+        power, silent, half_width
+    )
