@@ -711,8 +711,8 @@ def _run(
     # A machine's first run: the render's kernels compile beside the analysis's, here
     # (a cluster's workers compile their own).
     local = units and (n_jobs == 1 or _local_backend())
-    # A run whose analysis is the meter alone compiles part of the render itself.
-    share = () if needs_fingerprint(settings) else warm.METER_ONLY_SHARE
+    # The run compiles its share of the render itself, after its analysis.
+    share = warm.FINGERPRINT_SHARE if needs_fingerprint(settings) else warm.METER_ONLY_SHARE
     warmup = warm.start(settings.bit_depth, run_share=share) if local else None
     try:
         with _signals_stop_the_run():
