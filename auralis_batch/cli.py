@@ -316,6 +316,12 @@ def _master_settings(
         _fail_usage(f"--out {out}: not writable ({exc.strerror or exc})")
     ref_record = None
     if reference is not None:
+        if not dry_run and backend == "local":
+            from . import warm
+
+            # The render's kernels compile beside the reference's analysis, not after
+            # it (the batch adopts this warm-up and ends it).
+            warm.start(bit_depth, run_share=warm.FINGERPRINT_SHARE)
         ref_record = _analyse_reference(reference, no_cache=no_cache, cache_dir=cache_dir)
     return RunSettings(
         preset="reference" if reference is not None else preset,

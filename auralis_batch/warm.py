@@ -59,6 +59,10 @@ _POLL_S = 0.02
 class Warmup:
     """The running warm-up process (see the module docstring)."""
 
+    #: The one this process started and has not stopped: a later :func:`start`
+    #: (the batch, after the CLI started it before analysing a reference) adopts it.
+    current: Warmup | None = None
+
     def __init__(self, proc: subprocess.Popen) -> None:
         self.proc = proc
         # Reaped as soon as it ends, so that its pid stops answering (a zombie would
@@ -68,6 +72,8 @@ class Warmup:
 
     def stop(self) -> None:
         """End it now if it still runs (the run is over, or stopped)."""
+        if Warmup.current is self:
+            Warmup.current = None
         if self.proc.poll() is None:
             with contextlib.suppress(OSError):
                 self.proc.kill()
@@ -98,6 +104,8 @@ def start(bit_depth: str = "24", *, run_share: tuple[str, ...] = ()) -> Warmup |
     from . import RENDER_KERNEL, _kernels_compiled
     from ._startup import OWN_PROCESS_ENV
 
+    if Warmup.current is not None:
+        return Warmup.current
     if os.environ.get(OWN_PROCESS_ENV) != "1" or _usable_cpus() < 2:
         return None
     if os.environ.get(WARM_PID_ENV) or _kernels_compiled((RENDER_KERNEL,)):
@@ -119,7 +127,8 @@ def start(bit_depth: str = "24", *, run_share: tuple[str, ...] = ()) -> Warmup |
     except OSError:
         return None
     os.environ[WARM_PID_ENV] = _env_value(proc.pid, run_share)
-    return Warmup(proc)
+    Warmup.current = Warmup(proc)
+    return Warmup.current
 
 
 def wait(limit_s: float = WAIT_LIMIT_S, *, check=None, bit_depth: str = "24") -> None:

@@ -416,15 +416,21 @@ def test_startup_over_bare_python(benchmark, goals, env, scratch, command):
 
 # --------------------------------------------------------------------------- first call
 @pytest.mark.benchmark(group="e2e first master: compile into an empty Numba cache")
-@pytest.mark.parametrize("flags", ["default", "--no-cache"])
+@pytest.mark.parametrize("flags", ["default", "--no-cache", "--reference"])
 def test_first_master_compile(benchmark, goals, env, scratch, warm, flags):
     """``master`` of the bundled example with an empty ``NUMBA_CACHE_DIR`` (every kernel
     the command uses compiles and is written), against the same run with the cache the
-    warm-up filled; compilation is the difference."""
-    extra = ["--no-cache"] if flags == "--no-cache" else []
+    warm-up filled; compilation is the difference. The three paths compile different
+    sets: the meter alone (a fixed preset without the cache), meter and fingerprint
+    (the default), and a reference match (its matching EQ, the reference's analysis)."""
+    extra = {
+        "default": [],
+        "--no-cache": ["--no-cache"],
+        "--reference": ["--reference", EXAMPLE],
+    }[flags]
 
     def cmd(work: Path) -> list:
-        cache = [] if extra else ["--cache-dir", work / "cache"]
+        cache = [] if "--no-cache" in extra else ["--cache-dir", work / "cache"]
         return [CLI, "master", EXAMPLE, "--out", work / "out", *cache, *extra, "--quiet"]
 
     first = Contender(

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -192,6 +193,43 @@ def test_a_run_with_a_warm_up_waits_for_it_and_leaves_nothing_running(
     got, _ = sf.read(tmp_path / "out" / "a.flac", dtype="int32")
     expected, _ = sf.read(tmp_path / "plain" / "a.flac", dtype="int32")
     np.testing.assert_array_equal(got, expected)
+
+
+def test_a_reference_run_starts_the_warm_up_before_analysing_the_reference(
+    tmp_path, monkeypatch, write_audio
+):
+    """The reference is analysed before the batch starts: the warm-up starts before
+    it, and the batch adopts that warm-up (one process, ended with the run)."""
+    from typer.testing import CliRunner
+
+    from auralis_batch import analysis
+    from auralis_batch.cli import app
+
+    write_audio("lib/a.flac", music_like(seconds=2.0))
+    ref = write_audio("ref.flac", music_like(seconds=2.0, seed=3))
+    events: list[str] = []
+    real_start, real_analyze = warm.start, analysis.analyze_file
+
+    def spy_start(bit_depth: str = "24", **kw) -> warm.Warmup | None:
+        w = real_start(bit_depth, **kw)
+        events.append(f"start {w.proc.pid if w else None}")
+        return w
+
+    def spy_analyze(path, **kw):
+        events.append(f"analyse {Path(path).name}")
+        return real_analyze(path, **kw)
+
+    monkeypatch.setenv(OWN_PROCESS_ENV, "1")
+    monkeypatch.setattr("auralis_batch._kernels_compiled", lambda kernels=(): False)
+    monkeypatch.setattr(warm, "start", spy_start)
+    monkeypatch.setattr(analysis, "analyze_file", spy_analyze)
+    args = ["master", str(tmp_path / "lib"), "--reference", str(ref), "-j", "1", "-q"]
+    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert events[0].startswith("start ") and events[1] == "analyse ref.flac"
+    pids = {e for e in events if e.startswith("start ")}
+    assert len(pids) == 1 and "start None" not in pids  # adopted, not a second one
+    assert warm.Warmup.current is None and warm.WARM_PID_ENV not in os.environ
 
 
 @pytest.mark.skipif(os.name != "posix", reason="signals")
