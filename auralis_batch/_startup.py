@@ -62,9 +62,11 @@ def load_numba_numpy_support() -> None:
     gc.freeze()
 
 
-#: glibc's malloc hands a freed block of 128 KiB or more (every 1 MiB block of audio a
-#: pass allocates) back to the kernel and page-faults it in again on the next
-#: allocation. Blocks up to this size stay in the heap instead ...
+#: glibc's malloc serves a block of 128 KiB or more (the about 1 MB buffers a pass
+#: allocates per block of audio, several per block) with fresh mmap pages, returns
+#: them on free, and the kernel zeroes them again for the next: 14 % of a track's
+#: time was in the kernel, and memory bandwidth that two workers then fought over.
+#: Blocks up to this size stay in the heap instead ...
 MMAP_THRESHOLD_BYTES = 32 << 20
 #: ... and the heap keeps this much free memory at its top before trimming it. The
 #: peak is unchanged (the memory is reused, not added); a reference match of two
@@ -77,27 +79,33 @@ GLIBC_TUNABLES = (
 )
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_kept = False
 
 
-def keep_freed_memory() -> bool:
-    """Keep freed blocks up to :data:`MMAP_THRESHOLD_BYTES` in this process's heap and
-    in the processes it starts (workers, the compile warm-up), on glibc; elsewhere, or
-    when the user set ``GLIBC_TUNABLES``, do nothing. True when this process's
-    allocator took the settings."""
-    if not sys.platform.startswith("linux") or "GLIBC_TUNABLES" in os.environ:
+def keep_freed_memory(*, children: bool = False) -> bool:
+    """Keep freed blocks up to :data:`MMAP_THRESHOLD_BYTES` in this process's heap, and
+    with ``children`` (the CLI) in the processes it starts (workers, the compile
+    warm-up) through ``GLIBC_TUNABLES``. Once per process; on glibc only, and not when
+    the process started with a malloc threshold of the user's (or ours, inherited).
+    True when the settings are in effect."""
+    global _kept
+    if _kept:
+        return True
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if not sys.platform.startswith("linux") or "glibc.malloc.mmap_threshold" in tunables:
         return False
     import ctypes
 
     try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own symbols: glibc's
     except (OSError, AttributeError):  # musl, or no glibc
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    took = (
+    _kept = (
         mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
         and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
     )
-    if took:
+    if _kept and children and not tunables:
         os.environ["GLIBC_TUNABLES"] = GLIBC_TUNABLES
-    return took
+    return _kept

@@ -135,35 +135,6 @@ def _inject_fault(unit: Sequence[Job], watch: Watch) -> None:
                 watch.vanish_after_commit = True
 
 
-_MALLOC_TUNED = False
-
-
-def _tune_malloc() -> None:
-    """Keep the per-block buffers (about 1 MB each, several per block) in the heap.
-
-    glibc serves allocations of that size with fresh mmap pages and returns them on
-    free, so every block paid ~200 page faults per buffer and the kernel zeroed the
-    pages again: 14 % of a track's time in the kernel, and memory bandwidth that two
-    workers then fight over. Above these thresholds glibc behaves as before. Once per
-    process; Linux only (elsewhere, or where libc has no ``mallopt``, skipped).
-    """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED:
-        return
-    _MALLOC_TUNED = True
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None)  # the process's own symbols: glibc's, no ldconfig call
-        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-        libc.mallopt(m_mmap_threshold, 16 * 1024 * 1024)
-        libc.mallopt(m_trim_threshold, 32 * 1024 * 1024)
-    except (OSError, AttributeError):
-        pass
-
-
 _ORPHAN_GUARD = False
 _IN_TRACK = False  # a worker is inside the engine (its errors become a failed record)
 _TERM_PENDING: list[int] = []  # a pool worker got SIGTERM inside a track: its run's pid
@@ -219,11 +190,11 @@ def master_unit(
     # The engine (and with it NumPy's DSP, Numba and the kernels) loads here, in the
     # worker, when there is a track to master: a re-run with nothing left to do, and
     # the parent of a pool, never pay for it.
-    from ._startup import load_numba_numpy_support
+    from ._startup import keep_freed_memory, load_numba_numpy_support
     from .engine import Watch, master_album, master_track
 
     load_numba_numpy_support()
-    _tune_malloc()
+    keep_freed_memory()
     _die_with_the_run(parent_pid)
     if parent_pid is not None and parent_pid != os.getpid() and os.getppid() != parent_pid:
         os._exit(0)  # a pool worker whose run died before this unit started: nobody waits
@@ -711,8 +682,11 @@ def _run(
     # A machine's first run: the render's kernels compile beside the analysis's, here
     # (a cluster's workers compile their own).
     local = units and (n_jobs == 1 or _local_backend())
-    # The run compiles its share of the render itself, after its analysis.
-    share = warm.FINGERPRINT_SHARE if needs_fingerprint(settings) else warm.METER_ONLY_SHARE
+    # With -j 1 the run compiles its share of the render itself, after its analysis;
+    # workers (each would compile it) leave it all to the warm-up.
+    share: tuple[str, ...] = ()
+    if n_jobs == 1:
+        share = warm.FINGERPRINT_SHARE if needs_fingerprint(settings) else warm.METER_ONLY_SHARE
     warmup = warm.start(settings.bit_depth, run_share=share) if local else None
     try:
         with _signals_stop_the_run():

@@ -216,11 +216,22 @@ def _run_master(**opts) -> None:
     os.environ.setdefault(
         "PYTHONWARNINGS", "ignore:::joblib.externals.loky.backend.resource_tracker"
     )
-    settings = _master_settings(**opts)
-    progress = BatchProgress(enabled=not opts["quiet"] and not opts["dry_run"])
-    progress.kernels = _master_kernels(settings)
-    result = _run_batch(settings, progress, **opts)
+    try:
+        settings = _master_settings(**opts)
+        progress = BatchProgress(enabled=not opts["quiet"] and not opts["dry_run"])
+        progress.kernels = _master_kernels(settings)
+        result = _run_batch(settings, progress, **opts)
+    finally:
+        _stop_warm_up()
     _report(result, progress, **opts)
+
+
+def _stop_warm_up() -> None:
+    """End a warm-up started for a reference's analysis that no batch adopted (a usage
+    error after it, a stop, nothing left to do); the batch ends the one it adopts."""
+    warm = sys.modules.get("auralis_batch.warm")
+    if warm is not None and warm.Warmup.current is not None:
+        warm.Warmup.current.stop()
 
 
 def _can_create_in(folder: Path) -> bool:
@@ -781,7 +792,7 @@ def main() -> None:
     # This process and the workers it starts run nothing but the package's kernels
     # (auralis_batch._startup: Numba's BLAS probe need not load scipy.linalg).
     os.environ[OWN_PROCESS_ENV] = "1"
-    keep_freed_memory()
+    keep_freed_memory(children=True)
     _sturdy_streams()
     _one_line_warnings()
     app(prog_name="auralis-batch")

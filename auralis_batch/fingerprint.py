@@ -212,8 +212,11 @@ def _periodic_hann(n: int) -> np.ndarray:
 # 0.7 s of compiling for milliseconds of work. Every sum keeps a kernel's order (one
 # running sum: ``np.cumsum``'s last value, where ``np.sum`` would pair the terms up),
 # so the results are the bits the kernels gave, and the cached fingerprints stay valid.
-def _running_sum(values: np.ndarray) -> float:
-    return float(np.cumsum(values)[-1]) if values.size else 0.0
+def _running_sum(values: np.ndarray, start: float = 0.0) -> float:
+    """``start + values[0] + values[1] + ...``, added left to right."""
+    if not values.size:
+        return start
+    return float(np.cumsum(np.concatenate(([start], values)))[-1])
 
 
 def level_rise(
@@ -289,27 +292,32 @@ def percussive_share(band_power: np.ndarray, silent: np.ndarray, half_width: int
     percussive part is what rises above it. Returns the percussive energy over the
     total, over the frames where ``silent`` is 0, in [0, 1] (0.0 with no energy).
     """
-    nf, nb = band_power.shape
-    if nf == 0:
-        return 0.0
-    width = 2 * half_width + 1
-    med = np.empty((nf, nb))
-    if nf >= width:
-        inner = np.sort(sliding_window_view(band_power, width, axis=0), axis=-1)
-        med[half_width : nf - half_width] = inner[:, :, half_width]
-    edges = set(range(min(half_width, nf))) | set(range(max(0, nf - half_width), nf))
-    for t in sorted(edges):  # windows cut short
-        seg = np.sort(band_power[max(0, t - half_width) : t + half_width + 1], axis=0)
+    nb = band_power.shape[1]
+    live = silent == 0.0
+    total = burst = 0.0
+    for b in range(nb):  # one band at a time: memory in proportion to one band's frames
+        energy = band_power[:, b]
+        harmonic = _running_median(energy, half_width)[live]
+        energy = energy[live]
+        total = _running_sum(energy, total)
+        burst = _running_sum(np.where(energy > harmonic, energy - harmonic, 0.0), burst)
+    return burst / total if total > 0.0 else 0.0
+
+
+def _running_median(x: np.ndarray, half_width: int) -> np.ndarray:
+    """Median of ``x[t - half_width : t + half_width + 1]`` for each ``t`` (cut at the
+    ends; the mean of the middle two of an even count)."""
+    n, width = x.shape[0], 2 * half_width + 1
+    med = np.empty(n)
+    if n >= width:
+        med[half_width : n - half_width] = np.sort(sliding_window_view(x, width), axis=1)[
+            :, half_width
+        ]
+    for t in sorted(set(range(min(half_width, n))) | set(range(max(0, n - half_width), n))):
+        seg = np.sort(x[max(0, t - half_width) : t + half_width + 1])
         m = seg.shape[0]
         med[t] = seg[m // 2] if m % 2 == 1 else 0.5 * (seg[m // 2 - 1] + seg[m // 2])
-    live = silent == 0.0
-    energy = band_power[live].T  # band by band, each band's frames in order
-    harmonic = med[live].T
-    total = _running_sum(energy.ravel())
-    if total <= 0.0:
-        return 0.0
-    burst = np.where(energy > harmonic, energy - harmonic, 0.0)
-    return _running_sum(burst.ravel()) / total
+    return med
 
 
 def log_flux(

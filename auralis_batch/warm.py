@@ -1,24 +1,28 @@
 """A machine's first ``master`` compiles the render's kernels in a second process.
 
 Numba compiles each kernel the first time a process calls it and keeps the machine
-code in its cache (``NUMBA_CACHE_DIR``); on an empty cache that is about 13 s of one
+code in its cache (``NUMBA_CACHE_DIR``); on an empty cache that is about 9 s of one
 core, half for the analysis (meters, fingerprint) and half for the render (EQ,
-compressor, limiter). A track is analysed before it is rendered, so the two halves
-would compile one after the other. When the render's kernels are not in the cache,
-:func:`start` runs a process that compiles them (on a short synthetic signal, through
-the same wrappers the render uses, so the same specialisations) while this process
-compiles the analysis's; :func:`wait`, called when a track's analysis is done, waits
-for it, and the render then loads its kernels from the cache. A failed or killed
-warm-up costs nothing but time: whatever it did not compile, the render compiles.
+compressor, limiter, quantiser). A track is analysed before it is rendered, so the
+two halves would compile one after the other. When the render's kernels are not in
+the cache, :func:`start` runs a process that compiles them (on a short synthetic
+signal, through the same wrappers the render uses, so the same specialisations)
+while this process compiles the analysis's; :func:`wait`, called when a track's
+analysis is done, first compiles the run's own share of the render's stages (a
+``-j 1`` run keeps one, :data:`METER_ONLY_SHARE` or :data:`FINGERPRINT_SHARE`, so
+that neither process idles), then waits for the warm-up, and the render then loads
+its kernels from the cache. A failed or killed warm-up costs nothing but time:
+whatever it did not compile, the render compiles. With ``--reference`` the CLI starts
+the warm-up before it analyses the reference, and the batch adopts it.
 
 The two processes never compile different specialisations of one kernel at the same
 time: Numba's cache index of a kernel is read, extended and written back without a
-lock, and two such writers could each claim the same data file for their own. The
-warm-up runs only the EQ, the compressor, the limiter and the quantiser, and every
-render waits for it first; the one kernel the analysis may call meanwhile (the
-cascade, for tempo's decimation of a high sample rate) it calls with the same types,
-so both would write the same entry (``tests/test_warm.py`` checks the
-specialisations).
+lock, and two such writers could each claim the same data file for their own. Each
+stage is compiled by one of the two only (the run's share is the run's own process's,
+never its workers'), and every render waits for the warm-up first; the one kernel the
+analysis may call meanwhile (the cascade, for tempo's decimation of a high sample
+rate) it calls with the same types, so both would write the same entry
+(``tests/test_warm.py`` checks the specialisations).
 
 Only the CLI's own process does this (``_startup.OWN_PROCESS_ENV``): a program that
 imports the package is not handed a process it did not ask for. Batch workers
@@ -141,7 +145,7 @@ def wait(limit_s: float = WAIT_LIMIT_S, *, check=None, bit_depth: str = "24") ->
     if not pid.isdigit() or (str(os.getpid()) != run and str(os.getppid()) != run):
         return
     own = tuple(s for s in share.split(",") if s in STAGES)
-    if own:
+    if own and str(os.getpid()) == run:  # the run itself, never its workers
         compile_render(bit_depth=bit_depth, stages=own)
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:

@@ -10,11 +10,11 @@ which:
 
 1. **State in, state out** (the default). It leaves every argument as it found it and
    returns its results followed by the new state, in the order the state came in:
-   ``y, trace, state = compressor(x, params, state, want_trace)``, as
+   ``y, trace, state = compressor(x, params, state, want_trace)``, the way
    ``scipy.signal.sosfilt`` returns ``(y, zf)``.
    Streaming is feeding each call the state the previous one returned; blocks of any
    size then give the samples of one piece. A kernel that needs to update its state
-   works on a copy (``zi.copy()``) and returns that.
+   works on a copy (``state.copy()``) and returns that.
 2. **Out-arguments, visibly marked.** A function that writes into any of its
    arguments (an output the caller allocated, scratch, state updated in place) has a
    name ending in ``_into`` and a ``Writes`` section in its docstring listing every

@@ -1,6 +1,6 @@
 """Tempo from an onset-strength envelope: periodicity, metrical levels, the beat level.
 
-The envelope (mean dB rise per band, :func:`kernels.spectral.level_rise`) is
+The envelope (mean dB rise per band: :func:`onset_envelopes`) is
 detrended and autocorrelated (``A``, normalised so that ``A[0] = 1``) over lags up to
 four periods of the slowest tempo. Then:
 

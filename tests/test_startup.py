@@ -106,10 +106,14 @@ def test_only_the_clis_processes_hide_scipy_linalg_from_numba(own_process):
 
 
 KEEP_FREED = """
-import ctypes, json, os
+import json, os, subprocess, sys
 from auralis_batch import _startup
-took = _startup.keep_freed_memory()
-print("KEEP", json.dumps({"took": took, "env": os.environ.get("GLIBC_TUNABLES")}))
+took = _startup.keep_freed_memory(children=True)
+child = subprocess.run(
+    [sys.executable, "-c", "import os; print(os.environ.get('GLIBC_TUNABLES'))"],
+    capture_output=True, text=True,
+).stdout.strip()
+print("KEEP", json.dumps({"took": took, "env": os.environ.get("GLIBC_TUNABLES"), "child": child}))
 """
 
 
@@ -127,10 +131,15 @@ def _keep_freed(env: dict[str, str]) -> dict:
 )
 def test_cli_keeps_freed_memory_in_its_heap_and_its_childrens():
     """glibc takes the thresholds, and the processes the CLI starts inherit them; a
-    user's own GLIBC_TUNABLES is left alone."""
+    user's own GLIBC_TUNABLES is left alone, and a malloc threshold of theirs wins."""
     from auralis_batch._startup import GLIBC_TUNABLES
 
     env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    assert _keep_freed(env) == {"took": True, "env": GLIBC_TUNABLES}
+    ours = GLIBC_TUNABLES
+    assert _keep_freed(env) == {"took": True, "env": ours, "child": ours}
     mine = "glibc.malloc.arena_max=2"
-    assert _keep_freed({**env, "GLIBC_TUNABLES": mine}) == {"took": False, "env": mine}
+    got = _keep_freed({**env, "GLIBC_TUNABLES": mine})
+    assert got == {"took": True, "env": mine, "child": mine}
+    mine = "glibc.malloc.mmap_threshold=65536"
+    got = _keep_freed({**env, "GLIBC_TUNABLES": mine})
+    assert got == {"took": False, "env": mine, "child": mine}
