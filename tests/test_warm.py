@@ -244,6 +244,59 @@ def test_a_reference_run_starts_the_warm_up_before_analysing_the_reference(
     assert warm.Warmup.current is None and warm.WARM_PID_ENV not in os.environ
 
 
+@pytest.mark.parametrize(("n_jobs", "use_cache", "share"), [
+    (1, False, warm.METER_ONLY_SHARE),
+    (1, True, warm.FINGERPRINT_SHARE),
+    (2, False, ()),  # each worker would compile the run's share: the warm-up does it all
+])  # fmt: skip
+def test_the_run_keeps_a_share_of_the_compile_only_with_one_job(
+    tmp_path, monkeypatch, write_audio, n_jobs, use_cache, share
+):
+    write_audio("lib/a.flac", music_like(seconds=1.0))
+    write_audio("lib/b.flac", music_like(seconds=1.0, seed=2))
+    shares: list[tuple[str, ...]] = []
+
+    def spy(bit_depth: str = "24", *, run_share: tuple[str, ...] = ()) -> None:
+        shares.append(run_share)
+        return None  # no process: the share is what is checked
+
+    monkeypatch.setattr(warm, "start", spy)
+    settings = RunSettings(preset="gentle", use_cache=use_cache, cache_dir=str(tmp_path / "c"))
+    res = run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=n_jobs)
+    assert res.summary["failed"] == 0
+    assert shares == [share]
+
+
+def test_a_warm_up_started_for_a_reference_ends_when_the_run_is_refused(
+    tmp_path, monkeypatch, write_audio
+):
+    """OUT is the input folder (exit 2 after the reference was analysed): the warm-up
+    the CLI started for the reference ends with the refusal, not later."""
+    from typer.testing import CliRunner
+
+    from auralis_batch.cli import app
+
+    write_audio("lib/a.flac", music_like(seconds=2.0))
+    ref = write_audio("ref.flac", music_like(seconds=2.0, seed=3))
+    started: list[warm.Warmup] = []
+    real_start = warm.start
+
+    def spy(bit_depth: str = "24", **kw) -> warm.Warmup | None:
+        w = real_start(bit_depth, **kw)
+        started.append(w)
+        return w
+
+    monkeypatch.setenv(OWN_PROCESS_ENV, "1")
+    monkeypatch.setattr("auralis_batch._kernels_compiled", lambda kernels=(): False)
+    monkeypatch.setattr(warm, "start", spy)
+    lib = str(tmp_path / "lib")
+    res = CliRunner().invoke(app, ["master", lib, "--out", lib, "--reference", str(ref), "-q"])
+    assert res.exit_code == 2, res.output
+    assert len(started) == 1 and started[0] is not None
+    assert started[0].proc.poll() is not None  # ended, and reaped
+    assert warm.Warmup.current is None and warm.WARM_PID_ENV not in os.environ
+
+
 @pytest.mark.skipif(os.name != "posix", reason="signals")
 def test_stop_kills_a_warm_up_that_still_runs():
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
