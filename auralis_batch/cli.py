@@ -60,7 +60,11 @@ except ImportError:  # pragma: no cover - during partial checkouts
 
 Inputs = Annotated[
     list[Path],
-    typer.Argument(help="Audio files or folders (searched recursively).", show_default=False),
+    typer.Argument(
+        help="Audio files or folders (searched recursively).",
+        show_default=False,
+        metavar="INPUT...",
+    ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 PresetOpt = Annotated[

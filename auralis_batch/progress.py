@@ -31,9 +31,10 @@ from rich.table import Table
 
 from .records import display_names, failure_line, printable
 
-#: Said once, before the first run on a machine compiles the kernels.
+#: Said before a command compiles kernels its machine has not compiled yet (a first
+#: master, or a first analysis with tempo): about 5 s on two cores (README, Performance).
 FIRST_RUN_NOTE = (
-    "first run on this machine: compiling the DSP kernels, about 10 s once (later runs load them)"
+    "compiling the DSP kernels this command needs: about 5 s, once (later runs load them)"
 )
 
 

@@ -119,7 +119,7 @@ def start(bit_depth: str = "24", *, run_share: tuple[str, ...] = ()) -> Warmup |
             [
                 sys.executable,
                 "-c",
-                "from auralis_batch.warm import main; main()",
+                _child_code(),
                 bit_depth,
                 str(os.getpid()),
                 ",".join(s for s in STAGES if s not in run_share),
@@ -133,6 +133,15 @@ def start(bit_depth: str = "24", *, run_share: tuple[str, ...] = ()) -> Warmup |
     os.environ[WARM_PID_ENV] = _env_value(proc.pid, run_share)
     Warmup.current = Warmup(proc)
     return Warmup.current
+
+
+def _child_code() -> str:
+    """The warm-up's ``python -c`` program. ``-c`` puts the current folder first on the
+    import path: run from a checkout (the README's quickstart) with the package
+    installed, the child imported the checkout's ``auralis_batch``, which has no
+    ``kernels`` there, and died unseen. It imports the package this process runs."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return f"import sys; sys.path[0] = {root!r}; from auralis_batch.warm import main; main()"
 
 
 def wait(limit_s: float = WAIT_LIMIT_S, *, check=None, bit_depth: str = "24") -> None:

@@ -297,6 +297,28 @@ def test_a_warm_up_started_for_a_reference_ends_when_the_run_is_refused(
     assert warm.Warmup.current is None and warm.WARM_PID_ENV not in os.environ
 
 
+def test_the_warm_up_imports_the_package_of_its_run_whatever_the_folder(tmp_path, monkeypatch):
+    """Started from a folder that holds another ``auralis_batch`` (a checkout, with the
+    package installed), the warm-up imports the run's package and finishes."""
+    decoy = tmp_path / "checkout" / "auralis_batch"
+    decoy.mkdir(parents=True)
+    marker = tmp_path / "decoy-imported"
+    (decoy / "__init__.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nraise ImportError('the checkout')\n"
+    )
+    monkeypatch.chdir(decoy.parent)
+    monkeypatch.setenv(OWN_PROCESS_ENV, "1")
+    monkeypatch.setattr("auralis_batch._kernels_compiled", lambda kernels=(): False)
+    monkeypatch.setattr(warm, "_usable_cpus", lambda: 2)
+    w = warm.start()
+    assert w is not None
+    try:
+        assert w.proc.wait(timeout=300) == 0
+        assert not marker.exists()
+    finally:
+        w.stop()
+
+
 @pytest.mark.skipif(os.name != "posix", reason="signals")
 def test_stop_kills_a_warm_up_that_still_runs():
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
