@@ -740,6 +740,8 @@ def _run(
                 if note is not None:  # complete and journaled from its commit note
                     why = f"{stopped} after this track's output was written"
                     records.append(_recovered(job, settings, note, why))
+                    if on_record is not None:  # its line, as every finished track's
+                        on_record(records[-1])
                 else:
                     records.append(_unfinished(job, i in started, stopped, signum))
     return _result(records, stopped, signum, plan.notes)

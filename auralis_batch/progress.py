@@ -197,10 +197,12 @@ class BatchProgress:
         for key, label in (("not_started", "not started"), ("interrupted", "interrupted")):
             if summary.get(key):
                 parts.append(f"{summary[key]} {label}")
+        # the run's own count: it includes tracks recovered after a stop
+        audio_s = summary.get("audio_seconds", self.audio_s)
         self.console.print(
             ", ".join(parts)
-            + f"; {_hms(self.audio_s)} of audio in {elapsed:.1f} s"
-            + (f" ({self.audio_s / elapsed:.0f}x realtime)" if self.audio_s > 0 else "")
+            + f"; {_hms(audio_s)} of audio in {elapsed:.1f} s"
+            + (f" ({audio_s / elapsed:.0f}x realtime)" if audio_s > 0 else "")
         )
 
 

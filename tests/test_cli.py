@@ -335,6 +335,32 @@ def test_a_failure_line_names_the_file_once(tmp_path):
     assert res.stderr.count(str(empty)) == 1, res.stderr
 
 
+def test_the_summary_counts_a_track_recovered_after_a_stop():
+    """A track whose output was complete when the run stopped is reported ok from its
+    commit note, after the workers are gone: its audio is in the summary's total (the
+    run's count, as in the JSON report), not only what the workers reported."""
+    import io
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from auralis_batch.batch import _recovered
+    from auralis_batch.plan import Job
+    from auralis_batch.progress import BatchProgress
+    from auralis_batch.records import record, summarize
+    from auralis_batch.settings import RunSettings
+
+    progress = BatchProgress(enabled=True, interactive=False)
+    progress.console = Console(file=io.StringIO(), width=200)
+    done = record(Path("/m/a.flac"), "ok", None, Path("/o/a.flac")) | {"duration_s": 20.0}
+    progress.update(done)  # a worker's report; the recovered track has none
+    note = {"output_identity": {}, "measured": {"duration_s": 30.0}}
+    late = _recovered(Job(Path("/m/b.flac"), Path("/o/b.flac")), RunSettings(), note, "stop")
+    progress.print_summary([done, late], summarize([done, late]))
+    out = progress.console.file.getvalue()
+    assert "2 mastered" in out and "0:00:50 of audio" in out
+
+
 def test_the_summary_table_tells_same_named_tracks_apart():
     from auralis_batch.records import display_names
 
