@@ -433,7 +433,8 @@ def _report(result, progress, *, report, dry_run, quiet, **_) -> NoReturn:
     if result.signal is not None:
         s = result.summary
         left = s["interrupted"] + s["not_started"]
-        typer.echo(f"interrupted: {s['ok']} done, {left} left", err=True)
+        again = "; the same command finishes them" if left else ""
+        typer.echo(f"interrupted: {s['ok']} done, {left} left{again}", err=True)
         raise typer.Exit(code=128 + result.signal)
     if result.stopped:
         typer.echo(f"[error] {printable(result.stopped)}", err=True)
