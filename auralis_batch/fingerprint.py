@@ -212,6 +212,10 @@ def _periodic_hann(n: int) -> np.ndarray:
 # 0.7 s of compiling for milliseconds of work. Every sum keeps a kernel's order (one
 # running sum: ``np.cumsum``'s last value, where ``np.sum`` would pair the terms up),
 # so the results are the bits the kernels gave, and the cached fingerprints stay valid.
+#: Frames of :func:`count_peaks`'s windows held at a time.
+_PEAK_CHUNK = 1 << 16
+
+
 def _running_sum(values: np.ndarray, start: float = 0.0) -> float:
     """``start + values[0] + values[1] + ...``, added left to right."""
     if not values.size:
@@ -267,17 +271,21 @@ def count_peaks(
     cut at the ends), and comes more than ``wait`` frames after the previous onset.
     """
     n = env.shape[0]
-    if n == 0:
-        return 0
-    pad = (np.full(pre_max, -np.inf), env, np.full(post_max, -np.inf))
-    is_max = env >= sliding_window_view(np.concatenate(pad), pre_max + post_max + 1).max(axis=1)
-    pad = (np.zeros(pre_avg), env, np.zeros(post_avg))  # zeros leave a running sum alone
-    sums = np.cumsum(sliding_window_view(np.concatenate(pad), pre_avg + post_avg + 1), axis=1)
-    t = np.arange(n)
-    counts = np.minimum(n, t + post_avg + 1) - np.maximum(0, t - pre_avg)
-    candidates = np.flatnonzero(is_max & ~(env < sums[:, -1] / counts + delta))
+    span_max, span_avg = pre_max + post_max + 1, pre_avg + post_avg + 1
+    # windows cut at the ends: -inf never wins a maximum, zeros leave a running sum alone
+    maxed = np.concatenate((np.full(pre_max, -np.inf), env, np.full(post_max, -np.inf)))
+    summed = np.concatenate((np.zeros(pre_avg), env, np.zeros(post_avg)))
+    candidates = []
+    for a in range(0, n, _PEAK_CHUNK):  # a chunk of windows at a time: bounded memory
+        b = min(n, a + _PEAK_CHUNK)
+        top = sliding_window_view(maxed[a : b + span_max - 1], span_max).max(axis=1)
+        sums = np.cumsum(sliding_window_view(summed[a : b + span_avg - 1], span_avg), axis=1)
+        t = np.arange(a, b)
+        counts = np.minimum(n, t + post_avg + 1) - np.maximum(0, t - pre_avg)
+        v = env[a:b]
+        candidates.append(a + np.flatnonzero((v >= top) & ~(v < sums[:, -1] / counts + delta)))
     count, last = 0, -wait - 1
-    for i in candidates.tolist():
+    for i in np.concatenate(candidates).tolist() if candidates else ():
         if i - last > wait:
             count += 1
             last = i
