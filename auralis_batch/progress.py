@@ -92,8 +92,10 @@ class BatchProgress:
                 info=self._info(),
             )
         for rec in decided:
-            if rec.get("status") == "failed":
+            if rec.get("status") == "failed":  # refused at planning (a foreign file, ...)
                 self._fail(rec)
+                if self.enabled and not self.interactive:
+                    self._plain_line(rec)  # a log gets its line, as every track's
         if n_tracks:
             self.first_run_note()
 

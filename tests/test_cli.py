@@ -361,6 +361,21 @@ def test_the_summary_counts_a_track_recovered_after_a_stop():
     assert "2 mastered" in out and "0:00:50 of audio" in out
 
 
+def test_a_log_gets_a_line_for_a_track_refused_at_planning(capsys):
+    from auralis_batch.progress import BatchProgress
+
+    progress = BatchProgress(enabled=True, interactive=False)
+    refused = {
+        "input": "/m/a.flac",
+        "status": "failed",
+        "error": "refused: /o/a.flac exists and was not written by auralis-batch",
+    }
+    progress.start(0, 0.0, [refused, {"input": "/m/b.flac", "status": "skipped"}])
+    err = capsys.readouterr().err
+    assert err.count("failed") == 1 and "refused: /o/a.flac exists" in err
+    assert "/m/b.flac" not in err
+
+
 def test_the_summary_table_tells_same_named_tracks_apart():
     from auralis_batch.records import display_names
 
