@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -60,12 +62,79 @@ def loudness_from_record(record: dict[str, Any]) -> Loudness:
     return Loudness(**values)
 
 
+#: Blocks a decode-ahead thread may hold ready (each about 1.5 MB with its float64 copy).
+AHEAD_DEPTH = 2
+
+
+def _converted(blocks: Iterable[np.ndarray], hasher) -> Iterator[np.ndarray]:
+    """Each block hashed (when ``hasher``) and as C-contiguous float64."""
+    for block in blocks:
+        if hasher is not None:
+            hasher.update(block)
+        yield np.ascontiguousarray(block, dtype=np.float64)
+
+
+def _ahead(items: Iterator[np.ndarray], depth: int = AHEAD_DEPTH) -> Iterator[np.ndarray]:
+    """``items`` produced in a thread, up to ``depth`` ahead of the caller: decoding
+    (libsndfile), hashing and the float64 copy release the GIL, so they run on a
+    second core while the caller meters the block before. Whatever ``items`` raises
+    (a corrupt file, a batch's deadline or stop) is raised here, in order; when the
+    caller stops early (or is interrupted) the thread ends within a block and
+    ``items`` is closed (its file with it)."""
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(entry: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as exc:  # handed to the caller, raised there
+            put((end, exc))
+
+    worker = threading.Thread(target=produce, name="auralis-decode-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, exc = ready.get()
+            if item is end:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
+
+
 def _analyse_stream(
-    blocks, sample_rate: int, channels: int, *, tempo: bool, hasher=None, fingerprint=True
+    blocks,
+    sample_rate: int,
+    channels: int,
+    *,
+    tempo: bool,
+    hasher=None,
+    fingerprint=True,
+    ahead: bool = False,
 ):
     """Meter (and, unless ``fingerprint=False``, fingerprint and long-term spectrum) of
     one pass over ``blocks``: ``(loudness, fingerprint or None, frames, spectrum dB per
-    third octave or None, loudness curve)``."""
+    third octave or None, loudness curve)``. ``ahead``: decode, hash and convert in a
+    thread one block ahead (:func:`_ahead`; a run with a core to spare)."""
     from ._startup import load_numba_numpy_support
 
     load_numba_numpy_support()  # before the meter loads Numba's NumPy support
@@ -79,16 +148,14 @@ def _analyse_stream(
     # fingerprint); for the report's plot alone, one chunk of frames in four.
     spectrum = LongTermSpectrum(sample_rate, channels, every=1 if fingerprint else 4)
     frames = 0
-    for block in blocks:
-        if hasher is not None:
-            hasher.update(block)
-        x = np.ascontiguousarray(block, dtype=np.float64)  # one copy for both
+    converted = _converted(blocks, hasher)  # one float64 copy for every consumer
+    for x in _ahead(converted) if ahead else converted:
         meter.process(x)
         downmix = fp.process(x) if fp is not None else None
         # the fingerprint's downmix of one or two channels is the spectrum's mid
         spectrum.process(x, mid=downmix if channels <= 2 else None)
         frames += x.shape[1]
-        del block, x, downmix  # freed before the next block is decoded
+        del x, downmix  # freed before the next block is decoded
     loud = meter.result()
     curve = loudness_curve(meter.gating_block_powers())
     if fp is None:
@@ -154,6 +221,7 @@ def analyze_file(
     hash_content: bool = True,
     fingerprint: bool = True,
     watch: Callable[[Iterable[np.ndarray]], Iterable[np.ndarray]] | None = None,
+    decode_ahead: bool = False,
 ) -> dict[str, Any]:
     """Analyse one file (raises :class:`AuralisError` on bad input).
 
@@ -165,7 +233,9 @@ def analyze_file(
     ``hash_content=False`` skips the PCM hash (``content_sha256``) and
     ``fingerprint=False`` the fingerprint (the record then has the default tempo and
     ``fingerprint`` None: what a fixed preset needs) when no cache is given; a cache
-    always gets the hash, its key, and a whole record.
+    always gets the hash, its key, and a whole record. ``decode_ahead``: decode in a
+    thread one block ahead of the analysis (the same record, sooner, on a second
+    core; for a run with a core to spare).
 
     Raises
     ------
@@ -210,6 +280,7 @@ def analyze_file(
         tempo=tempo,
         hasher=hasher,
         fingerprint=fingerprint or cache is not None,
+        ahead=decode_ahead,
     )
     rec = _record(
         str(p), info, info.sample_rate, info.channels, frames, loud, finger, spectrum_db, curve

@@ -180,12 +180,14 @@ def master_unit(
     *,
     parent_pid: int | None = None,
     progress_file: Path | None = None,
+    decode_ahead: bool = False,
 ) -> list[dict]:
     """Master one track, or one album (same folder, one shared gain). Never raises.
 
     ``parent_pid``: the run's process; a worker whose parent it is stops its track
     when that process dies (no outputs nobody would journal). ``progress_file``: where
-    the worker notes how far the unit is.
+    the worker notes how far the unit is. ``decode_ahead``: the run has a core to
+    spare (see :class:`~auralis_batch.engine.Watch`).
     """
     # The engine (and with it NumPy's DSP, Numba and the kernels) loads here, in the
     # worker, when there is a track to master: a re-run with nothing left to do, and
@@ -208,6 +210,7 @@ def master_unit(
         parent_pid=parent_pid if parent_pid is not None and os.getppid() == parent_pid else None,
         progress_file=progress_file,
         interrupt=_raise_if_stopped,
+        decode_ahead=decode_ahead,
     )
     try:
         _inject_fault(unit, watch)
@@ -832,8 +835,11 @@ def _execute(
     if not units:
         return
     if n_jobs == 1:  # in-process: no pool to lose
+        # One track and a second core that would idle: its decode runs a block ahead
+        # (a library's tracks keep one core each, as -j says).
+        ahead = len(units) == 1 and len(units[0]) == 1 and warm._usable_cpus() > 1
         for i, unit in enumerate(units):
-            yield from _indexed(i, unit, settings, inflight_dir, None)[1]
+            yield from _indexed(i, unit, settings, inflight_dir, None, decode_ahead=ahead)[1]
         return
     from joblib import Parallel, delayed
 
@@ -991,13 +997,23 @@ def _unmark(inflight_dir: Path, i: int) -> None:
 
 
 def _indexed(
-    i: int, unit: list[Job], settings: RunSettings, inflight_dir: Path, parent_pid: int | None
+    i: int,
+    unit: list[Job],
+    settings: RunSettings,
+    inflight_dir: Path,
+    parent_pid: int | None,
+    *,
+    decode_ahead: bool = False,
 ) -> tuple[int, list[dict]]:
     mark = inflight_dir / str(i)
     with contextlib.suppress(OSError):
         mark.write_text("0\n")
     recs = master_unit(
-        unit, settings, parent_pid=parent_pid, progress_file=mark if mark.exists() else None
+        unit,
+        settings,
+        parent_pid=parent_pid,
+        progress_file=mark if mark.exists() else None,
+        decode_ahead=decode_ahead,
     )
     _unmark(inflight_dir, i)
     return i, recs

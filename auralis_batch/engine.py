@@ -79,6 +79,9 @@ class Watch:
     interrupt: Callable[[], None] | None = None  # raises when the run was told to stop
     commits: CommitLog | None = None  # notes each output before its rename (batch runs)
     vanish_after_commit: bool = False  # the test suite's kill -9 after a rename (FAULT_ENV)
+    #: The run has a core to spare for this track (one track, in the run's process, on
+    #: a machine with two or more): its analysis decodes a block ahead in a thread.
+    decode_ahead: bool = False
     _last_note: float = field(default=0.0, repr=False)
 
     def check(self) -> None:
@@ -191,6 +194,7 @@ def _prepare(job: Job, settings: RunSettings, cache, watch: Watch, budget_bytes:
         hash_content=False,  # with no cache nothing needs the PCM hash
         fingerprint=needs_fingerprint(settings),
         watch=lambda blocks: watch.blocks(blocks, info.frames, 0.0, 0.4),
+        decode_ahead=watch.decode_ahead,
     )
     preset = resolve_preset(settings, analysis)
     source = TrackSource(job.input, info, watch, kept=kept, keep=decoded_fits)

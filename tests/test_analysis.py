@@ -128,3 +128,58 @@ def test_analyze_json_gives_the_runner_up_tempi(tmp_path):
     res = CliRunner().invoke(app, ["analyze", str(example), "--json", "--no-cache", "--no-tempo"])
     (rec,) = json.loads(res.stdout)
     assert rec["tempo_bpm"] == 120.0 and rec["tempo_candidates"] == []
+
+
+# --------------------------------------------------------------------------- decode ahead
+def _without_timing(rec: dict) -> dict:
+    return {k: v for k, v in rec.items() if k != "seconds"}
+
+
+def test_decoding_ahead_gives_the_same_record_and_kept_blocks(write_audio):
+    """A thread decoding a block ahead changes when the work happens, not what it
+    gives: the record (hash included) and the blocks kept for the render."""
+    import threading
+
+    from auralis_batch.analysis import analyze_file
+
+    path = write_audio("long.flac", music_like(seconds=8.0))  # several blocks
+    before = threading.active_count()
+    kept_plain: list[np.ndarray] = []
+    kept_ahead: list[np.ndarray] = []
+    plain = analyze_file(path, keep_blocks=kept_plain)
+    ahead = analyze_file(path, keep_blocks=kept_ahead, decode_ahead=True)
+    assert _without_timing(ahead) == _without_timing(plain)
+    assert len(kept_ahead) == len(kept_plain) > 1
+    for a, b in zip(kept_ahead, kept_plain, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert threading.active_count() == before
+
+
+def test_decoding_ahead_raises_what_the_decoder_or_the_watch_raises(write_audio, tmp_path):
+    """A corrupt file, and a batch's deadline raised from inside the thread, reach the
+    caller as they would without it; the thread is gone afterwards."""
+    import threading
+
+    from auralis_batch.analysis import analyze_file
+    from auralis_batch.errors import AuralisError, TrackTimeoutError
+
+    path = write_audio("long.flac", music_like(seconds=8.0))
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    before = threading.active_count()
+    errors = []
+    for ahead in (False, True):
+        with pytest.raises(AuralisError) as info:
+            analyze_file(cut, decode_ahead=ahead)
+        errors.append(str(info.value))
+    assert errors[0] == errors[1]
+
+    def deadline(blocks):
+        for n, block in enumerate(blocks):
+            if n == 2:
+                raise TrackTimeoutError("timed out (--timeout-per-track); no output written")
+            yield block
+
+    with pytest.raises(TrackTimeoutError):
+        analyze_file(path, watch=deadline, decode_ahead=True)
+    assert threading.active_count() == before

@@ -370,3 +370,28 @@ def test_the_warm_up_dies_with_a_killed_run():
     if _alive(child):
         os.kill(child, 9)
         pytest.fail("the warm-up outlived its run")
+
+
+@pytest.mark.parametrize(("tracks", "expected"), [(1, [True]), (2, [False, False])])
+def test_only_a_run_of_one_track_decodes_ahead(
+    tmp_path, monkeypatch, write_audio, tracks, expected
+):
+    """One track leaves the second core idle: its decode runs a block ahead. A
+    library's tracks keep one core each, as -j says."""
+    from auralis_batch import engine
+
+    for i in range(tracks):
+        write_audio(f"lib/{i}.flac", music_like(seconds=1.0, seed=i))
+    seen: list[bool] = []
+    real = engine.analyze_file
+
+    def spy(path, **kw):
+        seen.append(kw.get("decode_ahead", False))
+        return real(path, **kw)
+
+    monkeypatch.setattr(engine, "analyze_file", spy)
+    monkeypatch.setattr(warm, "_usable_cpus", lambda: 2)
+    settings = RunSettings(preset="gentle", use_cache=False)
+    res = run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1)
+    assert res.summary["failed"] == 0
+    assert seen == expected
