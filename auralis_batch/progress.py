@@ -192,7 +192,7 @@ class BatchProgress:
                 f(a.get("lra_lu")),
                 f"{r.get('seconds', 0.0):.1f}",
             )
-        if self.interactive:
+        if self.interactive and shown:  # a re-run with nothing to do: the line says it
             self.console.print(table)
         parts = [f"{summary['ok']} mastered", f"{summary['failed']} failed"]
         parts.append(f"{summary['skipped']} skipped")

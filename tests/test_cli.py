@@ -376,6 +376,21 @@ def test_a_log_gets_a_line_for_a_track_refused_at_planning(capsys):
     assert "/m/b.flac" not in err
 
 
+def test_a_rerun_with_nothing_to_do_prints_no_empty_table():
+    import io
+
+    from rich.console import Console
+
+    from auralis_batch.progress import BatchProgress
+
+    progress = BatchProgress(enabled=True, interactive=True)
+    progress.console = Console(file=io.StringIO(), width=200)
+    skipped = [{"input": "/m/a.flac", "status": "skipped"}]
+    progress.print_summary(skipped, {"ok": 0, "failed": 0, "skipped": 1})
+    out = progress.console.file.getvalue()
+    assert "auralis-batch summary" not in out and "0 mastered, 0 failed, 1 skipped" in out
+
+
 def test_the_summary_table_tells_same_named_tracks_apart():
     from auralis_batch.records import display_names
 
