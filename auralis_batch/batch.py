@@ -78,7 +78,9 @@ __all__ = ["BatchResult", "PlanError", "RunLockedError", "RunSettings", "run_mas
 #: (os._exit) on the input file named NAME, "memory:NAME" raises MemoryError there,
 #: "slow:NAME" sleeps a second per block there (a track to interrupt), "vanish:NAME"
 #: makes the process die right after that output is renamed into place, before the
-#: run journals it (``kill -9`` at the worst moment).
+#: run journals it (``kill -9`` at the worst moment), "stopped:NAME" sends the run
+#: SIGINT right after that rename and hangs until the stopping run kills it (Ctrl-C
+#: at the worst moment).
 FAULT_ENV = "AURALIS_BATCH_FAULT"
 
 
@@ -133,6 +135,8 @@ def _inject_fault(unit: Sequence[Job], watch: Watch) -> None:
                 watch.throttle_s = 0.25
             if kind == "vanish":
                 watch.vanish_after_commit = True
+            if kind == "stopped":
+                watch.stop_after_commit = True
 
 
 _ORPHAN_GUARD = False

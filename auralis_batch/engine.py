@@ -79,6 +79,7 @@ class Watch:
     interrupt: Callable[[], None] | None = None  # raises when the run was told to stop
     commits: CommitLog | None = None  # notes each output before its rename (batch runs)
     vanish_after_commit: bool = False  # the test suite's kill -9 after a rename (FAULT_ENV)
+    stop_after_commit: bool = False  # the test suite's Ctrl-C after a rename (FAULT_ENV)
     #: The run has a core to spare for this track (one track, in the run's process, on
     #: a machine with two or more): its analysis decodes a block ahead in a thread.
     decode_ahead: bool = False
@@ -397,6 +398,18 @@ def _decorate(rec: dict, job: Job, analysis: dict | None) -> None:
         rec["replaced"] = job.replace_reason
 
 
+def _after_commit_fault(watch: Watch) -> None:
+    """The test suite's faults right after an output took its name (batch.FAULT_ENV):
+    the worker dies, or the run is told to stop while this worker hangs."""
+    if watch.vanish_after_commit:
+        os._exit(71)
+    if watch.stop_after_commit and watch.parent_pid is not None:
+        import signal
+
+        os.kill(watch.parent_pid, signal.SIGINT)
+        time.sleep(60)  # the stopping run kills this worker first
+
+
 def master_track(
     job: Job, settings: RunSettings, *, cache=None, watch: Watch | None = None
 ) -> dict:
@@ -416,8 +429,7 @@ def master_track(
         with _open_output(p, settings) as out:
             outcome = _render(p, out, settings)
             rec.update(_commit(p, out, outcome, settings))
-            if watch.vanish_after_commit:
-                os._exit(71)
+            _after_commit_fault(watch)
             rec["input_identity"] = identity
     except Exception as exc:
         rec = _failed(job, settings, exc, t0)
@@ -510,8 +522,7 @@ def master_album(
             rec = _base_record(p.job, settings)
             try:
                 rec.update(_commit(p, out, outcome, settings, album=(album_lufs, album_peak)))
-                if watch.vanish_after_commit:
-                    os._exit(71)
+                _after_commit_fault(watch)
                 rec["input_identity"] = p.identity
                 rec["render"]["target_reached"] = reached
                 rec.pop("warning", None)

@@ -1110,6 +1110,29 @@ def test_an_album_remastered_keeps_a_finished_track_that_was_edited_in_place(tmp
     assert kept.read_bytes() == bytes(data)
 
 
+def test_a_track_written_when_the_run_is_stopped_is_reported_with_its_line(tmp_path, lib):
+    """-j 2, Ctrl-C right after 01.flac's output took its name, before its worker
+    reported it: the stopped run recovers it from its commit note as ok, gives it its
+    log line like every finished track, and counts its audio in the summary."""
+    out, report = tmp_path / "O", tmp_path / "r.json"
+    res = cli(
+        "master", lib, "--out", out, "-j", "2", "--no-cache", "--report", report,
+        env={"AURALIS_BATCH_FAULT": "stopped:01.flac"},
+    )  # fmt: skip
+    assert res.returncode == 130, res.stderr
+    tracks = {Path(t["input"]).name: t for t in json.loads(report.read_text())["tracks"]}
+    rec = tracks["01.flac"]
+    assert rec["status"] == "ok" and rec["recovered"] is True, rec
+    assert "interrupted by SIGINT after this track's output was written" in rec["warning"]
+    lines = [ln for ln in res.stderr.splitlines() if ln.endswith("01.flac")]
+    assert any(" ok " in ln for ln in lines), res.stderr
+    ok = [t for t in tracks.values() if t["status"] == "ok"]
+    audio = sum(t["duration_s"] for t in ok)
+    m, s = divmod(round(audio), 60)
+    assert f"0:{m:02d}:{s:02d} of audio" in res.stderr, res.stderr
+    assert not list(out.rglob("*.partial"))
+
+
 def test_a_worker_that_dies_after_writing_its_output_leaves_it_journaled(tmp_path, lib):
     """-j 2: the worker holding 01.flac dies right after the rename. Its master is
     complete: journaled from its commit note, not run again (which collided with it),
