@@ -13,7 +13,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +66,7 @@ def loudness_from_record(record: dict[str, Any]) -> Loudness:
 AHEAD_DEPTH = 2
 
 
-def _converted(blocks: Iterable[np.ndarray], hasher) -> Iterator[np.ndarray]:
+def _converted(blocks: Iterable[np.ndarray], hasher) -> Generator[np.ndarray, None, None]:
     """Each block hashed (when ``hasher``) and as C-contiguous float64."""
     for block in blocks:
         if hasher is not None:
@@ -74,7 +74,9 @@ def _converted(blocks: Iterable[np.ndarray], hasher) -> Iterator[np.ndarray]:
         yield np.ascontiguousarray(block, dtype=np.float64)
 
 
-def _ahead(items: Iterator[np.ndarray], depth: int = AHEAD_DEPTH) -> Iterator[np.ndarray]:
+def _ahead(
+    items: Generator[np.ndarray, None, None], depth: int = AHEAD_DEPTH
+) -> Iterator[np.ndarray]:
     """``items`` produced in a thread, up to ``depth`` ahead of the caller: decoding
     (libsndfile), hashing and the float64 copy release the GIL, so they run on a
     second core while the caller meters the block before. Whatever ``items`` raises
@@ -116,9 +118,7 @@ def _ahead(items: Iterator[np.ndarray], depth: int = AHEAD_DEPTH) -> Iterator[np
     finally:
         stop.set()
         worker.join()
-        close = getattr(items, "close", None)
-        if close is not None:
-            close()
+        items.close()
 
 
 def _analyse_stream(

@@ -689,11 +689,7 @@ def _run(
     # A machine's first run: the render's kernels compile beside the analysis's, here
     # (a cluster's workers compile their own).
     local = units and (n_jobs == 1 or _local_backend())
-    # With -j 1 the run compiles its share of the render itself, after its analysis;
-    # workers (each would compile it) leave it all to the warm-up.
-    share: tuple[str, ...] = ()
-    if n_jobs == 1:
-        share = warm.FINGERPRINT_SHARE if needs_fingerprint(settings) else warm.METER_ONLY_SHARE
+    share = warm.run_share(fingerprint=needs_fingerprint(settings), one_job=n_jobs == 1)
     warmup = warm.start(settings.bit_depth, run_share=share) if local else None
     try:
         with _signals_stop_the_run():

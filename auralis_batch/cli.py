@@ -233,8 +233,9 @@ def _run_master(**opts) -> None:
 def _stop_warm_up() -> None:
     """End a warm-up started for a reference's analysis that no batch adopted (a usage
     error after it, a stop, nothing left to do); the batch ends the one it adopts."""
-    warm = sys.modules.get("auralis_batch.warm")
-    if warm is not None and warm.Warmup.current is not None:
+    from . import warm
+
+    if warm.Warmup.current is not None:
         warm.Warmup.current.stop()
 
 
@@ -280,6 +281,7 @@ def _master_settings(
     no_tempo,
     no_cache,
     cache_dir,
+    jobs,
     **_,
 ):
     """Validated :class:`RunSettings`; a usage or setup problem exits 2 naming it."""
@@ -335,8 +337,10 @@ def _master_settings(
             from . import warm
 
             # The render's kernels compile beside the reference's analysis, not after
-            # it (the batch adopts this warm-up and ends it).
-            warm.start(bit_depth, run_share=warm.FINGERPRINT_SHARE)
+            # it (the batch adopts this warm-up and ends it). One job: one file, or -j 1.
+            one_job = jobs == 1 or (len(inputs) == 1 and inputs[0].is_file())
+            share = warm.run_share(fingerprint=True, one_job=one_job)
+            warm.start(bit_depth, run_share=share)
         ref_record = _analyse_reference(reference, no_cache=no_cache, cache_dir=cache_dir)
     return RunSettings(
         preset="reference" if reference is not None else preset,

@@ -54,6 +54,16 @@ METER_ONLY_SHARE = ("eq",)
 #: ... and one with the fingerprint (about 4 s) the quantiser (0.2 s).
 FINGERPRINT_SHARE = ("quantizer",)
 
+
+def run_share(*, fingerprint: bool, one_job: bool) -> tuple[str, ...]:
+    """The stages a run compiles itself: with one job (the run's own process), its
+    share for its analysis; with workers none (each would compile it), the warm-up
+    compiles them all."""
+    if not one_job:
+        return ()
+    return FINGERPRINT_SHARE if fingerprint else METER_ONLY_SHARE
+
+
 #: How long a render waits for the warm-up before compiling what it still needs.
 WAIT_LIMIT_S = 120.0
 
@@ -83,13 +93,21 @@ class Warmup:
                 self.proc.kill()
         with contextlib.suppress(Exception):
             self.proc.wait(timeout=5)
-        run_and_pid = os.environ.get(WARM_PID_ENV, "").split(":")[:2]
-        if run_and_pid == [str(os.getpid()), str(self.proc.pid)]:
+        run, pid, _ = _parse(os.environ.get(WARM_PID_ENV))
+        if (run, pid) == (str(os.getpid()), str(self.proc.pid)):
             del os.environ[WARM_PID_ENV]
 
 
 def _env_value(pid: int, run_share: tuple[str, ...] = ()) -> str:
     return f"{os.getpid()}:{pid}:{','.join(run_share)}"
+
+
+def _parse(value: str | None) -> tuple[str, str, tuple[str, ...]]:
+    """``(run's pid, warm-up's pid, the run's share)`` of a :data:`WARM_PID_ENV` value
+    (empty strings where missing; an older two-field value has no share)."""
+    run, _, rest = (value or "").partition(":")
+    pid, _, share = rest.partition(":")
+    return run, pid, tuple(s for s in share.split(",") if s in STAGES)
 
 
 def _usable_cpus() -> int:
@@ -148,12 +166,10 @@ def wait(limit_s: float = WAIT_LIMIT_S, *, check=None, bit_depth: str = "24") ->
     """Compile this process's share of the render's stages (if the run kept one),
     then wait until the warm-up (if any) has ended, at most ``limit_s``; ``check`` is
     called while waiting (a stopped run raises from it)."""
-    value = os.environ.pop(WARM_PID_ENV, None)  # once is enough for this process
-    run, _, rest = (value or "").partition(":")
-    pid, _, share = rest.partition(":")
+    # once is enough for this process
+    run, pid, own = _parse(os.environ.pop(WARM_PID_ENV, None))
     if not pid.isdigit() or (str(os.getpid()) != run and str(os.getppid()) != run):
         return
-    own = tuple(s for s in share.split(",") if s in STAGES)
     if own and str(os.getpid()) == run:  # the run itself, never its workers
         compile_render(bit_depth=bit_depth, stages=own)
     deadline = time.monotonic() + limit_s

@@ -1110,17 +1110,25 @@ def test_an_album_remastered_keeps_a_finished_track_that_was_edited_in_place(tmp
     assert kept.read_bytes() == bytes(data)
 
 
+def _master_j2_with_fault(lib: Path, out: Path, fault: str):
+    """``master -j 2 --no-cache`` of ``lib`` with one injected fault: the process result
+    and the report's tracks by file name."""
+    report = out.parent / f"{out.name}-report.json"
+    res = cli(
+        "master", lib, "--out", out, "-j", "2", "--no-cache", "--report", report,
+        env={"AURALIS_BATCH_FAULT": fault},
+    )  # fmt: skip
+    tracks = {Path(t["input"]).name: t for t in json.loads(report.read_text())["tracks"]}
+    return res, tracks
+
+
 def test_a_track_written_when_the_run_is_stopped_is_reported_with_its_line(tmp_path, lib):
     """-j 2, Ctrl-C right after 01.flac's output took its name, before its worker
     reported it: the stopped run recovers it from its commit note as ok, gives it its
     log line like every finished track, and counts its audio in the summary."""
-    out, report = tmp_path / "O", tmp_path / "r.json"
-    res = cli(
-        "master", lib, "--out", out, "-j", "2", "--no-cache", "--report", report,
-        env={"AURALIS_BATCH_FAULT": "stopped:01.flac"},
-    )  # fmt: skip
+    out = tmp_path / "O"
+    res, tracks = _master_j2_with_fault(lib, out, "stopped:01.flac")
     assert res.returncode == 130, res.stderr
-    tracks = {Path(t["input"]).name: t for t in json.loads(report.read_text())["tracks"]}
     rec = tracks["01.flac"]
     assert rec["status"] == "ok" and rec["recovered"] is True, rec
     assert "interrupted by SIGINT after this track's output was written" in rec["warning"]
@@ -1137,13 +1145,9 @@ def test_a_worker_that_dies_after_writing_its_output_leaves_it_journaled(tmp_pat
     """-j 2: the worker holding 01.flac dies right after the rename. Its master is
     complete: journaled from its commit note, not run again (which collided with it),
     reported ok with the measurements the note carried, and the next run skips it."""
-    out, report = tmp_path / "O", tmp_path / "r.json"
-    res = cli(
-        "master", lib, "--out", out, "-j", "2", "--no-cache", "--report", report,
-        env={"AURALIS_BATCH_FAULT": "vanish:01.flac"},
-    )  # fmt: skip
+    out = tmp_path / "O"
+    res, tracks = _master_j2_with_fault(lib, out, "vanish:01.flac")
     assert res.returncode == 0, res.stderr
-    tracks = {Path(t["input"]).name: t for t in json.loads(report.read_text())["tracks"]}
     lost = tracks["01.flac"]
     assert lost["status"] == "ok" and lost["recovered"] is True, lost
     assert "worker process was lost" in lost["warning"] and "journaled" in lost["warning"]

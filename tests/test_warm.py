@@ -222,9 +222,12 @@ def test_a_reference_run_starts_the_warm_up_before_analysing_the_reference(
     events: list[str] = []
     real_start, real_analyze = warm.start, analysis.analyze_file
 
+    shares: list[tuple[str, ...]] = []
+
     def spy_start(bit_depth: str = "24", **kw) -> warm.Warmup | None:
         w = real_start(bit_depth, **kw)
         events.append(f"start {w.proc.pid if w else None}")
+        shares.append(kw.get("run_share", ()))
         return w
 
     def spy_analyze(path, **kw):
@@ -241,6 +244,7 @@ def test_a_reference_run_starts_the_warm_up_before_analysing_the_reference(
     assert events[0].startswith("start ") and events[1] == "analyse ref.flac"
     pids = {e for e in events if e.startswith("start ")}
     assert len(pids) == 1 and "start None" not in pids  # adopted, not a second one
+    assert shares == [warm.FINGERPRINT_SHARE] * 2  # -j 1: the CLI's and the batch's agree
     assert warm.Warmup.current is None and warm.WARM_PID_ENV not in os.environ
 
 
