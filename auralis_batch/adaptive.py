@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .errors import PresetError
+from .errors import ParameterError, PresetError
 from .match import matching_eq, spectrum_of
 from .presets import (
     REFERENCE_LIMITS,
@@ -68,6 +68,14 @@ REFERENCE_MAX_RATIO = 3.0
 LRA_TOLERANCE_LU = 1.0
 #: Peak limiting a reference match may use to reach the reference's loudness (dB).
 REFERENCE_MAX_GAIN_REDUCTION_DB = 8.0
+#: A reference shorter than this (s) is refused: one short-term loudness window, the
+#: least over which a loudness and a long-term spectrum (16 frames) mean anything.
+MIN_REFERENCE_S = 3.0
+#: ... and one shorter than this (s) has its tone and loudness matched but not its
+#: loudness range. The range (EBU Tech 3342) is a spread of short-term values, one a
+#: second; EBU Tech 3341 (2016) has a meter signal that it is not stable within a
+#: programme's first 60 s, and R 128 s1 finds it of no use for short-form content.
+MIN_RANGE_REFERENCE_S = 60.0
 _FLOOR = 1e-6
 
 
@@ -142,27 +150,43 @@ def adaptive_preset(record: dict[str, Any] | None) -> Preset:
     return preset
 
 
+def check_reference(reference: dict[str, Any]) -> None:
+    """Raise :class:`ParameterError` for a reference there is nothing to match in: shorter
+    than :data:`MIN_REFERENCE_S`, or silent (no 400 ms block above BS.1770's -70 LUFS
+    gate). Matching a track to either would be guesswork (a tone read from a few
+    frames, a loudness of silence), and such a file is most likely not the one meant."""
+    name = reference.get("path") or "the reference"
+    duration = reference.get("duration_s")
+    if isinstance(duration, (int, float)) and duration < MIN_REFERENCE_S:
+        raise ParameterError(
+            f"{name} is {duration:.2f} s long; a reference needs at least "
+            f"{MIN_REFERENCE_S:g} s of audio to measure its loudness and balance"
+        )
+    lufs = reference.get("integrated_lufs")
+    if not isinstance(lufs, (int, float)) or not math.isfinite(lufs):
+        raise ParameterError(
+            f"{name} is silent (no 400 ms block above -70 LUFS): it has no loudness or "
+            "balance to match"
+        )
+
+
 def reference_preset(
     record: dict[str, Any], reference: dict[str, Any], *, strength: float = 1.0
 ) -> Preset:
     """Match ``record``'s track to the ``reference`` track's tone, loudness and loudness
-    range; ``strength`` (0..1) scales the tonal correction (``--match-strength``)."""
+    range; ``strength`` (0..1) scales the tonal correction (``--match-strength``).
+    Raises :class:`ParameterError` for a reference :func:`check_reference` refuses."""
+    check_reference(reference)
     fp = _fingerprint(record)
     ref = _fingerprint(reference)
     notes: list[str] = []
     eq = _reference_eq(record, reference, fp, ref, strength=strength, notes=notes)
-    ref_lufs = reference.get("integrated_lufs")
-    if ref_lufs is None or not math.isfinite(ref_lufs):
-        target = -14.0
-        notes.append("reference is silent: target -14 LUFS")
+    ref_lufs = float(reference["integrated_lufs"])
+    target = max(-40.0, min(-5.0, ref_lufs))
+    if target != ref_lufs:
+        notes.append(f"target {target:.1f} LUFS: the reference's {ref_lufs:.1f} is out of range")
     else:
-        target = max(-40.0, min(-5.0, float(ref_lufs)))
-        if target != float(ref_lufs):
-            notes.append(
-                f"target {target:.1f} LUFS: the reference's {ref_lufs:.1f} is out of range"
-            )
-        else:
-            notes.append(f"target {target:.2f} LUFS = reference loudness")
+        notes.append(f"target {target:.2f} LUFS = reference loudness")
     compressor, target_lra = _reference_dynamics(record, reference, fp, ref, target, notes)
     preset = Preset(
         name="reference",
@@ -237,6 +261,13 @@ def _reference_dynamics(
     ref_lra = _lra(reference, ref)
     none = CompressorSettings(threshold_db=0.0, ratio=1.0, knee_db=0.0)
     if lra is None or ref_lra is None:
+        return none, None
+    duration = reference.get("duration_s")
+    if isinstance(duration, (int, float)) and duration < MIN_RANGE_REFERENCE_S:
+        notes.append(
+            f"loudness range left as it is: the reference is {duration:.1f} s long, and a "
+            f"range takes at least {MIN_RANGE_REFERENCE_S:g} s to measure"
+        )
         return none, None
     if lra <= ref_lra + LRA_TOLERANCE_LU:
         if lra < ref_lra - LRA_TOLERANCE_LU:

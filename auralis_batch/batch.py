@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import warm
+from .adaptive import check_reference
 from .audio import (
     is_partial_name,
     keep_aside,
@@ -605,9 +606,14 @@ def run_master(
     ------
     PlanError
         Whole-run problems found before any work (nothing is written).
+    ParameterError
+        ``settings.reference_record`` is a reference there is nothing to match in
+        (:func:`~auralis_batch.adaptive.check_reference`).
     RunLockedError
         Another run holds the lock on ``out_dir``.
     """
+    if settings.reference_record is not None:
+        check_reference(settings.reference_record)  # before anything is planned or written
     plan = plan_master(inputs, out_dir, settings.fmt, extensions=readable_extensions())
     if plan.problems:
         raise PlanError(plan.problems)

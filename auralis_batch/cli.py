@@ -327,12 +327,8 @@ def _master_settings(
             _fail_usage(f"input {item} does not exist")
     if out.exists() and not out.is_dir():
         _fail_usage(f"--out {out}: is a file, not a folder")
-    try:
-        check_output_writable(out, create=not dry_run)
-    except OSError as exc:
-        _fail_usage(f"--out {out}: not writable ({exc.strerror or exc})")
     ref_record = None
-    if reference is not None:
+    if reference is not None:  # before --out is created: a refused reference leaves nothing
         if not dry_run and backend == "local":
             from . import warm
 
@@ -342,6 +338,10 @@ def _master_settings(
             share = warm.run_share(fingerprint=True, one_job=one_job)
             warm.start(bit_depth, run_share=share)
         ref_record = _analyse_reference(reference, no_cache=no_cache, cache_dir=cache_dir)
+    try:
+        check_output_writable(out, create=not dry_run)
+    except OSError as exc:
+        _fail_usage(f"--out {out}: not writable ({exc.strerror or exc})")
     return RunSettings(
         preset="reference" if reference is not None else preset,
         target_lufs=target_lufs,
@@ -465,6 +465,7 @@ def _dask_backend(scheduler: str):
 
 
 def _analyse_reference(reference: Path, *, no_cache: bool, cache_dir: Path | None) -> dict:
+    from .adaptive import check_reference
     from .analysis import analyze_file
     from .errors import AuralisError
 
@@ -474,7 +475,9 @@ def _analyse_reference(reference: Path, *, no_cache: bool, cache_dir: Path | Non
 
         cache = open_cache(cache_dir)
     try:
-        return analyze_file(reference, tempo=False, cache=cache)
+        record = analyze_file(reference, tempo=False, cache=cache)
+        check_reference(record)
+        return record
     except AuralisError as exc:
         _fail_usage(f"--reference: {exc}")
     finally:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
 from auralis_batch.adaptive import (
     ADAPTIVE_MAX_EQ_DB,
     BALANCED_SHARES,
+    MIN_RANGE_REFERENCE_S,
+    MIN_REFERENCE_S,
     REFERENCE_MAX_EQ_DB,
     REFERENCE_MAX_RATIO,
     adaptive_preset,
+    check_reference,
     reference_preset,
 )
+from auralis_batch.errors import ParameterError
 from auralis_batch.match import SPECTRUM_KEY, THIRD_OCTAVE_HZ
 from auralis_batch.presets import REFERENCE_LIMITS, validate
 
@@ -111,6 +117,41 @@ def test_reference_dynamics_narrow_a_wider_range_and_never_widen():
     q = reference_preset(narrow, wide)
     assert q.compressor.ratio == 1.0  # no compression, no expansion
     assert any("no expansion" in n for n in q.notes)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"duration_s": 0.05}, "ref.flac is 0.05 s long; a reference needs at least 3 s"),
+        ({"duration_s": MIN_REFERENCE_S - 0.01}, "2.99 s long"),
+        ({"integrated_lufs": None}, "ref.flac is silent"),
+        ({"integrated_lufs": float("-inf")}, "is silent"),
+    ],
+)
+def test_a_reference_with_nothing_to_match_is_refused(changes, message):
+    """A reference too short to measure, or silent, is refused rather than guessed at
+    (the silent one used to give every band -4 dB and a -14 LUFS target)."""
+    track = with_spectrum(record(BALANCED_SHARES), 0.0)
+    base = with_spectrum(record(BALANCED_SHARES, lufs=-9.5), 1.0)
+    base.update(path="ref.flac", duration_s=60.0)
+    check_reference(base)  # the same reference, long and loud enough: accepted
+    ref = {**base, **changes}
+    with pytest.raises(ParameterError, match=re.escape(message)):
+        check_reference(ref)
+    with pytest.raises(ParameterError, match=re.escape(message)):
+        reference_preset(track, ref)
+
+
+def test_a_short_reference_gives_its_tone_and_loudness_but_not_its_range():
+    wide = with_spectrum(record(BALANCED_SHARES, lra=18.0), 0.0)
+    ref = with_spectrum(record(BALANCED_SHARES, lra=4.0, lufs=-9.5), 1.0)
+    short = dict(ref, duration_s=MIN_RANGE_REFERENCE_S - 1.0)
+    p = reference_preset(wide, short)
+    assert p.target_lufs == -9.5 and len(p.eq.bands) == 30
+    assert p.compressor.ratio == 1.0 and p.target_lra_lu is None
+    assert any("the reference is 59.0 s long" in n for n in p.notes)
+    long = reference_preset(wide, dict(ref, duration_s=MIN_RANGE_REFERENCE_S))
+    assert long.compressor.ratio > 1.0 and long.target_lra_lu == 4.0
 
 
 def test_reference_presets_are_not_valid_as_ordinary_presets():

@@ -493,6 +493,20 @@ def test_the_report_series_come_from_the_passes_and_match_an_independent_meter(t
     assert lift == pytest.approx(rec["render"]["gain_db"], abs=2.5)
 
 
+def test_run_master_refuses_a_silent_reference_before_writing_anything(tmp_path, write_audio):
+    """The Python API checks the reference as the CLI does, once, before any track."""
+    from auralis_batch.analysis import analyze_file
+    from auralis_batch.errors import ParameterError
+
+    write_audio("lib/a.flac", music_like(seconds=2.0))
+    silent = analyze_file(write_audio("ref.flac", np.zeros((2, 5 * 44100))), tempo=False)
+    out = tmp_path / "out"
+    settings = RunSettings(use_cache=False, reference=silent["path"], reference_record=silent)
+    with pytest.raises(ParameterError, match=r"ref\.flac is silent"):
+        run_master([tmp_path / "lib"], out, settings, n_jobs=1)
+    assert not out.exists()
+
+
 def test_a_reference_match_decodes_the_reference_once_and_each_target_once(
     tmp_path, write_audio, frames_read
 ):

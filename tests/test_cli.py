@@ -202,6 +202,25 @@ def test_master_with_a_reference_track(tmp_path, write_audio):
     assert json.loads(report.read_text())["tracks"][0]["status"] == "skipped"
 
 
+@pytest.mark.parametrize(
+    ("audio", "message"),
+    [
+        (np.zeros((2, 44100 * 5)), "ref.wav is silent (no 400 ms block above -70 LUFS)"),
+        (music_like(seconds=1.0, seed=5), "ref.wav is 1.00 s long; a reference needs at least 3 s"),
+    ],
+)
+def test_a_reference_with_nothing_to_match_stops_the_run_before_it_starts(
+    tmp_path, write_audio, audio, message
+):
+    ref = write_audio("ref.wav", audio)
+    src = write_audio("lib/a.wav", music_like(seconds=2.0, seed=6))
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["master", str(src), "--out", str(out), "--reference", str(ref)])
+    assert res.exit_code == 2
+    assert "--reference: " in res.output and message in " ".join(res.output.split())
+    assert not out.exists()
+
+
 def test_several_reports_in_one_run(tmp_path, write_audio):
     src = write_audio("lib/a.flac", music_like(seconds=2.0))
     js, csv = tmp_path / "r.json", tmp_path / "r.csv"

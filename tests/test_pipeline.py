@@ -6,13 +6,15 @@ True peak is checked with an independent measurement (scipy polyphase resampling
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyebur128
 import pyloudnorm
 import pytest
 from scipy import signal
 
-from auralis_batch.adaptive import adaptive_preset, reference_preset
+from auralis_batch.adaptive import MIN_RANGE_REFERENCE_S, adaptive_preset, reference_preset
 from auralis_batch.analysis import analyze_array
 from auralis_batch.audio import read_audio
 from auralis_batch.pipeline import (
@@ -155,6 +157,13 @@ def reference_for(x: np.ndarray, ref: np.ndarray, sample_rate: int = 44100, **kw
     )
 
 
+def looped(ref: np.ndarray, sample_rate: int = 44100) -> np.ndarray:
+    """``ref`` repeated to at least a minute, the shortest reference whose loudness range
+    a match takes (``adaptive.MIN_RANGE_REFERENCE_S``); a loop keeps its content's range."""
+    times = math.ceil(MIN_RANGE_REFERENCE_S * sample_rate / ref.shape[1])
+    return np.ascontiguousarray(np.tile(ref, (1, times)))
+
+
 def dark_and_wide() -> np.ndarray:
     """A dull track with a quiet half: the reference match has tone and range to move."""
     x = music_like(seconds=10.0, level_db=-28.0, seed=4)
@@ -167,7 +176,9 @@ def dark_and_wide() -> np.ndarray:
 def test_streamed_blocks_equal_in_memory_result(preset_name):
     x = music_like(seconds=6.0, level_db=-20.0)
     if preset_name == "reference":  # 31 EQ sections, the range loop and the settling passes
-        preset = reference_for(dark_and_wide()[:, : x.shape[1]], music_like(seconds=6.0, seed=9))
+        preset = reference_for(
+            dark_and_wide()[:, : x.shape[1]], looped(music_like(seconds=6.0, seed=9))
+        )
     else:
         preset = load_preset(preset_name)
     whole, _ = master_array(x, 44100, preset=preset)
@@ -195,7 +206,7 @@ def test_streamed_blocks_equal_in_memory_result(preset_name):
 
 def test_reference_match_takes_tone_loudness_and_range():
     x = dark_and_wide()
-    ref = music_like(seconds=10.0, level_db=-12.0, seed=9)  # bright, dense, loud
+    ref = looped(music_like(seconds=10.0, level_db=-12.0, seed=9))  # bright, dense, loud
     preset = reference_for(x, ref)
     y, outcome = master_array(x, 44100, preset=preset, bit_depth="24")
     ref_lufs, ref_lra = ebur128(ref, 44100)
@@ -217,7 +228,7 @@ def test_range_search_equalises_once_with_the_same_bits(monkeypatch):
     from auralis_batch import pipeline
 
     x = dark_and_wide()
-    preset = reference_for(x, music_like(seconds=10.0, level_db=-12.0, seed=9))
+    preset = reference_for(x, looped(music_like(seconds=10.0, level_db=-12.0, seed=9)))
     eq_passes = []
     real = pipeline.Equalizer
 
@@ -263,7 +274,7 @@ def test_range_search_keeps_one_processed_copy_at_a_time(monkeypatch):
     from auralis_batch import pipeline
 
     x = dark_and_wide()
-    preset = reference_for(x, music_like(seconds=10.0, level_db=-12.0, seed=9))
+    preset = reference_for(x, looped(music_like(seconds=10.0, level_db=-12.0, seed=9)))
     real = pipeline._processed_pass
     firsts: list[weakref.ref] = []
     alive_at_start: list[int] = []
@@ -327,7 +338,7 @@ def test_a_range_the_matching_eq_widens_is_compressed_toward_the_reference():
         return y / np.sqrt(np.mean(y**2)) * 10 ** (level_db / 20)
 
     x = np.concatenate([passage(k, d) for k, d in [("treble", -26), ("bass", -20)] * 2], axis=1)
-    ref = np.concatenate([passage("bass", d) for d in (-14, -11, -14, -11)], axis=1)
+    ref = looped(np.concatenate([passage("bass", d) for d in (-14, -11, -14, -11)], axis=1))
     preset = reference_for(x, ref)
     assert preset.compressor.ratio == 1.0  # the source is narrower than the reference
     y, outcome = master_array(x, 44100, preset=preset, bit_depth="24")

@@ -218,7 +218,7 @@ def test_a_reference_run_starts_the_warm_up_before_analysing_the_reference(
     from auralis_batch.cli import app
 
     write_audio("lib/a.flac", music_like(seconds=2.0))
-    ref = write_audio("ref.flac", music_like(seconds=2.0, seed=3))
+    ref = write_audio("ref.flac", music_like(seconds=3.0, seed=3))
     events: list[str] = []
     real_start, real_analyze = warm.start, analysis.analyze_file
 
@@ -281,7 +281,7 @@ def test_a_warm_up_started_for_a_reference_ends_when_the_run_is_refused(
     from auralis_batch.cli import app
 
     write_audio("lib/a.flac", music_like(seconds=2.0))
-    ref = write_audio("ref.flac", music_like(seconds=2.0, seed=3))
+    ref = write_audio("ref.flac", music_like(seconds=3.0, seed=3))
     started: list[warm.Warmup] = []
     real_start = warm.start
 
@@ -296,6 +296,7 @@ def test_a_warm_up_started_for_a_reference_ends_when_the_run_is_refused(
     lib = str(tmp_path / "lib")
     res = CliRunner().invoke(app, ["master", lib, "--out", lib, "--reference", str(ref), "-q"])
     assert res.exit_code == 2, res.output
+    assert "--reference" not in res.output  # refused for its --out, after the analysis
     assert len(started) == 1 and started[0] is not None
     assert started[0].proc.poll() is not None  # ended, and reaped
     assert warm.Warmup.current is None and warm.WARM_PID_ENV not in os.environ
