@@ -347,22 +347,52 @@ def _free_bytes(folder: Path) -> int | None:
 
 
 #: A write that fails with less free space than this is reported as a full disk
-#: (libsndfile says only "System error.").
+#: (libsndfile says only "System error.") even when the probe cannot tell.
 FULL_DISK_BYTES = 1024 * 1024
+#: What :func:`_space_refused` asks the filesystem for after a failed write.
+PROBE_BYTES = 64 * 1024
+
+
+def _space_refused(folder: Path) -> int | None:
+    """``ENOSPC`` or ``EDQUOT`` when the filesystem refuses :data:`PROBE_BYTES` more in
+    ``folder`` now, else None. Asked, not computed from ``statvfs``: ext4 keeps blocks
+    back even from root (its reserved clusters, 16 MiB on a small volume), so a volume
+    that refuses writes can still show megabytes free."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".auralis-probe-", dir=folder)
+    except OSError as exc:  # no room even for the probe's inode
+        return exc.errno if exc.errno in (errno.ENOSPC, errno.EDQUOT) else None
+    try:
+        try:
+            os.posix_fallocate(fd, 0, PROBE_BYTES)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                return exc.errno
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                return None
+            os.write(fd, bytes(PROBE_BYTES))  # a filesystem without fallocate
+            os.fsync(fd)
+        return None
+    except OSError as exc:
+        return exc.errno if exc.errno in (errno.ENOSPC, errno.EDQUOT) else None
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
 
 
 def _write_failure(path: Path, exc: BaseException, action: str) -> OutputError:
-    """An :class:`OutputError` in plain words; ``no space left on device`` when it is."""
+    """An :class:`OutputError` in plain words; ``no space left on device`` (or ``disk
+    quota exceeded``) when it is, though libsndfile reports that as "System error."."""
     if isinstance(exc, OSError) and exc.errno is not None:
         text = exc.strerror or str(exc)
         reason = text[:1].lower() + text[1:]
     else:
+        refused = _space_refused(path.parent)
         free = _free_bytes(path.parent)
-        reason = (
-            os.strerror(errno.ENOSPC).lower()
-            if free is not None and free < FULL_DISK_BYTES
-            else _reason(exc)
-        )
+        if refused is None and free is not None and free < FULL_DISK_BYTES:
+            refused = errno.ENOSPC
+        reason = os.strerror(refused).lower() if refused else _reason(exc)
     return OutputError(f"{path}: {action} failed: {reason}")
 
 

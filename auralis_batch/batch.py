@@ -713,7 +713,9 @@ def _run(
                     if on_record is not None:
                         on_record(rec)
                     if is_disk_full(rec):
-                        stopped = "disk full: no space left on device; stopped"
+                        quota = "disk quota exceeded" in rec["error"].lower()
+                        why = "disk quota exceeded" if quota else "no space left on device"
+                        stopped = f"disk full: {why} for {out_dir}; stopped"
                     if stopped:
                         break
                 _raise_if_stopped()  # a signal during the last in-process track

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -233,3 +236,34 @@ def test_a_temporarys_name_fits_and_stays_utf8_for_a_long_name():
         if name.isascii() or "é" in name:
             prefix.decode("utf-8")  # no split character
         assert os.fsencode(name).startswith(prefix[1:-1])
+
+
+@pytest.mark.parametrize(
+    ("refused", "reason"),
+    [
+        (errno.ENOSPC, "no space left on device"),
+        (errno.EDQUOT, "disk quota exceeded"),
+        (None, None),
+    ],
+)
+def test_a_system_error_from_libsndfile_is_named_by_asking_the_filesystem(
+    tmp_path, monkeypatch, refused, reason
+):
+    """libsndfile reports a full disk as "System error."; ext4 keeps 16 MiB back even
+    from root, so free space looked ample and a full disk went on, track after track,
+    as "System error." (a trust sweep's finding). The filesystem is asked instead."""
+    from auralis_batch import audio
+
+    real = os.posix_fallocate
+
+    def fallocate(fd, offset, length):
+        if refused is not None:
+            raise OSError(refused, os.strerror(refused))
+        return real(fd, offset, length)
+
+    monkeypatch.setattr(os, "posix_fallocate", fallocate)
+    err = audio._write_failure(tmp_path / "a.flac", RuntimeError("System error."), "writing audio")
+    got = str(err).split("writing audio failed: ")[1]
+    assert got == (reason or audio._reason(RuntimeError("System error.")))
+    assert got != "no space left on device" or refused == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []  # the probe is gone

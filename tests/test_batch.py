@@ -257,7 +257,7 @@ def test_disk_full_fails_track_cleanly_and_stops(tmp_path, small_library, monkey
 
     monkeypatch.setattr(audio.sf.SoundFile, "write", full)
     result = run_master([small_library], tmp_path / "out", RunSettings(use_cache=False), n_jobs=1)
-    assert result.stopped and "disk full" in result.stopped
+    assert result.stopped == f"disk full: no space left on device for {tmp_path / 'out'}; stopped"
     failed = [r for r in result.records if r["status"] == "failed"]
     assert len(failed) == 1 and "no space left on device" in failed[0]["error"]
     assert not list((tmp_path / "out").rglob("*.partial"))
