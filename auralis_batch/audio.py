@@ -180,7 +180,9 @@ def _reason(exc: BaseException) -> str:
     return reason
 
 
-_DATA_LINE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+#: libsndfile's header report of a WAV (``data``) or AIFF (``SSND``) audio chunk that is
+#: longer than the file: "data : 3528000 (should be 1764000)".
+_DATA_LINE = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 
 
 def _refuse_truncated(handle: sf.SoundFile, p: Path) -> None:
@@ -198,6 +200,53 @@ def _refuse_truncated(handle: sf.SoundFile, p: Path) -> None:
         raise DecodeError(
             f"{p}: truncated: the header declares {declared} bytes of audio, "
             f"the file holds {actual}"
+        )
+
+
+#: The tags by which an MP3's first frame states the stream's length (LAME and Xing
+#: write ``Info``/``Xing``, Fraunhofer ``VBRI``); without one, libsndfile's length is
+#: mpg123's estimate from the file size and the first frame's bit rate.
+_MP3_LENGTH_TAGS = (b"Xing", b"Info", b"VBRI")
+#: An MP3 that decodes this much shorter than its stated length (frames; or 1 % of
+#: it, if more) was cut short: encoder delay and padding account for about 2,000.
+MP3_SHORT_FRAMES = 4608
+
+
+def _mp3_states_length(p: Path) -> bool:
+    """Whether the MP3's first frame carries a length tag (:data:`_MP3_LENGTH_TAGS`),
+    so that the length libsndfile reports is the encoder's count, not a guess."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(10)
+            start = 0
+            if head[:3] == b"ID3" and len(head) == 10:  # ID3v2: a syncsafe size
+                size = 0
+                for b in head[6:10]:
+                    size = (size << 7) | (b & 0x7F)
+                start = 10 + size + (10 if head[5] & 0x10 else 0)
+            f.seek(start)
+            data = f.read(4096)
+    except OSError:
+        return False
+    for i in range(len(data) - 1):
+        if data[i] == 0xFF and data[i + 1] & 0xE0 == 0xE0:  # the first frame's sync
+            frame = data[i : i + 200]
+            return any(tag in frame for tag in _MP3_LENGTH_TAGS)
+    return False
+
+
+def _refuse_short_mp3(handle: sf.SoundFile, p: Path, decoded: int) -> None:
+    """An MP3 whose first frame states a length (:func:`_mp3_states_length`) and that
+    decodes well short of it was cut short: mpg123 stops at the end of the data without
+    an error, and a master of part of a song would be silently wrong."""
+    stated = int(handle.frames)
+    if handle.format != "MP3" or decoded >= stated - max(MP3_SHORT_FRAMES, stated // 100):
+        return
+    if _mp3_states_length(p):
+        sr = handle.samplerate
+        raise DecodeError(
+            f"{p}: truncated: its header states {stated / sr:.1f} s of audio, "
+            f"the file holds {decoded / sr:.1f} s (the file was cut short)"
         )
 
 
@@ -239,6 +288,7 @@ def iter_blocks(
                 break
         if total == 0:
             raise DecodeError(f"{p}: decoded no audio frames (empty or truncated)")
+        _refuse_short_mp3(handle, p, total)
 
 
 def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:

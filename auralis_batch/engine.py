@@ -47,7 +47,7 @@ from .pipeline import (
 )
 from .plan import Job
 from .presets import Preset
-from .records import error_text, failed_record
+from .records import error_text, failed_record, is_finite_number
 from .settings import (
     EQUALISED_BYTES_PER_SAMPLE,
     PROCESSED_BYTES_PER_SAMPLE,
@@ -297,8 +297,13 @@ def _commit(
             )
         )
 
+    # The length decoded, not the header's: an MP3 without a length tag has only an
+    # estimate there (from the file size and its first frame's bit rate).
+    decoded_s = p.analysis.get("duration_s")
+    if not (is_finite_number(decoded_s) and decoded_s > 0):
+        decoded_s = p.info.duration_s
     measured = {
-        "duration_s": round(p.info.duration_s, 3),
+        "duration_s": round(decoded_s, 3),
         "sample_rate": p.info.sample_rate,
         "channels": p.info.channels,
         "before": outcome.before.to_dict(),

@@ -221,6 +221,49 @@ def test_a_cut_ogg_stream_is_refused_as_truncated(tmp_path):
         probe(cut)
 
 
+def _first_frame(data: bytes) -> tuple[int, int]:
+    """Offset and length of an MPEG-1 Layer III file's first frame (after its ID3v2 tag)."""
+    start = 0
+    if data[:3] == b"ID3":
+        start = 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(data[6:10]))
+    i = start
+    while not (data[i] == 0xFF and data[i + 1] & 0xE0 == 0xE0):
+        i += 1
+    kbps = [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320][data[i + 2] >> 4]
+    rate = [44100, 48000, 32000][(data[i + 2] >> 2) & 3]
+    return i, 144 * kbps * 1000 // rate + ((data[i + 2] >> 1) & 1)
+
+
+def test_a_cut_mp3_or_aiff_is_refused_as_truncated(tmp_path):
+    """mpg123 stops at the end of a cut MP3 without an error, and libsndfile reads a cut
+    AIFF to its end: both were mastered as 'ok' from part of the song (a trust sweep's
+    finding). An MP3 whose first frame states its length (LAME's Info tag) is held to
+    it; one without a length tag has only an estimate, and is not."""
+    rng = np.random.default_rng(3)
+    x = 0.2 * rng.standard_normal((44100 * 12, 2))
+    whole = tmp_path / "whole.mp3"
+    sf.write(whole, x, 44100, format="MP3", subtype="MPEG_LAYER_III")
+    data = whole.read_bytes()
+    start, size = _first_frame(data)
+    assert b"Info" in data[start : start + size] or b"Xing" in data[start : start + size]
+    assert sum(b.shape[1] for b in iter_blocks(whole)) == probe(whole).frames  # stated = decoded
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DecodeError, match=r"truncated: its header states 12\.0 s of audio"):
+        list(iter_blocks(cut))
+    untagged = tmp_path / "untagged_cut.mp3"  # the Info frame removed, then cut
+    untagged.write_bytes((data[:start] + data[start + size :])[: len(data) // 2])
+    assert 0 < sum(b.shape[1] for b in iter_blocks(untagged)) < 44100 * 11  # no error
+
+    aiff = tmp_path / "whole.aiff"
+    sf.write(aiff, x[: 44100 * 2], 44100, subtype="PCM_16")
+    half = tmp_path / "half.aiff"
+    half.write_bytes(aiff.read_bytes()[: aiff.stat().st_size // 2])
+    with pytest.raises(DecodeError, match="truncated: the header declares"):
+        list(iter_blocks(half))
+    assert sum(b.shape[1] for b in iter_blocks(aiff)) == 44100 * 2
+
+
 def test_a_temporarys_name_fits_and_stays_utf8_for_a_long_name():
     """A name near the 255-byte limit: its temporary's name is cut on a character
     boundary (filesystems that require UTF-8 names refuse a split character), and a
