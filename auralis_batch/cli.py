@@ -177,7 +177,8 @@ def master(
         bool,
         typer.Option(
             "--overwrite",
-            help="Redo finished tracks and replace files in --out this tool did not write.",
+            help="Redo finished tracks and replace files this tool did not write "
+            "(in --out, at --report).",
         ),
     ] = False,
     album: Annotated[
@@ -282,6 +283,7 @@ def _master_settings(
     no_cache,
     cache_dir,
     jobs,
+    overwrite,
     **_,
 ):
     """Validated :class:`RunSettings`; a usage or setup problem exits 2 naming it."""
@@ -289,7 +291,7 @@ def _master_settings(
     from .batch import check_output_writable
     from .errors import AuralisError
     from .presets import load_preset
-    from .report import REPORT_SUFFIXES
+    from .report import REPORT_SUFFIXES, is_report_of_ours
     from .settings import RunSettings, memory_budget_from_env
 
     for path in report or ():
@@ -297,6 +299,11 @@ def _master_settings(
             _fail_usage(f"--report {path}: use a file name ending in {', '.join(REPORT_SUFFIXES)}")
         if path.is_dir():
             _fail_usage(f"--report {path}: is a folder; give a file name")
+        if (path.exists() or path.is_symlink()) and not (overwrite or is_report_of_ours(path)):
+            _fail_usage(
+                f"--report {path}: a file that is not an auralis-batch report is there, and "
+                "it is not replaced: give another name, or --overwrite to replace it"
+            )
         folder = path.parent.absolute()
         while not folder.exists() and folder.parent != folder:  # created when written
             folder = folder.parent

@@ -47,7 +47,7 @@ def report(
     import os
 
     from .html_report import clean_records
-    from .report import ReportError, read_report, write_html_report
+    from .report import ReportError, is_report_of_ours, read_report, write_html_report
 
     out = html if html is not None else report_json.with_suffix(".html")
     try:
@@ -56,6 +56,11 @@ def report(
         same = False
     if same or out == report_json:
         raise _fail(f"--html {out}: is the report itself; name another file")
+    if (out.exists() or out.is_symlink()) and not is_report_of_ours(out):
+        raise _fail(
+            f"--html {out}: a file that is not an auralis-batch report is there, and it is "
+            "not replaced: name another file"
+        )
     folder = out.parent if str(out.parent) else Path(".")
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise _fail(f"--html {out}: folder {folder} does not exist or is not writable")

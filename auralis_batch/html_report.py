@@ -42,6 +42,10 @@ from typing import Any
 from .records import LOUDNESS_KEYS, STATUSES, display_names
 from .versions import DEFAULT_TEMPO_BPM
 
+#: In every page's head, near the top: how a later run knows the file at its
+#: ``--report`` path is a page it may replace (``report.is_report_of_ours``).
+GENERATOR_META = '<meta name="generator" content="auralis-batch">'
+
 __all__ = [
     "EQ_CURVE_HZ",
     "MAX_SERIES_POINTS",
@@ -922,9 +926,9 @@ def render_html(
     )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
+{GENERATOR_META}
 <meta http-equiv="Content-Security-Policy" content="{csp}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="auralis-batch">
 <title>{_esc(title)}</title>
 <style>{_asset("report.css")}</style></head>
 <body>

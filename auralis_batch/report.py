@@ -57,14 +57,45 @@ def _get(rec: dict, dotted: str):
     return cur
 
 
+#: How a JSON or CSV report of this tool begins (an HTML page carries
+#: ``html_report.GENERATOR_META`` near its top): what :func:`is_report_of_ours` reads.
+_JSON_START = '{"tracks":['
+_CSV_START = "input,output,status,"
+
+
+def is_report_of_ours(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a regular file that starts as a report of this tool does
+    (JSON, CSV or HTML, whatever its name): one a run may replace with the new report.
+    Anything else there (a user's page, notes, a symbolic link) is not replaced."""
+    from .html_report import GENERATOR_META
+
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        with open(path, "rb") as f:
+            head = f.read(4096).decode("utf-8", "replace")
+    except OSError:
+        return False
+    return (
+        "".join(head.split()).startswith(_JSON_START)
+        or head.startswith(_CSV_START)
+        or GENERATOR_META in head
+    )
+
+
 def _atomic_write(path: Path, text: str, *, errors: str = "strict") -> None:
-    """The whole file or none of it: a temporary beside it, flushed to disk, renamed.
-    ``errors``: how file names that are not UTF-8 (surrogate escapes) are written."""
+    """The whole file or none of it: a temporary beside it (a fresh name: nothing there
+    is overwritten), flushed to disk, renamed. ``errors``: how file names that are not
+    UTF-8 (surrogate escapes) are written."""
+    import tempfile
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)  # e.g. --report OUT/report.json
-    tmp = path.with_name(f".{path.name}.partial")
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    tmp = Path(name)
     try:
-        with open(tmp, "w", encoding="utf-8", errors=errors) as f:
+        with open(fd, "w", encoding="utf-8", errors=errors) as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

@@ -233,6 +233,33 @@ def test_several_reports_in_one_run(tmp_path, write_audio):
     assert res.exit_code == 2 and "r.txt" in res.output
 
 
+def test_a_report_path_holding_a_users_file_is_refused_unless_overwrite(tmp_path, write_audio):
+    """--report replaced whatever was there, a user's index.html in the input folder
+    included (a trust sweep's finding). Its own reports it replaces run after run."""
+    from auralis_batch.report import is_report_of_ours
+
+    src = write_audio("lib/a.flac", music_like(seconds=2.0))
+    args = ["master", str(src), "--out", str(tmp_path / "o"), "-q", "-j", "1", "--no-cache"]
+    for name in ("index.html", "notes.csv", "meta.json"):
+        user = tmp_path / "lib" / name
+        user.write_text("mine\n")
+        res = runner.invoke(app, [*args, "--report", str(user)])
+        assert res.exit_code == 2
+        assert "not an auralis-batch report is there" in " ".join(res.output.split())
+        assert user.read_text() == "mine\n"
+    assert not (tmp_path / "o").exists()
+    reports = [tmp_path / "r.json", tmp_path / "r.csv", tmp_path / "r.html"]
+    flags = [x for r in reports for x in ("--report", str(r))]
+    for _ in range(2):  # the second run replaces the first run's three reports
+        res = runner.invoke(app, [*args, *flags])
+        assert res.exit_code == 0, res.output
+        assert all(is_report_of_ours(r) for r in reports)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    res = runner.invoke(app, [*args, "--report", str(user), "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert is_report_of_ours(user)
+
+
 def test_a_report_that_cannot_be_written_after_the_run_is_one_clear_line(tmp_path, write_audio):
     src = write_audio("lib/a.flac", music_like(seconds=1.0))
     (tmp_path / "is-a-folder.json").mkdir()

@@ -624,6 +624,23 @@ def test_report_command_output_problems_exit_2(tmp_path, report_app):
     assert res.exit_code == 2 and "cannot read it" in res.output
 
 
+def test_report_command_never_replaces_a_file_it_did_not_write(tmp_path, report_app):
+    src = tmp_path / "r.json"
+    src.write_text(json.dumps(synthetic_report(2)))
+    mine = tmp_path / "r.html"
+    mine.write_text("<html>my page</html>")
+    res = runner.invoke(report_app, ["report", str(src)])
+    assert res.exit_code == 2 and "not an auralis-batch report is there" in res.output
+    assert mine.read_text() == "<html>my page</html>"
+    mine.unlink()
+    mine.symlink_to(tmp_path / "elsewhere.html")  # a link is not replaced either
+    assert runner.invoke(report_app, ["report", str(src)]).exit_code == 2
+    mine.unlink()
+    for _ in range(2):  # its own page it replaces
+        assert runner.invoke(report_app, ["report", str(src)]).exit_code == 0
+    assert not (tmp_path / "elsewhere.html").exists()
+
+
 def test_read_report_refuses_what_is_not_a_regular_file(tmp_path):
     import os
 
