@@ -739,10 +739,36 @@ def keep_aside(path: Path, *, dry_run: bool = False) -> Path:
     raise OutputError(f"{path}: cannot find a free name to keep the changed file")
 
 
+#: How the audio this tool writes begins: FLAC's stream marker, WAV's RIFF or RF64.
+_OUTPUT_MAGIC = (b"fLaC", b"RIFF", b"RF64")
+
+
+def is_our_temporary(path: str | os.PathLike) -> bool:
+    """A temporary of this tool's, by name (:func:`is_partial_name`) and by content: a
+    regular file that starts as the audio it writes, or holds less than that (a killed
+    run had just created it). A user's file of that shape (notes, a link, a folder) is
+    not one, and is never removed."""
+    if not is_partial_name(os.path.basename(path)):
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        head = os.read(fd, 4)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return len(head) < 4 or head in _OUTPUT_MAGIC
+
+
 def partials_of(path: Path) -> list[Path]:
-    """The temporaries of output ``path`` on disk now."""
+    """The temporaries of output ``path`` on disk now (:func:`is_our_temporary`)."""
     pattern = glob.escape(partial_prefix(path)) + "*.partial"
-    return [p for p in path.parent.glob(pattern) if is_partial_name(p.name)]
+    return [p for p in path.parent.glob(pattern) if is_our_temporary(p)]
 
 
 def _unlink(path: Path) -> None:

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 from . import warm
 from .adaptive import check_reference
 from .audio import (
-    is_partial_name,
+    is_our_temporary,
     keep_aside,
     partial_prefix,
     partials_of,
@@ -417,7 +417,8 @@ def _sweep_dead_runs(journal: Journal, jobs: Iterable[Job]) -> None:
     """Remove what killed runs left in OUT: the temporaries (``.NAME.XXXXXXXX.partial``)
     of outputs a dead run planned or this run may write, and in-flight folders (after
     :meth:`Journal.recover` read them; a note it could not read, or whose output it
-    could not read, is kept for a later run). A file of that shape anywhere else is the
+    could not read, is kept for a later run). A file of that shape anywhere else, or
+    one that is not audio as this tool writes it (:func:`is_our_temporary`), is the
     user's: left alone. Each folder is listed once. Call only under the lock."""
     outputs = {journal.out_dir / key for key in journal.planned}
     outputs.update(job.output for job in jobs if job.output is not None)
@@ -432,7 +433,7 @@ def _sweep_dead_runs(journal: Journal, jobs: Iterable[Job]) -> None:
         with contextlib.suppress(OSError), os.scandir(folder) as entries:
             for entry in entries:
                 name = entry.name
-                if is_partial_name(name) and name[:-tail] in wanted:
+                if name[:-tail] in wanted and is_our_temporary(entry.path):
                     with contextlib.suppress(OSError):
                         os.unlink(entry.path)
     for folder in journal.dir.glob("inflight-*"):

@@ -80,6 +80,32 @@ def test_torn_journal_line_is_ignored(tmp_path, small_library):
     assert last.summary["skipped"] == 4
 
 
+def test_a_users_file_shaped_like_a_temporary_is_never_removed(tmp_path, small_library):
+    """A run removes the temporaries of the outputs it plans, by name: a user's file of
+    that shape was deleted on every run (a trust sweep's finding). Only a regular file
+    that starts as audio this tool writes (or is empty: just created) is one of ours."""
+    out = tmp_path / "out"
+    run_master([small_library], out, RunSettings(use_cache=False), n_jobs=1)
+    folder = out / "a"
+    users = {
+        folder / ".00.flac.abcdefgh.partial": b"mine\n",
+        folder / ".01.flac.ijklmnop.partial": b"RIFX not ours",
+    }
+    for path, data in users.items():
+        path.write_bytes(data)
+    (folder / ".01.flac.qrstuvwx.partial").symlink_to(small_library / "a" / "01.flac")
+    ours = [folder / ".00.flac.zz000000.partial", folder / ".01.flac.zz111111.partial"]
+    ours[0].write_bytes(b"fLaC" + bytes(100))  # what a killed run leaves
+    ours[1].write_bytes(b"")
+    for overwrite in (False, True):  # a run that skips them all, and one that redoes them
+        run_master(
+            [small_library], out, RunSettings(use_cache=False), n_jobs=1, overwrite=overwrite
+        )
+        assert all(path.read_bytes() == data for path, data in users.items())
+        assert (folder / ".01.flac.qrstuvwx.partial").is_symlink()
+        assert not any(p.exists() for p in ours)
+
+
 def test_kill_9_mid_run_leaves_no_partial_file_and_rerun_completes(tmp_path, write_audio):
     for i in range(6):
         write_audio(f"lib/{i:02d}.wav", music_like(seconds=20.0, seed=i))
