@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
-import hashlib
 import os
 import re
 import stat
@@ -28,6 +27,7 @@ import numpy as np
 import soundfile as sf
 
 from .errors import AudioError, DecodeError, OutputError, ParameterError
+from .identity import sha256_file as _sha256_file  # a module name the fault tests replace
 from .limits import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
 
 #: Frames per block when streaming files (about 1.5 s at 44.1 kHz).
@@ -457,16 +457,6 @@ class Written:
 
     def to_dict(self) -> dict:
         return {"bytes": self.bytes, "mtime_ns": self.mtime_ns, "sha256": self.sha256}
-
-
-def _sha256_file(path: Path, *, follow_links: bool = True) -> str:
-    """The file's SHA-256; ``follow_links=False`` refuses a symbolic link (OSError)."""
-    flags = os.O_RDONLY | (0 if follow_links else getattr(os, "O_NOFOLLOW", 0))
-    h = hashlib.sha256()
-    with os.fdopen(os.open(path, flags), "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class OutputFile:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from . import __version__
 from .errors import OutputError
 from .identity import file_identity as input_identity
+from .identity import sha256_file
 
 if TYPE_CHECKING:
     from .plan import Job
@@ -305,6 +306,9 @@ class Journal:
         #: later run, never swept
         self.unproven: set[Path] = set()
         self._folders: dict[Path, str | None] = {}  # key() of folders, resolved once
+        #: entries :meth:`state` found true under a new time or input path (an output
+        #: copied without its times, an input folder renamed), written by :meth:`plan`
+        self.refreshed: dict[str, dict] = {}
         self._fd: int | None = None
         try:
             fd = _open_regular(self.path, os.O_RDONLY)
@@ -455,22 +459,43 @@ class Journal:
                 )
             return OutputState("foreign")
         written = entry["output_identity"]
-        if st.st_size != written["bytes"] or st.st_mtime_ns != written["mtime_ns"]:
+        if st.st_size != written["bytes"]:
             return OutputState("altered", "it changed since auralis-batch wrote it")
-        if entry["input"] != str(job.input.resolve()):
+        if st.st_mtime_ns != written["mtime_ns"]:
+            # copied without its times (cp -r, rsync without -t) or touched: the same
+            # bytes are the same master, re-journaled with the new time
+            try:
+                same_bytes = sha256_file(out, follow_links=False) == written["sha256"]
+            except OSError:
+                same_bytes = False
+            if not same_bytes:
+                return OutputState("altered", "it changed since auralis-batch wrote it")
+            written = dict(written, mtime_ns=st.st_mtime_ns)
+            entry = self.refreshed[key] = dict(entry, output_identity=written)
+        here = str(job.input.resolve())
+        same_input: bool | None = None  # (size, mtime, inode) as journaled; read once
+
+        def input_unchanged() -> bool:
+            nonlocal same_input
+            if same_input is None:
+                try:
+                    same_input = entry["identity"] == input_identity(job.input)
+                except OSError:
+                    same_input = False
+            return same_input
+
+        if entry["input"] != here and not input_unchanged():
             why = f"it was mastered from another input, {entry['input']}"
         elif entry["settings"] != settings_hash:
             preset = entry.get("preset")
             why = "it was mastered with other settings" + (
                 f" (preset {preset})" if isinstance(preset, str) else ""
             )
+        elif input_unchanged():
+            if entry["input"] != here:  # the same file (inode, size, time), moved
+                self.refreshed[key] = dict(entry, input=here)
+            return OutputState("done", expect=written)
         else:
-            try:
-                same_input = entry["identity"] == input_identity(job.input)
-            except OSError:
-                same_input = False
-            if same_input:
-                return OutputState("done", expect=written)
             why = "the input changed since it was mastered"
         # Replaced on the journal's word only if it is still what was written: the
         # worker checks (size, time, SHA-256) right before its master takes the name.
@@ -478,10 +503,15 @@ class Journal:
 
     def plan(self, jobs: list[Job]) -> None:
         """Retire the plans of dead runs (this run has just decided about their
-        files) and note, before any work, every output this run may write."""
+        files), journal again the outputs :meth:`state` found under a new time or input
+        path, and note, before any work, every output this run may write."""
         for run_id in sorted({run for run, _ in self.planned.values()}):
             self._append({"retired": run_id})
         self.planned.clear()
+        for key, entry in self.refreshed.items():
+            self._append(entry)
+            self.by_output[key] = entry
+        self.refreshed.clear()
         now = time.time_ns()
         for job in jobs:
             assert job.output is not None

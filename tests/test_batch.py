@@ -106,6 +106,46 @@ def test_a_users_file_shaped_like_a_temporary_is_never_removed(tmp_path, small_l
         assert not any(p.exists() for p in ours)
 
 
+def test_a_copied_output_folder_and_a_renamed_input_folder_are_still_done(
+    tmp_path, small_library, monkeypatch
+):
+    """``cp -r OUT COPY`` gives every master a new time: all were kept aside as altered
+    and redone, though byte for byte the same; after ``mv lib lib2`` every track was
+    mastered again 'from another input' (a trust sweep's findings). The same bytes are
+    the same master, and the same file (inode, size, time) is the same input; both
+    are journaled again, so the next run reads no master."""
+    import shutil
+
+    from auralis_batch import journal
+
+    settings = RunSettings(use_cache=False)
+    run_master([small_library], tmp_path / "out", settings, n_jobs=1)
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp_path / "out", copy, copy_function=shutil.copyfile)  # no times
+    masters = sorted(copy.rglob("*.flac"))
+    for m in masters:
+        os.utime(m, ns=(m.stat().st_atime_ns, m.stat().st_mtime_ns + 10**9))
+    moved = tmp_path / "moved"
+    small_library.rename(moved)
+    again = run_master([moved], copy, settings, n_jobs=1)
+    assert {s for _, s in _statuses(again)} == {"skipped"}
+    assert sorted(copy.rglob("*.flac")) == masters  # nothing kept aside, nothing redone
+
+    def no_hashing(*a, **k):
+        raise AssertionError("a master was read again")
+
+    monkeypatch.setattr(journal, "sha256_file", no_hashing)
+    third = run_master([moved], copy, settings, n_jobs=1)
+    assert {s for _, s in _statuses(third)} == {"skipped"}
+    monkeypatch.undo()
+    data = bytearray(masters[0].read_bytes())  # same size, other bytes: altered
+    data[-1] ^= 1
+    masters[0].write_bytes(bytes(data))
+    fourth = run_master([moved], copy, settings, n_jobs=1)
+    assert dict(_statuses(fourth))[masters[0].name] == "ok"
+    assert any(".altered-" in p.name for p in masters[0].parent.iterdir())
+
+
 def test_kill_9_mid_run_leaves_no_partial_file_and_rerun_completes(tmp_path, write_audio):
     for i in range(6):
         write_audio(f"lib/{i:02d}.wav", music_like(seconds=20.0, seed=i))
