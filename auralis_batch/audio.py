@@ -494,6 +494,9 @@ class OutputFile:
         self.expect = expect
         #: Where the file found at ``path`` went, if it was not what ``expect`` says.
         self.kept_aside: Path | None = None
+        #: set by :meth:`commit` when the master took its name but its folder could not
+        #: be synced: in place and journaled, with this said in its record
+        self.unsynced: str | None = None
         self.temporary_path: Path | None = None  # the last completed pass
         self._open_tmp: Path | None = None
         self._started = time.time()
@@ -565,7 +568,8 @@ class OutputFile:
         intent: Callable[[Written], None] | None = None,
     ) -> Written:
         """Tags (``finish``), fsync, ``intent`` (told what the file is, before it
-        takes its name), rename into place, fsync the folder.
+        takes its name), rename into place, fsync the folder (a failure of that last
+        step leaves the master in place and sets :attr:`unsynced`).
 
         Raises
         ------
@@ -591,9 +595,18 @@ class OutputFile:
                 intent(written)
             self._rename(tmp)
             self.temporary_path = None
-            fsync_dir(self.path.parent)
         except OSError as exc:
             raise _write_failure(self.path, exc, "committing the output") from None
+        try:
+            fsync_dir(self.path.parent)
+        except OSError as exc:
+            # The master is complete and in place (the next run would journal it from
+            # its commit note anyway): reported as written, with the doubt said.
+            reason = (exc.strerror or str(exc)).lower()
+            self.unsynced = (
+                f"its folder could not be synced after the master took its name ({reason}): "
+                "it is in place, but a power cut now could lose it"
+            )
         self._sweep_stale()
         return written
 

@@ -341,8 +341,11 @@ def _commit(
     }
     if notes:
         rec["tag_notes"] = notes
-    if not outcome.target_reached:
-        rec["warning"] = "; ".join(outcome.notes) or "target not reached"
+    warnings = [] if outcome.target_reached else ["; ".join(outcome.notes) or "target not reached"]
+    if out.unsynced:
+        warnings.append(out.unsynced)
+    if warnings:
+        rec["warning"] = "; ".join(warnings)
     return rec
 
 
@@ -550,6 +553,8 @@ def master_album(
                             else "limiting moved it"
                         )
                     )
+                if out.unsynced:
+                    rec["warning"] = "; ".join(filter(None, (rec.get("warning"), out.unsynced)))
             except Exception as exc:
                 rec = _failed(p.job, settings, exc, t_job)
             _decorate(rec, p.job, p.analysis)

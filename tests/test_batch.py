@@ -146,6 +146,36 @@ def test_a_copied_output_folder_and_a_renamed_input_folder_are_still_done(
     assert any(".altered-" in p.name for p in masters[0].parent.iterdir())
 
 
+def test_a_folder_that_cannot_be_synced_after_the_rename_keeps_an_ok_master_with_a_warning(
+    tmp_path, small_library, monkeypatch
+):
+    """fsync of the folder failed after the master took its name: the track said
+    'failed' while the master stayed in place and the next run journaled it as done (a
+    trust sweep's finding). Report and journal now agree: ok, with the doubt said."""
+    import errno
+
+    from auralis_batch import audio
+
+    real = audio.fsync_dir
+
+    def eio(folder):  # the output's folder, once its master is in place
+        if any(folder.glob("[!.]*.flac")):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real(folder)  # the commit notes' folder
+
+    monkeypatch.setattr(audio, "fsync_dir", eio)
+    out = tmp_path / "out"
+    first = run_master([small_library], out, RunSettings(use_cache=False), n_jobs=1)
+    assert {s for _, s in _statuses(first)} == {"ok"}
+    for rec in first.records:
+        assert "its folder could not be synced" in rec["warning"]
+        assert "input/output error" in rec["warning"]
+        assert sf.info(rec["output"]).frames > 0
+    monkeypatch.undo()
+    again = run_master([small_library], out, RunSettings(use_cache=False), n_jobs=1)
+    assert {s for _, s in _statuses(again)} == {"skipped"}
+
+
 def test_kill_9_mid_run_leaves_no_partial_file_and_rerun_completes(tmp_path, write_audio):
     for i in range(6):
         write_audio(f"lib/{i:02d}.wav", music_like(seconds=20.0, seed=i))
