@@ -357,7 +357,9 @@ class FingerprintCache:
         try:
             return diskcache.Cache(str(self.directory), **kwargs)
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            if isinstance(exc, sqlite3.OperationalError) and "malformed" not in str(exc):
+                # locked, read-only, not openable, an I/O error: not corrupt, and not
+                # ours to move; open_cache runs without it
                 raise
             aside = self.directory / f"cache.db.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
             db = self.directory / "cache.db"

@@ -218,6 +218,31 @@ def test_corrupt_database_is_moved_aside_with_one_warning(tmp_path):
     assert list(tmp_path.glob("cache.db.corrupt-*"))
 
 
+@pytest.mark.parametrize(
+    "message", ["attempt to write a readonly database", "unable to open database file"]
+)
+def test_a_healthy_database_it_cannot_write_is_left_in_place(tmp_path, monkeypatch, message):
+    """A read-only cache.db was called corrupt and moved aside (a trust sweep's finding,
+    as root without CAP_DAC_OVERRIDE; simulated here, since root writes anyway)."""
+    import sqlite3
+
+    import diskcache
+
+    with FingerprintCache(tmp_path) as c:
+        c.set(key(1), VALUE)
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    def refuse(*a, **k):
+        raise sqlite3.OperationalError(message)
+
+    monkeypatch.setattr(diskcache, "Cache", refuse)
+    with pytest.warns(CacheWarning, match="unusable .*running without it") as record:
+        c = open_cache(tmp_path)
+    assert isinstance(c, NullCache) and len(record) == 1
+    assert not any("corrupt" in str(w.message) for w in record)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
 def test_unwritable_location_runs_uncached_with_one_warning(tmp_path):
     blocker = tmp_path / "a-file"  # a file where the folder should be: fails even as root
     blocker.write_text("x")
