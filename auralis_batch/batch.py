@@ -541,12 +541,30 @@ def _raise_if_stopped() -> None:
         raise TrackStoppedError("its worker process was sent SIGTERM; stopped, no output written")
 
 
+#: The one line a second signal leaves (its cleanup is the next run's: temporaries and
+#: commit notes of a run that did not end are removed or journaled when it starts).
+_AT_ONCE = (
+    "[error] {} again: stopped at once, workers killed; the same command finishes the "
+    "tracks and removes what this run left\n"
+)
+
+
 @contextlib.contextmanager
-def _signals_stop_the_run() -> Iterator[None]:
+def _signals_stop_the_run() -> Iterator[Callable[[], None]]:
     """First SIGINT/SIGTERM raises :class:`_Stop` in the main thread; a second one
-    kills the workers and exits at once (130 / 143)."""
+    kills the workers and exits at once (130 / 143), saying so in one line.
+
+    Yields ``cleaning()``: call it before the run's cleanup, which must run to its end
+    (a ``_Stop`` or ``KeyboardInterrupt`` in it would leave temporaries and in-flight
+    notes behind): from then on a first signal is only noted, and a second one still
+    ends the run at once."""
+    raising = [True]
+
+    def cleaning() -> None:
+        raising[0] = False
+
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield cleaning
         return
     received = _PENDING_STOP
     received.clear()
@@ -554,9 +572,11 @@ def _signals_stop_the_run() -> Iterator[None]:
     def handler(signum, frame):
         if received:
             _kill_children()
+            with contextlib.suppress(OSError):  # a closed stderr: exit all the same
+                os.write(2, _AT_ONCE.format(signal.Signals(signum).name).encode())
             os._exit(128 + signum)
         received.append(signum)
-        if not _IN_TRACK:
+        if raising[0] and not _IN_TRACK:
             raise _Stop(signum)
         # Inside a track in this process (-j 1) the signal may land inside a Numba
         # kernel, where an exception turns into a SystemError a track would report as
@@ -564,7 +584,7 @@ def _signals_stop_the_run() -> Iterator[None]:
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield cleaning
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
@@ -698,8 +718,8 @@ def _run(
     local = units and (n_jobs == 1 or _local_backend())
     share = warm.run_share(fingerprint=needs_fingerprint(settings), one_job=n_jobs == 1)
     warmup = warm.start(settings.bit_depth, run_share=share) if local else None
-    try:
-        with _signals_stop_the_run():
+    with _signals_stop_the_run() as cleaning:
+        try:
             try:
                 poller.start()
                 for rec in _execute(units, settings, n_jobs, inflight, journal):
@@ -723,26 +743,27 @@ def _run(
             except _Stop as stop:
                 signum = stop.signum
                 stopped = f"interrupted by {signal.Signals(signum).name}"
-    finally:
-        poller.stop()
-        if warmup is not None:
-            warmup.stop()
-        if n_jobs != 1 and len(finished) < len(todo):
-            _stop_pool()  # stopped, or an error: none of the workers may go on writing
-        # every track without a master in place, finished ones included: a worker
-        # that crashed left its temporary, and none is writing now
-        _remove_partials(j for j in todo if finished.get(str(j.input)) != "ok")
-        started = {int(p.name) for p in inflight.glob("[0-9]*")} if inflight.is_dir() else set()
-        recovered: dict[str, dict] = {}
-        try:  # outputs renamed into place, not yet journaled
-            recovered = journal.recover()
-        except OSError:  # the journal cannot be written: the next run's recovery reads
-            for mark in inflight.glob("[0-9]*"):  # the notes; only the progress marks go
-                mark.unlink(missing_ok=True)
-        else:  # what is left are notes of outputs that never took their name (or
-            _clear_inflight(inflight, journal)  # that could not be checked: kept)
-        with contextlib.suppress(OSError):
-            journal.retire()
+        finally:
+            cleaning()  # runs to its end: a signal now is noted (a second: at once)
+            poller.stop()
+            if warmup is not None:
+                warmup.stop()
+            if n_jobs != 1 and len(finished) < len(todo):
+                _stop_pool()  # stopped, or an error: none of the workers may go on writing
+            # every track without a master in place, finished ones included: a worker
+            # that crashed left its temporary, and none is writing now
+            _remove_partials(j for j in todo if finished.get(str(j.input)) != "ok")
+            started = {int(p.name) for p in inflight.glob("[0-9]*")} if inflight.is_dir() else set()
+            recovered: dict[str, dict] = {}
+            try:  # outputs renamed into place, not yet journaled
+                recovered = journal.recover()
+            except OSError:  # the journal cannot be written: the next run's recovery reads
+                for mark in inflight.glob("[0-9]*"):  # the notes; only the progress marks go
+                    mark.unlink(missing_ok=True)
+            else:  # what is left are notes of outputs that never took their name (or
+                _clear_inflight(inflight, journal)  # that could not be checked: kept)
+            with contextlib.suppress(OSError):
+                journal.retire()
     if stopped:
         for i, unit in enumerate(units):
             for job in unit:

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -290,6 +291,36 @@ def test_signal_stops_workers_cleans_up_and_reports(tmp_path, write_audio, sig, 
     # nothing of the run keeps running
     ps = subprocess.run(["ps", "-eo", "ppid="], capture_output=True, text=True).stdout.split()
     assert str(proc.pid) not in ps
+
+
+def test_a_second_ctrl_c_stops_at_once_and_says_so_and_cleanup_is_not_cut_by_one():
+    """Ctrl-C twice (an impatient user) exited 130 without a word, and a signal during
+    the run's cleanup raised in the middle of it (leaving temporaries and in-flight
+    notes). During cleanup a first signal is now only noted; a second ends the run at
+    once, workers killed, with one line saying what to do. In a process of its own:
+    the second signal ends it."""
+    script = textwrap.dedent(
+        """
+        import os, signal, time
+        from auralis_batch.batch import _signals_stop_the_run
+        with _signals_stop_the_run() as cleaning:
+            cleaning()
+            os.kill(os.getpid(), signal.SIGINT)  # during cleanup: noted, not raised
+            print("cleanup goes on", flush=True)
+            os.kill(os.getpid(), signal.SIGINT)  # the second: at once
+            time.sleep(10)
+        print("not reached", flush=True)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd="/"
+    )
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stdout == "cleanup goes on\n"
+    assert proc.stderr == (
+        "[error] SIGINT again: stopped at once, workers killed; the same command finishes "
+        "the tracks and removes what this run left\n"
+    )
 
 
 def test_a_signal_stops_the_lone_rerun_after_a_worker_crash(tmp_path, write_audio):
