@@ -192,10 +192,21 @@ def _read_source(source: str | os.PathLike, notes: list[str]) -> tuple[dict, lis
     return {k: v for k, v in kept.items() if k not in _ENCODING_FIELDS}, pictures
 
 
+def _tag_names(tags) -> list[str]:
+    """The names of a tag mapping in a fixed order: Vorbis comments in the source's own
+    order (mutagen's ``VComment.keys()`` is a set, whose order changes from process to
+    process, and the master's bytes with it); any other mapping sorted."""
+    from mutagen._vorbis import VComment
+
+    if isinstance(tags, VComment):
+        return list(dict.fromkeys(k.lower() for k, _ in tags))
+    return sorted(tags.keys())
+
+
 def _fields_from_mapping(tags) -> dict[str, list[str]]:
     """Vorbis comments (FLAC, Ogg) and other name -> list-of-text tag mappings."""
     fields: dict[str, list[str]] = {}
-    for key in tags.keys():
+    for key in _tag_names(tags):
         values = tags[key]
         name = key.lower()
         if name in _PICTURE_FIELDS or not isinstance(values, list):

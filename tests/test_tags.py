@@ -404,3 +404,44 @@ def test_the_sources_encoder_is_not_carried_to_the_master(tmp_path):
     write_output_tags(out, fmt="flac", source=src, loudness=None)
     fields, _, _ = _read(out, "flac")
     assert fields.get("title") == ["Song"] and "encoder" not in fields
+
+
+def test_copied_tags_are_written_in_the_same_order_whatever_the_hash_seed(tmp_path):
+    """mutagen's VComment.keys() is a set: the master's tag order, and so its bytes,
+    changed from process to process (a trust sweep saw two runs' masters differ at byte
+    87). Copied in the source's order, the same source gives the same bytes in any
+    process (-j 1, -j 2 and Dask workers alike)."""
+    import sys
+
+    from mutagen.flac import FLAC
+
+    src = tmp_path / "src.flac"
+    sf.write(src, _audio(), SR, subtype="PCM_16")
+    meta = FLAC(src)
+    names = ["TITLE", "ARTIST", "ALBUM", "GENRE", "DISCNUMBER", "TRACKNUMBER", "DATE", "LABEL"]
+    for i, name in enumerate(names):
+        meta[name] = f"value {i}"
+    meta.save()
+    script = (
+        "import sys, shutil, hashlib\n"
+        "from auralis_batch.tags import write_output_tags\n"
+        "shutil.copy(sys.argv[1], sys.argv[2])\n"
+        "write_output_tags(sys.argv[2], fmt='flac', source=sys.argv[1], loudness=None)\n"
+        "print(hashlib.sha256(open(sys.argv[2], 'rb').read()).hexdigest())\n"
+    )
+    digests = set()
+    for seed in ("1", "2", "3", "4"):
+        out = tmp_path / f"out-{seed}.flac"
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        run = subprocess.run(
+            [sys.executable, "-c", script, str(src), str(out)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd="/",
+            check=True,
+        )
+        digests.add(run.stdout.strip())
+    assert len(digests) == 1
+    written = [k.lower() for k, _ in FLAC(tmp_path / "out-1.flac").tags]
+    assert [n for n in written if n in {n.lower() for n in names}] == [n.lower() for n in names]
