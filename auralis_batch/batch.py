@@ -927,7 +927,10 @@ def _execute(
                     del pending[i]
                     _unmark(inflight_dir, i)
             for i in sorted(suspects & set(pending)):
-                yield from _run_alone(i, pending.pop(i), settings, inflight_dir, journal)
+                for rec in _run_alone(i, pending.pop(i), settings, inflight_dir, journal):
+                    if rec["status"] == "ok" and _RUN_AGAIN not in (rec.get("warning") or ""):
+                        rec["warning"] = "; ".join(filter(None, (rec.get("warning"), _RUN_AGAIN)))
+                    yield rec
         finally:
             if gen is not None and pending:  # stopped early: joblib aborts the rest quietly
                 with warnings.catch_warnings():
@@ -990,6 +993,13 @@ def _note(done: dict[str, dict], journal: Journal, job: Job) -> dict | None:
 
 
 _LOST_WORKER = "its worker process was lost after this track's output was written"
+#: Said of a track mastered again alone because a worker died while it was in flight
+#: (killed, out of memory, a crash in a decoder): the master is sound, the machine or
+#: another track may not be.
+_RUN_AGAIN = (
+    "a worker process died while this track was in flight (killed, out of memory or a "
+    "crash); mastered again in a process of its own"
+)
 _LOST_REPORT = "a worker crash lost this track's report"
 
 

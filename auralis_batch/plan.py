@@ -172,13 +172,18 @@ def plan_master(
     audio, plan.records, plan.notes = discover(inputs, extensions=extensions, exclude=[out_dir])
     inputs_resolved = {f.resolve() for f, _ in audio}
     by_output: dict[Path, Path] = {}
-    seen_inputs: set[Path] = set()
+    seen_inputs: dict[Path, Path] = {}  # resolved -> the path it was first found as
     for f, rel in audio:
         f_r = f.resolve()
         if f_r in seen_inputs:
-            plan.notes.append(f"{f}: given more than once; mastered once")
+            first = seen_inputs[f_r]
+            if f == first:
+                plan.notes.append(f"{f}: given more than once; mastered once")
+            else:  # reached again through a link: its own line in the report
+                why = f"the same file as {first} (reached through a link); mastered once, as that"
+                plan.records.append(skipped_record(f, why))
             continue
-        seen_inputs.add(f_r)
+        seen_inputs[f_r] = f
         dst = output_path(rel, out_dir, fmt)
         dst_r = dst.resolve()
         if dst_r in inputs_resolved:

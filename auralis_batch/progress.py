@@ -137,6 +137,9 @@ class BatchProgress:
         if not self.interactive:
             self._plain_line(rec)
             return
+        if rec.get("status") == "ok" and rec.get("warning"):
+            line = failure_line(rec["input"], rec["warning"])
+            self.console.print(f"[yellow]warning[/yellow] {escape(line)}", highlight=False)
         if self._progress is not None and self._task is not None:
             with self._lock:
                 task = self._tracks.pop(rec["input"], None)
@@ -152,6 +155,8 @@ class BatchProgress:
         error = rec.get("error")
         what = failure_line(rec["input"], error) if rec.get("status") != "ok" and error else None
         line = f"{stamp} {rec.get('status', '?'):<11} {seconds:7.1f} s {speed}  "
+        if what is None and rec.get("warning"):  # mastered, with something to know
+            what = f"{printable(rec['input'])}; warning: {printable(str(rec['warning']))}"
         print(line + (what or printable(rec["input"])), file=sys.stderr, flush=True)
 
     def running(self, fractions: dict[str, float]) -> None:

@@ -175,7 +175,7 @@ def test_finished_output_sweeps_temporaries_of_a_killed_run(tmp_path):
 
     dst = tmp_path / "a.flac"
     stale = tmp_path / ".a.flac.k1ll3d00.partial"  # left by a run killed mid-write
-    stale.write_bytes(b"half a file")
+    stale.write_bytes(b"fLaC" + bytes(200))  # half a FLAC file
     os.utime(stale, (1_000_000_000, 1_000_000_000))
     other = tmp_path / ".b.flac.x.partial"  # another output's: not ours to touch
     other.write_bytes(b"x")

@@ -177,6 +177,20 @@ def test_collisions_and_duplicates_are_found_at_start(tmp_path, write_audio):
     res = cli("master", a, a, "--out", tmp_path / "O", "-q", "-j", "1", "--no-cache")
     assert res.returncode == 0, res.stderr
     assert "given more than once" in res.stderr
+    # given once, reached twice through links: not "given more than once", and in the
+    # report (a trust sweep's finding: it was missing there)
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "a-link.flac").symlink_to(a)
+    (links / "folder").symlink_to(a.parent)
+    report = tmp_path / "r.json"
+    res = cli("master", links, "--out", tmp_path / "L", "-j", "1", "--no-cache", "--report", report)
+    assert res.returncode == 0, res.stderr
+    assert "given more than once" not in res.stderr
+    tracks = {Path(t["input"]).name: t for t in json.loads(report.read_text())["tracks"]}
+    assert sorted(t["status"] for t in tracks.values()) == ["ok", "skipped"]
+    skipped = next(t for t in tracks.values() if t["status"] == "skipped")
+    assert "(reached through a link); mastered once" in skipped["error"]
 
 
 def test_torn_journal_tail_does_not_swallow_the_next_entry(tmp_path, lib):
@@ -1067,6 +1081,36 @@ def test_a_signal_to_one_worker_fails_at_most_its_track_and_the_batch_goes_on(
     assert_consistent(out)
 
 
+def test_a_worker_killed_mid_track_has_its_tracks_mastered_again_and_says_so(tmp_path, write_audio):
+    """kill -9 of one worker (the OOM killer, a user): the tracks in flight are mastered
+    again one at a time and came out 'ok' with nothing in the log (a trust sweep's
+    finding). Their records and log lines now say a worker died."""
+    for name in ("a-slow.flac", "b-slow.flac"):
+        write_audio(f"lib/{name}", music_like(seconds=4.0, seed=len(name)))
+    out, report = tmp_path / "O", tmp_path / "r.json"
+    env = {"AURALIS_BATCH_FAULT": "slow:a-slow.flac,slow:b-slow.flac"}
+    proc = popen(
+        "master", tmp_path / "lib", "--out", out, "-j", "2", "--no-cache", "--report", report,
+        env=env,
+    )  # fmt: skip
+    wait_until_working(out, started=True)
+    deadline = time.monotonic() + 30
+    workers: list[int] = []
+    while len(workers) < 2 and time.monotonic() < deadline:
+        workers = [w for w in _children(proc.pid) if _alive(w) and b"LokyProcess" in _cmdline(w)]
+        time.sleep(0.05)
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    tracks = json.loads(report.read_text())["tracks"]
+    assert [t["status"] for t in tracks] == ["ok", "ok"]
+    said = "a worker process died while this track was in flight"
+    assert any(said in (t.get("warning") or "") for t in tracks)
+    assert said in " ".join(err.split())
+    assert_consistent(out)
+
+
 def test_a_folder_at_an_output_name_is_refused_even_with_overwrite(tmp_path, lib):
     out = tmp_path / "O"
     (out / "00.flac").mkdir(parents=True)
@@ -1163,8 +1207,8 @@ def test_a_track_written_when_the_run_is_stopped_is_reported_with_its_line(tmp_p
     rec = tracks["01.flac"]
     assert rec["status"] == "ok" and rec["recovered"] is True, rec
     assert "interrupted by SIGINT after this track's output was written" in rec["warning"]
-    lines = [ln for ln in res.stderr.splitlines() if ln.endswith("01.flac")]
-    assert any(" ok " in ln for ln in lines), res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if "/01.flac" in ln]
+    assert any(" ok " in ln and "; warning: interrupted by SIGINT" in ln for ln in lines)
     ok = [t for t in tracks.values() if t["status"] == "ok"]
     audio = sum(t["duration_s"] for t in ok)
     m, s = divmod(round(audio), 60)
