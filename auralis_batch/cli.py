@@ -503,7 +503,7 @@ def measure(inputs: Inputs, json_out: JsonFlag = False) -> None:
     missing = [p for p in inputs if not p.exists()]
     if missing:
         _fail_usage(f"input {missing[0]} does not exist")
-    audio, records, _ = discover(inputs, extensions=readable_extensions())
+    audio, records, _ = discover(inputs, extensions=readable_extensions(), skip_masters=False)
     records += [measure_file(f) for f, _ in audio]
     if json_out:
         typer.echo(plain_json(records, indent=2))
@@ -558,7 +558,8 @@ def analyze(
         if cache is not None:  # all from the cache: no NumPy, decoder or Numba loads
             from .recall import recall_all
 
-            found, _, _ = discover(inputs, extensions=None)  # recall_all sorts them out
+            # recall_all sorts them out
+            found, _, _ = discover(inputs, extensions=None, skip_masters=False)
             named = {Path(p) for p in inputs if Path(p).is_file()}
             files = [f for f, _rel in found]
             records = recall_all(cache, files, tempo=not no_tempo, named=named)
@@ -590,7 +591,7 @@ def _analyze_files(inputs: list[Path], cache, *, tempo: bool) -> list[dict]:
     from .recall import would_answer
     from .records import error_text
 
-    audio, _, _ = discover(inputs, extensions=readable_extensions())
+    audio, _, _ = discover(inputs, extensions=readable_extensions(), skip_masters=False)
     noted = False
     records = []
     for f, _rel in audio:

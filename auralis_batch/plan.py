@@ -77,6 +77,7 @@ def discover(
     *,
     extensions: frozenset[str] | None,
     exclude: Sequence[Path] = (),
+    skip_masters: bool = True,
 ) -> tuple[list[tuple[Path, Path]], list[dict], list[str]]:
     """Expand files and folders (recursively) into ``(file, relative_name)`` pairs.
 
@@ -84,8 +85,10 @@ def discover(
     ``extensions``, or every regular file when it is None (a file named on the
     command line is taken whatever its extension: the decoder decides), skipped
     records for everything else found, and notes about folders left out. Hidden
-    files and folders are ignored; so are the ``exclude`` folders (resolved) and
-    folders earlier runs wrote into.
+    files and folders are ignored; so are the ``exclude`` folders (resolved) and,
+    with ``skip_masters`` (``master``: a master is never mastered again), the files
+    earlier runs wrote into a folder. ``analyze`` and ``measure`` read those too: a
+    user measures a folder of masters to check them.
     """
     excluded = {Path(e).resolve() for e in exclude}
     audio: list[tuple[Path, Path]] = []
@@ -99,7 +102,7 @@ def discover(
             skipped.append(skipped_record(p, f"cannot read: {exc.strerror or exc}"))
             continue
         if stat.S_ISDIR(st.st_mode):
-            masters: set[Path] = set()
+            masters: set[Path] | None = set() if skip_masters else None
             _walk(
                 p, p, extensions, excluded, {(st.st_dev, st.st_ino)}, masters, audio, skipped, notes
             )
@@ -118,7 +121,8 @@ def _walk(root, folder, extensions, excluded, seen, masters, audio, skipped, not
     except OSError as exc:
         skipped.append(skipped_record(folder, f"folder not readable: {exc.strerror or exc}"))
         return
-    masters |= _masters_in(Path(folder))
+    if masters is not None:
+        masters |= _masters_in(Path(folder))
     for entry in entries:
         if entry.name.startswith("."):
             continue

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -219,6 +220,24 @@ def test_a_reference_with_nothing_to_match_stops_the_run_before_it_starts(
     assert res.exit_code == 2
     assert "--reference: " in res.output and message in " ".join(res.output.split())
     assert not out.exists()
+
+
+def test_measure_and_analyze_read_a_folder_of_masters(tmp_path, write_audio):
+    """`measure OUT` after a run listed nothing: the folder's journal made its masters
+    'files this tool wrote', which only `master` must leave out (it never masters a
+    master again). A user measures the masters to check them."""
+    src = write_audio("lib/a.flac", music_like(seconds=2.0))
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["master", str(src), "--out", str(out), "-q", "--no-cache"])
+    assert res.exit_code == 0, res.output
+    for command in (["measure", str(out), "--json"], ["analyze", str(out), "--json", "--no-cache"]):
+        res = runner.invoke(app, command)
+        assert res.exit_code == 0, res.output
+        rows = json.loads(res.stdout)
+        assert [Path(r.get("input") or r.get("path")).name for r in rows] == ["a.flac"]
+        assert rows[0]["integrated_lufs"] == pytest.approx(-14.0, abs=0.1)
+    again = runner.invoke(app, ["master", str(out), "--out", str(tmp_path / "o2"), "-q"])
+    assert again.exit_code == 0 and not (tmp_path / "o2" / "a.flac").exists()  # never remastered
 
 
 def test_several_reports_in_one_run(tmp_path, write_audio):
