@@ -291,7 +291,7 @@ def _master_settings(
     from .batch import check_output_writable
     from .errors import AuralisError
     from .presets import load_preset
-    from .report import REPORT_SUFFIXES, is_report_of_ours
+    from .report import REPORT_SUFFIXES, is_report_of_ours, report_kind
     from .settings import RunSettings, memory_budget_from_env
 
     for path in report or ():
@@ -299,10 +299,15 @@ def _master_settings(
             _fail_usage(f"--report {path}: use a file name ending in {', '.join(REPORT_SUFFIXES)}")
         if path.is_dir():
             _fail_usage(f"--report {path}: is a folder; give a file name")
-        if (path.exists() or path.is_symlink()) and not (overwrite or is_report_of_ours(path)):
+        if path.is_symlink():
             _fail_usage(
-                f"--report {path}: a file that is not an auralis-batch report is there, and "
-                "it is not replaced: give another name, or --overwrite to replace it"
+                f"--report {path}: is a symbolic link, which is never replaced; name a file"
+            )
+        if path.exists() and not (overwrite or is_report_of_ours(path)):
+            _fail_usage(
+                f"--report {path}: a file that is not an auralis-batch {report_kind(path)} "
+                "report is there, and it is not replaced: give another name, or --overwrite "
+                "to replace it"
             )
         folder = path.parent.absolute()
         while not folder.exists() and folder.parent != folder:  # created when written

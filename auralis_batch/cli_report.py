@@ -56,9 +56,11 @@ def report(
         same = False
     if same or out == report_json:
         raise _fail(f"--html {out}: is the report itself; name another file")
-    if (out.exists() or out.is_symlink()) and not is_report_of_ours(out):
+    if out.is_symlink():
+        raise _fail(f"--html {out}: is a symbolic link, which is never replaced: name a file")
+    if out.exists() and not is_report_of_ours(out, "html"):
         raise _fail(
-            f"--html {out}: a file that is not an auralis-batch report is there, and it is "
+            f"--html {out}: a file that is not an auralis-batch page is there, and it is "
             "not replaced: name another file"
         )
     folder = out.parent if str(out.parent) else Path(".")

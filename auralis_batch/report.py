@@ -57,31 +57,60 @@ def _get(rec: dict, dotted: str):
     return cur
 
 
-#: How a JSON or CSV report of this tool begins (an HTML page carries
-#: ``html_report.GENERATOR_META`` near its top): what :func:`is_report_of_ours` reads.
-_JSON_START = '{"tracks":['
-_CSV_START = "input,output,status,"
+#: The first columns of every CSV report this tool has written (later versions may
+#: add columns after them): what :func:`is_report_of_ours` reads in a CSV's header.
+_CSV_START = "input,output,status,error,preset,"
 
 
-def is_report_of_ours(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a regular file that starts as a report of this tool does
-    (JSON, CSV or HTML, whatever its name): one a run may replace with the new report.
-    Anything else there (a user's page, notes, a symbolic link) is not replaced."""
+def report_kind(path: str | os.PathLike) -> str:
+    """``"html"``, ``"csv"`` or ``"json"``: what :func:`write_report` writes at ``path``."""
+    suffix = Path(path).suffix.lower()
+    return {".html": "html", ".csv": "csv"}.get(suffix, "json")
+
+
+def is_report_of_ours(path: str | os.PathLike, kind: str | None = None) -> bool:
+    """Whether ``path`` is a regular file holding a report of this tool of ``kind``
+    (default: the kind its name says, :func:`report_kind`): one a run may replace with
+    its new report. A page names this tool as its generator; a CSV starts with this
+    tool's columns; a JSON report is an object of exactly ``tracks`` (objects with an
+    ``input`` and a ``status``) and ``summary``. Anything else (a user's page, notes, a
+    playlist, a link, a report of another kind) is not replaced."""
     from .html_report import GENERATOR_META
 
+    kind = kind or report_kind(path)
     try:
-        st = os.lstat(path)
-        if not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISREG(os.lstat(path).st_mode):
             return False
-        with open(path, "rb") as f:
-            head = f.read(4096).decode("utf-8", "replace")
-    except OSError:
+        if kind != "json":
+            with open(path, "rb") as f:
+                head = f.read(4096).decode("utf-8", "replace")
+            return GENERATOR_META in head if kind == "html" else head.startswith(_CSV_START)
+        tracks, summary = read_report(path)
+    except (OSError, ReportError):
         return False
-    return (
-        "".join(head.split()).startswith(_JSON_START)
-        or head.startswith(_CSV_START)
-        or GENERATOR_META in head
+    return isinstance(summary, dict) and all(
+        isinstance(t, dict) and "input" in t and "status" in t for t in tracks
     )
+
+
+def _umask() -> int:
+    """The process's umask, read from /proc where it can be (setting it to read it, the
+    only other way, would touch files other threads create meanwhile)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: A report's mode: 0666 less the process's umask (0644 under the usual 022), as the
+#: masters get; read once, at import (os.umask can only be read by setting it).
+_PLAIN_FILE_MODE = 0o666 & ~_umask()
 
 
 def _atomic_write(path: Path, text: str, *, errors: str = "strict") -> None:
@@ -95,6 +124,7 @@ def _atomic_write(path: Path, text: str, *, errors: str = "strict") -> None:
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     tmp = Path(name)
     try:
+        os.fchmod(fd, _PLAIN_FILE_MODE)  # as open() would create it, not mkstemp's 0600
         with open(fd, "w", encoding="utf-8", errors=errors) as f:
             f.write(text)
             f.flush()

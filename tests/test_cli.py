@@ -259,13 +259,26 @@ def test_a_report_path_holding_a_users_file_is_refused_unless_overwrite(tmp_path
 
     src = write_audio("lib/a.flac", music_like(seconds=2.0))
     args = ["master", str(src), "--out", str(tmp_path / "o"), "-q", "-j", "1", "--no-cache"]
-    for name in ("index.html", "notes.csv", "meta.json"):
+    users = {  # a second sweep's: a playlist and a CSV that begin as reports do
+        "index.html": "mine\n",
+        "notes.csv": "mine\n",
+        "meta.json": "mine\n",
+        "playlist.json": '{\n  "tracks": [\n    "my favourite playlist"\n  ]\n}\n',
+        "sheet.csv": "input,output,status,when\na,b,c,d\n",
+    }
+    for name, text in users.items():
         user = tmp_path / "lib" / name
-        user.write_text("mine\n")
+        user.write_text(text)
         res = runner.invoke(app, [*args, "--report", str(user)])
         assert res.exit_code == 2
-        assert "not an auralis-batch report is there" in " ".join(res.output.split())
-        assert user.read_text() == "mine\n"
+        kind = {".html": "html", ".csv": "csv"}.get(user.suffix, "json")
+        said = f"a file that is not an auralis-batch {kind} report is there"
+        assert said in " ".join(res.output.split())
+        assert user.read_text() == text
+    link = tmp_path / "link.json"
+    link.symlink_to(tmp_path / "lib" / "meta.json")
+    res = runner.invoke(app, [*args, "--report", str(link), "--overwrite"])
+    assert res.exit_code == 2 and "is a symbolic link" in res.output and link.is_symlink()
     assert not (tmp_path / "o").exists()
     reports = [tmp_path / "r.json", tmp_path / "r.csv", tmp_path / "r.html"]
     flags = [x for r in reports for x in ("--report", str(r))]

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import math
+import os
 import random
 import re
 from html.parser import HTMLParser
@@ -630,15 +631,29 @@ def test_report_command_never_replaces_a_file_it_did_not_write(tmp_path, report_
     mine = tmp_path / "r.html"
     mine.write_text("<html>my page</html>")
     res = runner.invoke(report_app, ["report", str(src)])
-    assert res.exit_code == 2 and "not an auralis-batch report is there" in res.output
+    assert res.exit_code == 2 and "not an auralis-batch page is there" in res.output
     assert mine.read_text() == "<html>my page</html>"
     mine.unlink()
     mine.symlink_to(tmp_path / "elsewhere.html")  # a link is not replaced either
-    assert runner.invoke(report_app, ["report", str(src)]).exit_code == 2
+    res = runner.invoke(report_app, ["report", str(src)])
+    assert res.exit_code == 2 and "is a symbolic link" in res.output
     mine.unlink()
     for _ in range(2):  # its own page it replaces
         assert runner.invoke(report_app, ["report", str(src)]).exit_code == 0
     assert not (tmp_path / "elsewhere.html").exists()
+    # a report of another kind is not a page to replace (a second sweep's finding:
+    # report A.json --html B.json turned B.json, another run's report, into a page)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(synthetic_report(3)))
+    res = runner.invoke(report_app, ["report", str(src), "--html", str(other)])
+    assert res.exit_code == 2 and json.loads(other.read_text())["summary"]
+    assert (tmp_path / "r.html").stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def test_read_report_refuses_what_is_not_a_regular_file(tmp_path):
@@ -686,3 +701,14 @@ def test_a_tempo_that_was_not_estimated_is_not_shown_as_one(tmp_path):
     assert bpm_cell(default) == ""
     assert float(bpm_cell(estimated)) == estimated["tempo_bpm"]
     assert "not estimated" in page
+
+
+def test_the_csv_a_run_writes_is_one_a_later_run_may_replace(tmp_path):
+    from auralis_batch.report import _CSV_START, CSV_COLUMNS, is_report_of_ours
+
+    assert ",".join(CSV_COLUMNS).startswith(_CSV_START)
+    for name in ("r.csv", "r.json", "r.html"):
+        write_report(tmp_path / name, synthetic_report(2)["tracks"], synthetic_report(2)["summary"])
+        assert is_report_of_ours(tmp_path / name)
+        others = {"csv", "json", "html"} - {name.rsplit(".", 1)[1]}
+        assert not any(is_report_of_ours(tmp_path / name, kind) for kind in others)
