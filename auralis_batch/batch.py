@@ -59,6 +59,7 @@ from .journal import (
 )
 from .plan import Job, Plan, plan_master
 from .records import (
+    album_not_mastered,
     error_text,
     failed_record,
     is_disk_full,
@@ -283,7 +284,14 @@ def _decide(
     ``NAME.altered-DATE``, unless ``dry_run``) before it is redone.
     """
     states = {job: journal.state(job, settings_hash) for job in plan.jobs}
+    refused_in: dict[Path, Job] = {}  # album folder -> a track whose output is refused
     if album:
+        for job, state in states.items():
+            refused = state.action in ("blocked", "outside") or (
+                state.action == "foreign" and not overwrite
+            )
+            if refused:
+                refused_in.setdefault(job.input.parent, job)
         todo_folders = {
             job.input.parent for job, state in states.items() if state.action != "done" or overwrite
         }
@@ -292,6 +300,13 @@ def _decide(
                 states[job] = OutputState("replace", "its album is mastered again", state.expect)
     todo: list[Job] = []
     for job, state in states.items():
+        first = refused_in.get(job.input.parent)
+        if first is not None and first is not job:
+            # An album is mastered whole or not at all: one that cannot be written whole
+            # keeps what it has (an earlier run's masters, one gain) until it can be.
+            why = album_not_mastered(first.input, "cannot be written (its output is refused)")
+            plan.records.append(failed_record(job.input, why, job.output))
+            continue
         if state.action == "done" and not overwrite:
             plan.records.append(
                 skipped_record(

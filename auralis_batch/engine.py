@@ -47,7 +47,7 @@ from .pipeline import (
 )
 from .plan import Job
 from .presets import Preset
-from .records import error_text, failed_record, is_finite_number
+from .records import album_not_mastered, error_text, failed_record, is_finite_number
 from .settings import (
     EQUALISED_BYTES_PER_SAMPLE,
     PROCESSED_BYTES_PER_SAMPLE,
@@ -490,6 +490,16 @@ def master_album(
             rec = _failed(job, settings, exc, t_job)
             _decorate(rec, job, None)
             records.append(rec)
+    if records:  # a track failed: an album is mastered whole or not at all
+        why = album_not_mastered(records[0]["input"], "failed")
+        for p, _, prep_s, _ in prepared:
+            p.source.release()
+            rec = _base_record(p.job, settings) | {"status": "failed", "error": why}
+            rec["seconds"] = round(prep_s, 4)
+            _decorate(rec, p.job, p.analysis)
+            records.append(rec)
+        order = {str(job.input): i for i, job in enumerate(unit)}
+        return sorted(records, key=lambda r: order.get(r["input"], len(order)))
     if not prepared:
         return records
     target = prepared[0][0].preset.target_lufs

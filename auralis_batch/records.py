@@ -49,6 +49,15 @@ def failed_record(path: Path | str, error: str, output=None) -> dict:
     return record(path, "failed", error, output)
 
 
+def album_not_mastered(track: Path | str, what: str) -> str:
+    """The error of an album's other tracks when ``track`` cannot be mastered: with
+    ``--album`` an album is mastered whole or not at all."""
+    return (
+        f"not mastered: {track}, a track of its album, {what}; with --album an album is "
+        "mastered whole or not at all (what an earlier run wrote of it stays as it was)"
+    )
+
+
 #: The bytes of a file name that are not UTF-8, which reach Python as lone surrogates
 #: (surrogate escapes), written as ``\\xe9``.
 _NAME_BYTES = {c: f"\\x{c - 0xDC00:02x}" for c in range(0xDC80, 0xDD00)}

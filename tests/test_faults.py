@@ -673,6 +673,49 @@ def test_redoing_one_track_of_an_album_redoes_the_album(tmp_path, write_audio):
     assert list(out.glob("1.flac.altered-*"))  # the broken file was kept, not destroyed
 
 
+def test_an_album_with_a_track_that_fails_or_cannot_be_written_is_not_mastered_in_part(
+    tmp_path, write_audio
+):
+    """With --album, a folder is mastered whole or not at all (a second trust sweep's
+    findings): a source that broke after the album was mastered had the others
+    remastered as a smaller album beside its stale master (two gains in one folder); a
+    corrupt track or a user's file at one output name had the rest mastered without it,
+    silently, and again on every later run."""
+    from mutagen.flac import FLAC
+
+    for i, level in enumerate((-18, -24, -30)):
+        write_audio(f"alb/{i}.flac", music_like(seconds=3.0, seed=i, level_db=level))
+    out = tmp_path / "O"
+    opts = {"album": True, "write_loudness_tags": True}
+    assert run_api([tmp_path / "alb"], out, settings=opts).summary["ok"] == 3
+    before = {p.name: p.read_bytes() for p in out.glob("*.flac")}
+    src = tmp_path / "alb" / "2.flac"
+    src.write_bytes(src.read_bytes()[:3000])  # the source breaks
+    broke = run_api([tmp_path / "alb"], out, settings=opts)
+    assert broke.summary["failed"] == 3 and broke.summary["ok"] == 0
+    errors = {Path(r["input"]).name: r["error"] for r in broke.records}
+    assert "not mastered" not in errors["2.flac"]
+    for name in ("0.flac", "1.flac"):
+        assert errors[name].startswith(f"not mastered: {src}, a track of its album, failed")
+    assert {p.name: p.read_bytes() for p in out.glob("*.flac")} == before  # one album, as was
+    gains = {FLAC(p)["replaygain_album_gain"][0] for p in out.glob("*.flac")}
+    assert len(gains) == 1
+
+    fresh = tmp_path / "O2"  # a first run: a user's file at one output name
+    fresh.mkdir()
+    (fresh / "1.flac").write_bytes(b"mine")
+    write_audio("alb/2.flac", music_like(seconds=3.0, seed=2, level_db=-30))
+    refused = run_api([tmp_path / "alb"], fresh, settings=opts)
+    assert refused.summary["failed"] == 3 and sorted(p.name for p in fresh.iterdir()) == [
+        ".auralis-batch",
+        "1.flac",
+    ]
+    errors = {Path(r["input"]).name: r["error"] for r in refused.records}
+    assert errors["1.flac"].startswith("refused:")
+    assert "cannot be written (its output is refused)" in errors["0.flac"]
+    assert (fresh / "1.flac").read_bytes() == b"mine"
+
+
 def test_a_master_changed_since_it_was_written_is_kept_aside(tmp_path, lib):
     from mutagen.flac import FLAC
 
