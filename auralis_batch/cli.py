@@ -349,7 +349,10 @@ def _master_settings(
             one_job = jobs == 1 or (len(inputs) == 1 and inputs[0].is_file())
             share = warm.run_share(fingerprint=True, one_job=one_job)
             warm.start(bit_depth, run_share=share)
-        ref_record = _analyse_reference(reference, no_cache=no_cache, cache_dir=cache_dir)
+        # a dry run writes nothing, the cache included: its reference is analysed afresh
+        ref_record = _analyse_reference(
+            reference, no_cache=no_cache or dry_run, cache_dir=cache_dir
+        )
     try:
         check_output_writable(out, create=not dry_run)
     except OSError as exc:

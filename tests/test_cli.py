@@ -240,6 +240,18 @@ def test_measure_and_analyze_read_a_folder_of_masters(tmp_path, write_audio):
     assert again.exit_code == 0 and not (tmp_path / "o2" / "a.flac").exists()  # never remastered
 
 
+def test_a_dry_run_with_a_reference_writes_nothing_not_even_the_cache(tmp_path, write_audio):
+    """A second trust sweep saw a dry run with --reference store the reference's
+    analysis in the fingerprint cache."""
+    ref = write_audio("ref.wav", music_like(seconds=4.0, seed=5))
+    src = write_audio("lib/a.wav", music_like(seconds=2.0, seed=6))
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    args = ["master", str(src), "--out", str(out), "--reference", str(ref), "--dry-run"]
+    res = runner.invoke(app, [*args, "--cache-dir", str(cache)])
+    assert res.exit_code == 0, res.output
+    assert not cache.exists() and not out.exists()
+
+
 def test_several_reports_in_one_run(tmp_path, write_audio):
     src = write_audio("lib/a.flac", music_like(seconds=2.0))
     js, csv = tmp_path / "r.json", tmp_path / "r.csv"
