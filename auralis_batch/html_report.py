@@ -348,6 +348,8 @@ def _clean_track(c: _Checker, rec: Any, where: str) -> dict | None:
         out[key] = c.number(rec.get(key), f"{where}.{key}", low, high, integer=integer)
     out["before"] = _clean_loudness(c, rec.get("before"), f"{where}.before")
     out["after"] = _clean_loudness(c, rec.get("after"), f"{where}.after")
+    if status == "ok" and not isinstance(rec.get("after"), dict):
+        c.bad(f"{where}.after", "the measurements of what an ok track wrote", rec.get("after"))
     out["render"] = _clean_render(c, rec.get("render"), f"{where}.render")
     out["parameters"] = _clean_parameters(c, rec.get("parameters"), f"{where}.parameters")
     out["album"] = _clean_album(c, rec.get("album"), f"{where}.album")
@@ -381,7 +383,23 @@ def clean_records(
         clean_summary = {
             k: c.number(s.get(k), f"summary.{k}", 0, MAX_ABS) for k in _SUMMARY_NUMBERS
         }
+        _check_counts(c, clean_summary, [t for t in tracks if t is not None])
     return [t for t in tracks if t is not None], clean_summary, c.problems
+
+
+def _check_counts(c: _Checker, summary: dict, tracks: list[dict]) -> None:
+    """The summary's counts are the tracks' (a page shows them: "99 ok" of 7 tracks
+    would be a wrong number on it). A count the summary leaves out is not checked, nor
+    are the counts when a track's status is already a problem."""
+    if any(t["status"] not in STATUSES for t in tracks):
+        return
+    counted = {"tracks": len(tracks)}
+    for status in STATUSES:
+        counted[status.replace(" ", "_")] = sum(t["status"] == status for t in tracks)
+    for key, n in counted.items():
+        got = summary.get(key)
+        if key in _SUMMARY_NUMBERS and got is not None and got != n:
+            c.bad(f"summary.{key}", f"{n}, the count of the report's tracks", got)
 
 
 # --------------------------------------------------------------------------- EQ curve

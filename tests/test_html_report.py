@@ -483,7 +483,16 @@ PROBLEMS = [
     (lambda t: t["series"]["spectrum"]["master_db"].pop(), "master_db: must be a list of 31"),
     (lambda t: t["series"]["spectrum"].update(freqs_hz=[0.0] * 31), "freqs_hz: must be a list"),
     (lambda t: t.update(error=5), "tracks[0].error: must be a string, got 5"),
+    (lambda t: t.pop("after"), "tracks[0].after: must be the measurements of what an ok"),
 ]
+
+
+def test_a_summary_that_contradicts_its_tracks_is_a_problem():
+    """A second trust sweep's hand-edited summary (ok: 99 of 7 tracks) reached the page."""
+    report = synthetic_report(3)
+    report["summary"]["ok"] = 99
+    _, _, problems = hr.clean_records(report["tracks"], report["summary"])
+    assert problems == ["summary.ok: must be 3, the count of the report's tracks, got 99"]
 
 
 @pytest.mark.parametrize(("spoil", "expected"), PROBLEMS)
