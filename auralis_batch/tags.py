@@ -378,8 +378,15 @@ def _tag_wav(fh, fields, pictures, loudness, notes, *, replace: bool) -> None:
     if replace and id3.getall("APIC"):
         id3.delall("APIC")
         changed = True
+    taken: set[str] = set()
     for p in pictures:
-        id3.add(APIC(encoding=3, mime=p.mime, type=p.type, desc=p.desc, data=p.data))
+        # ID3 keys a picture by its description: two with the same one (a front and a
+        # back cover, both undescribed) would keep only the last; a space makes each unique
+        desc = p.desc
+        while desc in taken:
+            desc += " "
+        taken.add(desc)
+        id3.add(APIC(encoding=3, mime=p.mime, type=p.type, desc=desc, data=p.data))
         changed = True
     if changed:
         fh.seek(0)  # mutagen reads the header from where the file object stands

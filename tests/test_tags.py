@@ -445,3 +445,23 @@ def test_copied_tags_are_written_in_the_same_order_whatever_the_hash_seed(tmp_pa
     assert len(digests) == 1
     written = [k.lower() for k, _ in FLAC(tmp_path / "out-1.flac").tags]
     assert [n for n in written if n in {n.lower() for n in names}] == [n.lower() for n in names]
+
+
+def test_two_pictures_with_one_description_both_reach_a_wav(tmp_path):
+    """ID3 keys APIC frames by description: a FLAC's front and back covers, both
+    undescribed, came out of a WAV master as the back cover alone (a second sweep)."""
+    from mutagen.flac import FLAC
+    from mutagen.wave import WAVE
+
+    src = tmp_path / "src.flac"
+    sf.write(src, _audio(), SR, subtype="PCM_16")
+    f = FLAC(src)
+    for kind, data in ((3, COVER), (4, COVER[::-1])):
+        pic = _picture(data)
+        pic.type, pic.desc = kind, ""
+        f.add_picture(pic)
+    f.save()
+    out = _partial(tmp_path, "wav")
+    write_output_tags(out, fmt="wav", source=src, loudness=None)
+    frames = WAVE(out).tags.getall("APIC")
+    assert sorted((fr.type, fr.data) for fr in frames) == [(3, COVER), (4, COVER[::-1])]
