@@ -99,9 +99,12 @@ ReportOpt = Annotated[
 
 
 def _fail_usage(message: str) -> NoReturn:
+    """``[error] ...`` on stderr, one line per line of ``message`` (a preset's several
+    problems), then exit 2."""
     from .records import printable
 
-    typer.echo(f"[error] {printable(message)}", err=True)
+    for line in message.split("\n"):
+        typer.echo(f"[error] {printable(line)}", err=True)
     raise typer.Exit(code=2)
 
 
@@ -221,11 +224,17 @@ def _run_master(**opts) -> None:
     os.environ.setdefault(
         "PYTHONWARNINGS", "ignore:::joblib.externals.loky.backend.resource_tracker"
     )
+    created = not os.path.lexists(opts["out"])  # an exit 2 leaves no OUT it made
     try:
         settings = _master_settings(**opts)
         progress = BatchProgress(enabled=not opts["quiet"] and not opts["dry_run"])
         progress.kernels = _master_kernels(settings)
         result = _run_batch(settings, progress, **opts)
+    except typer.Exit as stop:
+        if stop.exit_code == 2 and created:
+            with contextlib.suppress(OSError):
+                os.rmdir(opts["out"])  # only if still empty
+        raise
     finally:
         _stop_warm_up()
     _report(result, progress, **opts)
@@ -318,6 +327,8 @@ def _master_settings(
         _fail_usage(f"--backend must be local or dask, got {backend!r}")
     if backend == "dask" and not scheduler:
         _fail_usage("--backend dask needs --scheduler tcp://HOST:PORT")
+    if scheduler and backend != "dask":
+        _fail_usage(f"--scheduler {scheduler} needs --backend dask (this run would be local)")
     from .presets import LIMITS
 
     for flag, value, limit in (

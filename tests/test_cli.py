@@ -252,6 +252,31 @@ def test_a_dry_run_with_a_reference_writes_nothing_not_even_the_cache(tmp_path, 
     assert not cache.exists() and not out.exists()
 
 
+def test_usage_problems_found_late_leave_no_out_folder_and_say_each_on_its_line(
+    tmp_path, write_audio
+):
+    """Second-sweep notes: outputs that collide (exit 2) left an empty OUT behind; a
+    preset's several problems came out on one line joined by a literal backslash-n;
+    --scheduler without --backend dask was ignored and the run went local."""
+    a = write_audio("r1/A/x.flac", music_like(seconds=1.0))
+    b = write_audio("r2/A/x.flac", music_like(seconds=1.0, seed=2))
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["master", str(a.parents[1]), str(b.parents[1]), "--out", str(out)])
+    assert res.exit_code == 2 and "would both be written to" in res.output
+    assert not out.exists()
+    preset = tmp_path / "p.toml"
+    preset.write_text('name = "p"\n[compressor]\nratio = 100.0\nthreshold_db = 5.0\n')
+    res = runner.invoke(app, ["presets", "show", str(preset)])
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("[error]")]
+    assert res.exit_code == 2 and len(lines) == 2 and "\\n" not in res.output
+    assert sorted(ln.split(": ")[1] for ln in lines) == [
+        "compressor.ratio",
+        "compressor.threshold_db",
+    ]
+    res = runner.invoke(app, ["master", str(a), "--out", str(out), "--scheduler", "tcp://x:1"])
+    assert res.exit_code == 2 and "needs --backend dask" in res.output and not out.exists()
+
+
 def test_several_reports_in_one_run(tmp_path, write_audio):
     src = write_audio("lib/a.flac", music_like(seconds=2.0))
     js, csv = tmp_path / "r.json", tmp_path / "r.csv"
