@@ -22,8 +22,15 @@ CacheDir = Annotated[
 
 
 def _open(cache_dir: Path | None):
-    from .cache import FingerprintCache
+    """The cache at ``cache_dir`` (or the default), or an empty stand-in when there is
+    none yet: inspecting a cache never creates one (a mistyped --cache-dir would
+    otherwise leave folders behind)."""
+    from .cache import FingerprintCache, NullCache, default_cache_dir
 
+    folder = cache_dir if cache_dir is not None else default_cache_dir()
+    if not folder.is_dir():
+        typer.echo(f"[note] no fingerprint cache at {folder} yet: nothing in it", err=True)
+        return NullCache(folder)
     try:
         return FingerprintCache(cache_dir)
     except Exception as exc:

@@ -868,3 +868,18 @@ def test_a_named_file_is_analysed_whatever_its_extension(tmp_path, write_audio):
     records = json.loads(res.stdout)
     assert [r["path"] for r in records] == [str(track), str(cover)]
     assert "error" in records[1] and "not a readable audio file" in records[1]["error"]
+
+
+def test_inspecting_a_cache_that_does_not_exist_creates_nothing(tmp_path):
+    """`cache stats --cache-dir /nonexistent/deep/x` created that folder and a cache.db
+    (a second trust sweep's note): a typo should leave nothing behind."""
+    from typer.testing import CliRunner
+
+    from auralis_batch.cli import app
+
+    missing = tmp_path / "no" / "such" / "cache"
+    for command in (["stats"], ["prune", "--older-than", "1d"], ["clear"]):
+        res = CliRunner().invoke(app, ["cache", *command, "--cache-dir", str(missing)])
+        assert res.exit_code == 0, res.output
+        assert f"no fingerprint cache at {missing} yet" in " ".join(res.output.split())
+    assert not (tmp_path / "no").exists()
