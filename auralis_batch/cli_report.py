@@ -55,6 +55,8 @@ def report(
     except OSError:
         same = False
     if same or out == report_json:
+        if html is None:  # REPORT given as r.html: the default page is the file itself
+            raise _fail(f"{report_json}: the page would go over it; give --html OUT.html")
         raise _fail(f"--html {out}: is the report itself; name another file")
     if out.is_symlink():
         raise _fail(f"--html {out}: is a symbolic link, which is never replaced: name a file")

@@ -628,6 +628,10 @@ def test_report_command_output_problems_exit_2(tmp_path, report_app):
     src.write_text(json.dumps(synthetic_report(2)))
     res = runner.invoke(report_app, ["report", str(src), "--html", str(src)])
     assert res.exit_code == 2 and "is the report itself" in res.output
+    page = tmp_path / "r.html"  # a page given as the report: no --html to blame
+    page.write_text("{}")
+    res = runner.invoke(report_app, ["report", str(page)])
+    assert res.exit_code == 2 and "the page would go over it; give --html" in res.output
     res = runner.invoke(report_app, ["report", str(src), "--html", str(tmp_path / "no/r.html")])
     assert res.exit_code == 2 and "does not exist" in res.output
     res = runner.invoke(report_app, ["report", str(tmp_path / "missing.json")])
