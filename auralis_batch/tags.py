@@ -129,7 +129,9 @@ def write_output_tags(
     fields: dict[str, list[str]] = {}
     pictures: list[Picture] = []
     if source is not None:
-        fields, pictures = _read_source(source, notes)
+        fields, pictures, from_id3 = _read_source(source, notes)
+        if from_id3 and fmt == "flac":  # ID3's "3/10" is two fields in Vorbis comments
+            fields = _vorbis_numbers(fields)
     if source is None and loudness is None:
         return notes
     try:
@@ -164,8 +166,9 @@ def _os_error(exc: BaseException) -> OSError | None:
 # ---------------------------------------------------------------- reading the source
 
 
-def _read_source(source: str | os.PathLike, notes: list[str]) -> tuple[dict, list]:
-    """Text fields (lower-case name -> values, loudness tags removed) and pictures."""
+def _read_source(source: str | os.PathLike, notes: list[str]) -> tuple[dict, list, bool]:
+    """Text fields (lower-case name -> values, loudness tags removed), pictures, and
+    whether they came from ID3 (whose conventions differ: ``TRCK 3/10``)."""
     import mutagen
     from mutagen.id3 import ID3
 
@@ -174,7 +177,7 @@ def _read_source(source: str | os.PathLike, notes: list[str]) -> tuple[dict, lis
         if src is None:
             kind = Path(source).suffix or Path(source).name
             notes.append(f"tags not copied: mutagen reads no tags from {kind} files")
-            return {}, []
+            return {}, [], False
         tags = src.tags
         if isinstance(tags, ID3):
             fields = _fields_from_id3(tags)
@@ -187,9 +190,10 @@ def _read_source(source: str | os.PathLike, notes: list[str]) -> tuple[dict, lis
         notes.append(
             f"tags not copied: the source's tags are unreadable ({type(exc).__name__}: {exc})"
         )
-        return {}, []
+        return {}, [], False
     kept = {k: v for k, v in fields.items() if not is_loudness_tag(k)}
-    return {k: v for k, v in kept.items() if k not in _ENCODING_FIELDS}, pictures
+    fields = {k: v for k, v in kept.items() if k not in _ENCODING_FIELDS}
+    return fields, pictures, isinstance(tags, ID3)
 
 
 def _tag_names(tags) -> list[str]:
@@ -297,6 +301,24 @@ def _source_pictures(src, notes: list[str]) -> list[Picture]:
 
 
 # ---------------------------------------------------------------- writing the output
+
+
+_NUMBER_TOTALS = {"tracknumber": "tracktotal", "discnumber": "disctotal"}
+
+
+def _vorbis_numbers(fields: dict[str, list[str]]) -> dict[str, list[str]]:
+    """``fields`` read from ID3, with ``TRACKNUMBER=3/10`` (``TRCK``) and ``DISCNUMBER=1/2``
+    split the Vorbis way, ``TRACKNUMBER=3`` and ``TRACKTOTAL=10``, unless a total is
+    there. (A Vorbis source's own ``3/10`` is copied as it is: the user's choice.)"""
+    out = dict(fields)
+    for number, total in _NUMBER_TOTALS.items():
+        values = out.get(number)
+        if not values or total in out or len(values) != 1 or values[0].count("/") != 1:
+            continue
+        n, m = (part.strip() for part in values[0].split("/"))
+        if n.isdigit() and m.isdigit():
+            out[number], out[total] = [n], [m]
+    return out
 
 
 def _tag_flac(fh, fields, pictures, loudness, notes, *, replace: bool) -> None:
