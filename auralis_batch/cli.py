@@ -451,7 +451,8 @@ def _report(result, progress, *, report, dry_run, quiet, **_) -> NoReturn:
                     + (f"  ({rec['error']})" if rec.get("error") else "")
                 )
             )
-        raise typer.Exit(code=0)
+        # as the real run would end: 1 when a track would fail (refused at planning)
+        raise typer.Exit(code=1 if result.summary["failed"] or report_failed else 0)
     for rec in result.records:
         if rec.get("replaced") and rec["status"] == "ok":
             typer.echo(printable(f"[replaced] {rec['output']}: {rec['replaced']}"), err=True)

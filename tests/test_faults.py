@@ -1173,6 +1173,19 @@ def test_a_dry_run_says_what_would_happen(tmp_path, lib):
     assert "would replace" in res.stdout and "(replaced" not in res.stdout
 
 
+def test_a_dry_run_ends_with_the_exit_code_the_real_run_would(tmp_path, lib):
+    """A dry run listed 'failed ... refused' and exited 0; the real run exits 1 (a
+    second trust sweep's note)."""
+    out = tmp_path / "O"
+    out.mkdir()
+    (out / "00.flac").write_bytes(b"mine")
+    dry = cli("master", lib, "--out", out, "--dry-run", "--no-cache")
+    assert dry.returncode == 1 and "refused" in dry.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["00.flac"]
+    real = cli("master", lib, "--out", out, "-q", "-j", "1", "--no-cache")
+    assert real.returncode == 1
+
+
 def test_a_corrupt_cache_is_announced_in_one_line(tmp_path, lib):
     cache = tmp_path / "c"
     assert (
