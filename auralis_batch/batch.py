@@ -655,6 +655,12 @@ def run_master(
         raise PlanError(plan.problems)
     settings_hash = settings.fingerprint()
     if dry_run:
+        holder = RunLock(out_dir).holder()
+        if holder is not None:
+            plan.notes.append(
+                f"another auralis-batch run (pid {holder}) is writing to {out_dir} now: "
+                "this plan may change when it ends, and a real run now would exit 2"
+            )
         journal = Journal(out_dir)
         journal.recover(write=False)  # what a real run would journal first
         todo = _decide(

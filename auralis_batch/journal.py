@@ -700,6 +700,28 @@ class RunLock:
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
 
+    def holder(self) -> str | None:
+        """The pid of the run holding this lock now, or None; takes nothing and writes
+        nothing (a dry run asks)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
+        except OSError:
+            return None
+        try:
+            import fcntl
+
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
+            return None  # closing the descriptor drops the shared lock
+        except ImportError:  # pragma: no cover - not POSIX
+            return None
+        finally:
+            os.close(fd)
+
     def release(self) -> None:
         if self._fd is not None:
             with contextlib.suppress(OSError):

@@ -255,6 +255,8 @@ def test_second_run_into_the_same_out_is_refused_naming_the_first(tmp_path, writ
         second = cli("master", tmp_path / "lib", "--out", out, "-q", "-j", "1", "--no-cache")
         assert second.returncode == 2
         assert f"pid {first.pid}" in second.stderr
+        dry = cli("master", tmp_path / "lib", "--out", out, "--dry-run", "--no-cache")
+        assert f"[note] another auralis-batch run (pid {first.pid}) is writing" in dry.stderr
     finally:
         first.send_signal(signal.SIGKILL)
         first.communicate()
