@@ -194,8 +194,9 @@ def parse_duration(text: str) -> float:
     Parameters
     ----------
     text : str
-        A number with an optional unit ``s``, ``m``, ``h``, ``d`` or ``w`` (plain
-        numbers are seconds).
+        A number with its unit ``s``, ``m``, ``h``, ``d`` or ``w``. A bare number is
+        refused (``0`` aside): ``--older-than 30`` meant as days would otherwise have
+        pruned everything older than 30 seconds.
 
     Returns
     -------
@@ -208,9 +209,10 @@ def parse_duration(text: str) -> float:
         ``text`` is not such a duration (the message names ``--older-than``).
     """
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", str(text))
-    if not m:
+    if not m or (not m.group(2) and float(m.group(1)) != 0.0):
         raise ValueError(
-            f"--older-than: expected a duration like 30d, 12h, 90m, 45s or 2w, got {text!r}"
+            f"--older-than: expected a duration with its unit, like 30d, 12h, 90m, 45s "
+            f"or 2w, got {text!r}"
         )
     return float(m.group(1)) * _UNITS[m.group(2) or "s"]
 

@@ -196,6 +196,9 @@ def test_prune_removes_entries_not_used_recently(tmp_path):
 
 def test_parse_duration():
     assert parse_duration("30d") == 30 * 86400
+    assert parse_duration("0") == 0.0
+    with pytest.raises(ValueError, match="with its unit"):
+        parse_duration("30")  # meant as days, it would have pruned all but 30 s
     assert parse_duration("12h") == 43200
     assert parse_duration("90m") == 5400
     with pytest.raises(ValueError, match="duration"):
