@@ -202,7 +202,9 @@ def read_report(path: str | os.PathLike) -> tuple[list, dict | None]:
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ReportError(f"{p}: not a JSON report ({exc})") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("tracks"), list):
-        if isinstance(payload, dict):
+        if isinstance(payload, dict) and "tracks" in payload:
+            got = f'"tracks" as a JSON {type(payload["tracks"]).__name__}, not a list'
+        elif isinstance(payload, dict):
             got = "an object with keys " + ", ".join(list(payload)[:5])
         else:
             got = f"a JSON {type(payload).__name__}"

@@ -603,6 +603,7 @@ def _invoke(report_app, tmp_path, text: str | bytes, *extra: str):
         ('{"tracks": [], "summary": {"seconds": NaN}}', "NaN is not a JSON number"),
         ("[]", "got a JSON list"),
         ('{"records": []}', "got an object with keys records"),
+        ('{"tracks": {}, "summary": {}}', 'got "tracks" as a JSON dict, not a list'),
         (b"\xff\xfe", "not a JSON report"),
         ("[" * 100000 + "]" * 100000, "not a JSON report"),
         ('{"tracks": [3]}', "tracks[0]: must be an object"),
