@@ -342,7 +342,7 @@ def _decide(
             )
         elif state.action == "new":
             todo.append(job)
-        elif state.action == "altered" and not overwrite:
+        elif state.action == "altered":  # a master with the user's edits: kept, --overwrite or not
             try:
                 kept = keep_aside(job.output, dry_run=dry_run)
             except (OSError, OutputError) as exc:
@@ -360,7 +360,6 @@ def _decide(
         else:
             reason = {
                 "done": "replaced (--overwrite)",
-                "altered": "replaced a master that changed since it was written (--overwrite)",
                 "foreign": "replaced a file auralis-batch did not write (--overwrite)",
             }.get(state.action, f"replaced an earlier master: {state.reason}")
             expect = None if overwrite else state.expect  # --overwrite: whatever is there

@@ -731,6 +731,15 @@ def test_a_master_changed_since_it_was_written_is_kept_aside(tmp_path, lib):
     assert rec["status"] == "ok" and "kept as" in rec["replaced"]
     (kept,) = out.glob("00.flac.altered-*")
     assert FLAC(kept)["title"] == ["my edit"]
+    # --overwrite too keeps the user's edits aside (a second sweep saw them replaced)
+    kept.unlink()
+    f = FLAC(out / "00.flac")
+    f["title"] = "my second edit"
+    f.save()
+    rec = by_name(run_api([lib / "00.flac"], out, overwrite=True))["00.flac"]
+    assert rec["status"] == "ok" and "kept as" in rec["replaced"]
+    (kept,) = out.glob("00.flac.altered-*")
+    assert FLAC(kept)["title"] == ["my second edit"]
 
 
 def test_moving_out_keeps_its_journal_valid(tmp_path, lib):
