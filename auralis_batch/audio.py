@@ -567,9 +567,10 @@ class OutputFile:
         *,
         intent: Callable[[Written], None] | None = None,
     ) -> Written:
-        """Tags (``finish``), fsync, ``intent`` (told what the file is, before it
-        takes its name), rename into place, fsync the folder (a failure of that last
-        step leaves the master in place and sets :attr:`unsynced`).
+        """:meth:`prepare` then :meth:`publish`: tags (``finish``), fsync, ``intent``
+        (told what the file is, before it takes its name), rename into place, fsync the
+        folder (a failure of that last step leaves the master in place and sets
+        :attr:`unsynced`).
 
         Raises
         ------
@@ -577,6 +578,19 @@ class OutputFile:
             Nothing was written yet, a file appeared at the final name (with
             ``replace=False``), or the disk refused (``no space left on device``).
         """
+        written = self.prepare(finish, intent=intent)
+        self.publish()
+        return written
+
+    def prepare(
+        self,
+        finish: Callable[[Path], None] | None = None,
+        *,
+        intent: Callable[[Written], None] | None = None,
+    ) -> Written:
+        """Every step of :meth:`commit` that can fail before the output takes its name:
+        tags, fsync, checksum, ``intent``. An album prepares all its tracks before any
+        is published, so a full disk while tagging one leaves the others unpublished."""
         tmp = self.temporary_path
         if tmp is None:
             raise OutputError(f"{self.path}: nothing was written")
@@ -593,6 +607,17 @@ class OutputFile:
             written = Written(bytes=st.st_size, mtime_ns=st.st_mtime_ns, sha256=digest)
             if intent is not None:
                 intent(written)
+        except OSError as exc:
+            raise _write_failure(self.path, exc, "committing the output") from None
+        return written
+
+    def publish(self) -> None:
+        """The prepared temporary takes its name (never over a file that appeared
+        there, unless ``replace``), then the folder is synced (see :meth:`commit`)."""
+        tmp = self.temporary_path
+        if tmp is None:
+            raise OutputError(f"{self.path}: nothing was written")
+        try:
             self._rename(tmp)
             self.temporary_path = None
         except OSError as exc:
@@ -608,7 +633,6 @@ class OutputFile:
                 "it is in place, but a power cut now could lose it"
             )
         self._sweep_stale()
-        return written
 
     def _rename(self, tmp: Path) -> None:
         if self.replace:

@@ -733,6 +733,7 @@ def _run(
     stopped: str | None = None
     signum: int | None = None
     poller = _Poller(inflight, units, on_progress)
+    unit_of = {str(job.input): i for i, unit in enumerate(units) for job in unit}
     # A machine's first run: the render's kernels compile beside the analysis's, here
     # (a cluster's workers compile their own).
     local = units and (n_jobs == 1 or _local_backend())
@@ -753,12 +754,12 @@ def _run(
                         stopped = f"cannot write the journal ({os_reason(exc)}); stopped"
                     if on_record is not None:
                         on_record(rec)
-                    if is_disk_full(rec):
+                    if is_disk_full(rec) and not stopped:
                         quota = "disk quota exceeded" in rec["error"].lower()
                         why = "disk quota exceeded" if quota else "no space left on device"
                         stopped = f"disk full: {why} for {out_dir}; stopped"
-                    if stopped:
-                        break
+                    if stopped and _unit_done(units, unit_of.get(rec["input"]), finished):
+                        break  # after its unit's last record (an album's are all made)
                 _raise_if_stopped()  # a signal during the last in-process track
             except _Stop as stop:
                 signum = stop.signum
@@ -798,6 +799,12 @@ def _run(
                 else:
                     records.append(_unfinished(job, i in started, stopped, signum))
     return _result(records, stopped, signum, plan.notes)
+
+
+def _unit_done(units: list[list[Job]], i: int | None, finished: dict[str, str]) -> bool:
+    """Whether every track of unit ``i`` has its record (a unit's records come
+    together: a stop waits for the rest of them, which are already made)."""
+    return i is None or all(str(job.input) in finished for job in units[i])
 
 
 def _unfinished(job: Job, started: bool, stopped: str, signum: int | None) -> dict:

@@ -274,8 +274,11 @@ def _commit(
     settings: RunSettings,
     *,
     album: tuple[float | None, float | None] = (None, None),
+    publish: bool = True,
 ) -> dict:
-    """Tags into the temporary, then the durable commit; the record's measured part."""
+    """Tags into the temporary, then the durable commit; the record's measured part.
+    ``publish=False`` stops before the output takes its name (an album's tracks are all
+    prepared first): then :func:`_publish` completes it."""
     loudness = None
     after = outcome.after
     if settings.write_loudness_tags and np.isfinite(after.integrated_lufs):
@@ -327,13 +330,7 @@ def _commit(
                 measured=measured | tempo,
             )
 
-    written = out.commit(finish, intent=intent)
-    if out.kept_aside is not None:
-        p.job = replace(
-            p.job,
-            replace_reason=f"{p.job.replace_reason}; the file there had changed since "
-            f"auralis-batch wrote it: kept as {out.kept_aside.name}",
-        )
+    written = out.prepare(finish, intent=intent)
     rec = measured | {
         "written": written.to_dict(),
         "preset": p.preset.name,
@@ -341,12 +338,25 @@ def _commit(
     }
     if notes:
         rec["tag_notes"] = notes
-    warnings = [] if outcome.target_reached else ["; ".join(outcome.notes) or "target not reached"]
-    if out.unsynced:
-        warnings.append(out.unsynced)
-    if warnings:
-        rec["warning"] = "; ".join(warnings)
+    if not outcome.target_reached:
+        rec["warning"] = "; ".join(outcome.notes) or "target not reached"
+    if publish:
+        _publish(p, out, rec)
     return rec
+
+
+def _publish(p: _Prepared, out: OutputFile, rec: dict) -> None:
+    """The prepared output takes its name; what only that step can tell goes into the
+    job (a file kept aside) and the record (a folder that could not be synced)."""
+    out.publish()
+    if out.kept_aside is not None:
+        p.job = replace(
+            p.job,
+            replace_reason=f"{p.job.replace_reason}; the file there had changed since "
+            f"auralis-batch wrote it: kept as {out.kept_aside.name}",
+        )
+    if out.unsynced:
+        rec["warning"] = "; ".join(filter(None, (rec.get("warning"), out.unsynced)))
 
 
 def _series(p: _Prepared, outcome: MasterOutcome, settings: RunSettings) -> dict:
@@ -491,15 +501,9 @@ def master_album(
             _decorate(rec, job, None)
             records.append(rec)
     if records:  # a track failed: an album is mastered whole or not at all
-        why = album_not_mastered(records[0]["input"], "failed")
-        for p, _, prep_s, _ in prepared:
+        for p, *_ in prepared:
             p.source.release()
-            rec = _base_record(p.job, settings) | {"status": "failed", "error": why}
-            rec["seconds"] = round(prep_s, 4)
-            _decorate(rec, p.job, p.analysis)
-            records.append(rec)
-        order = {str(job.input): i for i, job in enumerate(unit)}
-        return sorted(records, key=lambda r: order.get(r["input"], len(order)))
+        return _album_records(unit, prepared, settings, records)
     if not prepared:
         return records
     target = prepared[0][0].preset.target_lufs
@@ -535,11 +539,24 @@ def master_album(
         album_peak = max(o.after.true_peak_dbtp for o in outcomes)
         reached = bool(np.isfinite(album_after) and abs(target - album_after) <= TARGET_ACCEPT_LU)
         album_lufs = float(album_after) if np.isfinite(album_after) else None
-        for (p, _, prep_s, _), out, outcome in zip(prepared, outs, outcomes, strict=True):
+        # Every track prepared (tags, fsync, checksum, commit note) before any takes its
+        # name: one that fails here (a full disk while tagging) fails the album whole.
+        staged: list[dict] = []
+        for p, out, outcome in zip((x[0] for x in prepared), outs, outcomes, strict=True):
+            try:
+                staged.append(
+                    _commit(
+                        p, out, outcome, settings, album=(album_lufs, album_peak), publish=False
+                    )
+                )
+            except Exception as exc:
+                return _album_failed(unit, prepared, settings, p.job, exc, t0)
+        for (p, _, prep_s, _), out, partial in zip(prepared, outs, staged, strict=True):
             t_job = time.perf_counter()
             rec = _base_record(p.job, settings)
             try:
-                rec.update(_commit(p, out, outcome, settings, album=(album_lufs, album_peak)))
+                rec.update(partial)
+                _publish(p, out, rec)
                 _after_commit_fault(watch)
                 rec["input_identity"] = p.identity
                 rec["render"]["target_reached"] = reached
@@ -565,7 +582,7 @@ def master_album(
                     )
                 if out.unsynced:
                     rec["warning"] = "; ".join(filter(None, (rec.get("warning"), out.unsynced)))
-            except Exception as exc:
+            except Exception as exc:  # its name taken meanwhile: the others are published
                 rec = _failed(p.job, settings, exc, t_job)
             _decorate(rec, p.job, p.analysis)
             rec["seconds"] = round(prep_s + time.perf_counter() - t_job, 4)
@@ -585,6 +602,41 @@ def master_album(
         if rec.get("status") == "ok":
             rec["seconds"] = round(rec["seconds"] + render_s / len(prepared), 4)
     return records
+
+
+def _album_records(
+    unit: Sequence[Job], prepared: list, settings: RunSettings, failures: list[dict]
+) -> list[dict]:
+    """The records of an album not mastered because of ``failures`` (records of its
+    tracks that failed): those, and for every other track one that names the first."""
+    why = album_not_mastered(failures[0]["input"], "failed")
+    failed = {r["input"] for r in failures}
+    records = list(failures)
+    for p, _, prep_s, _ in prepared:
+        if str(p.job.input) in failed:
+            continue
+        rec = _base_record(p.job, settings) | {"status": "failed", "error": why}
+        rec["seconds"] = round(prep_s, 4)
+        _decorate(rec, p.job, p.analysis)
+        records.append(rec)
+    order = {str(job.input): i for i, job in enumerate(unit)}
+    return sorted(records, key=lambda r: order.get(r["input"], len(order)))
+
+
+def _album_failed(
+    unit: Sequence[Job],
+    prepared: list,
+    settings: RunSettings,
+    job: Job,
+    exc: BaseException,
+    t0: float,
+) -> list[dict]:
+    """An album one of whose tracks failed to be prepared for its commit: nothing of it
+    was published (the caller's ``finally`` discards every temporary)."""
+    rec = _failed(job, settings, exc, t0)
+    p = next(x[0] for x in prepared if x[0].job is job)
+    _decorate(rec, job, p.analysis)
+    return _album_records(unit, prepared, settings, [rec])
 
 
 # --------------------------------------------------------------------------- measure

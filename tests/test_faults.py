@@ -718,6 +718,42 @@ def test_an_album_with_a_track_that_fails_or_cannot_be_written_is_not_mastered_i
     assert (fresh / "1.flac").read_bytes() == b"mine"
 
 
+def test_an_album_whose_commit_fails_for_one_track_publishes_none(
+    tmp_path, write_audio, monkeypatch
+):
+    """Every track of an album is prepared (tags, fsync, checksum) before any takes its
+    name: a full disk while tagging the second track left the first published with the
+    new gain beside the old masters (a review's finding)."""
+    import errno
+
+    from auralis_batch import engine
+    from auralis_batch.errors import OutputError
+
+    for i, level in enumerate((-18, -24, -30)):
+        write_audio(f"alb/{i}.flac", music_like(seconds=3.0, seed=i, level_db=level))
+    out = tmp_path / "O"
+    opts = {"album": True, "write_loudness_tags": True}
+    assert run_api([tmp_path / "alb"], out, settings=opts).summary["ok"] == 3
+    before = {p.name: p.read_bytes() for p in out.glob("*.flac")}
+    real = engine.write_output_tags
+
+    def full_at_the_second(tmp, **kw):
+        if ".1.flac." in str(tmp):
+            raise OutputError(f"{tmp}: writing tags failed: no space left on device") from (
+                OSError(errno.ENOSPC, "No space left on device")
+            )
+        return real(tmp, **kw)
+
+    monkeypatch.setattr(engine, "write_output_tags", full_at_the_second)
+    again = run_api([tmp_path / "alb"], out, settings={**opts, "preset": "warm"})
+    statuses = {Path(r["input"]).name: r["status"] for r in again.records}
+    assert statuses == {"0.flac": "failed", "1.flac": "failed", "2.flac": "failed"}
+    assert "no space left on device" in by_name(again)["1.flac"]["error"]
+    assert "a track of its album, failed" in by_name(again)["0.flac"]["error"]
+    assert {p.name: p.read_bytes() for p in out.glob("*.flac")} == before
+    assert not list(out.rglob("*.partial"))
+
+
 def test_a_master_changed_since_it_was_written_is_kept_aside(tmp_path, lib):
     from mutagen.flac import FLAC
 
