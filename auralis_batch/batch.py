@@ -42,6 +42,7 @@ from .adaptive import check_reference
 from .audio import (
     is_our_temporary,
     keep_aside,
+    move_no_clobber,
     partial_prefix,
     partials_of,
     readable_extensions,
@@ -285,12 +286,15 @@ def _decide(
     """
     states = {job: journal.state(job, settings_hash) for job in plan.jobs}
     refused_in: dict[Path, Job] = {}  # album folder -> a track whose output is refused
+    refused: set[Job] = set()
+    kept: dict[Job, Path] = {}  # altered masters already kept aside (album mode)
+    aside_failed: dict[Job, str] = {}  # ... or that could not be: why
     if album:
         for job, state in states.items():
-            refused = state.action in ("blocked", "outside") or (
+            if state.action in ("blocked", "outside") or (
                 state.action == "foreign" and not overwrite
-            )
-            if refused:
+            ):
+                refused.add(job)
                 refused_in.setdefault(job.input.parent, job)
         todo_folders = {
             job.input.parent for job, state in states.items() if state.action != "done" or overwrite
@@ -298,13 +302,15 @@ def _decide(
         for job, state in states.items():
             if state.action == "done" and job.input.parent in todo_folders:
                 states[job] = OutputState("replace", "its album is mastered again", state.expect)
+        _keep_albums_aside(states, refused_in, refused, kept, aside_failed, dry_run=dry_run)
     todo: list[Job] = []
     for job, state in states.items():
         first = refused_in.get(job.input.parent)
-        if first is not None and first is not job:
+        if first is not None and job not in refused:
             # An album is mastered whole or not at all: one that cannot be written whole
             # keeps what it has (an earlier run's masters, one gain) until it can be.
-            why = album_not_mastered(first.input, "cannot be written (its output is refused)")
+            what = "cannot be written (its output is refused)"
+            why = album_not_mastered(first.input, what)
             plan.records.append(failed_record(job.input, why, job.output))
             continue
         if state.action == "done" and not overwrite:
@@ -344,7 +350,9 @@ def _decide(
             todo.append(job)
         elif state.action == "altered":  # a master with the user's edits: kept, --overwrite or not
             try:
-                kept = keep_aside(job.output, dry_run=dry_run)
+                if job in aside_failed:
+                    raise OutputError(aside_failed[job])
+                aside = kept[job] if job in kept else keep_aside(job.output, dry_run=dry_run)
             except (OSError, OutputError) as exc:
                 why = os_reason(exc) if isinstance(exc, OSError) else str(exc)
                 plan.records.append(
@@ -356,7 +364,9 @@ def _decide(
                     )
                 )
                 continue
-            todo.append(replace(job, replace_reason=f"{state.reason}: kept as {kept.name}, redone"))
+            todo.append(
+                replace(job, replace_reason=f"{state.reason}: kept as {aside.name}, redone")
+            )
         else:
             reason = {
                 "done": "replaced (--overwrite)",
@@ -365,6 +375,42 @@ def _decide(
             expect = None if overwrite else state.expect  # --overwrite: whatever is there
             todo.append(replace(job, replace=True, replace_reason=reason, expect=expect))
     return todo
+
+
+def _keep_albums_aside(
+    states: dict[Job, OutputState],
+    refused_in: dict[Path, Job],
+    refused: set[Job],
+    kept: dict[Job, Path],
+    aside_failed: dict[Job, str],
+    *,
+    dry_run: bool,
+) -> None:
+    """Keep aside the altered masters of each album folder to be redone, all or none:
+    when one cannot be moved (a folder it may not rename in), those already moved go
+    back, and the album is refused as one whose output is refused (its other tracks
+    fail naming it). Fills ``kept`` (job -> where its master went) and ``aside_failed``
+    (job -> why not); adds to ``refused_in`` and ``refused``."""
+    by_folder: dict[Path, list[Job]] = {}
+    for job, state in states.items():
+        if state.action == "altered" and job.input.parent not in refused_in:
+            by_folder.setdefault(job.input.parent, []).append(job)
+    for folder, jobs in by_folder.items():
+        moved: list[tuple[Job, Path]] = []
+        for job in jobs:
+            try:
+                moved.append((job, keep_aside(job.output, dry_run=dry_run)))
+            except (OSError, OutputError) as exc:
+                aside_failed[job] = os_reason(exc) if isinstance(exc, OSError) else str(exc)
+                refused.add(job)
+                refused_in[folder] = job
+                if not dry_run:
+                    for done, aside in moved:  # put back: the album stays as it was
+                        with contextlib.suppress(OSError, FileExistsError):
+                            move_no_clobber(aside, done.output)
+                moved = []
+                break
+        kept.update(moved)
 
 
 def _would(reason: str | None) -> str | None:

@@ -754,6 +754,45 @@ def test_an_album_whose_commit_fails_for_one_track_publishes_none(
     assert not list(out.rglob("*.partial"))
 
 
+def test_an_album_whose_edited_master_cannot_be_kept_aside_is_left_whole(
+    tmp_path, write_audio, monkeypatch
+):
+    """Two masters of an album edited by hand, one in a place it cannot be renamed
+    from: the album was redone without that track (a two-track gain beside a stale
+    master; a review's finding). Now the one already kept aside goes back, and the
+    album is not mastered, each track saying why."""
+    import errno
+
+    from mutagen.flac import FLAC
+
+    from auralis_batch import audio, batch
+
+    for i, level in enumerate((-18, -24, -30)):
+        write_audio(f"alb/{i}.flac", music_like(seconds=3.0, seed=i, level_db=level))
+    out = tmp_path / "O"
+    opts = {"album": True, "write_loudness_tags": True}
+    assert run_api([tmp_path / "alb"], out, settings=opts).summary["ok"] == 3
+    for name in ("1.flac", "2.flac"):
+        f = FLAC(out / name)
+        f["title"] = f"edited {name}"
+        f.save()
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    real = audio.keep_aside
+
+    def read_only_for_two(path, *, dry_run=False):
+        if path.name == "2.flac" and not dry_run:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real(path, dry_run=dry_run)
+
+    monkeypatch.setattr(batch, "keep_aside", read_only_for_two)
+    again = run_api([tmp_path / "alb"], out, settings=opts)
+    errors = {Path(r["input"]).name: r["error"] for r in again.records}
+    assert again.summary["failed"] == 3, errors
+    assert "could not be kept aside (read-only file system)" in errors["2.flac"]
+    assert "a track of its album, cannot be written" in errors["1.flac"]
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
 def test_a_master_changed_since_it_was_written_is_kept_aside(tmp_path, lib):
     from mutagen.flac import FLAC
 
