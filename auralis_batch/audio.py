@@ -27,6 +27,7 @@ import numpy as np
 import soundfile as sf
 
 from .errors import AudioError, DecodeError, OutputError, ParameterError
+from .identity import move_no_clobber
 from .identity import sha256_file as _sha256_file  # a module name the fault tests replace
 from .limits import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
 
@@ -693,31 +694,6 @@ def _cut_name(name: str, budget: int) -> str:
 def is_partial_name(name: str) -> bool:
     """True for a name this tool gives its temporaries (``.NAME.XXXXXXXX.partial``)."""
     return bool(_PARTIAL_NAME.match(name))
-
-
-def move_no_clobber(src: Path, dst: Path) -> None:
-    """Rename ``src`` to ``dst`` without ever replacing a file there.
-
-    A hard link fails atomically if ``dst`` exists; where the filesystem has no hard
-    links (FAT, some network shares) a check right before the rename stands in.
-
-    Raises
-    ------
-    FileExistsError
-        Something is at ``dst``.
-    """
-    try:
-        os.link(src, dst, follow_symlinks=False)  # a link is moved as the link
-    except FileExistsError:
-        raise
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
-            raise
-        if os.path.lexists(dst):
-            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst)) from None
-        os.rename(src, dst)
-        return
-    os.unlink(src)
 
 
 def is_recorded(path: Path, expect: dict) -> bool:

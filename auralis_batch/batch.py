@@ -42,13 +42,13 @@ from .adaptive import check_reference
 from .audio import (
     is_our_temporary,
     keep_aside,
-    move_no_clobber,
     partial_prefix,
     partials_of,
     readable_extensions,
     sf_path,
 )
 from .errors import AuralisError, OutputError, RunAbandonedError, TrackStoppedError
+from .identity import move_no_clobber
 from .journal import (
     STATE_DIR,
     CommitLog,

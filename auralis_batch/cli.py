@@ -315,8 +315,8 @@ def _master_settings(
         if path.exists() and not (overwrite or is_report_of_ours(path)):
             _fail_usage(
                 f"--report {path}: a file that is not an auralis-batch {report_kind(path)} "
-                "report is there, and it is not replaced: give another name, or --overwrite "
-                "to replace it"
+                "report is there, and it is not replaced: give another name or move it away "
+                "(--overwrite would replace it, but also redoes every finished track)"
             )
         folder = path.parent.absolute()
         while not folder.exists() and folder.parent != folder:  # created when written
@@ -421,7 +421,7 @@ def _run_batch(
         _fail_usage(str(exc))
 
 
-def _report(result, progress, *, report, dry_run, quiet, **_) -> NoReturn:
+def _report(result, progress, *, report, dry_run, quiet, overwrite, **_) -> NoReturn:
     """Reports, the summary, one line per failure, and the exit code."""
     from .records import failure_line, printable
 
@@ -433,7 +433,8 @@ def _report(result, progress, *, report, dry_run, quiet, **_) -> NoReturn:
 
         for path in report:
             try:
-                write_report(path, result.records, result.summary)
+                # checked again as it is written: a file may have appeared there since
+                write_report(path, result.records, result.summary, replace_any=overwrite)
             except OSError as exc:  # the run's work is done: say so, and go on
                 report_failed = True
                 typer.echo(

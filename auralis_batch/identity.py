@@ -1,8 +1,10 @@
-"""A file's identity on disk, in a module that loads nothing (no NumPy, no decoder):
-the journal, the plan and the cache's fast path use it."""
+"""A file's identity on disk, and moving one without replacing another, in a module
+that loads nothing (no NumPy, no decoder): the journal, the plan, the reports and the
+cache's fast path use it."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from pathlib import Path
@@ -22,3 +24,28 @@ def sha256_file(path: str | os.PathLike | Path, *, follow_links: bool = True) ->
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+def move_no_clobber(src: Path, dst: Path) -> None:
+    """Rename ``src`` to ``dst`` without ever replacing a file there.
+
+    A hard link fails atomically if ``dst`` exists; where the filesystem has no hard
+    links (FAT, some network shares) a check right before the rename stands in.
+
+    Raises
+    ------
+    FileExistsError
+        Something is at ``dst``.
+    """
+    try:
+        os.link(src, dst, follow_symlinks=False)  # a link is moved as the link
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if os.path.lexists(dst):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst)) from None
+        os.rename(src, dst)
+        return
+    os.unlink(src)

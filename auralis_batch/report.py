@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -113,44 +114,70 @@ def _umask() -> int:
 _PLAIN_FILE_MODE = 0o666 & ~_umask()
 
 
-def _atomic_write(path: Path, text: str, *, errors: str = "strict") -> None:
+def _atomic_write(
+    path: Path, text: str, *, kind: str, replace_any: bool = False, errors: str = "strict"
+) -> None:
     """The whole file or none of it: a temporary beside it (a fresh name: nothing there
-    is overwritten), flushed to disk, renamed. ``errors``: how file names that are not
-    UTF-8 (surrogate escapes) are written."""
+    is overwritten), flushed to disk, renamed. What it is renamed over is checked at
+    that moment, not only when the run started: a report of ours of ``kind`` is
+    replaced, anything else only with ``replace_any`` (``--overwrite``), and a name
+    that was free takes the report only if it still is (a hard link, which fails if a
+    file appeared meanwhile). ``errors``: how file names that are not UTF-8 (surrogate
+    escapes) are written.
+
+    Raises
+    ------
+    FileExistsError
+        A file that is not a report of ours of ``kind`` is at ``path``.
+    """
     import tempfile
+
+    from .identity import move_no_clobber
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)  # e.g. --report OUT/report.json
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     tmp = Path(name)
     try:
-        os.fchmod(fd, _PLAIN_FILE_MODE)  # as open() would create it, not mkstemp's 0600
         with open(fd, "w", encoding="utf-8", errors=errors) as f:
+            os.fchmod(f.fileno(), _PLAIN_FILE_MODE)  # as open() would make it, not 0600
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if not os.path.lexists(path):
+            move_no_clobber(tmp, path)
+        elif replace_any or is_report_of_ours(path, kind):
+            os.replace(tmp, path)
+        else:
+            raise FileExistsError(
+                errno.EEXIST, "a file that is not an auralis-batch report is there", str(path)
+            )
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def write_report(path: str | os.PathLike, records: list[dict], summary: dict) -> None:
+def write_report(
+    path: str | os.PathLike, records: list[dict], summary: dict, *, replace_any: bool = False
+) -> None:
     """``.csv`` writes one row per track, ``.html`` a self-contained page of tables and
-    plots; anything else writes JSON."""
+    plots; anything else writes JSON. Only a report of ours of the same kind is
+    replaced, unless ``replace_any`` (see :func:`_atomic_write`)."""
     p = Path(path)
-    if p.suffix.lower() == ".html":
-        write_html_report(p, records, summary)
-    elif p.suffix.lower() == ".csv":
+    kind = report_kind(p)
+    if kind == "html":
+        write_html_report(p, records, summary, replace_any=replace_any)
+    elif kind == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(CSV_COLUMNS)
         for rec in records:
             writer.writerow(["" if (v := _get(rec, c)) is None else v for c in CSV_COLUMNS])
-        _atomic_write(p, buf.getvalue(), errors="surrogateescape")  # a name's own bytes
+        text = buf.getvalue()
+        _atomic_write(p, text, kind=kind, replace_any=replace_any, errors="surrogateescape")
     else:
         payload = {"tracks": records, "summary": summary}
-        _atomic_write(p, plain_json(payload, indent=2) + "\n")
+        _atomic_write(p, plain_json(payload, indent=2) + "\n", kind=kind, replace_any=replace_any)
 
 
 def write_html_report(
@@ -159,15 +186,17 @@ def write_html_report(
     summary: dict | None,
     *,
     title: str = "auralis-batch report",
+    replace_any: bool = False,
 ) -> int:
     """Write the HTML page of ``records`` (see :mod:`auralis_batch.html_report`) to
-    ``path``, whatever its suffix; returns its size in bytes."""
+    ``path``, whatever its suffix (over a page of ours only, unless ``replace_any``);
+    returns its size in bytes."""
     from .html_report import render_html
 
     page = render_html(records, summary, title=title)
     # a name that is not UTF-8 shows its odd bytes as \udcXX: the page stays UTF-8
     page = page.encode("utf-8", "backslashreplace").decode("utf-8")
-    _atomic_write(Path(path), page)
+    _atomic_write(Path(path), page, kind="html", replace_any=replace_any)
     return len(page.encode("utf-8"))
 
 

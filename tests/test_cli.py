@@ -329,6 +329,32 @@ def test_a_report_path_holding_a_users_file_is_refused_unless_overwrite(tmp_path
     assert is_report_of_ours(user)
 
 
+def test_a_users_file_that_appears_at_the_report_path_during_the_run_is_not_replaced(
+    tmp_path, write_audio, monkeypatch
+):
+    """The --report path was checked only when the run started; a file the user saved
+    there during the run was replaced at its end (a review's finding)."""
+    from auralis_batch import batch
+
+    src = write_audio("lib/a.flac", music_like(seconds=1.0))
+    mine = tmp_path / "mine.csv"
+    real = batch.run_master
+
+    def user_saves_meanwhile(*a, **kw):
+        result = real(*a, **kw)
+        mine.write_text("my,own,spreadsheet\n")
+        return result
+
+    monkeypatch.setattr(batch, "run_master", user_saves_meanwhile)
+    args = ["master", str(src), "--out", str(tmp_path / "o"), "-q", "-j", "1", "--no-cache"]
+    res = runner.invoke(app, [*args, "--report", str(mine)])
+    assert res.exit_code == 1
+    said = "not written (a file that is not an auralis-batch report is there)"
+    assert said in " ".join(res.output.split())
+    assert mine.read_text() == "my,own,spreadsheet\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+
+
 def test_a_report_that_cannot_be_written_after_the_run_is_one_clear_line(tmp_path, write_audio):
     src = write_audio("lib/a.flac", music_like(seconds=1.0))
     (tmp_path / "is-a-folder.json").mkdir()
