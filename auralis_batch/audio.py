@@ -413,15 +413,18 @@ def _space_refused(folder: Path) -> int | None:
         fd, probe = tempfile.mkstemp(prefix=".auralis-probe-", dir=folder)
     except OSError as exc:  # no room even for the probe's inode
         return exc.errno if exc.errno in (errno.ENOSPC, errno.EDQUOT) else None
+    fallocate = getattr(os, "posix_fallocate", None)  # not on macOS
     try:
         try:
-            os.posix_fallocate(fd, 0, PROBE_BYTES)
+            if fallocate is None:
+                raise OSError(errno.ENOSYS, "no posix_fallocate")
+            fallocate(fd, 0, PROBE_BYTES)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 return exc.errno
             if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
                 return None
-            os.write(fd, bytes(PROBE_BYTES))  # a filesystem without fallocate
+            os.write(fd, bytes(PROBE_BYTES))  # a filesystem (or system) without fallocate
             os.fsync(fd)
         return None
     except OSError as exc:

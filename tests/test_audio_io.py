@@ -306,6 +306,9 @@ def test_a_system_error_from_libsndfile_is_named_by_asking_the_filesystem(
 
     monkeypatch.setattr(os, "posix_fallocate", fallocate)
     err = audio._write_failure(tmp_path / "a.flac", RuntimeError("System error."), "writing audio")
+    monkeypatch.delattr(os, "posix_fallocate")  # macOS has none: the probe writes instead
+    plain = audio._write_failure(tmp_path / "a.flac", RuntimeError("System error."), "writing")
+    assert "failed: " in str(plain)
     got = str(err).split("writing audio failed: ")[1]
     assert got == (reason or audio._reason(RuntimeError("System error.")))
     assert got != "no space left on device" or refused == errno.ENOSPC
