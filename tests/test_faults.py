@@ -339,6 +339,30 @@ def test_a_second_ctrl_c_stops_at_once_and_says_so_and_cleanup_is_not_cut_by_one
     )
 
 
+def test_a_ctrl_c_during_the_runs_cleanup_lets_it_finish(tmp_path, write_audio):
+    """The run's cleanup (temporaries, in-flight notes, the journal's plan) keeps the
+    run's signal handlers: a Ctrl-C there is noted, not raised halfway through it (it
+    raised KeyboardInterrupt, or _Stop, and left the notes behind)."""
+    for i in range(2):
+        write_audio(f"lib/{i:02d}.flac", music_like(seconds=1.0, seed=i))
+    out = tmp_path / "O"
+    proc = popen(
+        "master", tmp_path / "lib", "--out", out, "-q", "-j", "1", "--no-cache",
+        env={"AURALIS_BATCH_FAULT": "slow-cleanup:"},
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    line = ""
+    while "[test] cleanup" not in line and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert "Traceback" not in stderr, stderr
+    assert proc.returncode == 0, stderr  # every track was done before the cleanup
+    assert not list((out / ".auralis-batch").glob("inflight-*"))
+    assert len(journal_done(out)) == 2
+    assert_consistent(out)
+
+
 def test_a_signal_stops_the_lone_rerun_after_a_worker_crash(tmp_path, write_audio):
     """After a worker crash the tracks in flight run again one at a time, each in a
     process of its own; a signal then stops that process too, at once."""
