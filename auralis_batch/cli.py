@@ -224,20 +224,33 @@ def _run_master(**opts) -> None:
     os.environ.setdefault(
         "PYTHONWARNINGS", "ignore:::joblib.externals.loky.backend.resource_tracker"
     )
-    created = not os.path.lexists(opts["out"])  # an exit 2 leaves no OUT it made
+    made = _missing_folders(opts["out"])  # an exit 2 leaves none of the folders it made
     try:
         settings = _master_settings(**opts)
         progress = BatchProgress(enabled=not opts["quiet"] and not opts["dry_run"])
         progress.kernels = _master_kernels(settings)
         result = _run_batch(settings, progress, **opts)
     except typer.Exit as stop:
-        if stop.exit_code == 2 and created:
-            with contextlib.suppress(OSError):
-                os.rmdir(opts["out"])  # only if still empty
+        if stop.exit_code == 2:
+            for folder in made:  # deepest first; only while empty
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    break
         raise
     finally:
         _stop_warm_up()
     _report(result, progress, **opts)
+
+
+def _missing_folders(out: Path) -> list[Path]:
+    """``out`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    folder = Path(out).absolute()
+    while not os.path.lexists(folder) and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
 
 def _stop_warm_up() -> None:

@@ -28,6 +28,9 @@ def _open(cache_dir: Path | None):
     from .cache import FingerprintCache, NullCache, default_cache_dir
 
     folder = cache_dir if cache_dir is not None else default_cache_dir()
+    if folder.exists() and not folder.is_dir():
+        typer.echo(f"[error] --cache-dir {folder}: is a file, not a folder", err=True)
+        raise typer.Exit(code=2)
     if not folder.is_dir():
         typer.echo(f"[note] no fingerprint cache at {folder} yet: nothing in it", err=True)
         return NullCache(folder)

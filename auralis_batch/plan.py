@@ -184,7 +184,7 @@ def plan_master(
             if f == first:
                 plan.notes.append(f"{f}: given more than once; mastered once")
             else:  # reached again through a link: its own line in the report
-                why = f"the same file as {first} (reached through a link); mastered once, as that"
+                why = f"the same file as {first} (one of the two is a link); mastered once, as that"
                 plan.records.append(skipped_record(f, why))
             continue
         seen_inputs[f_r] = f

@@ -886,3 +886,7 @@ def test_inspecting_a_cache_that_does_not_exist_creates_nothing(tmp_path):
         assert res.exit_code == 0, res.output
         assert f"no fingerprint cache at {missing} yet" in " ".join(res.output.split())
     assert not (tmp_path / "no").exists()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    res = CliRunner().invoke(app, ["cache", "stats", "--cache-dir", str(a_file)])
+    assert res.exit_code == 2 and "is a file, not a folder" in res.output
