@@ -83,7 +83,7 @@ __all__ = ["BatchResult", "PlanError", "RunLockedError", "RunSettings", "run_mas
 #: makes the process die right after that output is renamed into place, before the
 #: run journals it (``kill -9`` at the worst moment), "stopped:NAME" sends the run
 #: SIGINT right after that rename and hangs until the stopping run kills it (Ctrl-C
-#: at the worst moment), "slow-cleanup:" makes the run's cleanup wait 3 s (a signal
+#: at the worst moment), "slow-cleanup:" makes the run's cleanup wait 1 s (a signal
 #: during it).
 FAULT_ENV = "AURALIS_BATCH_FAULT"
 
@@ -92,7 +92,7 @@ def _cleanup_fault() -> None:
     """The test suite's "slow-cleanup:" fault (see :data:`FAULT_ENV`)."""
     if "slow-cleanup:" in os.environ.get(FAULT_ENV, ""):
         print("[test] cleanup", file=sys.stderr, flush=True)
-        time.sleep(3.0)
+        time.sleep(1.0)
 
 
 class PlanError(AuralisError):

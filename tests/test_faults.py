@@ -1586,8 +1586,9 @@ def test_a_failure_after_the_rename_keeps_the_masters_proof(tmp_path, lib, monke
         raise RuntimeError("after the rename")
 
     out = tmp_path / "O"
-    monkeypatch.setattr(engine, "_series", broken)
+    monkeypatch.setattr(engine, "_after_commit_fault", broken)  # right after the rename
     assert run_api([lib / "00.flac"], out).summary["failed"] == 1
+    assert (out / "00.flac").exists()
     monkeypatch.undo()
     assert run_api([lib / "00.flac"], out).summary["skipped"] == 1
 
