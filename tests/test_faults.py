@@ -699,6 +699,19 @@ def test_redoing_one_track_of_an_album_redoes_the_album(tmp_path, write_audio):
     assert list(out.glob("1.flac.altered-*"))  # the broken file was kept, not destroyed
 
 
+ALBUM = {"album": True, "write_loudness_tags": True}
+
+
+def _mastered_album(tmp_path, write_audio) -> tuple[Path, dict]:
+    """Three tracks in alb/ at -18, -24 and -30 dB, mastered as an album into O:
+    ``(O, the settings used)``."""
+    for i, level in enumerate((-18, -24, -30)):
+        write_audio(f"alb/{i}.flac", music_like(seconds=3.0, seed=i, level_db=level))
+    out = tmp_path / "O"
+    assert run_api([tmp_path / "alb"], out, settings=ALBUM).summary["ok"] == 3
+    return out, ALBUM
+
+
 def test_an_album_with_a_track_that_fails_or_cannot_be_written_is_not_mastered_in_part(
     tmp_path, write_audio
 ):
@@ -709,11 +722,7 @@ def test_an_album_with_a_track_that_fails_or_cannot_be_written_is_not_mastered_i
     silently, and again on every later run."""
     from mutagen.flac import FLAC
 
-    for i, level in enumerate((-18, -24, -30)):
-        write_audio(f"alb/{i}.flac", music_like(seconds=3.0, seed=i, level_db=level))
-    out = tmp_path / "O"
-    opts = {"album": True, "write_loudness_tags": True}
-    assert run_api([tmp_path / "alb"], out, settings=opts).summary["ok"] == 3
+    out, opts = _mastered_album(tmp_path, write_audio)
     before = {p.name: p.read_bytes() for p in out.glob("*.flac")}
     src = tmp_path / "alb" / "2.flac"
     src.write_bytes(src.read_bytes()[:3000])  # the source breaks
@@ -753,11 +762,7 @@ def test_an_album_whose_commit_fails_for_one_track_publishes_none(
     from auralis_batch import engine
     from auralis_batch.errors import OutputError
 
-    for i, level in enumerate((-18, -24, -30)):
-        write_audio(f"alb/{i}.flac", music_like(seconds=3.0, seed=i, level_db=level))
-    out = tmp_path / "O"
-    opts = {"album": True, "write_loudness_tags": True}
-    assert run_api([tmp_path / "alb"], out, settings=opts).summary["ok"] == 3
+    out, opts = _mastered_album(tmp_path, write_audio)
     before = {p.name: p.read_bytes() for p in out.glob("*.flac")}
     real = engine.write_output_tags
 
@@ -791,11 +796,7 @@ def test_an_album_whose_edited_master_cannot_be_kept_aside_is_left_whole(
 
     from auralis_batch import audio, batch
 
-    for i, level in enumerate((-18, -24, -30)):
-        write_audio(f"alb/{i}.flac", music_like(seconds=3.0, seed=i, level_db=level))
-    out = tmp_path / "O"
-    opts = {"album": True, "write_loudness_tags": True}
-    assert run_api([tmp_path / "alb"], out, settings=opts).summary["ok"] == 3
+    out, opts = _mastered_album(tmp_path, write_audio)
     for name in ("1.flac", "2.flac"):
         f = FLAC(out / name)
         f["title"] = f"edited {name}"
@@ -1200,16 +1201,14 @@ def test_a_name_with_a_colon_is_journaled_and_skipped_on_the_next_run(tmp_path, 
     assert run_api([tmp_path / "lib"], out).summary["skipped"] == 1
 
 
-def test_a_signal_to_one_worker_fails_at_most_its_track_and_the_batch_goes_on(
-    tmp_path, write_audio
-):
-    """SIGINT sent to one worker (not to the run) is ignored (Ctrl-C reaches the whole
-    group, and the run stops its workers itself); SIGTERM sent to the other fails the
-    track it holds with a message that says so. The run finishes and reports."""
+def _two_workers_busy(tmp_path, write_audio, seconds: float, slow: str):
+    """``master -j 2 --report`` on a-slow.flac and b-slow.flac (``seconds`` long; the
+    ``slow`` ones, comma-separated stems, a second per block), once both workers are
+    up with their handlers: ``(proc, worker pids, OUT, report path)``."""
     for name in ("a-slow.flac", "b-slow.flac"):
-        write_audio(f"lib/{name}", music_like(seconds=4.0, seed=len(name)))
+        write_audio(f"lib/{name}", music_like(seconds=seconds, seed=len(name)))
     out, report = tmp_path / "O", tmp_path / "r.json"
-    env = {"AURALIS_BATCH_FAULT": "slow:a-slow.flac,slow:b-slow.flac"}
+    env = {"AURALIS_BATCH_FAULT": ",".join(f"slow:{stem}.flac" for stem in slow.split(","))}
     proc = popen(
         "master", tmp_path / "lib", "--out", out, "-j", "2", "--no-cache", "--report", report,
         env=env,
@@ -1221,6 +1220,16 @@ def test_a_signal_to_one_worker_fails_at_most_its_track_and_the_batch_goes_on(
         workers = [w for w in _children(proc.pid) if _alive(w) and b"LokyProcess" in _cmdline(w)]
         time.sleep(0.05)
     assert len(workers) == 2
+    return proc, workers, out, report
+
+
+def test_a_signal_to_one_worker_fails_at_most_its_track_and_the_batch_goes_on(
+    tmp_path, write_audio
+):
+    """SIGINT sent to one worker (not to the run) is ignored (Ctrl-C reaches the whole
+    group, and the run stops its workers itself); SIGTERM sent to the other fails the
+    track it holds with a message that says so. The run finishes and reports."""
+    proc, workers, out, report = _two_workers_busy(tmp_path, write_audio, 4.0, "a-slow,b-slow")
     os.kill(workers[0], signal.SIGINT)
     time.sleep(0.3)
     os.kill(workers[1], signal.SIGTERM)
@@ -1238,21 +1247,8 @@ def test_a_worker_killed_mid_track_has_its_tracks_mastered_again_and_says_so(tmp
     """kill -9 of one worker (the OOM killer, a user): the tracks in flight are mastered
     again one at a time and came out 'ok' with nothing in the log (a trust sweep's
     finding). Their records and log lines now say a worker died."""
-    for name in ("a-slow.flac", "b-slow.flac"):
-        write_audio(f"lib/{name}", music_like(seconds=2.0, seed=len(name)))
-    out, report = tmp_path / "O", tmp_path / "r.json"
-    env = {"AURALIS_BATCH_FAULT": "slow:a-slow.flac"}  # in flight whichever worker dies
-    proc = popen(
-        "master", tmp_path / "lib", "--out", out, "-j", "2", "--no-cache", "--report", report,
-        env=env,
-    )  # fmt: skip
-    wait_until_working(out, started=True)
-    deadline = time.monotonic() + 30
-    workers: list[int] = []
-    while len(workers) < 2 and time.monotonic() < deadline:
-        workers = [w for w in _children(proc.pid) if _alive(w) and b"LokyProcess" in _cmdline(w)]
-        time.sleep(0.05)
-    assert len(workers) == 2
+    # a-slow is in flight whichever worker dies
+    proc, workers, out, report = _two_workers_busy(tmp_path, write_audio, 2.0, "a-slow")
     os.kill(workers[0], signal.SIGKILL)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
