@@ -342,6 +342,8 @@ def _master_settings(
         _fail_usage("--backend dask needs --scheduler tcp://HOST:PORT")
     if scheduler and backend != "dask":
         _fail_usage(f"--scheduler {scheduler} needs --backend dask (this run would be local)")
+    if match_strength != 1.0 and reference is None:
+        _fail_usage(f"--match-strength {match_strength:g} needs --reference REF (nothing to match)")
     from .presets import LIMITS
 
     for flag, value, limit in (

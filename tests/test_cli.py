@@ -279,6 +279,8 @@ def test_usage_problems_found_late_leave_no_out_folder_and_say_each_on_its_line(
     ]
     res = runner.invoke(app, ["master", str(a), "--out", str(out), "--scheduler", "tcp://x:1"])
     assert res.exit_code == 2 and "needs --backend dask" in res.output and not out.exists()
+    res = runner.invoke(app, ["master", str(a), "--out", str(out), "--match-strength", "0.5"])
+    assert res.exit_code == 2 and "needs --reference" in res.output and not out.exists()
 
 
 def test_several_reports_in_one_run(tmp_path, write_audio):
