@@ -32,7 +32,7 @@ from .audio import (
     output_subtype,
     probe,
 )
-from .errors import OutputError, RunAbandonedError, TrackTimeoutError
+from .errors import AudioError, OutputError, RunAbandonedError, TrackTimeoutError
 from .identity import file_identity
 from .journal import CommitLog
 from .match import SPECTRUM_KEY, THIRD_OCTAVE_HZ
@@ -330,6 +330,9 @@ def _commit(
                 measured=measured | tempo,
             )
 
+    changed = _source_changed(p.job, p.identity)
+    if changed is not None:  # never a master of a source that changed while being read
+        raise changed
     written = out.prepare(finish, intent=intent)
     rec = measured | {
         "written": written.to_dict(),
@@ -343,6 +346,25 @@ def _commit(
     if publish:
         _publish(p, out, rec)
     return rec
+
+
+def _source_changed(job: Job, identity: list[int] | None) -> AudioError | None:
+    """An error when the source is no longer the file that was read (size, mtime or
+    inode changed since the track started: copied over, cut short, replaced): its
+    master could be part one file and part another, or part of a song. None when it
+    is the same, or when there is nothing to compare."""
+    if identity is None:
+        return None
+    try:
+        now = file_identity(job.input)
+    except OSError:
+        now = None
+    if now == identity:
+        return None
+    return AudioError(
+        f"{job.input}: the source changed while it was being read (rewritten, cut short "
+        "or replaced); not mastered: the next run masters it as it is then"
+    )
 
 
 def _publish(p: _Prepared, out: OutputFile, rec: dict) -> None:
@@ -440,6 +462,7 @@ def master_track(
     watch = watch or Watch()
     rec = _base_record(job, settings)
     p: _Prepared | None = None
+    identity: list[int] | None = None
     try:
         identity = file_identity(job.input)  # what the journal keeps: the input as read
         p = _prepare(job, settings, cache, watch, settings.memory_budget_bytes)
@@ -450,7 +473,7 @@ def master_track(
             _after_commit_fault(watch)
             rec["input_identity"] = identity
     except Exception as exc:
-        rec = _failed(job, settings, exc, t0)
+        rec = _failed(job, settings, _source_changed(job, identity) or exc, t0)
     finally:
         if p is not None:
             p.source.release()
@@ -482,6 +505,7 @@ def master_album(
     prepared: list[tuple[_Prepared, float, float, np.ndarray]] = []
     for job in unit:
         t_job = time.perf_counter()
+        identity: list[int] | None = None
         try:
             identity = file_identity(job.input)
             p = _prepare(job, settings, cache, watch, budget)
@@ -497,7 +521,7 @@ def master_album(
             p.keep_processed = p.keep_equalised = False
             prepared.append((p, mid.true_peak_dbtp, time.perf_counter() - t_job, powers))
         except Exception as exc:
-            rec = _failed(job, settings, exc, t_job)
+            rec = _failed(job, settings, _source_changed(job, identity) or exc, t_job)
             _decorate(rec, job, None)
             records.append(rec)
     if records:  # a track failed: an album is mastered whole or not at all

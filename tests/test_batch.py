@@ -176,6 +176,32 @@ def test_a_folder_that_cannot_be_synced_after_the_rename_keeps_an_ok_master_with
     assert {s for _, s in _statuses(again)} == {"skipped"}
 
 
+def test_a_source_changed_while_it_is_read_is_not_mastered(tmp_path, small_library, monkeypatch):
+    """A WAV copied over, or cut short, while its track was in flight came out as a
+    master part one file and part the other, or of part of the song, reported ok (a
+    third trust sweep's finding). The source is checked again before its master is
+    committed: size, mtime and inode as when the track started."""
+    from auralis_batch import engine
+
+    real = engine._render
+
+    def rewritten_meanwhile(p, out, settings):
+        outcome = real(p, out, settings)
+        if p.job.input.name == "01.flac":
+            data = p.job.input.read_bytes()
+            p.job.input.write_bytes(data[: len(data) // 2])  # in place: same inode
+        return outcome
+
+    monkeypatch.setattr(engine, "_render", rewritten_meanwhile)
+    out = tmp_path / "out"
+    result = run_master([small_library], out, RunSettings(use_cache=False), n_jobs=1)
+    status = dict(_statuses(result))
+    assert status.pop("01.flac") == "failed" and set(status.values()) == {"ok"}
+    error = next(r["error"] for r in result.records if r["input"].endswith("01.flac"))
+    assert "the source changed while it was being read" in error
+    assert not (out / "a" / "01.flac").exists() and not list(out.rglob("*.partial"))
+
+
 def test_kill_9_mid_run_leaves_no_partial_file_and_rerun_completes(tmp_path, write_audio):
     for i in range(6):
         write_audio(f"lib/{i:02d}.wav", music_like(seconds=20.0, seed=i))
