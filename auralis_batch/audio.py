@@ -118,6 +118,12 @@ def probe(path: str | os.PathLike) -> AudioInfo:
         raise DecodeError(f"{p}: holds no audio frames")
     check_sample_rate(int(info.samplerate), where=str(p))
     if str(info.format).upper() == "OGG":
+        if info.frames >= _UNKNOWN_LENGTH or _ogg_is_chained(p):
+            raise DecodeError(
+                f"{p}: libsndfile cannot tell this Ogg file's length: it holds chained "
+                "streams (files joined end to end), of which only the first would be "
+                "read, or its end is broken; split it into its streams to master them"
+            )
         _refuse_cut_ogg(p)
     return AudioInfo(
         path=p,
@@ -136,9 +142,38 @@ def decode_dtype(info: AudioInfo) -> str:
     return "float64" if info.subtype in ("DOUBLE", "PCM_32") else "float32"
 
 
+#: What libsndfile reports as the frame count of an Ogg file whose length it cannot
+#: find (2**63 - 1 for chained streams): no real file is this long.
+_UNKNOWN_LENGTH = 1 << 62
 #: Ogg page header: "OggS", version 0, then the header-type flags (RFC 3533).
 _OGG_CAPTURE = b"OggS\x00"
 _OGG_EOS = 0x04
+
+
+_OGG_BOS = 0x02
+
+
+def _ogg_is_chained(p: Path) -> bool:
+    """Whether a stream begins after one has ended (a beginning-of-stream page after an
+    end-of-stream page: files joined end to end, RFC 3533 section 4), walking the page
+    headers only. libsndfile reads the first stream and, when the serial numbers
+    repeat, reports its length as the file's."""
+    ended = False
+    try:
+        with open(p, "rb") as f:
+            while True:
+                head = f.read(27)
+                if len(head) < 27 or head[:5] != _OGG_CAPTURE:
+                    return False  # the end, or not pages we can walk: libsndfile decides
+                table = f.read(head[26])
+                if len(table) < head[26]:
+                    return False
+                if head[5] & _OGG_BOS and ended:
+                    return True
+                ended = ended or bool(head[5] & _OGG_EOS)
+                f.seek(sum(table), os.SEEK_CUR)
+    except OSError:
+        return False
 
 
 def _refuse_cut_ogg(p: Path) -> None:

@@ -219,6 +219,10 @@ def test_a_cut_ogg_stream_is_refused_as_truncated(tmp_path):
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
     with pytest.raises(DecodeError, match="truncated"):
         probe(cut)
+    chained = tmp_path / "chained.ogg"  # two files joined: libsndfile reads the first
+    chained.write_bytes(whole.read_bytes() * 2)
+    with pytest.raises(DecodeError, match="holds chained streams"):
+        probe(chained)
 
 
 def _first_frame(data: bytes) -> tuple[int, int]:
