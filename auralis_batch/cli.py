@@ -244,13 +244,16 @@ def _run_master(**opts) -> None:
 
 
 def _missing_folders(out: Path) -> list[Path]:
-    """``out`` and those of its parents that do not exist yet, deepest first."""
-    missing = []
-    folder = Path(out).absolute()
-    while not os.path.lexists(folder) and folder.parent != folder:
-        missing.append(folder)
-        folder = folder.parent
-    return missing
+    """The folders that creating ``out`` would make (those on its path that do not exist
+    yet; a ``..`` on the way makes none), last made first."""
+    missing: list[Path] = []
+    path = Path(out).absolute()
+    prefix = Path(path.anchor)
+    for part in path.parts[1:]:
+        prefix = prefix / part
+        if part not in (".", "..") and not os.path.lexists(prefix):
+            missing.append(prefix)
+    return missing[::-1]
 
 
 def _stop_warm_up() -> None:

@@ -262,7 +262,8 @@ def test_usage_problems_found_late_leave_no_out_folder_and_say_each_on_its_line(
     b = write_audio("r2/A/x.flac", music_like(seconds=1.0, seed=2))
     out = tmp_path / "out"
     deep = tmp_path / "new" / "deep" / "out"  # every folder the run made goes
-    for target in (out, deep):
+    dotted = tmp_path / "new" / "x" / ".." / "out"  # a third sweep's: x was left behind
+    for target in (out, deep, dotted):
         res = runner.invoke(
             app, ["master", str(a.parents[1]), str(b.parents[1]), "--out", str(target)]
         )
