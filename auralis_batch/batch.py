@@ -319,6 +319,8 @@ def _decide(
             # keeps what it has (an earlier run's masters, one gain) until it can be.
             what = "cannot be written (its output is refused)"
             why = album_not_mastered(first.input, what)
+            if job in kept:  # moved aside, and it could not be put back
+                why += f"; its edited master could not be put back: it is {kept[job].name}"
             plan.records.append(failed_record(job.input, why, job.output))
             continue
         if state.action == "done" and not overwrite:
@@ -414,8 +416,10 @@ def _keep_albums_aside(
                 refused_in[folder] = job
                 if not dry_run:
                     for done, aside in moved:  # put back: the album stays as it was
-                        with contextlib.suppress(OSError, FileExistsError):
+                        try:
                             move_no_clobber(aside, done.output)
+                        except OSError:  # FileExistsError included: it stays aside,
+                            kept[done] = aside  # and its record says where it went
                 moved = []
                 break
         kept.update(moved)

@@ -245,11 +245,15 @@ def _run_master(**opts) -> None:
 
 def _missing_folders(out: Path) -> list[Path]:
     """The folders that creating ``out`` would make (those on its path that do not exist
-    yet; a ``..`` on the way makes none), last made first."""
+    yet), last made first. The walk stops at a ``..`` after a missing folder: past it
+    the path may lead back into folders that exist (``new/../mine``), never to be
+    removed."""
     missing: list[Path] = []
     path = Path(out).absolute()
     prefix = Path(path.anchor)
     for part in path.parts[1:]:
+        if part == ".." and missing:
+            break
         prefix = prefix / part
         if part not in (".", "..") and not os.path.lexists(prefix):
             missing.append(prefix)

@@ -349,22 +349,32 @@ def _commit(
 
 
 def _source_changed(job: Job, identity: list[int] | None) -> AudioError | None:
-    """An error when the source is no longer the file that was read (size, mtime or
-    inode changed since the track started: copied over, cut short, replaced): its
-    master could be part one file and part another, or part of a song. None when it
-    is the same, or when there is nothing to compare."""
+    """An error when the source is no longer the file that was read (its size or mtime
+    changed since the track started: copied over, cut short, replaced): its master
+    could be part one file and part another, or part of a song. None when it is the
+    same, or when there is nothing to compare. The inode is not compared: FAT, exFAT
+    and some FUSE or CIFS mounts give a file a new one when it is read back."""
     if identity is None:
         return None
     try:
         now = file_identity(job.input)
     except OSError:
         now = None
-    if now == identity:
+    if now is not None and now[:2] == identity[:2]:
         return None
     return AudioError(
         f"{job.input}: the source changed while it was being read (rewritten, cut short "
         "or replaced); not mastered: the next run masters it as it is then"
     )
+
+
+def _why_decoding_failed(job: Job, identity: list[int] | None, exc: Exception) -> Exception:
+    """``exc``, or for a decoding failure on a source that changed meanwhile, that it
+    changed (a FLAC copied over mid-read fails as 'corrupt or truncated'). Any other
+    error (a full disk) is kept as it is: the run decides by it."""
+    if isinstance(exc, AudioError):
+        return _source_changed(job, identity) or exc
+    return exc
 
 
 def _publish(p: _Prepared, out: OutputFile, rec: dict) -> None:
@@ -473,7 +483,7 @@ def master_track(
             _after_commit_fault(watch)
             rec["input_identity"] = identity
     except Exception as exc:
-        rec = _failed(job, settings, _source_changed(job, identity) or exc, t0)
+        rec = _failed(job, settings, _why_decoding_failed(job, identity, exc), t0)
     finally:
         if p is not None:
             p.source.release()
@@ -521,7 +531,7 @@ def master_album(
             p.keep_processed = p.keep_equalised = False
             prepared.append((p, mid.true_peak_dbtp, time.perf_counter() - t_job, powers))
         except Exception as exc:
-            rec = _failed(job, settings, _source_changed(job, identity) or exc, t_job)
+            rec = _failed(job, settings, _why_decoding_failed(job, identity, exc), t_job)
             _decorate(rec, job, None)
             records.append(rec)
     if records:  # a track failed: an album is mastered whole or not at all
@@ -575,6 +585,12 @@ def master_album(
                 )
             except Exception as exc:
                 return _album_failed(unit, prepared, settings, p.job, exc, t0)
+        for (p, *_), out in zip(prepared, outs, strict=True):  # the last look before any
+            if not out.replace and os.path.lexists(out.path):  # takes its name
+                appeared = OutputError(
+                    f"{out.path}: refused: a file appeared there during the run; not replaced"
+                )
+                return _album_failed(unit, prepared, settings, p.job, appeared, t0)
         for (p, _, prep_s, _), out, partial in zip(prepared, outs, staged, strict=True):
             t_job = time.perf_counter()
             rec = _base_record(p.job, settings)

@@ -664,6 +664,10 @@ class RunLockedError(OutputError):
     """Another run is writing into the same output folder."""
 
 
+#: Tries, 10 ms apart, to take a run's lock before another run is said to hold it.
+_LOCK_TRIES = 5
+
+
 class RunLock:
     """An exclusive lock on ``OUT`` for the length of a run.
 
@@ -687,9 +691,14 @@ class RunLock:
         except ImportError:  # pragma: no cover - not POSIX: no lock
             self._fd = fd
             return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        for attempt in range(_LOCK_TRIES):  # a dry run's look (holder) holds it briefly
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if attempt + 1 < _LOCK_TRIES:
+                    time.sleep(0.01)
+        else:
             holder = os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
             raise RunLockedError(

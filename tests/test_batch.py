@@ -202,6 +202,27 @@ def test_a_source_changed_while_it_is_read_is_not_mastered(tmp_path, small_libra
     assert not (out / "a" / "01.flac").exists() and not list(out.rglob("*.partial"))
 
 
+def test_a_source_whose_inode_number_changes_on_reading_is_not_called_changed(
+    tmp_path, small_library, monkeypatch
+):
+    """FAT, exFAT and some FUSE mounts give a file a new inode number when it is read
+    back into the cache: only size and mtime say a source changed (a review's finding:
+    healthy tracks on a USB stick would have failed every night)."""
+    from auralis_batch import engine
+    from auralis_batch.identity import file_identity
+
+    calls: dict[str, int] = {}
+
+    def renumbered(path):
+        size, mtime, inode = file_identity(path)
+        calls[str(path)] = calls.get(str(path), 0) + 1
+        return [size, mtime, inode + calls[str(path)]]
+
+    monkeypatch.setattr(engine, "file_identity", renumbered)
+    result = run_master([small_library], tmp_path / "out", RunSettings(use_cache=False), n_jobs=1)
+    assert {s for _, s in _statuses(result)} == {"ok"}
+
+
 def test_kill_9_mid_run_leaves_no_partial_file_and_rerun_completes(tmp_path, write_audio):
     for i in range(6):
         write_audio(f"lib/{i:02d}.wav", music_like(seconds=20.0, seed=i))

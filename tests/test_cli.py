@@ -262,13 +262,17 @@ def test_usage_problems_found_late_leave_no_out_folder_and_say_each_on_its_line(
     b = write_audio("r2/A/x.flac", music_like(seconds=1.0, seed=2))
     out = tmp_path / "out"
     deep = tmp_path / "new" / "deep" / "out"  # every folder the run made goes
-    dotted = tmp_path / "new" / "x" / ".." / "out"  # a third sweep's: x was left behind
-    for target in (out, deep, dotted):
+    for target in (out, deep):
         res = runner.invoke(
             app, ["master", str(a.parents[1]), str(b.parents[1]), "--out", str(target)]
         )
         assert res.exit_code == 2 and "would both be written to" in res.output
         assert not out.exists() and not (tmp_path / "new").exists()
+    mine = tmp_path / "mine"  # a review's: new2/../mine led the clean-up to the user's
+    mine.mkdir()
+    via = tmp_path / "new2" / ".." / "mine"
+    res = runner.invoke(app, ["master", str(a.parents[1]), str(b.parents[1]), "--out", str(via)])
+    assert res.exit_code == 2 and mine.is_dir()
     preset = tmp_path / "p.toml"
     preset.write_text('name = "p"\n[compressor]\nratio = 100.0\nthreshold_db = 5.0\n')
     res = runner.invoke(app, ["presets", "show", str(preset)])

@@ -818,6 +818,33 @@ def test_an_album_whose_edited_master_cannot_be_kept_aside_is_left_whole(
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
+def test_a_file_that_appears_at_an_album_output_before_its_publish_stops_the_album(
+    tmp_path, write_audio, monkeypatch
+):
+    """A review dropped a file at one output of a new album between its preparation
+    and its publish: the other two were published with album tags that counted the
+    refused one. Every target is looked at once more before any takes its name."""
+    from auralis_batch import engine
+
+    for i, level in enumerate((-18, -24, -30)):
+        write_audio(f"alb/{i}.flac", music_like(seconds=3.0, seed=i, level_db=level))
+    out = tmp_path / "O"
+    real = engine._commit
+
+    def user_saves_one(p, out_file, outcome, settings, **kw):
+        rec = real(p, out_file, outcome, settings, **kw)
+        if p.job.input.name == "2.flac":  # all three prepared, none published yet
+            (out / "1.flac").write_bytes(b"mine")
+        return rec
+
+    monkeypatch.setattr(engine, "_commit", user_saves_one)
+    result = run_api([tmp_path / "alb"], out, settings=ALBUM)
+    assert result.summary["failed"] == 3, result.records
+    assert "a file appeared there during the run" in by_name(result)["1.flac"]["error"]
+    assert sorted(p.name for p in out.iterdir()) == [".auralis-batch", "1.flac"]
+    assert (out / "1.flac").read_bytes() == b"mine"
+
+
 def test_a_master_changed_since_it_was_written_is_kept_aside(tmp_path, lib):
     from mutagen.flac import FLAC
 
