@@ -60,10 +60,11 @@ from .journal import (
 )
 from .plan import Job, Plan, plan_master
 from .records import (
+    add_warning,
     album_not_mastered,
+    disk_full_reason,
     error_text,
     failed_record,
-    is_disk_full,
     noted_measurements,
     os_reason,
     record,
@@ -812,10 +813,9 @@ def _run(
                         stopped = f"cannot write the journal ({os_reason(exc)}); stopped"
                     if on_record is not None:
                         on_record(rec)
-                    if is_disk_full(rec) and not stopped:
-                        quota = "disk quota exceeded" in rec["error"].lower()
-                        why = "disk quota exceeded" if quota else "no space left on device"
-                        stopped = f"disk full: {why} for {out_dir}; stopped"
+                    full = disk_full_reason(rec)
+                    if full and not stopped:
+                        stopped = f"disk full: {full} for {out_dir}; stopped"
                     if stopped and _unit_done(units, unit_of.get(rec["input"]), finished):
                         break  # after its unit's last record (an album's are all made)
                 _raise_if_stopped()  # a signal during the last in-process track
@@ -1014,8 +1014,8 @@ def _execute(
                     _unmark(inflight_dir, i)
             for i in sorted(suspects & set(pending)):
                 for rec in _run_alone(i, pending.pop(i), settings, inflight_dir, journal):
-                    if rec["status"] == "ok" and _RUN_AGAIN not in (rec.get("warning") or ""):
-                        rec["warning"] = "; ".join(filter(None, (rec.get("warning"), _RUN_AGAIN)))
+                    if rec["status"] == "ok":
+                        add_warning(rec, _RUN_AGAIN)
                     yield rec
         finally:
             if gen is not None and pending:  # stopped early: joblib aborts the rest quietly

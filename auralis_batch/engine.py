@@ -47,7 +47,13 @@ from .pipeline import (
 )
 from .plan import Job
 from .presets import Preset
-from .records import album_not_mastered, error_text, failed_record, is_finite_number
+from .records import (
+    add_warning,
+    album_not_mastered,
+    error_text,
+    failed_record,
+    is_finite_number,
+)
 from .settings import (
     EQUALISED_BYTES_PER_SAMPLE,
     PROCESSED_BYTES_PER_SAMPLE,
@@ -387,8 +393,7 @@ def _publish(p: _Prepared, out: OutputFile, rec: dict) -> None:
             replace_reason=f"{p.job.replace_reason}; the file there had changed since "
             f"auralis-batch wrote it: kept as {out.kept_aside.name}",
         )
-    if out.unsynced:
-        rec["warning"] = "; ".join(filter(None, (rec.get("warning"), out.unsynced)))
+    add_warning(rec, out.unsynced)
 
 
 def _series(p: _Prepared, outcome: MasterOutcome, settings: RunSettings) -> dict:
@@ -596,11 +601,11 @@ def master_album(
             rec = _base_record(p.job, settings)
             try:
                 rec.update(partial)
+                rec.pop("warning", None)  # the album's target, not the track's, below
                 _publish(p, out, rec)
                 _after_commit_fault(watch)
                 rec["input_identity"] = p.identity
                 rec["render"]["target_reached"] = reached
-                rec.pop("warning", None)
                 rec["album"] = {
                     "folder": str(p.job.input.parent),
                     "tracks": len(prepared),
@@ -611,17 +616,16 @@ def master_album(
                     "target_reached": reached,
                 }
                 if not reached:
-                    rec["warning"] = (
+                    add_warning(
+                        rec,
                         f"album at {album_after:.2f} LUFS, off its {target:g} LUFS target: "
                         + (
                             "a track would need more peak limiting than "
                             "limiter.max_gain_reduction_db allows"
                             if capped
                             else "limiting moved it"
-                        )
+                        ),
                     )
-                if out.unsynced:
-                    rec["warning"] = "; ".join(filter(None, (rec.get("warning"), out.unsynced)))
             except Exception as exc:  # its name taken meanwhile: the others are published
                 rec = _failed(p.job, settings, exc, t_job)
             _decorate(rec, p.job, p.analysis)

@@ -473,26 +473,19 @@ class Journal:
             written = dict(written, mtime_ns=st.st_mtime_ns)
             entry = self.refreshed[key] = dict(entry, output_identity=written)
         here = str(job.input.resolve())
-        same_input: bool | None = None  # (size, mtime, inode) as journaled; read once
-
-        def input_unchanged() -> bool:
-            nonlocal same_input
-            if same_input is None:
-                try:
-                    same_input = entry["identity"] == input_identity(job.input)
-                except OSError:
-                    same_input = False
-            return same_input
-
-        if entry["input"] != here and not input_unchanged():
+        try:  # the same file (size, mtime, inode) as journaled, wherever it is now
+            same_input = entry["identity"] == input_identity(job.input)
+        except OSError:
+            same_input = False
+        if entry["input"] != here and not same_input:
             why = f"it was mastered from another input, {entry['input']}"
         elif entry["settings"] != settings_hash:
             preset = entry.get("preset")
             why = "it was mastered with other settings" + (
                 f" (preset {preset})" if isinstance(preset, str) else ""
             )
-        elif input_unchanged():
-            if entry["input"] != here:  # the same file (inode, size, time), moved
+        elif same_input:
+            if entry["input"] != here:  # its folder renamed: journaled under the new path
                 self.refreshed[key] = dict(entry, input=here)
             return OutputState("done", expect=written)
         else:

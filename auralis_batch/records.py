@@ -158,12 +158,23 @@ def os_reason(exc: OSError) -> str:
     return text[:1].lower() + text[1:]
 
 
-def is_disk_full(rec: dict) -> bool:
-    """True for a failed track whose error is a full disk or quota."""
+#: What a track's error says when its disk is full (``os.strerror``, in lower case).
+_DISK_FULL = ("no space left on device", "disk quota exceeded")
+
+
+def disk_full_reason(rec: dict) -> str | None:
+    """``"no space left on device"`` or ``"disk quota exceeded"`` for a failed track
+    whose error is a full disk or quota, else None."""
     err = (rec.get("error") or "").lower()
-    return rec.get("status") == "failed" and (
-        "no space left on device" in err or "disk quota exceeded" in err
-    )
+    if rec.get("status") != "failed":
+        return None
+    return next((why for why in _DISK_FULL if why in err), None)
+
+
+def add_warning(rec: dict, text: str | None) -> None:
+    """Append ``text`` to ``rec["warning"]`` (``; `` between), once."""
+    if text and text not in (rec.get("warning") or ""):
+        rec["warning"] = "; ".join(filter(None, (rec.get("warning"), text)))
 
 
 def _seconds(rec: dict, key: str) -> float:

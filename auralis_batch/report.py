@@ -12,6 +12,7 @@ import stat
 from pathlib import Path
 
 from .errors import AuralisError
+from .identity import move_no_clobber
 from .records import plain_json
 
 #: File name endings ``--report`` understands.
@@ -131,8 +132,6 @@ def _atomic_write(
         A file that is not a report of ours of ``kind`` is at ``path``.
     """
     import tempfile
-
-    from .identity import move_no_clobber
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)  # e.g. --report OUT/report.json
