@@ -102,6 +102,24 @@ def wait_until_working(out: Path, timeout_s: float = 120, *, started: bool = Fal
     raise AssertionError("the run never started working")
 
 
+def wait_until_alone(run_pid: int, out: Path, timeout_s: float = 120) -> None:
+    """Until the run has a process of its own (``multiprocessing.spawn``, not one of
+    loky's workers) re-running a track, and that track has noted progress."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                cmdline = (stat.parent / "cmdline").read_bytes()
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == run_pid and b"multiprocessing.spawn" in cmdline:
+                wait_until_working(out, timeout_s=deadline - time.monotonic(), started=True)
+                return
+        time.sleep(0.05)
+    raise AssertionError("no track was ever re-run alone")
+
+
 @pytest.fixture
 def lib(tmp_path, write_audio):
     for i in range(3):
@@ -371,8 +389,7 @@ def test_a_signal_stops_the_lone_rerun_after_a_worker_crash(tmp_path, write_audi
     out = tmp_path / "O"
     env = {"AURALIS_BATCH_FAULT": "crash:crash.flac,slow:slow.flac"}
     proc = popen("master", tmp_path / "lib", "--out", out, "-q", "-j", "2", "--no-cache", env=env)
-    wait_until_working(out)
-    time.sleep(4.0)  # the pool crashed; slow.flac runs on its own again (for 20 s)
+    wait_until_alone(proc.pid, out)  # the pool crashed; slow.flac runs on its own again
     assert proc.poll() is None
     proc.send_signal(signal.SIGTERM)
     t0 = time.monotonic()
