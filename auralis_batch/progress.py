@@ -206,8 +206,12 @@ class BatchProgress:
                 parts.append(f"{summary[key]} {label}")
         # the run's own count: it includes tracks recovered after a stop
         audio_s = summary.get("audio_seconds", self.audio_s)
+        # In a log (cron, a file) every line carries its time, the run's last one too:
+        # night after night appended to one file, it says which night ended how.
+        stamp = "" if self.interactive else time.strftime("%Y-%m-%dT%H:%M:%S ")
         self.console.print(
-            ", ".join(parts)
+            stamp
+            + ", ".join(parts)
             + f"; {_hms(audio_s)} of audio in {elapsed:.1f} s"
             + (f" ({audio_s / elapsed:.0f}x realtime)" if audio_s > 0 else "")
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -472,6 +473,8 @@ def test_logs_one_plain_line_per_track_when_stderr_is_a_file(tmp_path, lib):
     assert res.returncode == 0
     lines = [ln for ln in log.read_text().splitlines() if " ok " in ln]
     assert len(lines) == 3 and all("x  " in ln for ln in lines)
+    last = log.read_text().splitlines()[-1]  # the summary says when the run ended too
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d 3 mastered, 0 failed, .*", last), last
 
 
 def test_cache_stats_count_master_runs(tmp_path, lib):
