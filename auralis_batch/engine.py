@@ -515,9 +515,95 @@ def master_album(
     """
     t0 = time.perf_counter()
     watch = watch or Watch()
-    budget = settings.memory_budget_bytes
+    prepared, failures = _prepare_album(unit, settings, cache, watch)
+    if failures:  # a track failed: an album is mastered whole or not at all
+        for track in prepared:
+            track.p.source.release()
+        return _album_records(unit, prepared, settings, failures)
+    if not prepared:
+        return []
     records: list[dict] = []
-    prepared: list[tuple[_Prepared, float, float, np.ndarray]] = []
+    outs = [_open_output(track.p, settings) for track in prepared]
+    try:
+        album = _render_album(prepared, outs, settings)
+        # Every track prepared (tags, fsync, checksum, commit note) before any takes its
+        # name: one that fails here (a full disk while tagging) fails the album whole.
+        staged: list[dict] = []
+        for track, out, outcome in zip(prepared, outs, album.outcomes, strict=True):
+            try:
+                staged.append(
+                    _commit(track.p, out, outcome, settings, album=album.tags, publish=False)
+                )
+            except Exception as exc:
+                return _album_failed(unit, prepared, settings, track.p.job, exc, t0)
+        for track, out in zip(prepared, outs, strict=True):  # the last look before any
+            if not out.replace and os.path.lexists(out.path):  # takes its name
+                appeared = OutputError(
+                    f"{out.path}: refused: a file appeared there during the run; not replaced"
+                )
+                return _album_failed(unit, prepared, settings, track.p.job, appeared, t0)
+        for track, out, partial in zip(prepared, outs, staged, strict=True):
+            records.append(_publish_album_track(track, out, partial, album, settings, watch))
+    except Exception as exc:
+        for track in prepared:
+            rec = _failed(track.p.job, settings, exc, t0)
+            _decorate(rec, track.p.job, track.p.analysis)
+            records.append(rec)
+    finally:
+        for out in outs:
+            out.discard()
+        for track in prepared:
+            track.p.source.release()
+    render_s = time.perf_counter() - t0 - sum(track.prep_s for track in prepared)
+    for rec in records:  # the shared renders, split evenly over the album's tracks
+        if rec.get("status") == "ok":
+            rec["seconds"] = round(rec["seconds"] + render_s / len(prepared), 4)
+    return records
+
+
+@dataclass
+class _AlbumTrack:
+    """A track of an album, analysed, equalised and compressed, not yet rendered."""
+
+    p: _Prepared
+    peak_dbtp: float  # true peak of its processed signal, before the shared gain
+    prep_s: float  # seconds its preparation took
+    powers: np.ndarray  # gating-block powers of its processed signal
+
+
+@dataclass
+class _AlbumRender:
+    """The album's shared gain and each track's render at it."""
+
+    gain_db: float
+    capped: bool  # the gain was lowered so no track needs more limiting than allowed
+    target_lufs: float
+    album_lufs: float  # measured from what was rendered (NaN: silent)
+    album_peak_dbtp: float
+    outcomes: list[MasterOutcome]
+
+    @property
+    def reached(self) -> bool:
+        return bool(
+            np.isfinite(self.album_lufs)
+            and abs(self.target_lufs - self.album_lufs) <= TARGET_ACCEPT_LU
+        )
+
+    @property
+    def tags(self) -> tuple[float | None, float]:
+        """(album loudness or None, album true peak) for the album's loudness tags."""
+        lufs = float(self.album_lufs) if np.isfinite(self.album_lufs) else None
+        return lufs, self.album_peak_dbtp
+
+
+def _prepare_album(
+    unit: Sequence[Job], settings: RunSettings, cache, watch: Watch
+) -> tuple[list[_AlbumTrack], list[dict]]:
+    """Each track decoded, analysed, equalised and compressed (sharing one memory
+    budget), with its processed loudness blocks; and the records of those that failed."""
+    budget = settings.memory_budget_bytes
+    prepared: list[_AlbumTrack] = []
+    failures: list[dict] = []
     for job in unit:
         t_job = time.perf_counter()
         identity: list[int] | None = None
@@ -534,118 +620,102 @@ def master_album(
                 before=loudness_from_record(p.analysis),
             )
             p.keep_processed = p.keep_equalised = False
-            prepared.append((p, mid.true_peak_dbtp, time.perf_counter() - t_job, powers))
+            prepared.append(_AlbumTrack(p, mid.true_peak_dbtp, time.perf_counter() - t_job, powers))
         except Exception as exc:
             rec = _failed(job, settings, _why_decoding_failed(job, identity, exc), t_job)
             _decorate(rec, job, None)
-            records.append(rec)
-    if records:  # a track failed: an album is mastered whole or not at all
-        for p, *_ in prepared:
-            p.source.release()
-        return _album_records(unit, prepared, settings, records)
-    if not prepared:
-        return records
-    target = prepared[0][0].preset.target_lufs
-    album_mid = integrated_from_block_powers(np.concatenate([x[3] for x in prepared]))
-    gain = 0.0 if not np.isfinite(album_mid) else target - album_mid
+            failures.append(rec)
+    return prepared, failures
+
+
+def _render_album(
+    prepared: list[_AlbumTrack], outs: list[OutputFile], settings: RunSettings
+) -> _AlbumRender:
+    """Render every track at the album's gain into its temporary, correcting the gain
+    from the pooled loudness of what was rendered (at most ALBUM_CORRECTIONS times)."""
+    target = prepared[0].p.preset.target_lufs
+    album_mid = integrated_from_block_powers(np.concatenate([t.powers for t in prepared]))
     capped = False
 
     def cap(g: float) -> float:
         nonlocal capped
-        for p, peak, _, _ in prepared:
-            if np.isfinite(peak):
-                allowed = p.preset.limiter.ceiling_dbtp + p.preset.limiter.max_gain_reduction_db
-                if g > allowed - peak:
-                    capped, g = True, allowed - peak
+        for t in prepared:
+            if np.isfinite(t.peak_dbtp):
+                limiter = t.p.preset.limiter
+                allowed = limiter.ceiling_dbtp + limiter.max_gain_reduction_db
+                if g > allowed - t.peak_dbtp:
+                    capped, g = True, allowed - t.peak_dbtp
         return g
 
-    gain = cap(gain)
-    outs = [_open_output(p, settings) for p, *_ in prepared]
+    gain = cap(0.0 if not np.isfinite(album_mid) else target - album_mid)
+    for _ in range(ALBUM_CORRECTIONS + 1):
+        pairs = zip(prepared, outs, strict=True)
+        outcomes = [_render(t.p, out, settings, gain) for t, out in pairs]
+        pooled = [o.after_block_powers for o in outcomes if o.after_block_powers is not None]
+        album_after = integrated_from_block_powers(np.concatenate(pooled))
+        error = target - album_after
+        if capped or not np.isfinite(album_after) or abs(error) <= TARGET_TOLERANCE_LU:
+            break
+        new_gain = cap(gain + error)
+        if abs(new_gain - gain) <= 0.01:
+            break
+        gain = new_gain
+    return _AlbumRender(
+        gain_db=float(gain),
+        capped=capped,
+        target_lufs=target,
+        album_lufs=float(album_after),
+        album_peak_dbtp=float(max(o.after.true_peak_dbtp for o in outcomes)),
+        outcomes=outcomes,
+    )
+
+
+def _publish_album_track(
+    track: _AlbumTrack,
+    out: OutputFile,
+    partial: dict,
+    album: _AlbumRender,
+    settings: RunSettings,
+    watch: Watch,
+) -> dict:
+    """Publish one prepared track of the album under its name; its record."""
+    p = track.p
+    t_job = time.perf_counter()
+    rec = _base_record(p.job, settings)
     try:
-        for _ in range(ALBUM_CORRECTIONS + 1):
-            outcomes = [
-                _render(p, out, settings, gain) for (p, *_), out in zip(prepared, outs, strict=True)
-            ]
-            pooled = [o.after_block_powers for o in outcomes if o.after_block_powers is not None]
-            album_after = integrated_from_block_powers(np.concatenate(pooled))
-            error = target - album_after
-            if capped or not np.isfinite(album_after) or abs(error) <= TARGET_TOLERANCE_LU:
-                break
-            new_gain = cap(gain + error)
-            if abs(new_gain - gain) <= 0.01:
-                break
-            gain = new_gain
-        album_peak = max(o.after.true_peak_dbtp for o in outcomes)
-        reached = bool(np.isfinite(album_after) and abs(target - album_after) <= TARGET_ACCEPT_LU)
-        album_lufs = float(album_after) if np.isfinite(album_after) else None
-        # Every track prepared (tags, fsync, checksum, commit note) before any takes its
-        # name: one that fails here (a full disk while tagging) fails the album whole.
-        staged: list[dict] = []
-        for p, out, outcome in zip((x[0] for x in prepared), outs, outcomes, strict=True):
-            try:
-                staged.append(
-                    _commit(
-                        p, out, outcome, settings, album=(album_lufs, album_peak), publish=False
-                    )
-                )
-            except Exception as exc:
-                return _album_failed(unit, prepared, settings, p.job, exc, t0)
-        for (p, *_), out in zip(prepared, outs, strict=True):  # the last look before any
-            if not out.replace and os.path.lexists(out.path):  # takes its name
-                appeared = OutputError(
-                    f"{out.path}: refused: a file appeared there during the run; not replaced"
-                )
-                return _album_failed(unit, prepared, settings, p.job, appeared, t0)
-        for (p, _, prep_s, _), out, partial in zip(prepared, outs, staged, strict=True):
-            t_job = time.perf_counter()
-            rec = _base_record(p.job, settings)
-            try:
-                rec.update(partial)
-                rec.pop("warning", None)  # the album's target, not the track's, below
-                _publish(p, out, rec)
-                _after_commit_fault(watch)
-                rec["input_identity"] = p.identity
-                rec["render"]["target_reached"] = reached
-                rec["album"] = {
-                    "folder": str(p.job.input.parent),
-                    "tracks": len(prepared),
-                    "gain_db": round(float(gain), 2),
-                    "album_lufs": None if album_lufs is None else round(album_lufs, 2),
-                    "album_true_peak_dbtp": round(float(album_peak), 2),
-                    "target_lufs": target,
-                    "target_reached": reached,
-                }
-                if not reached:
-                    add_warning(
-                        rec,
-                        f"album at {album_after:.2f} LUFS, off its {target:g} LUFS target: "
-                        + (
-                            "a track would need more peak limiting than "
-                            "limiter.max_gain_reduction_db allows"
-                            if capped
-                            else "limiting moved it"
-                        ),
-                    )
-            except Exception as exc:  # its name taken meanwhile: the others are published
-                rec = _failed(p.job, settings, exc, t_job)
-            _decorate(rec, p.job, p.analysis)
-            rec["seconds"] = round(prep_s + time.perf_counter() - t_job, 4)
-            records.append(rec)
-    except Exception as exc:
-        for p, *_ in prepared:
-            rec = _failed(p.job, settings, exc, t0)
-            _decorate(rec, p.job, p.analysis)
-            records.append(rec)
-    finally:
-        for out in outs:
-            out.discard()
-        for p, *_ in prepared:
-            p.source.release()
-    render_s = time.perf_counter() - t0 - sum(x[2] for x in prepared)
-    for rec in records:  # the shared renders, split evenly over the album's tracks
-        if rec.get("status") == "ok":
-            rec["seconds"] = round(rec["seconds"] + render_s / len(prepared), 4)
-    return records
+        rec.update(partial)
+        rec.pop("warning", None)  # the album's target, not the track's, below
+        _publish(p, out, rec)
+        _after_commit_fault(watch)
+        rec["input_identity"] = p.identity
+        rec["render"]["target_reached"] = album.reached
+        album_lufs, album_peak = album.tags
+        rec["album"] = {
+            "folder": str(p.job.input.parent),
+            "tracks": len(album.outcomes),
+            "gain_db": round(album.gain_db, 2),
+            "album_lufs": None if album_lufs is None else round(album_lufs, 2),
+            "album_true_peak_dbtp": round(album_peak, 2),
+            "target_lufs": album.target_lufs,
+            "target_reached": album.reached,
+        }
+        if not album.reached:
+            add_warning(
+                rec,
+                f"album at {album.album_lufs:.2f} LUFS, off its {album.target_lufs:g} LUFS "
+                "target: "
+                + (
+                    "a track would need more peak limiting than "
+                    "limiter.max_gain_reduction_db allows"
+                    if album.capped
+                    else "limiting moved it"
+                ),
+            )
+    except Exception as exc:  # its name taken meanwhile: the others are published
+        rec = _failed(p.job, settings, exc, t_job)
+    _decorate(rec, p.job, p.analysis)
+    rec["seconds"] = round(track.prep_s + time.perf_counter() - t_job, 4)
+    return rec
 
 
 def _album_records(
@@ -656,11 +726,12 @@ def _album_records(
     why = album_not_mastered(failures[0]["input"], "failed")
     failed = {r["input"] for r in failures}
     records = list(failures)
-    for p, _, prep_s, _ in prepared:
+    for track in prepared:
+        p = track.p
         if str(p.job.input) in failed:
             continue
         rec = _base_record(p.job, settings) | {"status": "failed", "error": why}
-        rec["seconds"] = round(prep_s, 4)
+        rec["seconds"] = round(track.prep_s, 4)
         _decorate(rec, p.job, p.analysis)
         records.append(rec)
     order = {str(job.input): i for i, job in enumerate(unit)}
@@ -669,7 +740,7 @@ def _album_records(
 
 def _album_failed(
     unit: Sequence[Job],
-    prepared: list,
+    prepared: list[_AlbumTrack],
     settings: RunSettings,
     job: Job,
     exc: BaseException,
@@ -678,7 +749,7 @@ def _album_failed(
     """An album one of whose tracks failed to be prepared for its commit: nothing of it
     was published (the caller's ``finally`` discards every temporary)."""
     rec = _failed(job, settings, exc, t0)
-    p = next(x[0] for x in prepared if x[0].job is job)
+    p = next(t.p for t in prepared if t.p.job is job)
     _decorate(rec, job, p.analysis)
     return _album_records(unit, prepared, settings, [rec])
 
