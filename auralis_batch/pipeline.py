@@ -748,9 +748,10 @@ def master_stream(
     if narrow:
         kept = [processed]  # _narrow_range lets go of it before computing the next
         del processed
-        threshold, mid, processed, passes = _narrow_range(
+        threshold, mid, processed, range_passes = _narrow_range(
             stream, eq_comp_at, threshold, mid, kept, keep=keep_processed, notes=notes
         )
+        passes += range_passes
         if isinstance(eq_source, EqualisedOnce):
             eq_source.release()  # the render reads the kept processed signal
     if album:

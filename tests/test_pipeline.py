@@ -415,19 +415,35 @@ def test_real_music_lands_on_target_every_preset_every_track(corpus):
 
 
 @pytest.mark.corpus
-def test_real_music_whose_range_the_eq_widens_keeps_near_the_references(corpus):
+def test_real_music_whose_range_the_eq_widens_keeps_near_the_references(corpus, monkeypatch):
     """elf-land matched to loyalists: the matching EQ alone took the range from 6.6 to
     11.7 LU (9.3 written, against the reference's 7.6) before the render compressed
-    such a widening too."""
+    such a widening too. The report's pass count holds every pass that ran: the EQ
+    and compressor passes after the first, and every limiter pass."""
+    from auralis_batch import pipeline
+
     by_name = {p.name: p for p in corpus}
     x, sr = read_audio(by_name["elf-land.ogg"])
     ref, ref_sr = read_audio(by_name["loyalists.ogg"])
     preset = reference_for(x, ref, sr)
+    ran = {"eq_comp": 0, "limiter": 0}
+
+    def counted(name, real):
+        def wrapper(*args, **kw):
+            ran[name] += 1
+            return real(*args, **kw)
+
+        return wrapper
+
+    monkeypatch.setattr(pipeline, "_processed_pass", counted("eq_comp", pipeline._processed_pass))
+    monkeypatch.setattr(pipeline, "_limited_pass", counted("limiter", pipeline._limited_pass))
     y, outcome = master_array(x, sr, preset=preset, bit_depth="24")
     _, got_lra = ebur128(y, sr)
     _, ref_lra = ebur128(ref, ref_sr)
     assert any("matching EQ widened" in n for n in outcome.notes)
     assert abs(got_lra - ref_lra) < 1.5
+    assert ran["eq_comp"] >= 3  # the first, the widened range's, a range trial
+    assert outcome.passes == ran["eq_comp"] - 1 + ran["limiter"]
 
 
 @pytest.mark.corpus
