@@ -290,6 +290,56 @@ def _master_kernels(settings) -> tuple[str, ...]:
     return (METER_KERNEL, RENDER_KERNEL)
 
 
+def _check_reports(reports, *, overwrite: bool) -> None:
+    """Each --report path: a report's suffix, not a folder or a link, not a user's file
+    (unless --overwrite), in a folder this user can write; else exit 2 naming it."""
+    from .report import REPORT_SUFFIXES, is_report_of_ours, report_kind
+
+    for path in reports:
+        if path.suffix.lower() not in REPORT_SUFFIXES:
+            _fail_usage(f"--report {path}: use a file name ending in {', '.join(REPORT_SUFFIXES)}")
+        if path.is_dir():
+            _fail_usage(f"--report {path}: is a folder; give a file name")
+        if path.is_symlink():
+            _fail_usage(
+                f"--report {path}: is a symbolic link, which is never replaced; name a file"
+            )
+        if path.exists() and not (overwrite or is_report_of_ours(path)):
+            _fail_usage(
+                f"--report {path}: a file that is not an auralis-batch {report_kind(path)} "
+                "report is there, and it is not replaced: give another name or move it away "
+                "(--overwrite would replace it, but also redoes every finished track)"
+            )
+        folder = path.parent.absolute()
+        while not folder.exists() and folder.parent != folder:  # created when written
+            folder = folder.parent
+        if not folder.is_dir() or not _can_create_in(folder):
+            _fail_usage(f"--report {path}: cannot write there ({folder} is not a writable folder)")
+
+
+def _check_run_flags(
+    *, backend, scheduler, match_strength, reference, target_lufs, ceiling_dbtp
+) -> None:
+    """Flags that contradict each other or leave their range: exit 2 naming them."""
+    from .presets import LIMITS
+
+    if backend not in ("local", "dask"):
+        _fail_usage(f"--backend must be local or dask, got {backend!r}")
+    if backend == "dask" and not scheduler:
+        _fail_usage("--backend dask needs --scheduler tcp://HOST:PORT")
+    if scheduler and backend != "dask":
+        _fail_usage(f"--scheduler {scheduler} needs --backend dask (this run would be local)")
+    if match_strength != 1.0 and reference is None:
+        _fail_usage(f"--match-strength {match_strength:g} needs --reference REF (nothing to match)")
+    for flag, value, limit in (
+        ("--target-lufs", target_lufs, "target_lufs"),
+        ("--ceiling-dbtp", ceiling_dbtp, "limiter.ceiling_dbtp"),
+    ):
+        lo, hi, unit = LIMITS[limit]
+        if value is not None and not lo <= value <= hi:  # the flag's, not the preset's
+            _fail_usage(f"{flag} {value:g}: must be between {lo:g} and {hi:g} {unit}")
+
+
 def _master_settings(
     *,
     inputs,
@@ -320,46 +370,17 @@ def _master_settings(
     from .batch import check_output_writable
     from .errors import AuralisError
     from .presets import load_preset
-    from .report import REPORT_SUFFIXES, is_report_of_ours, report_kind
     from .settings import RunSettings, memory_budget_from_env
 
-    for path in report or ():
-        if path.suffix.lower() not in REPORT_SUFFIXES:
-            _fail_usage(f"--report {path}: use a file name ending in {', '.join(REPORT_SUFFIXES)}")
-        if path.is_dir():
-            _fail_usage(f"--report {path}: is a folder; give a file name")
-        if path.is_symlink():
-            _fail_usage(
-                f"--report {path}: is a symbolic link, which is never replaced; name a file"
-            )
-        if path.exists() and not (overwrite or is_report_of_ours(path)):
-            _fail_usage(
-                f"--report {path}: a file that is not an auralis-batch {report_kind(path)} "
-                "report is there, and it is not replaced: give another name or move it away "
-                "(--overwrite would replace it, but also redoes every finished track)"
-            )
-        folder = path.parent.absolute()
-        while not folder.exists() and folder.parent != folder:  # created when written
-            folder = folder.parent
-        if not folder.is_dir() or not _can_create_in(folder):
-            _fail_usage(f"--report {path}: cannot write there ({folder} is not a writable folder)")
-    if backend not in ("local", "dask"):
-        _fail_usage(f"--backend must be local or dask, got {backend!r}")
-    if backend == "dask" and not scheduler:
-        _fail_usage("--backend dask needs --scheduler tcp://HOST:PORT")
-    if scheduler and backend != "dask":
-        _fail_usage(f"--scheduler {scheduler} needs --backend dask (this run would be local)")
-    if match_strength != 1.0 and reference is None:
-        _fail_usage(f"--match-strength {match_strength:g} needs --reference REF (nothing to match)")
-    from .presets import LIMITS
-
-    for flag, value, limit in (
-        ("--target-lufs", target_lufs, "target_lufs"),
-        ("--ceiling-dbtp", ceiling_dbtp, "limiter.ceiling_dbtp"),
-    ):
-        lo, hi, unit = LIMITS[limit]
-        if value is not None and not lo <= value <= hi:  # the flag's, not the preset's
-            _fail_usage(f"{flag} {value:g}: must be between {lo:g} and {hi:g} {unit}")
+    _check_reports(report or (), overwrite=overwrite)
+    _check_run_flags(
+        backend=backend,
+        scheduler=scheduler,
+        match_strength=match_strength,
+        reference=reference,
+        target_lufs=target_lufs,
+        ceiling_dbtp=ceiling_dbtp,
+    )
     try:
         output_subtype(fmt, bit_depth)
         if preset != "adaptive":
