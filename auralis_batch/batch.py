@@ -300,9 +300,7 @@ def _decide(
     aside_failed: dict[Job, str] = {}  # ... or that could not be: why
     if album:
         for job, state in states.items():
-            if state.action in ("blocked", "outside") or (
-                state.action == "foreign" and not overwrite
-            ):
+            if _refused_why(job, state, overwrite=overwrite) is not None:
                 refused.add(job)
                 refused_in.setdefault(job.input.parent, job)
         todo_folders = {
@@ -324,39 +322,15 @@ def _decide(
                 why += f"; its edited master could not be put back: it is {kept[job].name}"
             plan.records.append(failed_record(job.input, why, job.output))
             continue
+        refusal = _refused_why(job, state, overwrite=overwrite)
         if state.action == "done" and not overwrite:
             plan.records.append(
                 skipped_record(
                     job.input, "already mastered with these settings (journal)", job.output
                 )
             )
-        elif state.action == "blocked":
-            plan.records.append(
-                failed_record(
-                    job.input,
-                    f"refused: {job.output} is {state.reason}, not a file this tool can "
-                    "replace; move it away",
-                    job.output,
-                )
-            )
-        elif state.action == "outside":
-            plan.records.append(
-                failed_record(
-                    job.input,
-                    f"refused: {job.output} leads outside --out through a symlink",
-                    job.output,
-                )
-            )
-        elif state.action == "foreign" and not overwrite:
-            why = f" ({state.reason})" if state.reason else ""
-            plan.records.append(
-                failed_record(
-                    job.input,
-                    f"refused: {job.output} exists and was not written by auralis-batch{why}; "
-                    "--overwrite replaces it",
-                    job.output,
-                )
-            )
+        elif refusal is not None:
+            plan.records.append(failed_record(job.input, refusal, job.output))
         elif state.action == "new":
             todo.append(job)
         elif state.action == "altered":  # a master with the user's edits: kept, --overwrite or not
@@ -386,6 +360,26 @@ def _decide(
             expect = None if overwrite else state.expect  # --overwrite: whatever is there
             todo.append(replace(job, replace=True, replace_reason=reason, expect=expect))
     return todo
+
+
+def _refused_why(job: Job, state: OutputState, *, overwrite: bool) -> str | None:
+    """Why the output of ``job`` is refused (the track fails saying so and nothing
+    is written), or None: not a file this tool may replace, a symlink leading out of
+    --out, or a file it did not write (unless --overwrite)."""
+    if state.action == "blocked":
+        return (
+            f"refused: {job.output} is {state.reason}, not a file this tool can replace; "
+            "move it away"
+        )
+    if state.action == "outside":
+        return f"refused: {job.output} leads outside --out through a symlink"
+    if state.action == "foreign" and not overwrite:
+        why = f" ({state.reason})" if state.reason else ""
+        return (
+            f"refused: {job.output} exists and was not written by auralis-batch{why}; "
+            "--overwrite replaces it"
+        )
+    return None
 
 
 def _keep_albums_aside(
