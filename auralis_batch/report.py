@@ -77,16 +77,13 @@ def is_report_of_ours(path: str | os.PathLike, kind: str | None = None) -> bool:
     tool's columns; a JSON report is an object of exactly ``tracks`` (objects with an
     ``input`` and a ``status``) and ``summary``. Anything else (a user's page, notes, a
     playlist, a link, a report of another kind) is not replaced."""
-    from .html_report import GENERATOR_META
-
     kind = kind or report_kind(path)
     try:
         if not stat.S_ISREG(os.lstat(path).st_mode):
             return False
         if kind != "json":
             with open(path, "rb") as f:
-                head = f.read(4096).decode("utf-8", "replace")
-            return GENERATOR_META in head if kind == "html" else head.startswith(_CSV_START)
+                return _starts_as_report(f.read(4096).decode("utf-8", "replace"), kind)
         tracks, summary = read_report(path)
     except (OSError, ReportError):
         return False
@@ -135,6 +132,7 @@ def _atomic_write(
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)  # e.g. --report OUT/report.json
+    _sweep_stale_temporaries(path, kind)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     tmp = Path(name)
     try:
@@ -154,6 +152,49 @@ def _atomic_write(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+#: A report temporary older than this (s) belongs to no writer still running: a report
+#: is written in well under a second, so one this old was left by a killed run.
+STALE_TEMPORARY_S = 15 * 60
+
+
+def _sweep_stale_temporaries(path: Path, kind: str) -> None:
+    """Remove what a run killed while writing this report left beside it: a hidden
+    ``.NAME.XXXXXXXX.partial`` (mkstemp's eight characters), a regular file, older
+    than :data:`STALE_TEMPORARY_S`, that starts as a report of ours of ``kind``
+    does. A file of any other name, age or content is the user's: left alone."""
+    import re
+    import time
+
+    pattern = re.compile(re.escape(f".{path.name}.") + r"[A-Za-z0-9_]{8}\.partial")
+    try:
+        names = [e for e in os.scandir(path.parent) if pattern.fullmatch(e.name)]
+    except OSError:
+        return
+    for entry in names:
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode) or time.time() - st.st_mtime < STALE_TEMPORARY_S:
+                continue
+            with open(entry.path, "rb") as f:
+                head = f.read(4096).decode("utf-8", "replace")
+            if _starts_as_report(head, kind):
+                os.unlink(entry.path)
+        except OSError:
+            continue
+
+
+def _starts_as_report(head: str, kind: str) -> bool:
+    """Whether the first bytes of a file are those a report of ours of ``kind`` starts
+    with (what a temporary cut short still holds)."""
+    from .html_report import GENERATOR_META
+
+    if kind == "html":
+        return GENERATOR_META in head
+    if kind == "csv":
+        return head.startswith(_CSV_START)
+    return head.startswith('{\n  "tracks": [')
 
 
 def write_report(

@@ -10,6 +10,7 @@ import math
 import os
 import random
 import re
+import time
 from html.parser import HTMLParser
 
 import numpy as np
@@ -735,3 +736,29 @@ def test_the_csv_a_run_writes_is_one_a_later_run_may_replace(tmp_path):
         assert is_report_of_ours(tmp_path / name)
         others = {"csv", "json", "html"} - {name.rsplit(".", 1)[1]}
         assert not any(is_report_of_ours(tmp_path / name, kind) for kind in others)
+
+
+def test_a_report_temporary_left_by_a_killed_run_goes_with_the_next_write(tmp_path):
+    """What a run killed mid-write left beside its report (a hidden ``.NAME.XXXXXXXX
+    .partial`` that starts as a report of ours and is old) is removed by the next
+    write of that report; a fresh one (a writer still at work) and a user's file of
+    the same shape are left alone."""
+    from auralis_batch.report import STALE_TEMPORARY_S
+
+    report = synthetic_report(2)
+    old = time.time() - STALE_TEMPORARY_S - 60
+    for name in ("r.json", "r.csv", "r.html"):
+        path = tmp_path / name
+        write_report(path, report["tracks"], report["summary"])
+        text = path.read_text()
+        cut = tmp_path / f".{name}.abcd1234.partial"  # a kill mid-write: the first half
+        cut.write_text(text[: len(text) // 2])
+        os.utime(cut, (old, old))
+        fresh = tmp_path / f".{name}.efgh5678.partial"
+        fresh.write_text(text[: len(text) // 2])
+        users = tmp_path / f".{name}.notes123.partial"
+        users.write_text("my notes\n")
+        os.utime(users, (old, old))
+        write_report(path, report["tracks"], report["summary"])
+        assert not cut.exists(), name
+        assert fresh.exists() and users.exists(), name
