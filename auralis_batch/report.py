@@ -169,7 +169,8 @@ def _sweep_stale_temporaries(path: Path, kind: str) -> None:
 
     pattern = re.compile(re.escape(f".{path.name}.") + r"[A-Za-z0-9_]{8}\.partial")
     try:
-        names = [e for e in os.scandir(path.parent) if pattern.fullmatch(e.name)]
+        with os.scandir(path.parent) as entries:
+            names = [e for e in entries if pattern.fullmatch(e.name)]
     except OSError:
         return
     for entry in names:
