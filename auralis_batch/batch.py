@@ -279,7 +279,7 @@ def check_output_writable(out_dir: Path, *, create: bool = True) -> None:
 def _decide(
     plan: Plan,
     journal: Journal,
-    settings_hash: str,
+    settings_hashes: tuple[str, ...],
     *,
     overwrite: bool,
     album: bool,
@@ -293,7 +293,7 @@ def _decide(
     An output that changed since this tool wrote it is kept aside (renamed to
     ``NAME.altered-DATE``, unless ``dry_run``) before it is redone.
     """
-    states = {job: journal.state(job, settings_hash) for job in plan.jobs}
+    states = {job: journal.state(job, settings_hashes) for job in plan.jobs}
     refused_in: dict[Path, Job] = {}  # album folder -> a track whose output is refused
     refused: set[Job] = set()
     kept: dict[Job, Path] = {}  # altered masters already kept aside (album mode)
@@ -718,7 +718,7 @@ def run_master(
         todo = _decide(
             plan,
             journal,
-            settings_hash,
+            settings.fingerprints(),
             overwrite=overwrite,
             album=settings.album,
             dry_run=True,
@@ -737,7 +737,7 @@ def run_master(
         todo = _decide(
             plan,
             journal,
-            settings_hash,
+            settings.fingerprints(),
             overwrite=overwrite,
             album=settings.album,
             dry_run=False,

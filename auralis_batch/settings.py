@@ -78,7 +78,37 @@ class RunSettings:
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
 
     def fingerprint(self) -> str:
-        """Hash of everything that changes the output (the journal keeps it)."""
+        """Hash of everything that changes the output (the journal keeps it), taken
+        from :meth:`canonical`: a flag that restates what the preset says does not
+        change it, so adding one to a nightly command redoes nothing."""
+        return self.canonical()._hash()
+
+    def fingerprints(self) -> tuple[str, ...]:
+        """Every hash a journal entry may hold for these settings: :meth:`fingerprint`,
+        and the hash of the flags as given, which versions before the canonical form
+        journaled (their masters are not redone for it)."""
+        return tuple(dict.fromkeys((self.fingerprint(), self._hash())))
+
+    def canonical(self) -> RunSettings:
+        """These settings with every flag that restates the preset left out: a
+        ``target_lufs`` or ``ceiling_dbtp`` equal to a fixed preset's own, ``tempo``
+        equal to what the preset decides (``--no-tempo`` with a preset that estimates
+        no tempo). Adaptive and reference runs keep their flags: their parameters come
+        from each track."""
+        same = self
+        if not adapts(self):
+            preset = load_preset(self.preset)
+            if self.target_lufs is not None and self.target_lufs == preset.target_lufs:
+                same = dataclasses.replace(same, target_lufs=None)
+            if self.ceiling_dbtp is not None and self.ceiling_dbtp == preset.limiter.ceiling_dbtp:
+                same = dataclasses.replace(same, ceiling_dbtp=None)
+        if self.tempo is not None and self.tempo == needs_tempo(
+            dataclasses.replace(self, tempo=None)
+        ):
+            same = dataclasses.replace(same, tempo=None)
+        return same
+
+    def _hash(self) -> str:
         d = dataclasses.asdict(self)
         for k in (
             "timeout_per_track_s",

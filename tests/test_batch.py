@@ -61,6 +61,39 @@ def test_resume_skips_done_tracks_and_overwrite_redoes(tmp_path, small_library):
     assert forced.summary["ok"] == 4
 
 
+def test_a_flag_that_restates_the_preset_redoes_nothing(tmp_path, small_library):
+    """--target-lufs or --ceiling-dbtp equal to the preset's own, and --no-tempo with a
+    preset that estimates no tempo, change no master: a re-run with them skips every
+    track (a nightly command with one more such flag redid the whole library), also
+    where an earlier version journaled the flags as given. A flag that does change
+    the master still redoes it."""
+    import dataclasses
+
+    from auralis_batch.presets import load_preset
+
+    warm = load_preset("warm")
+    plain = RunSettings(preset="warm", use_cache=False)
+    restated = dataclasses.replace(
+        plain,
+        target_lufs=warm.target_lufs,
+        ceiling_dbtp=warm.limiter.ceiling_dbtp,
+        tempo=False,
+    )
+    assert restated.fingerprint() == plain.fingerprint()
+    assert restated.fingerprints() == (plain.fingerprint(), restated._hash())
+    out = tmp_path / "out"
+    assert run_master([small_library], out, plain, n_jobs=1).summary["ok"] == 4
+    assert run_master([small_library], out, restated, n_jobs=1).summary["skipped"] == 4
+    # a journal of an earlier version, which hashed the flags as given, is still done
+    journal = out / JOURNAL_DIR / JOURNAL_NAME
+    text = journal.read_text().replace(plain.fingerprint(), restated._hash())
+    journal.write_text(text)
+    assert run_master([small_library], out, restated, n_jobs=1).summary["skipped"] == 4
+    louder = dataclasses.replace(plain, target_lufs=warm.target_lufs + 2)
+    assert louder.fingerprint() != plain.fingerprint()
+    assert run_master([small_library], out, louder, n_jobs=1).summary["ok"] == 4
+
+
 def test_torn_journal_line_is_ignored(tmp_path, small_library):
     out = tmp_path / "out"
     run_master([small_library], out, RunSettings(use_cache=False), n_jobs=1)
