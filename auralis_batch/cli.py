@@ -861,12 +861,33 @@ class _SturdyStream:
 
 def _sturdy_streams() -> None:
     """Standard output and error that survive their reader (see :class:`_SturdyStream`);
-    one closed before the start (``2>&-``) writes to the null device."""
-    for name in ("stdout", "stderr"):
+    one closed before the start (``2>&-``) writes to the null device, through its own
+    descriptor, so the workers this process starts inherit a stream too (Python opens
+    files not inheritable: a worker then found no stderr, and loky's start-up, which
+    enables faulthandler on it, failed every worker)."""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
         stream = getattr(sys, name)
-        if not isinstance(stream, _SturdyStream):
-            null = open(os.devnull, "w") if stream is None else None
-            setattr(sys, name, _SturdyStream(stream if null is None else null))
+        if isinstance(stream, _SturdyStream):
+            continue
+        if stream is None and _closed(fd):
+            null = os.open(os.devnull, os.O_WRONLY)
+            if null != fd:
+                os.dup2(null, fd)  # inheritable, as a standard descriptor is
+                os.close(null)
+            else:
+                os.set_inheritable(fd, True)
+            stream = open(fd, "w", closefd=False)
+        elif stream is None:  # the number already holds a file of this process: kept
+            stream = open(os.devnull, "w")
+        setattr(sys, name, _SturdyStream(stream))
+
+
+def _closed(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return True
+    return False
 
 
 def main() -> None:

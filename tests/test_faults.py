@@ -1194,17 +1194,24 @@ def test_a_forged_commit_note_cannot_vouch_for_a_users_file(tmp_path, lib):
     assert (out / "00.flac").read_text() == "precious"
 
 
-@pytest.mark.parametrize("redirect", ["2>&- >&-", "2>&1 | head -c 1 >/dev/null"])
-def test_a_run_whose_output_streams_go_away_still_masters_everything(tmp_path, lib, redirect):
+@pytest.mark.parametrize(
+    "redirect, jobs", [("2>&- >&-", 2), ("2>&- >stdout.txt", 2), ("2>&1 | head -c 1 >/dev/null", 1)]
+)
+def test_a_run_whose_output_streams_go_away_still_masters_everything(tmp_path, lib, redirect, jobs):
     """Standard error closed before the start, or a log reader that exits after its
-    first byte: the batch carries on and writes every output and its report."""
+    first byte: the batch carries on and writes every output and its report; its
+    workers start as usual (none of them 'died', nothing written to stdout)."""
     exe = str(EXE) if EXE.exists() else f"{sys.executable} -m auralis_batch.cli"
     out, report = tmp_path / "O", tmp_path / "r.json"
-    cmd = f"{exe} master '{lib}' --out '{out}' -j 1 --no-cache --report '{report}' {redirect}"
-    res = subprocess.run(["bash", "-c", f"set -o pipefail; {cmd}"], timeout=300)
+    cmd = f"{exe} master '{lib}' --out '{out}' -j {jobs} --no-cache --report '{report}' {redirect}"
+    res = subprocess.run(["bash", "-c", f"set -o pipefail; {cmd}"], timeout=300, cwd=tmp_path)
     assert res.returncode in (0, 141)  # 141: head's pipe, when bash saw the SIGPIPE
     assert sorted(p.name for p in out.glob("*.flac")) == ["00.flac", "01.flac", "02.flac"]
-    assert json.loads(report.read_text())["summary"]["ok"] == 3
+    tracks = json.loads(report.read_text())["tracks"]
+    assert [t["status"] for t in tracks] == ["ok"] * 3
+    assert not [t["warning"] for t in tracks if t.get("warning")]
+    if "stdout.txt" in redirect:
+        assert (tmp_path / "stdout.txt").read_text() == ""
     assert_consistent(out)
 
 
