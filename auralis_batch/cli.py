@@ -203,6 +203,14 @@ def master(
         Optional[str],  # noqa: UP045
         typer.Option("--scheduler", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786."),
     ] = None,
+    tempo: Annotated[
+        bool,
+        typer.Option(
+            "--tempo",
+            help="Estimate each track's tempo for the report (the built-in presets do "
+            "not: they report 120 BPM).",
+        ),
+    ] = False,
     no_tempo: NoTempoOpt = False,
     no_cache: NoCacheOpt = False,
     cache_dir: CacheDirOpt = None,
@@ -318,7 +326,7 @@ def _check_reports(reports, *, overwrite: bool) -> None:
 
 
 def _check_run_flags(
-    *, backend, scheduler, match_strength, reference, target_lufs, ceiling_dbtp
+    *, backend, scheduler, match_strength, reference, target_lufs, ceiling_dbtp, tempo, no_tempo
 ) -> None:
     """Flags that contradict each other or leave their range: exit 2 naming them."""
     from .presets import LIMITS
@@ -329,6 +337,8 @@ def _check_run_flags(
         _fail_usage("--backend dask needs --scheduler tcp://HOST:PORT")
     if scheduler and backend != "dask":
         _fail_usage(f"--scheduler {scheduler} needs --backend dask (this run would be local)")
+    if tempo and no_tempo:
+        _fail_usage("--tempo and --no-tempo contradict each other: give one")
     if match_strength != 1.0 and reference is None:
         _fail_usage(f"--match-strength {match_strength:g} needs --reference REF (nothing to match)")
     for flag, value, limit in (
@@ -358,6 +368,7 @@ def _master_settings(
     timeout_per_track,
     backend,
     scheduler,
+    tempo,
     no_tempo,
     no_cache,
     cache_dir,
@@ -380,6 +391,8 @@ def _master_settings(
         reference=reference,
         target_lufs=target_lufs,
         ceiling_dbtp=ceiling_dbtp,
+        tempo=tempo,
+        no_tempo=no_tempo,
     )
     try:
         output_subtype(fmt, bit_depth)
@@ -424,7 +437,7 @@ def _master_settings(
         cache_dir=str(cache_dir) if cache_dir else None,
         reference=str(reference) if reference else None,
         reference_record=ref_record,
-        tempo=False if no_tempo else None,
+        tempo=True if tempo else False if no_tempo else None,
         match_strength=match_strength,
         memory_budget_bytes=budget,
     )

@@ -140,6 +140,7 @@ def test_master_wav_16_bit_and_overrides(tmp_path, write_audio):
         (["--format", "mp3"], "format must be one of"),
         (["--target-lufs", "3"], "--target-lufs 3: must be between -40 and -5 LUFS"),
         (["--ceiling-dbtp", "2"], "--ceiling-dbtp 2: must be between -20 and 0 dBTP"),
+        (["--tempo", "--no-tempo"], "--tempo and --no-tempo contradict each other"),
     ],
 )
 def test_usage_errors_exit_2(tmp_path, write_audio, args, message):
@@ -147,6 +148,26 @@ def test_usage_errors_exit_2(tmp_path, write_audio, args, message):
     res = runner.invoke(app, ["master", str(src), "--out", str(tmp_path / "o"), *args])
     assert res.exit_code == 2
     assert message in res.output
+
+
+def test_master_estimates_tempo_for_the_report_only_when_asked(tmp_path, write_audio):
+    """The built-in presets need no tempo: 120 BPM at confidence 0 (not estimated);
+    ``--tempo`` estimates it (a drum pattern at 100 BPM) and leaves the audio as it is."""
+    from .signals import drum_pattern
+
+    src = write_audio("beat.flac", drum_pattern(100.0, seconds=12.0))
+    got = {}
+    for flags in ([], ["--tempo"]):
+        out, report = tmp_path / f"o{len(flags)}", tmp_path / f"r{len(flags)}.json"
+        args = ["master", str(src), "--out", str(out), "-q", "--report", str(report)]
+        res = runner.invoke(app, [*args, "--no-cache", *flags])
+        assert res.exit_code == 0, res.output
+        (rec,) = json.loads(report.read_text())["tracks"]
+        got[bool(flags)] = (rec["tempo_bpm"], rec["tempo_confidence"])
+        assert sf.read(out / "beat.flac")[0].shape[0] == 12 * 44100
+    assert got[False] == (120.0, 0.0)
+    assert got[True][0] == pytest.approx(100.0, rel=0.04) and got[True][1] > 0
+    assert sha(tmp_path / "o0" / "beat.flac") == sha(tmp_path / "o1" / "beat.flac")
 
 
 def test_output_onto_input_is_refused(tmp_path, write_audio):
