@@ -174,7 +174,12 @@ def master(
         typer.Option("--jobs", "-j", help="Parallel worker processes (default: all cores).", min=1),
     ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="List what would be done; write nothing.")
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="List what would be done; write no audio, journal or cache "
+            "(--report writes the plan).",
+        ),
     ] = False,
     overwrite: Annotated[
         bool,
