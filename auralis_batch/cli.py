@@ -220,7 +220,13 @@ def master(
     no_cache: NoCacheOpt = False,
     cache_dir: CacheDirOpt = None,
     quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress or per-track output (cron).")
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="No progress, per-track lines or summary (cron); failures and "
+            "replaced masters are still listed.",
+        ),
     ] = False,
 ) -> None:
     """Master INPUT files and folders into --out (resumable, parallel)."""
@@ -518,19 +524,24 @@ def _report(result, progress, *, report, dry_run, quiet, overwrite, **_) -> NoRe
     for rec in result.records:
         if rec.get("replaced") and rec["status"] == "ok":
             typer.echo(printable(f"[replaced] {rec['output']}: {rec['replaced']}"), err=True)
-    if not quiet:
+    # In a terminal the summary table comes before the failures (they stay in view);
+    # in a log the timestamped summary line comes after them, so it ends the night's run.
+    summary_first = not quiet and progress.interactive
+    if summary_first:
         progress.print_summary(result.records, result.summary)
     for rec in result.records:
         if rec["status"] == "failed":
             typer.echo(f"[failed] {failure_line(rec['input'], rec['error'])}", err=True)
+    if result.stopped:
+        typer.echo(f"[error] {printable(result.stopped)}", err=True)
+    if not (quiet or summary_first):
+        progress.print_summary(result.records, result.summary)
     if result.signal is not None:
         s = result.summary
         left = s["interrupted"] + s["not_started"]
         again = "; the same command finishes them" if left else ""
         typer.echo(f"interrupted: {s['ok']} done, {left} left{again}", err=True)
         raise typer.Exit(code=128 + result.signal)
-    if result.stopped:
-        typer.echo(f"[error] {printable(result.stopped)}", err=True)
     failed = result.summary["failed"] or result.stopped or report_failed
     raise typer.Exit(code=1 if failed else 0)
 

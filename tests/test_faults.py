@@ -462,6 +462,7 @@ def test_full_disk_while_tagging_fails_the_track(tmp_path, write_audio, monkeypa
 
 
 def test_logs_one_plain_line_per_track_when_stderr_is_a_file(tmp_path, lib):
+    (lib / "bad.flac").write_bytes(b"not audio")
     log = tmp_path / "run.log"
     with open(log, "w") as err:
         res = subprocess.run(
@@ -470,11 +471,12 @@ def test_logs_one_plain_line_per_track_when_stderr_is_a_file(tmp_path, lib):
             stderr=err,
             timeout=300,
         )
-    assert res.returncode == 0
+    assert res.returncode == 1
     lines = [ln for ln in log.read_text().splitlines() if " ok " in ln]
     assert len(lines) == 3 and all("x  " in ln for ln in lines)
-    last = log.read_text().splitlines()[-1]  # the summary says when the run ended too
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d 3 mastered, 0 failed, .*", last), last
+    *before, last = log.read_text().splitlines()  # the summary ends the run, with its time
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d 3 mastered, 1 failed, .*", last), last
+    assert before[-1].startswith("[failed] ") and "bad.flac" in before[-1]
 
 
 def test_cache_stats_count_master_runs(tmp_path, lib):
