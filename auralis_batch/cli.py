@@ -532,15 +532,16 @@ def _report(result, progress, *, report, dry_run, quiet, overwrite, **_) -> NoRe
     for rec in result.records:
         if rec["status"] == "failed":
             typer.echo(f"[failed] {failure_line(rec['input'], rec['error'])}", err=True)
-    if result.stopped:
-        typer.echo(f"[error] {printable(result.stopped)}", err=True)
-    if not (quiet or summary_first):
-        progress.print_summary(result.records, result.summary)
-    if result.signal is not None:
+    if result.signal is not None:  # stopped by a signal: said by its own line
         s = result.summary
         left = s["interrupted"] + s["not_started"]
         again = "; the same command finishes them" if left else ""
         typer.echo(f"interrupted: {s['ok']} done, {left} left{again}", err=True)
+    elif result.stopped:  # stopped by the run itself (a full disk)
+        typer.echo(f"[error] {printable(result.stopped)}", err=True)
+    if not (quiet or summary_first):
+        progress.print_summary(result.records, result.summary)
+    if result.signal is not None:
         raise typer.Exit(code=128 + result.signal)
     failed = result.summary["failed"] or result.stopped or report_failed
     raise typer.Exit(code=1 if failed else 0)

@@ -315,6 +315,7 @@ def test_signal_stops_workers_cleans_up_and_reports(tmp_path, write_audio, sig, 
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == code, stderr
     assert "interrupted:" in stderr and "left; the same command finishes them" in stderr
+    assert "[error]" not in stderr  # a stop the user asked for is not an error
     time.sleep(0.5)  # an orphaned worker would still be writing now
     assert not list(out.rglob("*.partial"))
     assert not (out / "zz-slow.flac").exists()
