@@ -1198,7 +1198,7 @@ def test_a_forged_commit_note_cannot_vouch_for_a_users_file(tmp_path, lib):
 
 
 @pytest.mark.parametrize(
-    "redirect, jobs", [("2>&- >&-", 2), ("2>&- >stdout.txt", 2), ("2>&1 | head -c 1 >/dev/null", 1)]
+    "redirect, jobs", [("2>&- >&-", 1), ("2>&- >stdout.txt", 2), ("2>&1 | head -c 1 >/dev/null", 1)]
 )
 def test_a_run_whose_output_streams_go_away_still_masters_everything(tmp_path, lib, redirect, jobs):
     """Standard error closed before the start, or a log reader that exits after its
