@@ -107,11 +107,14 @@ def test_the_warm_up_compiles_what_the_render_uses_and_nothing_the_analysis_comp
     assert {k: (warm_sigs[k], analysis[k]) for k in shared if warm_sigs[k] != analysis[k]} == {}
 
 
+@pytest.mark.slow
 def test_each_render_stage_compiles_kernels_of_its_own(tmp_path):
     """Any split of the stages between the run and the warm-up compiles what the whole
     warm-up does, and no kernel in both: each stage alone, in an empty cache of its
     own (a kernel loaded from a cache does not list the helpers it was compiled with),
-    two processes at a time."""
+    two processes at a time. Slow (9 s on a clean clone: five empty-cache compiles);
+    run it with ``-m slow`` after changing warm.STAGES or a kernel's helpers; the
+    first-compile benchmark catches what a broken split costs."""
     from concurrent.futures import ThreadPoolExecutor
 
     def alone(stage: str) -> dict:
