@@ -700,6 +700,7 @@ def run_master(
     RunLockedError
         Another run holds the lock on ``out_dir``.
     """
+    t0 = time.monotonic()
     if settings.reference_record is not None:
         check_reference(settings.reference_record)  # before anything is planned or written
     plan = plan_master(inputs, out_dir, settings.fmt, extensions=readable_extensions())
@@ -727,7 +728,7 @@ def run_master(
             rec = record(job.input, "planned", _would(job.replace_reason), job.output)
             rec["preset"] = settings.preset
             plan.records.append(rec)
-        return _result(plan.records, notes=plan.notes)
+        return _timed(_result(plan.records, notes=plan.notes), t0)
     with RunLock(out_dir):
         journal = Journal(out_dir)
         try:  # outputs a killed run renamed into place but did not journal
@@ -748,7 +749,7 @@ def run_master(
         except OSError as exc:
             raise OutputError(f"{journal.path}: cannot write ({os_reason(exc)})") from None
         try:
-            return _run(
+            result = _run(
                 plan,
                 todo,
                 journal,
@@ -762,6 +763,14 @@ def run_master(
             )
         finally:
             journal.close()
+    return _timed(result, t0)
+
+
+def _timed(result: BatchResult, t0: float) -> BatchResult:
+    """The run's wall time in its summary (``seconds`` adds up the tracks' own times,
+    which overlap when workers run side by side)."""
+    result.summary["wall_seconds"] = round(time.monotonic() - t0, 3)
+    return result
 
 
 def _result(records, stopped=None, signum=None, notes=()) -> BatchResult:

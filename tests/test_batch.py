@@ -41,8 +41,13 @@ def _statuses(result):
 
 def test_resume_skips_done_tracks_and_overwrite_redoes(tmp_path, small_library):
     out = tmp_path / "out"
+    t0 = time.monotonic()
     first = run_master([small_library], out, RunSettings(use_cache=False), n_jobs=1)
+    elapsed = time.monotonic() - t0
     assert first.summary["ok"] == 4
+    # the run's wall time, beside the tracks' own times added up
+    assert 0 < first.summary["wall_seconds"] <= elapsed + 0.001  # rounded to ms
+    assert first.summary["seconds"] <= first.summary["wall_seconds"]  # one job: no overlap
     journal = out / JOURNAL_DIR / JOURNAL_NAME
     done = [ln for ln in journal.read_text().splitlines() if '"output_identity"' in ln]
     assert len(done) == 4

@@ -358,6 +358,10 @@ def test_failures_and_skips_lead_the_table_and_the_summary_counts(tmp_path):
     assert "corrupt FLAC stream &lt;b&gt;" in page
     assert "target not reached: 1.2 LU" in page
     assert "<b>10</b> ok" in page and "<b>1</b> failed" in page and "<b>1</b> skipped" in page
+    assert "the run took" not in page  # a report of an earlier version: no wall time
+    report["summary"]["wall_seconds"] = 12.5
+    page, _ = render(report, tmp_path)
+    assert "the run took 12.500 s" in page
 
 
 # --------------------------------------------------------------------------- safety
