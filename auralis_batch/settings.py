@@ -84,10 +84,24 @@ class RunSettings:
         return self.canonical()._hash()
 
     def fingerprints(self) -> tuple[str, ...]:
-        """Every hash a journal entry may hold for these settings: :meth:`fingerprint`,
-        and the hash of the flags as given, which versions before the canonical form
-        journaled (their masters are not redone for it)."""
-        return tuple(dict.fromkeys((self.fingerprint(), self._hash())))
+        """Every hash a journal entry may hold for these settings: :meth:`fingerprint`
+        first, then the hashes that versions before the canonical form journaled for
+        the same masters: these settings with any of the flags that restate the preset
+        given or left out (their masters are not redone for the difference)."""
+        base = self.canonical()
+        variants = [base]
+        restating: list[dict[str, Any]] = []
+        if not adapts(base):
+            preset = load_preset(base.preset)
+            if base.target_lufs is None:
+                restating.append({"target_lufs": preset.target_lufs})
+            if base.ceiling_dbtp is None:
+                restating.append({"ceiling_dbtp": preset.limiter.ceiling_dbtp})
+        if base.tempo is None:
+            restating.append({"tempo": needs_tempo(base)})
+        for flag in restating:
+            variants += [dataclasses.replace(v, **flag) for v in variants]
+        return tuple(dict.fromkeys(v._hash() for v in variants))
 
     def canonical(self) -> RunSettings:
         """These settings with every flag that restates the preset left out: a
