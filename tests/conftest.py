@@ -21,7 +21,7 @@ if os.environ.get("CI"):
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
-_librosa_warmup: subprocess.Popen | None = None
+_warmup: subprocess.Popen | None = None
 
 
 def pytest_sessionstart(session) -> None:
@@ -29,22 +29,30 @@ def pytest_sessionstart(session) -> None:
     environment (about 15 s of one core on a fresh machine: a clean clone's CI run).
     ``tests/test_fingerprint.py`` compares against it, so it is imported once here in a
     low-priority process of its own, on the second core, while the first test files
-    run; :func:`import_librosa` waits for it."""
-    global _librosa_warmup
+    run; :func:`import_librosa` waits for it. The same process then compiles the
+    render's kernels (auralis_batch.warm, as a run's warm-up does), if not yet."""
+    global _warmup
+    from auralis_batch import _kernels_compiled
+
+    code = "import os; os.nice(10)\n"
     spec = importlib.util.find_spec("librosa")
-    if spec is None or not spec.submodule_search_locations:
+    if spec is not None and spec.submodule_search_locations:
+        cache = Path(next(iter(spec.submodule_search_locations))) / "util" / "__pycache__"
+        if not any(cache.glob("*.nbi")):  # not compiled yet
+            code += (  # librosa loads lazily: what the tests call, on a tiny signal
+                "import numpy as np, librosa\n"
+                "s = np.abs(librosa.stft(np.ones(4096), n_fft=2048, hop_length=512, "
+                "center=False))\n"
+                "librosa.feature.spectral_centroid(S=s); librosa.feature.spectral_rolloff(S=s)\n"
+                "librosa.feature.spectral_flatness(S=s)\n"
+            )
+    if not _kernels_compiled(("dynamics.limiter",)):
+        # then the render's kernels, into the cache the tests load them from: the first
+        # test that masters loads them instead of compiling them itself (a clean clone)
+        code += "from auralis_batch.warm import compile_render\ncompile_render()\n"
+    if code.count("\n") == 1:  # compiled already: nothing to gain
         return
-    cache = Path(next(iter(spec.submodule_search_locations))) / "util" / "__pycache__"
-    if any(cache.glob("*.nbi")):  # compiled already: nothing to gain
-        return
-    code = (  # librosa loads lazily: what the tests call, on a tiny signal
-        "import os; os.nice(10)\n"
-        "import numpy as np, librosa\n"
-        "s = np.abs(librosa.stft(np.ones(4096), n_fft=2048, hop_length=512, center=False))\n"
-        "librosa.feature.spectral_centroid(S=s); librosa.feature.spectral_rolloff(S=s)\n"
-        "librosa.feature.spectral_flatness(S=s)\n"
-    )
-    _librosa_warmup = subprocess.Popen(
+    _warmup = subprocess.Popen(
         [sys.executable, "-c", code],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -52,18 +60,18 @@ def pytest_sessionstart(session) -> None:
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
-    if _librosa_warmup is not None and _librosa_warmup.poll() is None:
-        _librosa_warmup.kill()
-        _librosa_warmup.wait()
+    if _warmup is not None and _warmup.poll() is None:
+        _warmup.kill()
+        _warmup.wait()
 
 
 def import_librosa():
     """``import librosa``, after the session's warm-up import has compiled it."""
-    if _librosa_warmup is not None:
+    if _warmup is not None:
         try:
-            _librosa_warmup.wait(timeout=300)
+            _warmup.wait(timeout=300)
         except subprocess.TimeoutExpired:
-            _librosa_warmup.kill()
+            _warmup.kill()
     import librosa
 
     return librosa
