@@ -147,10 +147,8 @@ def decode_dtype(info: AudioInfo) -> str:
 _UNKNOWN_LENGTH = 1 << 62
 #: Ogg page header: "OggS", version 0, then the header-type flags (RFC 3533).
 _OGG_CAPTURE = b"OggS\x00"
-_OGG_EOS = 0x04
-
-
 _OGG_BOS = 0x02
+_OGG_EOS = 0x04
 
 
 def _ogg_is_chained(p: Path) -> bool:

@@ -706,7 +706,9 @@ def run_master(
     plan = plan_master(inputs, out_dir, settings.fmt, extensions=readable_extensions())
     if plan.problems:
         raise PlanError(plan.problems)
-    settings_hash = settings.fingerprint()
+    # the journal's hash of these settings, and every other hash of the same masters
+    settings_hashes = settings.fingerprints()
+    settings_hash = settings_hashes[0]
     if dry_run:
         holder = RunLock(out_dir).holder()
         if holder is not None:
@@ -719,7 +721,7 @@ def run_master(
         todo = _decide(
             plan,
             journal,
-            settings.fingerprints(),
+            settings_hashes,
             overwrite=overwrite,
             album=settings.album,
             dry_run=True,
@@ -738,7 +740,7 @@ def run_master(
         todo = _decide(
             plan,
             journal,
-            settings.fingerprints(),
+            settings_hashes,
             overwrite=overwrite,
             album=settings.album,
             dry_run=False,

@@ -435,11 +435,10 @@ class Journal:
         entry = _parse(data) if len(data) <= _COMMIT_NOTE_MAX_BYTES else None
         return entry if _valid_entry(entry) else None
 
-    def state(self, job: Job, settings_hash: str | tuple[str, ...]) -> OutputState:
-        """What to do with ``job.output`` (see :class:`OutputState`); ``settings_hash``:
-        the hash of this run's settings, or every hash that stands for them
+    def state(self, job: Job, settings_hashes: tuple[str, ...]) -> OutputState:
+        """What to do with ``job.output`` (see :class:`OutputState`); ``settings_hashes``:
+        every hash that stands for this run's settings
         (:meth:`~auralis_batch.settings.RunSettings.fingerprints`)."""
-        accepted = (settings_hash,) if isinstance(settings_hash, str) else settings_hash
         assert job.output is not None
         out = job.output
         key = self.key(out)
@@ -482,7 +481,7 @@ class Journal:
             same_input = False
         if entry["input"] != here and not same_input:
             why = f"it was mastered from another input, {entry['input']}"
-        elif entry["settings"] not in accepted:
+        elif entry["settings"] not in settings_hashes:
             preset = entry.get("preset")
             why = "it was mastered with other settings" + (
                 f" (preset {preset})" if isinstance(preset, str) else ""

@@ -62,6 +62,9 @@ def _get(rec: dict, dotted: str):
 #: The first columns of every CSV report this tool has written (later versions may
 #: add columns after them): what :func:`is_report_of_ours` reads in a CSV's header.
 _CSV_START = "input,output,status,error,preset,"
+#: How a JSON report starts as :func:`write_report` writes it (``indent=2``): what a
+#: temporary cut short still holds.
+_JSON_START = '{\n  "tracks": ['
 
 
 def report_kind(path: str | os.PathLike) -> str:
@@ -195,7 +198,7 @@ def _starts_as_report(head: str, kind: str) -> bool:
         return GENERATOR_META in head
     if kind == "csv":
         return head.startswith(_CSV_START)
-    return head.startswith('{\n  "tracks": [')
+    return head.startswith(_JSON_START)
 
 
 def write_report(
