@@ -38,6 +38,7 @@ from .journal import CommitLog
 from .match import SPECTRUM_KEY, THIRD_OCTAVE_HZ
 from .meter import integrated_from_block_powers, loudness_curve
 from .pipeline import (
+    PROCESSED_DTYPE,
     TARGET_ACCEPT_LU,
     TARGET_TOLERANCE_LU,
     MasterOutcome,
@@ -56,7 +57,6 @@ from .records import (
 )
 from .settings import (
     EQUALISED_BYTES_PER_SAMPLE,
-    PROCESSED_BYTES_PER_SAMPLE,
     RunSettings,
     needs_fingerprint,
     needs_tempo,
@@ -142,17 +142,28 @@ class TrackSource:
         self.path, self.info, self.watch = path, info, watch
         self._blocks = kept if kept else None
         self._keep = keep
+        self._last = False
         self.progress = (0.4, 0.3)  # (start, span) of the next pass in the track's progress
 
     def __call__(self) -> Iterator[np.ndarray]:
         start, span = self.progress
         self.progress = (start + span, 1.0 - start - span)
-        if self._blocks is not None:
-            return self.watch.blocks(self._blocks, self.info.frames, start, span)
+        blocks = self._blocks
+        if blocks is not None and self._last:
+            self._blocks = None
+            return self.watch.blocks(_draining(blocks), self.info.frames, start, span)
+        if blocks is not None:
+            return self.watch.blocks(blocks, self.info.frames, start, span)
         return self.watch.blocks(self._decode(), self.info.frames, start, span)
 
+    def drop_as_read(self) -> None:
+        """The next pass is the last to read this source: it lets go of each kept
+        block once read (and keeps nothing it decodes), so that the processed signal
+        the render keeps takes the decoded audio's place instead of adding to it."""
+        self._last = True
+
     def _decode(self) -> Iterator[np.ndarray]:
-        kept: list[np.ndarray] | None = [] if self._keep else None
+        kept: list[np.ndarray] | None = [] if self._keep and not self._last else None
         for block in iter_blocks(self.path, dtype=decode_dtype(self.info)):
             if kept is not None:
                 kept.append(block)
@@ -162,6 +173,14 @@ class TrackSource:
 
     def release(self) -> None:
         self._blocks = None
+
+
+def _draining(blocks: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """The blocks of ``blocks`` in order, each removed from the list as it is handed
+    over (the list is left empty)."""
+    blocks.reverse()
+    while blocks:
+        yield blocks.pop()
 
 
 def _kept_bytes(info: AudioInfo) -> int:
@@ -205,15 +224,19 @@ def _prepare(job: Job, settings: RunSettings, cache, watch: Watch, budget_bytes:
     )
     preset = resolve_preset(settings, analysis)
     source = TrackSource(job.input, info, watch, kept=kept, keep=decoded_fits)
-    # what stays in memory: the decoded audio when kept (in its own precision), the
-    # processed signal, and during a reference's range search the equalised one
+    # What stays in memory: the decoded audio when kept (in its own precision), the
+    # processed signal, and during a reference's range search the equalised one. When
+    # pass B is the last to read the source (no range to search: master_stream's
+    # ``last_read``), the processed signal takes the decoded audio's place block by
+    # block, so the larger of the two must fit, not their sum.
     decoded = _kept_bytes(info) if decoded_fits else 0
     samples = info.frames * info.channels
-    processed_fits = decoded + samples * PROCESSED_BYTES_PER_SAMPLE <= budget_bytes
-    equalised_fits = (
-        decoded + samples * (PROCESSED_BYTES_PER_SAMPLE + EQUALISED_BYTES_PER_SAMPLE)
-        <= budget_bytes
-    )
+    processed = samples * np.dtype(PROCESSED_DTYPE).itemsize
+    if preset.target_lra_lu is None:
+        processed_fits = max(decoded, processed) <= budget_bytes
+    else:
+        processed_fits = decoded + processed <= budget_bytes
+    equalised_fits = decoded + processed + samples * EQUALISED_BYTES_PER_SAMPLE <= budget_bytes
     # a first run's render kernels, compiled beside (warm.py)
     warm.wait(check=watch.check, bit_depth=settings.bit_depth)
     return _Prepared(job, info, analysis, preset, source, processed_fits, equalised_fits)
@@ -270,6 +293,7 @@ def _render(
         keep_equalised=p.keep_equalised,
         seed=_dither_seed(p.job.input),
         check=p.source.watch.check,
+        last_read=p.source.drop_as_read,
     )
 
 

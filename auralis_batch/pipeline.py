@@ -82,6 +82,13 @@ SILENCE_LUFS = -70.0
 #: The report's spectrum of a master looks at one chunk of frames in this many.
 REPORT_SPECTRUM_EVERY = 4
 
+#: The equalised and compressed signal between the passes: float32, as the decoders
+#: give the source. Its rounding (a relative 6e-8, -144 dB) is that of a 24-bit or
+#: float output's own; the limiter and the meters read exactly these samples, so the
+#: ceiling and the measurements hold for what is rendered. Kept in memory it costs 4
+#: bytes a sample (settings.PROCESSED_BYTES_PER_SAMPLE), half of float64's.
+PROCESSED_DTYPE = np.float32
+
 BlockSource = Callable[[], Iterable[np.ndarray]]
 SinkFactory = Callable[[], AbstractContextManager[Callable[[np.ndarray], None]]]
 
@@ -213,7 +220,10 @@ def processed_stream(
     ``gain_reduction_db``: when given, emptied and then filled with the compressor's
     largest gain reduction in each block (dB >= 0), for the report.
     ``equalised``: ``source`` is already through the preset's EQ
-    (:class:`EqualisedOnce`); only the compressor runs."""
+    (:class:`EqualisedOnce`); only the compressor runs.
+
+    The blocks come out in :data:`PROCESSED_DTYPE`, computed in float64: the form in
+    which pass B measures them and the later passes read them, kept or recomputed."""
     cfg = preset.compressor
     if gain_reduction_db is not None:
         gain_reduction_db.clear()
@@ -221,7 +231,8 @@ def processed_stream(
     if cfg.ratio == 1.0 and cfg.makeup_db == 0.0:
         for block in source():
             if block.shape[1]:
-                yield eq.process(np.ascontiguousarray(block, dtype=np.float64))
+                x = eq.process(np.ascontiguousarray(block, dtype=np.float64))
+                yield x.astype(PROCESSED_DTYPE)
         return
     comp = compressor_for(preset, sample_rate, channels, threshold_db=threshold_db)
     for block in source():
@@ -229,11 +240,11 @@ def processed_stream(
             continue
         x = eq.process(np.ascontiguousarray(block, dtype=np.float64))  # kept blocks: float32
         if gain_reduction_db is None:
-            yield comp.process(x)
+            yield comp.process(x).astype(PROCESSED_DTYPE)
         else:
             y, trace = comp.process(x, return_gain_reduction=True)
             gain_reduction_db.append(round(float(trace.max()), 2) if trace.size else 0.0)
-            yield y
+            yield y.astype(PROCESSED_DTYPE)
 
 
 def measure_processed(
@@ -643,6 +654,7 @@ def master_stream(
     keep_equalised: bool = False,
     seed: int = 0,
     check: Callable[[], None] | None = None,
+    last_read: Callable[[], None] | None = None,
 ) -> MasterOutcome:
     """Master one stream.
 
@@ -659,13 +671,17 @@ def master_stream(
         exactly those quantised samples
     gain_db : fixed gain (album mode) instead of the gain to the track's own target
     keep_processed : keep the equalised and compressed signal in memory between the
-        passes (float64, 8 bytes per sample) instead of recomputing it from ``source``
+        passes (:data:`PROCESSED_DTYPE`, 4 bytes per sample) instead of recomputing it
+        from ``source``
     keep_equalised : when the compressor threshold is searched for a loudness range (a
         reference match), keep the equalised signal too (another 8 bytes per sample)
         so that each trial only compresses again (:class:`EqualisedOnce`)
     seed : dither seed (re-runs write identical files)
     check : called before each block a pass replays from memory; may raise to stop
         the track (the batch's deadline, interrupt and parent checks)
+    last_read : called before pass B when that pass is the last to read ``source``
+        (the processed signal is kept and no loudness range is searched), so that
+        the source can let go of what it holds as it is read
 
     Raises
     ------
@@ -714,6 +730,8 @@ def master_stream(
             equalised=equalised,
         )
 
+    if last_read is not None and keep_processed and not ranged:
+        last_read()
     mid, processed = _processed_pass(stream, eq_comp_at(threshold), keep=keep_processed)
     passes = 0
     goal_lra = preset.target_lra_lu

@@ -20,17 +20,19 @@ from .adaptive import adaptive_preset, reference_preset
 from .errors import ParameterError
 from .presets import Preset, load_preset
 
-#: Decoded audio (float32) plus the equalised and compressed signal (float64) a worker
-#: keeps in memory per track, so the track is decoded once. Tracks beyond it stream
-#: (decoded again for the render); memory stays bounded whatever the length.
+#: Decoded audio (float32) and the equalised and compressed signal (float32,
+#: pipeline.PROCESSED_DTYPE) a worker keeps in memory per track, so the track is decoded
+#: once: the larger of the two must fit (the processed signal replaces the decoded audio
+#: as it is made), or their sum when a reference's loudness range is searched (the
+#: source is read again). Tracks beyond it stream (decoded again for the render); memory
+#: stays bounded whatever the length.
 DEFAULT_MEMORY_BUDGET_BYTES = 512 * 1024 * 1024
 #: Environment variable that sets the budget, in MiB (``AURALIS_MEMORY_BUDGET_MB=256``).
 MEMORY_BUDGET_ENV = "AURALIS_MEMORY_BUDGET_MB"
 #: Bytes per sample the render keeps beside the decoded audio (float32, or float64 for
-#: 32-bit integer and double sources: audio.decode_dtype): the processed float64 ...
-PROCESSED_BYTES_PER_SAMPLE = 8
-#: ... and while a reference match searches its compressor threshold, the equalised
-#: float64 as well (pipeline.EqualisedOnce), when that fits the budget too.
+#: 32-bit integer and double sources: audio.decode_dtype) and the processed signal
+#: while a reference match searches its compressor threshold: the equalised float64
+#: (pipeline.EqualisedOnce), when that fits the budget too.
 EQUALISED_BYTES_PER_SAMPLE = 8
 
 

@@ -725,15 +725,28 @@ def test_a_reference_match_decodes_the_reference_once_and_each_target_once(
 
 
 @pytest.mark.parametrize("subtype, decoded_bytes", [("PCM_24", 4), ("PCM_32", 8)])
+@pytest.mark.parametrize("ranged", [False, True])
 def test_the_memory_budget_counts_the_decoded_audio_in_its_precision(
-    tmp_path, write_audio, subtype, decoded_bytes
+    tmp_path, write_audio, monkeypatch, subtype, decoded_bytes, ranged
 ):
-    """32-bit integer sources are kept as float64: what stays in memory per sample is
-    the decoded audio's bytes, the processed float64, and for a reference's range
-    search the equalised float64."""
+    """32-bit integer sources are kept as float64. Without a loudness range to search,
+    the processed float32 replaces the decoded audio as pass B makes it: the larger of
+    the two must fit (a source that does not streams, and the processed signal alone
+    is kept). A reference's range search reads the source again: then the
+    decoded audio, the processed float32 and the equalised float64 add up."""
+    import dataclasses
+
+    from auralis_batch import engine
     from auralis_batch.engine import Watch, _prepare
     from auralis_batch.plan import Job
 
+    if ranged:
+        real = engine.resolve_preset
+        monkeypatch.setattr(
+            engine,
+            "resolve_preset",
+            lambda *a: dataclasses.replace(real(*a), target_lra_lu=6.0),
+        )
     src = write_audio("a.wav", music_like(seconds=1.0), subtype=subtype)
     samples = 2 * 44100
     job = Job(src, tmp_path / "out" / "a.flac")
@@ -743,10 +756,43 @@ def test_the_memory_budget_counts_the_decoded_audio_in_its_precision(
         p = _prepare(job, settings, None, Watch(), budget)
         return p.keep_processed, p.keep_equalised
 
-    exact = samples * (decoded_bytes + 8 + 8)
+    if not ranged:  # the processed float32 alone must fit (a source beyond it streams)
+        assert kept(samples * max(decoded_bytes, 4))[0]
+        assert kept(samples * 4)[0] and not kept(samples * 4 - 1)[0]
+        return
+    exact = samples * (decoded_bytes + 4 + 8)
     assert kept(exact) == (True, True)
     assert kept(exact - 1) == (True, False)
-    assert kept(samples * (decoded_bytes + 8) - 1) == (False, False)
+    assert kept(samples * (decoded_bytes + 4) - 1) == (False, False)
+
+
+def test_the_processed_signal_takes_the_decoded_audios_place(
+    tmp_path, write_audio, frames_read, monkeypatch
+):
+    """In a budget that holds the decoded audio or the processed signal but not both,
+    the track is decoded once and equalised and compressed once (pass B lets go of
+    each decoded block as it makes the processed one, which the later passes read),
+    and the master is the one a streamed run writes."""
+    from auralis_batch.dynamics import Compressor
+
+    n = 4 * 44100
+    write_audio("lib/a.flac", music_like(seconds=4.0, level_db=-8.0, seed=5))
+    compressed: list[int] = []
+    real = Compressor.process
+
+    def counting(self, block, **kwargs):
+        compressed.append(block.shape[1])
+        return real(self, block, **kwargs)
+
+    monkeypatch.setattr(Compressor, "process", counting)
+    read = frames_read()
+    one = RunSettings(use_cache=False, memory_budget_bytes=2 * n * 4)
+    kept = run_master([tmp_path / "lib"], tmp_path / "kept", one, n_jobs=1)
+    assert kept.summary["ok"] == 1
+    assert read == {"a.flac": n} and sum(compressed) == n
+    tiny = RunSettings(use_cache=False, memory_budget_bytes=1024)  # nothing fits: stream
+    run_master([tmp_path / "lib"], tmp_path / "streamed", tiny, n_jobs=1)
+    assert sha(tmp_path / "kept" / "a.flac") == sha(tmp_path / "streamed" / "a.flac")
 
 
 def test_a_silent_track_is_mastered_with_a_warning(tmp_path, write_audio):
