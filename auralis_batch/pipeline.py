@@ -44,7 +44,9 @@ from .match import LongTermSpectrum
 from .meter import Loudness, LoudnessMeter
 from .presets import Preset
 
-#: Largest make-up gain the chain applies, dB: near-silent tracks are not blown up.
+#: Largest rise in loudness the chain gives a track, dB, source to master: near-silent
+#: tracks are not blown up. The gain after the compressor may go beyond it by what the
+#: compressor took off (:func:`_max_gain`).
 MAX_GAIN_DB = 30.0
 #: A track's gain is settled until its loudness is this close to the target (LU): half
 #: of the +/-0.1 LU promised, the rest for meters that disagree by a few hundredths.
@@ -347,30 +349,47 @@ def _processed_pass(
     return meter.result(), _replay(stored, stream.check)
 
 
-def _gain_to_target(target: float, mid: Loudness, *, silent: bool, notes: list[str]) -> float:
-    """The gain that takes the processed signal to ``target``, at most MAX_GAIN_DB."""
+def _max_gain(before: Loudness, mid: Loudness) -> float:
+    """The largest gain after the compressor: :data:`MAX_GAIN_DB` over the source's
+    loudness, so what the compressor took off is given back first."""
+    if _finite(before.integrated_lufs) and _finite(mid.integrated_lufs):
+        return MAX_GAIN_DB + max(before.integrated_lufs - mid.integrated_lufs, 0.0)
+    return MAX_GAIN_DB
+
+
+def _gain_to_target(
+    target: float, mid: Loudness, *, silent: bool, max_gain: float, notes: list[str]
+) -> float:
+    """The gain that takes the processed signal to ``target``, at most ``max_gain``."""
     gain = 0.0 if silent or not _finite(mid.integrated_lufs) else target - mid.integrated_lufs
-    return _capped_makeup(gain, notes)
+    return _capped_makeup(gain, notes, max_gain)
 
 
-def _capped_makeup(gain: float, notes: list[str]) -> float:
-    if gain > MAX_GAIN_DB:
-        notes.append(f"gain capped at +{MAX_GAIN_DB:g} dB (would need {gain:+.1f} dB)")
-        return MAX_GAIN_DB
+def _capped_makeup(gain: float, notes: list[str], max_gain: float = MAX_GAIN_DB) -> float:
+    if gain > max_gain:
+        notes.append(f"gain capped at {max_gain:+.1f} dB (would need {gain:+.1f} dB)")
+        return max_gain
     return gain
 
 
 @dataclass
 class _LimitingCap:
     """Lowers a gain that would need more peak limiting than the preset allows
-    (``limiter.max_gain_reduction_db``), and remembers that it did."""
+    (``limiter.max_gain_reduction_db``), or that is over ``max_gain_db``
+    (:func:`_max_gain`), and remembers that it did (``capped``, ``gain_capped``): every
+    gain the chain tries, the corrections' included, goes through it."""
 
     peak_dbtp: float  # true peak of the processed signal, before the gain
     ceiling_dbtp: float
     max_gain_reduction_db: float
+    max_gain_db: float = MAX_GAIN_DB
     capped: bool = False
+    gain_capped: bool = False
 
     def __call__(self, gain: float) -> float:
+        if gain > self.max_gain_db:
+            self.gain_capped = True
+            gain = self.max_gain_db
         if not _finite(self.peak_dbtp):
             return gain
         needed = self.peak_dbtp + gain - self.ceiling_dbtp
@@ -621,12 +640,14 @@ def _target_notes(
     if reached:
         off = target - after.integrated_lufs if _finite(after.integrated_lufs) else 0.0
         if not exempt and abs(off) > TARGET_PROMISE_LU:
-            why = (
-                f": more than {cap.max_gain_reduction_db:g} dB of peak limiting "
-                "(limiter.max_gain_reduction_db) would be needed"
-                if cap.capped
-                else ""
-            )
+            why = ""
+            if cap.capped:
+                why = (
+                    f": more than {cap.max_gain_reduction_db:g} dB of peak limiting "
+                    "(limiter.max_gain_reduction_db) would be needed"
+                )
+            elif cap.gain_capped:
+                why = f": a track is raised by at most {MAX_GAIN_DB:g} dB over its source"
             notes.append(f"{after.integrated_lufs:.2f} LUFS, {abs(off):.2f} LU off the target{why}")
         return True
     if cap.capped:
@@ -634,6 +655,12 @@ def _target_notes(
             f"target {target:g} LUFS not reached ({after.integrated_lufs:.1f} LUFS): it would "
             f"need more than {cap.max_gain_reduction_db:g} dB of peak limiting "
             "(limiter.max_gain_reduction_db); the track was not crushed to hit the number"
+        )
+    elif cap.gain_capped:
+        notes.append(
+            f"target {target:g} LUFS not reached ({after.integrated_lufs:.1f} LUFS): it would "
+            f"need a rise of more than {MAX_GAIN_DB:g} dB over the source's loudness, which a "
+            "near-silent source is not given"
         )
     else:
         notes.append(f"result {after.integrated_lufs:.2f} LUFS is off the {target:g} LUFS target")
@@ -772,11 +799,14 @@ def master_stream(
         passes += range_passes
         if isinstance(eq_source, EqualisedOnce):
             eq_source.release()  # the render reads the kept processed signal
+    max_gain = MAX_GAIN_DB if album else _max_gain(before, mid)
     if album:
         gain = _capped_makeup(float(gain_db), notes)
     else:
-        gain = _gain_to_target(target, mid, silent=silent, notes=notes)
-    cap = _LimitingCap(mid.true_peak_dbtp, ceiling, preset.limiter.max_gain_reduction_db)
+        gain = _gain_to_target(target, mid, silent=silent, max_gain=max_gain, notes=notes)
+    cap = _LimitingCap(
+        mid.true_peak_dbtp, ceiling, preset.limiter.max_gain_reduction_db, max_gain_db=max_gain
+    )
     gain = cap(gain)
 
     def render(g: float) -> _Rendered:

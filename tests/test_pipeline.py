@@ -458,3 +458,21 @@ def test_real_music_reference_match(corpus):
     assert tonal_distance_db(y, ref, sr) < 0.5 * tonal_distance_db(x, ref, sr)
     assert_on_target(y, outcome, ebur128(ref, sr)[0], sr, "sad -> revelation")
     assert independent_true_peak_dbtp(y) <= -1.0 + 0.05
+
+
+def test_the_gain_cap_holds_through_the_corrections():
+    """A near-silent source is raised by at most MAX_GAIN_DB: the written pass's
+    corrections (which once raised a capped +30 dB to the +45 dB the target needed,
+    under a note saying it was capped) go through the same cap, and the outcome says
+    why the target was not reached."""
+    from auralis_batch.pipeline import MAX_GAIN_DB
+
+    x = music_like(seconds=6.0, level_db=-55.0, seed=4)
+    preset = load_preset("gentle")
+    _, outcome = master_array(x, 44100, preset=preset)
+    needed = preset.target_lufs - outcome.before.integrated_lufs
+    assert needed > MAX_GAIN_DB + 5  # the case: the cap must hold
+    rise = outcome.after.integrated_lufs - outcome.before.integrated_lufs
+    assert rise == pytest.approx(MAX_GAIN_DB, abs=0.2)
+    assert outcome.target_reached is False
+    assert any(f"more than {MAX_GAIN_DB:g} dB over" in n for n in outcome.notes), outcome.notes
