@@ -139,14 +139,15 @@ def _analyse_stream(
 
     load_numba_numpy_support()  # before the meter loads Numba's NumPy support
     from .fingerprint import FingerprintAnalyzer
-    from .match import LongTermSpectrum
+    from .match import LongTermSpectrum, spectrum_every
     from .meter import LoudnessMeter, loudness_curve
 
     meter = LoudnessMeter(sample_rate, channels)
     fp = FingerprintAnalyzer(sample_rate, channels, tempo=tempo) if fingerprint else None
     # Every frame when the record may serve a reference match (it is cached with the
-    # fingerprint); for the report's plot alone, one chunk of frames in four.
-    spectrum = LongTermSpectrum(sample_rate, channels, every=1 if fingerprint else 4)
+    # fingerprint); for the report's plot alone, one chunk of frames in SPARSE_EVERY
+    # (the master's is then taken on the same chunks: spectrum_every).
+    spectrum = LongTermSpectrum(sample_rate, channels, every=spectrum_every(fingerprint))
     frames = 0
     converted = _converted(blocks, hasher)  # one float64 copy for every consumer
     for x in _ahead(converted) if ahead else converted:

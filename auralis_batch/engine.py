@@ -35,7 +35,7 @@ from .audio import (
 from .errors import AudioError, OutputError, RunAbandonedError, TrackTimeoutError
 from .identity import file_identity
 from .journal import CommitLog
-from .match import SPECTRUM_KEY, THIRD_OCTAVE_HZ
+from .match import SPECTRUM_KEY, THIRD_OCTAVE_HZ, spectrum_every
 from .meter import integrated_from_block_powers, loudness_curve
 from .pipeline import (
     PROCESSED_DTYPE,
@@ -294,6 +294,7 @@ def _render(
         seed=_dither_seed(p.job.input),
         check=p.source.watch.check,
         last_read=p.source.drop_as_read,
+        spectrum_every=spectrum_every(bool(p.analysis.get("fingerprint"))),
     )
 
 

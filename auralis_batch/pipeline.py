@@ -81,8 +81,6 @@ MAX_RANGE_THRESHOLD_DROP_DB = 24.0
 RANGE_DB_PER_LU = 3.0
 #: Below this the track is treated as silent: no gain, no compression offset.
 SILENCE_LUFS = -70.0
-#: The report's spectrum of a master looks at one chunk of frames in this many.
-REPORT_SPECTRUM_EVERY = 4
 
 #: The equalised and compressed signal between the passes: float32, as the decoders
 #: give the source. Its rounding (a relative 6e-8, -144 dB) is that of a 24-bit or
@@ -316,6 +314,9 @@ class _Stream:
     #: Called before each block a pass replays from memory (the track's deadline,
     #: interrupt and parent checks: blocks read from the source are checked there).
     check: Callable[[], None] | None = None
+    #: ``every`` of the written master's long-term spectrum: its source's
+    #: (:func:`~auralis_batch.match.spectrum_every`), so the two compare like for like.
+    spectrum_every: int = 1
 
 
 def _replay(blocks: list[np.ndarray], check: Callable[[], None] | None) -> BlockSource:
@@ -444,7 +445,7 @@ def _limited_pass(
     meter = LoudnessMeter(stream.sample_rate, stream.channels)
     # The report's spectrum of the master, from the pass that writes it (no extra pass).
     spectrum = (
-        LongTermSpectrum(stream.sample_rate, stream.channels, every=REPORT_SPECTRUM_EVERY)
+        LongTermSpectrum(stream.sample_rate, stream.channels, every=stream.spectrum_every)
         if quant
         else None
     )
@@ -682,6 +683,7 @@ def master_stream(
     seed: int = 0,
     check: Callable[[], None] | None = None,
     last_read: Callable[[], None] | None = None,
+    spectrum_every: int = 1,
 ) -> MasterOutcome:
     """Master one stream.
 
@@ -709,6 +711,8 @@ def master_stream(
     last_read : called before pass B when that pass is the last to read ``source``
         (the processed signal is kept and no loudness range is searched), so that
         the source can let go of what it holds as it is read
+    spectrum_every : the master's long-term spectrum analyses one chunk of frames in
+        this many, as its source's was (:func:`~auralis_batch.match.spectrum_every`)
 
     Raises
     ------
@@ -718,7 +722,7 @@ def master_stream(
         From ``sink``: the output could not be written.
     """
     notes: list[str] = []
-    stream = _Stream(sample_rate, channels, preset, check)
+    stream = _Stream(sample_rate, channels, preset, check, spectrum_every)
     if before is None:
         before = measure_stream(source, sample_rate=sample_rate, channels=channels)
     target = preset.target_lufs
@@ -784,7 +788,7 @@ def master_stream(
             notes,
         )
         preset = dataclasses.replace(preset, compressor=comp)
-        stream = _Stream(sample_rate, channels, preset, check)
+        stream = _Stream(sample_rate, channels, preset, check, spectrum_every)
         threshold = effective_threshold_db(preset, before)
         del processed  # one stored copy at a time
         mid, processed = _processed_pass(stream, eq_comp_at(threshold), keep=keep_processed)
