@@ -815,10 +815,21 @@ def _unlink(path: Path) -> None:
         path.unlink()
 
 
+#: MPEG audio extensions libsndfile decodes when it has its MPEG support (layers I-III).
+MPEG_EXTENSIONS = frozenset({"mp3", "mp2", "mp1", "mpa"})
+#: Names of libsndfile formats that are no file's audio a folder scan should take:
+#: ``raw`` is header-less (it needs a sample rate and layout given by hand, so every
+#: ``.raw`` file in a folder failed and made the run's exit status 1).
+_NOT_SCANNED = frozenset({"raw"})
+
+
 def readable_extensions() -> frozenset[str]:
-    """Lower-case file extensions libsndfile can decode on this machine."""
-    exts = {k.lower() for k in sf.available_formats()}
-    exts |= {"wav", "flac", "ogg", "oga", "opus", "mp3", "aiff", "aif", "aifc", "caf", "w64"}
-    if "MP3" not in sf.available_formats():
-        exts.discard("mp3")
+    """Lower-case file extensions libsndfile can decode on this machine, as a folder
+    scan takes them (a file named on the command line is tried whatever its name)."""
+    formats = sf.available_formats()
+    exts = {k.lower() for k in formats} - _NOT_SCANNED
+    exts |= {"wav", "flac", "ogg", "oga", "opus", "aiff", "aif", "aifc", "caf", "w64"}
+    exts -= MPEG_EXTENSIONS
+    if "MP3" in formats:
+        exts |= MPEG_EXTENSIONS
     return frozenset(exts)

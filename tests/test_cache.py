@@ -890,3 +890,17 @@ def test_inspecting_a_cache_that_does_not_exist_creates_nothing(tmp_path):
     a_file.write_text("x")
     res = CliRunner().invoke(app, ["cache", "stats", "--cache-dir", str(a_file)])
     assert res.exit_code == 2 and "is a file, not a folder" in res.output
+
+
+def test_a_folder_scan_takes_mpeg_layer_2_and_leaves_header_less_raw():
+    """``.mp2``/``.mpa`` decode (libsndfile's MPEG support) and were left out of
+    folder scans while the same file named on the command line mastered; a ``.raw``
+    file was taken and always failed (no header: no sample rate)."""
+    import soundfile as sf
+
+    from auralis_batch.audio import readable_extensions
+
+    exts = readable_extensions()
+    assert "raw" not in exts
+    if "MP3" in sf.available_formats():
+        assert {"mp3", "mp2", "mpa"} <= exts
