@@ -333,6 +333,21 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(audio), info.sample_rate
 
 
+#: Most channels an output format holds (FLAC's frame header has 3 bits for them).
+OUTPUT_MAX_CHANNELS = {"flac": 8}
+
+
+def check_output_channels(fmt: str, channels: int) -> None:
+    """:class:`OutputError` when ``fmt`` cannot hold ``channels`` channels: said before
+    the track is decoded, not by the encoder once it is rendered."""
+    most = OUTPUT_MAX_CHANNELS.get(fmt)
+    if most is not None and channels > most:
+        raise OutputError(
+            f"{fmt.upper()} holds at most {most} channels and this file has {channels}: "
+            "master it with --format wav"
+        )
+
+
 def output_subtype(fmt: str, bit_depth: str) -> str:
     """soundfile subtype for ``fmt`` and ``bit_depth``; :class:`ParameterError` if invalid."""
     if fmt not in OUTPUT_SUBTYPES:

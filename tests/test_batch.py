@@ -813,3 +813,22 @@ def test_a_clip_shorter_than_a_gating_block_is_called_too_short_not_silent(tmp_p
     (rec,) = result.records
     assert rec["status"] == "ok" and rec["render"]["target_reached"] is False
     assert "too short to measure" in rec["warning"] and "silent" not in rec["warning"]
+
+
+def test_more_channels_than_flac_holds_fail_early_and_say_so(tmp_path, write_audio):
+    """A 10-channel source failed only after it was rendered, with libsndfile's
+    "Format not recognised"; it fails before it is decoded, naming the limit and the
+    way out, and the batch goes on."""
+    rng = np.random.default_rng(2)
+    write_audio("lib/ten.wav", 0.1 * rng.standard_normal((10, 44100)))
+    write_audio("lib/two.flac", music_like(seconds=1.0))
+    plain = RunSettings(use_cache=False)
+    result = run_master([tmp_path / "lib"], tmp_path / "out", plain, n_jobs=1)
+    by_name = {os.path.basename(r["input"]): r for r in result.records}
+    assert by_name["two.flac"]["status"] == "ok"
+    ten = by_name["ten.wav"]
+    assert ten["status"] == "failed"
+    assert "at most 8 channels" in ten["error"] and "--format wav" in ten["error"]
+    wav = RunSettings(use_cache=False, fmt="wav")
+    again = run_master([tmp_path / "lib"], tmp_path / "out-wav", wav, n_jobs=1)
+    assert {r["status"] for r in again.records} == {"ok"}
