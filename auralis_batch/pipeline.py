@@ -730,11 +730,12 @@ def master_stream(
     silent = not _finite(before.integrated_lufs) or before.integrated_lufs < SILENCE_LUFS
     if silent:
         short = not _finite(before.max_momentary_lufs) and _finite(before.sample_peak_dbfs)
+        # an album's gain is the album's: applied to this track as to the others
+        applied = "the album's gain applied" if gain_db is not None else "no loudness gain applied"
         notes.append(
-            "too short to measure its loudness (BS.1770 needs a 400 ms block): "
-            "no loudness gain applied"
+            f"too short to measure its loudness (BS.1770 needs a 400 ms block): {applied}"
             if short
-            else "silent or near-silent source: no loudness gain applied"
+            else f"silent or near-silent source: {applied}"
         )
     threshold = effective_threshold_db(preset, before)
 

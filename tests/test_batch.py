@@ -832,3 +832,20 @@ def test_more_channels_than_flac_holds_fail_early_and_say_so(tmp_path, write_aud
     wav = RunSettings(use_cache=False, fmt="wav")
     again = run_master([tmp_path / "lib"], tmp_path / "out-wav", wav, n_jobs=1)
     assert {r["status"] for r in again.records} == {"ok"}
+
+
+def test_an_album_track_too_short_to_measure_gets_the_albums_gain_and_says_so(
+    tmp_path, write_audio
+):
+    """A 0.3 s track of an album gets the album's gain like the others; its note said
+    "no loudness gain applied" while the file was 3 dB louder (helper's sweep)."""
+    write_audio("lib/A/01.flac", music_like(seconds=6.0, level_db=-30.0, seed=1))
+    write_audio("lib/A/02.flac", music_like(seconds=0.3, level_db=-30.0, seed=2))
+    settings = RunSettings(use_cache=False, album=True)
+    result = run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1)
+    recs = {os.path.basename(r["input"]): r for r in result.records}
+    assert {r["status"] for r in recs.values()} == {"ok"}
+    short = recs["02.flac"]["render"]
+    assert short["gain_db"] == pytest.approx(recs["01.flac"]["render"]["gain_db"], abs=0.01)
+    assert short["gain_db"] > 3.0
+    assert any("the album's gain applied" in n for n in short["notes"]), short["notes"]
