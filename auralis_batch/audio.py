@@ -105,6 +105,10 @@ def probe(path: str | os.PathLike) -> AudioInfo:
     """Read a file's header. Raises :class:`DecodeError` with the reason."""
     p = Path(path)
     if not p.is_file():
+        if p.is_dir():
+            raise DecodeError(f"{p}: a folder, not an audio file")
+        if p.exists():
+            raise DecodeError(f"{p}: not a regular file")
         raise DecodeError(f"{p}: no such file")
     if p.stat().st_size == 0:
         raise DecodeError(f"{p}: file is empty (0 bytes)")

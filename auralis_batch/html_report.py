@@ -9,7 +9,7 @@ granted: Vega evaluates its expressions with its interpreter).
 * Without JavaScript the page is complete as tables: the library table (failures and
   skips first) and one collapsed section per mastered track with every number.
 * With it, the table sorts by any column, a plot shows every track's loudness before
-  and after against its target, and a track's plots (short-term loudness, gain
+  and after against its target, and a track's plots (loudness over time, gain
   reduction, third-octave spectrum, EQ curve) are drawn when its section opens. A
   section's body is inside ``<noscript>``: markup without JavaScript, one text node
   with it (the page's script builds the body when the section first opens); the plots'
@@ -743,7 +743,7 @@ def _album_line(album: dict) -> str:
 
 
 _PLOTS = (
-    ("st", "Short-term loudness"),
+    ("st", "Loudness over time"),
     ("gr", "Gain reduction"),
     ("sp", "Long-term spectrum"),
     ("eq", "EQ curve"),

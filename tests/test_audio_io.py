@@ -41,6 +41,8 @@ def test_specific_errors_for_bad_files(tmp_path):
         probe(text)
     with pytest.raises(DecodeError, match="no such file"):
         probe(tmp_path / "missing.wav")
+    with pytest.raises(DecodeError, match="a folder, not an audio file"):
+        probe(tmp_path)  # e.g. --reference DIR said "no such file"
     # random bytes named .mp3: libsndfile says "does not exist or is not a regular
     # file"; the message says what is wrong instead
     noise = tmp_path / "noise.mp3"

@@ -430,7 +430,7 @@ def test_missing_series_or_keys_give_a_note_not_a_plot(tmp_path):
     assert [a for a, _ in figs].count('class="plot" data-k="eq"') == 1
     notes = [text for a, text in figs if "nodata" in a]
     assert notes == [
-        "Short-term loudness: no data",
+        "Loudness over time: no data",
         "Gain reduction: no data",
         "Long-term spectrum: no data",
     ]

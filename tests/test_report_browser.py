@@ -150,7 +150,7 @@ def test_every_section_draws_its_plots(browser, report):
         if "series" in data["tracks"][n]:
             assert len(plots) == 4, notes
         else:
-            assert len(plots) == 1 and "Short-term loudness: no data" in notes
+            assert len(plots) == 1 and "Loudness over time: no data" in notes
     assert errors(browser) == []
     assert browser.execute_script("return window.__pwned") is None
 

@@ -121,7 +121,7 @@
   function shortTermSpec(d) {
     const rows = timeRows(d, [["before", "short_term_before"], ["after", "short_term_after"]]);
     const keys = d.target == null ? ["before", "after"] : ["before", "after", "target"];
-    const y = { field: "v", type: "quantitative", title: "short-term loudness, LUFS",
+    const y = { field: "v", type: "quantitative", title: "loudness of each step (400 ms blocks), LUFS",
       scale: { zero: false } };
     const layer = [{
       mark: { type: "line", strokeWidth: 1.5, point: { size: 24, opacity: 0 } },
@@ -139,7 +139,7 @@
           tooltip: [{ field: "v", title: "target, LUFS" }] },
       });
     }
-    return { title: "Short-term loudness", width: W, height: H, data: { values: rows }, layer };
+    return { title: "Loudness over time", width: W, height: H, data: { values: rows }, layer };
   }
 
   function gainReductionSpec(d) {
