@@ -37,6 +37,18 @@ COL_SILENT = 5  # 1.0 for a silent frame, else 0.0
 N_FEATURE_COLS = 6  # columns after the band powers
 
 
+#: ``acc`` of :func:`downmix_stats`: the sum of squares over every channel; the front
+#: pair's sums L*L, R*R and L*R; then per channel ``c`` its sum, largest and smallest
+#: sample at ``DMX_CHANNELS + DMX_PER_CHANNEL * c + DMX_SUM`` / ``DMX_MAX`` /
+#: ``DMX_MIN``. With the sums the caller takes each channel's mean (its DC offset) out
+#: of every statistic exactly: the peak about the mean from the largest and smallest
+#: sample, the squares from ``sum(x^2) - n m^2``.
+DMX_SS, DMX_LL, DMX_RR, DMX_LR = range(4)
+DMX_CHANNELS = 4
+DMX_SUM, DMX_MAX, DMX_MIN = range(3)
+DMX_PER_CHANNEL = 3
+
+
 @jit(fastmath=SUMS)
 def downmix_stats(x, acc):
     """Mono downmix of ``x`` and running time-domain statistics.
@@ -44,18 +56,17 @@ def downmix_stats(x, acc):
     Parameters
     ----------
     x : float64 [shape=(channels, n)]
-    acc : float64 [shape=(5,)], state: sample peak (max |x|), sum of squares over every
-        channel, and the front pair's sums L*L, R*R, L*R (for mono the one channel
-        stands for both). Not modified.
+    acc : float64 [shape=(DMX_CHANNELS + DMX_PER_CHANNEL * channels,)], state: see
+        :data:`DMX_SS` (``auralis_batch.fingerprint.downmix_state`` starts it). For
+        mono the one channel stands for both of the front pair. Not modified.
 
     Returns
     -------
     mono : float64 [shape=(n,)], the mean of the channels
-    acc : float64 [shape=(5,)], the new state (a new array)
+    acc : the new state (a new array)
     """
     ch, n = x.shape
     mono = np.empty(n)
-    peak = acc[0]
     left = x[0]
     right = x[1 if ch > 1 else 0]
     ll = 0.0
@@ -68,7 +79,6 @@ def downmix_stats(x, acc):
         rr += b * b
         lr += a * b
         mono[i] = a + b if ch > 1 else a
-        peak = max(peak, abs(a), abs(b))
     ss = ll + rr if ch > 1 else ll
     for c in range(2, ch):  # any further channels
         row = x[c]
@@ -76,16 +86,28 @@ def downmix_stats(x, acc):
             v = row[i]
             mono[i] += v
             ss += v * v
-            peak = max(peak, abs(v))
     inv = 1.0 / ch
     for i in range(n):
         mono[i] *= inv
     out = acc.copy()
-    out[0] = peak
-    out[1] += ss
-    out[2] += ll
-    out[3] += rr
-    out[4] += lr
+    out[DMX_SS] += ss
+    out[DMX_LL] += ll
+    out[DMX_RR] += rr
+    out[DMX_LR] += lr
+    for c in range(ch):
+        row = x[c]
+        base = DMX_CHANNELS + DMX_PER_CHANNEL * c
+        total = 0.0
+        hi = out[base + DMX_MAX]
+        lo = out[base + DMX_MIN]
+        for i in range(n):
+            v = row[i]
+            total += v
+            hi = max(hi, v)
+            lo = min(lo, v)
+        out[base + DMX_SUM] += total
+        out[base + DMX_MAX] = hi
+        out[base + DMX_MIN] = lo
     return mono, out
 
 

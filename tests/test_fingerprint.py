@@ -8,13 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import signal
 
 from auralis_batch.fingerprint import (
     BAND_EDGES_HZ,
+    DC_BLOCK_HZ,
     DEFAULT_TEMPO_BPM,
     TEMPO_CONFIDENCE_THRESHOLD,
     FingerprintAnalyzer,
     count_peaks,
+    downmix_state,
     estimate_tempo,
     fingerprint,
     level_rise,
@@ -24,6 +27,11 @@ from auralis_batch.kernels.spectral import (
     COL_CENTROID,
     COL_FLATNESS,
     COL_ROLLOFF,
+    DMX_CHANNELS,
+    DMX_MAX,
+    DMX_MIN,
+    DMX_PER_CHANNEL,
+    DMX_SUM,
     downmix_stats,
     frame_features,
 )
@@ -91,7 +99,8 @@ def test_analyzer_means_equal_librosa_means():
 
     x = music_like(seconds=6.0)
     got = fingerprint(x, SR, tempo=False)
-    y = x.mean(axis=0)
+    # the frames read the downmix without its DC offset (DC_BLOCK_HZ, Butterworth)
+    y = signal.sosfilt(signal.butter(2, DC_BLOCK_HZ, "highpass", fs=SR, output="sos"), x.mean(0))
     mag = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP, center=False, window="hann"))
     c = librosa.feature.spectral_centroid(S=mag, sr=SR, n_fft=N_FFT)[0]
     r = librosa.feature.spectral_rolloff(S=mag, sr=SR, n_fft=N_FFT)[0]
@@ -328,14 +337,18 @@ def test_stateful_kernels_return_new_state_and_leave_theirs_alone():
     feeding a stream in two calls (the returned state carried) equals one call."""
     rng = np.random.default_rng(13)
     x = np.ascontiguousarray(rng.standard_normal((2, 5000)))
-    acc0 = np.zeros(5)
+    acc0 = downmix_state(2)
+    start = acc0.copy()
     mono, acc = downmix_stats(x, acc0)
-    assert not acc0.any()
+    np.testing.assert_array_equal(acc0, start)
     m1, a1 = downmix_stats(np.ascontiguousarray(x[:, :1234]), acc0)
     m2, a2 = downmix_stats(np.ascontiguousarray(x[:, 1234:]), a1)
     np.testing.assert_array_equal(np.concatenate([m1, m2]), mono)
-    assert a2[0] == acc[0]
-    np.testing.assert_allclose(a2[1:], acc[1:], rtol=1e-12)
+    np.testing.assert_allclose(a2, acc, rtol=1e-12)
+    per = acc[DMX_CHANNELS:].reshape(2, DMX_PER_CHANNEL)  # against NumPy
+    np.testing.assert_allclose(per[:, DMX_SUM], x.sum(axis=1), rtol=1e-10)
+    np.testing.assert_array_equal(per[:, DMX_MAX], x.max(axis=1))
+    np.testing.assert_array_equal(per[:, DMX_MIN], x.min(axis=1))
 
     levels = rng.uniform(-80, 0, (40, 25))
     prev0, state0 = np.full(25, -7.0), np.zeros(1, dtype=np.int64)
@@ -402,3 +415,18 @@ def test_temporal_traits_equal_plain_loops_bit_for_bit(seed, monkeypatch):
     assert percussive_share(power, silent, half_width) == naive.percussive_share(
         power, silent, half_width
     )
+
+
+def test_a_dc_offset_changes_no_field():
+    """An inaudible DC offset (which the chain's subsonic filter removes) moved the
+    centroid from 824 to 264 Hz, the crest factor by 9 dB and the stereo correlation
+    from 0.48 to 0.98, and an adaptive master's EQ and target with them."""
+    x = music_like(seconds=8.0, level_db=-20.0, seed=6)
+    clean = fingerprint(x, SR, tempo=False).to_dict()
+    offset = fingerprint(x + np.array([[0.3], [-0.2]]), SR, tempo=False).to_dict()
+    for key in ("crest_db", "stereo_width", "stereo_correlation"):
+        assert offset[key] == pytest.approx(clean[key], abs=1e-6), key
+    for key in ("spectral_centroid_hz", "spectral_rolloff_hz", "spectral_flatness"):
+        assert offset[key] == pytest.approx(clean[key], rel=0.01), key
+    for band, share in clean["band_energy"].items():
+        assert offset["band_energy"][band] == pytest.approx(share, abs=0.002), band
