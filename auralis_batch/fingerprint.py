@@ -59,7 +59,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .errors import AudioError
-from .filters import HIGH_PASS, LOW_PASS, rbj_biquad, sos_filter
+from .filters import LOW_PASS, rbj_biquad, sos_filter
 from .kernels import tempo as _tk
 from .kernels.spectral import (
     COL_CENTROID,
@@ -614,9 +614,10 @@ class _Decimator:
 #: the crest factor by 9 dB, the stereo correlation from 0.48 to 0.98, and an adaptive
 #: master's EQ and target with them). The time-domain statistics take each channel's
 #: mean out exactly (:data:`kernels.spectral.DMX_SS`); the spectral and tempo frames
-#: read the downmix through a second-order Butterworth high-pass at this frequency
-#: (0.01 dB at 21.5 Hz, the lowest bin above DC of a 2048-sample frame).
-DC_BLOCK_HZ = 5.0
+#: read the downmix through a one-pole DC blocker with its corner here (0.04 dB down
+#: at 21.5 Hz, the lowest bin above DC of a 2048-sample frame; an offset present from
+#: the start decays with a time constant of 80 ms).
+DC_BLOCK_HZ = 2.0
 
 
 def downmix_state(channels: int) -> np.ndarray:
@@ -657,10 +658,7 @@ class FingerprintAnalyzer:
         self._acc = downmix_state(self.channels)
         self.samples = 0
         self._tempo = TempoTracker(self.analysis_rate) if self.tempo else None
-        self._dc_sos = np.array(
-            [rbj_biquad(HIGH_PASS, DC_BLOCK_HZ, 0.0, math.sqrt(0.5), float(self.sample_rate))]
-        )
-        self._dc_zi = np.zeros((1, 1, 2))
+        self._dc_coef = math.exp(-2.0 * math.pi * DC_BLOCK_HZ / self.sample_rate)
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Add a ``(channels, n)`` block (any float dtype, any n); returns its downmix
@@ -674,9 +672,7 @@ class FingerprintAnalyzer:
         if x.shape[1] == 0:
             return np.zeros(0)
         x = np.ascontiguousarray(x, dtype=np.float64)
-        downmix, self._acc = downmix_stats(x, self._acc)
-        blocked, self._dc_zi = sos_filter(downmix[np.newaxis, :], self._dc_sos, self._dc_zi)
-        downmix = blocked[0]
+        downmix, self._acc = downmix_stats(x, self._acc, self._dc_coef)
         self.samples += x.shape[1]
         mono = downmix if self._decimator is None else self._decimator.push(downmix)
         self._spectral(self._framer.spectra(mono))

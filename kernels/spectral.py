@@ -38,20 +38,21 @@ N_FEATURE_COLS = 6  # columns after the band powers
 
 
 #: ``acc`` of :func:`downmix_stats`: the sum of squares over every channel; the front
-#: pair's sums L*L, R*R and L*R; then per channel ``c`` its sum, largest and smallest
+#: pair's sums L*L, R*R and L*R; the DC blocker's last input and output; then per
+#: channel ``c`` its sum, largest and smallest
 #: sample at ``DMX_CHANNELS + DMX_PER_CHANNEL * c + DMX_SUM`` / ``DMX_MAX`` /
 #: ``DMX_MIN``. With the sums the caller takes each channel's mean (its DC offset) out
 #: of every statistic exactly: the peak about the mean from the largest and smallest
 #: sample, the squares from ``sum(x^2) - n m^2``.
-DMX_SS, DMX_LL, DMX_RR, DMX_LR = range(4)
-DMX_CHANNELS = 4
+DMX_SS, DMX_LL, DMX_RR, DMX_LR, DMX_DC_X, DMX_DC_Y = range(6)
+DMX_CHANNELS = 6
 DMX_SUM, DMX_MAX, DMX_MIN = range(3)
 DMX_PER_CHANNEL = 3
 
 
 @jit(fastmath=SUMS)
-def downmix_stats(x, acc):
-    """Mono downmix of ``x`` and running time-domain statistics.
+def downmix_stats(x, acc, dc_coef):
+    """Mono downmix of ``x`` without its DC offset, and running time-domain statistics.
 
     Parameters
     ----------
@@ -59,10 +60,12 @@ def downmix_stats(x, acc):
     acc : float64 [shape=(DMX_CHANNELS + DMX_PER_CHANNEL * channels,)], state: see
         :data:`DMX_SS` (``auralis_batch.fingerprint.downmix_state`` starts it). For
         mono the one channel stands for both of the front pair. Not modified.
+    dc_coef : float, pole of the one-pole DC blocker ``y[i] = m[i] - m[i-1] + dc_coef
+        y[i-1]`` (``exp(-2 pi f_c / fs)``) the mean ``m`` of the channels goes through
 
     Returns
     -------
-    mono : float64 [shape=(n,)], the mean of the channels
+    mono : float64 [shape=(n,)], the mean of the channels through the DC blocker
     acc : the new state (a new array)
     """
     ch, n = x.shape
@@ -90,6 +93,15 @@ def downmix_stats(x, acc):
     for i in range(n):
         mono[i] *= inv
     out = acc.copy()
+    prev_x = out[DMX_DC_X]
+    prev_y = out[DMX_DC_Y]
+    for i in range(n):  # the one serial loop
+        m = mono[i]
+        prev_y = m - prev_x + dc_coef * prev_y
+        prev_x = m
+        mono[i] = prev_y
+    out[DMX_DC_X] = prev_x
+    out[DMX_DC_Y] = prev_y
     out[DMX_SS] += ss
     out[DMX_LL] += ll
     out[DMX_RR] += rr
