@@ -78,6 +78,24 @@ MIN_REFERENCE_S = 3.0
 MIN_RANGE_REFERENCE_S = 60.0
 _FLOOR = 1e-6
 
+#: The adaptive preset's compression and target for four kinds of dynamics:
+#: ``(ratio, threshold dB, target LUFS)``. A track between two kinds gets a blend, so
+#: that parameters move smoothly with the measurements: with steps, a crest factor of
+#: 15.99 dB against 16.00 dB (the same music at another sample rate) gave targets 2 LU
+#: apart.
+DYNAMICS_KINDS: dict[str, tuple[float, float, float]] = {
+    "already dense": (1.2, -6.0, -14.0),
+    "typical": (2.0, -10.0, -14.0),
+    "moderate": (1.8, -10.0, -16.0),
+    "wide": (1.5, -8.0, -18.0),
+}
+#: Where a blend starts and ends, in the dynamics measure of :func:`_dynamics_lu`
+#: (LU): typical to moderate, moderate to wide; and, in the density measure, dense to
+#: typical. Each is centred on the edge of the former steps (9 and 15 LU; 4 LU).
+TYPICAL_TO_MODERATE_LU = (8.0, 10.0)
+MODERATE_TO_WIDE_LU = (14.0, 16.0)
+DENSE_TO_TYPICAL_LU = (3.0, 5.0)
+
 
 def _fingerprint(record: dict[str, Any]) -> dict[str, Any]:
     fp = record.get("fingerprint") if record else None
@@ -116,18 +134,8 @@ def adaptive_preset(record: dict[str, Any] | None) -> Preset:
             notes.append(f"{name} {g:+.1f} dB: {have:.1f}% of energy vs {want:.1f}% balanced")
     lra = float(fp.get("lra_lu", record.get("lra_lu") or 0.0) or 0.0)
     crest = float(fp.get("crest_db", 12.0))
-    if lra > 15 or crest > 20:
-        ratio, threshold, target = 1.5, -8.0, -18.0
-        notes.append(f"wide dynamics (LRA {lra:.1f} LU, crest {crest:.1f} dB): 1.5:1, -18 LUFS")
-    elif lra > 9 or crest > 16:
-        ratio, threshold, target = 1.8, -10.0, -16.0
-        notes.append(f"moderate dynamics (LRA {lra:.1f} LU, crest {crest:.1f} dB): 1.8:1, -16 LUFS")
-    elif crest < 9 or lra < 4:
-        ratio, threshold, target = 1.2, -6.0, -14.0
-        notes.append(f"already dense (LRA {lra:.1f} LU, crest {crest:.1f} dB): 1.2:1, -14 LUFS")
-    else:
-        ratio, threshold, target = 2.0, -10.0, -14.0
-        notes.append(f"typical dynamics (LRA {lra:.1f} LU, crest {crest:.1f} dB): 2:1, -14 LUFS")
+    ratio, threshold, target, kind = _dynamics_choice(lra, crest)
+    notes.append(f"{kind} (LRA {lra:.1f} LU, crest {crest:.1f} dB): {ratio:g}:1, {target:g} LUFS")
     percussive = float(fp.get("percussive_ratio", 0.5))
     attack = 30.0 if percussive > 0.6 else 15.0  # let drum transients through
     notes.append(
@@ -148,6 +156,43 @@ def adaptive_preset(record: dict[str, Any] | None) -> Preset:
     )
     _check(preset)
     return preset
+
+
+def _dynamics_lu(lra: float, crest: float) -> tuple[float, float]:
+    """``(dynamics, density)``, both in LU of loudness range. Dynamics is the wider of
+    the range and the crest factor read as a range (16 dB of crest as 9 LU, 20 dB as
+    15 LU); density the narrower of the range and the crest read the other way (9 dB
+    as 4 LU, a dB a LU)."""
+    return max(lra, 9.0 + 1.5 * (crest - 16.0)), min(lra, 4.0 + (crest - 9.0))
+
+
+def _weight(value: float, edges: tuple[float, float]) -> float:
+    lo, hi = edges
+    return min(max((value - lo) / (hi - lo), 0.0), 1.0)
+
+
+def _dynamics_choice(lra: float, crest: float) -> tuple[float, float, float, str]:
+    """``(ratio, threshold_db, target_lufs, kind)`` for a track's loudness range and
+    crest factor: :data:`DYNAMICS_KINDS` blended piecewise-linearly, so they are
+    continuous in both. ``kind`` names the nearer kind and, in a blend, the other."""
+    dynamics, density = _dynamics_lu(lra, crest)
+    kinds = DYNAMICS_KINDS
+    low = _weight(density, DENSE_TO_TYPICAL_LU)
+    up = _weight(dynamics, TYPICAL_TO_MODERATE_LU)
+    top = _weight(dynamics, MODERATE_TO_WIDE_LU)
+    weights = {
+        "already dense": (1.0 - low) * (1.0 - up),
+        "typical": low * (1.0 - up),
+        "moderate": up * (1.0 - top),
+        "wide": up * top,
+    }
+    ratio, threshold, target = (sum(w * kinds[k][i] for k, w in weights.items()) for i in range(3))
+    ranked = sorted((w, k) for k, w in weights.items() if w > 0.0)
+    first = ranked[-1][1]
+    kind = first if first == "already dense" else f"{first} dynamics"
+    if len(ranked) > 1:
+        kind += f", toward {ranked[-2][1]}"
+    return round(ratio, 2), round(threshold, 1), round(target, 1), kind
 
 
 def check_reference(reference: dict[str, Any]) -> None:

@@ -165,3 +165,25 @@ def test_adaptive_needs_a_fingerprint():
 
     with pytest.raises(PresetError, match="no fingerprint"):
         adaptive_preset({"integrated_lufs": -20})
+
+
+def test_compression_and_target_move_smoothly_with_the_measurements():
+    """No steps: a crest factor of 15.99 dB against 16.00 dB (the same music at another
+    sample rate) gave targets 2 LU apart. Over a grid of loudness range and crest
+    factor, neighbours differ by little, and the kinds' own parameters are reached."""
+
+    def params(lra: float, crest: float) -> tuple[float, float]:
+        p = adaptive_preset(record(BALANCED_SHARES, lra=lra, crest=crest))
+        return p.target_lufs, p.compressor.ratio
+
+    a, b = params(6.0, 15.99), params(6.0, 16.0)
+    assert abs(a[0] - b[0]) <= 0.1 and abs(a[1] - b[1]) <= 0.01
+    lras, crests = np.arange(0.0, 22.0, 0.25), np.arange(6.0, 24.0, 0.25)
+    grid = np.array([[params(float(lra), float(c)) for c in crests] for lra in lras])
+    # a 0.25 dB crest step moves the dynamics measure 0.375 LU: at most that much
+    # target (a 2 LU blend over 2 LU) and 0.15:1 of ratio, plus rounding
+    for axis in (0, 1):
+        step = np.abs(np.diff(grid, axis=axis))
+        assert step[..., 0].max() <= 0.45 and step[..., 1].max() <= 0.12
+    assert set(np.unique(grid[..., 0])) >= {-14.0, -16.0, -18.0}
+    assert set(np.unique(grid[..., 1])) >= {1.2, 1.5, 1.8, 2.0}
