@@ -54,11 +54,12 @@ class Loudness:
     max_short_term_lufs: float
 
     def to_dict(self) -> dict[str, float | None]:
-        """Field names as keys, rounded to 0.01; non-finite values become None."""
+        """Field names as keys, rounded to 0.01 (a -0.001 is 0.0, not -0.0); non-finite
+        values become None."""
         out: dict[str, float | None] = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            out[f.name] = round(float(v), 2) if math.isfinite(v) else None
+            out[f.name] = round(float(v), 2) + 0.0 if math.isfinite(v) else None
         return out
 
 

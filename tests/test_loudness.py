@@ -519,3 +519,13 @@ def test_loudness_curve_of_a_two_level_sine_is_analytic():
     silent = LoudnessMeter(sr, 2)
     silent.process(np.zeros((2, sr)))
     assert set(loudness_curve(silent.gating_block_powers())[1]) == {None}
+
+
+def test_a_value_that_rounds_to_zero_is_written_0_not_minus_0():
+    import dataclasses
+    import json
+
+    loud = measure_loudness(tone(-20.0, 5.0)[np.newaxis, :], 48000)
+    loud = dataclasses.replace(loud, true_peak_dbtp=-0.001, sample_peak_dbfs=-0.004)
+    text = json.dumps(loud.to_dict())
+    assert "-0.0" not in text and '"true_peak_dbtp": 0.0' in text
