@@ -314,7 +314,10 @@ def _commit(
     prepared first): then :func:`_publish` completes it."""
     loudness = None
     after = outcome.after
-    if settings.write_loudness_tags and np.isfinite(after.integrated_lufs):
+    # a track too short to measure has no gain of its own, but an album's has the album's
+    if settings.write_loudness_tags and (
+        np.isfinite(after.integrated_lufs) or album[0] is not None
+    ):
         loudness = loudness_tag_values(
             after.integrated_lufs,
             after.true_peak_dbtp,

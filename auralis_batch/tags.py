@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import math
 import os
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -437,12 +438,14 @@ def loudness_tag_values(
     album_lufs: float | None = None,
     album_peak_dbtp: float | None = None,
 ) -> dict[str, str]:
-    """ReplayGain 2.0 tag values (gain to -18 LUFS, peak as a linear amplitude)."""
-    values = {
-        "REPLAYGAIN_TRACK_GAIN": f"{REPLAYGAIN_REFERENCE_LUFS - integrated_lufs:+.2f} dB",
-        "REPLAYGAIN_TRACK_PEAK": f"{10 ** (true_peak_dbtp / 20):.6f}",
-        "REPLAYGAIN_REFERENCE_LOUDNESS": f"{REPLAYGAIN_REFERENCE_LUFS:.1f} LUFS",
-    }
+    """ReplayGain 2.0 tag values (gain to -18 LUFS, peak as a linear amplitude). A
+    value that is not finite (a track too short or too quiet to measure) has no tag: an
+    album's track of that kind still gets the album's."""
+    values = {"REPLAYGAIN_REFERENCE_LOUDNESS": f"{REPLAYGAIN_REFERENCE_LUFS:.1f} LUFS"}
+    if math.isfinite(integrated_lufs):
+        values["REPLAYGAIN_TRACK_GAIN"] = f"{REPLAYGAIN_REFERENCE_LUFS - integrated_lufs:+.2f} dB"
+    if math.isfinite(true_peak_dbtp):
+        values["REPLAYGAIN_TRACK_PEAK"] = f"{10 ** (true_peak_dbtp / 20):.6f}"
     if album_lufs is not None:
         values["REPLAYGAIN_ALBUM_GAIN"] = f"{REPLAYGAIN_REFERENCE_LUFS - album_lufs:+.2f} dB"
     if album_peak_dbtp is not None:

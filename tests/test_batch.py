@@ -838,10 +838,11 @@ def test_an_album_track_too_short_to_measure_gets_the_albums_gain_and_says_so(
     tmp_path, write_audio
 ):
     """A 0.3 s track of an album gets the album's gain like the others; its note said
-    "no loudness gain applied" while the file was 3 dB louder (helper's sweep)."""
+    "no loudness gain applied" while the file was 3 dB louder, and it had no album
+    ReplayGain tags (helper's sweep)."""
     write_audio("lib/A/01.flac", music_like(seconds=6.0, level_db=-30.0, seed=1))
     write_audio("lib/A/02.flac", music_like(seconds=0.3, level_db=-30.0, seed=2))
-    settings = RunSettings(use_cache=False, album=True)
+    settings = RunSettings(use_cache=False, album=True, write_loudness_tags=True)
     result = run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1)
     recs = {os.path.basename(r["input"]): r for r in result.records}
     assert {r["status"] for r in recs.values()} == {"ok"}
@@ -849,3 +850,10 @@ def test_an_album_track_too_short_to_measure_gets_the_albums_gain_and_says_so(
     assert short["gain_db"] == pytest.approx(recs["01.flac"]["render"]["gain_db"], abs=0.01)
     assert short["gain_db"] > 3.0
     assert any("the album's gain applied" in n for n in short["notes"]), short["notes"]
+    # and the album's ReplayGain tags, with no track gain of its own (nothing to measure)
+    import mutagen
+
+    tags = mutagen.File(tmp_path / "out" / "A" / "02.flac")
+    first = mutagen.File(tmp_path / "out" / "A" / "01.flac")
+    assert tags["REPLAYGAIN_ALBUM_GAIN"] == first["REPLAYGAIN_ALBUM_GAIN"]
+    assert "REPLAYGAIN_TRACK_GAIN" not in tags and "REPLAYGAIN_TRACK_GAIN" in first
