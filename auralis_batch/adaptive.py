@@ -174,7 +174,10 @@ def _weight(value: float, edges: tuple[float, float]) -> float:
 def _dynamics_choice(lra: float, crest: float) -> tuple[float, float, float, str]:
     """``(ratio, threshold_db, target_lufs, kind)`` for a track's loudness range and
     crest factor: :data:`DYNAMICS_KINDS` blended piecewise-linearly, so they are
-    continuous in both. ``kind`` names the nearer kind and, in a blend, the other."""
+    continuous in both. ``kind`` names the nearer kind and, in a blend, the other. A
+    measurement that is not a number counts as a typical one (LRA 6 LU, crest 12 dB)."""
+    lra = lra if math.isfinite(lra) else 6.0
+    crest = crest if math.isfinite(crest) else 12.0
     dynamics, density = _dynamics_lu(lra, crest)
     kinds = DYNAMICS_KINDS
     low = _weight(density, DENSE_TO_TYPICAL_LU)

@@ -153,7 +153,8 @@ def _analyse_stream(
     for x in _ahead(converted) if ahead else converted:
         meter.process(x)
         downmix = fp.process(x) if fp is not None else None
-        # the fingerprint's downmix of one or two channels is the spectrum's mid
+        # the fingerprint's downmix of one or two channels is the spectrum's mid (through
+        # its 2 Hz DC blocker: a few hundredths of a dB at 20-31.5 Hz)
         spectrum.process(x, mid=downmix if channels <= 2 else None)
         frames += x.shape[1]
         del x, downmix  # freed before the next block is decoded

@@ -723,9 +723,9 @@ def _publish_album_track(
         rec["album"] = {
             "folder": str(p.job.input.parent),
             "tracks": len(album.outcomes),
-            "gain_db": round(album.gain_db, 2),
-            "album_lufs": None if album_lufs is None else round(album_lufs, 2),
-            "album_true_peak_dbtp": round(album_peak, 2),
+            "gain_db": round(album.gain_db, 2) + 0.0,  # + 0.0: never -0.0
+            "album_lufs": None if album_lufs is None else round(album_lufs, 2) + 0.0,
+            "album_true_peak_dbtp": round(album_peak, 2) + 0.0,
             "target_lufs": album.target_lufs,
             "target_reached": album.reached,
         }

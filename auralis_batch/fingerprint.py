@@ -633,7 +633,8 @@ class FingerprintAnalyzer:
 
     ``tempo=False`` builds no tempo machinery at all: the tempo frames, onset envelope
     and autocorrelation are skipped and the result reports 120.0 BPM, confidence 0.
-    Every field is of the stream without its DC offset (:data:`DC_BLOCK_HZ`).
+    Every field but ``plr_db`` is of the stream without its DC offset
+    (:data:`DC_BLOCK_HZ`); ``plr_db`` comes from the meter's true peak, which keeps it.
     """
 
     def __init__(self, sample_rate: int, channels: int, *, tempo: bool = True) -> None:
@@ -748,7 +749,9 @@ class FingerprintAnalyzer:
         rr = acc[DMX_RR] - n * mr * mr
         lr = acc[DMX_LR] - n * ml * mr
         ms = max(ss, 0.0) / max(1, n * self.channels)
-        # what is left of a constant (pure DC) is rounding: count it as nothing
+        # what is left of a constant (pure DC) is rounding: no crest, no image
+        if ss <= 1e-9 * acc[DMX_SS]:
+            ms, peak = 0.0, 0.0
         tiny = 1e-12 * (acc[DMX_LL] + acc[DMX_RR])
         crest = 10.0 * math.log10(peak * peak / ms) if ms > 0 and peak > 0 else 0.0
         energy = ll + rr

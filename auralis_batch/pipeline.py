@@ -45,8 +45,8 @@ from .meter import Loudness, LoudnessMeter
 from .presets import Preset
 
 #: Largest rise in loudness the chain gives a track, dB, source to master: near-silent
-#: tracks are not blown up. The gain after the compressor may go beyond it by what the
-#: compressor took off (:func:`_max_gain`).
+#: tracks are not blown up. The gain after the EQ and compressor is what is left of it
+#: once their own change of loudness is counted (:func:`_max_gain`).
 MAX_GAIN_DB = 30.0
 #: A track's gain is settled until its loudness is this close to the target (LU): half
 #: of the +/-0.1 LU promised, the rest for meters that disagree by a few hundredths.
@@ -86,7 +86,7 @@ SILENCE_LUFS = -70.0
 #: give the source. Its rounding (a relative 6e-8, -144 dB) is that of a 24-bit or
 #: float output's own; the limiter and the meters read exactly these samples, so the
 #: ceiling and the measurements hold for what is rendered. Kept in memory it costs 4
-#: bytes a sample (settings.PROCESSED_BYTES_PER_SAMPLE), half of float64's.
+#: bytes a sample (engine._prepare's budget counts its itemsize), half of float64's.
 PROCESSED_DTYPE = np.float32
 
 BlockSource = Callable[[], Iterable[np.ndarray]]
@@ -286,9 +286,9 @@ class MasterOutcome:
         return {
             "target_lufs": self.target_lufs,
             "ceiling_dbtp": self.ceiling_dbtp,
-            "gain_db": round(self.gain_db, 2),
-            "compressor_threshold_db": round(self.compressor_threshold_db, 2),
-            "limiter_max_gain_reduction_db": round(self.limiter_max_gain_reduction_db, 2),
+            "gain_db": round(self.gain_db, 2) + 0.0,  # + 0.0: never -0.0
+            "compressor_threshold_db": round(self.compressor_threshold_db, 2) + 0.0,
+            "limiter_max_gain_reduction_db": round(self.limiter_max_gain_reduction_db, 2) + 0.0,
             "target_reached": self.target_reached,
             "render_passes": self.passes,
             "notes": list(self.notes),
@@ -351,10 +351,11 @@ def _processed_pass(
 
 
 def _max_gain(before: Loudness, mid: Loudness) -> float:
-    """The largest gain after the compressor: :data:`MAX_GAIN_DB` over the source's
-    loudness, so what the compressor took off is given back first."""
+    """The largest gain after the EQ and compressor: what takes the master to
+    :data:`MAX_GAIN_DB` over the source's loudness (what they took off is given back
+    first; what they added, a preset's make-up gain, counts against it)."""
     if _finite(before.integrated_lufs) and _finite(mid.integrated_lufs):
-        return MAX_GAIN_DB + max(before.integrated_lufs - mid.integrated_lufs, 0.0)
+        return MAX_GAIN_DB + before.integrated_lufs - mid.integrated_lufs
     return MAX_GAIN_DB
 
 

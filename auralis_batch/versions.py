@@ -8,9 +8,9 @@ them from here).
 from __future__ import annotations
 
 #: Bumped whenever the fingerprint's content changes; part of every cache key.
-#: 6: DC offset removed; 5: tempo tatum; 4: backbeat; 3: beat-level tempo, candidates;
-#: 2: bands.
-FINGERPRINT_VERSION = 6
+#: 7: one-pole DC blocker; 6: DC offset removed; 5: tempo tatum; 4: backbeat;
+#: 3: beat-level tempo, candidates; 2: bands.
+FINGERPRINT_VERSION = 7
 #: The rate the fingerprint is computed at (sources above 88.2 kHz are decimated).
 ANALYSIS_SAMPLE_RATE = 44100
 #: What ``tempo_bpm`` says when tempo was not estimated.

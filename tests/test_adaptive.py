@@ -187,3 +187,8 @@ def test_compression_and_target_move_smoothly_with_the_measurements():
         assert step[..., 0].max() <= 0.45 and step[..., 1].max() <= 0.12
     assert set(np.unique(grid[..., 0])) >= {-14.0, -16.0, -18.0}
     assert set(np.unique(grid[..., 1])) >= {1.2, 1.5, 1.8, 2.0}
+
+
+def test_dynamics_that_are_not_numbers_count_as_typical():
+    p = adaptive_preset(record(BALANCED_SHARES, lra=float("nan"), crest=float("inf")))
+    assert p.compressor.ratio == 2.0 and p.target_lufs == -14.0

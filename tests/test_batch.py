@@ -772,11 +772,16 @@ def test_the_processed_signal_takes_the_decoded_audios_place(
     """In a budget that holds the decoded audio or the processed signal but not both,
     the track is decoded once and equalised and compressed once (pass B lets go of
     each decoded block as it makes the processed one, which the later passes read),
-    and the master is the one a streamed run writes."""
-    from auralis_batch.dynamics import Compressor
+    the master is the one a streamed run writes, and the run's peak of traced memory
+    is lower than with both held whole by about the decoded audio's size."""
+    import tracemalloc
 
-    n = 4 * 44100
-    write_audio("lib/a.flac", music_like(seconds=4.0, level_db=-8.0, seed=5))
+    from auralis_batch.dynamics import Compressor
+    from auralis_batch.engine import TrackSource
+
+    seconds = 8.0
+    n = int(seconds * 44100)
+    write_audio("lib/a.flac", music_like(seconds=seconds, level_db=-8.0, seed=5))
     compressed: list[int] = []
     real = Compressor.process
 
@@ -784,15 +789,29 @@ def test_the_processed_signal_takes_the_decoded_audios_place(
         compressed.append(block.shape[1])
         return real(self, block, **kwargs)
 
+    def peak_of(name: str) -> int:
+        tracemalloc.start()
+        try:
+            assert run_master([tmp_path / "lib"], tmp_path / name, one, n_jobs=1).summary["ok"]
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    one = RunSettings(use_cache=False, memory_budget_bytes=2 * n * 4)
+    run_master([tmp_path / "lib"], tmp_path / "first", one, n_jobs=1)  # one-time costs
     monkeypatch.setattr(Compressor, "process", counting)
     read = frames_read()
-    one = RunSettings(use_cache=False, memory_budget_bytes=2 * n * 4)
-    kept = run_master([tmp_path / "lib"], tmp_path / "kept", one, n_jobs=1)
-    assert kept.summary["ok"] == 1
+    drained = peak_of("kept")
     assert read == {"a.flac": n} and sum(compressed) == n
+    with monkeypatch.context() as m:  # the decoded blocks kept whole beside it
+        m.setattr(TrackSource, "drop_as_read", lambda self: None)
+        whole = peak_of("whole")
+    decoded = 2 * n * 4
+    assert drained < whole - 0.7 * decoded, (drained, whole, decoded)
     tiny = RunSettings(use_cache=False, memory_budget_bytes=1024)  # nothing fits: stream
     run_master([tmp_path / "lib"], tmp_path / "streamed", tiny, n_jobs=1)
     assert sha(tmp_path / "kept" / "a.flac") == sha(tmp_path / "streamed" / "a.flac")
+    assert sha(tmp_path / "whole" / "a.flac") == sha(tmp_path / "kept" / "a.flac")
 
 
 def test_a_silent_track_is_mastered_with_a_warning(tmp_path, write_audio):

@@ -431,3 +431,10 @@ def test_a_dc_offset_changes_no_field():
         assert offset[key] == pytest.approx(clean[key], rel=0.01), key
     for band, share in clean["band_energy"].items():
         assert offset["band_energy"][band] == pytest.approx(share, abs=0.002), band
+
+
+def test_a_constant_signal_has_no_crest_and_no_image():
+    """Pure DC: what the mean's removal leaves is rounding, which read as -116 dB of
+    crest (a crest is never below 0 dB)."""
+    fp = fingerprint(np.full((2, 441000), 0.1234567), SR, tempo=False)
+    assert fp.crest_db == 0.0 and fp.stereo_width == 0.0 and fp.stereo_correlation == 1.0

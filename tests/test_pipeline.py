@@ -520,3 +520,21 @@ def test_the_masters_spectrum_is_taken_on_its_sources_frames(every):
         sparse = LongTermSpectrum(sr, 2, every=4)
         sparse.process(x)
         assert np.nanmax(np.abs(np.array(sparse.levels_db()[3:], dtype=float) - expected)) > 1.0
+
+
+def test_the_gain_cap_counts_what_the_eq_and_compressor_add():
+    """A preset's make-up gain counts against the 30 dB rise: with 10 dB of it a
+    near-silent source came out 38.8 dB louder (review)."""
+    import dataclasses
+
+    from auralis_batch.pipeline import MAX_GAIN_DB
+
+    x = music_like(seconds=6.0, level_db=-50.0, seed=4)
+    base = load_preset("gentle")
+    preset = dataclasses.replace(
+        base, compressor=dataclasses.replace(base.compressor, makeup_db=10.0)
+    )
+    _, outcome = master_array(x, 44100, preset=preset)
+    rise = outcome.after.integrated_lufs - outcome.before.integrated_lufs
+    assert rise == pytest.approx(MAX_GAIN_DB, abs=0.2)
+    assert outcome.target_reached is False
