@@ -684,6 +684,32 @@ def test_the_report_series_come_from_the_passes_and_match_an_independent_meter(t
     assert lift == pytest.approx(rec["render"]["gain_db"], abs=2.5)
 
 
+@pytest.mark.parametrize("cache", [True, False])
+def test_the_masters_spectrum_is_taken_as_its_sources_was(
+    tmp_path, write_audio, monkeypatch, cache
+):
+    """Every chunk of frames when the source's record has a fingerprint (the cached
+    path), one in four on the same chunks when it does not (loudness only)."""
+    from auralis_batch import pipeline
+    from auralis_batch.match import SPARSE_EVERY, LongTermSpectrum
+
+    seen: dict[str, int] = {}
+
+    def spy(where: str):
+        def make(*args, every: int = 1, **kwargs):
+            seen[where] = every
+            return LongTermSpectrum(*args, every=every, **kwargs)
+
+        return make
+
+    monkeypatch.setattr(pipeline, "LongTermSpectrum", spy("master"))
+    write_audio("lib/a.flac", music_like(seconds=3.0, seed=2))
+    settings = RunSettings(use_cache=cache, cache_dir=str(tmp_path / "c"))
+    result = run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1)
+    assert result.summary["ok"] == 1
+    assert seen["master"] == (1 if cache else SPARSE_EVERY)  # the spectra: test_pipeline
+
+
 def test_run_master_refuses_a_silent_reference_before_writing_anything(tmp_path, write_audio):
     """The Python API checks the reference as the CLI does, once, before any track."""
     from auralis_batch.analysis import analyze_file
