@@ -110,3 +110,19 @@ def test_overrides_are_validated():
     assert load_preset("gentle").target_lufs == -14.0
     with pytest.raises(PresetError, match="target_lufs: must be between -40 and -5 LUFS"):
         load_preset("gentle").with_overrides(target_lufs=3.0)
+
+
+def test_overrides_apply_to_a_reference_match_whose_eq_is_beyond_a_presets_limits():
+    """--reference with --target-lufs or --ceiling-dbtp failed every track: the
+    override checked the whole matched preset against a hand-written preset's limits
+    (its +15.7 dB band, its overall EQ gain). Only the overrides are checked now."""
+    base = load_preset("gentle")
+    bands = tuple(dataclasses.replace(b, gain_db=15.7) for b in base.eq.bands)
+    matched = dataclasses.replace(
+        base, name="reference", eq=dataclasses.replace(base.eq, bands=bands, gain_db=6.9)
+    )
+    got = matched.with_overrides(target_lufs=-20.0, ceiling_dbtp=-3.0)
+    assert got.target_lufs == -20.0 and got.limiter.ceiling_dbtp == -3.0
+    assert got.eq == matched.eq
+    with pytest.raises(PresetError, match="target_lufs: must be between"):
+        matched.with_overrides(target_lufs=-2.0)
