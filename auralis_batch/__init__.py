@@ -37,18 +37,54 @@ def _numba_cache_dir() -> None:
     in ``site-packages/auralis_batch/kernels/__pycache__`` outlive ``pip uninstall``,
     and the folder they keep then shadows a later editable install of the package.
     A read-only install (system-wide, containers) could not take them anyway.
+
+    Where that folder (or a ``NUMBA_CACHE_DIR`` of the user's) cannot be written either
+    (cron as a service user with a read-only home, a container), Numba would find no
+    place for its cache and every command that computes would stop with a traceback:
+    the kernels then compile into a temporary folder, removed at exit, and
+    :data:`_NUMBA_CACHE_NOTE` says so (the CLI prints it).
     """
-    if os.environ.get("NUMBA_CACHE_DIR"):
+    global _NUMBA_CACHE_NOTE
+    chosen = os.environ.get("NUMBA_CACHE_DIR")
+    if not chosen:
+        kernels = _kernels_dir()
+        checkout = os.path.isfile(os.path.join(os.path.dirname(kernels), "pyproject.toml"))
+        if checkout and os.access(kernels, os.W_OK):
+            return
+        from platformdirs import user_cache_dir
+
+        chosen = os.path.join(user_cache_dir("auralis-batch"), "numba")
+    if _writable(chosen):
+        os.environ["NUMBA_CACHE_DIR"] = chosen
         return
-    kernels = _kernels_dir()
-    checkout = os.path.isfile(os.path.join(os.path.dirname(kernels), "pyproject.toml"))
-    if checkout and os.access(kernels, os.W_OK):
-        return
-    from platformdirs import user_cache_dir
+    import atexit
+    import shutil
+    import tempfile
 
-    os.environ["NUMBA_CACHE_DIR"] = os.path.join(user_cache_dir("auralis-batch"), "numba")
+    temporary = tempfile.mkdtemp(prefix="auralis-batch-numba-")
+    atexit.register(shutil.rmtree, temporary, True)
+    os.environ["NUMBA_CACHE_DIR"] = temporary
+    _NUMBA_CACHE_NOTE = (
+        f"the compiled kernels cannot be kept: {chosen} is not writable, so this run "
+        "compiles them into a temporary folder (set NUMBA_CACHE_DIR to a writable folder "
+        "to keep them between runs)"
+    )
 
 
+def _writable(folder: str) -> bool:
+    """Whether files can be created in ``folder`` (made if missing), as Numba checks."""
+    import tempfile
+
+    try:
+        os.makedirs(folder, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError:
+        return False
+    return True
+
+
+#: Set when the kernels' cache had to go to a temporary folder (:func:`_numba_cache_dir`).
+_NUMBA_CACHE_NOTE: str | None = None
 _numba_cache_dir()
 
 

@@ -700,9 +700,17 @@ def _analyze_files(inputs: list[Path], cache, *, tempo: bool) -> list[dict]:
 
 
 def _first_run_note(tempo: bool) -> None:
-    from . import FINGERPRINT_KERNEL, METER_KERNEL, TEMPO_KERNEL, _kernels_compiled
+    from . import (
+        _NUMBA_CACHE_NOTE,
+        FINGERPRINT_KERNEL,
+        METER_KERNEL,
+        TEMPO_KERNEL,
+        _kernels_compiled,
+    )
     from .progress import FIRST_RUN_NOTE
 
+    if _NUMBA_CACHE_NOTE:
+        typer.echo(f"[warning] {_NUMBA_CACHE_NOTE}", err=True)
     kernels = (METER_KERNEL, FINGERPRINT_KERNEL, *((TEMPO_KERNEL,) if tempo else ()))
     if not _kernels_compiled(kernels):
         typer.echo(f"[note] {FIRST_RUN_NOTE}", err=True)

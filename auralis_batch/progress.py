@@ -101,18 +101,20 @@ class BatchProgress:
 
     def first_run_note(self) -> None:
         """On a machine's first run, say why nothing seems to happen for a while."""
-        from . import _kernels_compiled
+        from . import _NUMBA_CACHE_NOTE, _kernels_compiled
 
+        if _NUMBA_CACHE_NOTE:  # said even with --quiet: every run pays for it
+            self.note(_NUMBA_CACHE_NOTE, kind="warning")
         if self.enabled and not _kernels_compiled(self.kernels):
             self.note(FIRST_RUN_NOTE)
 
-    def note(self, text: str) -> None:
-        """A ``[note]`` line on stderr, above the bar in a terminal."""
+    def note(self, text: str, *, kind: str = "note") -> None:
+        """A ``[note]`` (or ``[kind]``) line on stderr, above the bar in a terminal."""
         text = printable(text)
         if self._progress is not None:
-            self.console.print(f"[note] {text}", markup=False, highlight=False)
+            self.console.print(f"[{kind}] {text}", markup=False, highlight=False)
         else:
-            print(f"[note] {text}", file=sys.stderr, flush=True)
+            print(f"[{kind}] {text}", file=sys.stderr, flush=True)
 
     def _info(self) -> str:
         elapsed = max(time.monotonic() - self._t0, 1e-9)

@@ -143,3 +143,39 @@ def test_cli_keeps_freed_memory_in_its_heap_and_its_childrens():
     mine = "glibc.malloc.mmap_threshold=65536"
     got = _keep_freed({**env, "GLIBC_TUNABLES": mine})
     assert got == {"took": False, "env": mine, "child": mine}
+
+
+def test_an_unwritable_kernel_cache_falls_back_to_a_temporary_folder(tmp_path):
+    """Cron as a service user with a read-only home, a read-only install: Numba found no
+    writable place for its cache and every command that computes stopped with a
+    traceback. The kernels compile into a temporary folder instead (removed at exit),
+    and the run says why, once."""
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    code = (
+        "import os, auralis_batch as ab; d = os.environ['NUMBA_CACHE_DIR']; "
+        "print(d); print(os.path.isdir(d)); print(ab._NUMBA_CACHE_NOTE)"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(blocked / "numba")}  # under a file
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    folder, existed, note = out
+    assert folder != str(blocked / "numba") and existed == "True"
+    assert not os.path.exists(folder)  # removed when the process ended
+    assert "cannot be kept" in note and str(blocked / "numba") in note
+    usable = tmp_path / "numba"  # a writable one of the user's is kept as it is
+    env["NUMBA_CACHE_DIR"] = str(usable)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out == [str(usable), "True", "None"]
+
+
+def test_the_cli_says_once_that_the_kernels_cannot_be_kept(monkeypatch, capsys):
+    import auralis_batch
+    from auralis_batch.progress import BatchProgress
+
+    monkeypatch.setattr(auralis_batch, "_NUMBA_CACHE_NOTE", "the compiled kernels cannot be kept")
+    BatchProgress(enabled=False, interactive=False).first_run_note()
+    assert capsys.readouterr().err == "[warning] the compiled kernels cannot be kept\n"
