@@ -62,6 +62,20 @@ def load_numba_numpy_support() -> None:
     gc.freeze()
 
 
+def one_line_warnings() -> None:
+    """A warning (a damaged cache moved aside, say) as one ``[warning]`` line, like the
+    CLI's other messages, not Python's file, line number and source line: in the CLI's
+    process and its pool workers."""
+    import warnings
+
+    def one_line(message, category, filename, lineno, line=None) -> str:
+        from .records import printable
+
+        return f"[warning] {printable(str(message))}\n"
+
+    warnings.formatwarning = one_line
+
+
 #: glibc's malloc serves a block of 128 KiB or more (the about 1 MB buffers a pass
 #: allocates per block of audio, several per block) with fresh mmap pages, returns
 #: them on free, and the kernel zeroes them again for the next: 14 % of a track's

@@ -134,6 +134,20 @@ def _open_worker_cache(settings: RunSettings):
     return cache
 
 
+def _quiet_pool_worker() -> None:
+    """A pool worker's warnings are one ``[warning]`` line each, as the run's own, and
+    the cache's are left to the run, which opened the cache before starting the pool
+    and said once what was wrong with it (each worker said it again, with Python's
+    file, line number and source line: helper's sweep)."""
+    import warnings
+
+    from ._startup import one_line_warnings
+    from .cache import CacheWarning
+
+    one_line_warnings()
+    warnings.filterwarnings("ignore", category=CacheWarning)
+
+
 def _inject_fault(unit: Sequence[Job], watch: Watch) -> None:
     # "KIND:NAME[,KIND:NAME...]": the test suite's faults, one per track name
     for spec in filter(None, os.environ.get(FAULT_ENV, "").split(",")):
@@ -216,6 +230,8 @@ def master_unit(
     _die_with_the_run(parent_pid)
     if parent_pid is not None and parent_pid != os.getpid() and os.getppid() != parent_pid:
         os._exit(0)  # a pool worker whose run died before this unit started: nobody waits
+    if parent_pid is not None and parent_pid != os.getpid():
+        _quiet_pool_worker()
     timeout = settings.timeout_per_track_s
     commits = (
         None if progress_file is None else CommitLog(progress_file.parent, settings.fingerprint())
@@ -801,6 +817,10 @@ def _run(
     # A machine's first run: the render's kernels compile beside the analysis's, here
     # (a cluster's workers compile their own).
     local = units and (n_jobs == 1 or _local_backend())
+    if local and n_jobs != 1:
+        # the cache opened here first: what is wrong with it is said once, by the run
+        # (its pool workers leave that to it: _quiet_pool_worker)
+        _open_worker_cache(settings)
     share = warm.run_share(fingerprint=needs_fingerprint(settings), one_job=n_jobs == 1)
     warmup = warm.start(settings.bit_depth, run_share=share) if local else None
     with _signals_stop_the_run() as cleaning:

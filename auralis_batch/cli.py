@@ -930,28 +930,15 @@ def _closed(fd: int) -> bool:
 
 def main() -> None:
     """Console-script entry point."""
-    from ._startup import OWN_PROCESS_ENV, keep_freed_memory
+    from ._startup import OWN_PROCESS_ENV, keep_freed_memory, one_line_warnings
 
     # This process and the workers it starts run nothing but the package's kernels
     # (auralis_batch._startup: Numba's BLAS probe need not load scipy.linalg).
     os.environ[OWN_PROCESS_ENV] = "1"
     keep_freed_memory(children=True)
     _sturdy_streams()
-    _one_line_warnings()
+    one_line_warnings()
     app(prog_name="auralis-batch")
-
-
-def _one_line_warnings() -> None:
-    """A warning (a damaged cache moved aside, say) as one ``[warning]`` line, like the
-    CLI's other messages, not Python's file, line number and source line."""
-    import warnings
-
-    def one_line(message, category, filename, lineno, line=None) -> str:
-        from .records import printable
-
-        return f"[warning] {printable(str(message))}\n"
-
-    warnings.formatwarning = one_line
 
 
 if __name__ == "__main__":  # pragma: no cover

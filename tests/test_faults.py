@@ -463,17 +463,26 @@ def test_full_disk_while_tagging_fails_the_track(tmp_path, write_audio, monkeypa
 
 
 def test_logs_one_plain_line_per_track_when_stderr_is_a_file(tmp_path, lib):
+    """A log gets plain lines, the summary last; an unusable cache is said once, as a
+    [warning] line, however many workers find it so (with -j 2 each said it again,
+    with Python's file, line and source: second sweep)."""
     (lib / "bad.flac").write_bytes(b"not audio")
     log = tmp_path / "run.log"
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    args = ["master", lib, "--out", tmp_path / "O", "-j", "2", "--cache-dir", not_a_folder / "c"]
     with open(log, "w") as err:
         res = subprocess.run(
-            [str(EXE), "master", str(lib), "--out", str(tmp_path / "O"), "-j", "1", "--no-cache"],
+            [str(EXE), *args],
             stdout=subprocess.DEVNULL,
             stderr=err,
             timeout=300,
         )
     assert res.returncode == 1
-    lines = [ln for ln in log.read_text().splitlines() if " ok " in ln]
+    text = log.read_text()
+    assert text.count("fingerprint cache") == 1 and "[warning] fingerprint cache" in text
+    assert "Warning" not in text and ".py:" not in text, text
+    lines = [ln for ln in text.splitlines() if " ok " in ln]
     assert len(lines) == 3 and all("x  " in ln for ln in lines)
     *before, last = log.read_text().splitlines()  # the summary ends the run, with its time
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d 3 mastered, 1 failed, .*", last), last
