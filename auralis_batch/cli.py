@@ -243,6 +243,8 @@ def _run_master(**opts) -> None:
     os.environ.setdefault(
         "PYTHONWARNINGS", "ignore:::joblib.externals.loky.backend.resource_tracker"
     )
+    if opts["backend"] == "dask":
+        opts.update(_absolute_paths(opts))
     made = _missing_folders(opts["out"])  # an exit 2 leaves none of the folders it made
     try:
         settings = _master_settings(**opts)
@@ -260,6 +262,26 @@ def _run_master(**opts) -> None:
     finally:
         _stop_warm_up()
     _report(result, progress, **opts)
+
+
+def _absolute_paths(opts: dict) -> dict:
+    """The run's paths made absolute here, for a Dask cluster: a worker resolves a
+    relative path in its own working folder, so it read inputs that were not there,
+    wrote masters (journaled as done) into a folder of the worker's, and loaded presets
+    and the fingerprint cache from there (second sweep). A preset name stays a name."""
+    paths = {
+        "inputs": [Path(p).absolute() for p in opts["inputs"]],
+        "out": Path(opts["out"]).absolute(),
+    }
+    for key in ("cache_dir", "reference"):
+        if opts.get(key) is not None:
+            paths[key] = Path(opts[key]).absolute()
+    preset = opts.get("preset")
+    if isinstance(preset, str) and (os.sep in preset or preset.endswith(".toml")):
+        paths["preset"] = str(Path(preset).absolute())
+    if opts.get("report"):
+        paths["report"] = [Path(p).absolute() for p in opts["report"]]
+    return paths
 
 
 def _missing_folders(out: Path) -> list[Path]:
@@ -547,6 +569,10 @@ def _report(result, progress, *, report, dry_run, quiet, overwrite, **_) -> NoRe
     raise typer.Exit(code=1 if failed else 0)
 
 
+#: How long a Dask run waits for the scheduler's first worker before it gives up (s).
+DASK_WORKER_WAIT_S = 20.0
+
+
 @contextlib.contextmanager
 def _dask_backend(scheduler: str):
     try:
@@ -558,6 +584,14 @@ def _dask_backend(scheduler: str):
         client = Client(scheduler, timeout="20s")
     except Exception as exc:
         _fail_usage(f"--scheduler {scheduler}: cannot connect ({exc})")
+    try:  # joblib would wait 10 s itself, then raise through the run as a traceback
+        client.wait_for_workers(1, timeout=DASK_WORKER_WAIT_S)
+    except Exception:
+        client.close()
+        _fail_usage(
+            f"--scheduler {scheduler}: no worker joined within {DASK_WORKER_WAIT_S:g} s "
+            "(start one with: dask worker " + scheduler + ")"
+        )
     try:
         with joblib.parallel_config(backend="dask"):
             yield client

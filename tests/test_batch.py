@@ -520,6 +520,49 @@ def test_dask_backend_gives_identical_outputs(tmp_path, small_library):
         assert np.array_equal(sf.read(f)[0], sf.read(g)[0])
 
 
+def test_a_dask_run_sends_the_cluster_absolute_paths(tmp_path, monkeypatch):
+    """A Dask worker resolves a relative path in its own folder: started elsewhere, it
+    read no inputs, wrote masters (journaled as done) into a folder of its own, and
+    loaded presets and the cache from there (second sweep). The CLI makes the run's
+    paths absolute first; a preset name stays a name."""
+    from pathlib import Path
+
+    from auralis_batch.cli import _absolute_paths
+
+    monkeypatch.chdir(tmp_path)
+    opts = {
+        "inputs": [Path("lib"), Path("/abs/x.flac")],
+        "out": Path("out"),
+        "cache_dir": Path("c"),
+        "reference": None,
+        "preset": "presets/mine.toml",
+        "report": [Path("r.json")],
+    }
+    got = _absolute_paths(opts)
+    assert got["inputs"] == [tmp_path / "lib", Path("/abs/x.flac")]
+    assert got["out"] == tmp_path / "out" and got["cache_dir"] == tmp_path / "c"
+    assert got["preset"] == str(tmp_path / "presets" / "mine.toml")
+    assert got["report"] == [tmp_path / "r.json"] and "reference" not in got
+    assert "preset" not in _absolute_paths({**opts, "preset": "warm"})
+
+
+def test_a_dask_scheduler_without_workers_is_a_setup_error(tmp_path, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    from auralis_batch import cli
+
+    monkeypatch.setattr(cli, "DASK_WORKER_WAIT_S", 0.5)
+    cluster = distributed.LocalCluster(
+        host="127.0.0.1", n_workers=0, processes=True, dashboard_address=":0"
+    )
+    try:
+        args = ["master", str(tmp_path), "--out", str(tmp_path / "O"), "--backend", "dask"]
+        res = runner.invoke(app, [*args, "--scheduler", cluster.scheduler_address])
+    finally:
+        cluster.close()
+    assert res.exit_code == 2 and "no worker joined" in res.output, res.output
+    assert not (tmp_path / "O").exists()
+
+
 def test_timeout_per_track_fails_only_the_slow_track(tmp_path, write_audio):
     import soundfile as sf
 
