@@ -319,7 +319,8 @@ def _load_file(path: Path) -> Preset:
         st = path.stat()
     except OSError:
         raise PresetError(
-            f"{path}: preset file not found; built-in presets are {', '.join(BUILTIN_PRESETS)}"
+            f"{path}: preset file not found; built-in presets are "
+            f"{', '.join(BUILTIN_PRESETS)} and 'adaptive'"
         ) from None
     key = str(path)
     hit = _MEMO.get(key)
