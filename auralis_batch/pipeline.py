@@ -394,7 +394,8 @@ class _LimitingCap:
             gain = self.max_gain_db
         if not _finite(self.peak_dbtp):
             return gain
-        needed = self.peak_dbtp + gain - self.ceiling_dbtp
+        # the limiter holds its ceiling with a margin: count it, as _limits does
+        needed = self.peak_dbtp + gain - (self.ceiling_dbtp - LIMITER_MARGIN_DB)
         if needed > self.max_gain_reduction_db + 1e-9:
             self.capped = True
             return gain - (needed - self.max_gain_reduction_db)

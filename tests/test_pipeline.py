@@ -538,3 +538,16 @@ def test_the_gain_cap_counts_what_the_eq_and_compressor_add():
     rise = outcome.after.integrated_lufs - outcome.before.integrated_lufs
     assert rise == pytest.approx(MAX_GAIN_DB, abs=0.2)
     assert outcome.target_reached is False
+
+
+def test_the_limiting_cap_holds_what_the_limiter_reports():
+    """A target that would need more peak limiting than the preset allows lowers the
+    gain to the cap as the limiter counts it, its 0.1 dB margin included (it reported
+    6.1 dB against a cap of 6 under a note saying the gain was lowered: second sweep)."""
+    import dataclasses
+
+    preset = dataclasses.replace(load_preset("gentle"), target_lufs=-5.0)
+    _, outcome = master_array(music_like(seconds=12.0, level_db=-24.0), 44100, preset=preset)
+    cap = preset.limiter.max_gain_reduction_db
+    assert outcome.target_reached is False
+    assert cap - 0.1 <= outcome.limiter_max_gain_reduction_db <= cap + 0.01
