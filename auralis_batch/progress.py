@@ -38,6 +38,10 @@ FIRST_RUN_NOTE = (
 )
 
 
+#: The summary table needs this many terminal columns; a narrower one gets the line.
+SUMMARY_MIN_COLUMNS = 60
+
+
 class BatchProgress:
     """Context manager fed by the batch engine's callbacks."""
 
@@ -199,7 +203,9 @@ class BatchProgress:
                 f(a.get("lra_lu")),
                 f"{r.get('seconds', 0.0):.1f}",
             )
-        if self.interactive and shown:  # a re-run with nothing to do: the line says it
+        # a re-run with nothing to do: the line says it; a terminal too narrow for the
+        # seven columns drew the borders with every cell blank: the line says it too
+        if self.interactive and shown and self.console.width >= SUMMARY_MIN_COLUMNS:
             self.console.print(table)
         parts = [f"{summary['ok']} mastered", f"{summary['failed']} failed"]
         parts.append(f"{summary['skipped']} skipped")

@@ -564,6 +564,24 @@ def test_a_rerun_with_nothing_to_do_prints_no_empty_table():
     assert "auralis-batch summary" not in out and "0 mastered, 0 failed, 1 skipped" in out
 
 
+@pytest.mark.parametrize("width", [20, 200])
+def test_a_terminal_too_narrow_for_the_table_gets_the_line_alone(width):
+    """COLUMNS=20: the table's borders were drawn with every cell blank (second sweep)."""
+    import io
+
+    from rich.console import Console
+
+    from auralis_batch.progress import BatchProgress
+
+    progress = BatchProgress(enabled=True, interactive=True)
+    progress.console = Console(file=io.StringIO(), width=width)
+    done = [{"input": "/m/a.flac", "status": "ok", "seconds": 1.0}]
+    progress.print_summary(done, {"ok": 1, "failed": 0, "skipped": 0})
+    out = progress.console.file.getvalue()
+    assert ("auralis-batch summary" in out) == (width == 200)
+    assert "mastered" in out
+
+
 def test_the_summary_table_tells_same_named_tracks_apart():
     from auralis_batch.records import display_names
 
