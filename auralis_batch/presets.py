@@ -327,7 +327,9 @@ def _load_file(path: Path) -> Preset:
     if hit is not None and hit[0] == st.st_mtime_ns:
         return hit[1]
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a byte-order mark (Windows editors write one) is not TOML's, and
+        # tomllib refused the whole file as "Invalid statement at line 1, column 1"
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise PresetError(f"{path.name}: cannot read preset ({exc})") from None
     preset = parse_preset_text(text, name=path.stem, source=path.name)

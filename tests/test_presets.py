@@ -126,3 +126,12 @@ def test_overrides_apply_to_a_reference_match_whose_eq_is_beyond_a_presets_limit
     assert got.eq == matched.eq
     with pytest.raises(PresetError, match="target_lufs: must be between"):
         matched.with_overrides(target_lufs=-2.0)
+
+
+def test_a_preset_saved_with_a_byte_order_mark_loads(tmp_path):
+    """Windows editors start a UTF-8 file with a BOM; it was refused as invalid TOML
+    at line 1, column 1 (second sweep)."""
+    path = tmp_path / "mine.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + builtin_preset_text("warm").encode("utf-8"))
+    got = load_preset(str(path))
+    assert got.eq == load_preset("warm").eq and got.target_lufs == load_preset("warm").target_lufs
