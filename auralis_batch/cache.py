@@ -66,9 +66,14 @@ __all__ = [
     "make_key",
     "open_cache",
     "parse_duration",
+    "size_limit_from_env",
 ]
 
 DEFAULT_SIZE_LIMIT_BYTES = 2 * 1024**3
+#: Environment variable that sets the size limit of the caches the CLI opens, in MiB
+#: (``AURALIS_CACHE_SIZE_MB=512``); 1 to 1048576.
+CACHE_SIZE_ENV = "AURALIS_CACHE_SIZE_MB"
+_CACHE_SIZE_MB_RANGE = (1.0, 1048576.0)
 DEFAULT_MEMORY_ENTRIES = 50
 FINGERPRINT_PREFIX = "fp:"
 PATH_PREFIX = "path:"
@@ -806,11 +811,35 @@ class NullCache:
         return None
 
 
+def size_limit_from_env() -> int:
+    """The caches' size limit in bytes: ``$AURALIS_CACHE_SIZE_MB`` (:data:`CACHE_SIZE_ENV`)
+    or :data:`DEFAULT_SIZE_LIMIT_BYTES`. A value that is not a size in range is said in
+    one :class:`CacheWarning` and the default is kept (the cache is an optimisation: a
+    typo in it does not stop a night's run)."""
+    text = os.environ.get(CACHE_SIZE_ENV, "").strip()
+    if not text:
+        return DEFAULT_SIZE_LIMIT_BYTES
+    lo, hi = _CACHE_SIZE_MB_RANGE
+    try:
+        mib = float(text)
+    except ValueError:
+        mib = float("nan")
+    if not lo <= mib <= hi:  # NaN fails too
+        warnings.warn(
+            f"{CACHE_SIZE_ENV}={text!r} is not a size in MiB between {lo:g} and {hi:g}: "
+            f"the cache keeps its {DEFAULT_SIZE_LIMIT_BYTES // 2**20} MiB",
+            CacheWarning,
+            stacklevel=2,
+        )
+        return DEFAULT_SIZE_LIMIT_BYTES
+    return int(mib * 2**20)
+
+
 def open_cache(
     directory: str | os.PathLike | None = None,
     *,
     enabled: bool = True,
-    size_limit_bytes: int = DEFAULT_SIZE_LIMIT_BYTES,
+    size_limit_bytes: int | None = None,
     value_version: int = 1,
 ) -> FingerprintCache | NullCache:
     """A working cache, or a :class:`NullCache` if it is disabled or cannot be used.
@@ -821,8 +850,8 @@ def open_cache(
         Cache folder; default :func:`default_cache_dir`.
     enabled : bool
         False gives a :class:`NullCache` (``--no-cache``).
-    size_limit_bytes : int
-        See :class:`FingerprintCache`.
+    size_limit_bytes : int, optional
+        See :class:`FingerprintCache`; default :func:`size_limit_from_env`.
     value_version : int
         See :class:`FingerprintCache`.
 
@@ -838,6 +867,8 @@ def open_cache(
     """
     if not enabled:
         return NullCache(directory)
+    if size_limit_bytes is None:
+        size_limit_bytes = size_limit_from_env()
     try:
         return FingerprintCache(directory, size_limit_bytes, value_version=value_version)
     except Exception as exc:

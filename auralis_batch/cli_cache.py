@@ -25,7 +25,7 @@ def _open(cache_dir: Path | None):
     """The cache at ``cache_dir`` (or the default), or an empty stand-in when there is
     none yet: inspecting a cache never creates one (a mistyped --cache-dir would
     otherwise leave folders behind)."""
-    from .cache import FingerprintCache, NullCache, default_cache_dir
+    from .cache import FingerprintCache, NullCache, default_cache_dir, size_limit_from_env
 
     folder = cache_dir if cache_dir is not None else default_cache_dir()
     if folder.exists() and not folder.is_dir():
@@ -35,7 +35,8 @@ def _open(cache_dir: Path | None):
         typer.echo(f"[note] no fingerprint cache at {folder} yet: nothing in it", err=True)
         return NullCache(folder)
     try:
-        return FingerprintCache(cache_dir)
+        # the run's limit (an opened cache takes the limit it is opened with)
+        return FingerprintCache(cache_dir, size_limit_from_env())
     except Exception as exc:
         typer.echo(
             f"[error] cannot open the cache at {cache_dir or 'default location'}: {exc}", err=True

@@ -904,3 +904,25 @@ def test_a_folder_scan_takes_mpeg_layer_2_and_leaves_header_less_raw():
     assert "raw" not in exts
     if "MP3" in sf.available_formats():
         assert {"mp3", "mp2", "mpa"} <= exts
+
+
+def test_the_cache_size_is_set_from_the_environment(tmp_path, monkeypatch):
+    """The README's 2 GiB could only be changed through the Python API."""
+    from auralis_batch.cache import (
+        CACHE_SIZE_ENV,
+        DEFAULT_SIZE_LIMIT_BYTES,
+        CacheWarning,
+        open_cache,
+        size_limit_from_env,
+    )
+
+    monkeypatch.setenv(CACHE_SIZE_ENV, "512")
+    assert size_limit_from_env() == 512 * 2**20
+    with open_cache(tmp_path / "c") as c:
+        assert c.stats()["size_limit_bytes"] == 512 * 2**20
+    for bad in ("lots", "0", "nan", "-5"):
+        monkeypatch.setenv(CACHE_SIZE_ENV, bad)
+        with pytest.warns(CacheWarning, match=CACHE_SIZE_ENV):
+            assert size_limit_from_env() == DEFAULT_SIZE_LIMIT_BYTES
+    monkeypatch.delenv(CACHE_SIZE_ENV)
+    assert size_limit_from_env() == DEFAULT_SIZE_LIMIT_BYTES
