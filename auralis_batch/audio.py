@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .errors import AudioError, DecodeError, OutputError, ParameterError
+from .errors import AudioError, DecodeError, OutputError, ParameterError, check_float_samples
 from .identity import move_no_clobber
 from .identity import sha256_file as _sha256_file  # a module name the fault tests replace
 from .limits import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
@@ -60,8 +60,7 @@ def as_audio(audio: np.ndarray, *, name: str = "audio", finite: bool = True) -> 
     them on its way through the samples).
     """
     arr = np.asarray(audio)
-    if arr.dtype.kind not in "fiu":
-        raise AudioError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
+    check_float_samples(arr, name)
     if arr.ndim == 1:
         arr = arr[np.newaxis, :]
     if arr.ndim != 2:
@@ -374,7 +373,14 @@ class Quantizer:
     seeded per track so re-runs write identical files.
     """
 
+    #: The bit depths a master can have (``OUTPUT_SUBTYPES`` says which format takes which).
+    BIT_DEPTHS = ("16", "24", "32f")
+
     def __init__(self, bit_depth: str, *, seed: int = 0) -> None:
+        if bit_depth not in self.BIT_DEPTHS:  # 24 (an int), "32", "8" came back as float
+            raise ParameterError(
+                f"bit_depth must be one of {', '.join(self.BIT_DEPTHS)} (a str), got {bit_depth!r}"
+            )
         self.bit_depth = bit_depth
         self._rng = np.random.default_rng(seed)
 

@@ -47,7 +47,13 @@ from .audio import (
     readable_extensions,
     sf_path,
 )
-from .errors import AuralisError, OutputError, RunAbandonedError, TrackStoppedError
+from .errors import (
+    AuralisError,
+    OutputError,
+    ParameterError,
+    RunAbandonedError,
+    TrackStoppedError,
+)
 from .identity import move_no_clobber
 from .journal import (
     STATE_DIR,
@@ -711,12 +717,25 @@ def run_master(
     PlanError
         Whole-run problems found before any work (nothing is written).
     ParameterError
-        ``settings.reference_record`` is a reference there is nothing to match in
-        (:func:`~auralis_batch.adaptive.check_reference`).
+        ``inputs`` is a single path, not a sequence of them; or the reference is one
+        there is nothing to match in (:func:`~auralis_batch.adaptive.check_reference`).
+    AudioError
+        ``settings.reference`` cannot be read (when no ``reference_record`` is given,
+        the reference is analysed here, as the CLI does).
     RunLockedError
         Another run holds the lock on ``out_dir``.
     """
     t0 = time.monotonic()
+    if isinstance(inputs, (str, bytes, os.PathLike)):  # a str is a sequence of letters:
+        raise ParameterError(  # "music/" was planned as m, u, s, i, c and / (all of /)
+            f"inputs must be a list of files and folders, got the single path {inputs!r}: "
+            f"pass [{inputs!r}]"
+        )
+    if settings.reference and settings.reference_record is None:
+        from .analysis import analyze_file
+
+        ref = analyze_file(settings.reference, tempo=False, cache=_open_worker_cache(settings))
+        settings = replace(settings, reference_record=ref, preset="reference")
     if settings.reference_record is not None:
         check_reference(settings.reference_record)  # before anything is planned or written
     plan = plan_master(inputs, out_dir, settings.fmt, extensions=readable_extensions())

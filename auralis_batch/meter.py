@@ -23,7 +23,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .errors import AudioError, ParameterError
+from .errors import AudioError, ParameterError, check_float_samples
 from .filters import k_weighting_sos, polyphase_bank
 from .kernels.loudness import (
     ABSOLUTE_GATE_LUFS,
@@ -292,6 +292,7 @@ class LoudnessMeter:
             meter's state is then left as it was before the block).
         """
         x = np.asarray(block)
+        check_float_samples(x, "meter")
         if x.ndim != 2 or x.shape[0] != self.channels:
             raise AudioError(
                 f"meter: expected a block of shape ({self.channels}, n), got {x.shape}"

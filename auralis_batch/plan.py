@@ -103,6 +103,9 @@ def discover(
             continue
         if stat.S_ISDIR(st.st_mode):
             masters: set[Path] | None = set() if skip_masters else None
+            if masters is not None:  # a folder inside an earlier run's OUT: its masters
+                for ancestor in p.resolve().parents:  # are that OUT's journal's
+                    masters |= _masters_in(ancestor)
             _walk(
                 p, p, extensions, excluded, {(st.st_dev, st.st_ino)}, masters, audio, skipped, notes
             )

@@ -945,3 +945,36 @@ def test_an_album_track_too_short_to_measure_gets_the_albums_gain_and_says_so(
     first = mutagen.File(tmp_path / "out" / "A" / "01.flac")
     assert tags["REPLAYGAIN_ALBUM_GAIN"] == first["REPLAYGAIN_ALBUM_GAIN"]
     assert "REPLAYGAIN_TRACK_GAIN" not in tags and "REPLAYGAIN_TRACK_GAIN" in first
+
+
+def test_a_folder_inside_an_earlier_runs_out_is_read_without_its_masters(tmp_path, write_audio):
+    """``master OUT/sub --out OUT`` mastered the masters in OUT/sub again (writing them
+    over the tree beside them, journaled as inputs: third sweep). A folder inside an
+    earlier run's OUT has that OUT's masters left out; a source put there is read."""
+    from auralis_batch.audio import readable_extensions
+    from auralis_batch.plan import discover
+
+    write_audio("lib/sub/a.flac", music_like(seconds=1.0))
+    out = tmp_path / "out"
+    assert run_master([tmp_path / "lib"], out, RunSettings(use_cache=False), n_jobs=1).summary["ok"]
+    assert (out / "sub" / "a.flac").is_file()
+    write_audio("out/sub/new.wav", music_like(seconds=1.0, seed=3))  # a source put there
+    audio, _, notes = discover([out / "sub"], extensions=readable_extensions())
+    assert [f.name for f, _ in audio] == ["new.wav"]
+    assert any("masters that earlier runs wrote" in n for n in notes)
+
+
+def test_run_master_refuses_a_bare_path_and_analyses_a_reference_path(tmp_path, write_audio):
+    """A str is a sequence of letters: run_master("music/", ...) planned m, u, s, i, c
+    and / (all of /); and RunSettings(reference=PATH) without its record was ignored:
+    the tracks were mastered with gentle (third sweep)."""
+    from auralis_batch.errors import ParameterError
+
+    write_audio("lib/a.flac", music_like(seconds=3.0, level_db=-30.0, seed=1))
+    ref = write_audio("ref.flac", music_like(seconds=5.0, level_db=-12.0, seed=9))
+    with pytest.raises(ParameterError, match="a list of files and folders"):
+        run_master(str(tmp_path / "lib"), tmp_path / "out", RunSettings(), dry_run=True)
+    settings = RunSettings(use_cache=False, reference=str(ref))
+    (rec,) = run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1).records
+    assert rec["status"] == "ok" and rec["preset"] == "reference"
+    assert rec["parameters"]["source"] == "reference"

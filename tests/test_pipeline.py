@@ -551,3 +551,24 @@ def test_the_limiting_cap_holds_what_the_limiter_reports():
     cap = preset.limiter.max_gain_reduction_db
     assert outcome.target_reached is False
     assert cap - 0.1 <= outcome.limiter_max_gain_reduction_db <= cap + 0.01
+
+
+def test_the_api_refuses_integer_samples_and_unknown_bit_depths():
+    """An int16 array measured +76 LUFS and mastered to a wrong level; bit_depth 24
+    (an int), "32" or "8" came back as unquantised float (third sweep)."""
+    from auralis_batch.analysis import analyze_array
+    from auralis_batch.errors import AudioError, ParameterError
+    from auralis_batch.meter import measure_loudness
+
+    x = music_like(seconds=2.0)
+    pcm = (x * 32767).astype(np.int16)
+    for call in (
+        lambda: measure_loudness(pcm, 44100),
+        lambda: analyze_array(pcm, 44100, tempo=False),
+        lambda: master_array(pcm, 44100, preset=load_preset("gentle")),
+    ):
+        with pytest.raises(AudioError, match="divide by 32768"):
+            call()
+    for depth in (24, "32", "8"):
+        with pytest.raises(ParameterError, match="bit_depth must be one of 16, 24, 32f"):
+            master_array(x, 44100, preset=load_preset("gentle"), bit_depth=depth)
