@@ -149,6 +149,8 @@ _LAZY: dict[str, str] = {
     # presets and settings
     "load_preset": ".presets",
     "list_presets": ".presets",
+    "adaptive_preset": ".adaptive",
+    "reference_preset": ".adaptive",
     "Preset": ".presets",
     "RunSettings": ".settings",
     # batches
@@ -189,6 +191,7 @@ __all__ = [
     "TrackTimeoutError",
     "UnsafeRowError",
     "__version__",
+    "adaptive_preset",
     "analyze",
     "analyze_file",
     "list_presets",
@@ -197,10 +200,12 @@ __all__ = [
     "master_stream",
     "measure_loudness",
     "open_cache",
+    "reference_preset",
     "run_master",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - what the lazy names are, for type checkers
+    from .adaptive import adaptive_preset, reference_preset
     from .analysis import analyze, analyze_file
     from .batch import BatchResult, PlanError, run_master
     from .cache import FingerprintCache, open_cache

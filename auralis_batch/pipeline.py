@@ -42,7 +42,7 @@ from .dynamics import LIMITER_MARGIN_DB, Compressor, Limiter
 from .eq import Equalizer
 from .match import LongTermSpectrum
 from .meter import Loudness, LoudnessMeter
-from .presets import Preset
+from .presets import Preset, load_preset
 
 #: Largest rise in loudness the chain gives a track, dB, source to master: near-silent
 #: tracks are not blown up. The gain after the EQ and compressor is what is left of it
@@ -853,7 +853,7 @@ def master_stream(
 
 
 def master_array(
-    audio: np.ndarray, sample_rate: int, *, preset: Preset, bit_depth: str = "32f"
+    audio: np.ndarray, sample_rate: int, *, preset: Preset | str, bit_depth: str = "32f"
 ) -> tuple[np.ndarray, MasterOutcome]:
     """Master an in-memory ``(channels, n)`` array; returns ``(mastered, outcome)``.
 
@@ -861,7 +861,8 @@ def master_array(
     ----------
     audio : np.ndarray [shape=(channels, n) or (n,)], float, finite
     sample_rate : int, 8000 .. 384000 Hz
-    preset : :class:`~auralis_batch.presets.Preset` (``load_preset``)
+    preset : :class:`~auralis_batch.presets.Preset` (``load_preset``,
+        ``adaptive_preset``), or a built-in preset's name or a TOML file's path
     bit_depth : "16", "24" or "32f": the result is what that format would hold
 
     Raises
@@ -873,6 +874,8 @@ def master_array(
     """
     from .audio import as_audio
 
+    if isinstance(preset, str):  # a name: it raised AttributeError deep in the chain
+        preset = load_preset(preset)
     x = as_audio(audio)
     out: list[np.ndarray] = []
 

@@ -370,6 +370,11 @@ def load_preset(name_or_path: str | os.PathLike) -> Preset:
     path = Path(key)
     if path.suffix.lower() == ".toml" or path.exists():
         return _load_file(path.resolve())
+    if key == "adaptive":  # the CLI's name for a preset computed per track
+        raise PresetError(
+            "'adaptive' is computed from each track's analysis, not loaded: "
+            "adaptive_preset(analyze(audio, sample_rate=sr)) (auralis_batch)"
+        )
     raise PresetError(
         f"unknown preset {key!r}: choose one of {', '.join(BUILTIN_PRESETS)}, 'adaptive', "
         "or give a path to a .toml file"

@@ -572,3 +572,19 @@ def test_the_api_refuses_integer_samples_and_unknown_bit_depths():
     for depth in (24, "32", "8"):
         with pytest.raises(ParameterError, match="bit_depth must be one of 16, 24, 32f"):
             master_array(x, 44100, preset=load_preset("gentle"), bit_depth=depth)
+
+
+def test_master_array_takes_a_preset_name_and_adaptive_through_its_function():
+    """preset="warm" raised AttributeError deep in the chain, and there was no API
+    route to the adaptive preset (third sweep)."""
+    import auralis_batch as ab
+    from auralis_batch.errors import PresetError
+
+    x = music_like(seconds=3.0, level_db=-20.0)
+    by_name, _ = ab.master_array(x, 44100, preset="warm")
+    by_object, _ = ab.master_array(x, 44100, preset=ab.load_preset("warm"))
+    np.testing.assert_array_equal(by_name, by_object)
+    adaptive = ab.adaptive_preset(ab.analyze(x, sample_rate=44100, tempo=False))
+    assert adaptive.name == "adaptive" and "adaptive_preset" in dir(ab)
+    with pytest.raises(PresetError, match=r"adaptive_preset\(analyze"):
+        ab.load_preset("adaptive")
