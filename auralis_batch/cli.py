@@ -676,6 +676,10 @@ def analyze(
     missing = [p for p in inputs if not p.exists()]
     if missing:
         _fail_usage(f"input {missing[0]} does not exist")
+    for p in inputs:  # a FIFO or device named here: said, not a silent [] (third sweep)
+        if not (p.is_dir() or p.is_file()):
+            why = failure_line(str(p), "not read: not a regular file")
+            typer.echo(f"[skipped] {why}", err=True)
     cache = None
     if not no_cache:
         from .cache import open_cache

@@ -602,3 +602,14 @@ def test_a_run_with_nothing_to_do_claims_no_speed(tmp_path, write_audio):
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "1 skipped" in again.stderr
     assert "realtime" not in again.stderr
+
+
+def test_analyze_says_why_it_skips_a_fifo_named_on_its_command_line(tmp_path):
+    """``analyze pipe.flac --json`` printed [] with nothing said (third sweep)."""
+    import os
+
+    pipe = tmp_path / "pipe.flac"
+    os.mkfifo(pipe)
+    res = runner.invoke(app, ["analyze", str(pipe), "--json", "--no-cache"])
+    assert res.exit_code == 0
+    assert f"[skipped] {pipe}: not read: not a regular file" in res.output
