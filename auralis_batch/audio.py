@@ -373,8 +373,9 @@ class Quantizer:
     seeded per track so re-runs write identical files.
     """
 
-    #: The bit depths a master can have (``OUTPUT_SUBTYPES`` says which format takes which).
-    BIT_DEPTHS = ("16", "24", "32f")
+    #: The bit depths a master can have, from ``OUTPUT_SUBTYPES`` (which says which
+    #: format takes which).
+    BIT_DEPTHS = tuple(sorted({d for depths in OUTPUT_SUBTYPES.values() for d in depths}))
 
     def __init__(self, bit_depth: str, *, seed: int = 0) -> None:
         if bit_depth not in self.BIT_DEPTHS:  # 24 (an int), "32", "8" came back as float

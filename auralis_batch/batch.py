@@ -234,9 +234,10 @@ def master_unit(
     load_numba_numpy_support()
     keep_freed_memory()
     _die_with_the_run(parent_pid)
-    if parent_pid is not None and parent_pid != os.getpid() and os.getppid() != parent_pid:
+    pool_worker = parent_pid is not None and parent_pid != os.getpid()
+    if pool_worker and os.getppid() != parent_pid:
         os._exit(0)  # a pool worker whose run died before this unit started: nobody waits
-    if parent_pid is not None and parent_pid != os.getpid():
+    if pool_worker:
         _quiet_pool_worker()
     timeout = settings.timeout_per_track_s
     commits = (

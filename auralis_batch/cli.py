@@ -276,9 +276,11 @@ def _absolute_paths(opts: dict) -> dict:
     for key in ("cache_dir", "reference"):
         if opts.get(key) is not None:
             paths[key] = Path(opts[key]).absolute()
+    from .presets import BUILTIN_PRESETS
+
     preset = opts.get("preset")
-    if isinstance(preset, str) and (os.sep in preset or preset.endswith(".toml")):
-        paths["preset"] = str(Path(preset).absolute())
+    if isinstance(preset, str) and preset not in (*BUILTIN_PRESETS, "adaptive"):
+        paths["preset"] = str(Path(preset).absolute())  # load_preset reads it as a path
     if opts.get("report"):
         paths["report"] = [Path(p).absolute() for p in opts["report"]]
     return paths
