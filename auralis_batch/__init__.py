@@ -96,6 +96,20 @@ TEMPO_KERNEL = "tempo.onset_envelopes"
 RENDER_KERNEL = "dynamics.limiter"
 
 
+def _numba_cache_folder(source_folder: str, root: str | None = None) -> str:
+    """Where Numba keeps the compiled code of the modules in ``source_folder``: under
+    ``root`` (default: ``NUMBA_CACHE_DIR``) in ``<folder>_<sha1 of the folder>/``
+    (numba's ``get_suitable_cache_subpath``), or without one in ``__pycache__`` beside
+    the sources."""
+    import hashlib
+
+    root = os.environ.get("NUMBA_CACHE_DIR") if root is None else root
+    if not root:
+        return os.path.join(source_folder, "__pycache__")
+    digest = hashlib.sha1(source_folder.encode()).hexdigest()
+    return os.path.join(root, os.path.basename(source_folder) + "_" + digest)
+
+
 def _kernels_compiled(kernels: tuple[str, ...] = (METER_KERNEL,)) -> bool:
     """Whether Numba's cache holds each of ``kernels`` (``"module.function"`` of
     ``auralis_batch.kernels``), compiled from the sources installed now: when it does
@@ -104,15 +118,9 @@ def _kernels_compiled(kernels: tuple[str, ...] = (METER_KERNEL,)) -> bool:
     ``get_suitable_cache_subpath``, or ``__pycache__`` beside the sources); an index
     older than its source is stale (an upgrade), and Numba compiles again."""
     import glob
-    import hashlib
 
     folder_of_kernels = _kernels_dir()
-    root = os.environ.get("NUMBA_CACHE_DIR")
-    if root:
-        digest = hashlib.sha1(folder_of_kernels.encode()).hexdigest()
-        folder = os.path.join(root, os.path.basename(folder_of_kernels) + "_" + digest)
-    else:
-        folder = os.path.join(folder_of_kernels, "__pycache__")
+    folder = _numba_cache_folder(folder_of_kernels)
     for kernel in kernels:
         module = kernel.partition(".")[0]
         try:

@@ -23,6 +23,74 @@ CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
 _warmup: subprocess.Popen | None = None
 
+#: A tiny library the session's warm-up masters and analyses through the CLI, so
+#: that every kernel a command calls is compiled before the test workers start.
+_WARM_RUN = """
+import os, subprocess, sys, tempfile
+import numpy as np, soundfile as sf
+d = tempfile.mkdtemp(prefix="auralis-tests-warm-")
+os.makedirs(os.path.join(d, "in"))
+t = np.arange(4 * 44100) / 44100
+x = 0.2 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 2 * t))
+x = x + 0.01 * np.random.default_rng(0).standard_normal(t.size)
+sf.write(os.path.join(d, "in", "a.flac"), np.stack([x, 0.9 * x], 1), 44100, subtype="PCM_24")
+env = {**os.environ, "AURALIS_CACHE_DIR": os.path.join(d, "cache")}
+cli = [sys.executable, "-m", "auralis_batch.cli"]
+for args in (["master", "in", "--out", "out", "-q"], ["analyze", "in", "--json"]):
+    subprocess.run(cli + args, cwd=d, env=env, capture_output=True)
+"""
+
+
+def _xdist_worker(config) -> str | None:
+    """The id of this pytest-xdist worker (``gw0``...), or None in the run's own process."""
+    return getattr(config, "workerinput", {}).get("workerid")
+
+
+def _source_folders_with_kernels() -> list[str]:
+    """The folders whose modules Numba compiles with ``cache=True`` in the tests: our
+    kernels and librosa's (found without importing either)."""
+    from auralis_batch import _kernels_dir
+
+    folders = [_kernels_dir()]
+    spec = importlib.util.find_spec("librosa")
+    if spec is not None and spec.submodule_search_locations:
+        root = os.path.abspath(next(iter(spec.submodule_search_locations)))
+        for here, subfolders, _files in os.walk(root):
+            subfolders[:] = [s for s in subfolders if s != "__pycache__"]
+            folders.append(here)
+    return folders
+
+
+def pytest_configure(config) -> None:
+    """Each pytest-xdist worker compiles into a Numba cache of its own, a copy of the
+    shared one (which the session's warm-up filled before the workers started).
+
+    Numba reads a kernel's cache index, adds an entry and writes it back without a
+    lock: two workers compiling two specialisations of one kernel at once could each
+    claim the same data file, and a later load would get the other's code. What a
+    worker compiles stays in its copy (removed at the end); the CLI processes a test
+    starts inherit it."""
+    worker = _xdist_worker(config)
+    if worker is None or "numba" in sys.modules:
+        return
+    import shutil
+    import tempfile
+
+    from auralis_batch import _numba_cache_folder
+
+    private = tempfile.mkdtemp(prefix=f"auralis-tests-numba-{worker}-")
+    for source in _source_folders_with_kernels():
+        shared = _numba_cache_folder(source)
+        if not os.path.isdir(shared):
+            continue
+        copy = _numba_cache_folder(source, root=private)
+        os.makedirs(copy, exist_ok=True)
+        for name in os.listdir(shared):
+            if name.endswith((".nbi", ".nbc")):
+                shutil.copy2(os.path.join(shared, name), copy)
+    os.environ["NUMBA_CACHE_DIR"] = private
+    config.add_cleanup(lambda: shutil.rmtree(private, ignore_errors=True))
+
 
 def pytest_sessionstart(session) -> None:
     """librosa compiles its Numba functions the first time it is imported in an
@@ -30,10 +98,16 @@ def pytest_sessionstart(session) -> None:
     ``tests/test_fingerprint.py`` compares against it, so it is imported once here in a
     low-priority process of its own, on the second core, while the first test files
     run; :func:`import_librosa` waits for it. The same process then compiles the
-    render's kernels (auralis_batch.warm, as a run's warm-up does), if not yet."""
-    global _warmup
-    from auralis_batch import _kernels_compiled
+    render's kernels (auralis_batch.warm, as a run's warm-up does), if not yet.
 
+    Under pytest-xdist (the README's command: two workers) the run's own process does
+    this before the workers start, and waits for it, in two processes (librosa in one;
+    a ``master`` and an ``analyze`` of a tiny library through the CLI in the other),
+    so that no worker compiles what the other compiles too."""
+    from auralis_batch import FINGERPRINT_KERNEL, TEMPO_KERNEL, _kernels_compiled
+
+    if _xdist_worker(session.config) is not None:
+        return  # the run's own process has warmed up before starting this one
     code = "import os; os.nice(10)\n"
     spec = importlib.util.find_spec("librosa")
     if spec is not None and spec.submodule_search_locations:
@@ -46,10 +120,25 @@ def pytest_sessionstart(session) -> None:
                 "librosa.feature.spectral_centroid(S=s); librosa.feature.spectral_rolloff(S=s)\n"
                 "librosa.feature.spectral_flatness(S=s)\n"
             )
+    distributed = bool(getattr(session.config.option, "numprocesses", None))
+    if distributed:
+        if not _kernels_compiled(("dynamics.limiter", FINGERPRINT_KERNEL, TEMPO_KERNEL)):
+            run = subprocess.Popen([sys.executable, "-c", _WARM_RUN])
+            _start_warmup(code)
+            run.wait()
+        else:
+            _start_warmup(code)
+        import_librosa()
+        return
     if not _kernels_compiled(("dynamics.limiter",)):
         # then the render's kernels, into the cache the tests load them from: the first
         # test that masters loads them instead of compiling them itself (a clean clone)
         code += "from auralis_batch.warm import compile_render\ncompile_render()\n"
+    _start_warmup(code)
+
+
+def _start_warmup(code: str) -> None:
+    global _warmup
     if code.count("\n") == 1:  # compiled already: nothing to gain
         return
     _warmup = subprocess.Popen(
