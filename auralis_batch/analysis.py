@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .audio import (
-    MAX_SAMPLE_RATE_HZ,
-    MIN_SAMPLE_RATE_HZ,
     AudioInfo,
     as_audio,
     decode_dtype,
@@ -30,6 +28,7 @@ from .audio import (
 )
 from .cache import PcmHasher, make_key
 from .errors import AuralisError
+from .limits import checked_sample_rate
 from .recall import cached_record, recall
 from .records import LOUDNESS_KEYS
 from .versions import (
@@ -318,11 +317,7 @@ def analyze_array(audio: np.ndarray, sample_rate: int, *, tempo: bool = True) ->
     x = as_audio(audio, finite=False)  # the meter refuses NaN/inf on its pass
     if x.shape[1] == 0:
         raise AuralisError("audio: has no samples")
-    if not MIN_SAMPLE_RATE_HZ <= int(sample_rate) <= MAX_SAMPLE_RATE_HZ:
-        raise AuralisError(
-            f"sample_rate must be between {MIN_SAMPLE_RATE_HZ} and {MAX_SAMPLE_RATE_HZ} Hz, "
-            f"got {sample_rate}"
-        )
+    sample_rate = checked_sample_rate(sample_rate)
     step = 65536
     blocks = (x[:, i : i + step] for i in range(0, x.shape[1], step))
     loud, finger, frames, spectrum_db, curve = _analyse_stream(

@@ -718,8 +718,11 @@ def run_master(
     PlanError
         Whole-run problems found before any work (nothing is written).
     ParameterError
-        ``inputs`` is a single path, not a sequence of them; or the reference is one
-        there is nothing to match in (:func:`~auralis_batch.adaptive.check_reference`).
+        ``inputs`` is a single path, not a sequence of them; a field of ``settings``
+        or ``n_jobs`` is out of range (:meth:`RunSettings.check`); or the reference is
+        one there is nothing to match in (:func:`~auralis_batch.adaptive.check_reference`).
+    PresetError
+        ``settings.preset`` names no built-in preset and no readable TOML file.
     AudioError
         ``settings.reference`` cannot be read (when no ``reference_record`` is given,
         the reference is analysed here, as the CLI does).
@@ -732,6 +735,9 @@ def run_master(
             f"inputs must be a list of files and folders, got the single path {inputs!r}: "
             f"pass [{inputs!r}]"
         )
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
+        raise ParameterError(f"n_jobs must be a non-zero int (-1: every core), got {n_jobs!r}")
+    settings.check()  # every bad field now, not once per track
     if settings.reference and settings.reference_record is None:
         from .analysis import analyze_file
 

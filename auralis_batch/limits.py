@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+from typing import Any
+
 #: Sample rates the engine accepts, Hz: files, arrays, meter, compressor and limiter.
 MIN_SAMPLE_RATE_HZ = 8000
 MAX_SAMPLE_RATE_HZ = 384000
@@ -12,3 +16,29 @@ MAX_SAMPLE_RATE_HZ = 384000
 #: limiter measured: a 0.5 ms lookahead let a tone burst through 0.02 dB over its
 #: true-peak ceiling (tests/test_dynamics.py); from 1 ms the ceiling holds.
 MIN_LOOKAHEAD_MS = 1.0
+
+
+def checked_sample_rate(sample_rate: Any, *, name: str = "sample_rate") -> int:
+    """``sample_rate`` as an int in the engine's range, or :class:`ParameterError`
+    naming it, its value and the range (a whole number of Hz: 44100 or 44100.0)."""
+    return checked_whole(
+        sample_rate, name=name, lo=MIN_SAMPLE_RATE_HZ, hi=MAX_SAMPLE_RATE_HZ, unit="Hz"
+    )
+
+
+def checked_whole(value: Any, *, name: str, lo: int, hi: int, unit: str = "") -> int:
+    """``value`` as an int between ``lo`` and ``hi``, or :class:`ParameterError`."""
+    from .errors import ParameterError
+
+    whole = (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and float(value).is_integer()
+    )
+    if not whole or not lo <= int(value) <= hi:
+        unit = f" {unit}" if unit else ""
+        raise ParameterError(
+            f"{name} must be a whole number between {lo} and {hi}{unit}, got {value!r}"
+        )
+    return int(value)

@@ -37,7 +37,7 @@ from .kernels.loudness import (
     kweighted_subblock_power,
 )
 from .kernels.truepeak import true_peak_block
-from .limits import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
+from .limits import checked_sample_rate, checked_whole
 
 SURROUND_WEIGHT = 1.41  # BS.1770-4 Table 3, +1.5 dB for surround channels
 
@@ -251,16 +251,9 @@ class LoudnessMeter:
         channel_weights: Sequence[float] | None = None,
         true_peak_oversample: int = 4,
     ) -> None:
-        if not MIN_SAMPLE_RATE_HZ <= int(sample_rate) <= MAX_SAMPLE_RATE_HZ:
-            raise ParameterError(
-                f"sample_rate must be between {MIN_SAMPLE_RATE_HZ} and {MAX_SAMPLE_RATE_HZ} Hz, "
-                f"got {sample_rate}"
-            )
-        if not 1 <= int(channels) <= 64:
-            raise ParameterError(f"channels must be between 1 and 64, got {channels}")
-        self.sample_rate = int(sample_rate)
-        self.channels = int(channels)
-        w = default_channel_weights(channels) if channel_weights is None else channel_weights
+        self.sample_rate = checked_sample_rate(sample_rate)
+        self.channels = checked_whole(channels, name="channels", lo=1, hi=64)
+        w = default_channel_weights(self.channels) if channel_weights is None else channel_weights
         self.weights = np.ascontiguousarray(w, dtype=np.float64)
         if self.weights.shape != (self.channels,):
             raise ParameterError(
@@ -384,8 +377,11 @@ def measure_loudness(
         ``audio`` has more than two dimensions, or holds a NaN or infinite sample.
     """
     x = np.asarray(audio)
+    check_float_samples(x)
     if x.ndim == 1:
         x = x[np.newaxis, :]
+    if x.ndim != 2:
+        raise AudioError(f"audio: expected shape (channels, samples) or (samples,), got {x.shape}")
     meter = LoudnessMeter(sample_rate, x.shape[0], channel_weights=channel_weights)
     meter.process(x)
     return meter.result()

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from .adaptive import range_compressor
 from .audio import BLOCK_FRAMES, Quantizer
 from .dynamics import LIMITER_MARGIN_DB, Compressor, Limiter
 from .eq import Equalizer
+from .errors import ParameterError
 from .match import LongTermSpectrum
 from .meter import Loudness, LoudnessMeter
 from .presets import Preset, load_preset
@@ -870,12 +872,19 @@ def master_array(
     AudioError
         ``audio`` is not ``(channels, samples)`` or holds NaN/inf.
     ParameterError
-        ``sample_rate`` is out of range.
+        ``sample_rate`` is out of range, or ``preset`` is not a preset.
+    PresetError
+        ``preset`` names no built-in preset and no readable TOML file.
     """
     from .audio import as_audio
 
-    if isinstance(preset, str):  # a name: it raised AttributeError deep in the chain
+    if isinstance(preset, (str, os.PathLike)):  # a name: AttributeError deep in the chain
         preset = load_preset(preset)
+    if not isinstance(preset, Preset):
+        raise ParameterError(
+            f"preset must be a Preset (load_preset, adaptive_preset) or a preset's name or "
+            f"TOML path, got {preset!r}"
+        )
     x = as_audio(audio)
     out: list[np.ndarray] = []
 

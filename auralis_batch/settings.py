@@ -79,6 +79,56 @@ class RunSettings:
     match_strength: float = 1.0  # 0..1: how much of the reference's tone to take
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
 
+    def check(self) -> None:
+        """Every field checked up front, as the CLI checks its flags, so that a bad
+        value stops the run before any work instead of failing each track.
+
+        Raises
+        ------
+        ParameterError
+            Naming every bad field as ``field: what is wrong`` (the allowed values,
+            the range and its unit).
+        PresetError
+            ``preset`` names no built-in preset and no readable TOML file.
+        """
+        from .audio import output_subtype
+        from .presets import LIMITS
+
+        problems: list[str] = []
+        for name in ("album", "write_loudness_tags", "copy_tags", "use_cache"):
+            if not isinstance(getattr(self, name), bool):
+                problems.append(f"{name}: must be True or False, got {getattr(self, name)!r}")
+        if self.tempo is not None and not isinstance(self.tempo, bool):
+            problems.append(f"tempo: must be True, False or None, got {self.tempo!r}")
+        for name, limit in (
+            ("target_lufs", "target_lufs"),
+            ("ceiling_dbtp", "limiter.ceiling_dbtp"),
+        ):
+            value = getattr(self, name)
+            lo, hi, unit = LIMITS[limit]
+            if value is not None and not (_is_number(value) and lo <= value <= hi):
+                problems.append(f"{name}: must be between {lo:g} and {hi:g} {unit}, got {value!r}")
+        if not (_is_number(self.match_strength) and 0.0 <= self.match_strength <= 1.0):
+            problems.append(f"match_strength: must be between 0 and 1, got {self.match_strength!r}")
+        timeout = self.timeout_per_track_s
+        if timeout is not None and not (_is_number(timeout) and 0 < timeout < float("inf")):
+            problems.append(f"timeout_per_track_s: must be None or seconds > 0, got {timeout!r}")
+        budget = self.memory_budget_bytes
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
+            problems.append(f"memory_budget_bytes: must be an int >= 0, got {budget!r}")
+        for name in ("preset", "fmt", "bit_depth"):
+            if not isinstance(getattr(self, name), str):
+                problems.append(f"{name}: must be a str, got {getattr(self, name)!r}")
+        if isinstance(self.fmt, str) and isinstance(self.bit_depth, str):
+            try:
+                output_subtype(self.fmt, self.bit_depth)
+            except ParameterError as exc:
+                problems.append(f"fmt, bit_depth: {exc}")
+        if problems:
+            raise ParameterError("; ".join(problems))
+        if not adapts(self) and not self.reference:  # a reference is analysed first
+            load_preset(self.preset)
+
     def fingerprint(self) -> str:
         """Hash of everything that changes the output (the journal keeps it), taken
         from :meth:`canonical`: a flag that restates what the preset says does not
@@ -141,6 +191,16 @@ class RunSettings:
         d["engine"] = __version__
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _is_number(value: Any) -> bool:
+    """A real, finite number (not a bool, not NaN)."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and value == value
+        and abs(value) != float("inf")
+    )
 
 
 def adapts(settings: RunSettings) -> bool:

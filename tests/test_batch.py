@@ -978,3 +978,44 @@ def test_run_master_refuses_a_bare_path_and_analyses_a_reference_path(tmp_path, 
     (rec,) = run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1).records
     assert rec["status"] == "ok" and rec["preset"] == "reference"
     assert rec["parameters"]["source"] == "reference"
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"fmt": "mp3"}, "fmt, bit_depth: format must be one of"),
+        ({"bit_depth": 24}, "bit_depth: must be a str"),
+        ({"target_lufs": 5.0}, "target_lufs: must be between -40 and -5 LUFS"),
+        ({"ceiling_dbtp": float("nan")}, "ceiling_dbtp: must be between"),
+        ({"timeout_per_track_s": -1}, "timeout_per_track_s: must be None or seconds > 0"),
+        ({"match_strength": 2}, "match_strength: must be between 0 and 1"),
+        ({"album": "yes"}, "album: must be True or False"),
+        ({"memory_budget_bytes": 1.5}, "memory_budget_bytes: must be an int"),
+    ],
+)
+def test_run_master_checks_its_settings_before_any_work(tmp_path, write_audio, fields, match):
+    """A bad setting failed every track, one by one, after decoding each (third
+    sweep): now the run stops before it plans, writes or reads anything."""
+    from auralis_batch.errors import ParameterError
+
+    write_audio("lib/a.flac", music_like(seconds=1.0))
+    with pytest.raises(ParameterError, match=match):
+        run_master([tmp_path / "lib"], tmp_path / "out", RunSettings(**fields), n_jobs=1)
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_master_names_every_bad_setting_and_a_missing_preset(tmp_path):
+    from auralis_batch.errors import ParameterError, PresetError
+
+    bad = RunSettings(fmt="mp3", target_lufs=0.0, match_strength=-1.0)
+    with pytest.raises(ParameterError) as info:
+        run_master([tmp_path], tmp_path / "out", bad, dry_run=True)
+    assert [p.split(":")[0] for p in str(info.value).split("; ")] == [
+        "target_lufs",
+        "match_strength",
+        "fmt, bit_depth",
+    ]
+    with pytest.raises(PresetError, match="unknown preset 'lowd'"):
+        run_master([tmp_path], tmp_path / "out", RunSettings(preset="lowd"), dry_run=True)
+    with pytest.raises(ParameterError, match="n_jobs"):
+        run_master([tmp_path], tmp_path / "out", RunSettings(), n_jobs=0)

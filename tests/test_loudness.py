@@ -349,6 +349,31 @@ def test_bad_input_is_refused_with_a_specific_error():
         LoudnessMeter(48000, 2, channel_weights=[1.0])
 
 
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [  # wrong Python types escaped as TypeError/IndexError from deep inside (third sweep)
+        (lambda: LoudnessMeter(None, 2), ParameterError, "sample_rate .* got None"),
+        (lambda: LoudnessMeter(44100.5, 2), ParameterError, "whole number"),
+        (lambda: LoudnessMeter(48000, 2.5), ParameterError, "channels .* got 2.5"),
+        (lambda: measure_loudness(0.5, 48000), AudioError, r"got \(\)"),
+        (lambda: measure_loudness(np.zeros((2, 2, 9)), 48000), AudioError, "expected shape"),
+        (lambda: measure_loudness(np.zeros(9, np.int16), 48000), AudioError, "divide by 32768"),
+    ],
+)
+def test_wrong_types_get_the_libraries_errors_naming_the_parameter(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_whole_numbers_of_another_type_are_taken():
+    """44100.0 and NumPy integers are whole numbers: the same meter as 44100 and 2."""
+    a = measure_loudness(music_like(seconds=3.0), 44100)
+    b = LoudnessMeter(np.float64(44100.0), np.int64(2))
+    b.process(music_like(seconds=3.0))
+    assert b.sample_rate == 44100 and b.channels == 2
+    assert b.result().integrated_lufs == a.integrated_lufs
+
+
 # --- pyloudnorm, an independent implementation -----------------------------------
 
 

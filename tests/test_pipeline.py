@@ -578,7 +578,7 @@ def test_master_array_takes_a_preset_name_and_adaptive_through_its_function():
     """preset="warm" raised AttributeError deep in the chain, and there was no API
     route to the adaptive preset (third sweep)."""
     import auralis_batch as ab
-    from auralis_batch.errors import PresetError
+    from auralis_batch.errors import ParameterError, PresetError
 
     x = music_like(seconds=3.0, level_db=-20.0)
     by_name, _ = ab.master_array(x, 44100, preset="warm")
@@ -588,3 +588,7 @@ def test_master_array_takes_a_preset_name_and_adaptive_through_its_function():
     assert adaptive.name == "adaptive" and "adaptive_preset" in dir(ab)
     with pytest.raises(PresetError, match=r"adaptive_preset\(analyze"):
         ab.load_preset("adaptive")
+    with pytest.raises(ParameterError, match=r"preset must be a Preset .* got None"):
+        ab.master_array(x, 44100, preset=None)
+    with pytest.raises(ParameterError, match=r"sample_rate must be a whole number .* got None"):
+        ab.master_array(x, None, preset="warm")
