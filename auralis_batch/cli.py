@@ -627,13 +627,12 @@ def measure(inputs: Inputs, json_out: JsonFlag = False) -> None:
     """Measure loudness per ITU-R BS.1770-4 / EBU R128 (integrated, LRA, true peak)."""
     from .audio import readable_extensions
     from .engine import measure_file
-    from .plan import discover
     from .records import failure_line, plain_json
 
     missing = [p for p in inputs if not p.exists()]
     if missing:
         _fail_usage(f"input {missing[0]} does not exist")
-    audio, records, _ = discover(inputs, extensions=readable_extensions(), skip_masters=False)
+    audio, records, _ = _read_once(inputs, extensions=readable_extensions())
     records += [measure_file(f) for f, _ in audio]
     if json_out:
         typer.echo(plain_json(records, indent=2))
@@ -669,7 +668,6 @@ def analyze(
     cache_dir: CacheDirOpt = None,
 ) -> None:
     """Analyse loudness, spectral fingerprint, dynamics, stereo image and tempo."""
-    from .plan import discover
     from .records import failure_line, plain_json
     from .versions import CURVE_KEY
 
@@ -693,7 +691,7 @@ def analyze(
             from .recall import recall_all
 
             # recall_all sorts them out
-            found, _, _ = discover(inputs, extensions=None, skip_masters=False)
+            found, _, _ = _read_once(inputs, extensions=None)
             named = {Path(p) for p in inputs if Path(p).is_file()}
             files = [f for f, _rel in found]
             records = recall_all(cache, files, tempo=not no_tempo, named=named)
@@ -721,11 +719,10 @@ def analyze(
 def _analyze_files(inputs: list[Path], cache, *, tempo: bool) -> list[dict]:
     from .analysis import analyze_file
     from .audio import readable_extensions
-    from .plan import discover
     from .recall import would_answer
     from .records import error_text
 
-    audio, _, _ = discover(inputs, extensions=readable_extensions(), skip_masters=False)
+    audio, _, _ = _read_once(inputs, extensions=readable_extensions())
     noted = False
     records = []
     for f, _rel in audio:
@@ -737,6 +734,23 @@ def _analyze_files(inputs: list[Path], cache, *, tempo: bool) -> list[dict]:
         except Exception as exc:
             records.append({"path": str(f), "error": error_text(exc)})
     return records
+
+
+def _read_once(inputs: list[Path], *, extensions):
+    """``discover`` for ``analyze`` and ``measure`` (masters are read too), each file
+    once: a file named twice, or named and inside a folder named too, was measured and
+    printed twice (third sweep). The first of its names is kept."""
+    from .plan import discover
+
+    audio, skipped, notes = discover(inputs, extensions=extensions, skip_masters=False)
+    seen: set[str] = set()
+    once = []
+    for f, rel in audio:
+        key = os.path.normpath(os.path.abspath(f))
+        if key not in seen:
+            seen.add(key)
+            once.append((f, rel))
+    return once, skipped, notes
 
 
 def _first_run_note(tempo: bool) -> None:
@@ -765,29 +779,76 @@ _ANALYSIS_COLUMNS = (
     "tempo_bpm",
     "tempo_confidence",
 )
+#: Top-level scalars of ``analyze --json`` after the fingerprint's (the columns above
+#: come first, as they always did, and ``cached``, ``seconds`` and ``error`` last).
+_ANALYSIS_MORE = ("sample_rate", "channels", "sample_peak_dbfs", "fingerprint_version")
+#: Runner-up tempi in the CSV: ``tempo_candidates.1.bpm`` ... ``.2.score``.
+_CSV_CANDIDATES = 2
+
+
+def _analysis_csv_columns(records: list[dict]) -> list[str]:
+    """Every value ``analyze --json`` gives, one column each: nested maps as
+    ``band_energy.bass``, the runner-up tempi as ``tempo_candidates.1.bpm``, the
+    long-term spectrum as ``spectrum_db.1000.0`` (band centre, Hz). The fingerprint's
+    names come from the first record that has one (all share one version)."""
+    from .versions import SPECTRUM_KEY, THIRD_OCTAVE_HZ
+
+    features: list[str] = []
+    maps: list[str] = []
+    for r in records:
+        if r.get("fingerprint"):
+            for k, v in r["fingerprint"].items():
+                if isinstance(v, dict):
+                    maps += [f"{k}.{name}" for name in v]
+                elif not isinstance(v, list) and k not in _ANALYSIS_COLUMNS and k != "version":
+                    features.append(k)
+            break
+    candidates = [
+        f"tempo_candidates.{i}.{what}"
+        for i in range(1, _CSV_CANDIDATES + 1)
+        for what in ("bpm", "score")
+    ]
+    spectrum = [f"{SPECTRUM_KEY}.{hz:.1f}" for hz in THIRD_OCTAVE_HZ]
+    return [
+        *_ANALYSIS_COLUMNS,
+        *sorted(features),
+        *maps,
+        *_ANALYSIS_MORE,
+        *candidates,
+        *spectrum,
+        "cached",
+        "seconds",
+        "error",
+    ]
+
+
+def _analysis_csv_row(r: dict, columns: list[str]) -> list:
+    from .versions import SPECTRUM_KEY
+
+    fp = r.get("fingerprint") or {}
+    flat: dict = {k: v for k, v in r.items() if not isinstance(v, (dict, list))}
+    flat.update({k: v for k, v in fp.items() if not isinstance(v, (dict, list))})
+    flat.update({k: r[k] for k in _ANALYSIS_COLUMNS if k in r})  # the record's own first
+    for k, v in fp.items():
+        if isinstance(v, dict):
+            flat.update({f"{k}.{name}": x for name, x in v.items()})
+    for i, c in enumerate(r.get("tempo_candidates") or [], start=1):
+        flat[f"tempo_candidates.{i}.bpm"] = c["bpm"]
+        flat[f"tempo_candidates.{i}.score"] = c["score"]
+    spectrum = r.get(SPECTRUM_KEY) or []
+    names = [c for c in columns if c.startswith(SPECTRUM_KEY + ".")]
+    flat.update({name: v for name, v in zip(names, spectrum, strict=False) if v is not None})
+    return [flat.get(c, "") for c in columns]
 
 
 def _print_analysis_csv(records: list[dict]) -> None:
     import csv
 
-    bands: list[str] = []
-    for r in records:
-        if "fingerprint" in r:
-            bands = sorted(  # the scalar features; lists and maps stay in --json
-                k
-                for k, v in r["fingerprint"].items()
-                if not isinstance(v, (dict, list)) and k not in _ANALYSIS_COLUMNS
-            )
-            break
+    columns = _analysis_csv_columns(records)
     writer = csv.writer(sys.stdout)
-    writer.writerow([*_ANALYSIS_COLUMNS, *bands, "cached", "error"])
+    writer.writerow(columns)
     for r in records:
-        fp = r.get("fingerprint", {})
-        writer.writerow(
-            [r.get(c, "") for c in _ANALYSIS_COLUMNS]
-            + [fp.get(b, "") for b in bands]
-            + [r.get("cached", ""), r.get("error", "")]
-        )
+        writer.writerow(_analysis_csv_row(r, columns))
 
 
 def _cell(name: str) -> str:

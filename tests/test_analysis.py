@@ -103,6 +103,42 @@ def test_analyze_command_csv_and_table(write_audio):
     assert res.exit_code == 0 and "good.wav" in res.stdout
 
 
+def test_analyze_csv_has_every_value_the_json_has_and_each_file_once(write_audio, tmp_path):
+    """--csv left out the band energies, sample rate, runner-up tempi and spectrum that
+    --json gives, and a file named twice was analysed and printed twice (third sweep)."""
+    import csv
+    import io
+
+    good = write_audio("lib/good.wav", music_like(seconds=4.0))
+    bad = tmp_path / "lib" / "bad.wav"
+    bad.write_text("nope")
+    for extra in (["--no-cache"], []):  # measured, then answered from the cache
+        args = ["analyze", str(good), str(tmp_path / "lib"), str(good), *extra]
+        rows = list(csv.DictReader(io.StringIO(runner.invoke(app, [*args, "--csv"]).stdout)))
+        (js, js_bad) = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+        assert [r["path"] for r in rows] == [str(good), str(bad)]
+        row = rows[0]
+        for key, value in js.items():
+            if isinstance(value, bool):
+                assert row[key] == str(value), key
+            elif isinstance(value, (int, float)) and key != "seconds":  # two runs' times
+                assert float(row[key]) == value, key
+        for band, value in js["fingerprint"]["band_energy"].items():
+            assert float(row[f"band_energy.{band}"]) == value
+        for key, value in js["fingerprint"].items():
+            if isinstance(value, float) and key not in ("lra_lu",):  # the meter's is the record's
+                assert float(row[key]) == value, key
+        spectrum = [float(v) for k, v in row.items() if k.startswith("spectrum_db.") and v]
+        assert spectrum == [v for v in js["spectrum_db"] if v is not None]
+        for i, c in enumerate(js["tempo_candidates"], start=1):
+            assert float(row[f"tempo_candidates.{i}.bpm"]) == c["bpm"]
+        assert rows[1]["error"] == js_bad["error"] and rows[1]["integrated_lufs"] == ""
+        assert list(row)[:3] == ["path", "duration_s", "integrated_lufs"]
+        assert list(row)[-3:] == ["cached", "seconds", "error"]
+    res = runner.invoke(app, ["measure", str(good), str(tmp_path / "lib"), "--json"])
+    assert [r["input"] for r in json.loads(res.stdout)] == [str(good), str(bad)]
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_array_with_nan_or_inf_is_refused(bad):
     from auralis_batch.analysis import analyze_array
