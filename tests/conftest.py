@@ -128,7 +128,11 @@ def pytest_sessionstart(session) -> None:
             run.wait()
         else:
             _start_warmup(code)
-        import_librosa()
+        if _warmup is not None:  # librosa compiled before the workers import it
+            try:
+                _warmup.wait(timeout=300)
+            except subprocess.TimeoutExpired:
+                _warmup.kill()
         return
     if not _kernels_compiled(("dynamics.limiter",)):
         # then the render's kernels, into the cache the tests load them from: the first
