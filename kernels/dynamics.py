@@ -512,6 +512,15 @@ def _gain_path_into(gr, a_rel, fs, st, dv, di, b1, b2, gains):
         # Only gains below 1 enter the deque (an empty deque means 1): the minimum is
         # the same element, and on the usual unlimited samples this is one compare.
         # (ring indices wrap by a compare, not %: integer division is slow per sample)
+        # The entry that leaves the window goes first (one a sample at most: indices
+        # are consecutive), so the ring holds at most `window` entries: pushed first,
+        # a run of rising gains longer than the window overwrote the head and wrote
+        # past the ring (a user preset with 24 dB of limiting crashed, fourth sweep).
+        if qn > 0 and di[head] <= count - window:
+            head += 1
+            if head == window:
+                head = 0
+            qn -= 1
         if g < 1.0:
             while qn > 0:
                 last = head + qn - 1
@@ -526,11 +535,6 @@ def _gain_path_into(gr, a_rel, fs, st, dv, di, b1, b2, gains):
             dv[slot] = g
             di[slot] = count
             qn += 1
-        if qn > 0 and di[head] <= count - window:
-            head += 1
-            if head == window:
-                head = 0
-            qn -= 1
         target = 1.0 - dv[head] if qn > 0 else 0.0
         # ---- instant attack, exponential release towards the held minimum
         red = _release(red, target, a_rel)

@@ -241,6 +241,39 @@ def test_limiter_never_exceeds_true_peak_ceiling(
     assert true_peak_db(y) <= ceiling_dbtp + TP_TOLERANCE_DB
 
 
+def test_a_run_of_rising_required_gains_longer_than_the_hold_stays_in_the_ring():
+    """A falling peak envelope, over the ceiling for far longer than the sliding
+    minimum's window, makes every sample's required gain larger than the last: each
+    enters the deque and none leaves it but by age. Pushed before the oldest left, the
+    ring held window + 1 entries, overwrote its head (the held minimum) and then wrote
+    past its end: a user preset with 24 dB of limiting and 1 ms times crashed the
+    process or let the master through 0.2 dB over its ceiling (fourth sweep)."""
+    lim = Limiter(SR, 1, ceiling_dbtp=-6.0, lookahead_ms=1.0, release_ms=1.0)
+    n = 4000
+    ramp = np.linspace(4.0, 1.0, n)[np.newaxis, :]  # 18 dB over the ceiling, falling
+    _delay, window, *_ = lim._sizes
+    assert n > 10 * window
+    head = lim.process(ramp)
+    assert lim._state[1][kdyn.LIM_I_QLEN] <= window  # istate: 134 entries in a ring of 67
+    y = np.concatenate([head, lim.flush()], axis=1)
+    assert true_peak_db(y) <= -6.0 + TP_TOLERANCE_DB
+    # and each output sample is the input's times a gain that never exceeds what the
+    # highest input within reach allows (the held minimum was not lost)
+    assert np.all(np.abs(y) <= 10 ** (-6.0 / 20) + 1e-12)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_deep_limiting_with_the_shortest_times_holds_the_ceiling(channels):
+    """The fourth sweep's case: 24 dB into the limiter at 1 ms lookahead and release, a
+    5 Hz sine under music-like noise (long falling flanks over the ceiling)."""
+    rng = np.random.default_rng(5)
+    t = np.arange(3 * SR) / SR
+    x = np.sin(2 * np.pi * 5 * t) + 0.1 * rng.standard_normal((channels, t.size))
+    x *= 10 ** ((-1.0 + 24.0) / 20) / np.abs(x).max()
+    y = limit(x, SR, ceiling_dbtp=-1.0, lookahead_ms=1.0, release_ms=1.0)
+    assert true_peak_db(y) <= -1.0 + TP_TOLERANCE_DB
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_limiter_full_band_noise_ceiling(seed):
     """White noise up to Nyquist: above 18 kHz interpolators disagree (resample_poly vs
