@@ -29,6 +29,11 @@ class OutputError(AuralisError):
     """The output could not be written (refused path, disk full, permission)."""
 
 
+class CeilingError(AuralisError):
+    """A render stayed over its true-peak ceiling after the gain was lowered: nothing is
+    written (the limiter's construction should make this unreachable)."""
+
+
 class UnsafeRowError(AuralisError):
     """A fingerprint-cache row that is not inline JSON (a pickle, a file name, a foreign
     value): refused unread; the cache counts it as a miss and deletes it."""

@@ -41,7 +41,7 @@ from .adaptive import range_compressor
 from .audio import BLOCK_FRAMES, Quantizer
 from .dynamics import LIMITER_MARGIN_DB, Compressor, Limiter
 from .eq import Equalizer
-from .errors import ParameterError
+from .errors import CeilingError, ParameterError
 from .match import LongTermSpectrum
 from .meter import Loudness, LoudnessMeter
 from .presets import Preset, load_preset
@@ -622,12 +622,24 @@ def _hold_ceiling(
     render: Callable[[float], _Rendered], done: _Rendered, ceiling: float, notes: list[str]
 ) -> tuple[_Rendered, int]:
     """The ceiling is a promise: never write above it (a render over it, which the
-    limiter's construction should prevent, is redone with the gain lowered)."""
+    limiter's construction should prevent, is redone with the gain lowered, twice at
+    most; a render still over it fails the track and is not written).
+
+    Raises
+    ------
+    CeilingError
+        The last render's true peak is still above ``ceiling``.
+    """
     extra = 0
-    for _ in range(2):
+    for attempt in range(3):
         peak = done.after.true_peak_dbtp
         if not (_finite(peak) and peak > ceiling):
             break
+        if attempt == 2:
+            raise CeilingError(
+                f"true peak {peak:.2f} dBTP over the {ceiling:g} dBTP ceiling after the gain "
+                "was lowered twice: not written (please report this with the preset used)"
+            )
         done = render(done.gain_db - (peak - ceiling + 0.02))
         extra += 1
         notes.append("gain lowered slightly to keep the true peak under the ceiling")

@@ -1019,3 +1019,45 @@ def test_run_master_names_every_bad_setting_and_a_missing_preset(tmp_path):
         run_master([tmp_path], tmp_path / "out", RunSettings(preset="lowd"), dry_run=True)
     with pytest.raises(ParameterError, match="n_jobs"):
         run_master([tmp_path], tmp_path / "out", RunSettings(), n_jobs=0)
+
+
+def test_a_render_the_limiter_left_over_its_ceiling_is_never_written(
+    tmp_path, write_audio, monkeypatch
+):
+    """The ceiling is a promise: a render over it (a limiter fault, as the fourth
+    sweep's ring overflow was) is redone with the gain lowered; one still over it after
+    two tries failed nowhere and was written anyway. Now the track fails, says why,
+    and leaves nothing in OUT; the batch goes on."""
+    import dataclasses
+    from pathlib import Path
+
+    from auralis_batch import engine, pipeline
+
+    real = pipeline._render_pass
+    faulty = {"b.flac"}
+    current: list[str] = []
+
+    def render_pass(*args, **kwargs):
+        done = real(*args, **kwargs)
+        if current and current[-1] in faulty:  # as if the limiter had let a peak through
+            over = dataclasses.replace(done.after, true_peak_dbtp=-0.5)
+            return dataclasses.replace(done, after=over)
+        return done
+
+    real_master = engine.master_stream
+
+    def master_stream(source, **kwargs):  # which track is rendered now
+        current.append(Path(source.path).name)
+        return real_master(source, **kwargs)
+
+    monkeypatch.setattr(pipeline, "_render_pass", render_pass)
+    monkeypatch.setattr(engine, "master_stream", master_stream)
+    write_audio("lib/a.flac", music_like(seconds=2.0, seed=1))
+    write_audio("lib/b.flac", music_like(seconds=2.0, seed=2))
+    settings = RunSettings(use_cache=False)
+    result = run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1)
+    by_name = {Path(r["input"]).name: r for r in result.records}
+    assert by_name["a.flac"]["status"] == "ok"
+    assert by_name["b.flac"]["status"] == "failed"
+    assert "over the -1 dBTP ceiling after the gain was lowered twice" in by_name["b.flac"]["error"]
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*.flac")) == ["a.flac"]
