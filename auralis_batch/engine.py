@@ -40,7 +40,6 @@ from .match import SPECTRUM_KEY, THIRD_OCTAVE_HZ, spectrum_every
 from .meter import integrated_from_block_powers, loudness_curve
 from .pipeline import (
     PROCESSED_DTYPE,
-    TARGET_ACCEPT_LU,
     TARGET_TOLERANCE_LU,
     MasterOutcome,
     master_stream,
@@ -616,7 +615,7 @@ class _AlbumRender:
     def reached(self) -> bool:
         return bool(
             np.isfinite(self.album_lufs)
-            and abs(self.target_lufs - self.album_lufs) <= TARGET_ACCEPT_LU
+            and abs(self.target_lufs - self.album_lufs) <= TARGET_TOLERANCE_LU
         )
 
     @property

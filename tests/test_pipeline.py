@@ -592,3 +592,20 @@ def test_master_array_takes_a_preset_name_and_adaptive_through_its_function():
         ab.master_array(x, 44100, preset=None)
     with pytest.raises(ParameterError, match=r"sample_rate must be a whole number .* got None"):
         ab.master_array(x, None, preset="warm")
+
+
+def test_a_master_more_than_a_tenth_of_a_lu_off_its_target_is_not_on_target():
+    """The promise is ±0.1 LU: a master the limiting cap held 0.28 LU under its target
+    counted as reached (an acceptance band of 0.5 LU): no warning, "reached" on the
+    report's page (fourth sweep). Now it is not, and its note says why."""
+    x = music_like(seconds=3.0, level_db=-20.0)
+    preset = load_preset("punchy").with_overrides(target_lufs=-10.5)
+    _, outcome = master_array(x, 44100, preset=preset, bit_depth="24")
+    off = abs(-10.5 - outcome.after.integrated_lufs)
+    assert 0.1 < off < 0.5  # the band the old rule called reached
+    assert outcome.target_reached is False
+    assert outcome.notes == [
+        f"target -10.5 LUFS not reached ({outcome.after.integrated_lufs:.2f} LUFS): it would "
+        "need more than 8 dB of peak limiting (limiter.max_gain_reduction_db); the track "
+        "was not crushed to hit the number"
+    ]
