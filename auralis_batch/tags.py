@@ -192,9 +192,52 @@ def _read_source(source: str | os.PathLike, notes: list[str]) -> tuple[dict, lis
             f"tags not copied: the source's tags are unreadable ({type(exc).__name__}: {exc})"
         )
         return {}, [], False
+    if _has_text_chunks(src):  # after ID3, which wins where both name a field
+        for name, value in _sndfile_strings(source).items():
+            fields.setdefault(name, [value])
     kept = {k: v for k, v in fields.items() if not is_loudness_tag(k)}
     fields = {k: v for k, v in kept.items() if k not in _ENCODING_FIELDS}
     return fields, pictures, isinstance(tags, ID3)
+
+
+#: libsndfile's string fields (``SoundFile.copy_metadata``) as Vorbis field names: what
+#: a WAV's RIFF INFO chunk (INAM, IART, IPRD, ICMT, ICRD, IGNR, ITRK, ICOP) or an AIFF's
+#: NAME/AUTH/ANNO/(c) chunks hold. ``software`` (ISFT) names the source's encoder: not
+#: the master's, like ENCODER.
+_SNDFILE_FIELDS = {
+    "title": "title",
+    "artist": "artist",
+    "album": "album",
+    "comment": "comment",
+    "date": "date",
+    "genre": "genre",
+    "tracknumber": "tracknumber",
+    "copyright": "copyright",
+    "license": "license",
+}
+
+
+def _has_text_chunks(src) -> bool:
+    """WAV and AIFF keep text in chunks mutagen does not read (it reads their ID3
+    chunk): RIFF INFO is what libsndfile, Audacity and many DAWs write by default, and
+    its title and artist were lost (fourth sweep)."""
+    from mutagen.aiff import AIFF
+    from mutagen.wave import WAVE
+
+    return isinstance(src, (WAVE, AIFF))
+
+
+def _sndfile_strings(source: str | os.PathLike) -> dict[str, str]:
+    """The text libsndfile reads from ``source``'s INFO or AIFF text chunks (empty if
+    it cannot open the file: the track's own decoding says why)."""
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(os.fsencode(source) if os.name == "posix" else source) as f:
+            found = f.copy_metadata()
+    except Exception:
+        return {}
+    return {_SNDFILE_FIELDS[k]: v for k, v in found.items() if k in _SNDFILE_FIELDS and v.strip()}
 
 
 def _tag_names(tags) -> list[str]:

@@ -491,3 +491,43 @@ def test_an_id3_track_number_of_a_total_becomes_vorbis_number_and_total(tmp_path
     tags = FLAC(out).tags
     assert (tags["tracknumber"], tags["tracktotal"]) == (["3"], ["10"])
     assert (tags["discnumber"], tags["disctotal"]) == (["1"], ["2"])
+
+
+@pytest.mark.parametrize("fmt", ["flac", "wav"])
+@pytest.mark.parametrize("container", ["WAV", "AIFF"])
+def test_text_in_riff_info_and_aiff_chunks_reaches_the_master(tmp_path, fmt, container):
+    """A WAV's RIFF INFO chunk and an AIFF's text chunks (libsndfile's, Audacity's and
+    many DAWs' default) were read by nothing: title and artist were lost without a note
+    (fourth sweep). The software field names the source's encoder and stays behind."""
+    src = tmp_path / f"src.{container.lower()}"
+    with sf.SoundFile(src, "w", SR, 2, subtype="PCM_16", format=container) as f:
+        f.title, f.artist, f.comment, f.software = "Night Drive", "The Testers", "kept", "DAW 1"
+        f.write(_audio())
+    out = _partial(tmp_path, fmt)
+    notes = write_output_tags(out, fmt=fmt, source=src, loudness=None)
+    fields, _, _ = _read(out, fmt)
+    title, artist, comment = ("title", "artist", "comment")
+    if fmt == "wav":
+        title, artist, comment = "TIT2", "TPE1", "COMM::eng"
+    assert fields[title] == ["Night Drive"] and fields[artist] == ["The Testers"]
+    assert fields[comment] == ["kept"] and notes == []
+    assert not any("DAW 1" in v for values in fields.values() for v in values)
+
+
+def test_id3_in_a_wav_wins_over_its_info_chunk(tmp_path):
+    from mutagen.wave import WAVE
+
+    src = tmp_path / "src.wav"
+    with sf.SoundFile(src, "w", SR, 2, subtype="PCM_16") as f:
+        f.title, f.album = "from INFO", "Overnight"
+        f.write(_audio())
+    wav = WAVE(src)
+    wav.add_tags()
+    from mutagen.id3 import TIT2
+
+    wav.tags.add(TIT2(encoding=3, text=["from ID3"]))
+    wav.save()
+    out = _partial(tmp_path, "flac")
+    write_output_tags(out, fmt="flac", source=src, loudness=None)
+    fields, _, _ = _read(out, "flac")
+    assert fields["title"] == ["from ID3"] and fields["album"] == ["Overnight"]
