@@ -750,6 +750,8 @@ def _read_once(inputs: list[Path], *, extensions):
         if key not in seen:
             seen.add(key)
             once.append((f, rel))
+    # a file named (read whatever its extension) is not also skipped in its folder
+    skipped = [r for r in skipped if os.path.normpath(os.path.abspath(r["input"])) not in seen]
     return once, skipped, notes
 
 

@@ -176,19 +176,22 @@ def plan_master(
             )
     if plan.problems:
         return plan
-    audio, plan.records, plan.notes = discover(inputs, extensions=extensions, exclude=[out_dir])
+    audio, skipped, plan.notes = discover(inputs, extensions=extensions, exclude=[out_dir])
     inputs_resolved = {f.resolve() for f, _ in audio}
+    # A file named on the command line is taken whatever its extension; met again in a
+    # folder named too, it is not also "skipped" (the report counted it twice).
+    plan.records = [r for r in skipped if Path(r["input"]).resolve() not in inputs_resolved]
     by_output: dict[Path, Path] = {}
     seen_inputs: dict[Path, Path] = {}  # resolved -> the path it was first found as
     for f, rel in audio:
         f_r = f.resolve()
         if f_r in seen_inputs:
             first = seen_inputs[f_r]
-            if f == first:
-                plan.notes.append(f"{f}: given more than once; mastered once")
-            else:  # reached again through a link: its own line in the report
+            if f != first:  # reached again through a link: its own line in the report
                 why = f"the same file as {first} (one of the two is a link); mastered once, as that"
                 plan.records.append(skipped_record(f, why))
+            elif (note := f"{f}: given more than once; mastered once") not in plan.notes:
+                plan.notes.append(note)  # once, however many times it was given
             continue
         seen_inputs[f_r] = f
         dst = output_path(rel, out_dir, fmt)

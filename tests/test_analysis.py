@@ -137,6 +137,12 @@ def test_analyze_csv_has_every_value_the_json_has_and_each_file_once(write_audio
         assert list(row)[-3:] == ["cached", "seconds", "error"]
     res = runner.invoke(app, ["measure", str(good), str(tmp_path / "lib"), "--json"])
     assert [r["input"] for r in json.loads(res.stdout)] == [str(good), str(bad)]
+    dat = good.rename(good.with_suffix(".dat"))  # named: read; in its folder: not skipped
+    res = runner.invoke(app, ["measure", str(dat), str(tmp_path / "lib"), "--json"])
+    assert sorted((r["input"], r["status"]) for r in json.loads(res.stdout)) == [
+        (str(bad), "failed"),
+        (str(dat), "ok"),
+    ]
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

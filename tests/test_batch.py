@@ -1061,3 +1061,23 @@ def test_a_render_the_limiter_left_over_its_ceiling_is_never_written(
     assert by_name["b.flac"]["status"] == "failed"
     assert "over the -1 dBTP ceiling after the gain was lowered twice" in by_name["b.flac"]["error"]
     assert sorted(p.name for p in (tmp_path / "out").rglob("*.flac")) == ["a.flac"]
+
+
+def test_a_named_file_met_again_in_a_named_folder_is_planned_once(tmp_path, write_audio):
+    """``master song.dat lib`` (song.dat inside lib, a WAV by another extension)
+    reported it skipped ("not an audio file") and mastered: two lines for one file;
+    given three times, the "given more than once" note came twice (fourth sweep)."""
+    from pathlib import Path
+
+    from auralis_batch.audio import readable_extensions
+    from auralis_batch.plan import plan_master
+
+    dat = write_audio("lib/song.wav", music_like(seconds=0.5)).rename(tmp_path / "lib/song.dat")
+    write_audio("lib/other.flac", music_like(seconds=0.5))
+    (tmp_path / "lib" / "notes.txt").write_text("not audio")
+    plan = plan_master(
+        [dat, tmp_path / "lib", dat], tmp_path / "out", "flac", extensions=readable_extensions()
+    )
+    assert sorted(j.input.name for j in plan.jobs) == ["other.flac", "song.dat"]
+    assert [Path(r["input"]).name for r in plan.records] == ["notes.txt"]
+    assert plan.notes == [f"{dat}: given more than once; mastered once"]
