@@ -79,6 +79,12 @@ FINGERPRINT_PREFIX = "fp:"
 PATH_PREFIX = "path:"
 STATS_PREFIX = "__stats__:"
 STATS_COUNTERS = ("memory_hits", "memory_misses", "disk_hits", "disk_misses")
+#: The shared counters' table, in the cache's own SQLite file beside diskcache's
+#: ``Cache`` table: LRU eviction deletes only from that one.
+STATS_TABLE = "AuralisStats"
+_STATS_TABLE_SQL = (
+    f"CREATE TABLE IF NOT EXISTS {STATS_TABLE} (name TEXT PRIMARY KEY, n INTEGER NOT NULL)"
+)
 SQLITE_TIMEOUT_S = 10.0
 #: Level-1 counters are added to the shared ones every this many counts, at
 #: :meth:`FingerprintCache.flush` and at close. A flush is one SQLite transaction
@@ -607,8 +613,14 @@ class FingerprintCache:
             return
         try:  # read-modify-write in one SQLite transaction (safe across processes)
             with self._disk.transact(retry=True):
-                for name, n in pending.items():
-                    self._disk.set(STATS_PREFIX + name, self._stored_count(name) + n)
+                self._disk._sql(_STATS_TABLE_SQL)
+                for name in STATS_COUNTERS:  # all four: an earlier version's rows move
+                    total = self._stored_count(name) + pending.get(name, 0)
+                    self._disk._sql(
+                        f"INSERT OR REPLACE INTO {STATS_TABLE} (name, n) VALUES (?, ?)",
+                        (name, total),
+                    )
+                    self._disk.delete(STATS_PREFIX + name)  # the row of a version before
         except Exception as exc:
             with self._stats_lock:
                 for name, n in pending.items():
@@ -616,12 +628,23 @@ class FingerprintCache:
             self._degrade(exc)
 
     def _stored_count(self, name: str) -> int:
-        """A shared counter; an unreadable or tampered one reads as 0."""
+        """A shared counter; an unreadable or tampered one reads as 0. It lives in a
+        table of its own beside diskcache's (whose LRU eviction deleted the counters
+        when they were rows: a full cache reported 488 misses for 1,000 and then
+        stopped counting, fourth sweep), plus the row an earlier version kept, which
+        the next flush moves into the table."""
+        total = 0
+        try:
+            rows = self._disk._sql(f"SELECT n FROM {STATS_TABLE} WHERE name = ?", (name,))
+            ((n,),) = rows.fetchall() or ((0,),)
+            total += n if type(n) is int and n >= 0 else 0
+        except Exception:  # no table yet (nothing flushed), or not ours to read
+            pass
         try:
             n = self._disk.get(STATS_PREFIX + name, default=0)
         except _BAD_ROW:
-            return 0
-        return n if type(n) is int and n >= 0 else 0
+            n = 0
+        return total + (n if type(n) is int and n >= 0 else 0)
 
     def _count_rows(self, prefix: str) -> int:
         try:
@@ -687,7 +710,11 @@ class FingerprintCache:
         with self._lock:
             self._memory.clear()
         try:
-            return int(self._disk.clear(retry=True))
+            removed = int(self._disk.clear(retry=True))
+            with self._disk.transact(retry=True):
+                self._disk._sql(_STATS_TABLE_SQL)
+                self._disk._sql(f"DELETE FROM {STATS_TABLE}")
+            return removed
         except Exception as exc:
             self._degrade(exc)
             return 0

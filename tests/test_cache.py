@@ -638,6 +638,8 @@ def test_tampered_stats_row_restarts_its_count(tmp_path):
     victim = _victim(tmp_path)
     with FingerprintCache(tmp_path / "c") as c:
         c.get(key(1))
+        c._disk.set("__stats__:disk_misses", 7)  # a row an earlier version kept
+    _tamper(tmp_path / "c", "UPDATE AuralisStats SET n = 'many'")
     _tamper(
         tmp_path / "c",
         "UPDATE Cache SET mode = 4, value = NULL, filename = ? WHERE key LIKE '__stats__:%'",
@@ -648,6 +650,27 @@ def test_tampered_stats_row_restarts_its_count(tmp_path):
         s = c.stats()
     assert s["memory"]["misses"] == 1 and s["disk"]["misses"] == 1
     assert victim.read_text() == "precious"
+
+
+def test_counters_survive_eviction_and_earlier_rows_are_taken_over(tmp_path):
+    """The counters were cache rows, and the LRU eviction of a full cache deleted
+    them: 1,000 lookups counted 488, and the next run's 1,000 none (fourth sweep)."""
+    for run in range(2):  # the second run's writes evict the oldest rows
+        with FingerprintCache(tmp_path / "c", size_limit_bytes=64 * 1024) as c:
+            for i in range(400 * run, 400 * run + 400):
+                c.get(key(i))
+                c.set(key(i), {"n": i, "pad": "x" * 1000})
+    with FingerprintCache(tmp_path / "c", size_limit_bytes=64 * 1024) as c:
+        c._disk.set("__stats__:disk_hits", 5)  # as an earlier version kept them
+        assert len(c._disk) < 100  # evicted: the cache holds a fraction of them
+        c.get(key(0))  # evicted long ago: a miss, and something to flush
+        s = c.stats()
+        assert s["memory"]["misses"] == 801 and s["disk"]["misses"] == 801
+        assert s["disk"]["hits"] == 5
+        assert "__stats__:disk_hits" not in c._disk  # moved into the table
+    with FingerprintCache(tmp_path / "c") as c:
+        c.clear()
+        assert c.stats()["disk"] == {"hits": 0, "misses": 0, "hit_rate": 0.0}
 
 
 # --------------------------------------------------------------------------- flush
