@@ -853,7 +853,7 @@ def size_limit_from_env() -> int:
         mib = float("nan")
     if not lo <= mib <= hi:  # NaN fails too
         warnings.warn(
-            f"{CACHE_SIZE_ENV}={text!r} is not a size in MiB between {lo:g} and {hi:g}: "
+            f"{CACHE_SIZE_ENV}={text!r} is not a size in MiB between {lo:.0f} and {hi:.0f}: "
             f"the cache keeps its {DEFAULT_SIZE_LIMIT_BYTES // 2**20} MiB",
             CacheWarning,
             stacklevel=2,

@@ -65,7 +65,8 @@ def stats(
         return
     typer.echo(f"directory   {s['directory']}")
     typer.echo(f"entries     {s['entries']} fingerprints, {s['paths']} file paths")
-    typer.echo(f"size        {_size(s['bytes_used'])} of {_size(s['size_limit_bytes'])}")
+    limit = s["size_limit_bytes"]  # 0: no cache there yet (said in a note above)
+    typer.echo(f"size        {_size(s['bytes_used'])}" + (f" of {_size(limit)}" if limit else ""))
     for level in ("memory", "disk"):
         lv = s[level]
         rate = 100 * lv["hit_rate"]

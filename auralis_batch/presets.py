@@ -233,6 +233,9 @@ def _parse(data: dict[str, Any], *, name: str, source: str) -> Preset:
     if not isinstance(description, str):
         problems.append("description: must be a string")
         description = ""
+    title = data.get("name", name)
+    if not isinstance(title, str) or not title.strip():
+        problems.append(f"name: must be a non-empty string, got {title!r}")
 
     eq_data = data.get("eq", {})
     bands: list[EQBand] = []
@@ -258,6 +261,8 @@ def _parse(data: dict[str, Any], *, name: str, source: str) -> Preset:
             for key in band:
                 if key not in ("name", "kind", "frequency_hz", "gain_db", "q"):
                     problems.append(f"{p}.{key}: unknown key")
+            if not isinstance(band.get("name", ""), str):
+                problems.append(f"{p}.name: must be a string, got {band['name']!r}")
             kind = band.get("kind", "peaking")
             if kind not in EQ_KINDS:
                 problems.append(f"{p}.kind: must be one of {list(EQ_KINDS)}, got {kind!r}")
@@ -376,7 +381,7 @@ def load_preset(name_or_path: str | os.PathLike) -> Preset:
             "adaptive_preset(analyze(audio, sample_rate=sr)) (auralis_batch)"
         )
     raise PresetError(
-        f"unknown preset {key!r}: choose one of {', '.join(BUILTIN_PRESETS)}, 'adaptive', "
+        f"unknown preset {key!r}: choose one of {', '.join(BUILTIN_PRESETS)} or adaptive, "
         "or give a path to a .toml file"
     )
 

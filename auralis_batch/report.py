@@ -278,7 +278,11 @@ def read_report(path: str | os.PathLike) -> tuple[list, dict | None]:
         if isinstance(payload, dict) and "tracks" in payload:
             got = f'"tracks" as a JSON {type(payload["tracks"]).__name__}, not a list'
         elif isinstance(payload, dict):
-            got = "an object with keys " + ", ".join(list(payload)[:5])
+            got = (
+                "an object with keys " + ", ".join(list(payload)[:5])
+                if payload
+                else "an empty object"
+            )
         else:
             got = f"a JSON {type(payload).__name__}"
         raise ReportError(

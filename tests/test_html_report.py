@@ -617,6 +617,7 @@ def _invoke(report_app, tmp_path, text: str | bytes, *extra: str):
         ('{"tracks": [], "summary": {"seconds": NaN}}', "NaN is not a JSON number"),
         ("[]", "got a JSON list"),
         ('{"records": []}', "got an object with keys records"),
+        ("{}", "got an empty object"),
         ('{"tracks": {}, "summary": {}}', 'got "tracks" as a JSON dict, not a list'),
         (b"\xff\xfe", "not a JSON report"),
         ("[" * 100000 + "]" * 100000, "not a JSON report"),

@@ -83,6 +83,21 @@ def test_every_problem_is_reported_at_once(tmp_path):
     assert "bogus: unknown key" in msg
 
 
+def test_names_must_be_text(tmp_path):
+    """``name = 7`` made a preset called "7", and a band named by a table was taken
+    (fourth sweep): every field is checked."""
+    text = (
+        builtin_preset_text("gentle")
+        .replace('name = "gentle"', "name = 7")
+        .replace('name = "bass"', "name = {a = 1}")
+    )
+    path = _write(tmp_path, "mine.toml", text)
+    with pytest.raises(PresetError) as info:
+        load_preset(path)
+    assert "mine.toml: name: must be a non-empty string, got 7" in str(info.value)
+    assert "mine.toml: eq.bands[1].name: must be a string, got {'a': 1}" in str(info.value)
+
+
 def test_invalid_toml_and_missing_file(tmp_path):
     with pytest.raises(PresetError, match="not valid TOML"):
         load_preset(_write(tmp_path, "broken.toml", "target_lufs = = 3"))
