@@ -377,10 +377,23 @@ def _tag_flac(fh, fields, pictures, loudness, notes, *, replace: bool) -> None:
     for key in [k for k in tags.keys() if is_loudness_tag(k)]:
         del tags[key]
         changed = True
+    # The comment block's length is a 24-bit field: 16 MiB for all of them (mutagen
+    # failed with AttributeError on a 17 MiB lyrics tag, failing the track: fourth
+    # sweep). A field that would not fit is left out, like oversized cover art; 4 kB
+    # stay free for the loudness tags and the vendor string.
+    room = _FLAC_BLOCK_MAX_BYTES - 4096 - sum(_comment_bytes(k, v) for k, v in tags)
     for name, values in fields.items():
         if not _is_vorbis_name(name):
             notes.append(f"tag {name!r} not copied: FLAC comment names are printable ASCII")
             continue
+        size = sum(_comment_bytes(name, v) for v in values)
+        if size > room:
+            notes.append(
+                f"tag {name!r} ({size / 2**20:.1f} MiB) not copied: a FLAC comment block "
+                "holds at most 16 MiB"
+            )
+            continue
+        room -= size
         tags[name.upper()] = list(values)
         changed = True
     for name, value in (loudness or {}).items():
@@ -401,6 +414,11 @@ def _tag_flac(fh, fields, pictures, loudness, notes, *, replace: bool) -> None:
     if changed:
         fh.seek(0)  # mutagen reads the header from where the file object stands
         audio.save(fh)
+
+
+def _comment_bytes(name: str, value: str) -> int:
+    """Bytes one ``NAME=value`` comment takes in a Vorbis comment block."""
+    return 4 + len(name.encode("ascii", "replace")) + 1 + len(value.encode("utf-8", "replace"))
 
 
 def _is_vorbis_name(name: str) -> bool:

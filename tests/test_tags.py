@@ -531,3 +531,28 @@ def test_id3_in_a_wav_wins_over_its_info_chunk(tmp_path):
     write_output_tags(out, fmt="flac", source=src, loudness=None)
     fields, _, _ = _read(out, "flac")
     assert fields["title"] == ["from ID3"] and fields["album"] == ["Overnight"]
+
+
+def test_a_text_tag_too_long_for_a_flac_comment_block_is_left_out_with_a_note(tmp_path):
+    """A 17 MiB text field (lyrics, a log pasted into a comment) made mutagen fail with
+    AttributeError writing the FLAC, and the track failed (fourth sweep). A FLAC's
+    comment block holds 16 MiB: the field is left out, as oversized cover art is."""
+    from mutagen.id3 import TIT2, TXXX
+    from mutagen.wave import WAVE
+
+    src = tmp_path / "src.wav"
+    sf.write(src, _audio(), SR, subtype="PCM_16")
+    wav = WAVE(src)
+    wav.add_tags()
+    wav.tags.add(TIT2(encoding=3, text=["Song"]))
+    wav.tags.add(TXXX(encoding=3, desc="notes", text=["x" * (17 * 2**20)]))
+    wav.save()
+    out = _partial(tmp_path, "flac")
+    notes = write_output_tags(
+        out, fmt="flac", source=src, loudness={"REPLAYGAIN_TRACK_GAIN": "-1.00 dB"}
+    )
+    fields, _, _ = _read(out, "flac")
+    assert fields["title"] == ["Song"] and "notes" not in fields
+    assert fields["replaygain_track_gain"] == ["-1.00 dB"]
+    assert notes == ["tag 'notes' (17.0 MiB) not copied: a FLAC comment block holds at most 16 MiB"]
+    assert sf.info(out).frames == _audio().shape[0]
