@@ -16,6 +16,10 @@ from ._jit import jit
 def quantize_into(x, scale, dither, shift, pcm, back):
     """Round ``x * scale (+ dither)`` to integers, clipped to the format's range.
 
+    Samples that are exactly 0.0 get no dither: digital silence (a gap between tracks,
+    a silent source) stays digital silence instead of becoming TPDF noise at about
+    -85 dBFS, as a dither's "auto-blanking" does (SoX ``dither -a``).
+
     Parameters
     ----------
     x : float64 [shape=(channels, n)]
@@ -42,7 +46,7 @@ def quantize_into(x, scale, dither, shift, pcm, back):
         out = back[c]
         for i in range(n):
             v = row[i] * scale
-            if has_dither:
+            if has_dither and v != 0.0:  # digital silence stays silent (auto-blanking)
                 v = v + dither[i, c]
             q = min(max(math.floor(v + 0.5), lo), hi)
             out[i] = q * inv

@@ -172,6 +172,18 @@ def test_tpdf_dither_noise_power_and_independence():
     assert abs(np.corrcoef(err, x[0])[0, 1]) < 0.01
 
 
+def test_digital_silence_stays_silent_in_16_bit():
+    """Dither turned a silent source, and the silence between tracks, into noise at
+    about -85 dBFS (fourth sweep): exact zeros get none ("auto-blanking"); the
+    music beside them is dithered as before."""
+    x = np.zeros((2, 30000))
+    x[:, 10000:20000] = (3.3 / 32768) * np.sin(2 * np.pi * 0.01 * np.arange(10000))
+    pcm = Quantizer("16", seed=3)(x)
+    assert not pcm[:10000].any() and not pcm[20000:].any()
+    err = pcm[10001:20000, 0] / 32768 - x[0, 10001:20000]
+    assert np.var(err * 32768) == pytest.approx(0.25, rel=0.1)  # TPDF on the tone
+
+
 def test_finished_output_sweeps_temporaries_of_a_killed_run(tmp_path):
     import os
 
@@ -191,6 +203,7 @@ def test_one_pass_quantize_equals_numpy_quantize_and_decode(bit_depth):
     rng = np.random.default_rng(7)
     x = 0.6 * rng.standard_normal((2, 5000))
     x[0, :6] = [1.0, -1.0, 1.5, -1.5, 0.99999, -0.99999]  # clipping at both ends
+    x[:, 100:400] = 0.0  # digital silence: no dither
     reference, fused = Quantizer(bit_depth, seed=11), Quantizer(bit_depth, seed=11)
     pcm_ref = _numpy_quantize(x, bit_depth, np.random.default_rng(11))
     pcm, back = fused.quantize(x)
@@ -200,10 +213,12 @@ def test_one_pass_quantize_equals_numpy_quantize_and_decode(bit_depth):
 
 
 def _numpy_quantize(x: np.ndarray, bit_depth: str, rng: np.random.Generator) -> np.ndarray:
-    """The plain NumPy chain the kernel must equal: scale, dither (16-bit), round, clip."""
+    """The plain NumPy chain the kernel must equal: scale, dither (16-bit, not on exact
+    zeros), round, clip."""
     frames = x.T
     if bit_depth == "16":
         dither = rng.random(frames.shape) - rng.random(frames.shape)
+        dither[frames == 0.0] = 0.0
         q = np.floor(frames * 32768.0 + dither + 0.5)
         return np.clip(q, -32768, 32767).astype(np.int16)
     if bit_depth == "24":
