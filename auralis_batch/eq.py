@@ -12,6 +12,7 @@ from .filters import (
     PEAKING,
     design_cascade,
     sos_filter,
+    sos_steady_state,
 )
 from .presets import EQSettings
 
@@ -113,7 +114,7 @@ class Equalizer:
 
     def __init__(self, sample_rate: int, channels: int, settings: EQSettings) -> None:
         self.sos = design_eq(settings, sample_rate)
-        self._zi = np.zeros((channels, self.sos.shape[0], 2))  # sosfilt's layout
+        self._zi: np.ndarray | None = None  # sosfilt's layout, from the first sample
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Equalise the next block of the stream.
@@ -129,5 +130,7 @@ class Equalizer:
         """
         if self.sos.shape[0] == 0 or block.shape[1] == 0:
             return block
+        if self._zi is None:  # the stream starts as if its first value had always been
+            self._zi = sos_steady_state(self.sos, block[:, 0])
         y, self._zi = sos_filter(block, self.sos, self._zi)
         return y

@@ -142,6 +142,36 @@ def sos_filter(x, sos, zi):
     return y, zf
 
 
+def sos_steady_state(sos: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """The cascade's state after a constant input ``levels[c]`` on each channel for
+    ever: ``scipy.signal.sosfilt_zi(sos) * level`` in :func:`sos_filter`'s layout.
+
+    Started from it, a stream that opens on a non-zero value (a DC offset from the first
+    sample, a track cut mid-note) goes on as if it had always been there, instead of
+    opening with the filters' step response: a high-pass fed a DC offset of 0.5 opened
+    with a 0.78 peak, and that one transient set the limiter's gain for the whole track,
+    3.5-5 LU under its target (fourth sweep).
+
+    Parameters
+    ----------
+    sos : np.ndarray [shape=(sections, 6)], ``a0 == 1``
+    levels : np.ndarray [shape=(channels,)], the first sample of each channel
+
+    Returns
+    -------
+    zi : np.ndarray [shape=(channels, sections, 2)]
+    """
+    u = np.asarray(levels, dtype=np.float64).copy()
+    zi = np.zeros((u.shape[0], sos.shape[0], 2))
+    for s, (b0, b1, b2, _a0, a1, a2) in enumerate(sos):
+        den = 1.0 + a1 + a2  # a pole at DC (den 0) is no filter this engine designs
+        y = u * ((b0 + b1 + b2) / den) if den != 0.0 else np.zeros_like(u)
+        zi[:, s, 0] = y - b0 * u  # TDF-II: y = b0 u + z0
+        zi[:, s, 1] = b2 * u - a2 * y  # z1 = b2 u - a2 y
+        u = y
+    return zi
+
+
 def k_weighting_sos(sample_rate: float) -> np.ndarray:
     """K-weighting for any sample rate, shape ``(2, 6)``.
 

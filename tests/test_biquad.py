@@ -18,6 +18,7 @@ from auralis_batch.filters import (
     design_cascade,
     rbj_biquad,
     sos_filter,
+    sos_steady_state,
 )
 from auralis_batch.kernels.biquad import sos_filter_into
 from auralis_batch.kernels.quantize import quantize_into
@@ -97,6 +98,36 @@ def test_cascade_streamed_in_blocks_equals_one_piece():
         y, zi = sos_filter(np.ascontiguousarray(block), sos, zi)
         parts.append(y)
     assert_allclose(np.concatenate(parts, axis=1), whole, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("sample_rate", [44100, 96000])
+def test_steady_state_equals_scipys_sosfilt_zi(sample_rate):
+    settings = EQSettings(
+        highpass_hz=30.0,
+        bands=(
+            EQBand("lo", "low_shelf", 80.0, 2.0, 0.7),
+            EQBand("mid", "peaking", 1000.0, -3.0, 1.2),
+            EQBand("hi", "high_shelf", 9000.0, 1.5, 0.7),
+        ),
+    )
+    sos = design_eq(settings, sample_rate)
+    levels = np.array([0.5, -0.25])
+    expected = signal.sosfilt_zi(sos)[np.newaxis] * levels[:, np.newaxis, np.newaxis]
+    assert_allclose(sos_steady_state(sos, levels), expected, rtol=0, atol=1e-10)
+
+
+def test_a_dc_offset_from_the_first_sample_does_not_ring_through_the_high_pass():
+    """A source offset by 0.5 from its first sample opened with the high-pass's step
+    response, a 0.78 peak, and the limiter held the whole track 3.5-5 LU under its
+    target to keep that one transient under the ceiling (fourth sweep). Started from
+    the steady state of its first sample, the EQ passes what follows the offset."""
+    rng = np.random.default_rng(0)
+    music = 0.1 * rng.standard_normal((2, 44100))
+    eq = Equalizer(44100, 2, EQSettings(highpass_hz=20.0))
+    y = eq.process(np.ascontiguousarray(music + 0.5))
+    clean = Equalizer(44100, 2, EQSettings(highpass_hz=20.0)).process(music)
+    assert np.abs(y).max() < np.abs(clean).max() + 0.02  # no step response on top
+    assert np.abs(y[:, :200]).max() < 0.5
 
 
 def test_equalizer_skips_flat_bands_and_clamps_near_nyquist():

@@ -609,3 +609,17 @@ def test_a_master_more_than_a_tenth_of_a_lu_off_its_target_is_not_on_target():
         "need more than 8 dB of peak limiting (limiter.max_gain_reduction_db); the track "
         "was not crushed to hit the number"
     ]
+
+
+def test_a_dc_offset_from_the_first_sample_does_not_hold_the_track_under_its_target():
+    """The fourth sweep's case: music offset by 0.5 from its first sample mastered to
+    -10 LUFS landed at -13.6 (gentle) and -15.2 (punchy), the high-pass's step response
+    taken for a peak to limit; the same music without the offset landed on target.
+    (The DC offset itself is inaudible and the high-pass removes it.)"""
+    x = music_like(seconds=5.0, level_db=-24.0)
+    preset = load_preset("gentle").with_overrides(target_lufs=-12.0)
+    _, with_dc = master_array(x + 0.5, 44100, preset=preset, bit_depth="24")
+    _, without = master_array(x, 44100, preset=preset, bit_depth="24")
+    assert abs(without.after.integrated_lufs + 12.0) <= 0.1
+    assert abs(with_dc.after.integrated_lufs + 12.0) <= 0.1
+    assert with_dc.target_reached
