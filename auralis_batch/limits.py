@@ -26,16 +26,17 @@ def checked_sample_rate(sample_rate: Any, *, name: str = "sample_rate") -> int:
     )
 
 
+def is_finite_number(value: Any) -> bool:
+    """A real, finite number: an int or float of Python or NumPy; not a bool, NaN or
+    an infinity."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def checked_whole(value: Any, *, name: str, lo: int, hi: int, unit: str = "") -> int:
     """``value`` as an int between ``lo`` and ``hi``, or :class:`ParameterError`."""
     from .errors import ParameterError
 
-    whole = (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and float(value).is_integer()
-    )
+    whole = is_finite_number(value) and float(value).is_integer()
     if not whole or not lo <= int(value) <= hi:
         unit = f" {unit}" if unit else ""
         raise ParameterError(

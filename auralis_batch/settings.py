@@ -18,6 +18,7 @@ from typing import Any
 from . import __version__
 from .adaptive import adaptive_preset, reference_preset
 from .errors import ParameterError
+from .limits import is_finite_number
 from .presets import Preset, load_preset
 
 #: Decoded audio (float32) and the equalised and compressed signal (float32,
@@ -106,12 +107,12 @@ class RunSettings:
         ):
             value = getattr(self, name)
             lo, hi, unit = LIMITS[limit]
-            if value is not None and not (_is_number(value) and lo <= value <= hi):
+            if value is not None and not (is_finite_number(value) and lo <= value <= hi):
                 problems.append(f"{name}: must be between {lo:g} and {hi:g} {unit}, got {value!r}")
-        if not (_is_number(self.match_strength) and 0.0 <= self.match_strength <= 1.0):
+        if not (is_finite_number(self.match_strength) and 0.0 <= self.match_strength <= 1.0):
             problems.append(f"match_strength: must be between 0 and 1, got {self.match_strength!r}")
         timeout = self.timeout_per_track_s
-        if timeout is not None and not (_is_number(timeout) and 0 < timeout < float("inf")):
+        if timeout is not None and not (is_finite_number(timeout) and 0 < timeout < float("inf")):
             problems.append(f"timeout_per_track_s: must be None or seconds > 0, got {timeout!r}")
         budget = self.memory_budget_bytes
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
@@ -191,16 +192,6 @@ class RunSettings:
         d["engine"] = __version__
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def _is_number(value: Any) -> bool:
-    """A real, finite number (not a bool, not NaN)."""
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and value == value
-        and abs(value) != float("inf")
-    )
 
 
 def adapts(settings: RunSettings) -> bool:
