@@ -262,6 +262,33 @@ def test_a_run_of_rising_required_gains_longer_than_the_hold_stays_in_the_ring()
     assert np.all(np.abs(y) <= 10 ** (-6.0 / 20) + 1e-12)
 
 
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    kind=st.sampled_from(["decays", "brown", "sines", "bursts"]),
+    drive_db=st.floats(6, 30),
+    lookahead_ms=st.floats(1.0, 5.0),
+    release_ms=st.floats(1, 50),
+)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_the_deque_never_holds_more_than_its_window(seed, kind, drive_db, lookahead_ms, release_ms):
+    """The sliding minimum's ring invariant, block by block, under deep limiting with
+    short times (where the fourth sweep's overflow lived)."""
+    rng = np.random.default_rng(seed)
+    if kind == "decays":  # falling envelopes longer than the window: every gain rises
+        lengths = rng.integers(300, 3000, 8)
+        env = np.concatenate([np.linspace(1.0, rng.uniform(0.2, 0.8), n) for n in lengths])
+        x = np.ascontiguousarray(np.tile(env, (2, 1)))
+    else:
+        x = _signal(kind, rng, 6000, 2)
+    x *= 10 ** ((-1.0 + drive_db) / 20) / max(np.abs(x).max(), 1e-12)
+    lim = Limiter(SR, 2, ceiling_dbtp=-1.0, lookahead_ms=lookahead_ms, release_ms=release_ms)
+    _delay, window, *_ = lim._sizes
+    step = int(rng.integers(50, 700))
+    for i in range(0, x.shape[1], step):
+        lim.process(np.ascontiguousarray(x[:, i : i + step]))
+        assert lim._state[1][kdyn.LIM_I_QLEN] <= window
+
+
 @pytest.mark.parametrize("channels", [1, 2])
 def test_deep_limiting_with_the_shortest_times_holds_the_ceiling(channels):
     """The fourth sweep's case: 24 dB into the limiter at 1 ms lookahead and release, a
