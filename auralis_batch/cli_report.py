@@ -58,6 +58,8 @@ def report(
         if html is None:  # REPORT given as r.html: the default page is the file itself
             raise _fail(f"{report_json}: the page would go over it; give --html OUT.html")
         raise _fail(f"--html {out}: is the report itself; name another file")
+    if out.suffix.lower() in (".json", ".csv"):  # a page under another format's name
+        raise _fail(f"--html {out}: a page is HTML: name it {out.with_suffix('.html').name}")
     if out.is_symlink():
         raise _fail(f"--html {out}: is a symbolic link, which is never replaced: name a file")
     if out.exists() and not is_report_of_ours(out, "html"):

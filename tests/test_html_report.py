@@ -652,6 +652,9 @@ def test_report_command_output_problems_exit_2(tmp_path, report_app):
     assert res.exit_code == 2 and "does not exist" in res.output
     res = runner.invoke(report_app, ["report", str(tmp_path / "missing.json")])
     assert res.exit_code == 2 and "cannot read it" in res.output
+    res = runner.invoke(report_app, ["report", str(src), "--html", str(tmp_path / "p.csv")])
+    assert res.exit_code == 2 and "a page is HTML: name it p.html" in res.output  # sweep 4
+    assert not (tmp_path / "p.csv").exists()
 
 
 def test_report_command_never_replaces_a_file_it_did_not_write(tmp_path, report_app):
