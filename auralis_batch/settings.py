@@ -19,7 +19,7 @@ from . import __version__
 from .adaptive import adaptive_preset, reference_preset
 from .errors import ParameterError
 from .limits import is_finite_number
-from .presets import Preset, load_preset
+from .presets import BUILTIN_PRESETS, Preset, load_preset
 
 #: Decoded audio (float32) and the equalised and compressed signal (float32,
 #: pipeline.PROCESSED_DTYPE) a worker keeps in memory per track, so the track is decoded
@@ -154,7 +154,8 @@ class RunSettings:
             restating.append({"tempo": needs_tempo(base)})
         for flag in restating:
             variants += [dataclasses.replace(v, **flag) for v in variants]
-        return tuple(dict.fromkeys(v._hash() for v in variants))
+        hashes = [v._hash() for v in variants] + [v._hash(spelled=True) for v in variants]
+        return tuple(dict.fromkeys(hashes))
 
     def canonical(self) -> RunSettings:
         """These settings with every flag that restates the preset left out: a
@@ -175,7 +176,14 @@ class RunSettings:
             same = dataclasses.replace(same, tempo=None)
         return same
 
-    def _hash(self) -> str:
+    def _hash(self, *, spelled: bool = False) -> str:
+        """The settings' hash. A preset file and a reference count by what they hold
+        (the preset's parameters, the reference's content hash), not by how their path
+        was typed: ``./mine.toml`` for ``mine.toml``, an absolute path, a link, or a run
+        from another folder (a Dask run makes every path absolute) mastered a finished
+        library again into the same bytes (fifth sweep). ``spelled``: the hash versions
+        before that journaled, with the path as typed (accepted by :meth:`fingerprints`,
+        so a library they finished is not redone for the upgrade)."""
         d = dataclasses.asdict(self)
         for k in (
             "timeout_per_track_s",
@@ -187,8 +195,12 @@ class RunSettings:
             d.pop(k)
         if not adapts(self):
             d["preset_parameters"] = load_preset(self.preset).to_dict()
+            if not spelled and self.preset not in BUILTIN_PRESETS:
+                d["preset"] = "file"  # its parameters above say which
         if self.reference_record is not None:
             d["reference_sha256"] = self.reference_record.get("content_sha256")
+            if not spelled and d["reference_sha256"]:
+                d.pop("reference")  # its content's hash above says which
         d["engine"] = __version__
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

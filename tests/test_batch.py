@@ -1081,3 +1081,37 @@ def test_a_named_file_met_again_in_a_named_folder_is_planned_once(tmp_path, writ
     assert sorted(j.input.name for j in plan.jobs) == ["other.flac", "song.dat"]
     assert [Path(r["input"]).name for r in plan.records] == ["notes.txt"]
     assert plan.notes == [f"{dat}: given more than once; mastered once"]
+
+
+def test_how_a_preset_file_or_reference_is_spelled_redoes_nothing(tmp_path, write_audio):
+    """``./mine.toml`` for ``mine.toml``, an absolute path, a link or another working
+    folder (a Dask run makes paths absolute) counted as other settings: a finished
+    library was mastered again into the same bytes (fifth sweep)."""
+    from auralis_batch.presets import builtin_preset_text
+
+    write_audio("lib/a.flac", music_like(seconds=2.0, seed=1))
+    ref = write_audio("refs/ref.flac", music_like(seconds=4.0, level_db=-12.0, seed=9))
+    (tmp_path / "link.flac").symlink_to(ref)
+    mine = tmp_path / "p" / "mine.toml"
+    mine.parent.mkdir()
+    mine.write_text(builtin_preset_text("warm"))
+    (tmp_path / "mine-link.toml").symlink_to(mine)
+    for first, again in (
+        (
+            RunSettings(preset=str(mine), use_cache=False),
+            RunSettings(preset=str(tmp_path / "mine-link.toml"), use_cache=False),
+        ),
+        (
+            RunSettings(reference=str(ref), use_cache=False),
+            RunSettings(reference=str(tmp_path / "link.flac"), use_cache=False),
+        ),
+    ):
+        out = tmp_path / f"out-{first.preset != 'gentle'}-{first.reference is not None}"
+        (done,) = run_master([tmp_path / "lib"], out, first, n_jobs=1).records
+        assert done["status"] == "ok"
+        (rerun,) = run_master([tmp_path / "lib"], out, again, n_jobs=1).records
+        assert rerun["status"] == "skipped", rerun
+    # a journal an earlier version wrote (the path as typed) is still accepted
+    spelled = RunSettings(preset=str(mine))._hash(spelled=True)
+    assert spelled != RunSettings(preset=str(mine)).fingerprint()
+    assert spelled in RunSettings(preset=str(mine)).fingerprints()
