@@ -746,6 +746,14 @@ def run_master(
     if settings.reference_record is not None:
         check_reference(settings.reference_record)  # before anything is planned or written
     plan = plan_master(inputs, out_dir, settings.fmt, extensions=readable_extensions())
+    if settings.reference:  # matched against what this run replaces: it never settles
+        ref = Path(settings.reference).resolve()
+        for job in plan.jobs:
+            if job.output is not None and job.output.resolve() == ref:
+                plan.problems.append(
+                    f"--reference {settings.reference} is the output of {job.input} in this "
+                    "run: each run would replace its own reference (copy it out of --out)"
+                )
     if plan.problems:
         raise PlanError(plan.problems)
     # the journal's hash of these settings, and every other hash of the same masters

@@ -1115,3 +1115,23 @@ def test_how_a_preset_file_or_reference_is_spelled_redoes_nothing(tmp_path, writ
     spelled = RunSettings(preset=str(mine))._hash(spelled=True)
     assert spelled != RunSettings(preset=str(mine)).fingerprint()
     assert spelled in RunSettings(preset=str(mine)).fingerprints()
+
+
+def test_a_reference_this_run_would_replace_is_refused_before_any_work(tmp_path, write_audio):
+    """``--reference OUT/sad.flac`` with sad in the inputs replaced the reference with
+    a master matched to it, and each identical re-run matched to another (fifth
+    sweep)."""
+    from auralis_batch.batch import PlanError
+
+    write_audio("lib/sad.flac", music_like(seconds=4.0, seed=1))
+    write_audio("lib/b.flac", music_like(seconds=2.0, seed=2))
+    out = tmp_path / "out"
+    run_master([tmp_path / "lib"], out, RunSettings(use_cache=False), n_jobs=1)
+    before = (out / "sad.flac").read_bytes()
+    settings = RunSettings(use_cache=False, reference=str(out / "sad.flac"))
+    with pytest.raises(PlanError) as info:
+        run_master([tmp_path / "lib"], out, settings, n_jobs=1)
+    assert "is the output of" in str(info.value.problems) and "copy it out of --out" in str(
+        info.value.problems
+    )
+    assert (out / "sad.flac").read_bytes() == before
