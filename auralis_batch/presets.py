@@ -130,7 +130,14 @@ class Preset:
         problems: list[str] = []
         if target_lufs is not None:
             _check_range("target_lufs", "target_lufs", target_lufs, problems)
-            preset = dataclasses.replace(preset, target_lufs=float(target_lufs))
+            # a matched or adaptive preset's note on where its own target came from
+            # ("= reference loudness") gives way to the one that holds (fifth sweep)
+            notes = tuple(n for n in preset.notes if not n.startswith("target "))
+            if notes != preset.notes and float(target_lufs) != preset.target_lufs:
+                notes += (f"target {float(target_lufs):g} LUFS from --target-lufs",)
+            else:
+                notes = preset.notes
+            preset = dataclasses.replace(preset, target_lufs=float(target_lufs), notes=notes)
         if ceiling_dbtp is not None:
             _check_range("limiter.ceiling_dbtp", "limiter.ceiling_dbtp", ceiling_dbtp, problems)
             lim = dataclasses.replace(preset.limiter, ceiling_dbtp=float(ceiling_dbtp))

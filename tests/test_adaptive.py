@@ -95,6 +95,15 @@ def test_reference_matching_follows_the_reference_spectrum_and_takes_its_loudnes
     assert abs(half.eq.bands[-1].gain_db) < abs(p.eq.bands[-1].gain_db)
     none = reference_preset(track, ref, strength=0.0)
     assert all(b.gain_db == 0.0 for b in none.eq.bands)
+    assert "target -9.50 LUFS = reference loudness" in p.notes
+    # --target-lufs: the note says where the target now comes from (it kept saying
+    # "= reference loudness" under -16: fifth sweep)
+    moved = p.with_overrides(target_lufs=-16.0)
+    assert moved.target_lufs == -16.0
+    assert [n for n in moved.notes if n.startswith("target")] == [
+        "target -16 LUFS from --target-lufs"
+    ]
+    assert p.with_overrides(target_lufs=-9.5).notes == p.notes  # restated: as it was
 
 
 def test_reference_without_spectra_falls_back_to_seven_bands():
