@@ -892,7 +892,7 @@ def _run(
             # every track without a master in place, finished ones included: a worker
             # that crashed left its temporary, and none is writing now
             _remove_partials(j for j in todo if finished.get(str(j.input)) != "ok")
-            started = {int(p.name) for p in inflight.glob("[0-9]*")} if inflight.is_dir() else set()
+            started = _started_units(inflight)
             recovered: dict[str, dict] = {}
             try:  # outputs renamed into place, not yet journaled
                 recovered = journal.recover()
@@ -1172,6 +1172,24 @@ def _recovered(job: Job, settings: RunSettings, note: dict, why: str) -> dict:
     return rec
 
 
+#: A unit's "it started" mark in the in-flight folder, beside its progress mark
+#: (``inflight/<i>``), which the unit removes when it ends, stopped or not: read from
+#: those alone, a track a full disk or a signal stopped mid-way was "not started"
+#: (fifth sweep).
+STARTED_PREFIX = "started-"
+
+
+def _started_units(inflight_dir: Path) -> set[int]:
+    """The units that started in this run (their progress or started marks)."""
+    units: set[int] = set()
+    with contextlib.suppress(OSError):
+        for entry in inflight_dir.iterdir():
+            name = entry.name.removeprefix(STARTED_PREFIX)
+            if name.isdigit():
+                units.add(int(name))
+    return units
+
+
 def _marked(inflight_dir: Path, i: int) -> bool:
     return (inflight_dir / str(i)).exists()
 
@@ -1193,6 +1211,7 @@ def _indexed(
     mark = inflight_dir / str(i)
     with contextlib.suppress(OSError):
         mark.write_text("0\n")
+        (inflight_dir / f"{STARTED_PREFIX}{i}").touch()  # kept when the mark goes
     recs = master_unit(
         unit,
         settings,

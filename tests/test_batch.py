@@ -1135,3 +1135,22 @@ def test_a_reference_this_run_would_replace_is_refused_before_any_work(tmp_path,
         info.value.problems
     )
     assert (out / "sad.flac").read_bytes() == before
+
+
+def test_a_unit_that_ran_counts_as_started_after_its_progress_mark_is_gone(tmp_path, write_audio):
+    """A worker removes its progress mark when its unit ends, stopped or not; the run
+    read "started" from those marks at its end, so a track a full disk stopped mid-way
+    on the other worker was reported "not started" (fifth sweep)."""
+    from auralis_batch import batch
+
+    src = write_audio("lib/a.flac", music_like(seconds=1.0))
+    inflight = tmp_path / "inflight"
+    inflight.mkdir()
+    unit = [batch.Job(src, tmp_path / "out" / "a.flac")]
+    i, recs = batch._indexed(3, unit, RunSettings(use_cache=False), inflight, None)
+    assert i == 3 and recs[0]["status"] == "ok"
+    assert not (inflight / "3").exists()  # the progress mark went with the unit
+    assert batch._started_units(inflight) == {3}
+    (inflight / "5").write_text("0\n")  # one running now
+    (inflight / "commit-0123456789abcdef.json").write_text("{}")  # not a unit's
+    assert batch._started_units(inflight) == {3, 5}
