@@ -146,8 +146,8 @@ def sos_steady_state(sos: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """The cascade's state after a constant input ``levels[c]`` on each channel for
     ever: ``scipy.signal.sosfilt_zi(sos) * level`` in :func:`sos_filter`'s layout.
 
-    Started from it, a stream that opens on a non-zero value (a DC offset from the first
-    sample, a track cut mid-note) goes on as if it had always been there, instead of
+    Started from it with a stream's DC offset (``eq.Equalizer``: its mean over its first
+    0.5 s), the stream goes on as if the offset had always been there, instead of
     opening with the filters' step response: a high-pass fed a DC offset of 0.5 opened
     with a 0.78 peak, and that one transient set the limiter's gain for the whole track,
     3.5-5 LU under its target (fourth sweep).

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -40,7 +41,7 @@ import numpy as np
 from .adaptive import range_compressor
 from .audio import BLOCK_FRAMES, Quantizer
 from .dynamics import LIMITER_MARGIN_DB, Compressor, Limiter
-from .eq import Equalizer
+from .eq import DC_LEAD_S, Equalizer, dc_levels
 from .errors import CeilingError, ParameterError
 from .match import LongTermSpectrum
 from .meter import Loudness, LoudnessMeter
@@ -161,17 +162,43 @@ class EqualisedOnce:
             yield from _replay(self._stored, self._check)()
             return
         self._stored = []
-        eq = Equalizer(self._sample_rate, self._channels, self._preset.eq)
-        for block in self._source():
-            if block.shape[1]:
-                y = eq.process(np.ascontiguousarray(block, dtype=np.float64))
-                self._stored.append(y)
-                yield y
+        for y in equalised_blocks(self._source(), self._preset, self._sample_rate, self._channels):
+            self._stored.append(y)
+            yield y
         self._complete = True
 
     def release(self) -> None:
         """Free the stored copy (a later pass would filter the source again)."""
         self._stored, self._complete = [], False
+
+
+def equalised_blocks(
+    blocks: Iterable[np.ndarray], preset: Preset, sample_rate: int, channels: int
+) -> Iterator[np.ndarray]:
+    """``blocks`` through ``preset``'s EQ (float64), started from the stream's DC offset
+    (:func:`~auralis_batch.eq.dc_levels` of its first :data:`~auralis_batch.eq.DC_LEAD_S`
+    seconds, gathered from as many blocks as that takes, so that any block size gives
+    the same samples): a source offset from its first sample opened with the
+    high-pass's step response, and that one peak set the limiter's gain for the whole
+    track (fourth sweep). Empty blocks are left out."""
+    lead = max(1, round(DC_LEAD_S * sample_rate))
+    it = iter(blocks)
+    held: list[np.ndarray] = []
+    have = 0
+    for block in it:
+        if block.shape[1]:
+            held.append(block)
+            have += block.shape[1]
+            if have >= lead:
+                break
+    if not held:
+        return
+    start = np.concatenate([np.asarray(b, dtype=np.float64) for b in held], axis=1)
+    eq = Equalizer(sample_rate, channels, preset.eq, start_levels=dc_levels(start, sample_rate))
+    del start
+    for block in itertools.chain(held, it):
+        if block.shape[1]:
+            yield eq.process(np.ascontiguousarray(block, dtype=np.float64))
 
 
 def compressor_for(
@@ -228,18 +255,16 @@ def processed_stream(
     cfg = preset.compressor
     if gain_reduction_db is not None:
         gain_reduction_db.clear()
-    eq = _NoEq() if equalised else Equalizer(sample_rate, channels, preset.eq)
+    if equalised:
+        blocks = (np.ascontiguousarray(b, dtype=np.float64) for b in source() if b.shape[1])
+    else:
+        blocks = equalised_blocks(source(), preset, sample_rate, channels)
     if cfg.ratio == 1.0 and cfg.makeup_db == 0.0:
-        for block in source():
-            if block.shape[1]:
-                x = eq.process(np.ascontiguousarray(block, dtype=np.float64))
-                yield x.astype(PROCESSED_DTYPE)
+        for x in blocks:
+            yield x.astype(PROCESSED_DTYPE)
         return
     comp = compressor_for(preset, sample_rate, channels, threshold_db=threshold_db)
-    for block in source():
-        if not block.shape[1]:
-            continue
-        x = eq.process(np.ascontiguousarray(block, dtype=np.float64))  # kept blocks: float32
+    for x in blocks:  # kept blocks: float32 in, float64 from the EQ
         if gain_reduction_db is None:
             yield comp.process(x).astype(PROCESSED_DTYPE)
         else:

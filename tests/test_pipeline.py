@@ -352,7 +352,7 @@ def test_a_1_to_1_compressor_is_left_out_with_the_same_bits():
     import dataclasses
 
     from auralis_batch.dynamics import compress
-    from auralis_batch.eq import Equalizer
+    from auralis_batch.eq import Equalizer, dc_levels
     from auralis_batch.pipeline import PROCESSED_DTYPE, processed_stream
 
     x = music_like(seconds=3.0, level_db=-10.0)
@@ -368,7 +368,7 @@ def test_a_1_to_1_compressor_is_left_out_with_the_same_bits():
         ),
         axis=1,
     )
-    eq = Equalizer(44100, 2, flat.eq).process(x)
+    eq = Equalizer(44100, 2, flat.eq, start_levels=dc_levels(x, 44100)).process(x)
     expected = compress(eq, 44100, threshold_db=-40.0, ratio=1.0, knee_db=flat.compressor.knee_db)
     np.testing.assert_array_equal(got, expected.astype(PROCESSED_DTYPE))
 
