@@ -262,7 +262,7 @@ def analyze_file(
         for block in iter_blocks(p, dtype=decode_dtype(info)):
             hasher.update(block)
         content = hasher.hexdigest()
-        hit = cached_record(cache, content, tempo)
+        hit = cached_record(cache, content, tempo, layout=(info.sample_rate, info.channels))
         if hit is not None:
             cache.remember_path(p, content)
             hit["path"] = str(p)

@@ -76,11 +76,19 @@ def _answers(tempo: bool) -> tuple[bool, ...]:
     return (True,) if tempo else (False, True)
 
 
-def cached_record(cache, content: str, tempo: bool) -> dict[str, Any] | None:
+def cached_record(
+    cache, content: str, tempo: bool, *, layout: tuple[int, int] | None = None
+) -> dict[str, Any] | None:
     """The record stored for PCM with hash ``content``, or None. A tempo-on record
-    also answers a tempo-off request (it then reports the default tempo)."""
+    also answers a tempo-off request (it then reports the default tempo).
+    ``layout``: the file's ``(sample_rate, channels)``; a record of another layout is
+    a miss (the hash is of the samples alone: the same samples at another rate, or one
+    channel's samples read as two, hash alike: a review)."""
     for with_tempo in _answers(tempo):
         value, source = cache.get_with_source(_key(content, with_tempo))
+        if value is not None and layout is not None and well_formed(value):
+            if (value.get("sample_rate"), value.get("channels")) != layout:
+                continue
         if value is not None and well_formed(value):
             rec = dict(value)
             if not tempo and with_tempo:

@@ -200,7 +200,11 @@ class RunSettings:
         if self.reference_record is not None:
             d["reference_sha256"] = self.reference_record.get("content_sha256")
             if not spelled and d["reference_sha256"]:
-                d.pop("reference")  # its content's hash above says which
+                d.pop("reference")  # its content's hash above says which, with its layout
+                d["reference_layout"] = [
+                    self.reference_record.get("sample_rate"),
+                    self.reference_record.get("channels"),
+                ]
         d["engine"] = __version__
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

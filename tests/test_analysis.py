@@ -225,3 +225,19 @@ def test_decoding_ahead_raises_what_the_decoder_or_the_watch_raises(write_audio,
     with pytest.raises(TrackTimeoutError):
         analyze_file(path, watch=deadline, decode_ahead=True)
     assert threading.active_count() == before
+
+
+def test_a_cached_record_of_another_rate_or_layout_is_a_miss(write_audio, tmp_path):
+    """The content hash is of the samples alone: the same samples at 48 and 44.1 kHz,
+    or a mono file whose samples read as a stereo one's, hash alike, and a re-tagged
+    file got the other file's record, sample rate and all (a review)."""
+    from auralis_batch.analysis import analyze_file
+    from auralis_batch.cache import open_cache
+    from auralis_batch.recall import cached_record
+
+    src = write_audio("r48.wav", music_like(seconds=3.0), sample_rate=48000)
+    with open_cache(tmp_path / "c") as cache:
+        content = analyze_file(src, tempo=False, cache=cache)["content_sha256"]
+        assert cached_record(cache, content, False, layout=(48000, 2)) is not None
+        assert cached_record(cache, content, False, layout=(44100, 2)) is None
+        assert cached_record(cache, content, False, layout=(48000, 1)) is None
