@@ -616,9 +616,11 @@ class FingerprintCache:
                 self._disk._sql(_STATS_TABLE_SQL)
                 for name in STATS_COUNTERS:  # all four: an earlier version's rows move
                     total = self._stored_count(name) + pending.get(name, 0)
+                    # delete, then insert: a table of that name without its key (a
+                    # tampered file) gains no second row
+                    self._disk._sql(f"DELETE FROM {STATS_TABLE} WHERE name = ?", (name,))
                     self._disk._sql(
-                        f"INSERT OR REPLACE INTO {STATS_TABLE} (name, n) VALUES (?, ?)",
-                        (name, total),
+                        f"INSERT INTO {STATS_TABLE} (name, n) VALUES (?, ?)", (name, total)
                     )
                     self._disk.delete(STATS_PREFIX + name)  # the row of a version before
         except Exception as exc:
@@ -636,7 +638,8 @@ class FingerprintCache:
         total = 0
         try:
             rows = self._disk._sql(f"SELECT n FROM {STATS_TABLE} WHERE name = ?", (name,))
-            ((n,),) = rows.fetchall() or ((0,),)
+            found = rows.fetchall()
+            n = found[0][0] if len(found) == 1 else 0  # none, or a tampered table's many
             total += n if type(n) is int and n >= 0 else 0
         except Exception:  # no table yet (nothing flushed), or not ours to read
             pass

@@ -671,6 +671,14 @@ def test_counters_survive_eviction_and_earlier_rows_are_taken_over(tmp_path):
     with FingerprintCache(tmp_path / "c") as c:
         c.clear()
         assert c.stats()["disk"] == {"hits": 0, "misses": 0, "hit_rate": 0.0}
+    # a table of that name without its key (tampered): the counts still add up
+    _tamper(tmp_path / "c", "DROP TABLE AuralisStats")
+    _tamper(tmp_path / "c", "CREATE TABLE AuralisStats (name TEXT, n INTEGER)")
+    for _ in range(3):
+        with FingerprintCache(tmp_path / "c") as c:
+            c.get(key(0))
+    with FingerprintCache(tmp_path / "c") as c:
+        assert c.stats()["disk"]["misses"] == 3
 
 
 # --------------------------------------------------------------------------- flush
