@@ -11,14 +11,21 @@ import math
 
 from ._jit import jit
 
+#: Samples smaller than this many quantisation steps (here 1/256 of one, about
+#: -150 dBFS at 16 bits) get no dither: exact zeros, and the tail of a decay after the
+#: music, which an IIR filter or a release never takes to exactly zero (it was dithered
+#: into noise for a second after a track's end, then cut to silence: a review).
+BLANK_BELOW = 1.0 / 256.0
+
 
 @jit
 def quantize_into(x, scale, dither, shift, pcm, back):
     """Round ``x * scale (+ dither)`` to integers, clipped to the format's range.
 
-    Samples that are exactly 0.0 get no dither: digital silence (a gap between tracks,
-    a silent source) stays digital silence instead of becoming TPDF noise at about
-    -85 dBFS, as a dither's "auto-blanking" does (SoX ``dither -a``).
+    Samples under :data:`BLANK_BELOW` steps get no dither: digital silence (a gap
+    between tracks, a silent source, the end of a filter's or limiter's decay) stays
+    digital silence instead of becoming TPDF noise at about -85 dBFS, as a dither's
+    "auto-blanking" does (SoX ``dither -a``).
 
     Parameters
     ----------
@@ -46,7 +53,7 @@ def quantize_into(x, scale, dither, shift, pcm, back):
         out = back[c]
         for i in range(n):
             v = row[i] * scale
-            if has_dither and v != 0.0:  # digital silence stays silent (auto-blanking)
+            if has_dither and abs(v) >= BLANK_BELOW:  # silence stays silent
                 v = v + dither[i, c]
             q = min(max(math.floor(v + 0.5), lo), hi)
             out[i] = q * inv

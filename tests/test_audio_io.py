@@ -180,6 +180,9 @@ def test_digital_silence_stays_silent_in_16_bit():
     x[:, 10000:20000] = (3.3 / 32768) * np.sin(2 * np.pi * 0.01 * np.arange(10000))
     pcm = Quantizer("16", seed=3)(x)
     assert not pcm[:10000].any() and not pcm[20000:].any()
+    tail = x.copy()  # a decay after the music, never exactly zero (an IIR's, a release's)
+    tail[:, 20000:] = 1e-3 * np.exp(-np.arange(10000) / 50.0) / 32768
+    assert not Quantizer("16", seed=3)(tail)[20100:].any()
     err = pcm[10001:20000, 0] / 32768 - x[0, 10001:20000]
     assert np.var(err * 32768) == pytest.approx(0.25, rel=0.1)  # TPDF on the tone
 
@@ -214,11 +217,11 @@ def test_one_pass_quantize_equals_numpy_quantize_and_decode(bit_depth):
 
 def _numpy_quantize(x: np.ndarray, bit_depth: str, rng: np.random.Generator) -> np.ndarray:
     """The plain NumPy chain the kernel must equal: scale, dither (16-bit, not on exact
-    zeros), round, clip."""
+    zeros and near-zeros under 1/256 of a step), round, clip."""
     frames = x.T
     if bit_depth == "16":
         dither = rng.random(frames.shape) - rng.random(frames.shape)
-        dither[frames == 0.0] = 0.0
+        dither[np.abs(frames * 32768.0) < 1.0 / 256.0] = 0.0
         q = np.floor(frames * 32768.0 + dither + 0.5)
         return np.clip(q, -32768, 32767).astype(np.int16)
     if bit_depth == "24":
