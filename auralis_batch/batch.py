@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import numbers
 import os
 import secrets
 import shutil
@@ -735,8 +736,9 @@ def run_master(
             f"inputs must be a list of files and folders, got the single path {inputs!r}: "
             f"pass [{inputs!r}]"
         )
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0:
         raise ParameterError(f"n_jobs must be a non-zero int (-1: every core), got {n_jobs!r}")
+    n_jobs = int(n_jobs)
     settings.check()  # every bad field now, not once per track
     if settings.reference and settings.reference_record is None:
         from .analysis import analyze_file

@@ -111,13 +111,17 @@ class RunSettings:
                 problems.append(f"{name}: must be between {lo:g} and {hi:g} {unit}, got {value!r}")
         if not (is_finite_number(self.match_strength) and 0.0 <= self.match_strength <= 1.0):
             problems.append(f"match_strength: must be between 0 and 1, got {self.match_strength!r}")
-        timeout = self.timeout_per_track_s
-        if timeout is not None and not (is_finite_number(timeout) and 0 < timeout < float("inf")):
-            problems.append(f"timeout_per_track_s: must be None or seconds > 0, got {timeout!r}")
+        timeout = self.timeout_per_track_s  # None or 0: no limit
+        if timeout is not None and not (is_finite_number(timeout) and timeout >= 0):
+            problems.append(
+                f"timeout_per_track_s: must be None, 0 (no limit) or seconds > 0, got {timeout!r}"
+            )
         budget = self.memory_budget_bytes
-        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
-            problems.append(f"memory_budget_bytes: must be an int >= 0, got {budget!r}")
-        for name in ("preset", "fmt", "bit_depth"):
+        if not (is_finite_number(budget) and float(budget).is_integer() and budget >= 0):
+            problems.append(f"memory_budget_bytes: must be a whole number >= 0, got {budget!r}")
+        if not isinstance(self.preset, (str, os.PathLike)):
+            problems.append(f"preset: must be a name or a path, got {self.preset!r}")
+        for name in ("fmt", "bit_depth"):
             if not isinstance(getattr(self, name), str):
                 problems.append(f"{name}: must be a str, got {getattr(self, name)!r}")
         if isinstance(self.fmt, str) and isinstance(self.bit_depth, str):
