@@ -135,7 +135,8 @@ def adaptive_preset(record: dict[str, Any] | None) -> Preset:
     lra = float(fp.get("lra_lu", record.get("lra_lu") or 0.0) or 0.0)
     crest = float(fp.get("crest_db", 12.0))
     ratio, threshold, target, kind = _dynamics_choice(lra, crest)
-    notes.append(f"{kind} (LRA {lra:.1f} LU, crest {crest:.1f} dB): {ratio:g}:1, {target:g} LUFS")
+    notes.append(f"{kind} (LRA {lra:.1f} LU, crest {crest:.1f} dB): {ratio:g}:1")
+    notes.append(f"target {target:g} LUFS for {kind} material")  # a flag's own replaces it
     percussive = float(fp.get("percussive_ratio", 0.5))
     attack = 30.0 if percussive > 0.6 else 15.0  # let drum transients through
     notes.append(

@@ -73,6 +73,10 @@ def test_compression_and_target_follow_dynamics(lra, crest, ratio, target):
     p = adaptive_preset(record(BALANCED_SHARES, lra=lra, crest=crest))
     assert p.compressor.ratio == ratio and p.target_lufs == target
     assert validate(p) == []
+    # the note on the target gives way to --target-lufs's (it stated the old one: a review)
+    (said,) = [n for n in p.notes if n.startswith(f"target {target:g} LUFS for ")]
+    moved = p.with_overrides(target_lufs=-20.0)
+    assert said not in moved.notes and "target -20 LUFS from --target-lufs" in moved.notes
 
 
 def with_spectrum(rec: dict, tilt_db_per_octave: float) -> dict:
