@@ -234,10 +234,31 @@ def _sndfile_strings(source: str | os.PathLike) -> dict[str, str]:
 
     try:
         with sf.SoundFile(os.fsencode(source) if os.name == "posix" else source) as f:
-            found = f.copy_metadata()
+            found = _raw_strings(sf, f)
     except Exception:
         return {}
     return {_SNDFILE_FIELDS[k]: v for k, v in found.items() if k in _SNDFILE_FIELDS and v.strip()}
+
+
+def _raw_strings(sf, f) -> dict[str, str]:
+    """``f.copy_metadata()``, decoded as UTF-8 or else as Windows-1252 (what Windows
+    tools write in RIFF INFO): soundfile decodes UTF-8 with replacement characters, and
+    a Latin-1 "Café" reached the master as "Caf\ufffd" (a review). soundfile's own
+    decoding where its internals are not there."""
+    try:
+        get, ffi, ids = sf._snd.sf_get_string, sf._ffi, sf._str_types
+    except AttributeError:
+        return f.copy_metadata()
+    found: dict[str, str] = {}
+    for name, strid in ids.items():
+        data = get(f._file, strid)
+        if data:
+            raw = ffi.string(data)
+            try:
+                found[name] = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                found[name] = raw.decode("cp1252", "replace")
+    return found
 
 
 def _tag_names(tags) -> list[str]:

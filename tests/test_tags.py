@@ -556,3 +556,25 @@ def test_a_text_tag_too_long_for_a_flac_comment_block_is_left_out_with_a_note(tm
     assert fields["replaygain_track_gain"] == ["-1.00 dB"]
     assert notes == ["tag 'notes' (17.0 MiB) not copied: a FLAC comment block holds at most 16 MiB"]
     assert sf.info(out).frames == _audio().shape[0]
+
+
+def test_riff_info_text_in_windows_1252_is_read_as_such(tmp_path):
+    """libsndfile hands INFO text over as bytes; read as UTF-8 with replacement, a
+    Latin-1 "Café" (what Windows tools write) became "Caf\\ufffd" (a review)."""
+    import struct
+
+    src = tmp_path / "src.wav"
+    sf.write(src, _audio(), SR, subtype="PCM_16")
+    data = src.read_bytes()
+    title = "Café Olé".encode("cp1252") + b"\0"
+    info = b"INFO" + b"INAM" + struct.pack("<I", len(title)) + title
+    info += b"\0" * (len(info) % 2)
+    chunk = b"LIST" + struct.pack("<I", len(info)) + info
+    body = data[12:] + chunk
+    src.write_bytes(b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WAVE" + body)
+    with sf.SoundFile(src) as f:
+        assert "\ufffd" in f.copy_metadata()["title"]  # soundfile's own reading
+    out = _partial(tmp_path, "flac")
+    write_output_tags(out, fmt="flac", source=src, loudness=None)
+    fields, _, _ = _read(out, "flac")
+    assert fields["title"] == ["Café Olé"]
