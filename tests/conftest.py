@@ -38,6 +38,8 @@ env = {**os.environ, "AURALIS_CACHE_DIR": os.path.join(d, "cache")}
 cli = [sys.executable, "-m", "auralis_batch.cli"]
 for args in (["master", "in", "--out", "out", "-q"], ["analyze", "in", "--json"]):
     subprocess.run(cli + args, cwd=d, env=env, capture_output=True)
+import shutil
+shutil.rmtree(d, ignore_errors=True)
 """
 
 
