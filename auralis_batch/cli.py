@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, NoReturn, Optional
 
@@ -601,23 +602,61 @@ def _dask_backend(scheduler: str):
         client.close()
 
 
+class _ReferenceStopped(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 def _analyse_reference(reference: Path, *, no_cache: bool, cache_dir: Path | None) -> dict:
+    """The reference's analysis, before any track is planned. SIGINT or SIGTERM now
+    stops the command between two blocks (a handler that raised could land inside a
+    kernel) and says so: the default handlers killed it without a word, and a shell's
+    background run, started ignoring SIGINT, went on (fifth sweep)."""
+    import signal
+
     from .adaptive import check_reference
     from .analysis import analyze_file
     from .errors import AuralisError
+
+    received: list[int] = []
+
+    def note(signum, frame) -> None:
+        if received:  # a second signal: at once
+            os._exit(128 + signum)
+        received.append(signum)
+
+    def watch(blocks):
+        for block in blocks:
+            if received:
+                raise _ReferenceStopped(received[0])
+            yield block
 
     cache = None
     if not no_cache:
         from .cache import open_cache
 
         cache = open_cache(cache_dir)
+    main = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
     try:
-        record = analyze_file(reference, tempo=False, cache=cache)
+        record = analyze_file(reference, tempo=False, cache=cache, watch=watch)
+        if received:
+            raise _ReferenceStopped(received[0])
         check_reference(record)
         return record
     except AuralisError as exc:
         _fail_usage(f"--reference: {exc}")
+    except _ReferenceStopped as stop:
+        name = signal.Signals(stop.signum).name
+        typer.echo(
+            f"[error] interrupted by {name} while the reference was analysed: nothing was mastered",
+            err=True,
+        )
+        raise typer.Exit(code=128 + stop.signum) from None
     finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
         if cache is not None:
             cache.close()
 

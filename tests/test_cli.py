@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -613,3 +614,33 @@ def test_analyze_says_why_it_skips_a_fifo_named_on_its_command_line(tmp_path):
     res = runner.invoke(app, ["analyze", str(pipe), "--json", "--no-cache"])
     assert res.exit_code == 0
     assert f"[skipped] {pipe}: not read: not a regular file" in res.output
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_while_the_reference_is_analysed_says_so(tmp_path, monkeypatch, capsys, signum):
+    """Before any track starts, the reference is analysed: SIGTERM killed the command
+    without a word there, and a shell's background run (SIGINT ignored) went on
+    (fifth sweep). The stop comes between two blocks, never inside a kernel."""
+    import soundfile as sf
+    import typer
+
+    from auralis_batch import analysis, cli
+
+    ref = tmp_path / "ref.flac"
+    sf.write(ref, music_like(seconds=5.0).T, 44100, subtype="PCM_24")
+    real = analysis.iter_blocks
+
+    def blocks(*args, **kwargs):
+        for i, block in enumerate(real(*args, block_frames=16384, **kwargs)):
+            if i == 1:
+                signal.raise_signal(signum)  # as if sent now, from outside
+            yield block
+
+    monkeypatch.setattr(analysis, "iter_blocks", blocks)
+    before = signal.getsignal(signum)
+    with pytest.raises(typer.Exit) as info:
+        cli._analyse_reference(ref, no_cache=True, cache_dir=None)
+    assert info.value.exit_code == 128 + signum
+    name = signal.Signals(signum).name
+    assert f"interrupted by {name} while the reference was analysed" in capsys.readouterr().err
+    assert signal.getsignal(signum) is before
