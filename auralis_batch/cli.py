@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import sys
-import threading
 from pathlib import Path
 from typing import Annotated, NoReturn, Optional
 
@@ -614,6 +613,7 @@ def _analyse_reference(reference: Path, *, no_cache: bool, cache_dir: Path | Non
     kernel) and says so: the default handlers killed it without a word, and a shell's
     background run, started ignoring SIGINT, went on (fifth sweep)."""
     import signal
+    import threading
 
     from .adaptive import check_reference
     from .analysis import analyze_file
@@ -789,8 +789,6 @@ def _read_once(inputs: list[Path], *, extensions):
         if key not in seen:
             seen.add(key)
             once.append((f, rel))
-    # a file named (read whatever its extension) is not also skipped in its folder
-    skipped = [r for r in skipped if os.path.normpath(os.path.abspath(r["input"])) not in seen]
     return once, skipped, notes
 
 

@@ -103,13 +103,17 @@ def design_eq(settings: EQSettings, sample_rate: int) -> np.ndarray:
 DC_LEAD_S = 0.5
 
 
-def dc_levels(first_block: np.ndarray, sample_rate: int) -> np.ndarray:
+def dc_lead_frames(sample_rate: int) -> int:
+    """Frames of :data:`DC_LEAD_S` at ``sample_rate``: what :func:`dc_levels` averages."""
+    return max(1, round(DC_LEAD_S * sample_rate))
+
+
+def dc_levels(start: np.ndarray, sample_rate: int) -> np.ndarray:
     """A stream's DC offset per channel for ``Equalizer(start_levels=...)``: the mean
-    of its first :data:`DC_LEAD_S` seconds, or of its first block when that is shorter
-    (the render's blocks are :data:`~auralis_batch.audio.BLOCK_FRAMES` long, in every
-    path, so every pass of a track gets the same levels)."""
-    lead = max(1, round(DC_LEAD_S * sample_rate))
-    return np.asarray(first_block[:, :lead], dtype=np.float64).mean(axis=1)
+    of its first :data:`DC_LEAD_S` seconds (``start``: at least that much of the stream
+    where it is that long, as ``pipeline.equalised_blocks`` gathers it from its blocks,
+    so that any block size gives the same levels)."""
+    return np.asarray(start[:, : dc_lead_frames(sample_rate)], dtype=np.float64).mean(axis=1)
 
 
 class Equalizer:

@@ -155,7 +155,7 @@ def sos_steady_state(sos: np.ndarray, levels: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     sos : np.ndarray [shape=(sections, 6)], ``a0 == 1``
-    levels : np.ndarray [shape=(channels,)], the first sample of each channel
+    levels : np.ndarray [shape=(channels,)], the constant input of each channel
 
     Returns
     -------

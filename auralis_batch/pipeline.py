@@ -41,7 +41,7 @@ import numpy as np
 from .adaptive import range_compressor
 from .audio import BLOCK_FRAMES, Quantizer
 from .dynamics import LIMITER_MARGIN_DB, Compressor, Limiter
-from .eq import DC_LEAD_S, Equalizer, dc_levels
+from .eq import Equalizer, dc_lead_frames, dc_levels
 from .errors import CeilingError, ParameterError
 from .match import LongTermSpectrum
 from .meter import Loudness, LoudnessMeter
@@ -125,14 +125,6 @@ def effective_threshold_db(preset: Preset, before: Loudness) -> float:
     return float(np.clip(preset.compressor.threshold_db - offset, -60.0, 0.0))
 
 
-class _NoEq:
-    """The EQ step of a source that is already equalised."""
-
-    @staticmethod
-    def process(block: np.ndarray) -> np.ndarray:
-        return block
-
-
 class EqualisedOnce:
     """``source`` through the preset's EQ, computed on the first full pass and then
     served from memory (float64, 8 bytes per sample): a :data:`BlockSource`.
@@ -181,7 +173,7 @@ def equalised_blocks(
     the same samples): a source offset from its first sample opened with the
     high-pass's step response, and that one peak set the limiter's gain for the whole
     track (fourth sweep). Empty blocks are left out."""
-    lead = max(1, round(DC_LEAD_S * sample_rate))
+    lead = dc_lead_frames(sample_rate)
     it = iter(blocks)
     held: list[np.ndarray] = []
     have = 0
@@ -193,7 +185,7 @@ def equalised_blocks(
                 break
     if not held:
         return
-    start = np.concatenate([np.asarray(b, dtype=np.float64) for b in held], axis=1)
+    start = np.concatenate([b[:, :lead] for b in held], axis=1)  # dc_levels takes lead
     eq = Equalizer(sample_rate, channels, preset.eq, start_levels=dc_levels(start, sample_rate))
     del start
     for block in itertools.chain(held, it):

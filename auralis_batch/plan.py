@@ -115,6 +115,9 @@ def discover(
             audio.append((p, Path(p.name)))
         else:
             skipped.append(skipped_record(p, f"not read: {_kind(st.st_mode)}"))
+    if skipped:  # a file named here is taken whatever its extension: met again in a
+        taken = {os.path.realpath(f) for f, _ in audio}  # folder named too, not "skipped"
+        skipped = [r for r in skipped if os.path.realpath(r["input"]) not in taken]
     return audio, skipped, notes
 
 
@@ -176,11 +179,8 @@ def plan_master(
             )
     if plan.problems:
         return plan
-    audio, skipped, plan.notes = discover(inputs, extensions=extensions, exclude=[out_dir])
+    audio, plan.records, plan.notes = discover(inputs, extensions=extensions, exclude=[out_dir])
     inputs_resolved = {f.resolve() for f, _ in audio}
-    # A file named on the command line is taken whatever its extension; met again in a
-    # folder named too, it is not also "skipped" (the report counted it twice).
-    plan.records = [r for r in skipped if Path(r["input"]).resolve() not in inputs_resolved]
     by_output: dict[Path, Path] = {}
     seen_inputs: dict[Path, Path] = {}  # resolved -> the path it was first found as
     for f, rel in audio:

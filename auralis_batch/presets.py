@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 import sys
 from dataclasses import dataclass, field
@@ -129,17 +130,16 @@ class Preset:
         preset = self
         problems: list[str] = []
         if target_lufs is not None:
-            _check_range("target_lufs", "target_lufs", target_lufs, problems)
+            check_range("target_lufs", "target_lufs", target_lufs, problems)
             # a matched or adaptive preset's note on where its own target came from
             # ("= reference loudness") gives way to the one that holds (fifth sweep)
-            notes = tuple(n for n in preset.notes if not n.startswith("target "))
-            if notes != preset.notes and float(target_lufs) != preset.target_lufs:
-                notes += (f"target {float(target_lufs):g} LUFS from --target-lufs",)
-            else:
-                notes = preset.notes
+            notes = preset.notes
+            kept = tuple(n for n in notes if not n.startswith("target "))
+            if kept != notes and float(target_lufs) != preset.target_lufs:
+                notes = (*kept, f"target {float(target_lufs):g} LUFS from --target-lufs")
             preset = dataclasses.replace(preset, target_lufs=float(target_lufs), notes=notes)
         if ceiling_dbtp is not None:
-            _check_range("limiter.ceiling_dbtp", "limiter.ceiling_dbtp", ceiling_dbtp, problems)
+            check_range("limiter.ceiling_dbtp", "limiter.ceiling_dbtp", ceiling_dbtp, problems)
             lim = dataclasses.replace(preset.limiter, ceiling_dbtp=float(ceiling_dbtp))
             preset = dataclasses.replace(preset, limiter=lim)
         if problems:
@@ -161,15 +161,17 @@ class Preset:
         return d
 
 
-def _check_range(
+def check_range(
     path: str,
     key: str,
     value: Any,
     problems: list[str],
     limits: dict[str, tuple[float, float, str]] = LIMITS,
 ) -> float | None:
+    """``value`` as a float within ``limits[key]``, or None with a problem ``path: ...``
+    added to ``problems`` (a preset's fields, a run's overrides, ``RunSettings``)."""
     lo, hi, unit = limits[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # NumPy's too
         problems.append(f"{path}: must be a number, got {value!r}")
         return None
     v = float(value)
@@ -187,7 +189,7 @@ def validate(preset: Preset, *, limits: dict[str, tuple[float, float, str]] = LI
     problems: list[str] = []
 
     def check(path: str, key: str, value: Any) -> None:
-        _check_range(path, key, value, problems, limits)
+        check_range(path, key, value, problems, limits)
 
     check("target_lufs", "target_lufs", preset.target_lufs)
     check("eq.highpass_hz", "eq.highpass_hz", preset.eq.highpass_hz)
@@ -223,7 +225,7 @@ def _parse(data: dict[str, Any], *, name: str, source: str) -> Preset:
     def number(section: dict[str, Any], path: str, key: str, default: float) -> float:
         if key not in section:
             return default
-        v = _check_range(path, path_key(path), section[key], problems)
+        v = check_range(path, path_key(path), section[key], problems)
         return default if v is None else v
 
     def path_key(path: str) -> str:

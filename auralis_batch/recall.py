@@ -86,10 +86,9 @@ def cached_record(
     channel's samples read as two, hash alike: a review)."""
     for with_tempo in _answers(tempo):
         value, source = cache.get_with_source(_key(content, with_tempo))
-        if value is not None and layout is not None and well_formed(value):
-            if (value.get("sample_rate"), value.get("channels")) != layout:
-                continue
-        if value is not None and well_formed(value):
+        if value is None or not well_formed(value):
+            continue
+        if layout is None or (value.get("sample_rate"), value.get("channels")) == layout:
             rec = dict(value)
             if not tempo and with_tempo:
                 rec["tempo_bpm"] = DEFAULT_TEMPO_BPM

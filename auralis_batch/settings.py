@@ -93,7 +93,7 @@ class RunSettings:
             ``preset`` names no built-in preset and no readable TOML file.
         """
         from .audio import output_subtype
-        from .presets import LIMITS
+        from .presets import check_range
 
         problems: list[str] = []
         for name in ("album", "write_loudness_tags", "copy_tags", "use_cache"):
@@ -105,10 +105,8 @@ class RunSettings:
             ("target_lufs", "target_lufs"),
             ("ceiling_dbtp", "limiter.ceiling_dbtp"),
         ):
-            value = getattr(self, name)
-            lo, hi, unit = LIMITS[limit]
-            if value is not None and not (is_finite_number(value) and lo <= value <= hi):
-                problems.append(f"{name}: must be between {lo:g} and {hi:g} {unit}, got {value!r}")
+            if getattr(self, name) is not None:  # the preset's own range check
+                check_range(name, limit, getattr(self, name), problems)
         if not (is_finite_number(self.match_strength) and 0.0 <= self.match_strength <= 1.0):
             problems.append(f"match_strength: must be between 0 and 1, got {self.match_strength!r}")
         timeout = self.timeout_per_track_s  # None or 0: no limit

@@ -232,8 +232,10 @@ def _sndfile_strings(source: str | os.PathLike) -> dict[str, str]:
     it cannot open the file: the track's own decoding says why)."""
     import soundfile as sf
 
+    from .audio import sf_path
+
     try:
-        with sf.SoundFile(os.fsencode(source) if os.name == "posix" else source) as f:
+        with sf.SoundFile(sf_path(source)) as f:
             found = _raw_strings(sf, f)
     except Exception:
         return {}
