@@ -115,28 +115,42 @@ def _kernels_compiled(kernels: tuple[str, ...] = (METER_KERNEL,)) -> bool:
     ``auralis_batch.kernels``), compiled from the sources installed now: when it does
     not, this run compiles, and the CLI says so. Found without importing Numba, where
     Numba keeps them (``NUMBA_CACHE_DIR/<folder>_<sha1 of the folder>/``, numba's
-    ``get_suitable_cache_subpath``, or ``__pycache__`` beside the sources); an index
-    older than its source is stale (an upgrade), and Numba compiles again."""
+    ``get_suitable_cache_subpath``, or ``__pycache__`` beside the sources).
+
+    Fresh means what Numba itself checks: its index of the kernel holds the SHA-256 of
+    the module's source (the pinned numba 0.68 stamps an index with it). A file's time said
+    nothing: a reinstall or a checkout that rewrote an unchanged source made every run
+    announce a compile it did not do and start the warm-up process for nothing."""
     import glob
+    import hashlib
 
     folder_of_kernels = _kernels_dir()
     folder = _numba_cache_folder(folder_of_kernels)
+    digests: dict[str, bytes] = {}
     for kernel in kernels:
         module = kernel.partition(".")[0]
-        try:
-            source_mtime = os.stat(os.path.join(folder_of_kernels, module + ".py")).st_mtime
-        except OSError:
-            continue  # nothing to compare with: say nothing
-        pattern = os.path.join(glob.escape(folder), glob.escape(kernel) + "-*.nbi")
-        fresh = False
-        for index in glob.glob(pattern):
+        if module not in digests:
             try:
-                fresh = fresh or os.stat(index).st_mtime >= source_mtime
+                with open(os.path.join(folder_of_kernels, module + ".py"), "rb") as f:
+                    digests[module] = hashlib.sha256(f.read()).digest()
             except OSError:
-                continue
-        if not fresh:
+                digests[module] = b""  # nothing to compare with: say nothing
+        if not digests[module]:
+            continue
+        pattern = os.path.join(glob.escape(folder), glob.escape(kernel) + "-*.nbi")
+        if not any(_index_holds(index, digests[module]) for index in glob.glob(pattern)):
             return False
     return True
+
+
+def _index_holds(index: str, digest: bytes) -> bool:
+    """Whether Numba's cache index file ``index`` is stamped with ``digest`` (the
+    stamp is pickled as raw bytes; the index is searched, not unpickled)."""
+    try:
+        with open(index, "rb") as f:
+            return digest in f.read(1 << 20)
+    except OSError:
+        return False
 
 
 # Public names, grouped as joblib groups its ``__all__``; each is imported from its

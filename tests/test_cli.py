@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -408,34 +409,85 @@ def test_tables_keep_whole_paths_when_piped(tmp_path, write_audio):
     assert str(src) in res.stdout
 
 
-def test_compiled_kernels_are_found_where_numba_keeps_them(tmp_path, monkeypatch):
-    import hashlib
+def _numba_index(path, source: str, *, stamp: bytes | None = None) -> None:
+    """An index as numba 0.68 writes one: its version, then (stamp, overloads) where
+    the stamp is the SHA-256 of the module's source."""
+    import pickle
 
+    import numba
+
+    if stamp is None:
+        with open(source, "rb") as f:
+            stamp = hashlib.sha256(f.read()).digest()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        pickle.dump(numba.__version__, f, protocol=-1)
+        f.write(pickle.dumps((stamp, {}), protocol=-1))
+
+
+def test_compiled_kernels_are_found_where_numba_keeps_them(tmp_path, monkeypatch):
     import auralis_batch
 
     kernels = auralis_batch._kernels_dir()
+    loudness_py = os.path.join(kernels, "loudness.py")
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))
     assert not auralis_batch._kernels_compiled()
     name = "loudness.kweighted_subblock_power-70.py311.nbi"
     # another source folder's cache (another checkout, an old venv) does not count
     other = tmp_path / "numba" / "kernels_0123" / name
-    other.parent.mkdir(parents=True)
-    other.write_bytes(b"")
+    _numba_index(other, loudness_py)
     assert not auralis_batch._kernels_compiled()
     ours = tmp_path / "numba" / ("kernels_" + hashlib.sha1(kernels.encode()).hexdigest()) / name
     ours.parent.mkdir(parents=True)
-    ours.write_bytes(b"")
-    assert auralis_batch._kernels_compiled()
-    # an index older than the installed source is stale: Numba compiles again
-    old = os.stat(os.path.join(kernels, "loudness.py")).st_mtime - 60
-    os.utime(ours, (old, old))
+    ours.write_bytes(b"")  # no stamp: nothing Numba would load
     assert not auralis_batch._kernels_compiled()
-    os.utime(ours)
+    _numba_index(ours, loudness_py)
+    assert auralis_batch._kernels_compiled()
+    # the index of another source (an upgrade changed the kernels) is stale, however new
+    _numba_index(ours, loudness_py, stamp=hashlib.sha256(b"older kernels").digest())
+    assert not auralis_batch._kernels_compiled()
+    # ... and the index of this source is fresh, however old: a reinstall or a checkout
+    # that rewrote the unchanged file made every run announce a compile and start the
+    # warm-up process (Numba compared contents and loaded its cache)
+    _numba_index(ours, loudness_py)
+    old = os.stat(loudness_py).st_mtime - 3600
+    os.utime(ours, (old, old))
+    assert auralis_batch._kernels_compiled()
     # a command that also fingerprints needs that kernel compiled too
     both = (auralis_batch.METER_KERNEL, auralis_batch.FINGERPRINT_KERNEL)
     assert not auralis_batch._kernels_compiled(both)
-    (ours.parent / "spectral.frame_features-92.py311.nbi").write_bytes(b"")
+    _numba_index(
+        ours.parent / "spectral.frame_features-92.py311.nbi", os.path.join(kernels, "spectral.py")
+    )
     assert auralis_batch._kernels_compiled(both)
+
+
+def test_a_real_numba_index_is_read_as_fresh(tmp_path, monkeypatch):
+    """The index format is Numba's, not ours: the index Numba wrote for the meter's
+    kernel (loaded or compiled here) is fresh for its source's bytes, stale for others."""
+    import numpy as np
+
+    import auralis_batch
+    from auralis_batch.meter import measure_loudness
+
+    measure_loudness(np.zeros((2, 48000)), sample_rate=48000)  # Numba's index exists
+    kernels = auralis_batch._kernels_dir()
+    pattern = f"{auralis_batch.METER_KERNEL}-*.nbi"
+    found = list(Path(auralis_batch._numba_cache_folder(kernels)).glob(pattern))
+    assert found, "Numba kept no index of the meter's kernel"
+    with open(os.path.join(kernels, "loudness.py"), "rb") as f:
+        source = f.read()
+    copy = tmp_path / "kernels"
+    copy.mkdir()
+    monkeypatch.setattr(auralis_batch, "_kernels_dir", lambda: str(copy))
+    moved = Path(auralis_batch._numba_cache_folder(str(copy)))
+    moved.mkdir(parents=True)
+    for index in found:
+        shutil.copy(index, moved / index.name)
+    (copy / "loudness.py").write_bytes(source)
+    assert auralis_batch._kernels_compiled()
+    (copy / "loudness.py").write_bytes(source + b"\n")
+    assert not auralis_batch._kernels_compiled()
 
 
 @pytest.mark.parametrize("command", ["master", "analyze"])
