@@ -553,6 +553,65 @@ def test_the_limiting_cap_holds_what_the_limiter_reports():
     assert cap - 0.1 <= outcome.limiter_max_gain_reduction_db <= cap + 0.01
 
 
+def test_a_gain_at_its_cap_is_rendered_without_a_measuring_pass(monkeypatch):
+    """A gain the limiting cap lowered lands under the target whatever the limiter
+    does, and any raise is capped again: the measuring pass that ran before the written
+    one only confirmed it (one limiter pass in two for such a track; the same output
+    bits as with it, checked by hand against the code before)."""
+    import dataclasses
+
+    from auralis_batch import pipeline
+
+    preset = dataclasses.replace(load_preset("gentle"), target_lufs=-5.0)
+    x = music_like(seconds=12.0, level_db=-24.0)
+    ran = {"limiter": 0, "settled": 0}
+    real_pass, real_settle = pipeline._limited_pass, pipeline._settle_gain
+
+    def limited(*args, **kw):
+        ran["limiter"] += 1
+        return real_pass(*args, **kw)
+
+    def settle(*args, **kw):
+        ran["settled"] += 1
+        return real_settle(*args, **kw)
+
+    monkeypatch.setattr(pipeline, "_limited_pass", limited)
+    monkeypatch.setattr(pipeline, "_settle_gain", settle)
+    _, outcome = master_array(x, 44100, preset=preset, bit_depth="24")
+    assert outcome.target_reached is False and "peak limiting" in outcome.notes[-1]
+    assert ran == {"limiter": 1, "settled": 0} and outcome.passes == 1
+    cap = preset.limiter.max_gain_reduction_db
+    assert cap - 0.1 <= outcome.limiter_max_gain_reduction_db <= cap + 0.01
+
+
+def test_a_correction_the_cap_lowers_short_of_the_target_is_not_measured(monkeypatch):
+    """The bench library's capped track under punchy: the first measuring pass (uncapped)
+    fell 2.9 LU short, the correction was capped, and that capped gain was measured,
+    then written: the same limiter pass twice. A limiter's loudness rises by at most the
+    gain added, so the first pass bounds the capped gain under the target: it goes to
+    the written pass unmeasured. A capped gain that may still reach the target is
+    measured as before."""
+    from types import SimpleNamespace
+
+    from auralis_batch import pipeline
+
+    def measure(stream, processed, gain_db):  # 3 LU short at +16 dB
+        measured.append(gain_db)
+        return SimpleNamespace(after=SimpleNamespace(integrated_lufs=-33.0 + gain_db))
+
+    measured: list[float] = []
+    monkeypatch.setattr(pipeline, "_measuring_pass", measure)
+    cap = pipeline._LimitingCap(-10.0, -1.0, 10.0)  # gains past +18.9 dB are capped
+    gain, passes = pipeline._settle_gain(None, None, 16.0, -14.0, cap)
+    assert cap.capped and gain == pytest.approx(18.9)
+    assert passes == 1 and measured == [16.0]  # 2 before, the second at +18.9 dB
+    # the rule: -17 LUFS at +16 dB bounds +18.9 dB under -14.1 LUFS (final); -16.5
+    # LUFS bounds it under -13.6 LUFS (measured); a gain the cap did not lower, measured
+    assert pipeline._capped_short(18.9, 19.0, -17.0, 16.0, -14.0)
+    assert not pipeline._capped_short(18.9, 19.0, -16.5, 16.0, -14.0)
+    assert not pipeline._capped_short(18.9, 18.9, -17.0, 16.0, -14.0)
+
+
 def test_the_api_refuses_integer_samples_and_unknown_bit_depths():
     """An int16 array measured +76 LUFS and mastered to a wrong level; bit_depth 24
     (an int), "32" or "8" came back as unquantised float (third sweep)."""
