@@ -380,6 +380,7 @@ def _decide(
             reason = {
                 "done": "replaced (--overwrite)",
                 "foreign": "replaced a file auralis-batch did not write (--overwrite)",
+                "other": f"replaced {state.reason} (--overwrite)",
             }.get(state.action, f"replaced an earlier master: {state.reason}")
             expect = None if overwrite else state.expect  # --overwrite: whatever is there
             todo.append(replace(job, replace=True, replace_reason=reason, expect=expect))
@@ -397,6 +398,12 @@ def _refused_why(job: Job, state: OutputState, *, overwrite: bool) -> str | None
         )
     if state.action == "outside":
         return f"refused: {job.output} leads outside --out through a symlink"
+    if state.action == "other" and not overwrite:
+        return (
+            f"refused: {job.output} is {state.reason}, which is still there: it would be "
+            "lost; master both in one run (give their common folder) or into another "
+            "--out; --overwrite replaces it"
+        )
     if state.action == "foreign" and not overwrite:
         why = f" ({state.reason})" if state.reason else ""
         return (

@@ -137,7 +137,9 @@ class OutputState:
     (written by us, changed since: kept aside, then redone), ``"foreign"`` (a file we
     did not write: refused unless ``--overwrite``), ``"blocked"`` (a folder, a link
     or a device is there: refused, ``--overwrite`` or not), ``"outside"`` (the output
-    path leads out of OUT through a symlink: refused).
+    path leads out of OUT through a symlink: refused), ``"other"`` (written by us from
+    another input that is still there: its master, refused unless ``--overwrite``; an
+    input that is gone, renamed or re-encoded, is ``"replace"``).
     """
 
     action: str
@@ -145,6 +147,17 @@ class OutputState:
     #: The output as journaled (``bytes``, ``mtime_ns``, ``sha256``), for ``done`` and
     #: ``replace``: the worker replaces it only if it still is exactly that.
     expect: dict | None = None
+
+
+def _still_there(earlier_input: object, here: str) -> bool:
+    """Whether the input an output was mastered from is still a file, and not the one
+    at ``here`` (resolved) under another name."""
+    if not isinstance(earlier_input, str):
+        return False
+    try:
+        return os.path.isfile(earlier_input) and not os.path.samefile(earlier_input, here)
+    except OSError:
+        return False
 
 
 def _relative_key(text: object) -> bool:
@@ -480,6 +493,11 @@ class Journal:
         except OSError:
             same_input = False
         if entry["input"] != here and not same_input:
+            if _still_there(entry["input"], here):
+                # two runs of two folders into one OUT: the first's master would be lost
+                return OutputState(
+                    "other", f"the master of another input, {entry['input']}", written
+                )
             why = f"it was mastered from another input, {entry['input']}"
         elif entry["settings"] not in settings_hashes:
             preset = entry.get("preset")

@@ -142,6 +142,7 @@ def _walk(root, folder, extensions, excluded, seen, masters, audio, skipped, not
             real = path.resolve()
             if real in excluded:
                 notes.append(f"{path}: the output folder is inside the input; not read")
+                _tracks_in_out(path, extensions, seen, skipped)
                 continue
             key = (st.st_dev, st.st_ino)
             if key in seen:  # a symlink loop, or a second way into a folder already read
@@ -159,6 +160,20 @@ def _walk(root, folder, extensions, excluded, seen, masters, audio, skipped, not
             skipped.append(
                 skipped_record(path, "not an audio file this build can read (by extension)")
             )
+
+
+def _tracks_in_out(folder: Path, extensions, seen, skipped) -> None:
+    """The output folder met inside an input is not read (masters are written there),
+    but tracks of the user's in it are each a skipped record, counted and listed with
+    why: they were left out without a word (a newcomer's ``--out music/AlbumA`` for
+    ``music``)."""
+    found: list[tuple[Path, Path]] = []
+    _walk(folder, folder, extensions, set(), set(seen), set(), found, [], [])
+    why = (
+        "inside the output folder, which is not read as input: master it with an --out "
+        "that holds no tracks"
+    )
+    skipped.extend(skipped_record(f, why) for f, _ in found)
 
 
 def output_path(relative: Path, out_dir: Path, fmt: str) -> Path:
@@ -201,9 +216,26 @@ def plan_master(
         elif dst_r in by_output:
             plan.problems.append(
                 f"{by_output[dst_r]} and {f} would both be written to {dst}: "
-                "give their folders as separate runs or rename one"
+                + _collision_advice(by_output[dst_r], f)
             )
         else:
             by_output[dst_r] = f
             plan.jobs.append(Job(f, dst))
     return plan
+
+
+def _collision_advice(first: Path, second: Path) -> str:
+    """What to do about two inputs that map to one output: two files of one folder
+    differ only by extension; files of two folders given apart keep their folders'
+    names in OUT when their common folder is given instead (separate runs into the
+    same OUT would replace one master by the other)."""
+    if first.parent.resolve() == second.parent.resolve():
+        return "rename one, or master one of them into another --out"
+    try:
+        common = Path(os.path.commonpath([first.resolve(), second.resolve()]))
+    except ValueError:
+        return "master them into separate --out folders, or rename one"
+    return (
+        f"give their common folder {common} instead (OUT then mirrors it), or master them "
+        "into separate --out folders"
+    )

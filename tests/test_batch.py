@@ -194,6 +194,64 @@ def test_a_copied_output_folder_and_a_renamed_input_folder_are_still_done(
     assert any(".altered-" in p.name for p in masters[0].parent.iterdir())
 
 
+def test_two_runs_of_two_folders_into_one_out_keep_the_first_ones_masters(tmp_path, write_audio):
+    """A newcomer's: the collision error said "give their folders as separate runs";
+    doing so into the same OUT replaced the first folder's master with the second's,
+    one line saying so. The master of another input that is still there is refused
+    (--overwrite replaces it); the error's advice names the common folder; an input
+    that is gone (renamed, re-encoded) is still replaced."""
+    from auralis_batch.plan import plan_master
+
+    a = write_audio("dup/A/01.flac", music_like(seconds=2.0, seed=1))
+    b = write_audio("dup/B/01.flac", music_like(seconds=2.0, seed=2))
+    out = tmp_path / "out"
+    plan = plan_master([a.parent, b.parent], out, "flac", extensions=frozenset({"flac"}))
+    (problem,) = plan.problems
+    assert f"give their common folder {tmp_path / 'dup'} instead" in problem
+    c = write_audio("same/x.flac", music_like(seconds=1.0))
+    write_audio("same/x.wav", music_like(seconds=1.0))
+    plan = plan_master([c.parent], out, "flac", extensions=frozenset({"flac", "wav"}))
+    assert plan.problems[0].endswith("rename one, or master one of them into another --out")
+
+    settings = RunSettings(use_cache=False)
+    assert run_master([a.parent], out, settings, n_jobs=1).summary["ok"] == 1
+    first = sha(out / "01.flac")
+    second = run_master([b.parent], out, settings, n_jobs=1)
+    (rec,) = second.records
+    assert rec["status"] == "failed" and sha(out / "01.flac") == first
+    assert rec["error"] == (
+        f"refused: {out / '01.flac'} is the master of another input, {a.resolve()}, which is "
+        "still there: it would be lost; master both in one run (give their common folder) "
+        "or into another --out; --overwrite replaces it"
+    )
+    forced = run_master([b.parent], out, settings, n_jobs=1, overwrite=True)
+    assert forced.summary["ok"] == 1 and sha(out / "01.flac") != first
+    assert forced.records[0]["replaced"].startswith("replaced the master of another input")
+    b.unlink()  # B re-encoded: its master is replaced, as before
+    b2 = write_audio("dup/B/01.wav", music_like(seconds=2.0, seed=3))
+    again = run_master([b2.parent], out, settings, n_jobs=1)
+    assert again.summary["ok"] == 1
+    assert "mastered from another input" in again.records[0]["replaced"]
+
+
+def test_tracks_in_an_output_folder_inside_the_input_are_listed_as_skipped(tmp_path, write_audio):
+    """``master music --out music/AlbumA``: AlbumA's own tracks were left out with one
+    note and counted nowhere (a newcomer's). Each is now a skipped record saying why;
+    the masters written there are not (nor read as input on the next run)."""
+    for name in ("AlbumA/01.flac", "AlbumA/02.flac", "AlbumB/01.flac"):
+        write_audio(f"music/{name}", music_like(seconds=1.5))
+    music, out = tmp_path / "music", tmp_path / "music" / "AlbumA"
+    result = run_master([music], out, RunSettings(use_cache=False), n_jobs=1)
+    by_input = {r["input"]: r for r in result.records}
+    assert result.summary["ok"] == 1 and result.summary["skipped"] == 2
+    for name in ("01.flac", "02.flac"):
+        rec = by_input[str(music / "AlbumA" / name)]
+        assert rec["status"] == "skipped" and "inside the output folder" in rec["error"]
+    assert (out / "AlbumB" / "01.flac").exists()
+    again = run_master([music], out, RunSettings(use_cache=False), n_jobs=1)
+    assert sorted(r["input"] for r in again.records) == sorted(by_input)  # no master read
+
+
 def test_a_folder_that_cannot_be_synced_after_the_rename_keeps_an_ok_master_with_a_warning(
     tmp_path, small_library, monkeypatch
 ):
