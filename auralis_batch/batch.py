@@ -789,7 +789,7 @@ def run_master(
             rec = record(job.input, "planned", _would(job.replace_reason), job.output)
             rec["preset"] = settings.preset
             plan.records.append(rec)
-        return _timed(_result(plan.records, notes=plan.notes), t0)
+        return _timed(_result(plan.records, settings.preset, notes=plan.notes), t0)
     with RunLock(out_dir):
         journal = Journal(out_dir)
         try:  # outputs a killed run renamed into place but did not journal
@@ -834,8 +834,11 @@ def _timed(result: BatchResult, t0: float) -> BatchResult:
     return result
 
 
-def _result(records, stopped=None, signum=None, notes=()) -> BatchResult:
+def _result(records, preset, stopped=None, signum=None, notes=()) -> BatchResult:
     records.sort(key=lambda r: str(r.get("input", "")))  # input order, however it ran
+    for rec in records:  # every track has the keys the README lists (a user's script
+        rec.setdefault("output", None)  # read rec["output"] of a skipped file: KeyError)
+        rec.setdefault("preset", preset)
     return BatchResult(records, summarize(records), stopped, signum, list(notes))
 
 
@@ -925,7 +928,7 @@ def _run(
                         on_record(records[-1])
                 else:
                     records.append(_unfinished(job, i in started, stopped, signum))
-    return _result(records, stopped, signum, plan.notes)
+    return _result(records, settings.preset, stopped, signum, plan.notes)
 
 
 def _unit_done(units: list[list[Job]], i: int | None, finished: dict[str, str]) -> bool:

@@ -252,6 +252,24 @@ def test_tracks_in_an_output_folder_inside_the_input_are_listed_as_skipped(tmp_p
     assert sorted(r["input"] for r in again.records) == sorted(by_input)  # no master read
 
 
+def test_every_record_has_the_keys_the_readme_lists(tmp_path, write_audio):
+    """A newcomer's script read ``rec["output"]`` of a skipped file (a note beside the
+    tracks) and died with KeyError: skipped and refused records had no ``output`` or
+    ``preset``. Every record has them, ``output`` null where there is none."""
+    write_audio("lib/01.flac", music_like(seconds=1.5))
+    (tmp_path / "lib" / "notes.txt").write_text("liner notes")
+    settings = RunSettings(use_cache=False, preset="warm")
+    for dry_run in (True, False):
+        result = run_master(
+            [tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1, dry_run=dry_run
+        )
+        for rec in result.records:
+            assert {"input", "output", "status", "error", "preset", "seconds"} <= rec.keys()
+            assert rec["preset"] == "warm"
+        note = next(r for r in result.records if r["input"].endswith("notes.txt"))
+        assert note["status"] == "skipped" and note["output"] is None
+
+
 def test_a_folder_that_cannot_be_synced_after_the_rename_keeps_an_ok_master_with_a_warning(
     tmp_path, small_library, monkeypatch
 ):
