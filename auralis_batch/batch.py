@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 from . import warm
 from .adaptive import check_reference
 from .audio import (
+    check_output_channels,
     is_our_temporary,
     keep_aside,
     partial_prefix,
@@ -451,6 +452,22 @@ def _keep_albums_aside(
         kept.update(moved)
 
 
+def _layout_refusal(job: Job, fmt: str) -> str | None:
+    """Why the real run would fail ``job`` from its header alone (more channels than
+    ``fmt`` holds), or None; a header that cannot be read is the real run's to say."""
+    import soundfile as sf
+
+    try:
+        channels = sf.info(sf_path(job.input)).channels
+    except Exception:
+        return None
+    try:
+        check_output_channels(fmt, channels)
+    except OutputError as exc:
+        return str(exc)
+    return None
+
+
 def _would(reason: str | None) -> str | None:
     """A decision's reason as a dry run tells it: what would happen, not what did."""
     if reason is None:
@@ -786,6 +803,10 @@ def run_master(
             dry_run=True,
         )
         for job in todo:
+            refusal = _layout_refusal(job, settings.fmt)
+            if refusal is not None:  # the real run fails it before decoding: so does this
+                plan.records.append(failed_record(job.input, refusal, job.output))
+                continue
             rec = record(job.input, "planned", _would(job.replace_reason), job.output)
             rec["preset"] = settings.preset
             plan.records.append(rec)

@@ -270,6 +270,28 @@ def test_every_record_has_the_keys_the_readme_lists(tmp_path, write_audio):
         assert note["status"] == "skipped" and note["output"] is None
 
 
+def test_a_dry_run_fails_a_file_with_more_channels_than_flac_holds(tmp_path, write_audio):
+    """A newcomer's: a 10-channel WAV was "planned" (exit 0) by the dry run and failed
+    in the real run (exit 1) though its header says it all. Both fail it alike."""
+    write_audio("mc/ten.wav", music_like(seconds=1.0, channels=10), subtype="PCM_16")
+    write_audio("mc/two.wav", music_like(seconds=1.0), subtype="PCM_16")
+    settings = RunSettings(use_cache=False)
+    got = {}
+    for dry_run in (True, False):
+        result = run_master(
+            [tmp_path / "mc"], tmp_path / "out", settings, n_jobs=1, dry_run=dry_run
+        )
+        got[dry_run] = {
+            os.path.basename(r["input"]): (r["status"], r["error"]) for r in result.records
+        }
+    assert got[True]["ten.wav"] == got[False]["ten.wav"]
+    assert got[True]["ten.wav"] == (
+        "failed",
+        "FLAC holds at most 8 channels and this file has 10: master it with --format wav",
+    )
+    assert got[True]["two.wav"][0] == "planned" and got[False]["two.wav"][0] == "ok"
+
+
 def test_a_folder_that_cannot_be_synced_after_the_rename_keeps_an_ok_master_with_a_warning(
     tmp_path, small_library, monkeypatch
 ):
