@@ -309,6 +309,7 @@ def _decide(
     overwrite: bool,
     album: bool,
     dry_run: bool,
+    preset: str | None = None,
 ) -> list[Job]:
     """Check every planned output against the journal; returns the jobs to run and
     adds records for the rest to ``plan.records``.
@@ -318,7 +319,7 @@ def _decide(
     An output that changed since this tool wrote it is kept aside (renamed to
     ``NAME.altered-DATE``, unless ``dry_run``) before it is redone.
     """
-    states = {job: journal.state(job, settings_hashes) for job in plan.jobs}
+    states = {job: journal.state(job, settings_hashes, preset) for job in plan.jobs}
     refused_in: dict[Path, Job] = {}  # album folder -> a track whose output is refused
     refused: set[Job] = set()
     kept: dict[Job, Path] = {}  # altered masters already kept aside (album mode)
@@ -801,6 +802,7 @@ def run_master(
             overwrite=overwrite,
             album=settings.album,
             dry_run=True,
+            preset=settings.preset,
         )
         for job in todo:
             refusal = _layout_refusal(job, settings.fmt)
@@ -824,6 +826,7 @@ def run_master(
             overwrite=overwrite,
             album=settings.album,
             dry_run=False,
+            preset=settings.preset,
         )
         _sweep_dead_runs(journal, plan.jobs)  # we hold the lock: nobody else writes here
         try:

@@ -149,6 +149,23 @@ class OutputState:
     expect: dict | None = None
 
 
+def _other_settings(then: object, now: str | None) -> str:
+    """Why a master of other settings is redone, as far as the journal can tell: the
+    preset it names, or, with the same preset, the flags (``(preset gentle)`` alone read
+    as if the preset had changed when ``--tempo`` had: a newcomer's)."""
+    if not isinstance(then, str):
+        return "it was mastered with other settings"
+    if now is None:
+        return f"it was mastered with other settings (preset {then})"
+    if then != now:
+        return f"it was mastered with preset {then}, now {now}"
+    return (
+        f"it was mastered with the same preset, {then}, and other settings (a flag such as "
+        "--target-lufs, --ceiling-dbtp, --bit-depth, --tempo, --album or --match-strength, "
+        "or the preset's own parameters)"
+    )
+
+
 def _still_there(earlier_input: object, here: str) -> bool:
     """Whether the input an output was mastered from is still a file, and not the one
     at ``here`` (resolved) under another name."""
@@ -448,7 +465,9 @@ class Journal:
         entry = _parse(data) if len(data) <= _COMMIT_NOTE_MAX_BYTES else None
         return entry if _valid_entry(entry) else None
 
-    def state(self, job: Job, settings_hashes: tuple[str, ...]) -> OutputState:
+    def state(
+        self, job: Job, settings_hashes: tuple[str, ...], preset: str | None = None
+    ) -> OutputState:
         """What to do with ``job.output`` (see :class:`OutputState`); ``settings_hashes``:
         every hash that stands for this run's settings
         (:meth:`~auralis_batch.settings.RunSettings.fingerprints`)."""
@@ -500,10 +519,7 @@ class Journal:
                 )
             why = f"it was mastered from another input, {entry['input']}"
         elif entry["settings"] not in settings_hashes:
-            preset = entry.get("preset")
-            why = "it was mastered with other settings" + (
-                f" (preset {preset})" if isinstance(preset, str) else ""
-            )
+            why = _other_settings(entry.get("preset"), preset)
         elif same_input:
             if entry["input"] != here:  # its folder renamed: journaled under the new path
                 self.refreshed[key] = dict(entry, input=here)

@@ -292,6 +292,25 @@ def test_a_dry_run_fails_a_file_with_more_channels_than_flac_holds(tmp_path, wri
     assert got[True]["two.wav"][0] == "planned" and got[False]["two.wav"][0] == "ok"
 
 
+def test_a_redone_master_says_whether_the_preset_or_a_flag_changed(tmp_path, small_library):
+    """A newcomer added --tempo to a finished gentle library: "it was mastered with
+    other settings (preset gentle)" read as if the preset had changed."""
+    out = tmp_path / "out"
+    run_master([small_library], out, RunSettings(use_cache=False), n_jobs=1)
+    flagged = run_master(
+        [small_library], out, RunSettings(use_cache=False, tempo=True), n_jobs=1, dry_run=True
+    )
+    assert flagged.records[0]["error"] == (
+        "would replace an earlier master: it was mastered with the same preset, gentle, and "
+        "other settings (a flag such as --target-lufs, --ceiling-dbtp, --bit-depth, --tempo, "
+        "--album or --match-strength, or the preset's own parameters)"
+    )
+    warm = run_master(
+        [small_library], out, RunSettings(use_cache=False, preset="warm"), n_jobs=1, dry_run=True
+    )
+    assert warm.records[0]["error"].endswith("it was mastered with preset gentle, now warm")
+
+
 def test_a_folder_that_cannot_be_synced_after_the_rename_keeps_an_ok_master_with_a_warning(
     tmp_path, small_library, monkeypatch
 ):
