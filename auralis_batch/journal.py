@@ -158,7 +158,7 @@ def _other_settings(then: object, now: str | None) -> str:
     if now is None:
         return f"it was mastered with other settings (preset {then})"
     if then != now:
-        return f"it was mastered with preset {then}, now {now}"
+        return f"it was mastered with other settings (preset {then}, now {now})"
     return (
         f"it was mastered with the same preset, {then}, and other settings (a flag such as "
         "--target-lufs, --ceiling-dbtp, --bit-depth, --tempo, --album or --match-strength, "

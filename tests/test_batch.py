@@ -308,7 +308,7 @@ def test_a_redone_master_says_whether_the_preset_or_a_flag_changed(tmp_path, sma
     warm = run_master(
         [small_library], out, RunSettings(use_cache=False, preset="warm"), n_jobs=1, dry_run=True
     )
-    assert warm.records[0]["error"].endswith("it was mastered with preset gentle, now warm")
+    assert warm.records[0]["error"].endswith("with other settings (preset gentle, now warm)")
 
 
 def test_a_folder_that_cannot_be_synced_after_the_rename_keeps_an_ok_master_with_a_warning(
