@@ -33,10 +33,12 @@ from .recall import cached_record, recall
 from .records import LOUDNESS_KEYS
 from .versions import (
     ANALYSIS_SAMPLE_RATE,
+    CHANNEL_WEIGHTS_REVISION,
     CURVE_KEY,
     DEFAULT_TEMPO_BPM,
     FINGERPRINT_VERSION,
     SPECTRUM_KEY,
+    WEIGHTS_KEY,
 )
 
 if TYPE_CHECKING:
@@ -292,6 +294,7 @@ def analyze_file(
     if cache is not None:
         # A re-tagged copy of known audio: the content key may already be there.
         stored = {k: v for k, v in rec.items() if k not in ("path", "seconds", "cached")}
+        stored[WEIGHTS_KEY] = CHANNEL_WEIGHTS_REVISION
         key = make_key(
             content,
             fingerprint_version=FINGERPRINT_VERSION,

@@ -287,6 +287,30 @@ def _refuse_short_mp3(handle: sf.SoundFile, p: Path, decoded: int) -> None:
         )
 
 
+#: Where each channel of WAV's order (FL FR FC LFE BL BR SL SR, as WAVEFORMATEXTENSIBLE
+#: numbers them, and as FLAC and this tool's meter take them) sits in an Ogg Vorbis or
+#: Opus stream, by channel count (Vorbis I spec, 4.3.9; Opus channel mapping family 1
+#: uses the same orders): 3 is L C R, 5 FL C FR RL RR, 5.1 FL C FR RL RR LFE, 6.1
+#: FL C FR SL SR RC LFE (WAV: FL FR FC LFE BC SL SR), 7.1 FL C FR SL SR RL RR LFE.
+#: libsndfile hands the stream's order through, so a 5.1 Ogg file was measured with a
+#: surround channel taken for the LFE and mastered into FLAC with its centre in the
+#: right speaker (sixth sweep). 1, 2 and 4 channels are in WAV's order already.
+VORBIS_TO_WAV = {
+    3: (0, 2, 1),
+    5: (0, 2, 1, 3, 4),
+    6: (0, 2, 1, 5, 3, 4),
+    7: (0, 2, 1, 6, 5, 3, 4),
+    8: (0, 2, 1, 7, 5, 6, 3, 4),
+}
+
+
+def wav_channel_order(container: str, channels: int) -> np.ndarray | None:
+    """The rows that put a file's channels in WAV order, or None when they are already
+    (every container but Ogg, whose Vorbis and Opus streams have an order of their own)."""
+    order = VORBIS_TO_WAV.get(channels) if container.upper() == "OGG" else None
+    return None if order is None else np.array(order)
+
+
 def iter_blocks(
     path: str | os.PathLike, *, block_frames: int = BLOCK_FRAMES, dtype: str = "float64"
 ) -> Iterator[np.ndarray]:
@@ -306,6 +330,7 @@ def iter_blocks(
         raise DecodeError(f"{p}: not a readable audio file ({_reason(exc)})") from None
     with handle:
         _refuse_truncated(handle, p)
+        order = wav_channel_order(str(handle.format), handle.channels)
         total = 0
         while True:
             try:
@@ -318,7 +343,8 @@ def iter_blocks(
             if data.shape[0] == 0:
                 break
             total += data.shape[0]
-            block = np.ascontiguousarray(data.T)
+            # rows in WAV order: fancy indexing makes the contiguous copy by itself
+            block = np.ascontiguousarray(data.T) if order is None else data.T[order]
             check_finite_block(block, where=str(p))
             yield block
             if data.shape[0] < block_frames:

@@ -64,10 +64,17 @@ class Loudness:
 
 
 def default_channel_weights(channels: int) -> np.ndarray:
-    """BS.1770-4 channel weights for the usual WAV channel orders.
+    """BS.1770-4 channel weights for the usual WAV channel orders (what
+    WAVEFORMATEXTENSIBLE numbers FL FR FC LFE BL BR .. SL SR; an Ogg file's channels are
+    put in that order when read, ``audio.VORBIS_TO_WAV``).
 
-    1-4 channels: 1.0 each. 5: L R C Ls Rs. 6 (5.1): L R C LFE Ls Rs, LFE excluded.
-    8 (7.1): L R C LFE Ls Rs Lb Rb. Other counts: 1.0 each.
+    1-4 channels: 1.0 each. 5: L R C Ls Rs. 6 (5.1): L R C LFE Ls Rs. 7 (6.1):
+    L R C LFE Cs Ls Rs. 8 (7.1): L R C LFE Lrs Rrs Lss Rss. Other counts: 1.0 each.
+    The LFE is excluded; a channel 60-120 degrees off centre weighs 1.41 and one
+    further back 1.0 (BS.1770-4 Table 4): the surrounds of 5.x and the side pair of
+    7.1 (SL SR) weigh 1.41, 7.1's back pair (BL BR, 135-150 degrees) and 6.1's back
+    centre 1.0, as libebur128 weighs them (a sweep found 7.1's back pair at 1.41: 1.5
+    LU too loud for a mix whose rears carry it).
     """
     w = np.ones(channels)
     if channels == 5:
@@ -75,9 +82,12 @@ def default_channel_weights(channels: int) -> np.ndarray:
     elif channels == 6:
         w[3] = 0.0
         w[4:6] = SURROUND_WEIGHT
+    elif channels == 7:
+        w[3] = 0.0
+        w[5:7] = SURROUND_WEIGHT
     elif channels == 8:
         w[3] = 0.0
-        w[4:8] = SURROUND_WEIGHT
+        w[6:8] = SURROUND_WEIGHT
     return w
 
 

@@ -20,11 +20,13 @@ from .cache import make_key
 from .records import LOUDNESS_KEYS
 from .versions import (
     ANALYSIS_SAMPLE_RATE,
+    CHANNEL_WEIGHTS_REVISION,
     CURVE_KEY,
     DEFAULT_TEMPO_BPM,
     FINGERPRINT_VERSION,
     SPECTRUM_KEY,
     THIRD_OCTAVE_HZ,
+    WEIGHTS_KEY,
 )
 
 #: Extensions every build of libsndfile this package installs with decodes: the full
@@ -45,7 +47,8 @@ NOT_AUDIO_EXTENSIONS = frozenset(
 def well_formed(value: dict) -> bool:
     """A cached record is used only if it has the shape this version writes (a row
     of the right envelope but foreign content is a miss, not a crash; so is a record
-    written before the long-term spectrum was)."""
+    written before the long-term spectrum was, and one of 7 or more channels measured
+    with other channel weights)."""
     fp = value.get("fingerprint")
     loud = value.get("loudness")
     spectrum = value.get(SPECTRUM_KEY)
@@ -59,6 +62,7 @@ def well_formed(value: dict) -> bool:
         and all(isinstance(value.get(k), (int, float)) for k in ("duration_s", "tempo_bpm"))
         and isinstance(value.get("sample_rate"), int)
         and isinstance(value.get("channels"), int)
+        and (value["channels"] < 7 or value.get(WEIGHTS_KEY) == CHANNEL_WEIGHTS_REVISION)
     )
 
 
@@ -90,6 +94,7 @@ def cached_record(
             continue
         if layout is None or (value.get("sample_rate"), value.get("channels")) == layout:
             rec = dict(value)
+            rec.pop(WEIGHTS_KEY, None)  # the cache's own mark, not the analysis's
             if not tempo and with_tempo:
                 rec["tempo_bpm"] = DEFAULT_TEMPO_BPM
                 rec["tempo_confidence"] = 0.0

@@ -11,6 +11,13 @@ from __future__ import annotations
 #: 7: one-pole DC blocker; 6: DC offset removed; 5: tempo tatum; 4: backbeat;
 #: 3: beat-level tempo, candidates; 2: bands.
 FINGERPRINT_VERSION = 7
+#: Revision of the meter's channel weights, kept in each cached record (under
+#: ``WEIGHTS_KEY``): a record of a file with 7 or more channels measured with another
+#: revision is a miss. 2: 7.1's back pair and 6.1's back centre weigh 1.0 (BS.1770-4
+#: Table 4), and Ogg files' channels are read in WAV order. Other layouts did not
+#: change, so their records (the whole cache of a music library) stay valid.
+CHANNEL_WEIGHTS_REVISION = 2
+WEIGHTS_KEY = "channel_weights_revision"
 #: The rate the fingerprint is computed at (sources above 88.2 kHz are decimated).
 ANALYSIS_SAMPLE_RATE = 44100
 #: What ``tempo_bpm`` says when tempo was not estimated.

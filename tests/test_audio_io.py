@@ -337,3 +337,43 @@ def test_a_system_error_from_libsndfile_is_named_by_asking_the_filesystem(
     assert got == (reason or audio._reason(RuntimeError("System error.")))
     assert got != "no space left on device" or refused == errno.ENOSPC
     assert list(tmp_path.iterdir()) == []  # the probe is gone
+
+
+#: WAV order's speakers, and the order Vorbis I (4.3.9) and Opus family 1 store them in.
+_WAV_SPEAKERS = {
+    3: ("L", "R", "C"),
+    5: ("L", "R", "C", "Ls", "Rs"),
+    6: ("L", "R", "C", "LFE", "Ls", "Rs"),
+    7: ("L", "R", "C", "LFE", "Cs", "Ls", "Rs"),
+    8: ("L", "R", "C", "LFE", "Lrs", "Rrs", "Lss", "Rss"),
+}
+_VORBIS_SPEAKERS = {
+    3: ("L", "C", "R"),
+    5: ("L", "C", "R", "Ls", "Rs"),
+    6: ("L", "C", "R", "Ls", "Rs", "LFE"),
+    7: ("L", "C", "R", "Ls", "Rs", "Cs", "LFE"),
+    8: ("L", "C", "R", "Lss", "Rss", "Lrs", "Rrs", "LFE"),
+}
+
+
+@pytest.mark.parametrize("channels", sorted(_WAV_SPEAKERS))
+def test_an_ogg_files_channels_are_read_in_wav_order(tmp_path, channels):
+    """A 5.1 Ogg Vorbis file (encoded by ffmpeg, in the Vorbis order) was measured
+    with a surround taken for the LFE and mastered into FLAC with its centre in the
+    right speaker: libsndfile hands the stream's own order through (sixth sweep). Each
+    speaker gets a tone of its own here, stored in the order the Vorbis spec gives."""
+    sr = 48000
+    t = np.arange(sr) / sr
+    tone = {name: 200.0 + 150.0 * i for i, name in enumerate(_WAV_SPEAKERS[channels])}
+    tone["LFE"] = 60.0  # the encoder low-passes that channel
+    stored = np.stack([0.2 * np.sin(2 * np.pi * tone[s] * t) for s in _VORBIS_SPEAKERS[channels]])
+    path = tmp_path / "surround.ogg"
+    sf.write(path, stored.T, sr, format="OGG", subtype="VORBIS")
+    got = np.concatenate(list(iter_blocks(path)), axis=1)
+    assert got.flags.c_contiguous
+    spectrum_hz = np.fft.rfftfreq(got.shape[1], 1 / sr)
+    heard = [spectrum_hz[np.argmax(np.abs(np.fft.rfft(row)))] for row in got]
+    assert heard == pytest.approx([tone[s] for s in _WAV_SPEAKERS[channels]])
+    # a WAV file's channels are its own order already
+    sf.write(tmp_path / "surround.wav", stored.T, sr, subtype="DOUBLE")
+    np.testing.assert_array_equal(read_audio(tmp_path / "surround.wav")[0], stored)

@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+import soundfile as sf
 from typer.testing import CliRunner
 
 from auralis_batch.cache import (
@@ -958,3 +959,37 @@ def test_the_cache_size_is_set_from_the_environment(tmp_path, monkeypatch):
             assert size_limit_from_env() == DEFAULT_SIZE_LIMIT_BYTES
     monkeypatch.delenv(CACHE_SIZE_ENV)
     assert size_limit_from_env() == DEFAULT_SIZE_LIMIT_BYTES
+
+
+def test_a_surround_record_measured_with_the_old_channel_weights_is_a_miss(tmp_path):
+    """7.1's back pair weighed 1.41 until the sixth sweep: a cached record of a 7- or
+    8-channel file from then holds that loudness, and is analysed again; the records
+    of every other layout (a music library's) stay hits."""
+    from auralis_batch.analysis import analyze_file
+    from auralis_batch.cache import FingerprintCache, make_key
+    from auralis_batch.recall import cached_record
+    from auralis_batch.versions import ANALYSIS_SAMPLE_RATE, FINGERPRINT_VERSION, WEIGHTS_KEY
+
+    from .conftest import music_like
+
+    cache = FingerprintCache(tmp_path / "cache")
+    for channels in (2, 8):
+        path = tmp_path / f"{channels}.wav"
+        x = np.tile(music_like(seconds=2.0)[:1], (channels, 1))
+        sf.write(path, x.T, 44100, subtype="PCM_24")
+        rec = analyze_file(path, tempo=False, cache=cache)
+        assert WEIGHTS_KEY not in rec
+        content = rec["content_sha256"]
+        hit = cached_record(cache, content, False)
+        assert hit is not None and WEIGHTS_KEY not in hit  # the cache's mark stays in it
+        key = make_key(
+            content,
+            fingerprint_version=FINGERPRINT_VERSION,
+            tempo=False,
+            analysis_sample_rate=ANALYSIS_SAMPLE_RATE,
+        )
+        old = dict(cache.get(key))
+        del old[WEIGHTS_KEY]  # as written before the revision
+        cache.set(key, old)
+        again = cached_record(cache, content, False)
+        assert (again is None) == (channels == 8)

@@ -293,6 +293,46 @@ def test_lfe_is_excluded_and_surrounds_weighted_in_5_1():
     assert measure_loudness(y, 48000).integrated_lufs == pytest.approx(expected, abs=0.05)
 
 
+@pytest.mark.parametrize(
+    ("channels", "positions"),
+    [
+        (6, ("LEFT", "RIGHT", "CENTER", "UNUSED", "LEFT_SURROUND", "RIGHT_SURROUND")),
+        (7, ("LEFT", "RIGHT", "CENTER", "UNUSED", "M_PLUS_180", "M_PLUS_090", "M_MINUS_090")),
+        (
+            8,
+            (
+                "LEFT",
+                "RIGHT",
+                "CENTER",
+                "UNUSED",
+                "M_PLUS_135",
+                "M_MINUS_135",
+                "M_PLUS_090",
+                "M_MINUS_090",
+            ),
+        ),
+    ],
+)
+def test_surround_layouts_weigh_each_channel_as_libebur128_does(channels, positions):
+    """Each channel alone, against libebur128 told the speaker positions of the WAV
+    order (7.1's back pair, 135 degrees, weighed 1.41 here: 1.5 LU over, a sweep's)."""
+    pyebur128 = pytest.importorskip("pyebur128")
+    fs = 48000
+    for c in range(channels):
+        x = np.zeros((channels, fs * 3))
+        x[c] = tone(-20.0, 3.0)
+        got = measure_loudness(x, fs).integrated_lufs
+        state = pyebur128.R128State(channels, fs, pyebur128.MeasurementMode.MODE_I)
+        for i, name in enumerate(positions):
+            state.set_channel(i, getattr(pyebur128.ChannelType, name))
+        state.add_frames(np.ascontiguousarray(x.T).ravel(), x.shape[1])
+        expected = pyebur128.get_loudness_global(state)
+        if math.isinf(expected):
+            assert math.isinf(got)
+        else:
+            assert got == pytest.approx(expected, abs=0.02), f"channel {c}"
+
+
 def test_mono_sine_reads_3_db_below_the_stereo_one():
     mono = tone(-20.0, 10.0)[np.newaxis, :]
     assert measure_loudness(mono, 48000).integrated_lufs == pytest.approx(-23.01, abs=0.05)
