@@ -548,6 +548,40 @@ class Written:
         return {"bytes": self.bytes, "mtime_ns": self.mtime_ns, "sha256": self.sha256}
 
 
+#: The most bytes a RIFF (WAV) header can size: larger masters go in RF64 (EBU Tech
+#: 3306), which libsndfile, ffmpeg, sox and DAWs read; its name stays ``.wav``.
+RIFF_MAX_BYTES = 2**32 - 1
+#: Bytes per sample of the WAV subtypes this tool writes.
+_WAV_SAMPLE_BYTES = {"PCM_16": 2, "PCM_24": 3, "FLOAT": 4}
+
+
+def wav_container(frames: int | None, channels: int, subtype: str) -> str:
+    """``"WAV"``, or ``"RF64"`` when ``frames`` of ``channels`` would pass
+    :data:`RIFF_MAX_BYTES` (a header's few kB of room kept): a plain WAV of 4.4 GB was
+    written with its sizes at their maximum and read back 10 s short, reported ok
+    (sixth sweep)."""
+    if frames is None:
+        return "WAV"
+    data = frames * channels * _WAV_SAMPLE_BYTES.get(subtype, 8)
+    return "RF64" if data > RIFF_MAX_BYTES - (1 << 16) else "WAV"
+
+
+def _check_read_back(tmp: Path, final: Path, frames: int) -> None:
+    """The written file, read back by its header, holds every frame written:
+    :class:`OutputError` if not (a container that could not size it, say)."""
+    try:
+        got = sf.info(sf_path(tmp)).frames
+    except Exception as exc:
+        raise OutputError(
+            f"{final}: the written audio cannot be read back ({_reason(exc)})"
+        ) from None
+    if got != frames:
+        raise OutputError(
+            f"{final}: the written audio reads back as {got} frames of the {frames} written; "
+            "not kept"
+        )
+
+
 class OutputFile:
     """One output, written under temporary names and put in place once, durably.
 
@@ -573,12 +607,16 @@ class OutputFile:
         subtype: str,
         replace: bool = False,
         expect: dict | None = None,
+        frames: int | None = None,
     ) -> None:
         self.path = Path(path)
         self.sample_rate = sample_rate
         self.channels = channels
         self.fmt = fmt
         self.subtype = subtype
+        #: libsndfile's container: RF64 for a WAV master of ``frames`` that a RIFF
+        #: header cannot size (:func:`wav_container`)
+        self.container = wav_container(frames, channels, subtype) if fmt == "wav" else fmt.upper()
         self.replace = replace
         self.expect = expect
         #: Where the file found at ``path`` went, if it was not what ``expect`` says.
@@ -621,23 +659,26 @@ class OutputFile:
                     mode="w",
                     samplerate=self.sample_rate,
                     channels=self.channels,
-                    format=self.fmt.upper(),
+                    format=self.container,
                     subtype=self.subtype,
                 )
             except Exception as exc:
                 raise _write_failure(self.path, exc, "creating the output") from None
+            count = [0]
 
             def write(pcm: np.ndarray) -> None:
                 try:
                     handle.write(pcm)
                 except Exception as exc:
                     raise _write_failure(self.path, exc, "writing audio") from None
+                count[0] += pcm.shape[0]  # (frames, channels)
 
             yield write
             try:
                 handle.close()  # the encoder's last frames and header (STREAMINFO) land here
             except Exception as exc:
                 raise _write_failure(self.path, exc, "finishing the audio") from None
+            _check_read_back(tmp, self.path, count[0])
         except BaseException:
             if handle is not None:
                 with contextlib.suppress(Exception):

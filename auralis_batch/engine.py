@@ -274,6 +274,7 @@ def _open_output(p: _Prepared, settings: RunSettings) -> OutputFile:
         subtype=output_subtype(settings.fmt, settings.bit_depth),
         replace=p.job.replace,
         expect=p.job.expect,
+        frames=p.info.frames,
     )
 
 

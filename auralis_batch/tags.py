@@ -137,6 +137,13 @@ def write_output_tags(
         return notes
     try:
         with open(tmp_path, "rb+") as fh:
+            if fmt == "wav" and fh.read(4) == b"RF64":  # audio.wav_container's choice
+                notes.append(
+                    "no tags or cover art: a WAV master over 4 GiB is written as RF64, "
+                    "which the tag writer cannot edit (the source's tags are not carried over)"
+                )
+                return notes
+            fh.seek(0)
             tag = _tag_flac if fmt == "flac" else _tag_wav
             tag(fh, fields, pictures, loudness, notes, replace=source is not None)
     except Exception as exc:  # mutagen wraps OSError in its own types; see _os_error

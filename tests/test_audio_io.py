@@ -377,3 +377,33 @@ def test_an_ogg_files_channels_are_read_in_wav_order(tmp_path, channels):
     # a WAV file's channels are its own order already
     sf.write(tmp_path / "surround.wav", stored.T, sr, subtype="DOUBLE")
     np.testing.assert_array_equal(read_audio(tmp_path / "surround.wav")[0], stored)
+
+
+def test_a_wav_master_a_riff_header_cannot_size_is_written_as_rf64(tmp_path, monkeypatch):
+    """A 4.4 GB WAV master was written with its RIFF sizes at their maximum and read
+    back 10 s short, reported ok (sixth sweep). Past the RIFF limit the master is RF64
+    (what the limit is made small for here), whole, under its .wav name, and says it
+    carries no tags; every pass's output is read back for its frame count."""
+    from auralis_batch import audio
+    from auralis_batch.batch import RunSettings, run_master
+
+    from .conftest import music_like
+
+    assert audio.wav_container(None, 2, "PCM_24") == "WAV"
+    limit_frames = (audio.RIFF_MAX_BYTES - (1 << 16)) // (2 * 4)
+    assert audio.wav_container(limit_frames, 2, "FLOAT") == "WAV"
+    assert audio.wav_container(limit_frames + 1, 2, "FLOAT") == "RF64"
+    src = tmp_path / "in" / "long.flac"
+    src.parent.mkdir()
+    sf.write(src, music_like(seconds=3.0).T, 44100, subtype="PCM_24")
+    monkeypatch.setattr(audio, "RIFF_MAX_BYTES", (1 << 16) + 3 * 44100 * 2 * 3 - 1)
+    result = run_master(
+        [src.parent], tmp_path / "out", RunSettings(use_cache=False, fmt="wav"), n_jobs=1
+    )
+    (rec,) = result.records
+    out = tmp_path / "out" / "long.wav"
+    assert rec["status"] == "ok" and out.read_bytes()[:4] == b"RF64"
+    assert sf.info(out).frames == 3 * 44100
+    assert any("RF64" in note for note in rec["tag_notes"])
+    with pytest.raises(OutputError, match=r"reads back as 132300 frames of the 132301 written"):
+        audio._check_read_back(out, out, 132301)
