@@ -366,15 +366,28 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 OUTPUT_MAX_CHANNELS = {"flac": 8}
 
 
-def check_output_channels(fmt: str, channels: int) -> None:
-    """:class:`OutputError` when ``fmt`` cannot hold ``channels`` channels: said before
-    the track is decoded, not by the encoder once it is rendered."""
+def check_output_channels(fmt: str, channels: int, sample_rate: int | None = None) -> None:
+    """:class:`OutputError` when ``fmt`` cannot hold ``channels`` channels, or (given)
+    ``sample_rate``: said before the track is decoded, not by the encoder once it is
+    rendered (a 96,001 Hz source was decoded and processed, then failed with
+    "problem with initialization of the flac decoder": sixth sweep)."""
     most = OUTPUT_MAX_CHANNELS.get(fmt)
     if most is not None and channels > most:
         raise OutputError(
             f"{fmt.upper()} holds at most {most} channels and this file has {channels}: "
             "master it with --format wav"
         )
+    if fmt == "flac" and sample_rate is not None and not flac_rate_ok(sample_rate):
+        raise OutputError(
+            f"FLAC (as libFLAC writes it, its streamable subset) cannot hold {sample_rate} Hz: "
+            "above 65,535 Hz a rate must be a multiple of 10; master it with --format wav"
+        )
+
+
+def flac_rate_ok(sample_rate: int) -> bool:
+    """Whether a FLAC frame header can state ``sample_rate``: in Hz up to 65,535, in
+    tens of Hz up to 655,350 (the FLAC format's sample rate codes 13 and 14)."""
+    return sample_rate <= 65535 or (sample_rate % 10 == 0 and sample_rate <= 655350)
 
 
 def output_subtype(fmt: str, bit_depth: str) -> str:

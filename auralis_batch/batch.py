@@ -454,16 +454,17 @@ def _keep_albums_aside(
 
 
 def _layout_refusal(job: Job, fmt: str) -> str | None:
-    """Why the real run would fail ``job`` from its header alone (more channels than
-    ``fmt`` holds), or None; a header that cannot be read is the real run's to say."""
+    """Why the real run would fail ``job`` from its header alone (more channels, or a
+    sample rate, than ``fmt`` holds), or None; a header that cannot be read is the
+    real run's to say."""
     import soundfile as sf
 
     try:
-        channels = sf.info(sf_path(job.input)).channels
+        info = sf.info(sf_path(job.input))
     except Exception:
         return None
     try:
-        check_output_channels(fmt, channels)
+        check_output_channels(fmt, info.channels, int(info.samplerate))
     except OutputError as exc:
         return str(exc)
     return None

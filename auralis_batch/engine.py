@@ -209,7 +209,7 @@ def _prepare(job: Job, settings: RunSettings, cache, watch: Watch, budget_bytes:
     if job.output is None:
         raise OutputError(f"{job.input}: no output path")
     output_subtype(settings.fmt, settings.bit_depth)
-    check_output_channels(settings.fmt, info.channels)
+    check_output_channels(settings.fmt, info.channels, info.sample_rate)
     decoded_fits = _kept_bytes(info) <= budget_bytes
     kept: list[np.ndarray] | None = [] if decoded_fits else None
     watch.check()

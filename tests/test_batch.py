@@ -311,6 +311,43 @@ def test_a_redone_master_says_whether_the_preset_or_a_flag_changed(tmp_path, sma
     assert warm.records[0]["error"].endswith("with other settings (preset gentle, now warm)")
 
 
+def test_a_rate_flac_cannot_hold_fails_before_decoding(tmp_path, write_audio, monkeypatch):
+    """A 96,001 Hz source was decoded and processed, then failed with "problem with
+    initialization of the flac decoder" (sixth sweep): above 65,535 Hz libFLAC writes
+    only multiples of 10. Now the dry run and the real run refuse it up front, naming
+    --format wav, which masters it."""
+    from auralis_batch import engine
+    from auralis_batch.audio import flac_rate_ok
+
+    assert [flac_rate_ok(r) for r in (8000, 65535, 65536, 96000, 96001, 384000)] == [
+        True,
+        True,
+        False,
+        True,
+        False,
+        True,
+    ]
+    write_audio("odd/a.wav", music_like(seconds=1.0, sample_rate=96001), 96001, "PCM_16")
+    decoded = []
+    real = engine.analyze_file
+    monkeypatch.setattr(engine, "analyze_file", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    settings = RunSettings(use_cache=False)
+    why = (
+        "FLAC (as libFLAC writes it, its streamable subset) cannot hold 96001 Hz: above "
+        "65,535 Hz a rate must be a multiple of 10; master it with --format wav"
+    )
+    for dry_run in (True, False):
+        result = run_master(
+            [tmp_path / "odd"], tmp_path / "out", settings, n_jobs=1, dry_run=dry_run
+        )
+        assert [(r["status"], r["error"]) for r in result.records] == [("failed", why)]
+    assert not decoded
+    wav = run_master(
+        [tmp_path / "odd"], tmp_path / "out", RunSettings(use_cache=False, fmt="wav"), n_jobs=1
+    )
+    assert wav.summary["ok"] == 1
+
+
 def test_a_folder_that_cannot_be_synced_after_the_rename_keeps_an_ok_master_with_a_warning(
     tmp_path, small_library, monkeypatch
 ):
