@@ -927,6 +927,9 @@ MPEG_EXTENSIONS = frozenset({"mp3", "mp2", "mp1", "mpa"})
 #: ``raw`` is header-less (it needs a sample rate and layout given by hand, so every
 #: ``.raw`` file in a folder failed and made the run's exit status 1).
 _NOT_SCANNED = frozenset({"raw"})
+#: Extensions in use for a libsndfile format whose own name is another: Broadcast WAV
+#: (EBU Tech 3285, what field recorders and DAWs write), ``.wave``, and Sun/NeXT ``.snd``.
+_EXTENSION_ALIASES = {"bwf": "WAV", "wave": "WAV", "snd": "AU"}
 
 
 def readable_extensions() -> frozenset[str]:
@@ -935,6 +938,9 @@ def readable_extensions() -> frozenset[str]:
     formats = sf.available_formats()
     exts = {k.lower() for k in formats} - _NOT_SCANNED
     exts |= {"wav", "flac", "ogg", "oga", "opus", "aiff", "aif", "aifc", "caf", "w64"}
+    # names files of those formats go by, beside the formats' own (a folder's .bwf
+    # takes were "not an audio file this build can read": sixth sweep)
+    exts |= {alias for alias, fmt in _EXTENSION_ALIASES.items() if fmt in formats}
     exts -= MPEG_EXTENSIONS
     if "MP3" in formats:
         exts |= MPEG_EXTENSIONS

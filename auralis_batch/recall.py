@@ -32,7 +32,9 @@ from .versions import (
 #: Extensions every build of libsndfile this package installs with decodes: the full
 #: path's ``audio.readable_extensions()`` holds them all (a test checks), so a file
 #: in a folder with one of them is listed by ``analyze`` either way.
-AUDIO_EXTENSIONS = frozenset("wav flac ogg oga opus mp3 aiff aif aifc caf w64 rf64".split())
+AUDIO_EXTENSIONS = frozenset(
+    "wav flac ogg oga opus mp3 aiff aif aifc caf w64 rf64 bwf wave".split()
+)
 #: Extensions that are never audio (cover art, playlists, rip logs, notes): files a
 #: folder of music holds beside its tracks. ``analyze`` would list none of them (none
 #: is an extension libsndfile reads: a test checks), so :func:`recall_all` may pass

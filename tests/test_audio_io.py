@@ -407,3 +407,25 @@ def test_a_wav_master_a_riff_header_cannot_size_is_written_as_rf64(tmp_path, mon
     assert any("RF64" in note for note in rec["tag_notes"])
     with pytest.raises(OutputError, match=r"reads back as 132300 frames of the 132301 written"):
         audio._check_read_back(out, out, 132301)
+
+
+def test_a_folders_bwf_wave_and_snd_files_are_mastered(tmp_path):
+    """Broadcast WAV takes (.bwf), .wave and Sun .snd files in a folder were skipped as
+    "not an audio file this build can read", though the same file named alone was
+    mastered (sixth sweep)."""
+    from auralis_batch.batch import RunSettings, run_master
+
+    from .conftest import music_like
+
+    lib = tmp_path / "takes"
+    lib.mkdir()
+    x = music_like(seconds=1.0).T
+    sf.write(lib / "take1.bwf", x, 48000, format="WAV", subtype="PCM_24")
+    sf.write(lib / "take2.wave", x, 48000, format="WAV", subtype="PCM_24")
+    sf.write(lib / "take3.snd", x, 48000, format="AU", subtype="PCM_16")
+    result = run_master([lib], tmp_path / "out", RunSettings(use_cache=False), n_jobs=1)
+    assert [(r["input"].rsplit("/", 1)[1], r["status"]) for r in result.records] == [
+        ("take1.bwf", "ok"),
+        ("take2.wave", "ok"),
+        ("take3.snd", "ok"),
+    ]
