@@ -154,12 +154,20 @@ def _walk(root, folder, extensions, excluded, seen, masters, audio, skipped, not
             skipped.append(skipped_record(path, f"not read: {_kind(st.st_mode)}"))
         elif masters and path.resolve() in masters:
             continue  # a master an earlier run wrote here: never mastered again
+        elif excluded and entry.is_symlink() and _inside(path.resolve(), excluded):
+            # a link to a master (lib/latest.flac -> ../out/a.flac): OUT is not input
+            # (it stopped the whole run as "output would overwrite the input lib/a.wav")
+            skipped.append(skipped_record(path, "a link into the output folder: not read"))
         elif extensions is None or path.suffix.lower().lstrip(".") in extensions:
             audio.append((path, path.relative_to(root)))
         else:
             skipped.append(
                 skipped_record(path, "not an audio file this build can read (by extension)")
             )
+
+
+def _inside(real: Path, folders: set[Path]) -> bool:
+    return any(parent in folders for parent in real.parents)
 
 
 def _tracks_in_out(folder: Path, extensions, seen, skipped) -> None:
@@ -212,7 +220,8 @@ def plan_master(
         dst = output_path(rel, out_dir, fmt)
         dst_r = dst.resolve()
         if dst_r in inputs_resolved:
-            plan.problems.append(f"output {dst} would overwrite the input {f}")
+            there = next(g for g, _ in audio if g.resolve() == dst_r)
+            plan.problems.append(f"output {dst} of {f} would overwrite the input {there}")
         elif dst_r in by_output:
             plan.problems.append(
                 f"{by_output[dst_r]} and {f} would both be written to {dst}: "

@@ -348,6 +348,34 @@ def test_a_rate_flac_cannot_hold_fails_before_decoding(tmp_path, write_audio, mo
     assert wav.summary["ok"] == 1
 
 
+def test_a_link_into_out_beside_the_sources_is_skipped_not_a_stop(tmp_path, write_audio):
+    """``lib/latest.flac -> ../out/a.flac`` beside the sources stopped the whole run
+    with "output out/a.flac would overwrite the input lib/a.wav", naming the wrong file
+    (sixth sweep). The link is skipped saying why; a real collision names both files."""
+    from auralis_batch.plan import plan_master
+
+    write_audio("lib/a.wav", music_like(seconds=1.5))
+    out = tmp_path / "out"
+    settings = RunSettings(use_cache=False)
+    assert run_master([tmp_path / "lib"], out, settings, n_jobs=1).summary["ok"] == 1
+    (tmp_path / "lib" / "latest.flac").symlink_to(out / "a.flac")
+    again = run_master([tmp_path / "lib"], out, settings, n_jobs=1)
+    by_name = {os.path.basename(r["input"]): r for r in again.records}
+    assert by_name["latest.flac"]["status"] == "skipped"
+    assert by_name["latest.flac"]["error"] == "a link into the output folder: not read"
+    assert by_name["a.wav"]["status"] == "skipped"  # done before
+    named = plan_master(
+        [tmp_path / "lib" / "a.wav", out / "a.flac"],
+        out,
+        "flac",
+        extensions=frozenset({"wav", "flac"}),
+    )
+    assert named.problems[0] == (
+        f"output {out / 'a.flac'} of {tmp_path / 'lib' / 'a.wav'} would overwrite the input "
+        f"{out / 'a.flac'}"
+    )
+
+
 def test_a_folder_that_cannot_be_synced_after_the_rename_keeps_an_ok_master_with_a_warning(
     tmp_path, small_library, monkeypatch
 ):
