@@ -248,6 +248,7 @@ def master_unit(
     watch = Watch(
         commits=commits,
         deadline=None if not timeout else time.monotonic() + timeout * len(unit),
+        limit_s=None if not timeout else timeout * len(unit),
         parent_pid=parent_pid if parent_pid is not None and os.getppid() == parent_pid else None,
         progress_file=progress_file,
         interrupt=_raise_if_stopped,

@@ -70,7 +70,12 @@ def stats(
     for level in ("memory", "disk"):
         lv = s[level]
         rate = 100 * lv["hit_rate"]
-        typer.echo(f"{level:<11} {lv['hits']} hits, {lv['misses']} misses, hit rate {rate:.1f} %")
+        # a command's level-1 LRU starts empty: it hits within one run (a re-master of
+        # the same audio), never across commands; "0 hits" read as a broken cache
+        within = " (within one command)" if level == "memory" else ""
+        typer.echo(
+            f"{level:<11} {lv['hits']} hits, {lv['misses']} misses, hit rate {rate:.1f} %{within}"
+        )
 
 
 @cache_app.command("clear")

@@ -79,6 +79,7 @@ class Watch:
     for the parent (a small file it polls)."""
 
     deadline: float | None = None
+    limit_s: float | None = None  # what the deadline allows, for its message
     parent_pid: int | None = None
     progress_file: Path | None = None
     throttle_s: float = 0.0  # the test suite's slow track (batch.FAULT_ENV)
@@ -97,7 +98,11 @@ class Watch:
         if self.interrupt is not None:
             self.interrupt()
         if self.deadline is not None and time.monotonic() > self.deadline:
-            raise TrackTimeoutError("timed out (--timeout-per-track); no output written")
+            limit = f" {self.limit_s:g} s" if self.limit_s else ""
+            raise TrackTimeoutError(
+                f"timed out (--timeout-per-track{limit}); no output written: give a longer "
+                "limit for tracks this long"
+            )
         if self.parent_pid is not None and os.getppid() != self.parent_pid:
             raise RunAbandonedError("the run that started this track is gone; stopped")
 

@@ -211,7 +211,7 @@ def plan_master(
         if f_r in seen_inputs:
             first = seen_inputs[f_r]
             if f != first:  # reached again through a link: its own line in the report
-                why = f"the same file as {first} (one of the two is a link); mastered once, as that"
+                why = f"the same file as {first} (reached by another path); mastered once, as that"
                 plan.records.append(skipped_record(f, why))
             elif (note := f"{f}: given more than once; mastered once") not in plan.notes:
                 plan.notes.append(note)  # once, however many times it was given

@@ -34,7 +34,8 @@ from .records import display_names, failure_line, printable
 #: Said before a command compiles kernels its machine has not compiled yet (a first
 #: master, or a first analysis with tempo): about 5 s on two cores (README, Performance).
 FIRST_RUN_NOTE = (
-    "compiling the DSP kernels this command needs: about 5 s, once (later runs load them)"
+    "compiling the DSP kernels this command needs: about 5 s on an idle machine, once "
+    "(later runs load them)"
 )
 
 

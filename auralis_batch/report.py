@@ -273,7 +273,8 @@ def read_report(path: str | os.PathLike) -> tuple[list, dict | None]:
     try:
         payload = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ReportError(f"{p}: not a JSON report ({exc})") from None
+        hint = " (give the run's --report FILE.json)" if p.suffix.lower() != ".json" else ""
+        raise ReportError(f"{p}: not a JSON report ({exc}){hint}") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("tracks"), list):
         if isinstance(payload, dict) and "tracks" in payload:
             got = f'"tracks" as a JSON {type(payload["tracks"]).__name__}, not a list'

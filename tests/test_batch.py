@@ -761,7 +761,7 @@ def test_timeout_per_track_fails_only_the_slow_track(tmp_path, write_audio):
     status = dict(_statuses(result))
     assert status == {"long.flac": "failed", "short.flac": "ok"}
     err = next(r["error"] for r in result.records if r["input"].endswith("long.flac"))
-    assert "timed out" in err
+    assert "timed out (--timeout-per-track 1 s)" in err
     assert not (tmp_path / "out" / "long.flac").exists()
     assert not list((tmp_path / "out").rglob("*.partial"))
 

@@ -770,3 +770,12 @@ def test_a_report_temporary_left_by_a_killed_run_goes_with_the_next_write(tmp_pa
         write_report(path, report["tracks"], report["summary"])
         assert not cut.exists(), name
         assert fresh.exists() and users.exists(), name
+
+
+def test_a_report_that_is_not_json_names_the_file_to_give(tmp_path, report_app):
+    """`report run.html` (the page, not the run's JSON) says which file to give."""
+    page = tmp_path / "run.html"
+    page.write_text("<!doctype html>", encoding="utf-8")
+    res = runner.invoke(report_app, ["report", str(page), "--html", str(tmp_path / "x.html")])
+    assert res.exit_code == 2
+    assert "not a JSON report" in res.output and "--report FILE.json" in res.output
