@@ -579,6 +579,29 @@ def _clear_inflight(folder: Path, journal: Journal) -> None:
                     entry.unlink()
 
 
+def _folders_to_make(jobs: Iterable[Job], out_dir: Path) -> list[Path]:
+    """The output folders under ``out_dir`` that do not exist yet, deepest first:
+    those the run will make, and may remove again while empty."""
+    missing: set[Path] = set()
+    for job in jobs:
+        if job.output is None:
+            continue
+        folder = job.output.parent
+        while folder != out_dir and out_dir in folder.parents and not folder.is_dir():
+            missing.add(folder)
+            folder = folder.parent
+    return sorted(missing, key=lambda f: len(f.parts), reverse=True)
+
+
+def _remove_empty(folders: Iterable[Path]) -> None:
+    """Remove each folder (deepest first) that is empty: a failed or interrupted
+    album's first track left its empty folder in OUT (a newcomer's Ctrl-C of -j 2).
+    A folder that holds anything, a master or a file of the user's, stays."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+
+
 def _remove_partials(jobs: Iterable[Job]) -> int:
     """Remove every temporary of these outputs (call only while holding the lock:
     then no other run is writing them)."""
@@ -881,6 +904,7 @@ def _run(
     # left one whose notes are kept for a later proof.
     inflight = out_dir / STATE_DIR / f"inflight-{os.getpid()}-{secrets.token_hex(4)}"
     inflight.mkdir(parents=True)
+    made = _folders_to_make(todo, out_dir)
     finished: dict[str, str] = {}  # input -> the status of its record
     stopped: str | None = None
     signum: int | None = None
@@ -930,6 +954,7 @@ def _run(
             # every track without a master in place, finished ones included: a worker
             # that crashed left its temporary, and none is writing now
             _remove_partials(j for j in todo if finished.get(str(j.input)) != "ok")
+            _remove_empty(made)
             started = _started_units(inflight)
             recovered: dict[str, dict] = {}
             try:  # outputs renamed into place, not yet journaled

@@ -292,7 +292,7 @@ def test_second_run_into_the_same_out_is_refused_naming_the_first(tmp_path, writ
 def test_signal_stops_workers_cleans_up_and_reports(tmp_path, write_audio, sig, code, jobs):
     for i in range(4):
         write_audio(f"lib/{i:02d}.flac", music_like(seconds=2.0, seed=i))
-    write_audio("lib/zz-slow.flac", music_like(seconds=30.0, seed=9))
+    write_audio("lib/album/zz-slow.flac", music_like(seconds=8.0, seed=9))
     src_before = tree_digest(tmp_path / "lib")
     out, report = tmp_path / "O", tmp_path / "r.json"
     env = {"AURALIS_BATCH_FAULT": "slow:zz-slow.flac"}
@@ -310,7 +310,10 @@ def test_signal_stops_workers_cleans_up_and_reports(tmp_path, write_audio, sig, 
         env=env,
     )
     wait_until_working(out)
-    time.sleep(1.0)  # the slow track is in its analysis for several seconds now
+    deadline = time.monotonic() + 60  # until the slow track writes: its folder is made
+    while not list(out.glob("album/*.partial")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(out.glob("album/*.partial")), "the slow track never started writing"
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == code, stderr
@@ -318,7 +321,7 @@ def test_signal_stops_workers_cleans_up_and_reports(tmp_path, write_audio, sig, 
     assert "[error]" not in stderr  # a stop the user asked for is not an error
     time.sleep(0.5)  # an orphaned worker would still be writing now
     assert not list(out.rglob("*.partial"))
-    assert not (out / "zz-slow.flac").exists()
+    assert not (out / "album").exists()  # the folder the run made for it: gone, empty
     assert not list((out / ".auralis-batch").glob("inflight-*"))
     tracks = {Path(t["input"]).name: t["status"] for t in json.loads(report.read_text())["tracks"]}
     assert tracks["zz-slow.flac"] == "interrupted"
@@ -327,6 +330,21 @@ def test_signal_stops_workers_cleans_up_and_reports(tmp_path, write_audio, sig, 
     # nothing of the run keeps running
     ps = subprocess.run(["ps", "-eo", "ppid="], capture_output=True, text=True).stdout.split()
     assert str(proc.pid) not in ps
+
+
+def test_a_failed_tracks_folder_goes_if_the_run_made_it_and_stays_if_it_was_there(
+    tmp_path, write_audio
+):
+    write_audio("lib/good.flac", music_like(seconds=2.0, seed=1))
+    for album in ("new", "old"):
+        (tmp_path / "lib" / album).mkdir()
+        (tmp_path / "lib" / album / "bad.flac").write_bytes(b"fLaC" + b"\0" * 200)
+    out = tmp_path / "O"
+    (out / "old").mkdir(parents=True)  # the user's, empty
+    res = cli("master", tmp_path / "lib", "--out", out, "-q", "-j", "1", "--no-cache")
+    assert res.returncode == 1 and res.stderr.count("[failed]") == 2, res.stderr
+    assert (out / "good.flac").is_file()
+    assert not (out / "new").exists() and (out / "old").is_dir()
 
 
 def test_a_second_ctrl_c_stops_at_once_and_says_so_and_cleanup_is_not_cut_by_one():
