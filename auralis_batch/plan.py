@@ -96,6 +96,9 @@ def discover(
     notes: list[str] = []
     for item in inputs:
         p = Path(item)
+        if (outer := _covered_by(p, inputs, extensions)) is not None:
+            notes.append(f"{p}: inside {outer}, which is given too; read as part of it")
+            continue
         try:
             st = os.stat(p)
         except OSError as exc:
@@ -119,6 +122,38 @@ def discover(
         taken = {os.path.realpath(f) for f, _ in audio}  # folder named too, not "skipped"
         skipped = [r for r in skipped if os.path.realpath(r["input"]) not in taken]
     return audio, skipped, notes
+
+
+def _covered_by(
+    item: Path, inputs: Sequence[str | os.PathLike], extensions: frozenset[str] | None
+) -> Path | None:
+    """The folder among ``inputs`` whose walk reads ``item`` too, if any: its outermost
+    one, so that OUT mirrors it whatever the order (``master lib/sub lib`` wrote
+    ``lib/sub/b.flac`` as ``OUT/b.flac``, and ``master lib lib/sub`` as
+    ``OUT/sub/b.flac``: a sweep). Not one whose walk leaves ``item`` out: a hidden
+    name on the way, or a file named for an extension a folder's walk skips."""
+    try:
+        item_r = item.resolve()
+        if item_r.is_file() and (
+            extensions is not None and item_r.suffix.lower().lstrip(".") not in extensions
+        ):
+            return None
+    except OSError:
+        return None
+    best: tuple[int, Path] | None = None
+    for other in inputs:
+        folder = Path(other)
+        try:
+            folder_r = folder.resolve()
+            if not folder.is_dir() or folder_r not in item_r.parents:
+                continue
+        except OSError:
+            continue
+        if any(part.startswith(".") for part in item_r.relative_to(folder_r).parts):
+            continue
+        if best is None or len(folder_r.parts) < best[0]:
+            best = (len(folder_r.parts), folder)
+    return None if best is None else best[1]
 
 
 def _walk(root, folder, extensions, excluded, seen, masters, audio, skipped, notes) -> None:

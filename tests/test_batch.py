@@ -1348,3 +1348,28 @@ def test_a_unit_that_ran_counts_as_started_after_its_progress_mark_is_gone(tmp_p
     (inflight / "5").write_text("0\n")  # one running now
     (inflight / "commit-0123456789abcdef.json").write_text("{}")  # not a unit's
     assert batch._started_units(inflight) == {3, 5}
+
+
+@pytest.mark.parametrize(
+    "order", [("lib/sub", "lib"), ("lib", "lib/sub"), ("lib/sub/b.flac", "lib")]
+)
+def test_out_mirrors_the_outermost_folder_given_whatever_the_order(tmp_path, write_audio, order):
+    """``master lib/sub lib`` wrote lib/sub/b.flac as OUT/b.flac and ``master lib
+    lib/sub`` as OUT/sub/b.flac (a sweep): an input inside another is read as part of
+    it, said in a note; a hidden folder's file, which the walk skips, stays its own."""
+    from auralis_batch.audio import readable_extensions
+    from auralis_batch.plan import plan_master
+
+    write_audio("lib/a.flac", music_like(seconds=0.5))
+    write_audio("lib/sub/b.flac", music_like(seconds=0.5, seed=2))
+    hidden = write_audio("lib/.stash/c.flac", music_like(seconds=0.5, seed=3))
+    out = tmp_path / "out"
+    plan = plan_master(
+        [*(tmp_path / p for p in order), hidden], out, "flac", extensions=readable_extensions()
+    )
+    got = sorted(str(j.output.relative_to(out)) for j in plan.jobs)
+    assert got == ["a.flac", "c.flac", "sub/b.flac"]
+    inner = tmp_path / order[0 if order[1] == "lib" else 1]
+    assert plan.notes == [
+        f"{inner}: inside {tmp_path / 'lib'}, which is given too; read as part of it"
+    ]
