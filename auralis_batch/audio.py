@@ -540,12 +540,20 @@ def _write_failure(path: Path, exc: BaseException, action: str) -> OutputError:
         text = exc.strerror or str(exc)
         reason = text[:1].lower() + text[1:]
     else:
-        refused = _space_refused(path.parent)
-        free = _free_bytes(path.parent)
-        if refused is None and free is not None and free < FULL_DISK_BYTES:
-            refused = errno.ENOSPC
+        refused = _disk_full(path.parent)
         reason = os.strerror(refused).lower() if refused else _reason(exc)
     return OutputError(f"{path}: {action} failed: {reason}")
+
+
+def _disk_full(folder: Path) -> int | None:
+    """``ENOSPC`` or ``EDQUOT`` when ``folder``'s filesystem is full for this user (it
+    refuses :data:`PROBE_BYTES`, or has less than :data:`FULL_DISK_BYTES` free), else
+    None: what a write that failed without an errno most likely met."""
+    refused = _space_refused(folder)
+    free = _free_bytes(folder)
+    if refused is None and free is not None and free < FULL_DISK_BYTES:
+        refused = errno.ENOSPC
+    return refused
 
 
 @dataclass(frozen=True)
@@ -585,8 +593,15 @@ def _check_read_back(tmp: Path, final: Path, frames: int) -> None:
     try:
         got = sf.info(sf_path(tmp)).frames
     except Exception as exc:
+        got, unread = None, exc
+    if got != frames and (refused := _disk_full(final.parent)):
+        # libFLAC's encoder takes the samples and loses what the disk refused at its
+        # close, which libsndfile does not report: the file reads back with no length
+        # (2**63 - 1 frames). A full disk must be said as one: it stops the run.
+        raise OutputError(f"{final}: finishing the audio failed: {os.strerror(refused).lower()}")
+    if got is None:
         raise OutputError(
-            f"{final}: the written audio cannot be read back ({_reason(exc)})"
+            f"{final}: the written audio cannot be read back ({_reason(unread)})"
         ) from None
     if got != frames:
         raise OutputError(

@@ -1746,3 +1746,40 @@ def test_a_short_journal_write_tears_no_line_and_says_so(tmp_path, monkeypatch):
     monkeypatch.undo()
     j.close()
     assert (out / ".auralis-batch" / "journal.jsonl").stat().st_size == size
+
+
+def test_a_master_the_disk_cuts_short_is_said_as_a_full_disk(tmp_path, small_disk):
+    """libFLAC takes the samples and loses what the disk refuses at its close, which
+    libsndfile does not report: the temporary read back with 2**63 - 1 frames and the
+    failure said that, not the full disk that stops the run (a flaky -j 2 case). Every
+    length just past what fits must fail as a full disk, however it fails."""
+    import numpy as np
+
+    from auralis_batch.audio import OutputFile
+    from auralis_batch.errors import OutputError
+
+    noise = np.random.default_rng(0).uniform(-0.9, 0.9, (44100 * 8, 2))
+
+    def master(frames: int) -> str:
+        out = OutputFile(
+            small_disk / "x.flac", sample_rate=44100, channels=2, fmt="flac", subtype="PCM_24"
+        )
+        try:
+            with out:
+                with out.pass_writer() as write:
+                    for i in range(0, frames, 4096):  # as the render writes, block by block
+                        write(noise[i : min(i + 4096, frames)])
+                out.commit()
+        except OutputError as exc:
+            assert not list(small_disk.iterdir())  # nothing left behind
+            return str(exc)
+        (small_disk / "x.flac").unlink()
+        return "ok"
+
+    fits, too_long = 44100, noise.shape[0]  # the longest master that fits: bisected
+    assert master(fits) == "ok" and master(too_long) != "ok"
+    while too_long - fits > 1:
+        mid = (fits + too_long) // 2
+        fits, too_long = (mid, too_long) if master(mid) == "ok" else (fits, mid)
+    said = {master(n) for n in range(fits + 1, fits + 4096, 64)}
+    assert all("no space left on device" in text for text in said), said
