@@ -97,7 +97,10 @@ def discover(
     for item in inputs:
         p = Path(item)
         if (outer := _covered_by(p, inputs, extensions)) is not None:
-            notes.append(f"{p}: inside {outer}, which is given too; read as part of it")
+            if (
+                note := f"{p}: inside {outer}, which is given too; read as part of it"
+            ) not in notes:
+                notes.append(note)  # once, however many times it was given
             continue
         try:
             st = os.stat(p)

@@ -115,9 +115,10 @@ def test_analyze_csv_has_every_value_the_json_has_and_each_file_once(write_audio
     for extra in (["--no-cache"], []):  # measured, then answered from the cache
         args = ["analyze", str(good), str(tmp_path / "lib"), str(good), *extra]
         rows = list(csv.DictReader(io.StringIO(runner.invoke(app, [*args, "--csv"]).stdout)))
-        (js, js_bad) = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
-        assert [r["path"] for r in rows] == [str(good), str(bad)]
-        row = rows[0]
+        (js_bad, js) = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+        # good.wav is inside lib, given too: read as part of it, in its order
+        assert [r["path"] for r in rows] == [str(bad), str(good)]
+        row = rows[1]
         for key, value in js.items():
             if isinstance(value, bool):
                 assert row[key] == str(value), key
@@ -132,11 +133,11 @@ def test_analyze_csv_has_every_value_the_json_has_and_each_file_once(write_audio
         assert spectrum == [v for v in js["spectrum_db"] if v is not None]
         for i, c in enumerate(js["tempo_candidates"], start=1):
             assert float(row[f"tempo_candidates.{i}.bpm"]) == c["bpm"]
-        assert rows[1]["error"] == js_bad["error"] and rows[1]["integrated_lufs"] == ""
+        assert rows[0]["error"] == js_bad["error"] and rows[0]["integrated_lufs"] == ""
         assert list(row)[:3] == ["path", "duration_s", "integrated_lufs"]
         assert list(row)[-3:] == ["cached", "seconds", "error"]
     res = runner.invoke(app, ["measure", str(good), str(tmp_path / "lib"), "--json"])
-    assert [r["input"] for r in json.loads(res.stdout)] == [str(good), str(bad)]
+    assert [r["input"] for r in json.loads(res.stdout)] == [str(bad), str(good)]
     dat = good.rename(good.with_suffix(".dat"))  # named: read; in its folder: not skipped
     res = runner.invoke(app, ["measure", str(dat), str(tmp_path / "lib"), "--json"])
     assert sorted((r["input"], r["status"]) for r in json.loads(res.stdout)) == [
