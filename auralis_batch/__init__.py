@@ -184,6 +184,7 @@ _LAZY: dict[str, str] = {
     # errors
     "AuralisError": ".errors",
     "ParameterError": ".errors",
+    "ParameterTypeError": ".errors",
     "PresetError": ".errors",
     "AudioError": ".errors",
     "DecodeError": ".errors",
@@ -205,6 +206,7 @@ __all__ = [
     "MasterOutcome",
     "OutputError",
     "ParameterError",
+    "ParameterTypeError",
     "PlanError",
     "Preset",
     "PresetError",
@@ -237,6 +239,7 @@ if TYPE_CHECKING:  # pragma: no cover - what the lazy names are, for type checke
         DecodeError,
         OutputError,
         ParameterError,
+        ParameterTypeError,
         PresetError,
         TrackTimeoutError,
         UnsafeRowError,

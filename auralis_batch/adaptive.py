@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .errors import ParameterError, PresetError
+from .errors import ParameterError, ParameterTypeError, PresetError, given
 from .match import matching_eq, spectrum_of
 from .presets import (
     REFERENCE_LIMITS,
@@ -97,6 +97,17 @@ MODERATE_TO_WIDE_LU = (14.0, 16.0)
 DENSE_TO_TYPICAL_LU = (3.0, 5.0)
 
 
+def _check_record(name: str, value: Any, call: str) -> None:
+    """:class:`ParameterTypeError` unless ``value`` is an analysis record (a dict, as
+    :func:`~auralis_batch.analysis.analyze` returns): a path or None given in its
+    place failed as an AttributeError inside."""
+    if not isinstance(value, dict):
+        raise ParameterTypeError(
+            f"{name} must be an analysis record (the dict analyze() returns), got "
+            f"{given(value)}: {call}"
+        )
+
+
 def _fingerprint(record: dict[str, Any]) -> dict[str, Any]:
     fp = record.get("fingerprint") if record else None
     if not isinstance(fp, dict) or "band_energy" not in fp:
@@ -121,7 +132,17 @@ def _bands(gains: dict[str, float]) -> tuple[EQBand, ...]:
 
 
 def adaptive_preset(record: dict[str, Any] | None) -> Preset:
-    """Parameters for one track from its analysis record."""
+    """Parameters for one track from its analysis record.
+
+    Raises
+    ------
+    PresetError
+        ``record`` is None or has no fingerprint (analysed with ``fingerprint=False``).
+    ParameterTypeError
+        ``record`` is not a dict (a path: analyse it first).
+    """
+    if record is not None:
+        _check_record("record", record, "adaptive_preset(analyze('track.flac'))")
     fp = _fingerprint(record or {})
     notes: list[str] = []
     gains = _share_gains(
@@ -224,7 +245,18 @@ def reference_preset(
 ) -> Preset:
     """Match ``record``'s track to the ``reference`` track's tone, loudness and loudness
     range; ``strength`` (0..1) scales the tonal correction (``--match-strength``).
-    Raises :class:`ParameterError` for a reference :func:`check_reference` refuses."""
+
+    Raises
+    ------
+    ParameterError
+        A reference :func:`check_reference` refuses (too short, silent).
+    ParameterTypeError
+        ``record`` or ``reference`` is not an analysis record (None, a path).
+    PresetError
+        A record has no fingerprint.
+    """
+    _check_record("record", record, "reference_preset(analyze('track.flac'), reference)")
+    _check_record("reference", reference, "reference_preset(record, analyze('reference.flac'))")
     check_reference(reference)
     fp = _fingerprint(record)
     ref = _fingerprint(reference)

@@ -27,7 +27,7 @@ from .audio import (
     probe,
 )
 from .cache import PcmHasher, make_key
-from .errors import AuralisError
+from .errors import AuralisError, ParameterError, ParameterTypeError, given
 from .limits import checked_sample_rate
 from .recall import cached_record, recall
 from .records import LOUDNESS_KEYS
@@ -249,7 +249,37 @@ def analyze_file(
         The file holds NaN or infinite samples.
     TrackTimeoutError, RunAbandonedError
         Raised by a batch's ``watch`` (its deadline passed, its run is gone).
+    ParameterTypeError
+        ``path`` is not a str or path (an array: :func:`analyze_array`), or ``cache``
+        is neither a cache nor a folder.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        hint = (
+            "for samples in memory use analyze_array(audio, sample_rate) "
+            "(or analyze(audio, sample_rate=sr))"
+            if isinstance(path, np.ndarray)
+            else "give the path of an audio file, or samples as an array to "
+            "analyze(audio, sample_rate=sr)"
+        )
+        raise ParameterTypeError(
+            f"analyze_file: path must be a file's path (str or os.PathLike), got "
+            f"{given(path)}: {hint}"
+        )
+    if isinstance(cache, (str, os.PathLike)):  # a cache folder: opened for this call
+        from .cache import open_cache
+
+        with open_cache(cache) as opened:
+            return analyze_file(
+                path,
+                tempo=tempo,
+                cache=opened,
+                keep_blocks=keep_blocks,
+                hash_content=hash_content,
+                fingerprint=fingerprint,
+                watch=watch,
+                decode_ahead=decode_ahead,
+            )
+    check_cache(cache)
     t0 = time.perf_counter()
     p = Path(path)
     if cache is not None:
@@ -308,6 +338,23 @@ def analyze_file(
     return rec
 
 
+#: What :func:`analyze_file` calls on a cache (a FingerprintCache, a NullCache).
+_CACHE_METHODS = ("lookup_path", "get_with_source", "path_changed", "remember_path", "set")
+
+
+def check_cache(cache: Any) -> None:
+    """:class:`ParameterTypeError` unless ``cache`` is None or a cache (what
+    :func:`~auralis_batch.cache.open_cache` returns); ``True`` or a dict failed as an
+    AttributeError deep in the lookup."""
+    if cache is None or all(hasattr(cache, m) for m in _CACHE_METHODS):
+        return
+    raise ParameterTypeError(
+        f"cache must be None, a cache folder (str or os.PathLike) or what open_cache() "
+        f"returns, got {given(cache)}: analyze(path, cache=open_cache()) for the default "
+        "cache folder"
+    )
+
+
 def _kept(blocks: Iterable[np.ndarray], keep: list[np.ndarray]) -> Iterator[np.ndarray]:
     for block in blocks:
         keep.append(block)
@@ -350,6 +397,17 @@ def analyze(
     (the long-term spectrum, :mod:`~auralis_batch.match`) and ``seconds``.
     ``tempo=False`` skips the tempo work and reports 120.0 / 0.0.
 
+    Parameters
+    ----------
+    path_or_array : str or os.PathLike (a file), or np.ndarray [shape=(channels, n)
+        or (n,)], float
+    sample_rate : int, 8000 .. 384000 Hz; required for an array. A file is analysed
+        at its own rate: a ``sample_rate`` other than the file's is refused (nothing
+        is resampled), the file's own is accepted.
+    tempo : bool
+    cache : a cache (:func:`~auralis_batch.cache.open_cache`), a cache folder (str or
+        os.PathLike, opened for this call), or None; files only.
+
     Raises
     ------
     AuralisError
@@ -357,9 +415,29 @@ def analyze(
         empty or not ``(channels, n)``, or a file cannot be decoded
         (:class:`~auralis_batch.errors.DecodeError`); NaN/inf samples
         (:class:`~auralis_batch.errors.AudioError`).
+    ParameterError
+        ``sample_rate`` given for a file whose rate is another.
+    ParameterTypeError
+        ``path_or_array`` is neither a path nor an array, or ``cache`` is neither a
+        cache nor a folder.
     """
     if isinstance(path_or_array, np.ndarray):
         if sample_rate is None:
             raise AuralisError("sample_rate is required when analysing an array")
         return analyze_array(path_or_array, sample_rate, tempo=tempo)
+    if not isinstance(path_or_array, (str, os.PathLike)):
+        raise ParameterTypeError(
+            f"path_or_array must be a file's path (str or os.PathLike) or a NumPy array, "
+            f"got {given(path_or_array)}: analyze(np.asarray(samples), sample_rate=sr) for "
+            "samples in memory"
+        )
+    if sample_rate is not None:
+        own = probe(Path(path_or_array)).sample_rate
+        if sample_rate != own:  # was ignored: the record said 44100 for sample_rate=8000
+            raise ParameterError(
+                f"sample_rate={given(sample_rate)} Hz was given for the file "
+                f"{os.fspath(path_or_array)}, whose own rate is {own} Hz: a file is analysed "
+                "at its own rate and not resampled; leave sample_rate out (it is for arrays), "
+                "or resample the file first"
+            )
     return analyze_file(path_or_array, tempo=tempo, cache=cache)

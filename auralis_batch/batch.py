@@ -734,8 +734,8 @@ def _signals_stop_the_run() -> Iterator[Callable[[], None]]:
 # --------------------------------------------------------------------------- the run
 def run_master(
     inputs: Sequence[str | os.PathLike],
-    out_dir: Path,
-    settings: RunSettings,
+    out_dir: str | os.PathLike,
+    settings: RunSettings | None = None,
     *,
     n_jobs: int = -1,
     overwrite: bool = False,
@@ -748,9 +748,11 @@ def run_master(
 
     Parameters
     ----------
-    inputs : files and folders
-    out_dir : output folder (mirrors the input tree)
-    settings : :class:`~auralis_batch.settings.RunSettings`
+    inputs : files and folders, a list of str or os.PathLike (a single path is
+        refused: ``[path]``)
+    out_dir : str or os.PathLike, output folder (mirrors the input tree)
+    settings : :class:`~auralis_batch.settings.RunSettings`, optional; default
+        ``RunSettings()``, what the CLI does with no flags (preset ``gentle``)
     n_jobs : worker processes (1: in this process)
     overwrite : redo finished tracks and replace files this tool did not write
     dry_run : plan only; nothing is written
@@ -769,9 +771,12 @@ def run_master(
     PlanError
         Whole-run problems found before any work (nothing is written).
     ParameterError
-        ``inputs`` is a single path, not a sequence of them; a field of ``settings``
-        or ``n_jobs`` is out of range (:meth:`RunSettings.check`); or the reference is
-        one there is nothing to match in (:func:`~auralis_batch.adaptive.check_reference`).
+        A field of ``settings`` or ``n_jobs`` is out of range
+        (:meth:`RunSettings.check`), or the reference is one there is nothing to match
+        in (:func:`~auralis_batch.adaptive.check_reference`).
+    ParameterTypeError
+        ``inputs`` is a single path, not a list of them, or ``inputs``, ``out_dir``
+        or ``settings`` is of another type (None, bytes, a dict for the settings).
     PresetError
         ``settings.preset`` names no built-in preset and no readable TOML file.
     AudioError
@@ -781,10 +786,31 @@ def run_master(
         Another run holds the lock on ``out_dir``.
     """
     t0 = time.monotonic()
+    from .errors import ParameterTypeError, given
+
     if isinstance(inputs, (str, bytes, os.PathLike)):  # a str is a sequence of letters:
-        raise ParameterError(  # "music/" was planned as m, u, s, i, c and / (all of /)
+        raise ParameterTypeError(  # "music/" was planned as m, u, s, i, c and / (all of /)
             f"inputs must be a list of files and folders, got the single path {inputs!r}: "
             f"pass [{inputs!r}]"
+        )
+    if not isinstance(inputs, Iterable):
+        raise ParameterTypeError(
+            f"inputs must be a list of files and folders (str or os.PathLike), got "
+            f"{given(inputs)}: run_master(['music/'], 'out')"
+        )
+    inputs = list(inputs)
+    if not isinstance(out_dir, (str, os.PathLike)) or isinstance(os.fspath(out_dir), bytes):
+        raise ParameterTypeError(
+            f"out_dir must be a folder's path (str or os.PathLike), got {given(out_dir)}: "
+            "run_master(inputs, 'out')"
+        )
+    out_dir = Path(out_dir)
+    if settings is None:  # the CLI's defaults, as a command with no flags
+        settings = RunSettings()
+    elif not isinstance(settings, RunSettings):
+        raise ParameterTypeError(
+            f"settings must be a RunSettings or None (the defaults), got {given(settings)}: "
+            "run_master(inputs, out_dir, RunSettings(preset='warm'))"
         )
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0:
         raise ParameterError(f"n_jobs must be a non-zero int (-1: every core), got {n_jobs!r}")

@@ -13,6 +13,13 @@ class ParameterError(AuralisError, ValueError):
     """A parameter is out of range: the message names it, its value, the range and unit."""
 
 
+class ParameterTypeError(ParameterError, TypeError):
+    """A parameter of the wrong type (a cache given as a folder name, None for a
+    record): a :class:`ParameterError`, and the ``TypeError`` Python raises for a wrong
+    type, so code that caught the bare ``TypeError`` these calls raised before still
+    catches it."""
+
+
 class PresetError(AuralisError, ValueError):
     """A preset file is missing or invalid; the message is ``file: dotted.path: problem``."""
 
@@ -66,3 +73,16 @@ def check_float_samples(arr: Any, name: str = "audio") -> None:
             f"divide by {scale} (or read the file with soundfile's dtype='float32')"
         )
     raise AudioError(f"{name}: expected float samples, got dtype {arr.dtype}")
+
+
+def given(value: Any, limit: int = 60) -> str:
+    """``value`` as an error message names what was given: its repr when short, else
+    its type (and an array's shape), so a message about a record or an array stays a
+    line long."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return f"an array of shape {tuple(shape)}"
+    return f"{type(value).__name__} {text[: limit - 5]}..."

@@ -23,7 +23,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .errors import AudioError, ParameterError, check_float_samples
+from .errors import AudioError, ParameterError, check_float_samples, given
 from .filters import k_weighting_sos, polyphase_bank
 from .kernels.loudness import (
     ABSOLUTE_GATE_LUFS,
@@ -37,9 +37,14 @@ from .kernels.loudness import (
     kweighted_subblock_power,
 )
 from .kernels.truepeak import true_peak_block
-from .limits import checked_sample_rate, checked_whole
+from .limits import checked_sample_rate, checked_whole, is_finite_number
 
 SURROUND_WEIGHT = 1.41  # BS.1770-4 Table 3, +1.5 dB for surround channels
+#: Phases of the true-peak interpolator :class:`LoudnessMeter` accepts: 4 is BS.1770-4
+#: Annex 2's (the default, what every report reads); 1 reads the sample peak only; more
+#: than 16 finds nothing a 24-tap phase filter can resolve.
+MIN_TRUE_PEAK_OVERSAMPLE = 1
+MAX_TRUE_PEAK_OVERSAMPLE = 16
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,33 @@ def default_channel_weights(channels: int) -> np.ndarray:
     elif channels == 8:
         w[3] = 0.0
         w[6:8] = SURROUND_WEIGHT
+    return w
+
+
+def checked_channel_weights(weights: Sequence[float], channels: int) -> np.ndarray:
+    """``weights`` as float64 ``[shape=(channels,)]``, each a finite number >= 0 (a
+    weight of 0 leaves a channel out), or :class:`ParameterError`. A negative weight
+    subtracted a channel's power: a loudness of silence, or of the log of a negative
+    number."""
+    try:
+        w = np.ascontiguousarray(weights, dtype=np.float64)
+    except (TypeError, ValueError):
+        w = None
+    if w is None or w.shape != (channels,):
+        count = f"{w.shape[0]} values" if w is not None and w.ndim == 1 else given(weights)
+        raise ParameterError(
+            f"channel_weights must be {channels} numbers, one per channel, got {count}: "
+            f"leave it out for BS.1770-4's weights (1.0 each, LFE 0, surrounds "
+            f"{SURROUND_WEIGHT})"
+        )
+    bad = ~(np.isfinite(w) & (w >= 0.0))
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ParameterError(
+            f"channel_weights[{first}] must be a finite number >= 0 (BS.1770-4's G_i: "
+            f"1.0, {SURROUND_WEIGHT} for a surround, 0 to leave the channel out), got "
+            f"{float(w[first])!r}"
+        )
     return w
 
 
@@ -236,7 +268,8 @@ class LoudnessMeter:
     channel_weights : sequence of float [shape=(channels,)], optional
         BS.1770-4 weight ``G_i`` of each channel; default
         :func:`default_channel_weights` (LFE 0, surrounds 1.41)
-    true_peak_oversample : int, phases of the true-peak interpolator (default 4)
+    true_peak_oversample : int, 1 .. 16, phases of the true-peak interpolator
+        (default 4, BS.1770-4 Annex 2; 1 reads the sample peak)
 
     Attributes
     ----------
@@ -245,8 +278,8 @@ class LoudnessMeter:
     Raises
     ------
     ParameterError
-        ``sample_rate`` or ``channels`` is out of range, or ``channel_weights`` does
-        not have one value per channel.
+        ``sample_rate``, ``channels`` or ``true_peak_oversample`` is out of range, or
+        ``channel_weights`` does not have one finite value >= 0 per channel.
 
     See Also
     --------
@@ -263,11 +296,21 @@ class LoudnessMeter:
     ) -> None:
         self.sample_rate = checked_sample_rate(sample_rate)
         self.channels = checked_whole(channels, name="channels", lo=1, hi=64)
-        w = default_channel_weights(self.channels) if channel_weights is None else channel_weights
-        self.weights = np.ascontiguousarray(w, dtype=np.float64)
-        if self.weights.shape != (self.channels,):
+        if channel_weights is None:
+            self.weights = default_channel_weights(self.channels)
+        else:
+            self.weights = checked_channel_weights(channel_weights, self.channels)
+        oversample = true_peak_oversample
+        if not (
+            is_finite_number(oversample)
+            and float(oversample).is_integer()
+            and MIN_TRUE_PEAK_OVERSAMPLE <= oversample <= MAX_TRUE_PEAK_OVERSAMPLE
+        ):
             raise ParameterError(
-                f"channel_weights must have {self.channels} values, got {self.weights.shape[0]}"
+                f"true_peak_oversample must be a whole number of phases between "
+                f"{MIN_TRUE_PEAK_OVERSAMPLE} and {MAX_TRUE_PEAK_OVERSAMPLE}, got "
+                f"{given(oversample)}: leave it at 4 (BS.1770-4's true peak), or 1 for the "
+                "sample peak only"
             )
         self._sos = k_weighting_sos(self.sample_rate)
         self._zi = np.zeros((self.channels, self._sos.shape[0], 2))  # sosfilt's layout
@@ -275,7 +318,7 @@ class LoudnessMeter:
         self._count = 0
         self._subblock = int(round(0.1 * self.sample_rate))
         self._powers: list[np.ndarray] = []
-        self._bank = polyphase_bank(true_peak_oversample)
+        self._bank = polyphase_bank(int(oversample))
         self._tp_hist = np.zeros((self.channels, self._bank.shape[1] - 1))
         self._tp = np.zeros(self.channels)
         self._peak = np.zeros(self.channels)
@@ -382,7 +425,7 @@ def measure_loudness(
     ------
     ParameterError
         ``sample_rate`` or the channel count is out of range, or ``channel_weights``
-        does not have one value per channel.
+        does not have one finite value >= 0 per channel.
     AudioError
         ``audio`` has more than two dimensions, or holds a NaN or infinite sample.
     """

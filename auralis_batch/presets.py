@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import PresetError
+from .errors import ParameterTypeError, PresetError, given
 from .limits import MIN_LOOKAHEAD_MS
 
 if sys.version_info >= (3, 11):
@@ -372,7 +372,15 @@ def load_preset(name_or_path: str | os.PathLike) -> Preset:
         The name is not a built-in preset and no such file exists, or the file is not
         valid TOML or breaks the schema (every problem listed as
         ``file: dotted.path: message``).
+    ParameterTypeError
+        ``name_or_path`` is not a str or path (None, a :class:`Preset` already).
     """
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise ParameterTypeError(
+            f"load_preset: name_or_path must be a preset name or a .toml path (str or "
+            f"os.PathLike), got {given(name_or_path)}: the built-in presets are "
+            f"{', '.join(BUILTIN_PRESETS)} (load_preset('gentle'))"
+        )
     key = os.fspath(name_or_path)
     hit = _BUILTIN.get(key)
     if hit is not None:

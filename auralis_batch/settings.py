@@ -35,6 +35,10 @@ MEMORY_BUDGET_ENV = "AURALIS_MEMORY_BUDGET_MB"
 #: while a reference match searches its compressor threshold: the equalised float64
 #: (pipeline.EqualisedOnce), when that fits the budget too.
 EQUALISED_BYTES_PER_SAMPLE = 8
+#: The shortest per-track time limit, s: ``--timeout-per-track`` and
+#: ``RunSettings.timeout_per_track_s`` both refuse less (0 or None in the API: no limit),
+#: so the API takes no limit the command line would refuse.
+MIN_TIMEOUT_PER_TRACK_S = 1
 
 
 def memory_budget_from_env() -> int:
@@ -110,9 +114,12 @@ class RunSettings:
         if not (is_finite_number(self.match_strength) and 0.0 <= self.match_strength <= 1.0):
             problems.append(f"match_strength: must be between 0 and 1, got {self.match_strength!r}")
         timeout = self.timeout_per_track_s  # None or 0: no limit
-        if timeout is not None and not (is_finite_number(timeout) and timeout >= 0):
+        if timeout is not None and not (
+            is_finite_number(timeout) and (timeout == 0 or timeout >= MIN_TIMEOUT_PER_TRACK_S)
+        ):
             problems.append(
-                f"timeout_per_track_s: must be None, 0 (no limit) or seconds > 0, got {timeout!r}"
+                f"timeout_per_track_s: must be None, 0 (no limit) or seconds >= "
+                f"{MIN_TIMEOUT_PER_TRACK_S} (as --timeout-per-track), got {timeout!r}"
             )
         budget = self.memory_budget_bytes
         if not (is_finite_number(budget) and float(budget).is_integer() and budget >= 0):
