@@ -314,7 +314,8 @@ def _reference_eq(
     wanted = [abs(x) for x in match.wanted_db]
     notes.append(
         f"matching EQ ({len(bands)} sections, strength {strength:g}): largest change "
-        f"{max(wanted):.1f} dB, loudness-neutral ({-match.loudness_change_db:+.1f} dB overall)"
+        f"{max(wanted):.1f} dB, {-match.loudness_change_db:+.1f} dB overall to keep its "
+        "loudness (estimated from the mid's spectrum)"
     )
     notes.extend(match.notes)
     gain = max(-40.0, min(40.0, round(-match.loudness_change_db, 2)))

@@ -203,3 +203,52 @@ def test_a_sparser_long_term_spectrum_reads_the_same_steady_signal():
     a, b = full.levels_db(), sparse.levels_db()
     for u, v in zip(a[3:], b[3:], strict=True):  # above the lowest bands' few bins
         assert v == pytest.approx(u, abs=0.6)
+
+
+def _matched_loudness_change(x: np.ndarray, reference_levels: np.ndarray, sr: int) -> float:
+    """The integrated loudness the matching EQ, with its compensating gain, adds to
+    ``x`` (LU; 0 is what its gain promises), measured by the BS.1770 meter."""
+    from auralis_batch.meter import measure_loudness
+
+    m = matching_eq(levels(x, sr), reference_levels, sample_rate=sr)
+    bands = tuple(EQBand(f"m{i}", k, f, g, q) for i, (k, f, g, q) in enumerate(m.sections))
+    settings = EQSettings(highpass_hz=20.0, bands=bands, gain_db=-m.loudness_change_db)
+    y = Equalizer(sr, x.shape[0], settings).process(x)
+    return measure_loudness(y, sr).integrated_lufs - measure_loudness(x, sr).integrated_lufs
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [tilt(2.0), -tilt(2.0), np.where(BANDS > 4000, 8.0, 0.0), np.where(BANDS < 200, 8.0, 0.0)],
+    ids=["brighter", "darker", "treble-lift", "bass-lift"],
+)
+def test_the_matching_eqs_gain_keeps_the_loudness_of_steady_noise(shape):
+    """Its level per band is a mean per FFT bin, so a band's power is that times its
+    width: weighed per bin, a treble lift changed the loudness by several LU that the
+    gain called neutral (a newcomer's try)."""
+    rng = np.random.default_rng(5)
+    white = np.fft.rfft(rng.standard_normal(SR * 10))
+    f = np.fft.rfftfreq(SR * 10, 1 / SR)
+    pink = np.fft.irfft(white / np.sqrt(np.maximum(f, 20.0)))  # -3 dB per octave
+    x = np.vstack([pink, pink]) * (0.1 / pink.std())
+    got = _matched_loudness_change(x, levels(x) + shape, SR)
+    assert abs(got) < 0.3, got
+
+
+def test_the_matching_eqs_gain_keeps_the_loudness_of_real_music(corpus):
+    """Each corpus track matched to each other's tone, as its mid (the spectrum the
+    match reads): the loudness stays within 1.5 LU (it moved up to 9 LU)."""
+    import soundfile as sf
+
+    mids = []
+    for path in corpus[:4]:
+        x, sr = sf.read(path, dtype="float64", frames=44100 * 60)
+        mids.append((np.ascontiguousarray(x.mean(axis=1)[np.newaxis]), sr))
+    changes = [
+        _matched_loudness_change(x, levels(y, sr_y), sr)
+        for i, (x, sr) in enumerate(mids)
+        for j, (y, sr_y) in enumerate(mids)
+        if i != j
+    ]
+    assert max(abs(c) for c in changes) < 1.5, changes
+    assert np.median(np.abs(changes)) < 0.75, changes
