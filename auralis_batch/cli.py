@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn, Optional
@@ -146,6 +147,7 @@ def _cpu_count() -> int:
 
 @app.command()
 def master(
+    ctx: typer.Context,
     inputs: Inputs,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output folder (mirrors the input tree).")
@@ -165,13 +167,18 @@ def master(
         typer.Option(
             "--match-strength",
             help="With --reference: how much of the reference's tone to take, 0 to 1.",
-            min=0.0,
-            max=1.0,
+            metavar="<0-1>",  # checked in _check_run_flags: the range, shown, squeezed --help
         ),
     ] = 1.0,
     jobs: Annotated[
         Optional[int],  # noqa: UP045
-        typer.Option("--jobs", "-j", help="Parallel worker processes (default: all cores).", min=1),
+        typer.Option(
+            "--jobs",
+            "-j",
+            help="Parallel worker processes (default: all cores).",
+            min=1,
+            metavar="<n>",
+        ),
     ] = None,
     dry_run: Annotated[
         bool,
@@ -198,7 +205,10 @@ def master(
     timeout_per_track: Annotated[
         Optional[float],  # noqa: UP045
         typer.Option(
-            "--timeout-per-track", help="Fail a track that takes longer than this, seconds.", min=1
+            "--timeout-per-track",
+            help="Fail a track that takes longer than this, seconds.",
+            min=1,
+            metavar="<seconds>",
         ),
     ] = None,
     backend: Annotated[
@@ -230,7 +240,9 @@ def master(
     ] = False,
 ) -> None:
     """Master INPUT files and folders into --out (resumable, parallel)."""
-    _run_master(**locals())
+    opts = dict(locals())
+    opts["preset_given"] = _given(opts.pop("ctx"), "preset")
+    _run_master(**opts)
 
 
 def _run_master(**opts) -> None:
@@ -312,6 +324,27 @@ def _stop_warm_up() -> None:
         warm.Warmup.current.stop()
 
 
+def _dangling_link(path: Path) -> Path | None:
+    """The first folder on ``path`` (``path`` included) that is a symbolic link to a
+    place that does not exist, if any: creating ``path`` fails there with "File
+    exists", which says nothing of the link."""
+    prefix = Path(Path(path).absolute().anchor)
+    for part in Path(path).absolute().parts[1:]:
+        prefix = prefix / part
+        if prefix.is_symlink() and not prefix.exists():
+            return prefix
+        if not os.path.lexists(prefix):  # nothing further down exists either
+            return None
+    return None
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the option ``name`` (its parameter's name) was given on the command
+    line (or by an environment variable), not left at its default."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+
 def _can_create_in(folder: Path) -> bool:
     """Whether a file can be created in ``folder``, tried (``os.access`` says yes to
     root everywhere, /proc and read-only mounts included)."""
@@ -374,6 +407,8 @@ def _check_run_flags(
         _fail_usage(f"--scheduler {scheduler} needs --backend dask (this run would be local)")
     if tempo and no_tempo:
         _fail_usage("--tempo and --no-tempo contradict each other: give one")
+    if not 0.0 <= match_strength <= 1.0:  # NaN too
+        _fail_usage(f"--match-strength {match_strength:g}: must be between 0 and 1")
     if match_strength != 1.0 and reference is None:
         _fail_usage(f"--match-strength {match_strength:g} needs --reference REF (nothing to match)")
     for flag, value, limit in (
@@ -409,6 +444,7 @@ def _master_settings(
     cache_dir,
     jobs,
     overwrite,
+    preset_given=False,
     **_,
 ):
     """Validated :class:`RunSettings`; a usage or setup problem exits 2 naming it."""
@@ -416,6 +452,7 @@ def _master_settings(
     from .batch import check_output_writable
     from .errors import AuralisError
     from .presets import load_preset
+    from .records import printable
     from .settings import RunSettings, memory_budget_from_env
 
     _check_reports(report or (), overwrite=overwrite)
@@ -441,6 +478,22 @@ def _master_settings(
             _fail_usage(f"input {item} does not exist")
     if out.exists() and not out.is_dir():
         _fail_usage(f"--out {out}: is a file, not a folder")
+    link = _dangling_link(out)
+    if link is not None:  # mkdir said "not writable (File exists)": a newcomer's try
+        where = "" if link == out.absolute() else f" {link}, on its way, is"
+        _fail_usage(
+            f"--out {out}:{where or ' is'} a symbolic link to {os.readlink(link)}, which "
+            "does not exist: create that folder, or give --out a real folder"
+        )
+    if reference is not None and preset_given:  # settings.resolve_preset: the match wins
+        typer.echo(
+            printable(
+                f"[note] --preset {preset} is not used with --reference: the match sets "
+                "the EQ, compression and loudness (--target-lufs and --ceiling-dbtp "
+                "still apply)"
+            ),
+            err=True,
+        )
     ref_record = None
     if reference is not None:  # before --out is created: a refused reference leaves nothing
         if not dry_run and backend == "local":
@@ -640,7 +693,8 @@ def _analyse_reference(reference: Path, *, no_cache: bool, cache_dir: Path | Non
     main = threading.current_thread() is threading.main_thread()
     previous = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
     try:
-        record = analyze_file(reference, tempo=False, cache=cache, watch=watch)
+        with _decoder_notes(reference):
+            record = analyze_file(reference, tempo=False, cache=cache, watch=watch)
         if received:
             raise _ReferenceStopped(received[0])
         check_reference(record)
@@ -672,29 +726,56 @@ def measure(inputs: Inputs, json_out: JsonFlag = False) -> None:
     if missing:
         _fail_usage(f"input {missing[0]} does not exist")
     audio, records, _ = _read_once(inputs, extensions=readable_extensions())
-    records += [measure_file(f) for f, _ in audio]
+    for f, _rel in audio:
+        with _decoder_notes(f):
+            records.append(measure_file(f))
+    measured = [r for r in records if r["status"] == "ok"]
     if json_out:
         typer.echo(plain_json(records, indent=2))
-    else:
-        from rich.table import Table
+    elif measured:  # none: the lines below say why, under no empty table
+        from .progress import fitted_table
+        from .records import printable
 
-        table = Table(title="Loudness (ITU-R BS.1770-4)")
-        for col in ("file", "integrated LUFS", "true peak dBTP", "LRA LU", "sample peak dBFS"):
-            table.add_column(col, justify="left" if col == "file" else "right")
-        for r in records:
-            if r["status"] == "ok":
-                table.add_row(
-                    _cell(r["input"]),
-                    _fmt(r["integrated_lufs"]),
-                    _fmt(r["true_peak_dbtp"]),
-                    _fmt(r["lra_lu"]),
-                    _fmt(r["sample_peak_dbfs"]),
-                )
-        _table_console().print(table)
+        rows = [
+            [
+                printable(r["input"]),
+                _fmt(r["integrated_lufs"]),
+                _fmt(r["true_peak_dbtp"]),
+                _fmt(r["lra_lu"]),
+                _fmt(r["sample_peak_dbfs"]),
+            ]
+            for r in measured
+        ]
+        console = _table_console()
+        title = "Loudness (ITU-R BS.1770-4)"
+        console.print(fitted_table(title, _MEASURE_TABLE, rows, width=console.width))
+    if not json_out:
         for r in records:
             if r["status"] != "ok":
-                typer.echo(f"{r['status']}: {failure_line(r['input'], r['error'])}", err=True)
+                typer.echo(f"[{r['status']}] {failure_line(r['input'], r['error'])}", err=True)
+    if not records:
+        _nothing_found("measure", inputs)
     raise typer.Exit(code=1 if any(r["status"] == "failed" for r in records) else 0)
+
+
+#: The loudness table's columns: (header, header in a narrow terminal).
+_MEASURE_TABLE = (
+    ("file", "file"),
+    ("integrated LUFS", "integrated\nLUFS"),
+    ("true peak dBTP", "true peak\ndBTP"),
+    ("LRA LU", "LRA\nLU"),
+    ("sample peak dBFS", "sample\npeak dBFS"),
+)
+
+
+def _nothing_found(command: str, inputs: list[Path]) -> None:
+    """The ``[note]`` of a ``measure`` or ``analyze`` that found no file to read (an
+    empty folder): it printed an empty table, or nothing at all. Not an error, as a
+    skipped file is not one (exit 0, as before)."""
+    from .records import printable
+
+    named = ", ".join(str(p) for p in inputs)
+    typer.echo(printable(f"[note] {command}: no audio file found in {named}"), err=True)
 
 
 @app.command()
@@ -747,11 +828,13 @@ def analyze(
         typer.echo(plain_json(records, indent=2))
     elif csv_out:
         _print_analysis_csv(records)
-    else:
+    elif any("error" not in r for r in records):  # none: no empty table
         _print_analysis_table(records)
     for r in records:
         if "error" in r:
             typer.echo(f"[failed] {failure_line(r['path'], r['error'])}", err=True)
+    if not records:
+        _nothing_found("analyze", inputs)
     raise typer.Exit(code=1 if any("error" in r for r in records) else 0)
 
 
@@ -769,10 +852,58 @@ def _analyze_files(inputs: list[Path], cache, *, tempo: bool) -> list[dict]:
             noted = True  # this file is measured: the kernels load, or compile
             _first_run_note(tempo)
         try:
-            records.append(analyze_file(f, tempo=tempo, cache=cache))
+            with _decoder_notes(f):
+                records.append(analyze_file(f, tempo=tempo, cache=cache))
         except Exception as exc:
             records.append({"path": str(f), "error": error_text(exc)})
     return records
+
+
+#: Where libmpg123 (inside libsndfile) says where in its source a message comes from:
+#: ``[src/libmpg123/id3.c:process_comment():587] error: ...``.
+_DECODER_SOURCE = re.compile(r"^\[src/libmpg123/[^\]]*\]\s*")
+
+
+@contextlib.contextmanager
+def _decoder_notes(path: Path):
+    """Read one file with this process's stderr (descriptor 2) caught, then print each
+    line written there once, a decoder's named by the file: ``[note] a.mp3: libmpg123:
+    error: No comment text / valid description?``. libmpg123 writes its notes on an
+    MP3 (an ID3 frame it cannot parse, a resync) straight to the descriptor, naming no
+    file, each time the file is opened, and ``measure`` and ``analyze`` open it twice
+    (its header, then its audio): every note came twice. ``master``'s workers open a
+    track in their own processes; this covers the commands that read in this one
+    (``measure``, ``analyze``, ``master --reference``'s reference)."""
+    import tempfile
+
+    from .records import failure_line
+
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        caught = tempfile.TemporaryFile()
+    except (OSError, ValueError):  # no descriptor 2 to catch (or none free): as it is
+        yield
+        return
+    try:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+        caught.seek(0)
+        text = caught.read().decode("utf-8", "backslashreplace")
+    finally:
+        os.close(saved)
+        caught.close()
+    for line in dict.fromkeys(ln.rstrip() for ln in text.splitlines() if ln.strip()):
+        if _DECODER_SOURCE.match(line) or line.startswith(("Note: ", "Warning: ", "Error: ")):
+            said = "libmpg123: " + _DECODER_SOURCE.sub("", line)
+            typer.echo(f"[note] {failure_line(str(path), said)}", err=True)
+        else:  # not a decoder's (a warning of this program's): as it was written
+            typer.echo(line, err=True)
 
 
 def _read_once(inputs: list[Path], *, extensions):
@@ -890,52 +1021,60 @@ def _print_analysis_csv(records: list[dict]) -> None:
         writer.writerow(_analysis_csv_row(r, columns))
 
 
-def _cell(name: str) -> str:
-    """A file name in a rich table: escaped (``printable``) and not read as markup."""
-    from rich.markup import escape
+def _table_names(paths: list[str]) -> list[str]:
+    """Each file's name, or, when two share one (``a/01.flac``, ``b/01.flac``), each
+    path below the folder all share (:func:`records.display_names`)."""
+    from .records import display_names
 
-    from .records import printable
+    names = [os.path.basename(p) for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    return display_names(paths)[1]
 
-    return escape(printable(name))
+
+#: The analysis table's columns: (header, header in a narrow terminal).
+_ANALYSIS_TABLE = (
+    ("file", "file"),  # the name: full paths are in --json / --csv
+    ("dur s", "dur\ns"),
+    ("LUFS", "LUFS"),
+    ("dBTP", "dBTP"),
+    ("LRA", "LRA"),
+    ("BPM", "BPM"),
+    ("conf", "conf"),
+    ("centroid Hz", "centroid\nHz"),
+    ("width", "width"),
+    ("cached", "cached"),
+)
 
 
 def _print_analysis_table(records: list[dict]) -> None:
-    from rich.table import Table
+    from .progress import fitted_table
+    from .records import printable
 
-    table = Table(title="Analysis")
-    for col in (
-        "file",
-        "dur s",
-        "LUFS",
-        "dBTP",
-        "LRA",
-        "BPM",
-        "conf",
-        "centroid Hz",
-        "width",
-        "cached",
-    ):
-        if col == "file":  # the name, whole: full paths are in --json / --csv
-            table.add_column(col, justify="left", no_wrap=True, min_width=12)
-        else:
-            table.add_column(col, justify="right")
-    for r in records:
-        if "error" in r:
-            continue
+    shown = [r for r in records if "error" not in r]
+    rows = []
+    for r, name in zip(shown, _table_names([r["path"] for r in shown]), strict=True):
         fp = r["fingerprint"]
-        table.add_row(
-            _cell(Path(r["path"]).name),
-            _fmt(r["duration_s"]),
-            _fmt(r["integrated_lufs"]),
-            _fmt(r["true_peak_dbtp"]),
-            _fmt(r["lra_lu"]),
-            _fmt(r["tempo_bpm"]),
-            _fmt(r["tempo_confidence"], ".2f"),
-            _fmt(fp.get("spectral_centroid_hz"), ".0f"),
-            _fmt(fp.get("stereo_width"), ".2f"),
-            str(r.get("cached") or "-"),
+        rows.append(
+            [
+                printable(name),
+                _fmt(r["duration_s"]),
+                _fmt(r["integrated_lufs"]),
+                _fmt(r["true_peak_dbtp"]),
+                _fmt(r["lra_lu"]),
+                _fmt(r["tempo_bpm"]),
+                _fmt(r["tempo_confidence"], ".2f"),
+                _fmt(fp.get("spectral_centroid_hz"), ".0f"),
+                _fmt(fp.get("stereo_width"), ".2f"),
+                str(r.get("cached") or "-"),
+            ]
         )
-    _table_console().print(table)
+    console = _table_console()
+    # narrow: without whether it was cached, the tempo's confidence, the centroid (all
+    # in --json and --csv)
+    optional = (9, 6, 7)
+    table = fitted_table("Analysis", _ANALYSIS_TABLE, rows, width=console.width, optional=optional)
+    console.print(table)
 
 
 @presets_app.command("list")

@@ -11,23 +11,28 @@ Disabled (``--quiet``) it prints nothing.
 
 from __future__ import annotations
 
+import io
+import os
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
-    TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
+from rich.text import Text
 
 from .records import display_names, failure_line, printable
 
@@ -41,6 +46,154 @@ FIRST_RUN_NOTE = (
 
 #: The summary table needs this many terminal columns; a narrower one gets the line.
 SUMMARY_MIN_COLUMNS = 60
+#: The widest a track's name gets in the bar, in terminal cells (at most a third of the
+#: terminal): a longer one is cut in the middle (:func:`fit_name`).
+NAME_MAX_CELLS = 36
+#: With less room than this and a bar, the bar goes: a name is worth more.
+NAME_MIN_CELLS = 20
+#: The bar's width, cells: a terminal with no room for the narrowest drops the next
+#: least important column (the elapsed time, then the counts of audio, then the speed).
+BAR_MIN_CELLS = 10
+BAR_MAX_CELLS = 40
+#: What a time column needs at most (``10:00:00``), cells.
+_TIME_CELLS = 8
+
+
+def fit_name(name: str, width: int) -> str:
+    """``name`` in at most ``width`` terminal cells: whole when it fits, else cut in
+    the middle with ``…``, keeping the file name whole where it fits
+    (``Wesnoth E…/02 - The Long March.ogg``, ``…/02 - The Long March.ogg``), else the
+    start and the end of the file name (``02 - Transie…tended).flac``)."""
+    if cell_len(name) <= width:
+        return name
+    if width <= 1:
+        return "…"[:width]
+    room = width - 1
+    cut = name.rfind(os.sep)
+    if 0 < cut < len(name) - 1:
+        base = name[cut:]  # with its separator: the folders were cut
+        if cell_len(base) <= room:
+            head = room - cell_len(base)
+            return _cells(name, head if head >= 4 else 0) + "…" + base  # not "Q…/01.flac"
+        return fit_name(name[cut + 1 :], width)
+    head = room // 2
+    return _cells(name, head) + "…" + _cells(name, room - head, from_end=True)
+
+
+def _cells(text: str, width: int, *, from_end: bool = False) -> str:
+    """The first (or last) characters of ``text`` that fit in ``width`` cells."""
+    chars = reversed(text) if from_end else iter(text)
+    kept: list[str] = []
+    used = 0
+    for ch in chars:
+        used += cell_len(ch)
+        if used > width:
+            break
+        kept.append(ch)
+    return "".join(reversed(kept) if from_end else kept)
+
+
+class _NameColumn(ProgressColumn):
+    """``mastering`` on the run's row, a track's file name (cut to fit) on its own."""
+
+    def __init__(self) -> None:
+        self.width = NAME_MAX_CELLS
+        super().__init__()
+
+    def get_table_column(self) -> Column:
+        return Column(width=self.width, no_wrap=True)
+
+    def render(self, task: Task) -> Text:
+        if not task.fields.get("track"):
+            return Text(task.description, style="bold")
+        return Text("  " + fit_name(task.description, self.width - 2))
+
+
+class _CountColumn(ProgressColumn):
+    """Tracks done of all on the run's row (``12/40``), per cent on a track's."""
+
+    def __init__(self) -> None:
+        self.width = 4
+        super().__init__()
+
+    def get_table_column(self) -> Column:
+        return Column(width=self.width, justify="right", no_wrap=True)
+
+    def render(self, task: Task) -> Text:
+        if task.fields.get("track"):
+            return Text(f"{task.percentage:3.0f}%", style="progress.percentage")
+        total = int(task.total or 0)
+        return Text(f"{int(task.completed):{len(str(total))}d}/{total}", style="progress.download")
+
+
+class _FieldColumn(ProgressColumn):
+    """A text field of the run's row, in a column of a fixed width (the columns after
+    it do not move as the speed gains a digit)."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+        self.width = 0
+        super().__init__()
+
+    def get_table_column(self) -> Column:
+        return Column(width=self.width, no_wrap=True)
+
+    def render(self, task: Task) -> Text:
+        return Text(task.fields.get(self.field, ""))
+
+
+class _FittingProgress(Progress):
+    """A progress display that fits its terminal, re-laid out at every refresh (a
+    terminal can be resized): the bar takes the room the other columns leave, between
+    :data:`BAR_MIN_CELLS` and :data:`BAR_MAX_CELLS`; with less, the least important
+    column goes (elapsed time, then the audio counts, then the speed). At 80 columns
+    the columns wrapped or were squeezed to ``…`` (a newcomer's try)."""
+
+    def __init__(self, *, console: Console) -> None:
+        self._name = _NameColumn()
+        self._bar = BarColumn(bar_width=BAR_MAX_CELLS)
+        self._parts: dict[str, ProgressColumn] = {
+            "count": _CountColumn(),
+            "info": _FieldColumn("info"),
+            "brief": _FieldColumn("brief"),
+            "elapsed": TimeElapsedColumn(),
+            "remaining": TimeRemainingColumn(),
+        }
+        self._screen = console  # Progress lays out once before its console is set
+        super().__init__(console=console, transient=False)
+
+    def make_tasks_table(self, tasks) -> Table:
+        tasks = list(tasks)
+        self.columns = tuple(self._layout(self._screen.width, tasks))
+        return super().make_tasks_table(tasks)
+
+    def _layout(self, width: int, tasks: list[Task]) -> list[ProgressColumn]:
+        run = next((t for t in tasks if not t.fields.get("track")), None)
+        fields = run.fields if run is not None else {}
+        total = int(run.total or 0) if run is not None else 0
+        # the speed's room is kept for 4 digits, so that the layout holds as it grows
+        pad = max(0, 4 - len(fields.get("brief", "x").split(" ")[-1].rstrip("x")))
+        cells = {
+            "count": max(2 * len(str(total)) + 1, 4),
+            "info": cell_len(fields.get("info", "")) + pad,
+            "brief": cell_len(fields.get("brief", "")) + pad,
+            "elapsed": _TIME_CELLS,
+            "remaining": _TIME_CELLS,
+        }
+        for name in ("count", "info", "brief"):
+            self._parts[name].width = cells[name]
+        self._name.width = max(min(NAME_MAX_CELLS, width // 3), NAME_MIN_CELLS)
+        for names in (
+            ("count", "info", "elapsed", "remaining"),
+            ("count", "brief", "remaining"),
+            ("count", "remaining"),
+        ):
+            used = self._name.width + sum(cells[n] for n in names) + len(names) + 1
+            if width - used >= BAR_MIN_CELLS:
+                self._bar.bar_width = min(width - used, BAR_MAX_CELLS)
+                return [self._name, self._bar, *(self._parts[n] for n in names)]
+        self._name.width = max(width - cells["count"] - 1, 1)
+        return [self._name, self._parts["count"]]
 
 
 class BatchProgress:
@@ -64,16 +217,7 @@ class BatchProgress:
 
     def __enter__(self) -> BatchProgress:
         if self.enabled and self.interactive:
-            self._progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=self.console,
-                transient=False,
-            )
+            self._progress = _FittingProgress(console=self.console)
             self._progress.__enter__()
         return self
 
@@ -91,10 +235,10 @@ class BatchProgress:
         self.total_audio_s = total_audio_s
         if self._progress is not None:
             self._task = self._progress.add_task(
-                "[bold]mastering",
+                "mastering",
                 total=max(n_tracks + len(decided), 0),
                 completed=len(decided),
-                info=self._info(),
+                **self._info(),
             )
         for rec in decided:
             if rec.get("status") == "failed":  # refused at planning (a foreign file, ...)
@@ -121,12 +265,15 @@ class BatchProgress:
         else:
             print(f"[{kind}] {text}", file=sys.stderr, flush=True)
 
-    def _info(self) -> str:
+    def _info(self) -> dict[str, str]:
+        """The run's row: ``info`` in a wide terminal, ``brief`` in a narrow one."""
         elapsed = max(time.monotonic() - self._t0, 1e-9)
-        return (
-            f"{self.failed} failed, {_hms(self.audio_s)} of {_hms(self.total_audio_s)} audio, "
-            f"{self.audio_s / elapsed:.0f}x realtime"
-        )
+        speed = f"{self.audio_s / elapsed:.0f}x"
+        return {
+            "info": f"{self.failed} failed, {_hms(self.audio_s)} of "
+            f"{_hms(self.total_audio_s)} audio, {speed} realtime",
+            "brief": f"{self.failed} failed, {speed}",
+        }
 
     def _fail(self, rec: dict) -> None:
         self.failed += 1
@@ -152,7 +299,7 @@ class BatchProgress:
                 task = self._tracks.pop(rec["input"], None)
                 if task is not None:
                     self._progress.remove_task(task)
-            self._progress.update(self._task, advance=1, info=self._info())
+            self._progress.update(self._task, advance=1, **self._info())
 
     def _plain_line(self, rec: dict) -> None:
         seconds = float(rec.get("seconds") or 0.0)
@@ -175,38 +322,50 @@ class BatchProgress:
                 task = self._tracks.get(name)
                 if task is None:
                     task = self._progress.add_task(
-                        f"  {escape(printable(Path(name).name))}", total=1.0, completed=0.0, info=""
+                        printable(Path(name).name),
+                        total=1.0,
+                        completed=0.0,
+                        track=True,
+                        info="",
+                        brief="",
                     )
                     self._tracks[name] = task
                 self._progress.update(task, completed=fraction)
             if self._task is not None:
-                self._progress.update(self._task, info=self._info())
+                self._progress.update(self._task, **self._info())
 
     def print_summary(self, records: list[dict], summary: dict) -> None:
         elapsed = max(time.monotonic() - self._t0, 1e-9)
-        table = Table(title="auralis-batch summary", show_lines=False)
-        for col in ("track", "status", "LUFS before", "LUFS after", "TP after", "LRA after", "s"):
-            table.add_column(col, justify="left" if col in ("track", "status") else "right")
 
         def f(v):
             return "-" if v is None else f"{v:.1f}"
 
         shown = [r for r in records if r.get("status") != "skipped"]
         _, names = display_names([r["input"] for r in shown])  # full paths are in --report
+        rows = []
         for r, name in zip(shown, names, strict=True):
             b, a = r.get("before") or {}, r.get("after") or {}
-            table.add_row(
-                escape(printable(name)),
-                r["status"],
-                f(b.get("integrated_lufs")),
-                f(a.get("integrated_lufs")),
-                f(a.get("true_peak_dbtp")),
-                f(a.get("lra_lu")),
-                f"{r.get('seconds', 0.0):.1f}",
+            rows.append(
+                [
+                    printable(name),
+                    r["status"],
+                    f(b.get("integrated_lufs")),
+                    f(a.get("integrated_lufs")),
+                    f(a.get("true_peak_dbtp")),
+                    f(a.get("lra_lu")),
+                    f"{r.get('seconds', 0.0):.1f}",
+                ]
             )
         # a re-run with nothing to do: the line says it; a terminal too narrow for the
         # seven columns drew the borders with every cell blank: the line says it too
         if self.interactive and shown and self.console.width >= SUMMARY_MIN_COLUMNS:
+            table = fitted_table(
+                "auralis-batch summary",
+                _SUMMARY_COLUMNS,
+                rows,
+                width=self.console.width,
+                optional=(6,),  # the seconds: the report has them
+            )
             self.console.print(table)
         parts = [f"{summary['ok']} mastered", f"{summary['failed']} failed"]
         parts.append(f"{summary['skipped']} skipped")
@@ -224,6 +383,65 @@ class BatchProgress:
             + f"; {_hms(audio_s)} of audio in {elapsed:.1f} s"
             + (f" ({audio_s / elapsed:.0f}x realtime)" if audio_s > 0 else "")
         )
+
+
+#: The summary's columns: (header, header in a narrow terminal, on two lines).
+_SUMMARY_COLUMNS = (
+    ("track", "track"),
+    ("status", "status"),
+    ("LUFS before", "LUFS\nbefore"),
+    ("LUFS after", "LUFS\nafter"),
+    ("TP after", "TP\nafter"),
+    ("LRA after", "LRA\nafter"),
+    ("s", "s"),
+)
+
+
+def fitted_table(
+    title: str,
+    columns: Sequence[tuple[str, str]],
+    rows: list[list[str]],
+    *,
+    width: int,
+    optional: Sequence[int] = (),
+) -> Table:
+    """A table of plain-text ``rows`` whose first column names files, in ``width``
+    cells, no cell ever wrapped (at 80 columns a path took five lines per track, or
+    every number was squeezed to ``…``). In order, the first layout in which every
+    name fits whole: the wide headers; each column's narrow header (``columns[i][1]``,
+    on two lines); then without the ``optional`` columns, one by one (the least useful
+    first). If none does, the first that leaves the names 2/5 of the width, and names
+    are cut in the middle to what is left (:func:`fit_name`). Columns after the first
+    are right-aligned but for ``status``."""
+    from rich.measure import Measurement
+
+    measuring = Console(width=100_000, file=io.StringIO())
+    longest = max((cell_len(r[0]) for r in rows), default=0)
+    want = max(20, width * 2 // 5)
+    layouts = [(0, [])] + [(1, list(optional[:n])) for n in range(len(optional) + 1)]
+    chosen = None
+    for narrow, dropped in layouts:
+        table = _table(title, columns, rows, narrow=narrow, dropped=dropped)
+        need = Measurement.get(measuring, measuring.options, table).maximum
+        room = longest - (need - width)
+        if room >= longest:
+            return table
+        if chosen is None and room >= want:
+            chosen = (narrow, dropped, room)
+    narrow, dropped, room = chosen or (1, list(optional), room)
+    cut = [[fit_name(r[0], max(room, 8)), *r[1:]] for r in rows]
+    return _table(title, columns, cut, narrow=narrow, dropped=dropped)
+
+
+def _table(title, columns, rows, *, narrow: int, dropped: list[int]) -> Table:
+    keep = [i for i in range(len(columns)) if i not in dropped]
+    table = Table(title=title, show_lines=False)
+    for i in keep:
+        left = i == 0 or columns[i][0] == "status"
+        table.add_column(columns[i][narrow], justify="left" if left else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*(escape(row[i]) for i in keep))
+    return table
 
 
 def _hms(seconds: float) -> str:
