@@ -29,7 +29,7 @@ import soundfile as sf
 from .errors import AudioError, DecodeError, OutputError, ParameterError, check_float_samples
 from .identity import move_no_clobber
 from .identity import sha256_file as _sha256_file  # a module name the fault tests replace
-from .limits import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
+from .limits import MAX_CHANNELS, MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
 
 #: Frames per block when streaming files (about 1.5 s at 44.1 kHz).
 BLOCK_FRAMES = 65536
@@ -65,8 +65,10 @@ def as_audio(audio: np.ndarray, *, name: str = "audio", finite: bool = True) -> 
         arr = arr[np.newaxis, :]
     if arr.ndim != 2:
         raise AudioError(f"{name}: expected shape (channels, samples), got {arr.shape}")
-    if arr.shape[0] == 0 or arr.shape[0] > 64:
-        raise AudioError(f"{name}: channels must be between 1 and 64, got {arr.shape[0]}")
+    if arr.shape[0] == 0 or arr.shape[0] > MAX_CHANNELS:
+        raise AudioError(
+            f"{name}: channels must be between 1 and {MAX_CHANNELS}, got {arr.shape[0]}"
+        )
     if arr.shape[0] > arr.shape[1] and arr.shape[1] > 0:
         raise AudioError(
             f"{name}: shape {arr.shape} has more channels than samples; "
@@ -119,6 +121,11 @@ def probe(path: str | os.PathLike) -> AudioInfo:
         raise DecodeError(f"{p}: not a readable audio file ({_reason(exc)})") from None
     if info.frames <= 0:
         raise DecodeError(f"{p}: holds no audio frames")
+    if info.channels > MAX_CHANNELS:  # the meter's "channels must be between 1 and 64,
+        raise DecodeError(  # got 70" read like a parameter of the user's (a sweep)
+            f"{p}: has {info.channels} channels; auralis-batch reads files of 1 to "
+            f"{MAX_CHANNELS} channels: split it into files of {MAX_CHANNELS} channels or fewer"
+        )
     check_sample_rate(int(info.samplerate), where=str(p))
     if str(info.format).upper() == "OGG":
         if info.frames >= _UNKNOWN_LENGTH or _ogg_is_chained(p):

@@ -18,6 +18,8 @@ from typing import Annotated, NoReturn, Optional
 
 import typer
 
+from .limits import MIN_TIMEOUT_PER_TRACK_S
+
 app = typer.Typer(
     name="auralis-batch",
     help="Re-master whole music libraries: BS.1770 loudness, EQ, compression, true-peak limiting.",
@@ -207,7 +209,7 @@ def master(
         typer.Option(
             "--timeout-per-track",
             help="Fail a track that takes longer than this, seconds.",
-            min=1,
+            min=MIN_TIMEOUT_PER_TRACK_S,
             metavar="<seconds>",
         ),
     ] = None,

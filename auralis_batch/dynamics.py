@@ -47,7 +47,7 @@ from .kernels.dynamics import (
     compressor,
     limiter,
 )
-from .limits import MAX_SAMPLE_RATE_HZ, MIN_LOOKAHEAD_MS, MIN_SAMPLE_RATE_HZ
+from .limits import MAX_CHANNELS, MAX_SAMPLE_RATE_HZ, MIN_LOOKAHEAD_MS, MIN_SAMPLE_RATE_HZ
 
 #: Internal safety margin below the ceiling, dB. It covers what the construction in
 #: :func:`kernels.dynamics.limiter` does not: a gain that varies across an interpolation
@@ -75,7 +75,7 @@ def _check(name: str, value: float, lo: float, hi: float, unit: str) -> float:
 
 def _check_stream(sample_rate: int, channels: int) -> tuple[int, int]:
     sr = _check("sample_rate", sample_rate, MIN_SAMPLE_RATE_HZ, MAX_SAMPLE_RATE_HZ, "Hz")
-    ch = _check("channels", channels, 1, 64, "")
+    ch = _check("channels", channels, 1, MAX_CHANNELS, "")
     if sr != int(sr) or ch != int(ch):
         raise ParameterError(
             f"sample_rate and channels must be whole numbers, got {sample_rate!r}, {channels!r}"

@@ -17,6 +17,14 @@ MAX_SAMPLE_RATE_HZ = 384000
 #: true-peak ceiling (tests/test_dynamics.py); from 1 ms the ceiling holds.
 MIN_LOOKAHEAD_MS = 1.0
 
+#: The shortest per-track time limit, s: ``--timeout-per-track`` and
+#: ``RunSettings.timeout_per_track_s`` both refuse less (0 or None in the API: no limit),
+#: so the API takes no limit the command line would refuse.
+MIN_TIMEOUT_PER_TRACK_S = 1
+
+#: The most channels a file or array may have: the meter's and the dynamics' range.
+MAX_CHANNELS = 64
+
 
 def checked_sample_rate(sample_rate: Any, *, name: str = "sample_rate") -> int:
     """``sample_rate`` as an int in the engine's range, or :class:`ParameterError`

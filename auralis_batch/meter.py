@@ -37,7 +37,7 @@ from .kernels.loudness import (
     kweighted_subblock_power,
 )
 from .kernels.truepeak import true_peak_block
-from .limits import checked_sample_rate, checked_whole, is_finite_number
+from .limits import MAX_CHANNELS, checked_sample_rate, checked_whole, is_finite_number
 
 SURROUND_WEIGHT = 1.41  # BS.1770-4 Table 3, +1.5 dB for surround channels
 #: Phases of the true-peak interpolator :class:`LoudnessMeter` accepts: 4 is BS.1770-4
@@ -295,7 +295,7 @@ class LoudnessMeter:
         true_peak_oversample: int = 4,
     ) -> None:
         self.sample_rate = checked_sample_rate(sample_rate)
-        self.channels = checked_whole(channels, name="channels", lo=1, hi=64)
+        self.channels = checked_whole(channels, name="channels", lo=1, hi=MAX_CHANNELS)
         if channel_weights is None:
             self.weights = default_channel_weights(self.channels)
         else:

@@ -18,7 +18,7 @@ from typing import Any
 from . import __version__
 from .adaptive import adaptive_preset, reference_preset
 from .errors import ParameterError
-from .limits import is_finite_number
+from .limits import MIN_TIMEOUT_PER_TRACK_S, is_finite_number
 from .presets import BUILTIN_PRESETS, Preset, load_preset
 
 #: Decoded audio (float32) and the equalised and compressed signal (float32,
@@ -35,10 +35,6 @@ MEMORY_BUDGET_ENV = "AURALIS_MEMORY_BUDGET_MB"
 #: while a reference match searches its compressor threshold: the equalised float64
 #: (pipeline.EqualisedOnce), when that fits the budget too.
 EQUALISED_BYTES_PER_SAMPLE = 8
-#: The shortest per-track time limit, s: ``--timeout-per-track`` and
-#: ``RunSettings.timeout_per_track_s`` both refuse less (0 or None in the API: no limit),
-#: so the API takes no limit the command line would refuse.
-MIN_TIMEOUT_PER_TRACK_S = 1
 
 
 def memory_budget_from_env() -> int:

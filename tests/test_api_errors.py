@@ -171,7 +171,7 @@ def test_the_cli_and_run_settings_share_one_timeout_bound():
     import typer.main
 
     from auralis_batch.cli import app
-    from auralis_batch.settings import MIN_TIMEOUT_PER_TRACK_S
+    from auralis_batch.limits import MIN_TIMEOUT_PER_TRACK_S
 
     command = typer.main.get_command(app)
     master = command.commands["master"]  # type: ignore[attr-defined]

@@ -429,3 +429,23 @@ def test_a_folders_bwf_wave_and_snd_files_are_mastered(tmp_path):
         ("take2.wave", "ok"),
         ("take3.snd", "ok"),
     ]
+
+
+@pytest.mark.parametrize("fmt", ["flac", "wav"])
+def test_a_file_of_more_channels_than_the_engine_takes_is_named_as_such(tmp_path, fmt):
+    """A 70-channel WAV failed with the meter's "channels must be between 1 and 64, got
+    70", which read like a parameter of the user's; with --format flac the master's
+    8-channel limit spoke first and sent the user to --format wav for nothing (a sweep)."""
+    from typer.testing import CliRunner
+
+    from auralis_batch.cli import app
+
+    src = tmp_path / "lib" / "array.wav"
+    src.parent.mkdir()
+    sf.write(src, np.zeros((4410, 70)), 44100, subtype="PCM_16")
+    with pytest.raises(DecodeError, match=r"has 70 channels; auralis-batch reads files of 1 to 64"):
+        probe(src)
+    args = ["master", str(src.parent), "--out", str(tmp_path / "out"), "--no-cache", "-q"]
+    res = CliRunner().invoke(app, [*args, "--format", fmt])
+    assert res.exit_code == 1
+    assert "has 70 channels" in res.output and "--format wav" not in res.output
