@@ -96,7 +96,7 @@ def discover(
     notes: list[str] = []
     for item in inputs:
         p = Path(item)
-        if (outer := _covered_by(p, inputs, extensions)) is not None:
+        if (outer := _covered_by(p, inputs, extensions, excluded)) is not None:
             if (
                 note := f"{p}: inside {outer}, which is given too; read as part of it"
             ) not in notes:
@@ -128,13 +128,17 @@ def discover(
 
 
 def _covered_by(
-    item: Path, inputs: Sequence[str | os.PathLike], extensions: frozenset[str] | None
+    item: Path,
+    inputs: Sequence[str | os.PathLike],
+    extensions: frozenset[str] | None,
+    excluded: set[Path],
 ) -> Path | None:
     """The folder among ``inputs`` whose walk reads ``item`` too, if any: its outermost
     one, so that OUT mirrors it whatever the order (``master lib/sub lib`` wrote
     ``lib/sub/b.flac`` as ``OUT/b.flac``, and ``master lib lib/sub`` as
     ``OUT/sub/b.flac``: a sweep). Not one whose walk leaves ``item`` out: a hidden
-    name on the way, or a file named for an extension a folder's walk skips."""
+    name on the way, an ``excluded`` folder (OUT) around it, or a file named for an
+    extension a folder's walk skips."""
     try:
         item_r = item.resolve()
         if item_r.is_file() and (
@@ -142,6 +146,8 @@ def _covered_by(
         ):
             return None
     except OSError:
+        return None
+    if item_r in excluded or _inside(item_r, excluded):
         return None
     best: tuple[int, Path] | None = None
     for other in inputs:

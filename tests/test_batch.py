@@ -1373,3 +1373,21 @@ def test_out_mirrors_the_outermost_folder_given_whatever_the_order(tmp_path, wri
     assert plan.notes == [
         f"{inner}: inside {tmp_path / 'lib'}, which is given too; read as part of it"
     ]
+
+
+def test_a_file_inside_out_given_with_its_outer_folder_is_not_said_to_be_read(
+    tmp_path, write_audio
+):
+    """``master lib/out/x.flac lib --out lib/out``: lib's walk leaves OUT out, so the
+    file named is not 'read as part of lib'; it stays its own input (and the plan
+    refuses it, as it would overwrite itself)."""
+    from auralis_batch.audio import readable_extensions
+    from auralis_batch.plan import plan_master
+
+    write_audio("lib/a.flac", music_like(seconds=0.5))
+    x = write_audio("lib/out/x.flac", music_like(seconds=0.5, seed=2))
+    plan = plan_master(
+        [x, tmp_path / "lib"], tmp_path / "lib" / "out", "flac", extensions=readable_extensions()
+    )
+    assert not any("read as part of it" in n for n in plan.notes)
+    assert any("would overwrite the input" in p for p in plan.problems)
