@@ -26,6 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 
@@ -49,7 +50,9 @@ def _main(
     """Re-master whole music libraries: BS.1770 loudness, EQ, compression, true-peak limiting."""
 
 
-presets_app = typer.Typer(help="List and inspect mastering presets.", no_args_is_help=True)
+presets_app = typer.Typer(
+    help="List and inspect mastering presets.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(presets_app, name="presets")
 
 try:  # the cache and report sub-apps are light to import (no numpy/numba at module level)

@@ -11,7 +11,9 @@ from typing import Annotated, Optional
 
 import typer
 
-cache_app = typer.Typer(help="Inspect and maintain the fingerprint cache.", no_args_is_help=True)
+cache_app = typer.Typer(
+    help="Inspect and maintain the fingerprint cache.", no_args_is_help=True, rich_markup_mode=None
+)
 
 CacheDir = Annotated[
     Optional[Path],  # noqa: UP045 - typer needs Optional on py3.10
