@@ -432,10 +432,14 @@ def _loudness_change_db(bank: _Bank, target_db: np.ndarray, gains: np.ndarray) -
     eq_db = bank.section_db(gains).sum(axis=0)
     k_band = np.nan_to_num(bank.band_means_db(k_db), nan=-300.0)
     after = np.nan_to_num(bank.band_means_db(k_db + eq_db), nan=-300.0)
-    level = 10.0 ** (np.nan_to_num(target_db, nan=-300.0) / 10.0) * np.asarray(THIRD_OCTAVE_HZ)
-    before_power = np.sum(level * 10.0 ** (k_band / 10.0))
-    after_power = np.sum(level * 10.0 ** (after / 10.0))
-    return float(10.0 * np.log10(after_power / before_power))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        level = 10.0 ** (np.nan_to_num(target_db, nan=-300.0) / 10.0) * np.asarray(THIRD_OCTAVE_HZ)
+        before_power = np.sum(level * 10.0 ** (k_band / 10.0))
+        after_power = np.sum(level * 10.0 ** (after / 10.0))
+        change = float(10.0 * np.log10(after_power / before_power))
+    # levels out of any real range (inf, or beyond +-3000 dB) overflow the powers: no
+    # estimate, so no compensation (a NaN was clamped to +40 dB of EQ gain: a review)
+    return change if math.isfinite(change) else 0.0
 
 
 def _fit(bank: _Bank, wanted: np.ndarray, defined: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -460,6 +464,10 @@ def _fit(bank: _Bank, wanted: np.ndarray, defined: np.ndarray) -> tuple[np.ndarr
         stepped = bank.section_db(gains + eps)
         trial = total[np.newaxis, :] - each + stepped  # one section moved at a time
         jac = (bank.band_means_db(trial) - now[np.newaxis, :]).T / eps  # (bands, sections)
+        # a band above the grid (over 0.98 of Nyquist: the top ones at 22.05 kHz and
+        # below) has NaN rows; a weight of 0 kept them NaN, and the solver failed
+        # every track of such a rate ("SVD did not converge": a review)
+        jac = np.where(valid[:, np.newaxis], jac, 0.0)
         resid = np.where(valid, wanted - now, 0.0)
         a = np.vstack([jac * weight[:, np.newaxis], damp * np.eye(n_sec)])
         b = np.concatenate([resid * weight, -damp * gains])
