@@ -91,78 +91,108 @@ def discover(
     user measures a folder of masters to check them.
     """
     excluded = {Path(e).resolve() for e in exclude}
+    read = [_read_one(Path(item), extensions, excluded, skip_masters) for item in inputs]
     audio: list[tuple[Path, Path]] = []
     skipped: list[dict] = []
     notes: list[str] = []
-    for item in inputs:
-        p = Path(item)
-        if (outer := _covered_by(p, inputs, extensions, excluded)) is not None:
-            if (
-                note := f"{p}: inside {outer}, which is given too; read as part of it"
-            ) not in notes:
+    cover = _covers(read)
+    for one, outer in zip(read, cover, strict=True):
+        if outer is not None:
+            note = f"{one.item}: inside {read[outer].item}, which is given too; read as part of it"
+            if note not in notes:
                 notes.append(note)  # once, however many times it was given
             continue
-        try:
-            st = os.stat(p)
-        except OSError as exc:
-            skipped.append(skipped_record(p, f"cannot read: {exc.strerror or exc}"))
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            masters: set[Path] | None = set() if skip_masters else None
-            if masters is not None:  # a folder inside an earlier run's OUT: its masters
-                for ancestor in p.resolve().parents:  # are that OUT's journal's
-                    masters |= _masters_in(ancestor)
-            _walk(
-                p, p, extensions, excluded, {(st.st_dev, st.st_ino)}, masters, audio, skipped, notes
-            )
-            if masters:
-                notes.append(f"{p}: masters that earlier runs wrote inside it are not read")
-        elif stat.S_ISREG(st.st_mode):
-            audio.append((p, Path(p.name)))
-        else:
-            skipped.append(skipped_record(p, f"not read: {_kind(st.st_mode)}"))
+        audio.extend(one.audio)
+        skipped.extend(one.skipped)
+        notes.extend(one.notes)
     if skipped:  # a file named here is taken whatever its extension: met again in a
         taken = {os.path.realpath(f) for f, _ in audio}  # folder named too, not "skipped"
         skipped = [r for r in skipped if os.path.realpath(r["input"]) not in taken]
     return audio, skipped, notes
 
 
-def _covered_by(
-    item: Path,
-    inputs: Sequence[str | os.PathLike],
-    extensions: frozenset[str] | None,
-    excluded: set[Path],
-) -> Path | None:
-    """The folder among ``inputs`` whose walk reads ``item`` too, if any: its outermost
-    one, so that OUT mirrors it whatever the order (``master lib/sub lib`` wrote
-    ``lib/sub/b.flac`` as ``OUT/b.flac``, and ``master lib lib/sub`` as
-    ``OUT/sub/b.flac``: a sweep). Not one whose walk leaves ``item`` out: a hidden
-    name on the way, an ``excluded`` folder (OUT) around it, or a file named for an
-    extension a folder's walk skips."""
+@dataclass
+class _Read:
+    """What one input named on the command line yields, before any of it is kept."""
+
+    item: Path
+    folder: bool = False
+    audio: list[tuple[Path, Path]] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def found(self) -> tuple[set[str], set[str]]:
+        """The files it reads, and every file it yields (read or skipped), by their
+        real paths."""
+        reads = {os.path.realpath(f) for f, _ in self.audio}
+        return reads, reads | {os.path.realpath(r["input"]) for r in self.skipped}
+
+
+def _read_one(p: Path, extensions, excluded: set[Path], skip_masters: bool) -> _Read:
+    one = _Read(p)
     try:
-        item_r = item.resolve()
-        if item_r.is_file() and (
-            extensions is not None and item_r.suffix.lower().lstrip(".") not in extensions
-        ):
-            return None
-    except OSError:
-        return None
-    if item_r in excluded or _inside(item_r, excluded):
-        return None
-    best: tuple[int, Path] | None = None
-    for other in inputs:
-        folder = Path(other)
-        try:
-            folder_r = folder.resolve()
-            if not folder.is_dir() or folder_r not in item_r.parents:
-                continue
-        except OSError:
-            continue
-        if any(part.startswith(".") for part in item_r.relative_to(folder_r).parts):
-            continue
-        if best is None or len(folder_r.parts) < best[0]:
-            best = (len(folder_r.parts), folder)
-    return None if best is None else best[1]
+        st = os.stat(p)
+    except OSError as exc:
+        one.skipped.append(skipped_record(p, f"cannot read: {exc.strerror or exc}"))
+        return one
+    if stat.S_ISDIR(st.st_mode):
+        one.folder = True
+        masters: set[Path] | None = set() if skip_masters else None
+        if masters is not None:  # a folder inside an earlier run's OUT: its masters
+            for ancestor in p.resolve().parents:  # are that OUT's journal's
+                masters |= _masters_in(ancestor)
+        seen = {(st.st_dev, st.st_ino)}
+        _walk(p, p, extensions, excluded, seen, masters, one.audio, one.skipped, one.notes)
+        if masters:
+            one.notes.append(f"{p}: masters that earlier runs wrote inside it are not read")
+    elif stat.S_ISREG(st.st_mode):
+        one.audio.append((p, Path(p.name)))
+    else:
+        one.skipped.append(skipped_record(p, f"not read: {_kind(st.st_mode)}"))
+    return one
+
+
+def _covers(read: list[_Read]) -> list[int | None]:
+    """For each input, the folder among the inputs that holds it (by its path, or by
+    where its links lead) and whose walk found everything it yields, if any: the
+    outermost such, so that OUT mirrors it whatever the order (``master lib/sub lib``
+    wrote ``lib/sub/b.flac`` as ``OUT/b.flac``, and ``master lib lib/sub`` as
+    ``OUT/sub/b.flac``: a sweep). Decided by what the walks found, so an input a
+    folder's walk leaves out (hidden, inside OUT, a master of an earlier run, an
+    extension the walk skips) stays an input of its own. Inputs are decided
+    shallowest first and only one that stays can cover another, so two inputs never
+    drop each other (links can make each hold the other)."""
+    found = [one.found() for one in read]
+    depth = [len(_absolute(one.item).parts) for one in read]
+    cover: list[int | None] = [None] * len(read)
+    kept: list[int] = []
+    for i in sorted(range(len(read)), key=lambda k: (depth[k], k)):
+        holders = [
+            j
+            for j in kept
+            if read[j].folder
+            and _holds(read[j].item, read[i].item)
+            and found[i][0] <= found[j][0]  # what it reads, the folder reads
+            and found[i][1] <= found[j][1]  # and what it lists as skipped, the folder lists
+        ]
+        if holders:
+            cover[i] = min(holders, key=lambda j: (depth[j], j))
+        else:
+            kept.append(i)
+    return cover
+
+
+def _absolute(p: Path) -> Path:
+    return Path(os.path.normpath(os.path.abspath(p)))
+
+
+def _holds(folder: Path, item: Path) -> bool:
+    """``folder`` holds ``item``: by their paths as given, or by their real paths."""
+    a, b = _absolute(folder), _absolute(item)
+    if a != b and b.is_relative_to(a):
+        return True
+    ra, rb = Path(os.path.realpath(folder)), Path(os.path.realpath(item))
+    return ra != rb and rb.is_relative_to(ra)
 
 
 def _walk(root, folder, extensions, excluded, seen, masters, audio, skipped, notes) -> None:

@@ -1391,3 +1391,41 @@ def test_a_file_inside_out_given_with_its_outer_folder_is_not_said_to_be_read(
     )
     assert not any("read as part of it" in n for n in plan.notes)
     assert any("would overwrite the input" in p for p in plan.problems)
+
+
+@pytest.mark.parametrize("linked_first", [True, False])
+def test_a_linked_subfolder_given_with_its_folder_lands_in_the_same_place(
+    tmp_path, write_audio, linked_first
+):
+    """``lib/L -> ../ext/X``: ``master lib lib/L`` wrote OUT/L/y.flac and ``master
+    lib/L lib`` OUT/y.flac (a review): a folder holds an input by its path too."""
+    from auralis_batch.audio import readable_extensions
+    from auralis_batch.plan import plan_master
+
+    write_audio("lib/a.flac", music_like(seconds=0.5))
+    write_audio("ext/X/y.flac", music_like(seconds=0.5, seed=2))
+    (tmp_path / "lib" / "L").symlink_to(tmp_path / "ext" / "X")
+    lib, linked = tmp_path / "lib", tmp_path / "lib" / "L"
+    out = tmp_path / "out"
+    order = [linked, lib] if linked_first else [lib, linked]
+    plan = plan_master(order, out, "flac", extensions=readable_extensions())
+    assert sorted(str(j.output.relative_to(out)) for j in plan.jobs) == ["L/y.flac", "a.flac"]
+
+
+def test_an_earlier_runs_master_named_beside_its_folder_is_mastered(tmp_path, write_audio):
+    """A master of an earlier run, inside a folder given too, is left out of the
+    folder's walk; named on its own it was dropped as 'read as part of' the folder,
+    and never planned (a review)."""
+    from auralis_batch.audio import readable_extensions
+    from auralis_batch.plan import plan_master
+
+    write_audio("lib/src/a.flac", music_like(seconds=0.5))
+    settings = RunSettings(use_cache=False)
+    result = run_master([tmp_path / "lib" / "src"], tmp_path / "lib" / "old", settings, n_jobs=1)
+    assert [r["status"] for r in result.records] == ["ok"]
+    master = tmp_path / "lib" / "old" / "a.flac"
+    plan = plan_master(
+        [tmp_path / "lib", master], tmp_path / "o", "flac", extensions=readable_extensions()
+    )
+    assert master in [j.input for j in plan.jobs]
+    assert not any("read as part of it" in n for n in plan.notes)
