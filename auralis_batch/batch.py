@@ -576,25 +576,35 @@ def _clear_inflight(folder: Path, journal: Journal) -> None:
                     entry.unlink()
 
 
-def _folders_to_make(jobs: Iterable[Job], out_dir: Path) -> list[Path]:
-    """The output folders under ``out_dir`` that do not exist yet, deepest first:
-    those the run will make, and may remove again while empty."""
-    missing: set[Path] = set()
+def _make_folders(jobs: Iterable[Job], out_dir: Path, made: list[Path]) -> None:
+    """Make the output folders under ``out_dir`` that are missing, one level at a time,
+    adding each to ``made`` as it is made (parents first): the run's own, which it may
+    remove again while empty. Made here, before any worker starts, so that a folder the user
+    makes at one of these paths during the run is never taken for one of ours (a
+    review: a folder missing at the start was removed as the run's). One that cannot
+    be made is left to the track's own output, which says why."""
+    wanted: set[Path] = set()
     for job in jobs:
         if job.output is None:
             continue
         folder = job.output.parent
-        while folder != out_dir and out_dir in folder.parents and not folder.is_dir():
-            missing.add(folder)
+        while folder != out_dir and out_dir in folder.parents:
+            wanted.add(folder)
             folder = folder.parent
-    return sorted(missing, key=lambda f: len(f.parts), reverse=True)
+    for folder in sorted(wanted, key=lambda f: len(f.parts)):  # parents first
+        try:
+            os.mkdir(folder)
+        except OSError:  # there already (the user's, or an earlier run's), or refused
+            continue
+        made.append(folder)
 
 
-def _remove_empty(folders: Iterable[Path]) -> None:
-    """Remove each folder (deepest first) that is empty: a failed or interrupted
-    album's first track left its empty folder in OUT (a newcomer's Ctrl-C of -j 2).
-    A folder that holds anything, a master or a file of the user's, stays."""
-    for folder in folders:
+def _remove_empty(made: list[Path]) -> None:
+    """Remove each folder of ``made`` (parents first: removed last) that is empty: a
+    failed or interrupted album's first track left its empty folder in OUT (a
+    newcomer's Ctrl-C of -j 2). A folder that holds anything, a master or a file of
+    the user's, stays."""
+    for folder in reversed(made):
         with contextlib.suppress(OSError):
             os.rmdir(folder)
 
@@ -927,7 +937,7 @@ def _run(
     # left one whose notes are kept for a later proof.
     inflight = out_dir / STATE_DIR / f"inflight-{os.getpid()}-{secrets.token_hex(4)}"
     inflight.mkdir(parents=True)
-    made = _folders_to_make(todo, out_dir)
+    made: list[Path] = []  # the output folders this run made (_make_folders)
     finished: dict[str, str] = {}  # input -> the status of its record
     stopped: str | None = None
     signum: int | None = None
@@ -945,6 +955,7 @@ def _run(
     with _signals_stop_the_run() as cleaning:
         try:
             try:
+                _make_folders(todo, out_dir, made)
                 poller.start()
                 for rec in _execute(units, settings, n_jobs, inflight, journal):
                     records.append(rec)

@@ -1429,3 +1429,27 @@ def test_an_earlier_runs_master_named_beside_its_folder_is_mastered(tmp_path, wr
     )
     assert master in [j.input for j in plan.jobs]
     assert not any("read as part of it" in n for n in plan.notes)
+
+
+def test_the_run_removes_only_the_empty_output_folders_it_made(tmp_path):
+    """The output folders are made before any worker starts, so one the user makes
+    during the run is never one of the run's (a folder merely missing at the start
+    was removed as the run's: a review); of the run's own, only empty ones go."""
+    from auralis_batch.batch import _make_folders, _remove_empty
+    from auralis_batch.plan import Job
+
+    out = tmp_path / "out"
+    (out / "B").mkdir(parents=True)  # the user's, before the run
+    jobs = [
+        Job(tmp_path / "x.flac", out / "A" / "x.flac"),
+        Job(tmp_path / "y.flac", out / "B" / "C" / "D" / "y.flac"),
+        Job(tmp_path / "z.flac", out / "z.flac"),
+    ]
+    made: list = []
+    _make_folders(jobs, out, made)
+    assert made == [out / "A", out / "B" / "C", out / "B" / "C" / "D"]
+    assert all(f.is_dir() for f in made)
+    (out / "A" / "notes.txt").write_text("the user's")  # put there during the run
+    _remove_empty(made)
+    assert (out / "A" / "notes.txt").exists() and (out / "B").is_dir()
+    assert not (out / "B" / "C").exists()
