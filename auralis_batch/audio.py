@@ -17,7 +17,6 @@ import glob
 import os
 import re
 import stat
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -103,28 +102,6 @@ class AudioInfo:
         return self.frames / self.sample_rate if self.sample_rate else 0.0
 
 
-def header_info(path: str | os.PathLike) -> sf._SoundFileInfo:
-    """``soundfile.info`` of ``path`` with descriptor 2 silenced while it reads: the
-    notes libmpg123 writes there on an MP3 (an ID3 frame it cannot parse), naming no
-    file, come again when the audio is decoded, and every header read added a copy (a
-    master printed each four times: a newcomer's try). Raises what ``sf.info`` raises."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no descriptor 2 (or none free): read as it is
-        return sf.info(sf_path(path))
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(null, 2)
-        finally:
-            os.close(null)
-        return sf.info(sf_path(path))
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def probe(path: str | os.PathLike) -> AudioInfo:
     """Read a file's header. Raises :class:`DecodeError` with the reason."""
     p = Path(path)
@@ -139,7 +116,7 @@ def probe(path: str | os.PathLike) -> AudioInfo:
     if not os.access(p, os.R_OK):
         raise DecodeError(f"{p}: permission denied (cannot read it)")
     try:
-        info = header_info(p)
+        info = sf.info(sf_path(p))
     except Exception as exc:  # libsndfile raises LibsndfileError / RuntimeError
         raise DecodeError(f"{p}: not a readable audio file ({_reason(exc)})") from None
     if info.frames <= 0:

@@ -42,12 +42,12 @@ from . import warm
 from .adaptive import check_reference
 from .audio import (
     check_output_channels,
-    header_info,
     is_our_temporary,
     keep_aside,
     partial_prefix,
     partials_of,
     readable_extensions,
+    sf_path,
 )
 from .errors import (
     AuralisError,
@@ -458,8 +458,10 @@ def _layout_refusal(job: Job, fmt: str) -> str | None:
     """Why the real run would fail ``job`` from its header alone (more channels, or a
     sample rate, than ``fmt`` holds), or None; a header that cannot be read is the
     real run's to say."""
+    import soundfile as sf
+
     try:
-        info = header_info(job.input)
+        info = sf.info(sf_path(job.input))
     except Exception:
         return None
     try:
@@ -517,12 +519,13 @@ def _headers(jobs: Sequence[Job]) -> tuple[dict[Path, float], float]:
     """``(samples per input, total seconds)`` from each file's header, read once for
     the schedule and the progress bar; an unreadable header counts as nothing here
     (the track's own run reports why)."""
+    import soundfile as sf
 
     work: dict[Path, float] = {}
     total_s = 0.0
     for job in jobs:
         with contextlib.suppress(Exception):
-            info = header_info(job.input)
+            info = sf.info(sf_path(job.input))
             work[job.input] = float(info.frames) * info.channels
             total_s += info.duration
     return work, total_s

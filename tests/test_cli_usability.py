@@ -281,29 +281,3 @@ def test_readme_names_every_module_and_the_cache_variable():
     assert missing == []
     assert "AURALIS_CACHE_DIR" in readme
     assert re.search(r"/\.venv/bin/auralis-batch master .* 2>>", readme)
-
-
-def test_a_master_prints_a_decoder_note_once(tmp_path):
-    """Every header read (the schedule's, the dry-run check's, the track's probe)
-    printed libmpg123's note again: four copies per MP3 in a master (a newcomer's
-    try); the header reads are silent, the decode says it once."""
-    mp3 = _mp3_with_a_bad_id3_frame(tmp_path / "tagged.mp3")
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "auralis_batch.cli",
-            "master",
-            str(mp3),
-            "--out",
-            str(tmp_path / "out"),
-            "--no-cache",
-            "-j",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert res.returncode == 0, res.stderr
-    assert res.stderr.count("No comment text") == 1, res.stderr
