@@ -432,6 +432,7 @@ def analyze(
             "samples in memory"
         )
     if sample_rate is not None:
+        sample_rate = checked_sample_rate(sample_rate)  # '44100' is no rate to compare
         own = probe(Path(path_or_array)).sample_rate
         if sample_rate != own:  # was ignored: the record said 44100 for sample_rate=8000
             raise ParameterError(

@@ -809,6 +809,12 @@ def run_master(
             f"{given(inputs)}: run_master(['music/'], 'out')"
         )
     inputs = list(inputs)
+    for i, item in enumerate(inputs):  # None or bytes in the list failed as a TypeError
+        if not isinstance(item, (str, os.PathLike)) or isinstance(os.fspath(item), bytes):
+            raise ParameterTypeError(
+                f"inputs[{i}] must be a file's or folder's path (str or os.PathLike), got "
+                f"{given(item)}: run_master(['music/'], 'out')"
+            )
     if not isinstance(out_dir, (str, os.PathLike)) or isinstance(os.fspath(out_dir), bytes):
         raise ParameterTypeError(
             f"out_dir must be a folder's path (str or os.PathLike), got {given(out_dir)}: "

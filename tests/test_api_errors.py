@@ -47,6 +47,8 @@ def test_run_master_takes_a_str_folder_and_default_settings(tmp_path, one_track,
         (["lib"], b"out", None, r"out_dir must be a folder's path .* got b'out'"),
         (["lib"], "out", {"preset": "warm"}, r"settings must be a RunSettings or None"),
         (["lib"], "out", "warm", r"settings must be a RunSettings .* RunSettings\(preset="),
+        (["lib", None], "out", None, r"inputs\[1\] must be a file's or folder's path .* None"),
+        ([b"lib"], "out", None, r"inputs\[0\] must be a file's or folder's path .* b'lib'"),
     ],
 )
 def test_run_master_refuses_wrong_types_up_front(
@@ -184,6 +186,8 @@ def test_analyze_refuses_a_sample_rate_that_is_not_the_files(one_track):
     """``sample_rate=8000`` for a 44.1 kHz file was ignored without a word."""
     with pytest.raises(ParameterError, match=r"sample_rate=8000 Hz .* own rate is 44100 Hz"):
         ab.analyze(one_track, sample_rate=8000, tempo=False)
+    with pytest.raises(ParameterError, match=r"sample_rate must be .* got '44100'"):
+        ab.analyze(one_track, sample_rate="44100", tempo=False)  # no rate to compare
     record = ab.analyze(one_track, sample_rate=44100, tempo=False)  # its own: taken
     assert record["sample_rate"] == 44100
 
