@@ -292,7 +292,7 @@ def test_second_run_into_the_same_out_is_refused_naming_the_first(tmp_path, writ
 def test_signal_stops_workers_cleans_up_and_reports(tmp_path, write_audio, sig, code, jobs):
     for i in range(4):
         write_audio(f"lib/{i:02d}.flac", music_like(seconds=2.0, seed=i))
-    write_audio("lib/album/zz-slow.flac", music_like(seconds=8.0, seed=9))
+    write_audio("lib/album/zz-slow.flac", music_like(seconds=5.0, seed=9))
     src_before = tree_digest(tmp_path / "lib")
     out, report = tmp_path / "O", tmp_path / "r.json"
     env = {"AURALIS_BATCH_FAULT": "slow:zz-slow.flac"}
