@@ -37,9 +37,10 @@ from rich.text import Text
 from .records import display_names, failure_line, printable
 
 #: Said before a command compiles kernels its machine has not compiled yet (a first
-#: master, or a first analysis with tempo): about 5 s on two cores (README, Performance).
+#: master, or a first analysis with tempo): 4-6 s on one two-core machine, 8-10 s on a
+#: slower one (README, Performance).
 FIRST_RUN_NOTE = (
-    "compiling the DSP kernels this command needs: about 5 s on an idle machine, once "
+    "compiling the DSP kernels this command needs: 5 to 10 s on an idle machine, once "
     "(later runs load them)"
 )
 
