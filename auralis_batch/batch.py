@@ -595,11 +595,26 @@ def _make_folders(jobs: Iterable[Job], out_dir: Path, made: list[Path]) -> None:
             wanted.add(folder)
             folder = folder.parent
     for folder in sorted(wanted, key=lambda f: len(f.parts)):  # parents first
-        try:
-            os.mkdir(folder)
-        except OSError:  # there already (the user's, or an earlier run's), or refused
-            continue
-        made.append(folder)
+        with _stops_deferred():  # a folder made is a folder noted (a Ctrl-C in between
+            try:  # left one behind: a review)
+                os.mkdir(folder)
+            except OSError:  # there already (the user's, or an earlier run's), or refused
+                continue
+            made.append(folder)
+
+
+@contextlib.contextmanager
+def _stops_deferred() -> Iterator[None]:
+    """A first SIGINT/SIGTERM during the block is noted, not raised, and raised as it
+    ends (as inside a track: :data:`_IN_TRACK`)."""
+    global _IN_TRACK
+    before = _IN_TRACK
+    _IN_TRACK = True
+    try:
+        yield
+    finally:
+        _IN_TRACK = before
+    _raise_if_stopped()
 
 
 def _remove_empty(made: list[Path]) -> None:

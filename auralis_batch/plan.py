@@ -107,7 +107,14 @@ def discover(
         notes.extend(one.notes)
     if skipped:  # a file named here is taken whatever its extension: met again in a
         taken = {os.path.realpath(f) for f, _ in audio}  # folder named too, not "skipped"
-        skipped = [r for r in skipped if os.path.realpath(r["input"]) not in taken]
+        listed: set[tuple[str, str]] = set()  # and one folder given twice lists once
+        kept_skipped = []
+        for r in skipped:
+            key = (os.path.realpath(r["input"]), str(r["input"]))
+            if key[0] not in taken and key not in listed:
+                listed.add(key)
+                kept_skipped.append(r)
+        skipped = kept_skipped
     return audio, skipped, notes
 
 
@@ -123,9 +130,11 @@ class _Read:
 
     def found(self) -> tuple[set[str], set[str]]:
         """The files it reads, and every file it yields (read or skipped), by their
-        real paths."""
+        real paths; not the folders it lists (one read already through a link: two
+        walks meet different ones first)."""
         reads = {os.path.realpath(f) for f, _ in self.audio}
-        return reads, reads | {os.path.realpath(r["input"]) for r in self.skipped}
+        listed = {os.path.realpath(r["input"]) for r in self.skipped}
+        return reads, reads | {f for f in listed if not os.path.isdir(f)}
 
 
 def _read_one(p: Path, extensions, excluded: set[Path], skip_masters: bool) -> _Read:
@@ -159,40 +168,39 @@ def _covers(read: list[_Read]) -> list[int | None]:
     wrote ``lib/sub/b.flac`` as ``OUT/b.flac``, and ``master lib lib/sub`` as
     ``OUT/sub/b.flac``: a sweep). Decided by what the walks found, so an input a
     folder's walk leaves out (hidden, inside OUT, a master of an earlier run, an
-    extension the walk skips) stays an input of its own. Inputs are decided
-    shallowest first and only one that stays can cover another, so two inputs never
-    drop each other (links can make each hold the other)."""
+    extension the walk skips) stays an input of its own. Inputs are decided in an
+    order of their own (real path, shallowest first, then by name), never the order
+    given, and only one that stays can cover another, so two inputs never drop each
+    other (links can make each hold the other)."""
     found = [one.found() for one in read]
-    depth = [len(_absolute(one.item).parts) for one in read]
+    given = [_absolute(one.item) for one in read]
+    real = [os.path.realpath(one.item) for one in read]
+    rank = [(r.count(os.sep), r, g) for r, g in zip(real, given, strict=True)]
     cover: list[int | None] = [None] * len(read)
     kept: list[int] = []
-    for i in sorted(range(len(read)), key=lambda k: (depth[k], k)):
+    for i in sorted(range(len(read)), key=lambda k: rank[k]):
         holders = [
             j
             for j in kept
             if read[j].folder
-            and _holds(read[j].item, read[i].item)
+            and (_under(given[i], given[j]) or _under(real[i], real[j]))
             and found[i][0] <= found[j][0]  # what it reads, the folder reads
             and found[i][1] <= found[j][1]  # and what it lists as skipped, the folder lists
         ]
         if holders:
-            cover[i] = min(holders, key=lambda j: (depth[j], j))
+            cover[i] = min(holders, key=lambda j: rank[j])
         else:
             kept.append(i)
     return cover
 
 
-def _absolute(p: Path) -> Path:
-    return Path(os.path.normpath(os.path.abspath(p)))
+def _absolute(p: Path) -> str:
+    return os.path.normpath(os.path.abspath(p))
 
 
-def _holds(folder: Path, item: Path) -> bool:
-    """``folder`` holds ``item``: by their paths as given, or by their real paths."""
-    a, b = _absolute(folder), _absolute(item)
-    if a != b and b.is_relative_to(a):
-        return True
-    ra, rb = Path(os.path.realpath(folder)), Path(os.path.realpath(item))
-    return ra != rb and rb.is_relative_to(ra)
+def _under(path: str, folder: str) -> bool:
+    """``path`` is inside ``folder`` (both normalised, absolute), not the folder itself."""
+    return path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _walk(root, folder, extensions, excluded, seen, masters, audio, skipped, notes) -> None:
@@ -304,6 +312,15 @@ def plan_master(
         else:
             by_output[dst_r] = f
             plan.jobs.append(Job(f, dst))
+    for dst_r, f in by_output.items():  # a master's name that another's folder needs:
+        for folder in dst_r.parents:  # the run makes the folder first, then fails the
+            if folder in by_output:  # track as if a file had appeared there (a review)
+                plan.problems.append(
+                    f"output {folder} of {by_output[folder]} is also the folder of the "
+                    f"output of {f}: rename one of them, or master them into separate --out "
+                    "folders"
+                )
+                break
     return plan
 
 

@@ -1453,3 +1453,72 @@ def test_the_run_removes_only_the_empty_output_folders_it_made(tmp_path):
     _remove_empty(made)
     assert (out / "A" / "notes.txt").exists() and (out / "B").is_dir()
     assert not (out / "B" / "C").exists()
+
+
+@pytest.mark.parametrize("order", ["lib L", "L lib", "lib/sub lib/sub/up", "lib/sub/up lib/sub"])
+def test_links_into_a_folder_given_too_give_one_layout_whatever_the_order(
+    tmp_path, write_audio, order
+):
+    """``L -> lib/sub``: ``master lib L`` wrote OUT/sub/b.flac and ``master L lib``
+    OUT/b.flac; ``lib/sub/up -> ..`` likewise (a review): inputs are decided by their
+    real paths, and the folders a walk lists as read already do not count."""
+    from auralis_batch.audio import readable_extensions
+    from auralis_batch.plan import plan_master
+
+    write_audio("lib/a.flac", music_like(seconds=0.5))
+    write_audio("lib/sub/b.flac", music_like(seconds=0.5, seed=2))
+    (tmp_path / "L").symlink_to(tmp_path / "lib" / "sub")
+    (tmp_path / "lib" / "sub" / "up").symlink_to(tmp_path / "lib")
+    out = tmp_path / "out"
+    inputs = [tmp_path / p for p in order.split()]
+    plan = plan_master(inputs, out, "flac", extensions=readable_extensions())
+    got = sorted(str(j.output.relative_to(out)) for j in plan.jobs)
+    assert got == ["a.flac", "sub/b.flac"]  # as lib's own layout, in every order
+
+
+def test_a_masters_name_that_another_masters_folder_needs_is_found_at_start(tmp_path, write_audio):
+    """``lib/x.ogg`` and ``lib/x.flac/a.flac``: OUT/x.flac is a master and a folder; the
+    dry run planned both and the run failed x.ogg as if a file had appeared there."""
+    from auralis_batch.audio import readable_extensions
+    from auralis_batch.plan import plan_master
+
+    write_audio("lib/x.wav", music_like(seconds=0.5))
+    write_audio("lib/x.flac/a.flac", music_like(seconds=0.5, seed=2))
+    plan = plan_master(
+        [tmp_path / "lib"], tmp_path / "out", "flac", extensions=readable_extensions()
+    )
+    assert any("is also the folder of the output of" in p for p in plan.problems), plan.problems
+
+
+def test_a_folder_given_twice_lists_what_it_skips_once(tmp_path, write_audio):
+    from auralis_batch.plan import discover
+
+    write_audio("lib/a.flac", music_like(seconds=0.5))
+    (tmp_path / "lib" / "notes.txt").write_text("not audio")
+    _, skipped, _ = discover([tmp_path / "lib"] * 2, extensions=frozenset({"flac"}))
+    assert [r["input"] for r in skipped] == [str(tmp_path / "lib" / "notes.txt")]
+
+
+def test_a_stop_while_the_output_folders_are_made_leaves_none_unnoted(tmp_path, monkeypatch):
+    """A Ctrl-C between os.mkdir and noting the folder left it behind, empty (a
+    review): the stop is raised after the folder is noted."""
+    import os
+    import signal
+
+    from auralis_batch import batch
+    from auralis_batch.plan import Job
+
+    out = tmp_path / "out"
+    out.mkdir()
+    jobs = [Job(tmp_path / f"{i}.flac", out / f"d{i}" / "x.flac") for i in range(3)]
+    real_mkdir = os.mkdir
+
+    def mkdir_then_ctrl_c(path, *args, **kwargs):
+        real_mkdir(path, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    made: list = []
+    monkeypatch.setattr(batch.os, "mkdir", mkdir_then_ctrl_c)
+    with pytest.raises(batch._Stop), batch._signals_stop_the_run():
+        batch._make_folders(jobs, out, made)
+    assert len(made) == 1 and list(out.iterdir()) == made  # the one made, and noted
