@@ -480,8 +480,10 @@ class Journal:
             st = os.lstat(out)
         except FileNotFoundError:
             return OutputState("new")
+        except NotADirectoryError:  # "is cannot inspect it: Not a directory" (a review)
+            return OutputState("blocked", "below a file that stands where its folder goes")
         except OSError as exc:
-            return OutputState("blocked", f"cannot inspect it: {exc.strerror}")
+            return OutputState("blocked", f"unreadable ({exc.strerror})")
         if not stat.S_ISREG(st.st_mode):
             what = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
             return OutputState("blocked", what)

@@ -1783,3 +1783,16 @@ def test_a_master_the_disk_cuts_short_is_said_as_a_full_disk(tmp_path, small_dis
         fits, too_long = (mid, too_long) if master(mid) == "ok" else (fits, mid)
     said = {master(n) for n in range(fits + 1, fits + 4096, 64)}
     assert all("no space left on device" in text for text in said), said
+
+
+def test_a_file_where_an_output_folder_goes_is_named_as_such(tmp_path, write_audio):
+    """``OUT/B`` a file, a track's master due in ``OUT/B/``: the refusal read "is cannot
+    inspect it: Not a directory" (a review)."""
+    write_audio("lib/B/a.flac", music_like(seconds=1.0))
+    out = tmp_path / "O"
+    out.mkdir()
+    (out / "B").write_text("the user's")
+    res = cli("master", tmp_path / "lib", "--out", out, "-q", "-j", "1", "--no-cache")
+    assert res.returncode == 1
+    assert "is below a file that stands where its folder goes" in res.stderr, res.stderr
+    assert (out / "B").read_text() == "the user's"
