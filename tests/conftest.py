@@ -24,13 +24,16 @@ CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 _warmup: subprocess.Popen | None = None
 
 #: A tiny library the session's warm-up masters and analyses through the CLI, so
-#: that every kernel a command calls is compiled before the test workers start.
+#: that every kernel a command calls is compiled before the test workers start. The
+#: clip is 8 s: under 6 s (four beats of the slowest tempo) the tempo estimate stops
+#: before its autocorrelation, and each worker compiled the rest of tempo's kernels
+#: in its first test that needed them (about 8 s each in a clean clone).
 _WARM_RUN = """
 import os, subprocess, sys, tempfile
 import numpy as np, soundfile as sf
 d = tempfile.mkdtemp(prefix="auralis-tests-warm-")
 os.makedirs(os.path.join(d, "in"))
-t = np.arange(4 * 44100) / 44100
+t = np.arange(8 * 44100) / 44100  # over four beats of 40 BPM: tempo runs its estimate
 x = 0.2 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 2 * t))
 x = x + 0.01 * np.random.default_rng(0).standard_normal(t.size)
 sf.write(os.path.join(d, "in", "a.flac"), np.stack([x, 0.9 * x], 1), 44100, subtype="PCM_24")
