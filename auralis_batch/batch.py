@@ -53,8 +53,10 @@ from .errors import (
     AuralisError,
     OutputError,
     ParameterError,
+    ParameterTypeError,
     RunAbandonedError,
     TrackStoppedError,
+    given,
 )
 from .identity import move_no_clobber
 from .journal import (
@@ -174,7 +176,10 @@ def _inject_fault(unit: Sequence[Job], watch: Watch) -> None:
 
 
 _ORPHAN_GUARD = False
-_IN_TRACK = False  # a worker is inside the engine (its errors become a failed record)
+#: This process is inside a track (its errors become a failed record), or in a step a
+#: signal must not cut (:func:`_stops_deferred`): a first SIGINT/SIGTERM is noted and
+#: raised at the next check instead.
+_IN_TRACK = False
 _TERM_PENDING: list[int] = []  # a pool worker got SIGTERM inside a track: its run's pid
 
 
@@ -757,6 +762,11 @@ def _signals_stop_the_run() -> Iterator[Callable[[], None]]:
 
 
 # --------------------------------------------------------------------------- the run
+def _is_text_path(value: object) -> bool:
+    """A str or os.PathLike that is not bytes: what run_master takes for a path."""
+    return isinstance(value, (str, os.PathLike)) and not isinstance(os.fspath(value), bytes)
+
+
 def run_master(
     inputs: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -811,8 +821,6 @@ def run_master(
         Another run holds the lock on ``out_dir``.
     """
     t0 = time.monotonic()
-    from .errors import ParameterTypeError, given
-
     if isinstance(inputs, (str, bytes, os.PathLike)):  # a str is a sequence of letters:
         raise ParameterTypeError(  # "music/" was planned as m, u, s, i, c and / (all of /)
             f"inputs must be a list of files and folders, got the single path {inputs!r}: "
@@ -825,12 +833,12 @@ def run_master(
         )
     inputs = list(inputs)
     for i, item in enumerate(inputs):  # None or bytes in the list failed as a TypeError
-        if not isinstance(item, (str, os.PathLike)) or isinstance(os.fspath(item), bytes):
+        if not _is_text_path(item):
             raise ParameterTypeError(
                 f"inputs[{i}] must be a file's or folder's path (str or os.PathLike), got "
                 f"{given(item)}: run_master(['music/'], 'out')"
             )
-    if not isinstance(out_dir, (str, os.PathLike)) or isinstance(os.fspath(out_dir), bytes):
+    if not _is_text_path(out_dir):
         raise ParameterTypeError(
             f"out_dir must be a folder's path (str or os.PathLike), got {given(out_dir)}: "
             "run_master(inputs, 'out')"
