@@ -270,6 +270,10 @@ class LoudnessMeter:
         :func:`default_channel_weights` (LFE 0, surrounds 1.41)
     true_peak_oversample : int, 1 .. 16, phases of the true-peak interpolator
         (default 4, BS.1770-4 Annex 2; 1 reads the sample peak)
+    peaks : bool, default True
+        False measures loudness only: no true or sample peak is read (their fields of
+        :meth:`result` are NaN), which spares the interpolator's pass over every block
+        where only the loudness counts (the master's gain-settling passes)
 
     Attributes
     ----------
@@ -293,8 +297,10 @@ class LoudnessMeter:
         *,
         channel_weights: Sequence[float] | None = None,
         true_peak_oversample: int = 4,
+        peaks: bool = True,
     ) -> None:
         self.sample_rate = checked_sample_rate(sample_rate)
+        self.peaks = bool(peaks)
         self.channels = checked_whole(channels, name="channels", lo=1, hi=MAX_CHANNELS)
         if channel_weights is None:
             self.weights = default_channel_weights(self.channels)
@@ -356,9 +362,10 @@ class LoudnessMeter:
         self._zi, self._acc, self._count = zi, acc, count
         if p.shape[1]:
             self._powers.append(p)
-        self._tp, self._peak, self._tp_hist = true_peak_block(
-            x, self._bank, self._tp_hist, self._tp, self._peak
-        )
+        if self.peaks:
+            self._tp, self._peak, self._tp_hist = true_peak_block(
+                x, self._bank, self._tp_hist, self._tp, self._peak
+            )
         self.frames += x.shape[1]
 
     def _sub_powers(self) -> np.ndarray:
@@ -393,11 +400,13 @@ class LoudnessMeter:
         lra = float(loudness_range(lra_blocks))
         max_m = float(_lufs(np.array([gating.max()]))[0]) if gating.size else -math.inf
         max_s = float(_lufs(np.array([short.max()]))[0]) if short.size else -math.inf
+        tp = _db(float(self._tp.max())) if self.peaks else math.nan
+        sp = _db(float(self._peak.max())) if self.peaks else math.nan
         return Loudness(
             integrated_lufs=integrated,
-            true_peak_dbtp=_db(float(self._tp.max())),
+            true_peak_dbtp=tp,
             lra_lu=lra,
-            sample_peak_dbfs=_db(float(self._peak.max())),
+            sample_peak_dbfs=sp,
             max_momentary_lufs=max_m,
             max_short_term_lufs=max_s,
         )

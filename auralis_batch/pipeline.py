@@ -462,7 +462,9 @@ def _limited_pass(
     sink: SinkFactory | None,
 ) -> _Rendered:
     lim = limiter_for(stream.preset, stream.sample_rate, stream.channels)
-    meter = LoudnessMeter(stream.sample_rate, stream.channels)
+    # A measuring pass settles the gain on loudness alone: no peaks (their
+    # interpolator took about a fifth of such a pass's time); a written one reads them.
+    meter = LoudnessMeter(stream.sample_rate, stream.channels, peaks=quant is not None)
     # The report's spectrum of the master, from the pass that writes it (no extra pass).
     spectrum = (
         LongTermSpectrum(stream.sample_rate, stream.channels, every=stream.spectrum_every)

@@ -594,3 +594,18 @@ def test_a_value_that_rounds_to_zero_is_written_0_not_minus_0():
     loud = dataclasses.replace(loud, true_peak_dbtp=-0.001, sample_peak_dbfs=-0.004)
     text = json.dumps(loud.to_dict())
     assert "-0.0" not in text and '"true_peak_dbtp": 0.0' in text
+
+
+def test_a_loudness_only_meter_reads_the_same_loudness_and_no_peaks():
+    x = music_like(seconds=8.0, sample_rate=48000, seed=5)
+    full = LoudnessMeter(48000, 2)
+    bare = LoudnessMeter(48000, 2, peaks=False)
+    for m in (full, bare):
+        m.process(x[:, :100_000])
+        m.process(x[:, 100_000:])
+    got, expected = bare.result(), full.result()
+    assert got.integrated_lufs == expected.integrated_lufs
+    assert got.lra_lu == expected.lra_lu
+    assert got.max_momentary_lufs == expected.max_momentary_lufs
+    assert math.isnan(got.true_peak_dbtp) and math.isnan(got.sample_peak_dbfs)
+    assert math.isfinite(expected.true_peak_dbtp)

@@ -682,3 +682,25 @@ def test_a_dc_offset_from_the_first_sample_does_not_hold_the_track_under_its_tar
     assert abs(without.after.integrated_lufs + 12.0) <= 0.1
     assert abs(with_dc.after.integrated_lufs + 12.0) <= 0.1
     assert with_dc.target_reached
+
+
+def test_measuring_passes_read_loudness_only_and_the_written_pass_its_peaks(monkeypatch):
+    """A gain-settling pass needs the loudness alone: its meter skips the true-peak
+    interpolator. The pass that writes reads the peaks the ceiling is checked on."""
+    from auralis_batch import pipeline
+
+    made: list[bool] = []
+    real = pipeline.LoudnessMeter
+
+    def meter(*args, **kw):
+        made.append(kw.get("peaks", True))
+        return real(*args, **kw)
+
+    x = 0.9 * music_like(seconds=6.0, seed=8)  # loud enough for the limiter to cost loudness
+    monkeypatch.setattr(pipeline, "LoudnessMeter", meter)
+    _, outcome = master_array(x, 44100, preset="punchy", bit_depth="24")
+    # pass B, at least one measuring pass, then the written one
+    assert outcome.passes >= 2 and made[-1] is True
+    assert False in made[1:-1]
+    assert math.isfinite(outcome.after.true_peak_dbtp)
+    assert outcome.after.true_peak_dbtp <= -1.0
