@@ -37,6 +37,7 @@ from .versions import (
     CURVE_KEY,
     DEFAULT_TEMPO_BPM,
     FINGERPRINT_VERSION,
+    SPARSE_SPECTRUM_KEY,
     SPECTRUM_KEY,
     WEIGHTS_KEY,
 )
@@ -140,15 +141,20 @@ def _analyse_stream(
 
     load_numba_numpy_support()  # before the meter loads Numba's NumPy support
     from .fingerprint import FingerprintAnalyzer
-    from .match import LongTermSpectrum, spectrum_every
+    from .match import SPARSE_EVERY, LongTermSpectrum, spectrum_every
     from .meter import LoudnessMeter, loudness_curve
 
     meter = LoudnessMeter(sample_rate, channels)
     fp = FingerprintAnalyzer(sample_rate, channels, tempo=tempo) if fingerprint else None
     # Every frame when the record may serve a reference match (it is cached with the
-    # fingerprint); for the report's plot alone, one chunk of frames in SPARSE_EVERY
-    # (the master's is then taken on the same chunks: spectrum_every).
-    spectrum = LongTermSpectrum(sample_rate, channels, every=spectrum_every(fingerprint))
+    # fingerprint), and the sum of one chunk in SPARSE_EVERY beside it; for the report's
+    # plot alone, that chunk only. The master's is taken on those chunks (engine).
+    spectrum = LongTermSpectrum(
+        sample_rate,
+        channels,
+        every=spectrum_every(fingerprint),
+        subset_every=SPARSE_EVERY if fingerprint else None,
+    )
     frames = 0
     converted = _converted(blocks, hasher)  # one float64 copy for every consumer
     for x in _ahead(converted) if ahead else converted:
@@ -161,15 +167,19 @@ def _analyse_stream(
         del x, downmix  # freed before the next block is decoded
     loud = meter.result()
     curve = loudness_curve(meter.gating_block_powers())
+    spectra = {SPECTRUM_KEY: spectrum.levels_db()}
+    sparse = spectrum.subset_levels_db()
+    if sparse is not None:
+        spectra[SPARSE_SPECTRUM_KEY] = sparse
     if fp is None:
-        return loud, None, frames, spectrum.levels_db(), curve
+        return loud, None, frames, spectra, curve
     finger = fp.finish(
         true_peak_dbtp=loud.true_peak_dbtp,
         integrated_lufs=loud.integrated_lufs,
         lra_lu=loud.lra_lu,
         short_term_lufs=meter.short_term_lufs(),
     )
-    return loud, finger, frames, spectrum.levels_db(), curve
+    return loud, finger, frames, spectra, curve
 
 
 def _record(
@@ -180,11 +190,11 @@ def _record(
     frames: int,
     loud: Loudness,
     finger: Fingerprint | None,
-    spectrum_db: list[float | None] | None = None,
+    spectra: dict[str, list[float | None]] | None = None,
     curve: tuple[float, list[float | None]] | None = None,
 ) -> dict[str, Any]:
     """The analysis record; with no fingerprint, the default tempo and ``None``; the
-    long-term spectrum (``match.SPECTRUM_KEY``) when there is one."""
+    long-term spectra (``SPECTRUM_KEY``, ``SPARSE_SPECTRUM_KEY``) when there are."""
     rec: dict[str, Any] = {
         "path": path,
         "duration_s": round(frames / sample_rate, 3),
@@ -207,8 +217,7 @@ def _record(
         rec["fingerprint"] = finger.to_dict()
         rec["fingerprint"]["tempo_candidates"] = rec["tempo_candidates"]  # one order
         rec["fingerprint_version"] = FINGERPRINT_VERSION
-    if spectrum_db is not None:
-        rec[SPECTRUM_KEY] = spectrum_db
+    rec.update(spectra or {})
     if curve is not None:  # loudness over time, for the report's plots
         rec[CURVE_KEY] = {"step_s": curve[0], "lufs": curve[1]}
     rec["loudness"] = ld
@@ -306,7 +315,7 @@ def analyze_file(
         blocks = watch(blocks)
     if keep_blocks is not None:
         blocks = _kept(blocks, keep_blocks)
-    loud, finger, frames, spectrum_db, curve = _analyse_stream(
+    loud, finger, frames, spectra, curve = _analyse_stream(
         blocks,
         info.sample_rate,
         info.channels,
@@ -316,7 +325,7 @@ def analyze_file(
         ahead=decode_ahead,
     )
     rec = _record(
-        str(p), info, info.sample_rate, info.channels, frames, loud, finger, spectrum_db, curve
+        str(p), info, info.sample_rate, info.channels, frames, loud, finger, spectra, curve
     )
     content = hasher.hexdigest() if hasher is not None else None
     if content is not None:
@@ -370,12 +379,10 @@ def analyze_array(audio: np.ndarray, sample_rate: int, *, tempo: bool = True) ->
     sample_rate = checked_sample_rate(sample_rate)
     step = 65536
     blocks = (x[:, i : i + step] for i in range(0, x.shape[1], step))
-    loud, finger, frames, spectrum_db, curve = _analyse_stream(
+    loud, finger, frames, spectra, curve = _analyse_stream(
         blocks, int(sample_rate), x.shape[0], tempo=tempo
     )
-    rec = _record(
-        None, None, int(sample_rate), x.shape[0], frames, loud, finger, spectrum_db, curve
-    )
+    rec = _record(None, None, int(sample_rate), x.shape[0], frames, loud, finger, spectra, curve)
     rec["cached"] = False
     rec["seconds"] = round(time.perf_counter() - t0, 4)
     return rec
@@ -394,7 +401,9 @@ def analyze(
     ``duration_s``, ``sample_rate``, ``channels``, the four loudness keys,
     ``tempo_bpm``, ``tempo_confidence``, ``tempo_candidates`` (the two runner-up
     tempi with their scores), ``fingerprint``, ``fingerprint_version``, ``spectrum_db``
-    (the long-term spectrum, :mod:`~auralis_batch.match`) and ``seconds``.
+    (the long-term spectrum, :mod:`~auralis_batch.match`) and ``seconds``; for a
+    report's plots, ``loudness_curve`` and ``spectrum_sparse_db`` (the spectrum over
+    the chunks a master's is taken on).
     ``tempo=False`` skips the tempo work and reports 120.0 / 0.0.
 
     Parameters

@@ -794,7 +794,7 @@ def analyze(
 ) -> None:
     """Analyse loudness, spectral fingerprint, dynamics, stereo image and tempo."""
     from .records import failure_line, plain_json
-    from .versions import CURVE_KEY
+    from .versions import CURVE_KEY, SPARSE_SPECTRUM_KEY
 
     if json_out and csv_out:
         _fail_usage("choose one of --json and --csv")
@@ -829,6 +829,7 @@ def analyze(
         r.pop("loudness", None)
         r.pop("content_sha256", None)
         r.pop(CURVE_KEY, None)  # the report's plot data, not a measurement to print
+        r.pop(SPARSE_SPECTRUM_KEY, None)  # the same
     if json_out:
         typer.echo(plain_json(records, indent=2))
     elif csv_out:

@@ -36,7 +36,7 @@ from .audio import (
 from .errors import AudioError, OutputError, RunAbandonedError, TrackTimeoutError
 from .identity import file_identity
 from .journal import CommitLog
-from .match import SPECTRUM_KEY, THIRD_OCTAVE_HZ, spectrum_every
+from .match import SPECTRUM_KEY, THIRD_OCTAVE_HZ, master_spectrum_every, source_plot_spectrum
 from .meter import integrated_from_block_powers, loudness_curve
 from .pipeline import (
     PROCESSED_DTYPE,
@@ -301,7 +301,7 @@ def _render(
         seed=_dither_seed(p.job.input),
         check=p.source.watch.check,
         last_read=p.source.drop_as_read,
-        spectrum_every=spectrum_every(bool(p.analysis.get("fingerprint"))),
+        spectrum_every=master_spectrum_every(p.analysis),
     )
 
 
@@ -443,7 +443,7 @@ def _series(p: _Prepared, outcome: MasterOutcome, settings: RunSettings) -> dict
     block_s = BLOCK_FRAMES / p.info.sample_rate
     spectrum: dict = {"freqs_hz": [round(f, 1) for f in THIRD_OCTAVE_HZ]}
     for key, values in (
-        ("source_db", p.analysis.get(SPECTRUM_KEY)),
+        ("source_db", source_plot_spectrum(p.analysis)),
         ("master_db", outcome.spectrum_db),
         ("reference_db", (settings.reference_record or {}).get(SPECTRUM_KEY)),
     ):

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ParameterError
-from .versions import SPECTRUM_KEY, THIRD_OCTAVE_HZ
+from .versions import SPARSE_SPECTRUM_KEY, SPECTRUM_KEY, THIRD_OCTAVE_HZ
 
 #: Their nominal names, as an analyser's display shows them.
 BAND_NAMES: tuple[str, ...] = (
@@ -97,6 +97,35 @@ def spectrum_every(fingerprinted: bool) -> int:
     return 1 if fingerprinted else SPARSE_EVERY
 
 
+def _plot_levels(value: object) -> list[float | None] | None:
+    """``value`` if it is a spectrum a record may hold (one number or None per band of
+    :data:`THIRD_OCTAVE_HZ`), else None: a cache row is read, not trusted."""
+    if not isinstance(value, list) or len(value) != len(THIRD_OCTAVE_HZ):
+        return None
+    for v in value:
+        if v is not None and (
+            isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+        ):
+            return None
+    return value
+
+
+def master_spectrum_every(record: dict) -> int:
+    """``every`` of a master's spectrum for the report: :data:`SPARSE_EVERY` when its
+    source's record holds the spectrum over those chunks (``SPARSE_SPECTRUM_KEY``),
+    else the one its source's spectrum was taken with (:func:`spectrum_every`)."""
+    if _plot_levels(record.get(SPARSE_SPECTRUM_KEY)) is not None:
+        return SPARSE_EVERY
+    return spectrum_every(bool(record.get("fingerprint")))
+
+
+def source_plot_spectrum(record: dict) -> list[float | None] | None:
+    """The source's spectrum to plot beside its master's, taken on the same chunks
+    (:func:`master_spectrum_every`)."""
+    sparse = _plot_levels(record.get(SPARSE_SPECTRUM_KEY))
+    return sparse if sparse is not None else record.get(SPECTRUM_KEY)
+
+
 def frame_length(sample_rate: int) -> int:
     """FFT frame of the long-term spectrum: the power of two nearest FRAME_SECONDS."""
     return 1 << round(math.log2(sample_rate * FRAME_SECONDS))
@@ -115,14 +144,21 @@ class LongTermSpectrum:
     sample_rate : int, Hz
     channels : int; the mid is the mean of channels 0 and 1 (channel 0 alone for mono)
     every : int >= 1; analyse one chunk of frames in ``every`` (1: all of them)
+    subset_every : int >= 1, optional; with ``every=1``, also add up the chunks a
+        spectrum with ``every=subset_every`` would analyse (:meth:`subset_levels_db`):
+        the same FFTs, a second sum. A master's spectrum for the report is then taken
+        sparsely, and compared with this subset of its source's, on the same chunks.
     """
 
-    def __init__(self, sample_rate: int, channels: int, *, every: int = 1) -> None:
+    def __init__(
+        self, sample_rate: int, channels: int, *, every: int = 1, subset_every: int | None = None
+    ) -> None:
         self.sample_rate = int(sample_rate)
         self.channels = int(channels)
         # Analyse one chunk of CHUNK_FRAMES frames in ``every`` (a report's plot does
         # not need them all; the reference match uses every one).
         self.every = max(int(every), 1)
+        self.subset_every = max(int(subset_every), 1) if subset_every and self.every == 1 else None
         self._chunks_seen = 0
         self.n = frame_length(self.sample_rate)
         # Frames are transformed in float32 (numpy's FFT keeps it: a third faster than
@@ -135,6 +171,9 @@ class LongTermSpectrum:
         self._fill = 0
         self._power = np.zeros(self.n // 2 + 1)
         self.frames = 0
+        self._sub_power = np.zeros(self.n // 2 + 1)
+        self._sub_frames = 0
+        self._finished = False
 
     def process(self, block: np.ndarray, *, mid: np.ndarray | None = None) -> None:
         """Add a ``(channels, n)`` float64 block; ``mid`` [shape=(n,)]: its mid channel
@@ -156,34 +195,60 @@ class LongTermSpectrum:
             pos += take
             if self._fill == self._pending.size:
                 self._chunks_seen += 1
-                if (self._chunks_seen - 1) % self.every == 0:
-                    self._chunk(CHUNK_FRAMES)
+                index = self._chunks_seen - 1
+                if index % self.every == 0:
+                    subset = self.subset_every is not None and index % self.subset_every == 0
+                    self._chunk(CHUNK_FRAMES, subset=subset)
                 else:
                     self._fill = 0
 
-    def _chunk(self, count: int) -> None:
+    def _chunk(self, count: int, *, subset: bool) -> None:
         frames = self._pending[: count * self.n].reshape(count, self.n) * self._window
         spec = np.fft.rfft(frames, axis=1)
-        self._power += (spec.real**2 + spec.imag**2).sum(axis=0, dtype=np.float64)
+        power = (spec.real**2 + spec.imag**2).sum(axis=0, dtype=np.float64)
+        self._power += power
         self.frames += count
+        if subset:
+            self._sub_power += power
+            self._sub_frames += count
+        self._fill = 0
+
+    def _finish(self) -> None:
+        """The last, partial chunk: its whole frames (a sparse spectrum takes them
+        whatever the chunk's number, and so does the subset)."""
+        if self._finished:
+            return
+        self._finished = True
+        if self._fill >= self.n or (self.frames == 0 and self._fill):
+            whole = self._fill // self.n
+            if whole == 0:  # shorter than one frame: zero-pad it
+                self._pending[self._fill : self.n] = 0.0
+                whole = 1
+            self._chunk(whole, subset=self.subset_every is not None)
         self._fill = 0
 
     def levels_db(self) -> list[float | None]:
         """Mean power per bin in each band of :data:`THIRD_OCTAVE_HZ`, dB re a
         full-scale sine's peak bin, rounded to 0.01; ``None`` above the Nyquist
         frequency and for silence. A stream shorter than one frame is zero-padded;
-        otherwise a last partial frame is left out, as Welch's method does."""
-        if self._fill >= self.n or (self.frames == 0 and self._fill):
-            whole = self._fill // self.n
-            if whole == 0:  # shorter than one frame: zero-pad it
-                self._pending[self._fill : self.n] = 0.0
-                whole = 1
-            self._chunk(whole)
-        self._fill = 0
-        if self.frames == 0:
+        otherwise a last partial frame is left out, as Welch's method does. The
+        stream ends here: nothing more may be processed."""
+        self._finish()
+        return self._levels(self._power, self.frames)
+
+    def subset_levels_db(self) -> list[float | None] | None:
+        """:meth:`levels_db` of the chunks a spectrum with ``every=subset_every``
+        analyses (bit for bit, on the same samples); None without ``subset_every``."""
+        if self.subset_every is None:
+            return None
+        self._finish()
+        return self._levels(self._sub_power, self._sub_frames)
+
+    def _levels(self, total: np.ndarray, frames: int) -> list[float | None]:
+        if frames == 0:
             return [None] * len(THIRD_OCTAVE_HZ)
-        scale = self.frames * (float(self._window.sum(dtype=np.float64)) / 2.0) ** 2
-        power = self._power / scale
+        scale = frames * (float(self._window.sum(dtype=np.float64)) / 2.0) ** 2
+        power = total / scale
         freqs = np.fft.rfftfreq(self.n, 1.0 / self.sample_rate)
         nyquist = 0.5 * self.sample_rate
         out: list[float | None] = []

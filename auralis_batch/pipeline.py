@@ -333,7 +333,8 @@ class _Stream:
     #: interrupt and parent checks: blocks read from the source are checked there).
     check: Callable[[], None] | None = None
     #: ``every`` of the written master's long-term spectrum: its source's
-    #: (:func:`~auralis_batch.match.spectrum_every`), so the two compare like for like.
+    #: (:func:`~auralis_batch.match.master_spectrum_every`), so the two compare like
+    #: for like.
     spectrum_every: int = 1
 
 
@@ -753,7 +754,8 @@ def master_stream(
         (the processed signal is kept and no loudness range is searched), so that
         the source can let go of what it holds as it is read
     spectrum_every : the master's long-term spectrum analyses one chunk of frames in
-        this many, as its source's was (:func:`~auralis_batch.match.spectrum_every`)
+        this many, as its source's plotted one was
+        (:func:`~auralis_batch.match.master_spectrum_every`)
 
     Raises
     ------

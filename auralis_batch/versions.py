@@ -28,5 +28,9 @@ DEFAULT_TEMPO_BPM = 120.0
 THIRD_OCTAVE_HZ: tuple[float, ...] = tuple(1000.0 * 10.0 ** (k / 10.0) for k in range(-17, 14))
 #: The record's key for the long-term spectrum (dB per band of THIRD_OCTAVE_HZ).
 SPECTRUM_KEY = "spectrum_db"
+#: The record's long-term spectrum over one chunk of frames in ``match.SPARSE_EVERY``
+#: alone, the chunks a master's spectrum for the report is taken on: the report plots
+#: the two over the same music (a record with a fingerprint; optional).
+SPARSE_SPECTRUM_KEY = "spectrum_sparse_db"
 #: The record's loudness over time (``{"step_s": s, "lufs": [...]}``).
 CURVE_KEY = "loudness_curve"

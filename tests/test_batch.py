@@ -909,14 +909,18 @@ def test_the_report_series_come_from_the_passes_and_match_an_independent_meter(t
     assert lift == pytest.approx(rec["render"]["gain_db"], abs=2.5)
 
 
-@pytest.mark.parametrize("cache", [True, False])
-def test_the_masters_spectrum_is_taken_as_its_sources_was(
-    tmp_path, write_audio, monkeypatch, cache
+@pytest.mark.parametrize("case", ["cache", "no cache", "old record"])
+def test_the_masters_spectrum_is_taken_on_the_chunks_its_sources_plot_is(
+    tmp_path, write_audio, monkeypatch, case
 ):
-    """Every chunk of frames when the source's record has a fingerprint (the cached
-    path), one in four on the same chunks when it does not (loudness only)."""
-    from auralis_batch import pipeline
+    """One chunk of frames in four: the source's record holds its spectrum over those
+    chunks beside the full one (the cached path), or is taken that way (loudness
+    only). A record without it (an older version's) has the master take every chunk,
+    as its source's full spectrum was. The report plots the source's on the same
+    chunks as the master's."""
+    from auralis_batch import match, pipeline
     from auralis_batch.match import SPARSE_EVERY, LongTermSpectrum
+    from auralis_batch.versions import SPARSE_SPECTRUM_KEY, SPECTRUM_KEY
 
     seen: dict[str, int] = {}
 
@@ -928,11 +932,27 @@ def test_the_masters_spectrum_is_taken_as_its_sources_was(
         return make
 
     monkeypatch.setattr(pipeline, "LongTermSpectrum", spy("master"))
-    write_audio("lib/a.flac", music_like(seconds=3.0, seed=2))
-    settings = RunSettings(use_cache=cache, cache_dir=str(tmp_path / "c"))
+    if case == "old record":
+        monkeypatch.setattr(match.LongTermSpectrum, "subset_levels_db", lambda self: None)
+    src = write_audio("lib/a.flac", music_like(seconds=14.0, seed=2))
+    settings = RunSettings(use_cache=case != "no cache", cache_dir=str(tmp_path / "c"))
     result = run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1)
     assert result.summary["ok"] == 1
-    assert seen["master"] == (1 if cache else SPARSE_EVERY)  # the spectra: test_pipeline
+    assert seen["master"] == (1 if case == "old record" else SPARSE_EVERY)
+    plotted = result.records[0]["series"]["spectrum"]["source_db"]
+    if case == "no cache":  # the plain mid, one chunk in four
+        sparse = LongTermSpectrum(44100, 2, every=SPARSE_EVERY)
+        sparse.process(sf.read(src, always_2d=True)[0].T)
+        expected = sparse.levels_db()
+    else:
+        from auralis_batch.analysis import analyze_file
+
+        rec = analyze_file(src, tempo=False, cache=str(tmp_path / "c"))
+        assert rec["cached"]
+        if case == "cache":
+            assert rec[SPARSE_SPECTRUM_KEY] != rec[SPECTRUM_KEY]
+        expected = rec.get(SPARSE_SPECTRUM_KEY, rec[SPECTRUM_KEY])
+    assert plotted == [None if v is None else round(v, 1) for v in expected]
 
 
 def test_run_master_refuses_a_silent_reference_before_writing_anything(tmp_path, write_audio):

@@ -205,6 +205,51 @@ def test_a_sparser_long_term_spectrum_reads_the_same_steady_signal():
         assert v == pytest.approx(u, abs=0.6)
 
 
+@pytest.mark.parametrize("seconds", [0.1, 2.0, 14.0])
+def test_the_subset_of_a_full_spectrum_is_the_sparse_spectrum_bit_for_bit(seconds):
+    """A full spectrum with ``subset_every`` also gives, on the same FFTs, what a
+    sparse one reads on the same stream: a master's sparse spectrum for the report is
+    compared with it (shorter than a frame, than a chunk, and chunks and a tail)."""
+    from auralis_batch.match import SPARSE_EVERY, LongTermSpectrum
+
+    x = music_like(seconds=seconds, seed=11)
+    both = LongTermSpectrum(SR, 2, subset_every=SPARSE_EVERY)
+    full, sparse = LongTermSpectrum(SR, 2), LongTermSpectrum(SR, 2, every=SPARSE_EVERY)
+    for i in range(0, x.shape[1], 3001):
+        both.process(x[:, i : i + 3001])
+    for i in range(0, x.shape[1], 65536):
+        full.process(x[:, i : i + 65536])
+        sparse.process(x[:, i : i + 65536])
+    assert both.subset_levels_db() == sparse.levels_db()
+    assert both.levels_db() == full.levels_db()
+    assert both.levels_db() == full.levels_db()  # the stream's end is read once
+    assert full.subset_levels_db() is None
+    if seconds > 10:
+        assert both.subset_levels_db() != both.levels_db()  # other music: other levels
+
+
+@pytest.mark.parametrize(
+    "bad", ["x", [0.0] * 30, [float("nan")] * 31, [True] * 31, [[1.0]] * 31, [1e400] * 31]
+)
+def test_a_malformed_sparse_spectrum_in_a_cache_row_is_not_plotted(bad):
+    """A row is read, not trusted: a sparse spectrum that is not one number or None per
+    band is ignored, and the master then takes every chunk, as its source's full
+    spectrum was."""
+    from auralis_batch.match import SPARSE_EVERY, master_spectrum_every, source_plot_spectrum
+    from auralis_batch.versions import SPARSE_SPECTRUM_KEY
+
+    good = [-40.0] * 30 + [None]
+    rec = {
+        "fingerprint": {"tempo_bpm": 120.0},
+        SPECTRUM_KEY: [-30.0] * 31,
+        SPARSE_SPECTRUM_KEY: good,
+    }
+    assert master_spectrum_every(rec) == SPARSE_EVERY and source_plot_spectrum(rec) == good
+    rec[SPARSE_SPECTRUM_KEY] = bad
+    assert master_spectrum_every(rec) == 1
+    assert source_plot_spectrum(rec) == [-30.0] * 31
+
+
 def _matched_loudness_change(x: np.ndarray, reference_levels: np.ndarray, sr: int) -> float:
     """The integrated loudness the matching EQ, with its compensating gain, adds to
     ``x`` (LU; 0 is what its gain promises), measured by the BS.1770 meter."""
