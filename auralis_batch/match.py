@@ -179,7 +179,15 @@ class LongTermSpectrum:
         """Add a ``(channels, n)`` float64 block; ``mid`` [shape=(n,)]: its mid channel
         when the caller has it already, so it is not computed twice (the fingerprint's
         downmix of one or two channels: the same but for its DC blocker, 2 Hz, which
-        moves the 20-31.5 Hz bands by at most a few hundredths of a dB)."""
+        moves the 20-31.5 Hz bands by at most a few hundredths of a dB).
+
+        Raises
+        ------
+        RuntimeError
+            The levels were read already: the stream has ended.
+        """
+        if self._finished:
+            raise RuntimeError("LongTermSpectrum: the levels were read, the stream has ended")
         k, pos = block.shape[1], 0
         while pos < k:
             take = min(k - pos, self._pending.size - self._fill)

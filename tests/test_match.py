@@ -223,6 +223,8 @@ def test_the_subset_of_a_full_spectrum_is_the_sparse_spectrum_bit_for_bit(second
     assert both.subset_levels_db() == sparse.levels_db()
     assert both.levels_db() == full.levels_db()
     assert both.levels_db() == full.levels_db()  # the stream's end is read once
+    with pytest.raises(RuntimeError, match="stream has ended"):
+        both.process(x[:, :100])
     assert full.subset_levels_db() is None
     if seconds > 10:
         assert both.subset_levels_db() != both.levels_db()  # other music: other levels
