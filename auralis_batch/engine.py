@@ -353,7 +353,8 @@ def _commit(
         "before": outcome.before.to_dict(),
         "after": outcome.after.to_dict(),
         "render": outcome.to_dict(),
-        "parameters": p.preset.to_dict(),
+        # what the render ran: a reference match may choose its compressor as it goes
+        "parameters": (outcome.preset or p.preset).to_dict(),
     }
 
     def intent(written: Written) -> None:  # the output's proof, before it has its name

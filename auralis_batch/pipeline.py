@@ -120,9 +120,13 @@ def effective_threshold_db(preset: Preset, before: Loudness) -> float:
     its target gets a threshold ``d`` dB lower, so the compressor works alike on quiet
     and loud sources. Silent sources keep the preset's value.
     """
+    return float(np.clip(preset.compressor.threshold_db - _level_offset_db(preset, before), -60, 0))
+
+
+def _level_offset_db(preset: Preset, before: Loudness) -> float:
+    """How far the source is below its target, dB (:func:`effective_threshold_db`)."""
     silent = not _finite(before.integrated_lufs) or before.integrated_lufs < SILENCE_LUFS
-    offset = 0.0 if silent else float(np.clip(preset.target_lufs - before.integrated_lufs, -40, 40))
-    return float(np.clip(preset.compressor.threshold_db - offset, -60.0, 0.0))
+    return 0.0 if silent else float(np.clip(preset.target_lufs - before.integrated_lufs, -40, 40))
 
 
 class EqualisedOnce:
@@ -299,6 +303,10 @@ class MasterOutcome:
     compressor_gr_db: list[float] = field(default_factory=list, repr=False)
     limiter_gr_db: list[float] = field(default_factory=list, repr=False)
     spectrum_db: list[float | None] | None = field(default=None, repr=False)
+    #: The preset the render ran: the given one, or, with a loudness range to reach (a
+    #: reference match), with the compressor it chose (its threshold stated at the
+    #: target level, as a preset states it). None: the given one.
+    preset: Preset | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         return {
@@ -838,6 +846,7 @@ def master_stream(
         mid, processed = _processed_pass(stream, eq_comp_at(threshold), keep=keep_processed)
         passes += 1
         narrow = True
+    used = preset  # the preset the render runs, for the report
     if narrow:
         kept = [processed]  # _narrow_range lets go of it before computing the next
         del processed
@@ -845,6 +854,10 @@ def master_stream(
             stream, eq_comp_at, threshold, mid, kept, keep=keep_processed, notes=notes
         )
         passes += range_passes
+        if range_passes:  # the report's parameters say the threshold the render used
+            at_target = float(np.clip(threshold + _level_offset_db(preset, before), -60, 0))
+            compressor = dataclasses.replace(preset.compressor, threshold_db=round(at_target, 2))
+            used = dataclasses.replace(preset, compressor=compressor)
         if isinstance(eq_source, EqualisedOnce):
             eq_source.release()  # the render reads the kept processed signal
     max_gain = MAX_GAIN_DB if album else _max_gain(before, mid)
@@ -899,6 +912,7 @@ def master_stream(
         compressor_gr_db=list(comp_gr),
         limiter_gr_db=done.limiter_gr_db,
         spectrum_db=done.spectrum_db,
+        preset=used,
     )
 
 

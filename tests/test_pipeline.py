@@ -20,6 +20,7 @@ from auralis_batch.audio import read_audio
 from auralis_batch.pipeline import (
     TARGET_PROMISE_LU,
     array_source,
+    effective_threshold_db,
     master_array,
     master_stream,
 )
@@ -319,10 +320,12 @@ def test_passes_replayed_from_memory_are_checked():
         )
 
 
-def test_a_range_the_matching_eq_widens_is_compressed_toward_the_reference():
+def test_a_range_the_matching_eq_widens_is_compressed_toward_the_reference(tmp_path):
     # loud bass and quiet treble passages, matched to a bass-heavy reference with a
     # slightly wider range: no compression was planned, the EQ (bass up, treble down)
-    # widens the range past the reference's, and the render compresses after all
+    # widens the range past the reference's, and the render compresses after all. The
+    # report's parameters say the compressor it ran (they said 1:1 at 0 dBFS above a
+    # note of 2.1:1 and the range it took: a newcomer's try)
     rng = np.random.default_rng(1)
     n = 6 * 44100
 
@@ -346,6 +349,28 @@ def test_a_range_the_matching_eq_widens_is_compressed_toward_the_reference():
     assert any("compression" in n and ":1 toward the reference" in n for n in outcome.notes)
     assert outcome.compressor_threshold_db < 0.0
     assert_on_target(y, outcome, preset.target_lufs, 44100, "widened")
+    used = outcome.preset
+    note = next(n for n in outcome.notes if ":1 toward the reference" in n)
+    assert used.compressor.ratio > 1.0 and f"compression {used.compressor.ratio:.1f}:1" in note
+    assert effective_threshold_db(used, outcome.before) == pytest.approx(
+        outcome.compressor_threshold_db, abs=0.01
+    )
+    # the same through the batch: the record's parameters are those
+    import soundfile as sf
+
+    from auralis_batch.batch import RunSettings, run_master
+
+    (tmp_path / "lib").mkdir()
+    sf.write(tmp_path / "lib" / "x.flac", x.T, 44100, subtype="PCM_24")
+    sf.write(tmp_path / "ref.flac", ref.T, 44100, subtype="PCM_24")
+    settings = RunSettings(use_cache=False, reference=str(tmp_path / "ref.flac"))
+    (rec,) = run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1).records
+    comp, render = rec["parameters"]["compressor"], rec["render"]
+    note = next(n for n in render["notes"] if ":1 toward the reference" in n)
+    assert comp["ratio"] > 1.0 and f"compression {comp['ratio']:.1f}:1" in note
+    offset = render["target_lufs"] - rec["before"]["integrated_lufs"]  # at the target level
+    effective = render["compressor_threshold_db"]
+    assert comp["threshold_db"] - offset == pytest.approx(effective, abs=0.03)
 
 
 def test_a_1_to_1_compressor_is_left_out_with_the_same_bits():
