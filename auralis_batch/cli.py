@@ -13,6 +13,7 @@ import json
 import os
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, NoReturn, Optional
 
@@ -603,9 +604,13 @@ def _report(result, progress, *, report, dry_run, quiet, overwrite, **_) -> NoRe
             )
         # as the real run would end: 1 when a track would fail (refused at planning)
         raise typer.Exit(code=1 if result.summary["failed"] or report_failed else 0)
+    # --quiet in a log (cron) has no timestamped lines or summary: these lines carry
+    # the time, so a log appended to night after night says which night they are of.
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S ") if quiet and not progress.interactive else ""
     for rec in result.records:
         if rec.get("replaced") and rec["status"] == "ok":
-            typer.echo(printable(f"[replaced] {rec['output']}: {rec['replaced']}"), err=True)
+            line = f"{stamp}[replaced] {rec['output']}: {rec['replaced']}"
+            typer.echo(printable(line), err=True)
     # In a terminal the summary table comes before the failures (they stay in view);
     # in a log the timestamped summary line comes after them, so it ends the night's run.
     summary_first = not quiet and progress.interactive
@@ -613,14 +618,14 @@ def _report(result, progress, *, report, dry_run, quiet, overwrite, **_) -> NoRe
         progress.print_summary(result.records, result.summary)
     for rec in result.records:
         if rec["status"] == "failed":
-            typer.echo(f"[failed] {failure_line(rec['input'], rec['error'])}", err=True)
+            typer.echo(f"{stamp}[failed] {failure_line(rec['input'], rec['error'])}", err=True)
     if result.signal is not None:  # stopped by a signal: said by its own line
         s = result.summary
         left = s["interrupted"] + s["not_started"]
         again = "; the same command finishes them" if left else ""
-        typer.echo(f"interrupted: {s['ok']} done, {left} left{again}", err=True)
+        typer.echo(f"{stamp}interrupted: {s['ok']} done, {left} left{again}", err=True)
     elif result.stopped:  # stopped by the run itself (a full disk)
-        typer.echo(f"[error] {printable(result.stopped)}", err=True)
+        typer.echo(f"{stamp}[error] {printable(result.stopped)}", err=True)
     if not (quiet or summary_first):
         progress.print_summary(result.records, result.summary)
     if result.signal is not None:
@@ -639,7 +644,10 @@ def _dask_backend(scheduler: str):
         import joblib
         from distributed import Client
     except ImportError:
-        _fail_usage("--backend dask needs the dask extra: pip install 'auralis-batch[dask]'")
+        _fail_usage(
+            "--backend dask needs the dask extra: pip install '.[dask]' in the "
+            "auralis-batch checkout it was installed from (the package is not on PyPI)"
+        )
     try:
         client = Client(scheduler, timeout="20s")
     except Exception as exc:

@@ -34,7 +34,7 @@ from .audio import (
     probe,
 )
 from .errors import AudioError, OutputError, RunAbandonedError, TrackTimeoutError
-from .identity import file_identity
+from .identity import file_identity, sha256_file
 from .journal import CommitLog
 from .match import SPECTRUM_KEY, THIRD_OCTAVE_HZ, master_spectrum_every, source_plot_spectrum
 from .meter import integrated_from_block_powers, loudness_curve
@@ -372,6 +372,10 @@ def _commit(
                 measured=measured | tempo,
             )
 
+    # The source's bytes, for a later run to know it unchanged when only its time or
+    # inode moved (copied without its times, touched): hashed before the check below,
+    # which then vouches that these are the bytes that were read.
+    source_sha256 = _sha256_or_none(p.job.input)
     changed = _source_changed(p.job, p.identity)
     if changed is not None:  # never a master of a source that changed while being read
         raise changed
@@ -381,6 +385,8 @@ def _commit(
         "preset": p.preset.name,
         "series": _series(p, outcome, settings),
     }
+    if source_sha256 is not None:
+        rec["input_sha256"] = source_sha256
     if notes:
         rec["tag_notes"] = notes
     if not outcome.target_reached:
@@ -388,6 +394,15 @@ def _commit(
     if publish:
         _publish(p, out, rec)
     return rec
+
+
+def _sha256_or_none(path: Path) -> str | None:
+    """The file's SHA-256, or None when it cannot be read now (the check after it
+    says why, if the file changed)."""
+    try:
+        return sha256_file(path)
+    except OSError:
+        return None
 
 
 def _source_changed(job: Job, identity: list[int] | None) -> AudioError | None:

@@ -108,9 +108,11 @@ def _entry(
     written: dict,
     settings_hash: str,
     preset: object,
+    input_sha256: object = None,
 ) -> dict:
-    """A journal entry of a finished output."""
-    return {
+    """A journal entry of a finished output; ``input_sha256``, the SHA-256 of the
+    input's bytes that were mastered, when known."""
+    entry = {
         "input": str(Path(input_path).resolve()),
         "identity": identity,
         "output": key,
@@ -124,6 +126,9 @@ def _entry(
         "preset": preset,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if isinstance(input_sha256, str) and _SHA256.match(input_sha256):
+        entry["input_sha256"] = input_sha256
+    return entry
 
 
 @dataclass(frozen=True)
@@ -230,6 +235,21 @@ def _as_entry(note: dict) -> dict:
         if isinstance(note.get(k), str) and len(note[k]) <= 4096:
             entry[k] = note[k]
     return entry
+
+
+def _same_bytes(path: Path, now: list[int], entry: dict) -> bool:
+    """Whether the input at ``path`` (identity ``now``) holds the bytes the entry's
+    master was made from: same size and SHA-256 (an entry of an earlier version keeps
+    no SHA-256: then it is not known to be the same)."""
+    expected = entry.get("input_sha256")
+    if not (isinstance(expected, str) and _SHA256.match(expected)):
+        return False
+    if now[0] != entry["identity"][0]:  # another size: other bytes, nothing to read
+        return False
+    try:
+        return sha256_file(path) == expected
+    except OSError:
+        return False
 
 
 def _valid_plan(entry: object) -> bool:
@@ -510,9 +530,20 @@ class Journal:
             entry = self.refreshed[key] = dict(entry, output_identity=written)
         here = str(job.input.resolve())
         try:  # the same file (size, mtime, inode) as journaled, wherever it is now
-            same_input = entry["identity"] == input_identity(job.input)
+            now = input_identity(job.input)
         except OSError:
-            same_input = False
+            now = None
+        same_input = now is not None and entry["identity"] == now
+        if (
+            now is not None
+            and not same_input
+            and not _still_there(entry["input"], here)  # a copy beside it is not it
+            and _same_bytes(job.input, now, entry)
+        ):
+            # copied without its times (cp -r, rsync without -t), touched, or on another
+            # disk: the bytes that were mastered, journaled again under the new identity
+            same_input = True
+            entry = self.refreshed[key] = dict(entry, identity=now, input=here)
         if entry["input"] != here and not same_input:
             if _still_there(entry["input"], here):
                 # two runs of two folders into one OUT: the first's master would be lost
@@ -576,7 +607,15 @@ class Journal:
         identity = rec.get("input_identity")
         if not (isinstance(identity, list) and len(identity) == 3):
             identity = input_identity(Path(rec["input"]))
-        entry = _entry(rec["input"], identity, key, written, settings_hash, rec.get("preset"))
+        entry = _entry(
+            rec["input"],
+            identity,
+            key,
+            written,
+            settings_hash,
+            rec.get("preset"),
+            rec.get("input_sha256"),
+        )
         self._append(entry)
         self._sync()
         self.by_output[key] = entry

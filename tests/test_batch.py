@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -192,6 +193,58 @@ def test_a_copied_output_folder_and_a_renamed_input_folder_are_still_done(
     fourth = run_master([moved], copy, settings, n_jobs=1)
     assert dict(_statuses(fourth))[masters[0].name] == "ok"
     assert any(".altered-" in p.name for p in masters[0].parent.iterdir())
+
+
+@pytest.mark.parametrize("journaled_bytes", [True, False])
+def test_a_source_copied_or_touched_with_its_bytes_is_not_mastered_again(
+    tmp_path, small_library, monkeypatch, journaled_bytes
+):
+    """A library copied to another disk without its times (new inode and mtime), or
+    touched, was mastered again whole, each track "[replaced]: the input changed" (a
+    newcomer's try). The journal keeps the SHA-256 of the bytes mastered: the same
+    bytes are done, journaled again under the new identity; other bytes of the same
+    size are mastered again. A journal of an earlier version, without it, cannot tell."""
+    import shutil
+
+    from auralis_batch import engine, journal
+
+    if not journaled_bytes:
+        monkeypatch.setattr(engine, "_sha256_or_none", lambda path: None)
+    settings = RunSettings(use_cache=False)
+    out = tmp_path / "out"
+    run_master([small_library], out, settings, n_jobs=1)
+    masters = {p: p.stat().st_mtime_ns for p in out.rglob("*.flac")}
+    copy = tmp_path / "copy"
+    shutil.copytree(small_library, copy, copy_function=shutil.copyfile)  # no times
+    shutil.rmtree(small_library)
+    copy.rename(small_library)  # back in its place: new inodes, new times
+    for src in small_library.rglob("*.flac"):
+        os.utime(src, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns + 10**9))
+    again = run_master([small_library], out, settings, n_jobs=1)
+    if not journaled_bytes:
+        assert {s for _, s in _statuses(again)} == {"ok"}
+        assert all("the input changed" in r["replaced"] for r in again.records)
+        return
+    assert {s for _, s in _statuses(again)} == {"skipped"}
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.flac")} == masters  # untouched
+
+    def no_hashing(*a, **k):
+        raise AssertionError("a source was read again")
+
+    monkeypatch.setattr(journal, "sha256_file", no_hashing)  # journaled under the new one
+    third = run_master([small_library], out, settings, n_jobs=1)
+    assert {s for _, s in _statuses(third)} == {"skipped"}
+    monkeypatch.undo()
+    changed = sorted(small_library.rglob("*.flac"))[0]
+    other = tmp_path / "other.flac"  # other music, the same length in bytes
+    data = bytearray(changed.read_bytes())
+    data[-100] ^= 1  # a byte of the last frame's audio: a FLAC whose bytes differ
+    other.write_bytes(bytes(data))
+    other.replace(changed)
+    fourth = run_master([small_library], out, settings, n_jobs=1)
+    got = {r["input"].rsplit("/", 1)[-1]: r for r in fourth.records}
+    assert got[changed.name]["status"] != "skipped"
+    assert sum(r["status"] == "skipped" for r in fourth.records) == 3
 
 
 def test_two_runs_of_two_folders_into_one_out_keep_the_first_ones_masters(tmp_path, write_audio):
@@ -602,8 +655,10 @@ def test_out_that_is_a_file_and_failures_name_the_file_once(tmp_path, small_libr
     bad.write_text("not audio")
     res = runner.invoke(app, ["master", str(bad), "--out", str(tmp_path / "o"), "-q"])
     assert res.exit_code == 1
-    line = next(ln for ln in res.output.splitlines() if ln.startswith("[failed]"))
+    line = next(ln for ln in res.output.splitlines() if "[failed] " in ln)
     assert line.count(str(bad)) == 1, line
+    # -q in a log: no summary line, so the failure carries the time (a newcomer's try)
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d \[failed\] ", line), line
 
 
 def test_unwritable_out_is_a_setup_error(tmp_path, small_library):
