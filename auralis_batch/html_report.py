@@ -661,9 +661,11 @@ def _chain_line(params: dict) -> str:
     if eq.get("highpass_hz"):
         parts.append(f"high-pass {_fmt(eq['highpass_hz'], 0)} Hz")
     for b in eq.get("bands") or ():
+        # rounded, as an EQ's display shows a band: a reference match's third-octave
+        # centres came out as "peaking 31.622776601683793 Hz" (a newcomer's try)
         parts.append(
-            f"{_esc(b['kind'])} {_fmt(b['frequency_hz'], 0)} Hz "
-            f"{_fmt(b['gain_db'], 1, sign=True)} dB Q {_fmt(b['q'], 0)}"
+            f"{_esc(b['kind'])} {_band_hz(b['frequency_hz'])} Hz "
+            f"{b['gain_db']:+.1f} dB Q {b['q']:.3g}"
         )
     if eq.get("gain_db"):
         parts.append(f"flat gain {_fmt(eq['gain_db'], 1, sign=True)} dB (not in the EQ curve)")
@@ -681,6 +683,11 @@ def _chain_line(params: dict) -> str:
             f"at most {_fmt(lim['max_gain_reduction_db'], 0)} dB"
         )
     return text.lstrip("; ")
+
+
+def _band_hz(hz: float) -> str:
+    """A band's frequency as an EQ's display shows it: 31.6, 125, 1000, 12589."""
+    return f"{hz:.0f}" if hz >= 100 else f"{hz:.1f}".removesuffix(".0")
 
 
 def _facts(track: dict, shared_preset: str | None) -> str:

@@ -779,3 +779,22 @@ def test_a_report_that_is_not_json_names_the_file_to_give(tmp_path, report_app):
     res = runner.invoke(report_app, ["report", str(page), "--html", str(tmp_path / "x.html")])
     assert res.exit_code == 2
     assert "not a JSON report" in res.output and "--report FILE.json" in res.output
+
+
+def test_the_preset_line_shows_a_band_as_an_eq_display_does():
+    """A reference match's third-octave centres printed with every digit of the
+    float ("peaking 31.622776601683793 Hz", a newcomer's try)."""
+    from auralis_batch.html_report import _chain_line
+
+    eq = {
+        "highpass_hz": 20.0,
+        "bands": [
+            {"kind": "peaking", "frequency_hz": 31.622776601683793, "gain_db": 2.345, "q": 4.32},
+            {"kind": "high_shelf", "frequency_hz": 12589.2541179, "gain_db": -1.0, "q": 0.7071},
+            {"kind": "peaking", "frequency_hz": 40.0, "gain_db": 0.04, "q": 1.0},
+        ],
+    }
+    line = _chain_line({"eq": eq})
+    assert "peaking 31.6 Hz +2.3 dB Q 4.32" in line
+    assert "high_shelf 12589 Hz -1.0 dB Q 0.707" in line
+    assert "peaking 40 Hz +0.0 dB Q 1" in line
