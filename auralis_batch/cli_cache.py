@@ -73,8 +73,9 @@ def stats(
         lv = s[level]
         rate = 100 * lv["hit_rate"]
         # a command's level-1 LRU starts empty: it hits within one run (a re-master of
-        # the same audio), never across commands; "0 hits" read as a broken cache
-        within = " (within one command)" if level == "memory" else ""
+        # the same audio), never across commands; "0 hits" read as a broken cache, and
+        # "(within one command)" as if the counts were one command's (a newcomer's try)
+        within = " (counted across commands; each starts empty)" if level == "memory" else ""
         typer.echo(
             f"{level:<11} {lv['hits']} hits, {lv['misses']} misses, hit rate {rate:.1f} %{within}"
         )

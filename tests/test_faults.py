@@ -516,7 +516,8 @@ def test_cache_stats_count_master_runs(tmp_path, lib):
     hits = stats["memory"]["hits"] + stats["disk"]["hits"]
     assert stats["disk"]["misses"] >= 3 and hits >= 3
     text = cli("cache", "stats", "--cache-dir", cache).stdout  # the memory level's scope
-    assert re.search(r"^memory .* hit rate [\d.]+ % \(within one command\)$", text, re.M), text
+    scope = r"\(counted across commands; each starts empty\)"
+    assert re.search(rf"^memory .* hit rate [\d.]+ % {scope}$", text, re.M), text
 
 
 def test_version():
