@@ -368,7 +368,11 @@ class BatchProgress:
                 optional=(6,),  # the seconds: the report has them
             )
             self.console.print(table)
-        parts = [f"{summary['ok']} mastered", f"{summary['failed']} failed"]
+        # mastered with something to know (a target not reached): counted, so a log's
+        # "5 mastered" does not read as five clean masters (a newcomer's try)
+        warned = sum(r.get("status") == "ok" and bool(r.get("warning")) for r in records)
+        mastered = f"{summary['ok']} mastered" + (f" ({warned} with a warning)" if warned else "")
+        parts = [mastered, f"{summary['failed']} failed"]
         parts.append(f"{summary['skipped']} skipped")
         for key, label in (("not_started", "not started"), ("interrupted", "interrupted")):
             if summary.get(key):

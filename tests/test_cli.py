@@ -617,6 +617,27 @@ def test_a_rerun_with_nothing_to_do_prints_no_empty_table():
     assert "auralis-batch summary" not in out and "0 mastered, 0 failed, 1 skipped" in out
 
 
+def test_the_summary_line_counts_the_masters_with_a_warning():
+    """'5 mastered' read as five clean masters when all five missed their target
+    (a newcomer's try: --target-lufs -5)."""
+    import io
+
+    from rich.console import Console
+
+    from auralis_batch.progress import BatchProgress
+
+    progress = BatchProgress(enabled=True, interactive=False)
+    progress.console = Console(file=io.StringIO(), width=200)
+    records = [
+        {"input": "/m/a.flac", "status": "ok", "warning": "target -5 LUFS not reached"},
+        {"input": "/m/b.flac", "status": "ok"},
+        {"input": "/m/c.flac", "status": "failed", "error": "x", "warning": "not counted"},
+    ]
+    progress.print_summary(records, {"ok": 2, "failed": 1, "skipped": 0})
+    out = progress.console.file.getvalue()
+    assert "2 mastered (1 with a warning), 1 failed, 0 skipped" in out
+
+
 @pytest.mark.parametrize("width", [20, 200])
 def test_a_terminal_too_narrow_for_the_table_gets_the_line_alone(width):
     """COLUMNS=20: the table's borders were drawn with every cell blank (second sweep)."""
