@@ -603,7 +603,7 @@ def _row(i: int, track: dict, name: str, has_section: bool) -> str:
             )
         elif key == "error":
             if track.get("error"):
-                cells.append(f"<td>{_esc(track['error'])}</td>")
+                cells.append(f"<td>{_esc(_reason(track))}</td>")
             elif track.get("warning"):
                 cells.append(f'<td class="warn">{_esc(track["warning"])}</td>')
             else:
@@ -839,6 +839,14 @@ def _summary_html(tracks: list[dict], summary: dict | None, common: str) -> str:
     return f'<p class="counts">{"".join(spans)}</p>' + (where if common else "")
 
 
+def _reason(track: dict) -> str:
+    """The track's error without its input's path in front: most errors name their
+    file, and the page shows the name beside them (it read "bad/cut.ogg: bad/cut.ogg:
+    truncated", a newcomer's try)."""
+    error = track.get("error") or ""
+    return error.removeprefix(f"{track['input']}: ")
+
+
 def _attention(order: list[int], tracks: list[dict], names: list[str]) -> str:
     """Failures and warnings first; skips are counted (they lead the table)."""
     failed = [i for i in order if tracks[i]["status"] in ("failed", "interrupted", "not started")]
@@ -850,7 +858,7 @@ def _attention(order: list[int], tracks: list[dict], names: list[str]) -> str:
     for i in (failed + warned)[:ATTENTION_LINES]:
         t = tracks[i]
         anchor = f"t{i}" if t["status"] == "ok" else f"r{i}"
-        why = t.get("error") or t.get("warning") or t["status"]
+        why = _reason(t) or t.get("warning") or t["status"]
         cls = _status_class(t["status"]) if t["status"] != "ok" else "warn"
         lines.append(
             f'<li><span class="{cls}">{_esc(t["status"])}</span> '

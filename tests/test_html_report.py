@@ -362,6 +362,10 @@ def test_failures_and_skips_lead_the_table_and_the_summary_counts(tmp_path):
     report["summary"]["wall_seconds"] = 12.5
     page, _ = render(report, tmp_path)
     assert "the run took 12.500 s" in page
+    # an error that names its file, as most do, shows the name once (beside it)
+    report["tracks"][1]["error"] = "/music/bad/corrupt.flac: truncated: 3 s of 200"
+    page, _ = render(report, tmp_path)
+    assert "truncated: 3 s of 200" in page and "corrupt.flac: truncated" not in page
 
 
 # --------------------------------------------------------------------------- safety
