@@ -284,7 +284,22 @@ def plan_master(
             )
     if plan.problems:
         return plan
-    audio, plan.records, plan.notes = discover(inputs, extensions=extensions, exclude=[out_dir])
+    # An input named twice is read once, with one note (a folder given twice had a
+    # note for each of its files: a newcomer's try)
+    unique: list[str | os.PathLike] = []
+    named: set[str] = set()
+    repeated: list[str] = []
+    for item in inputs:
+        key = os.path.normpath(os.path.abspath(item))
+        if key in named:
+            what = "read once" if Path(item).is_dir() else "mastered once"
+            if (note := f"{item}: given more than once; {what}") not in repeated:
+                repeated.append(note)
+            continue
+        named.add(key)
+        unique.append(item)
+    audio, plan.records, found_notes = discover(unique, extensions=extensions, exclude=[out_dir])
+    plan.notes = repeated + found_notes
     inputs_resolved = {f.resolve() for f, _ in audio}
     by_output: dict[Path, Path] = {}
     seen_inputs: dict[Path, Path] = {}  # resolved -> the path it was first found as

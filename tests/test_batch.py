@@ -1350,6 +1350,11 @@ def test_a_named_file_met_again_in_a_named_folder_is_planned_once(tmp_path, writ
     assert sorted(j.input.name for j in plan.jobs) == ["other.flac", "song.dat"]
     assert [Path(r["input"]).name for r in plan.records] == ["notes.txt"]
     assert plan.notes == [f"{dat}: given more than once; mastered once"]
+    # a folder given twice: one note for it, not one for each of its files
+    lib = tmp_path / "lib"
+    plan = plan_master([lib, lib], tmp_path / "out", "flac", extensions=readable_extensions())
+    assert plan.notes == [f"{lib}: given more than once; read once"]
+    assert sorted(j.input.name for j in plan.jobs) == ["other.flac"]
 
 
 def test_how_a_preset_file_or_reference_is_spelled_redoes_nothing(tmp_path, write_audio):
