@@ -34,7 +34,7 @@ from .audio import (
     probe,
 )
 from .errors import AudioError, OutputError, RunAbandonedError, TrackTimeoutError
-from .identity import file_identity, sha256_file
+from .identity import file_identity, sha256_if_same
 from .journal import CommitLog
 from .match import SPECTRUM_KEY, THIRD_OCTAVE_HZ, master_spectrum_every, source_plot_spectrum
 from .meter import integrated_from_block_powers, loudness_curve
@@ -370,12 +370,13 @@ def _commit(
                 written.to_dict(),
                 p.preset.name,
                 measured=measured | tempo,
+                input_sha256=source_sha256,
             )
 
     # The source's bytes, for a later run to know it unchanged when only its time or
-    # inode moved (copied without its times, touched): hashed before the check below,
-    # which then vouches that these are the bytes that were read.
-    source_sha256 = _sha256_or_none(p.job.input)
+    # inode moved (copied without its times, touched): hashed only if the file is still
+    # the one read (size, mtime and inode, the identity the journal keeps with it).
+    source_sha256 = sha256_if_same(p.job.input, p.identity)
     changed = _source_changed(p.job, p.identity)
     if changed is not None:  # never a master of a source that changed while being read
         raise changed
@@ -394,15 +395,6 @@ def _commit(
     if publish:
         _publish(p, out, rec)
     return rec
-
-
-def _sha256_or_none(path: Path) -> str | None:
-    """The file's SHA-256, or None when it cannot be read now (the check after it
-    says why, if the file changed)."""
-    try:
-        return sha256_file(path)
-    except OSError:
-        return None
 
 
 def _source_changed(job: Job, identity: list[int] | None) -> AudioError | None:

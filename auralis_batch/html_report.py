@@ -665,7 +665,7 @@ def _chain_line(params: dict) -> str:
         # centres came out as "peaking 31.622776601683793 Hz" (a newcomer's try)
         parts.append(
             f"{_esc(b['kind'])} {_band_hz(b['frequency_hz'])} Hz "
-            f"{b['gain_db']:+.1f} dB Q {b['q']:.3g}"
+            f"{round(b['gain_db'], 1) + 0.0:+.1f} dB Q {b['q']:.3g}"  # + 0.0: never -0.0
         )
     if eq.get("gain_db"):
         parts.append(f"flat gain {_fmt(eq['gain_db'], 1, sign=True)} dB (not in the EQ curve)")

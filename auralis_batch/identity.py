@@ -12,8 +12,32 @@ from pathlib import Path
 
 def file_identity(path: str | os.PathLike | Path) -> list[int]:
     """``[size, mtime_ns, inode]``: changes whenever the file is rewritten."""
-    st = os.stat(path)
+    return _identity(os.stat(path))
+
+
+def _identity(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def sha256_if_same(path: str | os.PathLike | Path, identity: list[int] | None) -> str | None:
+    """The SHA-256 of the file at ``path`` if it is the file of ``identity``
+    (:func:`file_identity` when it was read) before and after it is hashed, through
+    one descriptor; else None, and None when it cannot be read. A file replaced by
+    another of the same size and time (a sync tool's rename, a tagger that keeps the
+    time) has another inode: its bytes must not be taken for the ones that were read."""
+    if identity is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            if _identity(os.fstat(f.fileno())) != list(identity):
+                return None
+            h = hashlib.sha256()
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+            same = _identity(os.fstat(f.fileno())) == list(identity)
+    except OSError:
+        return None
+    return h.hexdigest() if same else None
 
 
 def sha256_file(path: str | os.PathLike | Path, *, follow_links: bool = True) -> str:

@@ -126,7 +126,7 @@ def _entry(
         "preset": preset,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    if isinstance(input_sha256, str) and _SHA256.match(input_sha256):
+    if _is_sha256(input_sha256):
         entry["input_sha256"] = input_sha256
     return entry
 
@@ -234,7 +234,14 @@ def _as_entry(note: dict) -> dict:
     for k in ("engine", "preset", "finished_at"):
         if isinstance(note.get(k), str) and len(note[k]) <= 4096:
             entry[k] = note[k]
+    if _is_sha256(note.get("input_sha256")):
+        entry["input_sha256"] = note["input_sha256"]
     return entry
+
+
+def _is_sha256(value: object) -> bool:
+    """A SHA-256 as this tool writes it: 64 lower-case hex digits, nothing else."""
+    return isinstance(value, str) and _SHA256.fullmatch(value) is not None
 
 
 def _same_bytes(path: Path, now: list[int], entry: dict) -> bool:
@@ -242,7 +249,7 @@ def _same_bytes(path: Path, now: list[int], entry: dict) -> bool:
     master was made from: same size and SHA-256 (an entry of an earlier version keeps
     no SHA-256: then it is not known to be the same)."""
     expected = entry.get("input_sha256")
-    if not (isinstance(expected, str) and _SHA256.match(expected)):
+    if not _is_sha256(expected):  # read back from disk: an entry of another shape
         return False
     if now[0] != entry["identity"][0]:  # another size: other bytes, nothing to read
         return False
@@ -680,10 +687,12 @@ class CommitLog:
         preset: object,
         *,
         measured: dict | None = None,
+        input_sha256: str | None = None,
     ) -> None:
         """Durably note ``output`` (not renamed yet) as ``written``; ``measured``, the
         record's measurements, lets a run that loses the worker's report still report
-        the master (left out if it would make the note too big to be read back).
+        the master (left out if it would make the note too big to be read back);
+        ``input_sha256``, the source's SHA-256, as the journal entry keeps it.
 
         Raises
         ------
@@ -693,7 +702,7 @@ class CommitLog:
         key = output_key(self.out_dir, output)
         if key is None:
             return
-        entry = _entry(input_path, identity, key, written, self.settings_hash, preset)
+        entry = _entry(input_path, identity, key, written, self.settings_hash, preset, input_sha256)
         # written as recovery reads it back (no NaN): measurements that cannot be are
         # left out, never the proof
         data = json.dumps(entry, allow_nan=False).encode("utf-8")

@@ -855,6 +855,8 @@ def master_stream(
         )
         passes += range_passes
         if range_passes:  # the report's parameters say the threshold the render used
+            # within a preset's range (-60 to 0 dBFS at the target level): a threshold
+            # raised past it on a quiet source reads 0 there; its note gives the dBFS
             at_target = float(np.clip(threshold + _level_offset_db(preset, before), -60, 0))
             compressor = dataclasses.replace(preset.compressor, threshold_db=round(at_target, 2))
             used = dataclasses.replace(preset, compressor=compressor)

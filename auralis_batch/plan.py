@@ -287,17 +287,22 @@ def plan_master(
     # An input named twice is read once, with one note (a folder given twice had a
     # note for each of its files: a newcomer's try)
     unique: list[str | os.PathLike] = []
-    named: set[str] = set()
+    named: dict[str, str | os.PathLike] = {}  # real path -> as it was first given
     repeated: list[str] = []
     for item in inputs:
-        key = os.path.normpath(os.path.abspath(item))
-        if key in named:
-            what = "read once" if Path(item).is_dir() else "mastered once"
-            if (note := f"{item}: given more than once; {what}") not in repeated:
-                repeated.append(note)
+        key = os.path.realpath(item)  # "music/link/.." is where the link leads, not music
+        if key not in named:
+            named[key] = item
+            unique.append(item)
             continue
-        named.add(key)
-        unique.append(item)
+        what = "mastered once" if Path(item).is_file() else "read once"
+        first = named[key]
+        if os.path.abspath(first) == os.path.abspath(item):
+            note = f"{item}: given more than once; {what}"
+        else:
+            note = f"{item}: the same as {first}, given too; {what}"
+        if note not in repeated:
+            repeated.append(note)
     audio, plan.records, found_notes = discover(unique, extensions=extensions, exclude=[out_dir])
     plan.notes = repeated + found_notes
     inputs_resolved = {f.resolve() for f, _ in audio}

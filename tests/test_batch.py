@@ -209,7 +209,7 @@ def test_a_source_copied_or_touched_with_its_bytes_is_not_mastered_again(
     from auralis_batch import engine, journal
 
     if not journaled_bytes:
-        monkeypatch.setattr(engine, "_sha256_or_none", lambda path: None)
+        monkeypatch.setattr(engine, "sha256_if_same", lambda path, identity: None)
     settings = RunSettings(use_cache=False)
     out = tmp_path / "out"
     run_master([small_library], out, settings, n_jobs=1)
@@ -235,16 +235,62 @@ def test_a_source_copied_or_touched_with_its_bytes_is_not_mastered_again(
     third = run_master([small_library], out, settings, n_jobs=1)
     assert {s for _, s in _statuses(third)} == {"skipped"}
     monkeypatch.undo()
-    changed = sorted(small_library.rglob("*.flac"))[0]
-    other = tmp_path / "other.flac"  # other music, the same length in bytes
-    data = bytearray(changed.read_bytes())
-    data[-100] ^= 1  # a byte of the last frame's audio: a FLAC whose bytes differ
-    other.write_bytes(bytes(data))
-    other.replace(changed)
-    fourth = run_master([small_library], out, settings, n_jobs=1)
-    got = {r["input"].rsplit("/", 1)[-1]: r for r in fourth.records}
-    assert got[changed.name]["status"] != "skipped"
-    assert sum(r["status"] == "skipped" for r in fourth.records) == 3
+    # the same bytes in another folder that is still there: not this input's master
+    twin = tmp_path / "twin"
+    shutil.copytree(small_library, twin, copy_function=shutil.copyfile)
+    other = run_master([twin], out, settings, n_jobs=1)
+    assert {s for _, s in _statuses(other)} == {"failed"}
+    assert all("the master of another input" in r["error"] for r in other.records)
+
+
+def test_a_source_with_other_bytes_of_the_same_size_is_mastered_again(tmp_path, write_audio):
+    """Only the same bytes are the same input: a WAV whose samples changed in place, its
+    size the same and its time moved, is mastered again."""
+    src = write_audio("lib/a.wav", music_like(seconds=2.0, seed=3))
+    settings = RunSettings(use_cache=False)
+    run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1)
+    data = bytearray(src.read_bytes())
+    data[-2] ^= 0x40  # a sample of the last frame: still a WAV of the same size
+    src.write_bytes(bytes(data))
+    (rec,) = run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1).records
+    assert rec["status"] == "ok" and "the input changed since it was mastered" in rec["replaced"]
+
+
+def test_a_source_replaced_while_it_was_read_is_not_hashed_as_the_one_read(tmp_path):
+    """A sync tool's rename (other bytes, the same size and time) while a track renders:
+    its hash would be journaled as the mastered bytes', and a later run would skip the
+    track (a review). Hashed only while the file is the one read (inode too)."""
+    from auralis_batch.identity import file_identity, sha256_if_same
+
+    src = tmp_path / "a.flac"
+    src.write_bytes(b"A" * 1000)
+    identity = file_identity(src)
+    assert sha256_if_same(src, identity) == hashlib.sha256(b"A" * 1000).hexdigest()
+    new = tmp_path / "new.flac"
+    new.write_bytes(b"B" * 1000)
+    os.utime(new, ns=(identity[1], identity[1]))
+    new.replace(src)  # same size, same time, another inode
+    assert file_identity(src)[:2] == identity[:2]
+    assert sha256_if_same(src, identity) is None
+    assert sha256_if_same(tmp_path / "gone.flac", identity) is None
+
+
+def test_a_commit_note_keeps_the_sources_hash_only_as_written():
+    """A note read back from disk carries the source's SHA-256 into the journal entry
+    only when it is 64 lower-case hex digits."""
+    from auralis_batch.journal import _as_entry
+
+    good = "0123456789abcdef" * 4
+    note = {
+        "input": "/m/a.flac",
+        "identity": [1, 2, 3],
+        "output": "a.flac",
+        "output_identity": {"bytes": 1, "mtime_ns": 2, "sha256": good},
+        "settings": "s",
+    }
+    assert _as_entry(note | {"input_sha256": good})["input_sha256"] == good
+    for bad in (good + "\n", good.upper(), good[:-1], 7, None, ["x"]):
+        assert "input_sha256" not in _as_entry(note | {"input_sha256": bad})
 
 
 def test_two_runs_of_two_folders_into_one_out_keep_the_first_ones_masters(tmp_path, write_audio):
@@ -659,6 +705,12 @@ def test_out_that_is_a_file_and_failures_name_the_file_once(tmp_path, small_libr
     assert line.count(str(bad)) == 1, line
     # -q in a log: no summary line, so the failure carries the time (a newcomer's try)
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d \[failed\] ", line), line
+    good = small_library / "a" / "00.flac"
+    for preset in ("gentle", "warm"):  # the second replaces the first's master
+        args = ["master", str(good), "--out", str(tmp_path / "o2"), "-q", "--no-cache"]
+        res = runner.invoke(app, [*args, "--preset", preset])
+    line = next(ln for ln in res.output.splitlines() if "[replaced] " in ln)
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d \[replaced\] ", line), line
 
 
 def test_unwritable_out_is_a_setup_error(tmp_path, small_library):
@@ -1355,6 +1407,19 @@ def test_a_named_file_met_again_in_a_named_folder_is_planned_once(tmp_path, writ
     plan = plan_master([lib, lib], tmp_path / "out", "flac", extensions=readable_extensions())
     assert plan.notes == [f"{lib}: given more than once; read once"]
     assert sorted(j.input.name for j in plan.jobs) == ["other.flac"]
+    # "lib/in/.." is where the link leads, not lib: another input (a review)
+    elsewhere = tmp_path / "nas"
+    write_audio("nas/far.flac", music_like(seconds=0.5))
+    (elsewhere / "inbox").mkdir()
+    (lib / "in").symlink_to(elsewhere / "inbox")
+    plan = plan_master(
+        [lib, lib / "in" / ".."], tmp_path / "out", "flac", extensions=readable_extensions()
+    )
+    assert "far.flac" in {j.input.name for j in plan.jobs} and not plan.notes
+    plan = plan_master(  # the same folder by another name: read once, said so
+        [elsewhere, lib / "in" / ".."], tmp_path / "out", "flac", extensions=readable_extensions()
+    )
+    assert plan.notes == [f"{lib / 'in' / '..'}: the same as {elsewhere}, given too; read once"]
 
 
 def test_how_a_preset_file_or_reference_is_spelled_redoes_nothing(tmp_path, write_audio):

@@ -796,9 +796,11 @@ def test_the_preset_line_shows_a_band_as_an_eq_display_does():
             {"kind": "peaking", "frequency_hz": 31.622776601683793, "gain_db": 2.345, "q": 4.32},
             {"kind": "high_shelf", "frequency_hz": 12589.2541179, "gain_db": -1.0, "q": 0.7071},
             {"kind": "peaking", "frequency_hz": 40.0, "gain_db": 0.04, "q": 1.0},
+            {"kind": "peaking", "frequency_hz": 100.0, "gain_db": -0.04, "q": 0.5},
         ],
     }
     line = _chain_line({"eq": eq})
     assert "peaking 31.6 Hz +2.3 dB Q 4.32" in line
     assert "high_shelf 12589 Hz -1.0 dB Q 0.707" in line
     assert "peaking 40 Hz +0.0 dB Q 1" in line
+    assert "peaking 100 Hz +0.0 dB Q 0.5" in line  # not "-0.0"
