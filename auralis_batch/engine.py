@@ -376,7 +376,7 @@ def _commit(
     # The source's bytes, for a later run to know it unchanged when only its time or
     # inode moved (copied without its times, touched): hashed only if the file is still
     # the one read (size, mtime and inode, the identity the journal keeps with it).
-    source_sha256 = sha256_if_same(p.job.input, p.identity)
+    source_sha256 = sha256_if_same(p.job.input, p.identity, check=p.source.watch.check)
     changed = _source_changed(p.job, p.identity)
     if changed is not None:  # never a master of a source that changed while being read
         raise changed

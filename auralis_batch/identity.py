@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -19,12 +20,18 @@ def _identity(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
-def sha256_if_same(path: str | os.PathLike | Path, identity: list[int] | None) -> str | None:
+def sha256_if_same(
+    path: str | os.PathLike | Path,
+    identity: list[int] | None,
+    *,
+    check: Callable[[], None] | None = None,
+) -> str | None:
     """The SHA-256 of the file at ``path`` if it is the file of ``identity``
     (:func:`file_identity` when it was read) before and after it is hashed, through
     one descriptor; else None, and None when it cannot be read. A file replaced by
     another of the same size and time (a sync tool's rename, a tagger that keeps the
-    time) has another inode: its bytes must not be taken for the ones that were read."""
+    time) has another inode: its bytes must not be taken for the ones that were read.
+    ``check`` is called before each MiB (a track's deadline and stop: it may raise)."""
     if identity is None:
         return None
     try:
@@ -32,7 +39,12 @@ def sha256_if_same(path: str | os.PathLike | Path, identity: list[int] | None) -
             if _identity(os.fstat(f.fileno())) != list(identity):
                 return None
             h = hashlib.sha256()
-            while chunk := f.read(1 << 20):
+            while True:
+                if check is not None:
+                    check()
+                chunk = f.read(1 << 20)
+                if not chunk:
+                    break
                 h.update(chunk)
             same = _identity(os.fstat(f.fileno())) == list(identity)
     except OSError:

@@ -209,7 +209,7 @@ def test_a_source_copied_or_touched_with_its_bytes_is_not_mastered_again(
     from auralis_batch import engine, journal
 
     if not journaled_bytes:
-        monkeypatch.setattr(engine, "sha256_if_same", lambda path, identity: None)
+        monkeypatch.setattr(engine, "sha256_if_same", lambda *a, **k: None)
     settings = RunSettings(use_cache=False)
     out = tmp_path / "out"
     run_master([small_library], out, settings, n_jobs=1)
@@ -266,6 +266,12 @@ def test_a_source_replaced_while_it_was_read_is_not_hashed_as_the_one_read(tmp_p
     src.write_bytes(b"A" * 1000)
     identity = file_identity(src)
     assert sha256_if_same(src, identity) == hashlib.sha256(b"A" * 1000).hexdigest()
+
+    def stop():
+        raise KeyboardInterrupt  # the track's deadline or the run's stop, while it reads
+
+    with pytest.raises(KeyboardInterrupt):
+        sha256_if_same(src, identity, check=stop)
     new = tmp_path / "new.flac"
     new.write_bytes(b"B" * 1000)
     os.utime(new, ns=(identity[1], identity[1]))
