@@ -326,6 +326,13 @@ def _decide(
     ``NAME.altered-DATE``, unless ``dry_run``) before it is redone.
     """
     states = {job: journal.state(job, settings_hashes, preset) for job in plan.jobs}
+    if journal.inputs_rechecked:  # a library copied to another disk: said, once
+        n = journal.inputs_rechecked
+        what = "1 input's" if n == 1 else f"{n} inputs'"
+        plan.notes.append(
+            f"{what} time or inode changed (touched, or copied without times); read to "
+            "check: the bytes mastered, so not mastered again"
+        )
     refused_in: dict[Path, Job] = {}  # album folder -> a track whose output is refused
     refused: set[Job] = set()
     kept: dict[Job, Path] = {}  # altered masters already kept aside (album mode)

@@ -366,6 +366,9 @@ class Journal:
         #: entries :meth:`state` found true under a new time or input path (an output
         #: copied without its times, an input folder renamed), written by :meth:`plan`
         self.refreshed: dict[str, dict] = {}
+        #: Inputs :meth:`state` found under another time or inode and read to find
+        #: them the bytes that were mastered (the run says how many).
+        self.inputs_rechecked = 0
         self._fd: int | None = None
         try:
             fd = _open_regular(self.path, os.O_RDONLY)
@@ -551,6 +554,7 @@ class Journal:
             # disk: the bytes that were mastered, journaled again under the new identity
             same_input = True
             entry = self.refreshed[key] = dict(entry, identity=now, input=here)
+            self.inputs_rechecked += 1
         if entry["input"] != here and not same_input:
             if _still_there(entry["input"], here):
                 # two runs of two folders into one OUT: the first's master would be lost

@@ -227,6 +227,10 @@ def test_a_source_copied_or_touched_with_its_bytes_is_not_mastered_again(
         return
     assert {s for _, s in _statuses(again)} == {"skipped"}
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.flac")} == masters  # untouched
+    assert again.notes == [
+        "4 inputs' time or inode changed (touched, or copied without times); read to "
+        "check: the bytes mastered, so not mastered again"
+    ]
 
     def no_hashing(*a, **k):
         raise AssertionError("a source was read again")
