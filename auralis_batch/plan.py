@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .journal import STATE_DIR, written_outputs
-from .records import skipped_record
+from .records import NOT_AUDIO_REASON, skipped_record
 
 #: File extensions of the temporaries an output is written under before its rename.
 PARTIAL_SUFFIX = ".partial"
@@ -243,9 +243,7 @@ def _walk(root, folder, extensions, excluded, seen, masters, audio, skipped, not
         elif extensions is None or path.suffix.lower().lstrip(".") in extensions:
             audio.append((path, path.relative_to(root)))
         else:
-            skipped.append(
-                skipped_record(path, "not an audio file this build can read (by extension)")
-            )
+            skipped.append(skipped_record(path, f"{NOT_AUDIO_REASON} (by extension)"))
 
 
 def _inside(real: Path, folders: set[Path]) -> bool:

@@ -41,6 +41,11 @@ def record(path: Path | str, status: str, error: str | None = None, output=None)
     return rec
 
 
+#: Why a file found in a folder is skipped when its extension is not audio the decoder
+#: reads (what the HTML report puts at the end of its table, not in its list to look at).
+NOT_AUDIO_REASON = "not an audio file this build can read"
+
+
 def skipped_record(path: Path | str, reason: str, output=None) -> dict:
     return record(path, "skipped", reason, output)
 

@@ -804,3 +804,29 @@ def test_the_preset_line_shows_a_band_as_an_eq_display_does():
     assert "high_shelf 12589 Hz -1.0 dB Q 0.707" in line
     assert "peaking 40 Hz +0.0 dB Q 1" in line
     assert "peaking 100 Hz +0.0 dB Q 0.5" in line  # not "-0.0"
+
+
+def test_files_that_were_never_audio_go_to_the_end_and_need_no_look(tmp_path):
+    """A library's cover art, playlists and rip logs led the table and the list of
+    what needs a look (a newcomer's try): they are listed last, and only a skip of
+    a track counts there."""
+    from auralis_batch.records import NOT_AUDIO_REASON
+
+    report = synthetic_report(12)  # a failure, a skip ("not audio"), ok ones
+    cover = {
+        "input": "/music/a/cover.jpg",
+        "status": "skipped",
+        "error": f"{NOT_AUDIO_REASON} (by extension)",
+        "seconds": 0.0,
+    }
+    report["tracks"].insert(0, cover)
+    report["summary"]["skipped"] += 1
+    report["summary"]["tracks"] += 1
+    page, parsed = render(report, tmp_path)
+    statuses = [row[0] for row in parsed.rows]
+    assert statuses[:2] == ["failed", "skipped"] and statuses[-1] == "skipped"
+    assert "<li>1 skipped, at the top of the table" in page
+    report["tracks"] = [t for t in report["tracks"] if t["status"] != "skipped"] + [cover]
+    report["summary"]["skipped"] = 1
+    page, _ = render(report, tmp_path)
+    assert "skipped, at the top of the table" not in page
