@@ -602,6 +602,15 @@ def _report(result, progress, *, report, dry_run, quiet, overwrite, **_) -> NoRe
                     + (f"  ({rec['error']})" if rec.get("error") else "")
                 )
             )
+        # the counts, as a real run ends with them (on stderr: stdout is the plan)
+        counts = {}
+        for rec in result.records:
+            counts[rec["status"]] = counts.get(rec["status"], 0) + 1
+        typer.echo(
+            f"dry run: {counts.get('planned', 0)} to master, {counts.get('skipped', 0)} "
+            f"skipped, {counts.get('failed', 0)} refused; nothing written",
+            err=True,
+        )
         # as the real run would end: 1 when a track would fail (refused at planning)
         raise typer.Exit(code=1 if result.summary["failed"] or report_failed else 0)
     # --quiet in a log (cron) has no timestamped lines or summary: these lines carry

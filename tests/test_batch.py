@@ -689,6 +689,8 @@ def test_dry_run_writes_nothing(tmp_path, small_library):
     assert res.exit_code == 0
     assert res.output.count("planned") == 4
     assert not out.exists()  # not even the folder or the journal
+    # and the counts a real run ends with (a newcomer's try: none were given)
+    assert "dry run: 4 to master, 0 skipped, 0 refused; nothing written" in res.stderr
 
 
 def test_outputs_are_as_readable_as_the_umask_allows(tmp_path, small_library):
