@@ -92,6 +92,9 @@ DYNAMICS_KINDS: dict[str, tuple[float, float, float]] = {
 #: Where a blend starts and ends, in the dynamics measure of :func:`_dynamics_lu`
 #: (LU): typical to moderate, moderate to wide; and, in the density measure, dense to
 #: typical. Each is centred on the edge of the former steps (9 and 15 LU; 4 LU).
+#: A blend names its second kind from this weight on: a 5 % share moved nothing one
+#: could hear, yet read "moderate dynamics, toward already dense" (a newcomer's try).
+BLEND_NAMED_FROM = 0.1
 TYPICAL_TO_MODERATE_LU = (8.0, 10.0)
 MODERATE_TO_WIDE_LU = (14.0, 16.0)
 DENSE_TO_TYPICAL_LU = (3.0, 5.0)
@@ -215,7 +218,7 @@ def _dynamics_choice(lra: float, crest: float) -> tuple[float, float, float, str
     ranked = sorted((w, k) for k, w in weights.items() if w > 0.0)
     first = ranked[-1][1]
     kind = first if first == "already dense" else f"{first} dynamics"
-    if len(ranked) > 1:
+    if len(ranked) > 1 and ranked[-2][0] >= BLEND_NAMED_FROM:
         kind += f", toward {ranked[-2][1]}"
     return round(ratio, 2), round(threshold, 1), round(target, 1), kind
 

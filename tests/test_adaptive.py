@@ -202,6 +202,16 @@ def test_compression_and_target_move_smoothly_with_the_measurements():
     assert set(np.unique(grid[..., 1])) >= {1.2, 1.5, 1.8, 2.0}
 
 
+def test_a_blend_names_its_second_kind_only_when_it_weighs():
+    """A 3 LU track with a 16.6 dB crest is moderate, with a 5 % share of "already
+    dense" that moved nothing audible: it read "toward already dense" (a newcomer's
+    try). Halfway between two kinds, both are named."""
+    from auralis_batch.adaptive import _dynamics_choice
+
+    assert _dynamics_choice(3.1, 16.6)[3] == "moderate dynamics"
+    assert _dynamics_choice(9.0, 12.0)[3].endswith(", toward moderate")
+
+
 def test_dynamics_that_are_not_numbers_count_as_typical():
     p = adaptive_preset(record(BALANCED_SHARES, lra=float("nan"), crest=float("inf")))
     assert p.compressor.ratio == 2.0 and p.target_lufs == -14.0
