@@ -547,6 +547,7 @@ class Journal:
         if (
             now is not None
             and not same_input
+            and entry["settings"] in settings_hashes  # else mastered again whatever it is
             and not _still_there(entry["input"], here)  # a copy beside it is not it
             and _same_bytes(job.input, now, entry)
         ):

@@ -220,6 +220,9 @@ def test_a_source_copied_or_touched_with_its_bytes_is_not_mastered_again(
     copy.rename(small_library)  # back in its place: new inodes, new times
     for src in small_library.rglob("*.flac"):
         os.utime(src, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns + 10**9))
+    warm = RunSettings(use_cache=False, preset="warm")
+    dry = run_master([small_library], out, warm, dry_run=True)
+    assert not dry.notes  # other settings: mastered again, nothing read to check
     again = run_master([small_library], out, settings, n_jobs=1)
     if not journaled_bytes:
         assert {s for _, s in _statuses(again)} == {"ok"}
