@@ -326,13 +326,6 @@ def _decide(
     ``NAME.altered-DATE``, unless ``dry_run``) before it is redone.
     """
     states = {job: journal.state(job, settings_hashes, preset) for job in plan.jobs}
-    if journal.inputs_rechecked:  # a library copied to another disk: said, once
-        n = journal.inputs_rechecked
-        what = "1 input's" if n == 1 else f"{n} inputs'"
-        plan.notes.append(
-            f"{what} time or inode changed (touched, or copied without times); read to "
-            "check: the bytes mastered, so not mastered again"
-        )
     refused_in: dict[Path, Job] = {}  # album folder -> a track whose output is refused
     refused: set[Job] = set()
     kept: dict[Job, Path] = {}  # altered masters already kept aside (album mode)
@@ -399,7 +392,28 @@ def _decide(
             }.get(state.action, f"replaced an earlier master: {state.reason}")
             expect = None if overwrite else state.expect  # --overwrite: whatever is there
             todo.append(replace(job, replace=True, replace_reason=reason, expect=expect))
+    _note_rechecked(plan, journal, todo)
     return todo
+
+
+def _note_rechecked(plan: Plan, journal: Journal, todo: list[Job]) -> None:
+    """Say how many inputs were read to find them unchanged after a touch or a copy
+    without times (a library copied to another disk: said once), counting only those
+    not mastered again all the same (an album redone for another track's sake)."""
+    again = {job.input for job in todo}
+    n = sum(
+        1
+        for job in plan.jobs
+        if job.output is not None
+        and journal.key(job.output) in journal.rechecked
+        and job.input not in again
+    )
+    if n:
+        what = "1 input's" if n == 1 else f"{n} inputs'"
+        plan.notes.append(
+            f"{what} time or inode changed (touched, or copied without times); read to "
+            "check: the bytes mastered, so not mastered again"
+        )
 
 
 def _refused_why(job: Job, state: OutputState, *, overwrite: bool) -> str | None:

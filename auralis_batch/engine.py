@@ -205,6 +205,18 @@ class _Prepared:
     keep_processed: bool
     keep_equalised: bool = False
     identity: list[int] | None = None
+    #: The SHA-256 of the source's bytes, taken before they were read (None: unknown).
+    source_sha256: str | None = None
+
+
+def _identify(job: Job, watch: Watch) -> tuple[list[int], str | None]:
+    """The source's identity (what the journal keeps: the input as read) and the
+    SHA-256 of its bytes, taken through one descriptor before the decoder reads them
+    (so it is of the bytes mastered, unless they change on the way: :func:`_commit`
+    keeps it only if the identity holds, inode included). The read warms the page
+    cache for the decoder; the track's checks run as it goes."""
+    identity = file_identity(job.input)
+    return identity, sha256_if_same(job.input, identity, check=watch.check)
 
 
 def _prepare(job: Job, settings: RunSettings, cache, watch: Watch, budget_bytes: int) -> _Prepared:
@@ -374,9 +386,10 @@ def _commit(
             )
 
     # The source's bytes, for a later run to know it unchanged when only its time or
-    # inode moved (copied without its times, touched): hashed only if the file is still
-    # the one read (size, mtime and inode, the identity the journal keeps with it).
-    source_sha256 = sha256_if_same(p.job.input, p.identity, check=p.source.watch.check)
+    # inode moved (copied without its times, touched): hashed before it was read, and
+    # kept only if the file is still that one (size, mtime and inode), so a file
+    # swapped during the render is not journaled with bytes that were not mastered.
+    source_sha256 = p.source_sha256 if _same_identity(p.job.input, p.identity) else None
     changed = _source_changed(p.job, p.identity)
     if changed is not None:  # never a master of a source that changed while being read
         raise changed
@@ -395,6 +408,13 @@ def _commit(
     if publish:
         _publish(p, out, rec)
     return rec
+
+
+def _same_identity(path: Path, identity: list[int] | None) -> bool:
+    try:
+        return identity is not None and file_identity(path) == identity
+    except OSError:
+        return False
 
 
 def _source_changed(job: Job, identity: list[int] | None) -> AudioError | None:
@@ -522,9 +542,9 @@ def master_track(
     p: _Prepared | None = None
     identity: list[int] | None = None
     try:
-        identity = file_identity(job.input)  # what the journal keeps: the input as read
+        identity, source_sha256 = _identify(job, watch)
         p = _prepare(job, settings, cache, watch, settings.memory_budget_bytes)
-        p.identity = identity
+        p.identity, p.source_sha256 = identity, source_sha256
         with _open_output(p, settings) as out:
             outcome = _render(p, out, settings)
             rec.update(_commit(p, out, outcome, settings))
@@ -651,9 +671,9 @@ def _prepare_album(
         t_job = time.perf_counter()
         identity: list[int] | None = None
         try:
-            identity = file_identity(job.input)
+            identity, source_sha256 = _identify(job, watch)
             p = _prepare(job, settings, cache, watch, budget)
-            p.identity = identity
+            p.identity, p.source_sha256 = identity, source_sha256
             budget = max(budget - _kept_bytes(p.info), 0)  # the album shares one budget
             mid, powers = measure_processed(
                 p.source,

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from . import __version__
 from .errors import OutputError
 from .identity import file_identity as input_identity
-from .identity import sha256_file
+from .identity import sha256_file, sha256_if_same
 
 if TYPE_CHECKING:
     from .plan import Job
@@ -253,10 +253,9 @@ def _same_bytes(path: Path, now: list[int], entry: dict) -> bool:
         return False
     if now[0] != entry["identity"][0]:  # another size: other bytes, nothing to read
         return False
-    try:
-        return sha256_file(path) == expected
-    except OSError:
-        return False
+    # through the descriptor of the file stat'ed as ``now``: a file swapped in between
+    # would be journaled under ``now`` with the other one's hash (a sweep's race)
+    return sha256_if_same(path, now) == expected
 
 
 def _valid_plan(entry: object) -> bool:
@@ -366,9 +365,9 @@ class Journal:
         #: entries :meth:`state` found true under a new time or input path (an output
         #: copied without its times, an input folder renamed), written by :meth:`plan`
         self.refreshed: dict[str, dict] = {}
-        #: Inputs :meth:`state` found under another time or inode and read to find
-        #: them the bytes that were mastered (the run says how many).
-        self.inputs_rechecked = 0
+        #: Outputs (keys) whose inputs :meth:`state` found under another time or inode
+        #: and read to find them the bytes that were mastered (the run says how many).
+        self.rechecked: set[str] = set()
         self._fd: int | None = None
         try:
             fd = _open_regular(self.path, os.O_RDONLY)
@@ -555,7 +554,7 @@ class Journal:
             # disk: the bytes that were mastered, journaled again under the new identity
             same_input = True
             entry = self.refreshed[key] = dict(entry, identity=now, input=here)
-            self.inputs_rechecked += 1
+            self.rechecked.add(key)
         if entry["input"] != here and not same_input:
             if _still_there(entry["input"], here):
                 # two runs of two folders into one OUT: the first's master would be lost

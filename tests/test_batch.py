@@ -250,6 +250,23 @@ def test_a_source_copied_or_touched_with_its_bytes_is_not_mastered_again(
     assert all("the master of another input" in r["error"] for r in other.records)
 
 
+def test_an_album_redone_for_another_track_is_not_said_to_be_kept(tmp_path, write_audio):
+    """--album: one track touched, another really changed; the album is mastered again
+    whole, and the note said the touched one was not (a sweep)."""
+    a = write_audio("lib/disc/a.wav", music_like(seconds=2.0, seed=1))
+    b = write_audio("lib/disc/b.wav", music_like(seconds=2.0, seed=2))
+    settings = RunSettings(use_cache=False, album=True)
+    run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1)
+    t = a.stat().st_mtime_ns
+    os.utime(a, ns=(t, t + 10**9))  # touched: the same bytes
+    data = bytearray(b.read_bytes())
+    data[-2] ^= 0x40  # changed: other bytes of the same size
+    b.write_bytes(bytes(data))
+    again = run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1)
+    assert {s for _, s in _statuses(again)} == {"ok"}
+    assert not any("read to check" in n for n in again.notes), again.notes
+
+
 def test_a_source_with_other_bytes_of_the_same_size_is_mastered_again(tmp_path, write_audio):
     """Only the same bytes are the same input: a WAV whose samples changed in place, its
     size the same and its time moved, is mastered again."""
@@ -286,6 +303,45 @@ def test_a_source_replaced_while_it_was_read_is_not_hashed_as_the_one_read(tmp_p
     assert file_identity(src)[:2] == identity[:2]
     assert sha256_if_same(src, identity) is None
     assert sha256_if_same(tmp_path / "gone.flac", identity) is None
+
+
+def test_a_source_swapped_during_its_render_is_not_journaled_as_mastered(
+    tmp_path, write_audio, monkeypatch
+):
+    """A sweep's race: the source replaced by other bytes of the same size and time
+    while the track renders. Hashed at commit time, those bytes were journaled as the
+    mastered ones, and a later touch "confirmed" a master of other music. The hash is
+    taken before the decode and kept only if the file is still that one."""
+    import json
+
+    from auralis_batch import engine
+
+    src = write_audio("lib/a.wav", music_like(seconds=2.0, seed=3))
+    mastered = hashlib.sha256(src.read_bytes()).hexdigest()
+    other = write_audio("other.wav", music_like(seconds=2.0, seed=4)).read_bytes()
+    assert len(other) == src.stat().st_size
+    real = engine._render
+
+    def swapping(p, *a, **k):
+        st = src.stat()
+        with open(src, "r+b") as f:  # in place: the same inode, size and (below) time
+            f.write(other)
+        os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+        return real(p, *a, **k)
+
+    monkeypatch.setattr(engine, "_render", swapping)
+    settings = RunSettings(use_cache=False)
+    out = tmp_path / "out"
+    (rec,) = run_master([tmp_path / "lib"], out, settings, n_jobs=1).records
+    monkeypatch.undo()
+    assert rec["status"] == "ok" and rec["input_sha256"] == mastered  # not the new bytes'
+    lines = (out / ".auralis-batch" / "journal.jsonl").read_text().splitlines()
+    hashes = {json.loads(ln).get("input_sha256") for ln in lines if ln.strip()}
+    assert hashlib.sha256(other).hexdigest() not in hashes
+    t = src.stat().st_mtime_ns
+    os.utime(src, ns=(t, t + 10**9))  # touched: other bytes than mastered, so again
+    (again,) = run_master([tmp_path / "lib"], out, settings, n_jobs=1).records
+    assert again["status"] == "ok" and "the input changed" in again["replaced"]
 
 
 def test_a_commit_note_keeps_the_sources_hash_only_as_written():
