@@ -389,8 +389,9 @@ def _commit(
     # inode moved (copied without its times, touched): hashed before it was read, and
     # kept only if the file is still that one (size, mtime and inode), so a file
     # swapped during the render is not journaled with bytes that were not mastered.
-    source_sha256 = p.source_sha256 if _same_identity(p.job.input, p.identity) else None
-    changed = _source_changed(p.job, p.identity)
+    now = _identity_now(p.job.input)
+    source_sha256 = p.source_sha256 if now is not None and now == p.identity else None
+    changed = _source_changed(p.job, p.identity, now)
     if changed is not None:  # never a master of a source that changed while being read
         raise changed
     written = out.prepare(finish, intent=intent)
@@ -410,25 +411,24 @@ def _commit(
     return rec
 
 
-def _same_identity(path: Path, identity: list[int] | None) -> bool:
+def _identity_now(path: Path) -> list[int] | None:
     try:
-        return identity is not None and file_identity(path) == identity
+        return file_identity(path)
     except OSError:
-        return False
+        return None
 
 
-def _source_changed(job: Job, identity: list[int] | None) -> AudioError | None:
+def _source_changed(
+    job: Job, identity: list[int] | None, now: list[int] | None
+) -> AudioError | None:
     """An error when the source is no longer the file that was read (its size or mtime
     changed since the track started: copied over, cut short, replaced): its master
     could be part one file and part another, or part of a song. None when it is the
     same, or when there is nothing to compare. The inode is not compared: FAT, exFAT
-    and some FUSE or CIFS mounts give a file a new one when it is read back."""
+    and some FUSE or CIFS mounts give a file a new one when it is read back. ``now``:
+    the source's identity now (:func:`_identity_now`)."""
     if identity is None:
         return None
-    try:
-        now = file_identity(job.input)
-    except OSError:
-        now = None
     if now is not None and now[:2] == identity[:2]:
         return None
     return AudioError(
@@ -442,7 +442,7 @@ def _why_decoding_failed(job: Job, identity: list[int] | None, exc: Exception) -
     changed (a FLAC copied over mid-read fails as 'corrupt or truncated'). Any other
     error (a full disk) is kept as it is: the run decides by it."""
     if isinstance(exc, AudioError):
-        return _source_changed(job, identity) or exc
+        return _source_changed(job, identity, _identity_now(job.input)) or exc
     return exc
 
 

@@ -97,7 +97,7 @@ def spectrum_every(fingerprinted: bool) -> int:
     return 1 if fingerprinted else SPARSE_EVERY
 
 
-def _plot_levels(value: object) -> list[float | None] | None:
+def _record_levels(value: object) -> list[float | None] | None:
     """``value`` if it is a spectrum a record may hold (one number or None per band of
     :data:`THIRD_OCTAVE_HZ`), else None: a cache row is read, not trusted."""
     if not isinstance(value, list) or len(value) != len(THIRD_OCTAVE_HZ):
@@ -114,7 +114,7 @@ def master_spectrum_every(record: dict) -> int:
     """``every`` of a master's spectrum for the report: :data:`SPARSE_EVERY` when its
     source's record holds the spectrum over those chunks (``SPARSE_SPECTRUM_KEY``),
     else the one its source's spectrum was taken with (:func:`spectrum_every`)."""
-    if _plot_levels(record.get(SPARSE_SPECTRUM_KEY)) is not None:
+    if _record_levels(record.get(SPARSE_SPECTRUM_KEY)) is not None:
         return SPARSE_EVERY
     return spectrum_every(bool(record.get("fingerprint")))
 
@@ -122,7 +122,7 @@ def master_spectrum_every(record: dict) -> int:
 def source_plot_spectrum(record: dict) -> list[float | None] | None:
     """The source's spectrum to plot beside its master's, taken on the same chunks
     (:func:`master_spectrum_every`)."""
-    sparse = _plot_levels(record.get(SPARSE_SPECTRUM_KEY))
+    sparse = _record_levels(record.get(SPARSE_SPECTRUM_KEY))
     return sparse if sparse is not None else record.get(SPECTRUM_KEY)
 
 
@@ -277,8 +277,8 @@ class LongTermSpectrum:
 
 def spectrum_of(record: dict | None) -> np.ndarray | None:
     """The record's long-term spectrum as float64 dB (NaN where undefined), or None."""
-    levels = (record or {}).get(SPECTRUM_KEY)
-    if not isinstance(levels, list) or len(levels) != len(THIRD_OCTAVE_HZ):
+    levels = _record_levels((record or {}).get(SPECTRUM_KEY))
+    if levels is None:
         return None
     out = np.array([np.nan if v is None else float(v) for v in levels])
     return out if np.isfinite(out).any() else None

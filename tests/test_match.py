@@ -251,6 +251,8 @@ def test_a_malformed_sparse_spectrum_in_a_cache_row_is_not_plotted(bad):
     rec[SPARSE_SPECTRUM_KEY] = bad
     assert master_spectrum_every(rec) == 1
     assert source_plot_spectrum(rec) == [-30.0] * 31
+    # the full spectrum a reference match reads is checked by the same rule
+    assert spectrum_of({SPECTRUM_KEY: bad}) is None  # [[1.0]] * 31 raised TypeError
 
 
 def _matched_loudness_change(x: np.ndarray, reference_levels: np.ndarray, sr: int) -> float:
