@@ -3,7 +3,7 @@
 One decode feeds three consumers block by block: the BS.1770 meter, the fingerprint
 analyser and a SHA-256 of the decoded PCM (the cache key, so re-tagging a file keeps
 its fingerprint). With a warm cache an unchanged file is neither decoded nor hashed:
-the cache maps (path, size, mtime, inode) to the content hash.
+the cache maps (path, size, mtime, inode, ctime) to the content hash.
 """
 
 from __future__ import annotations

@@ -411,7 +411,7 @@ def _note_rechecked(plan: Plan, journal: Journal, todo: list[Job]) -> None:
     if n:
         what = "1 input's" if n == 1 else f"{n} inputs'"
         plan.notes.append(
-            f"{what} time or inode changed (touched, or copied without times); read to "
+            f"{what} time or inode changed (touched, chmod, or copied without times); read to "
             "check: the bytes mastered, so not mastered again"
         )
 

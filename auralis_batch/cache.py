@@ -6,7 +6,7 @@
 
 The cache owns its key format: :func:`make_key` (the SHA-256 of the decoded PCM from
 :class:`PcmHasher`, plus everything that changes the analysis) is what the analysis
-calls. A fast path maps (absolute path, size, mtime_ns, inode) to the content hash, so
+calls. A fast path maps (absolute path, size, mtime_ns, inode, ctime_ns) to the content hash, so
 an unchanged file is neither decoded nor hashed.
 
 Values are small JSON documents stored inline in the database, never as files, and
@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import UnsafeRowError
+from .identity import file_identity
 
 if TYPE_CHECKING:
     import numpy as np
@@ -503,13 +504,15 @@ class FingerprintCache:
     # ------------------------------------------------------------------ fast path
     @staticmethod
     def _identity(path: Path) -> list[int]:
-        st = path.stat()
-        return [st.st_size, st.st_mtime_ns, st.st_ino]
+        # size, mtime, inode and ctime: an entry of an earlier build (no ctime) is a
+        # miss, and its file is hashed once (its analysis comes from the content key)
+        return file_identity(path)
 
     def lookup_path(self, path: str | os.PathLike) -> str | None:
         """Content hash remembered for ``path`` if the file is unchanged, else None.
 
-        "Unchanged" means same resolved path, size, mtime (ns) and inode. A path never
+        "Unchanged" means same resolved path, size, mtime (ns), inode and status-change
+        time (``identity.file_identity``). A path never
         seen counts as a miss at both levels in :meth:`stats` (its analysis is one); a
         known path counts nothing here: the content lookup that follows counts.
         """
@@ -556,7 +559,7 @@ class FingerprintCache:
         return content if isinstance(content, str) else None
 
     def path_changed(self, path: str | os.PathLike) -> bool:
-        """True when ``path`` was seen before but its size, mtime or inode changed since.
+        """True when ``path`` was seen before but its size, mtime, inode or ctime changed since.
 
         Such a file is worth hashing before analysing: a re-tag keeps the audio.
         """

@@ -387,7 +387,7 @@ def _commit(
 
     # The source's bytes, for a later run to know it unchanged when only its time or
     # inode moved (copied without its times, touched): hashed before it was read, and
-    # kept only if the file is still that one (size, mtime and inode), so a file
+    # kept only if the file is still that one (size, mtime, inode and ctime), so a file
     # swapped during the render is not journaled with bytes that were not mastered.
     now = _identity_now(p.job.input)
     source_sha256 = p.source_sha256 if now is not None and now == p.identity else None

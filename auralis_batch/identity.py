@@ -12,12 +12,33 @@ from pathlib import Path
 
 
 def file_identity(path: str | os.PathLike | Path) -> list[int]:
-    """``[size, mtime_ns, inode]``: changes whenever the file is rewritten."""
+    """``[size, mtime_ns, inode, ctime_ns]``: changes whenever the file is rewritten.
+
+    The status-change time is the one a program cannot set: a file rewritten in place
+    with its size kept and its mtime set back (a tagger's "keep the file's time", a
+    restore) still gets a new ctime. So does a chmod, a rename or a new hard link of
+    the same bytes; those cost a re-read where the callers compare hashes, nothing
+    else."""
     return _identity(os.stat(path))
 
 
 def _identity(st: os.stat_result) -> list[int]:
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
+
+def valid_identity(value: object) -> bool:
+    """A :func:`file_identity` as read back from disk: 4 integers, or the 3 (no ctime)
+    that earlier builds kept (see :func:`same_identity`)."""
+    return isinstance(value, list) and len(value) in (3, 4) and all(type(v) is int for v in value)
+
+
+def same_identity(stored: list[int], now: list[int]) -> bool:
+    """Whether ``now`` (:func:`file_identity`) is the file ``stored`` was taken of. A
+    stored identity of an earlier build has no ctime: it is compared on the size,
+    mtime and inode it has (as that build did), so an upgrade does not redo a finished
+    library; its entry is journaled again with the ctime when its track is next
+    mastered."""
+    return list(stored) == list(now[: len(stored)]) if len(stored) == 3 else stored == now
 
 
 def sha256_if_same(

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from . import __version__
 from .errors import OutputError
 from .identity import file_identity as input_identity
-from .identity import sha256_file, sha256_if_same
+from .identity import same_identity, sha256_file, sha256_if_same, valid_identity
 
 if TYPE_CHECKING:
     from .plan import Job
@@ -208,9 +208,7 @@ def _valid_entry(entry: object) -> bool:
         isinstance(entry.get("input"), str)
         and _relative_key(entry.get("output"))
         and isinstance(entry.get("settings"), str)
-        and isinstance(ident, list)
-        and len(ident) == 3
-        and all(type(v) is int for v in ident)
+        and valid_identity(ident)
         and isinstance(out_ident, dict)
         and type(out_ident.get("bytes")) is int
         and type(out_ident.get("mtime_ns")) is int
@@ -280,9 +278,7 @@ def _valid_legacy(entry: object) -> bool:
         and os.path.isabs(entry["output"])
         and isinstance(entry.get("settings"), str)
         and isinstance(entry.get("engine"), str)
-        and isinstance(ident, list)
-        and len(ident) == 3
-        and all(type(v) is int for v in ident)
+        and valid_identity(ident)
     )
 
 
@@ -538,11 +534,11 @@ class Journal:
             written = dict(written, mtime_ns=st.st_mtime_ns)
             entry = self.refreshed[key] = dict(entry, output_identity=written)
         here = str(job.input.resolve())
-        try:  # the same file (size, mtime, inode) as journaled, wherever it is now
+        try:  # the same file (size, mtime, inode, ctime) as journaled, wherever it is now
             now = input_identity(job.input)
         except OSError:
             now = None
-        same_input = now is not None and entry["identity"] == now
+        same_input = now is not None and same_identity(entry["identity"], now)
         if (
             now is not None
             and not same_input
@@ -616,7 +612,7 @@ class Journal:
         if known is not None and known["output_identity"] == written:
             return False  # journaled already (recovered from its commit note)
         identity = rec.get("input_identity")
-        if not (isinstance(identity, list) and len(identity) == 3):
+        if not valid_identity(identity):
             identity = input_identity(Path(rec["input"]))
         entry = _entry(
             rec["input"],

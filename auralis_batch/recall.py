@@ -1,7 +1,7 @@
 """An analysis answered from the fingerprint cache, loading nothing of the DSP stack.
 
 :func:`recall` is the cache's fast path for one file: the file's identity (path, size,
-mtime, inode) gives its content hash, the hash and the analysis options give the key,
+mtime, inode, ctime) gives its content hash, the hash and the analysis options give the key,
 and a row of the shape this version writes is the answer. :func:`analysis.analyze_file`
 takes it first; ``analyze`` takes it for a whole folder before loading NumPy, the
 decoder or Numba (:func:`recall_all`), so a fully cached folder costs the interpreter,

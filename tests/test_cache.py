@@ -10,6 +10,7 @@ import pickle
 import sqlite3
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from auralis_batch.cache import (
     make_key,
     open_cache,
     parse_duration,
+    path_key,
 )
 
 VALUE = {"band_energy": {"bass": 0.3, "mid": 0.7}, "tempo_bpm": 121.5, "crest_db": 14.2}
@@ -140,6 +142,45 @@ def test_fast_path_hits_unchanged_file_and_misses_changed(tmp_path):
         assert c.lookup_path(f) == "abc"
         f.write_bytes(b"other audio")
         assert c.lookup_path(f) is None
+
+
+def _rewrite_in_place_keeping_size_and_mtime(f) -> None:
+    """Other bytes through the same inode, its mtime set back (a tagger's "keep the
+    file's time", a restore): only the status-change time tells."""
+    st = f.stat()
+    time.sleep(0.05)  # the kernel's clock for file times ticks every few ms
+    with open(f, "r+b") as fh:
+        fh.seek(1)
+        fh.write(b"X")
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    now = f.stat()
+    assert (now.st_size, now.st_mtime_ns, now.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def test_fast_path_misses_a_file_rewritten_in_place_with_its_time_set_back(tmp_path):
+    f = tmp_path / "song.flac"
+    f.write_bytes(b"audio")
+    with FingerprintCache(tmp_path / "c") as c:
+        c.remember_path(f, "abc")
+        _rewrite_in_place_keeping_size_and_mtime(f)
+        assert c.lookup_path(f) is None and c.peek_path(f) is None
+        assert c.path_changed(f)  # so it is hashed before it is analysed
+
+
+def test_a_path_entry_of_an_earlier_build_without_ctime_is_a_miss(tmp_path):
+    """Such an entry cannot tell an in-place rewrite: its file is hashed once (the
+    analysis then comes from the content key) and remembered with the ctime."""
+    f = tmp_path / "song.flac"
+    f.write_bytes(b"audio")
+    with FingerprintCache(tmp_path / "c") as c:
+        st = f.stat()
+        c.set(
+            path_key(f.resolve()),
+            {"identity": [st.st_size, st.st_mtime_ns, st.st_ino], "content": "abc"},
+        )
+        assert c.lookup_path(f) is None and c.path_changed(f)
+        c.remember_path(f, "abc")
+        assert c.lookup_path(f) == "abc"
 
 
 def _pcm_hash(blocks) -> str:
