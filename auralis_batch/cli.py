@@ -15,7 +15,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, ClassVar, NoReturn, Optional
 
 import typer
 
@@ -1167,12 +1167,22 @@ class _SturdyStream:
     """A standard stream that goes quiet when its reader goes away (``| head``, a
     closed log pipe) instead of failing the run with it: the first failed write points
     the descriptor at the null device, and the batch carries on writing its outputs,
-    journal and reports."""
+    journal and reports. Any other failure (a full disk, an I/O error) goes quiet the
+    same way but is kept in :attr:`failures`: what was to be read there is lost, and
+    :func:`main` says so and exits 1 (``analyze --json > x.json`` on a full disk left
+    an empty file and exit 0)."""
 
-    def __init__(self, stream) -> None:
+    #: The first write error of each stream ("standard output", "standard error")
+    #: other than its reader going away.
+    failures: ClassVar[dict[str, OSError]] = {}
+
+    def __init__(self, stream, name: str = "standard output") -> None:
         self._stream = stream
+        self._name = name
 
-    def _gone(self) -> None:
+    def _gone(self, exc: Exception) -> None:
+        if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
+            _SturdyStream.failures.setdefault(self._name, exc)
         with contextlib.suppress(Exception):
             null = os.open(os.devnull, os.O_WRONLY)
             os.dup2(null, self._stream.fileno())  # and Python's own flush at exit is quiet
@@ -1185,15 +1195,15 @@ class _SturdyStream:
         except UnicodeEncodeError:  # a name the terminal's encoding cannot show
             encoding = getattr(self._stream, "encoding", None) or "utf-8"
             return self.write(text.encode(encoding, "backslashreplace").decode(encoding))
-        except (OSError, ValueError):  # the reader has gone, or the stream was closed
-            self._gone()
+        except (OSError, ValueError) as exc:  # the reader has gone, the stream was closed
+            self._gone(exc)
             return len(text)
 
     def flush(self) -> None:
         try:
             self._stream.flush()
-        except (OSError, ValueError):
-            self._gone()
+        except (OSError, ValueError) as exc:
+            self._gone(exc)
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
@@ -1219,7 +1229,24 @@ def _sturdy_streams() -> None:
             stream = open(fd, "w", closefd=False)
         elif stream is None:  # the number already holds a file of this process: kept
             stream = open(os.devnull, "w")
-        setattr(sys, name, _SturdyStream(stream))
+        label = "standard output" if fd == 1 else "standard error"
+        setattr(sys, name, _SturdyStream(stream, label))
+
+
+def _exit_code_after_streams(code: object) -> object:
+    """``code``, or 1 when a standard stream could not be written (its last bytes are
+    flushed here first), with a line on standard error saying which and why."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    if not _SturdyStream.failures:
+        return code
+    for name, exc in _SturdyStream.failures.items():
+        why = exc.strerror or type(exc).__name__
+        with contextlib.suppress(Exception):
+            sys.stderr.write(f"[error] {name}: not all written ({why})\n")
+            sys.stderr.flush()
+    return code if isinstance(code, int) and code != 0 else 1
 
 
 def _closed(fd: int) -> bool:
@@ -1240,7 +1267,13 @@ def main() -> None:
     keep_freed_memory(children=True)
     _sturdy_streams()
     one_line_warnings()
-    app(prog_name="auralis-batch")
+    try:
+        app(prog_name="auralis-batch")
+    except SystemExit as exc:  # click ends every command with one
+        code = exc.code
+    else:
+        code = 0
+    sys.exit(_exit_code_after_streams(code))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1248,6 +1248,24 @@ def test_a_run_whose_output_streams_go_away_still_masters_everything(tmp_path, l
     assert_consistent(out)
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["presets", "list"], ["analyze", "LIB", "--json", "--no-cache"]])
+def test_a_standard_output_on_a_full_disk_is_an_error_not_a_silent_success(tmp_path, lib, args):
+    """``analyze --json > x.json`` on a full disk left an empty file and exit 0 (a sweep):
+    only a reader that went away is quiet; a write that failed says so and exits 1."""
+    exe = str(EXE) if EXE.exists() else f"{sys.executable} -m auralis_batch.cli"
+    argv = " ".join(f"'{lib}'" if a == "LIB" else a for a in args)
+    res = subprocess.run(
+        ["bash", "-c", f"{exe} {argv} > /dev/full"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 1, res.stderr
+    assert "[error] standard output: not all written (No space left on device)" in res.stderr
+
+
 def test_file_names_that_are_not_utf8_or_hold_control_characters(tmp_path):
     """A Latin-1 name from an old rip is mastered and reported; names with an escape
     sequence or a newline stay one plain line each in a log (no forged lines)."""
