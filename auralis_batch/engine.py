@@ -385,15 +385,11 @@ def _commit(
                 input_sha256=source_sha256,
             )
 
-    # The source's bytes, for a later run to know it unchanged when only its time or
-    # inode moved (copied without its times, touched): hashed before it was read, and
-    # kept only if the file is still that one (size, mtime, inode and ctime), so a file
-    # swapped during the render is not journaled with bytes that were not mastered.
     now = _identity_now(p.job.input)
-    source_sha256 = p.source_sha256 if now is not None and now == p.identity else None
     changed = _source_changed(p.job, p.identity, now)
     if changed is not None:  # never a master of a source that changed while being read
         raise changed
+    source_sha256 = _hash_still_true(p, now)
     written = out.prepare(finish, intent=intent)
     rec = measured | {
         "written": written.to_dict(),
@@ -409,6 +405,28 @@ def _commit(
     if publish:
         _publish(p, out, rec)
     return rec
+
+
+def _hash_still_true(p: _Prepared, now: list[int] | None) -> str | None:
+    """The source's SHA-256 for the journal, so that a later run knows the source
+    unchanged when only its time or inode moved (copied without its times, touched).
+    Hashed before it was read, and kept only if the file is still that one (size,
+    mtime, inode and ctime), so a file swapped during the render is not journaled with
+    bytes that were not mastered. When only the ctime moved meanwhile (a chmod, a new
+    hard link: a snapshot backup during the run) the file is hashed again: the same
+    bytes keep the hash and the track is journaled under the identity it has now (the
+    next run reads nothing; it mastered such a track again, "the input changed")."""
+    if p.source_sha256 is None or p.identity is None or now is None:
+        return None
+    if now == p.identity:
+        return p.source_sha256
+    if now[:3] != p.identity[:3]:
+        return None
+    watch = p.source.watch
+    if sha256_if_same(p.job.input, now, check=watch.check) != p.source_sha256:
+        return None
+    p.identity = now
+    return p.source_sha256
 
 
 def _identity_now(path: Path) -> list[int] | None:
@@ -549,7 +567,7 @@ def master_track(
             outcome = _render(p, out, settings)
             rec.update(_commit(p, out, outcome, settings))
             _after_commit_fault(watch)
-            rec["input_identity"] = identity
+            rec["input_identity"] = p.identity  # the commit's, if only its ctime moved
     except Exception as exc:
         rec = _failed(job, settings, _why_decoding_failed(job, identity, exc), t0)
     finally:

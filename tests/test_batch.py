@@ -321,6 +321,43 @@ def test_a_source_whose_mode_changed_is_read_once_to_check_not_mastered_again(
     assert {s for _, s in _statuses(third)} == {"skipped"} and not third.notes
 
 
+def test_a_chmod_during_the_render_keeps_the_sources_hash_and_the_next_run_reads_nothing(
+    tmp_path, small_library, monkeypatch
+):
+    """A snapshot backup (a new hard link) or a chmod while a track renders moves only
+    the source's ctime: the commit hashes it again, keeps the hash for the same bytes
+    and journals the identity it has now. It dropped the hash, and the next run
+    mastered the track again, saying the input changed (a sweep)."""
+    from auralis_batch import engine, journal
+
+    src = small_library / "a" / "00.flac"
+    real = engine._render
+
+    def chmod_during(p, *a, **k):
+        if p.job.input == src:
+            time.sleep(0.05)  # the kernel's clock for file times ticks every few ms
+            os.link(src, src.with_name("snapshot.bak"))  # as rsnapshot or cp -al
+        return real(p, *a, **k)
+
+    monkeypatch.setattr(engine, "_render", chmod_during)
+    settings = RunSettings(use_cache=False)
+    out = tmp_path / "out"
+    first = run_master([small_library], out, settings, n_jobs=1)
+    monkeypatch.undo()
+    rec = next(r for r in first.records if r["input"] == str(src))
+    assert rec["status"] == "ok" and rec["input_sha256"] == sha(src)
+    from auralis_batch.identity import file_identity
+
+    assert rec["input_identity"] == file_identity(src)
+
+    def no_hashing(*a, **k):
+        raise AssertionError("a source was read again")
+
+    monkeypatch.setattr(journal, "sha256_if_same", no_hashing)
+    again = run_master([small_library], out, settings, n_jobs=1)
+    assert {s for _, s in _statuses(again)} == {"skipped"} and not again.notes
+
+
 def test_a_journal_entry_of_an_earlier_build_without_ctime_is_still_done(tmp_path, small_library):
     """Entries journaled before the identity had a ctime ([size, mtime, inode]) are
     compared on those three: an upgrade does not master a finished library again."""
