@@ -243,6 +243,34 @@ def check_reference(reference: dict[str, Any]) -> None:
         )
 
 
+def reference_target_lufs(reference_lufs: float) -> float:
+    """The loudness a master matched to a reference of ``reference_lufs`` is made at:
+    the reference's, within the range a preset's ``target_lufs`` may take."""
+    lo, hi, _ = REFERENCE_LIMITS["target_lufs"]
+    return max(lo, min(hi, reference_lufs))
+
+
+def reference_target_warning(reference: dict[str, Any] | None) -> str | None:
+    """What every master of a run says when its reference's loudness is out of the range
+    of targets (None otherwise): a reference far quieter than any master (a near-silent
+    file that passed the -70 LUFS gate) is rarely the one meant, and its masters would
+    come out 20 dB under what the user expects with nothing but a note (a sweep)."""
+    if not reference:
+        return None
+    lufs = reference.get("integrated_lufs")
+    if not isinstance(lufs, (int, float)) or not math.isfinite(lufs):
+        return None
+    target = reference_target_lufs(float(lufs))
+    if target == lufs:
+        return None
+    lo, hi, _ = REFERENCE_LIMITS["target_lufs"]
+    name = reference.get("path") or "the reference"
+    return (
+        f"{name} measures {lufs:.1f} LUFS, outside the {lo:g} to {hi:g} LUFS a master can "
+        f"be made at: mastered to {target:.1f} LUFS (is it the reference meant?)"
+    )
+
+
 def reference_preset(
     record: dict[str, Any], reference: dict[str, Any], *, strength: float = 1.0
 ) -> Preset:
@@ -266,7 +294,7 @@ def reference_preset(
     notes: list[str] = []
     eq = _reference_eq(record, reference, fp, ref, strength=strength, notes=notes)
     ref_lufs = float(reference["integrated_lufs"])
-    target = max(-40.0, min(-5.0, ref_lufs))
+    target = reference_target_lufs(ref_lufs)
     if target != ref_lufs:
         notes.append(f"target {target:.1f} LUFS: the reference's {ref_lufs:.1f} is out of range")
     else:

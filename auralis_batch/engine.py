@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import warm
+from .adaptive import reference_target_warning
 from .analysis import CURVE_KEY, analyze_file, loudness_from_record
 from .audio import (
     BLOCK_FRAMES,
@@ -402,6 +403,7 @@ def _commit(
         rec["tag_notes"] = notes
     if not outcome.target_reached:
         rec["warning"] = "; ".join(outcome.notes) or "target not reached"
+    add_warning(rec, reference_target_warning(settings.reference_record))
     if publish:
         _publish(p, out, rec)
     return rec
@@ -766,6 +768,7 @@ def _publish_album_track(
     try:
         rec.update(partial)
         rec.pop("warning", None)  # the album's target, not the track's, below
+        add_warning(rec, reference_target_warning(settings.reference_record))
         _publish(p, out, rec)
         _after_commit_fault(watch)
         rec["input_identity"] = p.identity

@@ -1460,6 +1460,29 @@ def test_run_master_refuses_a_bare_path_and_analyses_a_reference_path(tmp_path, 
     assert rec["parameters"]["source"] == "reference"
 
 
+@pytest.mark.parametrize("album", [False, True])
+def test_a_reference_quieter_than_any_master_warns_on_every_track(tmp_path, write_audio, album):
+    """A near-silent reference (-60 LUFS: above the -70 LUFS gate) mastered everything
+    at -40 LUFS, every track ok with nothing but a note in its parameters (a sweep):
+    each master now says so in its warning (the summary line counts them)."""
+    write_audio("lib/a.flac", music_like(seconds=3.0, level_db=-30.0, seed=1))
+    write_audio("lib/b.flac", music_like(seconds=3.0, level_db=-25.0, seed=2))
+    ref = write_audio("ref.flac", music_like(seconds=5.0, level_db=-60.0, seed=9))
+    settings = RunSettings(use_cache=False, reference=str(ref), album=album)
+    result = run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1)
+    assert [r["status"] for r in result.records] == ["ok", "ok"]
+    for rec in result.records:
+        assert f"{ref} measures -5" in rec["warning"]
+        assert (
+            "outside the -40 to -5 LUFS a master can be made at: mastered to -40.0 LUFS"
+            in (rec["warning"])
+        )
+    loud = write_audio("loud.flac", music_like(seconds=5.0, level_db=-12.0, seed=9))
+    fine = RunSettings(use_cache=False, reference=str(loud), album=album)
+    result = run_master([tmp_path / "lib"], tmp_path / "out2", fine, n_jobs=1)
+    assert not any("outside the" in (r.get("warning") or "") for r in result.records)
+
+
 @pytest.mark.parametrize(
     ("fields", "match"),
     [
