@@ -1233,6 +1233,26 @@ def _sturdy_streams() -> None:
         setattr(sys, name, _SturdyStream(stream, label))
 
 
+def _refuse_empty_arguments(argv: list[str]) -> None:
+    """Exit 2 on an empty argument: a path option given one (``--out "$DEST"`` with
+    ``DEST`` unset in a cron line) meant the current folder, and ``master "$SRC"``
+    mastered it (a sweep); no option of this program takes an empty value."""
+    for i, arg in enumerate(argv):
+        if arg == "" or (arg.startswith("--") and arg.endswith("=") and "=" not in arg[:-1]):
+            if arg:
+                where = f"{arg[:-1]} is given an empty value"
+            elif i > 0 and argv[i - 1].startswith("-") and argv[i - 1] != "--":
+                where = f"{argv[i - 1]} is given an empty value"
+            elif i > 0:
+                where = f"the argument after {argv[i - 1]} is empty"
+            else:
+                where = "the first argument is empty"
+            _fail_usage(
+                f"{where}: a shell variable that is not set? (an empty path would mean "
+                "the current folder; nothing was done)"
+            )
+
+
 def _exit_code_after_streams(code: object) -> object:
     """``code``, or 1 when a standard stream could not be written (its last bytes are
     flushed here first), with a line on standard error saying which and why."""
@@ -1268,9 +1288,12 @@ def main() -> None:
     _sturdy_streams()
     one_line_warnings()
     try:
+        _refuse_empty_arguments(sys.argv[1:])
         app(prog_name="auralis-batch")
     except SystemExit as exc:  # click ends every command with one
         code = exc.code
+    except typer.Exit as exc:  # raised before click runs (an empty argument)
+        code = exc.exit_code
     else:
         code = 0
     sys.exit(_exit_code_after_streams(code))

@@ -1266,6 +1266,26 @@ def test_a_standard_output_on_a_full_disk_is_an_error_not_a_silent_success(tmp_p
     assert "[error] standard output: not all written (No space left on device)" in res.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["master", "", "--out", "O"], "the argument after master is empty"),
+        (["master", "LIB", "--out", ""], "--out is given an empty value"),
+        (["master", "LIB", "--out="], "--out is given an empty value"),
+        (["master", "LIB", "--out", "O", "--cache-dir", ""], "--cache-dir is given an empty"),
+    ],
+)
+def test_an_empty_argument_is_a_usage_error_not_the_current_folder(tmp_path, lib, args, said):
+    """``--out "$DEST"`` with DEST unset in a cron line wrote the masters and the journal
+    into the current folder, and ``master "$SRC"`` mastered it (a sweep)."""
+    exe = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "auralis_batch.cli"]
+    argv = [str(lib) if a == "LIB" else a for a in args]
+    res = subprocess.run([*exe, *argv], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert f"[error] {said}" in res.stderr and "Traceback" not in res.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["lib"]  # nothing written here
+
+
 def test_file_names_that_are_not_utf8_or_hold_control_characters(tmp_path):
     """A Latin-1 name from an old rip is mastered and reported; names with an escape
     sequence or a newline stay one plain line each in a log (no forged lines)."""
