@@ -164,6 +164,12 @@ def _other_settings(then: object, now: str | None) -> str:
         return f"it was mastered with other settings (preset {then})"
     if then != now:
         return f"it was mastered with other settings (preset {then}, now {now})"
+    if now == "reference":
+        return (
+            "it was mastered with other settings: another reference (its audio, not only "
+            "its name, counts) or a flag such as --match-strength, --target-lufs, "
+            "--ceiling-dbtp, --bit-depth, --tempo or --album"
+        )
     return (
         f"it was mastered with the same preset, {then}, and other settings (a flag such as "
         "--target-lufs, --ceiling-dbtp, --bit-depth, --tempo, --album or --match-strength, "

@@ -1483,6 +1483,20 @@ def test_a_reference_quieter_than_any_master_warns_on_every_track(tmp_path, writ
     assert not any("outside the" in (r.get("warning") or "") for r in result.records)
 
 
+def test_a_reference_whose_audio_changed_redoes_its_masters_saying_so(tmp_path, write_audio):
+    """The same reference path with other audio: the masters are redone (its content
+    hash is part of the settings), and the reason named the preset's flags, not the
+    reference (a sweep)."""
+    write_audio("lib/a.flac", music_like(seconds=3.0, level_db=-30.0, seed=1))
+    ref = write_audio("ref.flac", music_like(seconds=5.0, level_db=-12.0, seed=9))
+    settings = RunSettings(use_cache=False, reference=str(ref))
+    run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1)
+    write_audio("ref.flac", music_like(seconds=5.0, level_db=-16.0, seed=4))
+    (rec,) = run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1).records
+    assert rec["status"] == "ok"
+    assert "another reference (its audio, not only its name, counts)" in rec["replaced"]
+
+
 @pytest.mark.parametrize(
     ("fields", "match"),
     [
