@@ -53,8 +53,11 @@ def _numba_cache_dir() -> None:
             return
         from platformdirs import user_cache_dir
 
-        chosen = os.path.join(user_cache_dir("auralis-batch"), "numba")
-    if _writable(chosen):
+        try:
+            chosen = os.path.join(user_cache_dir("auralis-batch"), "numba")
+        except RuntimeError:  # no home folder (HOME unset, no user entry): temporary
+            chosen = ""
+    if chosen and _writable(chosen):
         os.environ["NUMBA_CACHE_DIR"] = chosen
         return
     import atexit
@@ -65,7 +68,9 @@ def _numba_cache_dir() -> None:
     atexit.register(shutil.rmtree, temporary, True)
     os.environ["NUMBA_CACHE_DIR"] = temporary
     _NUMBA_CACHE_NOTE = (
-        f"the compiled kernels cannot be kept: {chosen} is not writable, so this run "
+        "the compiled kernels cannot be kept: "
+        + (f"{chosen} is not writable" if chosen else "there is no home folder to keep them in")
+        + ", so this run "
         "compiles them into a temporary folder (set NUMBA_CACHE_DIR to a writable folder "
         "to keep them between runs)"
     )

@@ -49,7 +49,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import UnsafeRowError
+from .errors import NoCacheFolderError, UnsafeRowError
 from .identity import file_identity
 
 if TYPE_CHECKING:
@@ -108,13 +108,32 @@ def default_cache_dir() -> Path:
     Path
         ``$AURALIS_CACHE_DIR`` (``~`` expanded) if set, else the platform's user cache
         folder for auralis-batch + ``/fingerprints``. Nothing is created.
+
+    Raises
+    ------
+    NoCacheFolderError
+        Neither is set and there is no home folder to take it in (``HOME`` unset and
+        no user entry: a service user under cron).
     """
     env = os.environ.get("AURALIS_CACHE_DIR")
     if env:
         return Path(env).expanduser()
     from platformdirs import user_cache_dir
 
-    return Path(user_cache_dir("auralis-batch")) / "fingerprints"
+    try:
+        return Path(user_cache_dir("auralis-batch")) / "fingerprints"
+    except RuntimeError as exc:  # no home folder: HOME unset and no user entry
+        raise NoCacheFolderError(
+            f"no folder for the fingerprint cache ({exc}): give --cache-dir or set "
+            "AURALIS_CACHE_DIR"
+        ) from None
+
+
+def _default_or_none() -> Path | str:
+    try:
+        return default_cache_dir()
+    except NoCacheFolderError:
+        return "the default location"
 
 
 def path_key(path: Path) -> str:
@@ -905,7 +924,7 @@ def open_cache(
     try:
         return FingerprintCache(directory, size_limit_bytes, value_version=value_version)
     except Exception as exc:
-        target = directory if directory is not None else default_cache_dir()
+        target = directory if directory is not None else _default_or_none()
         warnings.warn(
             f"fingerprint cache at {target} is unusable ({type(exc).__name__}: {exc}); "
             "running without it",

@@ -27,9 +27,9 @@ def _open(cache_dir: Path | None):
     """The cache at ``cache_dir`` (or the default), or an empty stand-in when there is
     none yet: inspecting a cache never creates one (a mistyped --cache-dir would
     otherwise leave folders behind)."""
-    from .cache import FingerprintCache, NullCache, default_cache_dir, size_limit_from_env
+    from .cache import FingerprintCache, NullCache, size_limit_from_env
 
-    folder = cache_dir if cache_dir is not None else default_cache_dir()
+    folder = cache_dir if cache_dir is not None else _default_folder()
     if folder.exists() and not folder.is_dir():
         typer.echo(f"[error] --cache-dir {folder}: is a file, not a folder", err=True)
         raise typer.Exit(code=2)
@@ -115,6 +115,16 @@ def prune(
 @cache_app.command("path")
 def path(cache_dir: CacheDir = None) -> None:
     """Print the cache folder."""
-    from .cache import default_cache_dir
+    typer.echo(str(cache_dir if cache_dir is not None else _default_folder()))
 
-    typer.echo(str(cache_dir if cache_dir is not None else default_cache_dir()))
+
+def _default_folder() -> Path:
+    """The default cache folder, or ``[error]`` and exit 2 when there is none."""
+    from .cache import default_cache_dir
+    from .errors import NoCacheFolderError
+
+    try:
+        return default_cache_dir()
+    except NoCacheFolderError as exc:
+        typer.echo(f"[error] {exc}", err=True)
+        raise typer.Exit(code=2) from None

@@ -41,6 +41,11 @@ class CeilingError(AuralisError):
     written (the limiter's construction should make this unreachable)."""
 
 
+class NoCacheFolderError(AuralisError, OSError):
+    """No folder for a cache could be found: no home folder (``HOME`` unset and no
+    user entry, as a service user under cron may have) and none given."""
+
+
 class UnsafeRowError(AuralisError):
     """A fingerprint-cache row that is not inline JSON (a pickle, a file name, a foreign
     value): refused unread; the cache counts it as a miss and deletes it."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 import auralis_batch
 
 
@@ -120,3 +122,42 @@ def test_an_installed_package_keeps_numbas_cache_out_of_site_packages(monkeypatc
     monkeypatch.setattr(auralis_batch, "_kernels_dir", lambda: str(site))
     auralis_batch._numba_cache_dir()
     assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "xdg" / "auralis-batch" / "numba")
+
+
+def test_no_home_folder_means_temporary_kernels_and_no_fingerprint_cache(monkeypatch, tmp_path):
+    """HOME unset and no user entry (a service user under cron): platformdirs raises,
+    and every command ended in its traceback (a sweep). The kernels compile into a
+    temporary folder with a note; a run goes on without the fingerprint cache, warned;
+    the cache commands say why and exit 2."""
+    import warnings
+
+    import platformdirs
+    from typer.testing import CliRunner
+
+    from auralis_batch.cache import CacheWarning, NullCache, default_cache_dir, open_cache
+    from auralis_batch.cli import app
+    from auralis_batch.errors import NoCacheFolderError
+
+    def no_home(*args, **kwargs):
+        raise RuntimeError("could not determine the home directory")
+
+    site = tmp_path / "site-packages" / "auralis_batch" / "kernels"
+    site.mkdir(parents=True)
+    _without_numba_cache_dir(monkeypatch)
+    monkeypatch.setattr(auralis_batch, "_kernels_dir", lambda: str(site))
+    monkeypatch.setattr(platformdirs, "user_cache_dir", no_home)
+    monkeypatch.setattr(auralis_batch, "_NUMBA_CACHE_NOTE", None)
+    auralis_batch._numba_cache_dir()
+    assert os.path.basename(os.environ["NUMBA_CACHE_DIR"]).startswith("auralis-batch-numba-")
+    assert "there is no home folder to keep them in" in auralis_batch._NUMBA_CACHE_NOTE
+
+    monkeypatch.delenv("AURALIS_CACHE_DIR", raising=False)
+    with pytest.raises(NoCacheFolderError, match="give --cache-dir or set AURALIS_CACHE_DIR"):
+        default_cache_dir()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert isinstance(open_cache(), NullCache)
+    assert [w.category for w in caught] == [CacheWarning]
+    for args in (["cache", "stats"], ["cache", "path"]):
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 2 and "[error] no folder for the fingerprint cache" in res.output
