@@ -954,13 +954,13 @@ def _first_run_note(tempo: bool) -> None:
         TEMPO_KERNEL,
         _kernels_compiled,
     )
-    from .progress import FIRST_RUN_NOTE
+    from .progress import compile_note
 
     if _NUMBA_CACHE_NOTE:
         typer.echo(f"[warning] {_NUMBA_CACHE_NOTE}", err=True)
     kernels = (METER_KERNEL, FINGERPRINT_KERNEL, *((TEMPO_KERNEL,) if tempo else ()))
     if not _kernels_compiled(kernels):
-        typer.echo(f"[note] {FIRST_RUN_NOTE}", err=True)
+        typer.echo(f"[note] {compile_note(_NUMBA_CACHE_NOTE)}", err=True)
 
 
 _ANALYSIS_COLUMNS = (

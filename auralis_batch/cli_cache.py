@@ -31,7 +31,8 @@ def _open(cache_dir: Path | None):
 
     folder = cache_dir if cache_dir is not None else _default_folder()
     if folder.exists() and not folder.is_dir():
-        typer.echo(f"[error] --cache-dir {folder}: is a file, not a folder", err=True)
+        given = "--cache-dir" if cache_dir is not None else _which_default()
+        typer.echo(f"[error] {given} {folder}: is a file, not a folder", err=True)
         raise typer.Exit(code=2)
     if not folder.is_dir():
         typer.echo(f"[note] no fingerprint cache at {folder} yet: nothing in it", err=True)
@@ -116,6 +117,14 @@ def prune(
 def path(cache_dir: CacheDir = None) -> None:
     """Print the cache folder."""
     typer.echo(str(cache_dir if cache_dir is not None else _default_folder()))
+
+
+def _which_default() -> str:
+    """What chose the default folder, for a message (an error named --cache-dir when
+    AURALIS_CACHE_DIR had: a sweep)."""
+    import os
+
+    return "AURALIS_CACHE_DIR" if os.environ.get("AURALIS_CACHE_DIR") else "the cache folder"
 
 
 def _default_folder() -> Path:

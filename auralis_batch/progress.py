@@ -43,6 +43,19 @@ FIRST_RUN_NOTE = (
     "compiling the DSP kernels this command needs: 5 to 10 s on an idle machine, once "
     "(later runs load them)"
 )
+#: The same when the compiled kernels cannot be kept (the warning before it says why):
+#: "once (later runs load them)" contradicted it (a sweep).
+EVERY_RUN_NOTE = (
+    "compiling the DSP kernels this command needs: 5 to 10 s on an idle machine, at "
+    "every run while they cannot be kept"
+)
+
+
+def compile_note(cannot_keep: str | None) -> str:
+    """What to say before kernels compile: :data:`FIRST_RUN_NOTE`, or
+    :data:`EVERY_RUN_NOTE` when ``cannot_keep`` (the package's warning) says why they
+    will not be kept."""
+    return EVERY_RUN_NOTE if cannot_keep else FIRST_RUN_NOTE
 
 
 #: The summary table needs this many terminal columns; a narrower one gets the line.
@@ -256,7 +269,7 @@ class BatchProgress:
         if _NUMBA_CACHE_NOTE:  # said even with --quiet: every run pays for it
             self.note(_NUMBA_CACHE_NOTE, kind="warning")
         if self.enabled and not _kernels_compiled(self.kernels):
-            self.note(FIRST_RUN_NOTE)
+            self.note(compile_note(_NUMBA_CACHE_NOTE))
 
     def note(self, text: str, *, kind: str = "note") -> None:
         """A ``[note]`` (or ``[kind]``) line on stderr, above the bar in a terminal."""

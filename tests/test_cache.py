@@ -963,7 +963,10 @@ def test_inspecting_a_cache_that_does_not_exist_creates_nothing(tmp_path):
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
     res = CliRunner().invoke(app, ["cache", "stats", "--cache-dir", str(a_file)])
-    assert res.exit_code == 2 and "is a file, not a folder" in res.output
+    assert res.exit_code == 2 and f"--cache-dir {a_file}: is a file, not a folder" in res.output
+    # the variable chose it: the message names the variable, not a flag not given
+    res = CliRunner().invoke(app, ["cache", "stats"], env={"AURALIS_CACHE_DIR": str(a_file)})
+    assert res.exit_code == 2 and f"AURALIS_CACHE_DIR {a_file}: is a file" in res.output
 
 
 def test_a_folder_scan_takes_mpeg_layer_2_and_leaves_header_less_raw():

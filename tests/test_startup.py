@@ -179,3 +179,19 @@ def test_the_cli_says_once_that_the_kernels_cannot_be_kept(monkeypatch, capsys):
     monkeypatch.setattr(auralis_batch, "_NUMBA_CACHE_NOTE", "the compiled kernels cannot be kept")
     BatchProgress(enabled=False, interactive=False).first_run_note()
     assert capsys.readouterr().err == "[warning] the compiled kernels cannot be kept\n"
+
+
+def test_the_compile_note_does_not_promise_a_cache_that_cannot_be_kept(monkeypatch, capsys):
+    """With the kernels' cache unwritable, "[warning] ... cannot be kept" was followed
+    by "[note] compiling ... once (later runs load them)" (a sweep)."""
+    import auralis_batch
+    from auralis_batch.progress import BatchProgress
+
+    monkeypatch.setattr(auralis_batch, "_kernels_compiled", lambda kernels: False)
+    monkeypatch.setattr(auralis_batch, "_NUMBA_CACHE_NOTE", "the compiled kernels cannot be kept")
+    BatchProgress(enabled=True, interactive=False).first_run_note()
+    err = capsys.readouterr().err
+    assert "at every run while they cannot be kept" in err and "later runs load them" not in err
+    monkeypatch.setattr(auralis_batch, "_NUMBA_CACHE_NOTE", None)
+    BatchProgress(enabled=True, interactive=False).first_run_note()
+    assert "once (later runs load them)" in capsys.readouterr().err
