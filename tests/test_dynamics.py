@@ -210,7 +210,7 @@ def _signal(kind: str, rng: np.random.Generator, n: int, channels: int) -> np.nd
     return np.ascontiguousarray(x)
 
 
-# The ceiling is held with an internal margin of 0.1 dB (LIMITER_MARGIN_DB). The 0.01 dB
+# The ceiling is held with an internal margin of 0.2 dB (LIMITER_MARGIN_DB). The 0.01 dB
 # tolerance is the reference's own error: resample_poly's Kaiser FIR does not reproduce
 # the original samples exactly (a lone impulse reads +0.006 dB at 8x).
 TP_TOLERANCE_DB = 0.01
@@ -239,6 +239,28 @@ def test_limiter_never_exceeds_true_peak_ceiling(
     y = limit(x, SR, ceiling_dbtp=ceiling_dbtp, lookahead_ms=lookahead_ms, release_ms=release_ms)
     assert y.shape == x.shape
     assert true_peak_db(y) <= ceiling_dbtp + TP_TOLERANCE_DB
+
+
+def test_a_master_of_full_band_material_stays_under_the_ceiling():
+    """Where the 24-tap detector under-reads the most: seconds of full-band noise bursts
+    over tones, 6 correlated channels at 48 kHz (a sweep's file), mastered to -10 LUFS,
+    came out 0.014 dB over the -1 dBTP ceiling by an 8x reference with a 0.1 dB margin.
+    Short signals (the property test above) never showed it."""
+    import dataclasses
+
+    from auralis_batch.pipeline import master_array
+    from auralis_batch.presets import load_preset
+
+    rng = np.random.default_rng(4)
+    t = np.arange(264600) / 44100
+    x = np.zeros_like(t)
+    for f in (110, 220, 330, 440, 660):
+        x += 0.1 * np.sin(2 * np.pi * f * t + rng.uniform(0, 6))
+    x = 0.5 * (x + 0.3 * np.exp(-(t % 0.5) * 20) * rng.standard_normal(t.size))
+    x6 = np.ascontiguousarray(np.stack([x * (1 + 0.1 * c) for c in range(6)]))
+    preset = dataclasses.replace(load_preset("gentle"), target_lufs=-10.0)
+    y, _ = master_array(x6, 48000, preset=preset)
+    assert true_peak_db(np.asarray(y)) <= preset.limiter.ceiling_dbtp + TP_TOLERANCE_DB
 
 
 def test_a_run_of_rising_required_gains_longer_than_the_hold_stays_in_the_ring():
@@ -391,8 +413,8 @@ def test_limited_sine_has_negligible_distortion(f0):
     y = np.concatenate([lim.process(x[None]), lim.flush()], axis=1)[0]
     settled = y[SR : 3 * SR]
     assert thd_db(settled, f0, SR) < -100.0  # pedalboard's Limiter: about -30 dB here
-    assert -1.2 < true_peak_db(settled[None]) <= ceiling
-    assert 6.0 < lim.max_gain_reduction_db < 6.2
+    assert ceiling - LIMITER_MARGIN_DB - 0.1 < true_peak_db(settled[None]) <= ceiling
+    assert 6.0 < lim.max_gain_reduction_db < 6.0 + LIMITER_MARGIN_DB + 0.05
 
 
 @pytest.mark.parametrize(
