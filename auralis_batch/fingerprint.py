@@ -871,12 +871,17 @@ def tempo_estimate(
 
 
 def tempo_tracker(audio: np.ndarray, sample_rate: int) -> TempoTracker:
-    """A :class:`TempoTracker` fed with the whole of ``audio``."""
+    """A :class:`TempoTracker` fed with the whole of ``audio``, through the front end
+    of :class:`FingerprintAnalyzer` (the downmix without its DC offset,
+    :data:`DC_BLOCK_HZ`, then the decimation), so the tempo API answers as ``analyze``
+    does: it read the plain mean, and an LMMS song close between two levels got 148
+    BPM here and 98.7 from ``analyze``."""
     from .audio import as_audio
 
-    x = as_audio(audio)
+    x = np.ascontiguousarray(as_audio(audio), dtype=np.float64)
     sr = int(sample_rate)
-    mono = x.mean(axis=0) if x.shape[0] > 1 else x[0]
+    dc_coef = math.exp(-2.0 * math.pi * DC_BLOCK_HZ / sr)
+    mono, _ = downmix_stats(x, downmix_state(x.shape[0]), dc_coef)
     factor = _decimation(sr)
     if factor > 1:
         mono = _Decimator(sr, factor).push(np.ascontiguousarray(mono))

@@ -132,3 +132,19 @@ def test_onset_envelopes_equal_log_flux_per_group_and_streamed():
             power[:, bands], ref, floor_db, range_db, np.zeros(bands.size), np.zeros(1, np.int64)
         )
         np.testing.assert_allclose(got[g], expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.3])
+def test_the_tempo_api_reads_the_signal_as_analyze_does(offset):
+    """``tempo_estimate`` read the plain mean of the channels, ``analyze`` the downmix
+    without its DC offset: an LMMS song close between two levels got 148 BPM from one
+    and 98.7 from the other. One front end: the same tempo, confidence and runners-up,
+    with or without an offset."""
+    x = drum_pattern(97.0, seconds=12.0, bass=True) + offset
+    api = tempo_estimate(x, SR)
+    fp = fingerprint(x, SR)
+    assert (fp.tempo_bpm, fp.tempo_confidence, fp.tempo_candidates) == (
+        api.bpm,
+        api.confidence,
+        api.candidates,
+    )
