@@ -264,6 +264,36 @@ def test_folder_symlinks_are_followed_once(tmp_path, lib):
     assert "folder already read" in res.stdout
 
 
+def test_a_folder_is_read_under_its_own_name_before_a_link_to_it(tmp_path, write_audio):
+    """``lib/0link -> Zreal``: the link, named first, took the folder's tracks (OUT/0link/)
+    and the real folder was reported as "folder already read (symlink)"; removing the
+    link later put a second tree in OUT (a sweep). Folders come before links to them."""
+    from auralis_batch.plan import plan_master
+
+    write_audio("lib/Zreal/a.wav", music_like(seconds=1.0))
+    (tmp_path / "lib" / "0link").symlink_to("Zreal", target_is_directory=True)
+    plan = plan_master([tmp_path / "lib"], tmp_path / "O", "flac", extensions=frozenset({"wav"}))
+    assert [j.output for j in plan.jobs] == [tmp_path / "O" / "Zreal" / "a.flac"]
+    (skipped,) = plan.records
+    assert skipped["input"].endswith("0link") and "folder already read" in skipped["error"]
+
+
+def test_no_note_of_masters_inside_a_folder_that_holds_none(tmp_path, lib):
+    """``master OUT/in --out OUT`` said "masters that earlier runs wrote inside it are
+    not read" whenever an enclosing OUT's journal named any master (a sweep)."""
+    out = tmp_path / "O"
+    res = cli("master", lib, "--out", out, "-q", "-j", "1", "--no-cache")
+    assert res.returncode == 0, res.stderr
+    inner = out / "in"
+    inner.mkdir()
+    (inner / "x.flac").write_bytes((lib / "00.flac").read_bytes())
+    dry = cli("master", inner, "--out", tmp_path / "O2", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "masters that earlier runs wrote inside it" not in dry.stdout + dry.stderr
+    dry = cli("master", out, "--out", tmp_path / "O3", "--dry-run")
+    assert "masters that earlier runs wrote inside it are not read" in dry.stdout + dry.stderr
+
+
 def test_second_run_into_the_same_out_is_refused_naming_the_first(tmp_path, write_audio):
     write_audio("lib/long.flac", music_like(seconds=30.0))
     out = tmp_path / "O"
