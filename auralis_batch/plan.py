@@ -151,9 +151,9 @@ def _read_one(p: Path, extensions, excluded: set[Path], skip_masters: bool) -> _
             for ancestor in p.resolve().parents:  # are that OUT's journal's
                 masters |= _masters_in(ancestor)
         seen = {(st.st_dev, st.st_ino)}
-        _walk(p, p, extensions, excluded, seen, masters, one.audio, one.skipped, one.notes)
-        real = p.resolve()
-        if masters and any(real in m.parents for m in masters):
+        dropped: list[Path] = []
+        _walk(p, p, extensions, excluded, seen, masters, one.audio, one.skipped, one.notes, dropped)
+        if dropped:  # said when some were met, not when an enclosing OUT has any
             one.notes.append(f"{p}: masters that earlier runs wrote inside it are not read")
     elif stat.S_ISREG(st.st_mode):
         one.audio.append((p, Path(p.name)))
@@ -204,40 +204,9 @@ def _under(path: str, folder: str) -> bool:
     return path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def _walk(root, folder, extensions, excluded, seen, masters, audio, skipped, notes) -> None:
-    """Every file under ``folder`` into ``audio`` (with its path under ``root``) or
-    ``skipped``. Folders are read before links to folders, whatever their names, so a
-    folder is mirrored under its own name and a link to it is the one "already read"
-    (a link named before its target took the folder's tracks, and the folder was said
-    to be a link: a sweep)."""
-    links: list[Path] = []
-    _walk_real(root, folder, extensions, excluded, seen, masters, audio, skipped, notes, links)
-    while links:
-        path = links.pop(0)
-        _walk_dir(root, path, extensions, excluded, seen, masters, audio, skipped, notes, links)
-
-
-def _walk_dir(root, path, extensions, excluded, seen, masters, audio, skipped, notes, links):
-    """``path``, a folder met in a walk (or a link to one), unless it is OUT or read."""
-    try:
-        st = os.stat(path)  # follows symlinks
-    except OSError:
-        skipped.append(skipped_record(path, "broken symlink or unreadable entry"))
-        return
-    real = path.resolve()
-    if real in excluded:
-        notes.append(f"{path}: the output folder is inside the input; not read")
-        _tracks_in_out(path, extensions, seen, skipped)
-        return
-    key = (st.st_dev, st.st_ino)
-    if key in seen:  # a symlink loop, or a second way into a folder already read
-        skipped.append(skipped_record(path, "folder already read (symlink)"))
-        return
-    seen.add(key)
-    _walk_real(root, path, extensions, excluded, seen, masters, audio, skipped, notes, links)
-
-
-def _walk_real(root, folder, extensions, excluded, seen, masters, audio, skipped, notes, links):
+def _walk(
+    root, folder, extensions, excluded, seen, masters, audio, skipped, notes, dropped=None
+) -> None:
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
@@ -255,13 +224,24 @@ def _walk_real(root, folder, extensions, excluded, seen, masters, audio, skipped
             skipped.append(skipped_record(path, "broken symlink or unreadable entry"))
             continue
         if stat.S_ISDIR(st.st_mode):
-            if entry.is_symlink():
-                links.append(path)  # after the folders themselves
+            real = path.resolve()
+            if real in excluded or _inside(real, excluded):  # OUT, or a link into it
+                notes.append(f"{path}: the output folder is inside the input; not read")
+                _tracks_in_out(path, extensions, seen, skipped)
                 continue
-            _walk_dir(root, path, extensions, excluded, seen, masters, audio, skipped, notes, links)
+            key = (st.st_dev, st.st_ino)
+            if key in seen:  # a symlink loop, or a second way into a folder already read
+                # (the first way met in name order keeps it: an upgrade must not move
+                # a finished library's masters by reading its folders in another order)
+                skipped.append(skipped_record(path, "folder already read by another path"))
+                continue
+            seen.add(key)
+            _walk(root, path, extensions, excluded, seen, masters, audio, skipped, notes, dropped)
         elif not stat.S_ISREG(st.st_mode):
             skipped.append(skipped_record(path, f"not read: {_kind(st.st_mode)}"))
         elif masters and path.resolve() in masters:
+            if dropped is not None:
+                dropped.append(path)
             continue  # a master an earlier run wrote here: never mastered again
         elif excluded and entry.is_symlink() and _inside(path.resolve(), excluded):
             # a link to a master (lib/latest.flac -> ../out/a.flac): OUT is not input

@@ -264,18 +264,35 @@ def test_folder_symlinks_are_followed_once(tmp_path, lib):
     assert "folder already read" in res.stdout
 
 
-def test_a_folder_is_read_under_its_own_name_before_a_link_to_it(tmp_path, write_audio):
-    """``lib/0link -> Zreal``: the link, named first, took the folder's tracks (OUT/0link/)
-    and the real folder was reported as "folder already read (symlink)"; removing the
-    link later put a second tree in OUT (a sweep). Folders come before links to them."""
+def test_a_folder_met_twice_keeps_its_first_path_and_the_second_is_named_right(
+    tmp_path, write_audio
+):
+    """``lib/0link -> Zreal``: the link, first in name order, keeps the folder's tracks
+    (OUT/0link/), as every earlier build mirrored it (reading real folders first moved
+    a finished library's masters on upgrade: a review); the real folder was reported
+    as "folder already read (symlink)", which it is not (a sweep)."""
     from auralis_batch.plan import plan_master
 
     write_audio("lib/Zreal/a.wav", music_like(seconds=1.0))
     (tmp_path / "lib" / "0link").symlink_to("Zreal", target_is_directory=True)
     plan = plan_master([tmp_path / "lib"], tmp_path / "O", "flac", extensions=frozenset({"wav"}))
-    assert [j.output for j in plan.jobs] == [tmp_path / "O" / "Zreal" / "a.flac"]
+    assert [j.output for j in plan.jobs] == [tmp_path / "O" / "0link" / "a.flac"]
     (skipped,) = plan.records
-    assert skipped["input"].endswith("0link") and "folder already read" in skipped["error"]
+    assert skipped["input"].endswith("Zreal")
+    assert skipped["error"] == "folder already read by another path"
+
+
+def test_a_link_into_a_subfolder_of_out_is_not_read(tmp_path, write_audio):
+    """``lib/y -> OUT/sub``: the masters in it were mastered again into OUT/y/ (a review);
+    a link into OUT is OUT."""
+    from auralis_batch.plan import plan_master
+
+    write_audio("lib/a.wav", music_like(seconds=1.0))
+    write_audio("O/sub/m.wav", music_like(seconds=1.0))
+    (tmp_path / "lib" / "y").symlink_to(tmp_path / "O" / "sub", target_is_directory=True)
+    plan = plan_master([tmp_path / "lib"], tmp_path / "O", "flac", extensions=frozenset({"wav"}))
+    assert [j.output for j in plan.jobs] == [tmp_path / "O" / "a.flac"]
+    assert any("the output folder is inside the input" in n for n in plan.notes)
 
 
 def test_no_note_of_masters_inside_a_folder_that_holds_none(tmp_path, lib):
@@ -291,6 +308,11 @@ def test_no_note_of_masters_inside_a_folder_that_holds_none(tmp_path, lib):
     assert dry.returncode == 0, dry.stderr
     assert "masters that earlier runs wrote inside it" not in dry.stdout + dry.stderr
     dry = cli("master", out, "--out", tmp_path / "O3", "--dry-run")
+    assert "masters that earlier runs wrote inside it are not read" in dry.stdout + dry.stderr
+    # masters met through a link to an earlier OUT are said too
+    (tmp_path / "lib2").mkdir()
+    (tmp_path / "lib2" / "prev").symlink_to(out, target_is_directory=True)
+    dry = cli("master", tmp_path / "lib2", "--out", tmp_path / "O4", "--dry-run")
     assert "masters that earlier runs wrote inside it are not read" in dry.stdout + dry.stderr
 
 
