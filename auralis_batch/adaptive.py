@@ -250,24 +250,34 @@ def reference_target_lufs(reference_lufs: float) -> float:
     return max(lo, min(hi, reference_lufs))
 
 
-def reference_target_warning(reference: dict[str, Any] | None) -> str | None:
+#: A reference this far (LU) outside the range of targets warns on every master; a
+#: loud modern master half a LU over -5 LUFS is matched at -5 without a word.
+REFERENCE_CLAMP_WARN_LU = 1.0
+
+
+def reference_target_warning(
+    reference: dict[str, Any] | None, *, target_lufs: float | None = None
+) -> str | None:
     """What every master of a run says when its reference's loudness is out of the range
-    of targets (None otherwise): a reference far quieter than any master (a near-silent
-    file that passed the -70 LUFS gate) is rarely the one meant, and its masters would
-    come out 20 dB under what the user expects with nothing but a note (a sweep)."""
-    if not reference:
+    of targets by :data:`REFERENCE_CLAMP_WARN_LU` or more (None otherwise, and None when
+    ``target_lufs``, a ``--target-lufs`` given with the reference, sets the loudness): a
+    reference far quieter than any master (a near-silent file that passed the -70 LUFS
+    gate) is rarely the one meant, and its masters came out 20 dB under what the user
+    expected with nothing but a note (a sweep)."""
+    if not reference or target_lufs is not None:
         return None
     lufs = reference.get("integrated_lufs")
     if not isinstance(lufs, (int, float)) or not math.isfinite(lufs):
         return None
     target = reference_target_lufs(float(lufs))
-    if target == lufs:
+    if abs(target - lufs) < REFERENCE_CLAMP_WARN_LU:
         return None
     lo, hi, _ = REFERENCE_LIMITS["target_lufs"]
     name = reference.get("path") or "the reference"
+    question = " (is it the reference meant?)" if lufs < lo else ""
     return (
         f"{name} measures {lufs:.1f} LUFS, outside the {lo:g} to {hi:g} LUFS a master can "
-        f"be made at: mastered to {target:.1f} LUFS (is it the reference meant?)"
+        f"be made at: mastered to {target:.1f} LUFS{question}"
     )
 
 

@@ -403,7 +403,10 @@ def _commit(
         rec["tag_notes"] = notes
     if not outcome.target_reached:
         rec["warning"] = "; ".join(outcome.notes) or "target not reached"
-    add_warning(rec, reference_target_warning(settings.reference_record))
+    add_warning(
+        rec,
+        reference_target_warning(settings.reference_record, target_lufs=settings.target_lufs),
+    )
     if publish:
         _publish(p, out, rec)
     return rec
@@ -768,7 +771,10 @@ def _publish_album_track(
     try:
         rec.update(partial)
         rec.pop("warning", None)  # the album's target, not the track's, below
-        add_warning(rec, reference_target_warning(settings.reference_record))
+        add_warning(
+            rec,
+            reference_target_warning(settings.reference_record, target_lufs=settings.target_lufs),
+        )
         _publish(p, out, rec)
         _after_commit_fault(watch)
         rec["input_identity"] = p.identity

@@ -1474,13 +1474,40 @@ def test_a_reference_quieter_than_any_master_warns_on_every_track(tmp_path, writ
     for rec in result.records:
         assert f"{ref} measures -5" in rec["warning"]
         assert (
-            "outside the -40 to -5 LUFS a master can be made at: mastered to -40.0 LUFS"
-            in (rec["warning"])
-        )
+            "outside the -40 to -5 LUFS a master can be made at: mastered to -40.0 LUFS "
+            "(is it the reference meant?)"
+        ) in rec["warning"]
     loud = write_audio("loud.flac", music_like(seconds=5.0, level_db=-12.0, seed=9))
     fine = RunSettings(use_cache=False, reference=str(loud), album=album)
     result = run_master([tmp_path / "lib"], tmp_path / "out2", fine, n_jobs=1)
     assert not any("outside the" in (r.get("warning") or "") for r in result.records)
+    # --target-lufs sets the loudness: nothing was clamped to say (a review)
+    given = RunSettings(use_cache=False, reference=str(ref), album=album, target_lufs=-20.0)
+    result = run_master([tmp_path / "lib"], tmp_path / "out3", given, n_jobs=1)
+    assert not any("outside the" in (r.get("warning") or "") for r in result.records)
+
+
+@pytest.mark.parametrize(
+    ("lufs", "said"),
+    [
+        (-40.04, None),  # "measures -40.0 LUFS, outside ... -40": rounding (a review)
+        (-4.5, None),  # a loud modern master: matched at -5 without a word
+        (
+            -41.5,
+            "-41.5 LUFS, outside the -40 to -5 LUFS a master can be made at: "
+            "mastered to -40.0 LUFS (is it the reference meant?)",
+        ),
+        (
+            -3.0,
+            "-3.0 LUFS, outside the -40 to -5 LUFS a master can be made at: mastered to -5.0 LUFS",
+        ),
+    ],
+)
+def test_the_reference_warning_says_only_what_is_so(lufs, said):
+    from auralis_batch.adaptive import reference_target_warning
+
+    got = reference_target_warning({"path": "r.flac", "integrated_lufs": lufs})
+    assert got == (None if said is None else f"r.flac measures {said}")
 
 
 def test_a_reference_whose_audio_changed_redoes_its_masters_saying_so(tmp_path, write_audio):
