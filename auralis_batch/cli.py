@@ -9,6 +9,7 @@ neither compiles kernels nor loads the DSP stack.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -1179,9 +1180,22 @@ class _SturdyStream:
     def __init__(self, stream, name: str = "standard output") -> None:
         self._stream = stream
         self._name = name
+        try:
+            self._terminal = bool(stream.isatty())
+        except Exception:
+            self._terminal = False
+
+    def _reader_left(self, exc: OSError) -> bool:
+        """A closed pipe (EINVAL on Windows: python/cpython#79935), or a terminal
+        that hung up (EIO): nobody is left to read, so nothing is lost."""
+        if isinstance(exc, BrokenPipeError):
+            return True
+        if os.name == "nt" and exc.errno == errno.EINVAL:
+            return True
+        return self._terminal and exc.errno == errno.EIO
 
     def _gone(self, exc: Exception) -> None:
-        if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
+        if isinstance(exc, OSError) and not self._reader_left(exc):
             _SturdyStream.failures.setdefault(self._name, exc)
         with contextlib.suppress(Exception):
             null = os.open(os.devnull, os.O_WRONLY)
@@ -1240,10 +1254,8 @@ def _refuse_empty_arguments(argv: list[str]) -> None:
     for i, arg in enumerate(argv):
         if arg == "" or (arg.startswith("--") and arg.endswith("=") and "=" not in arg[:-1]):
             if arg:
-                where = f"{arg[:-1]} is given an empty value"
-            elif i > 0 and argv[i - 1].startswith("-") and argv[i - 1] != "--":
-                where = f"{argv[i - 1]} is given an empty value"
-            elif i > 0:
+                where = f"{arg[:-1]}= is given an empty value"
+            elif i > 0:  # after an option or an input: which one is not known here
                 where = f"the argument after {argv[i - 1]} is empty"
             else:
                 where = "the first argument is empty"

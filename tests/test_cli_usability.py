@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
@@ -281,3 +282,39 @@ def test_readme_names_every_module_and_the_cache_variable():
     assert missing == []
     assert "AURALIS_CACHE_DIR" in readme
     assert re.search(r"/\.venv/bin/auralis-batch master .* 2>>", readme)
+
+
+@pytest.mark.parametrize(
+    ("terminal", "err", "lost"),
+    [
+        (True, errno.EIO, False),  # a terminal that hung up: nobody is left to read
+        (False, errno.EIO, True),  # a file on a failing disk: what was written is lost
+        (False, errno.ENOSPC, True),
+        (False, errno.EPIPE, False),
+    ],
+)
+def test_a_stream_that_fails_is_counted_lost_unless_its_reader_left(
+    monkeypatch, terminal, err, lost
+):
+    from auralis_batch import cli
+
+    class Failing:
+        def isatty(self):
+            return terminal
+
+        def fileno(self):
+            raise OSError("no descriptor")
+
+        def write(self, text):
+            exc = BrokenPipeError if err == errno.EPIPE else OSError
+            raise exc(err, os.strerror(err))
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(cli._SturdyStream, "failures", {})
+    stream = cli._SturdyStream(Failing(), "standard output")
+    assert stream.write("x") == 1  # never raises: the run goes on
+    assert ("standard output" in cli._SturdyStream.failures) is lost
+    stream._stream.close()  # the null device it now writes to
+    assert cli._exit_code_after_streams(0) == (1 if lost else 0)

@@ -1322,9 +1322,10 @@ def test_a_standard_output_on_a_full_disk_is_an_error_not_a_silent_success(tmp_p
     ("args", "said"),
     [
         (["master", "", "--out", "O"], "the argument after master is empty"),
-        (["master", "LIB", "--out", ""], "--out is given an empty value"),
-        (["master", "LIB", "--out="], "--out is given an empty value"),
-        (["master", "LIB", "--out", "O", "--cache-dir", ""], "--cache-dir is given an empty"),
+        (["master", "LIB", "--out", ""], "the argument after --out is empty"),
+        (["master", "LIB", "--out="], "--out= is given an empty value"),
+        (["master", "LIB", "--out", "O", "--cache-dir", ""], "the argument after --cache-dir"),
+        (["master", "--album", "", "--out", "O"], "the argument after --album is empty"),
     ],
 )
 def test_an_empty_argument_is_a_usage_error_not_the_current_folder(tmp_path, lib, args, said):
