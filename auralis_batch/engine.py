@@ -217,7 +217,12 @@ def _identify(job: Job, watch: Watch) -> tuple[list[int], str | None]:
     keeps it only if the identity holds, inode included). The read warms the page
     cache for the decoder; the track's checks run as it goes."""
     identity = file_identity(job.input)
-    return identity, sha256_if_same(job.input, identity, check=watch.check)
+    digest = sha256_if_same(job.input, identity, check=watch.check)
+    if digest is None:  # a chmod or a new link while it was hashed: once more, as it is
+        again = _identity_now(job.input)
+        if again is not None and again != identity and again[:3] == identity[:3]:
+            identity, digest = again, sha256_if_same(job.input, again, check=watch.check)
+    return identity, digest
 
 
 def _prepare(job: Job, settings: RunSettings, cache, watch: Watch, budget_bytes: int) -> _Prepared:
@@ -420,7 +425,10 @@ def _hash_still_true(p: _Prepared, now: list[int] | None) -> str | None:
     bytes that were not mastered. When only the ctime moved meanwhile (a chmod, a new
     hard link: a snapshot backup during the run) the file is hashed again: the same
     bytes keep the hash and the track is journaled under the identity it has now (the
-    next run reads nothing; it mastered such a track again, "the input changed")."""
+    next run reads nothing; it mastered such a track again, "the input changed").
+    Other bytes there mean the file was rewritten in place, its time kept, while the
+    track was read (``mp3gain -p``): raises :class:`AudioError`, as a source whose size
+    or time changed does (its master could hold some of each)."""
     if p.source_sha256 is None or p.identity is None or now is None:
         return None
     if now == p.identity:
@@ -428,8 +436,14 @@ def _hash_still_true(p: _Prepared, now: list[int] | None) -> str | None:
     if now[:3] != p.identity[:3]:
         return None
     watch = p.source.watch
-    if sha256_if_same(p.job.input, now, check=watch.check) != p.source_sha256:
+    again = sha256_if_same(p.job.input, now, check=watch.check)
+    if again is None:  # changed again meanwhile, or unreadable: not known
         return None
+    if again != p.source_sha256:
+        raise AudioError(
+            f"{p.job.input}: the source changed while it was being read (rewritten in "
+            "place, its time kept); not mastered: the next run masters it as it is then"
+        )
     p.identity = now
     return p.source_sha256
 

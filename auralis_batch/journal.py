@@ -166,8 +166,8 @@ def _other_settings(then: object, now: str | None) -> str:
         return f"it was mastered with other settings (preset {then}, now {now})"
     if now == "reference":
         return (
-            "it was mastered with other settings: another reference (its audio, not only "
-            "its name, counts) or a flag such as --match-strength, --target-lufs, "
+            "it was mastered with other settings: another reference (or other audio in "
+            "the reference's file) or a flag such as --match-strength, --target-lufs, "
             "--ceiling-dbtp, --bit-depth, --tempo or --album"
         )
     return (
@@ -567,8 +567,11 @@ class Journal:
         elif entry["settings"] not in settings_hashes:
             why = _other_settings(entry.get("preset"), preset)
         elif same_input:
-            if entry["input"] != here:  # its folder renamed: journaled under the new path
-                self.refreshed[key] = dict(entry, input=here)
+            if entry["input"] != here or entry["identity"] != now:
+                # its folder renamed: journaled under the new path; an entry of a build
+                # before the ctime: journaled with it (one line, nothing read), so an
+                # upgraded library is guarded against in-place rewrites from now on
+                self.refreshed[key] = dict(entry, input=here, identity=now)
             return OutputState("done", expect=written)
         else:
             why = "the input changed since it was mastered"

@@ -155,8 +155,11 @@ def _rewrite_in_place_keeping_size_and_mtime(f) -> None:
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
     now = f.stat()
     assert (now.st_size, now.st_mtime_ns, now.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+    if now.st_ctime_ns == st.st_ctime_ns:
+        pytest.skip("this filesystem's ctime did not move within 50 ms")
 
 
+@pytest.mark.skipif(os.name == "nt", reason="st_ctime is the creation time on Windows")
 def test_fast_path_misses_a_file_rewritten_in_place_with_its_time_set_back(tmp_path):
     f = tmp_path / "song.flac"
     f.write_bytes(b"audio")
