@@ -57,6 +57,8 @@ def _numba_cache_dir() -> None:
             chosen = os.path.join(user_cache_dir("auralis-batch"), "numba")
         except RuntimeError:  # no home folder (HOME unset, no user entry): temporary
             chosen = ""
+        if not os.path.isabs(chosen):  # "" above, or an older platformdirs' "~/..."
+            chosen = ""
     if chosen and _writable(chosen):
         os.environ["NUMBA_CACHE_DIR"] = chosen
         return

@@ -121,12 +121,18 @@ def default_cache_dir() -> Path:
     from platformdirs import user_cache_dir
 
     try:
-        return Path(user_cache_dir("auralis-batch")) / "fingerprints"
+        folder = user_cache_dir("auralis-batch")
     except RuntimeError as exc:  # no home folder: HOME unset and no user entry
         raise NoCacheFolderError(
             f"no folder for the fingerprint cache ({exc}): give --cache-dir or set "
             "AURALIS_CACHE_DIR"
         ) from None
+    if not os.path.isabs(folder):  # an older platformdirs' "~/.cache/..." unexpanded
+        raise NoCacheFolderError(
+            f"no folder for the fingerprint cache (no home folder: {folder}): give "
+            "--cache-dir or set AURALIS_CACHE_DIR"
+        )
+    return Path(folder) / "fingerprints"
 
 
 def _default_or_none() -> Path | str:

@@ -161,3 +161,10 @@ def test_no_home_folder_means_temporary_kernels_and_no_fingerprint_cache(monkeyp
     for args in (["cache", "stats"], ["cache", "path"]):
         res = CliRunner().invoke(app, args)
         assert res.exit_code == 2 and "[error] no folder for the fingerprint cache" in res.output
+    # an older platformdirs gives "~/.cache/..." unexpanded instead of raising
+    monkeypatch.setattr(platformdirs, "user_cache_dir", lambda *a, **k: "~/.cache/ab")
+    with pytest.raises(NoCacheFolderError, match="no home folder"):
+        default_cache_dir()
+    _without_numba_cache_dir(monkeypatch)
+    auralis_batch._numba_cache_dir()
+    assert os.path.isabs(os.environ["NUMBA_CACHE_DIR"])

@@ -631,7 +631,7 @@ def test_a_correction_the_cap_lowers_short_of_the_target_is_not_measured(monkeyp
     cap = pipeline._LimitingCap(-10.0, -1.0, 10.0)  # gains past +18.8 dB are capped
     gain, passes = pipeline._settle_gain(None, None, 16.0, -14.0, cap)
     assert cap.capped and gain == pytest.approx(19.0 - LIMITER_MARGIN_DB)
-    assert passes == 1 and measured == [16.0]  # 2 before, the second at +18.9 dB
+    assert passes == 1 and measured == [16.0]  # 2 before, the second at the capped gain
     # the rule: -17 LUFS at +16 dB bounds +18.9 dB under -14.1 LUFS (final); -16.5
     # LUFS bounds it under -13.6 LUFS (measured); a gain the cap did not lower, measured
     assert pipeline._capped_short(18.9, 19.0, -17.0, 16.0, -14.0)
