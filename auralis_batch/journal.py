@@ -272,6 +272,28 @@ def _valid_plan(entry: object) -> bool:
     )
 
 
+#: :meth:`Journal.plan` rewrites a journal with its live entries only when it holds
+#: more than this many lines a live entry, and at least COMPACT_MIN_LINES lines: each
+#: master again, each refresh (a library touched, chmod'ed, copied without its times)
+#: and each run's plan is a line, and the whole file is read at every run.
+COMPACT_LINES_PER_ENTRY = 3
+COMPACT_MIN_LINES = 1000
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where folders cannot be synced)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _valid_legacy(entry: object) -> bool:
     """An entry of auralis-batch 0.1 before this journal format: an absolute output path,
     the input's identity and the settings hash, but no record of the output itself."""
@@ -371,6 +393,10 @@ class Journal:
         #: and read to find them the bytes that were mastered (the run says how many).
         self.rechecked: set[str] = set()
         self._fd: int | None = None
+        #: Lines read (every kind), and the entries of the legacy kind as read: what
+        #: :meth:`_compact` weighs and keeps.
+        self._lines = 0
+        self._legacy_entries: list[dict] = []
         try:
             fd = _open_regular(self.path, os.O_RDONLY)
         except FileNotFoundError:
@@ -385,6 +411,7 @@ class Journal:
         for line in data.split(b"\n"):
             if not line.strip():
                 continue
+            self._lines += 1
             entry = _parse(line)
             if _valid_entry(entry):
                 self.by_output[entry["output"]] = entry
@@ -394,6 +421,7 @@ class Journal:
                 retired.add(entry["retired"])
             elif _valid_legacy(entry) and (key := self.key(Path(entry["output"]))) is not None:
                 self.legacy.add(key)
+                self._legacy_entries.append(entry)
             else:
                 self.ignored_lines += 1
         for plan in plans:
@@ -583,6 +611,11 @@ class Journal:
         """Retire the plans of dead runs (this run has just decided about their
         files), journal again the outputs :meth:`state` found under a new time or input
         path, and note, before any work, every output this run may write."""
+        if self._compact_due():
+            self.by_output.update(self.refreshed)
+            if self._compact():  # the dead runs' plans are not in it: retired
+                self.planned.clear()
+                self.refreshed.clear()
         for run_id in sorted({run for run, _ in self.planned.values()}):
             self._append({"retired": run_id})
         self.planned.clear()
@@ -597,6 +630,55 @@ class Journal:
             if key is not None:
                 self._append({"planned": self.run_id, "output": key, "at_ns": now})
         self._sync()
+
+    def _compact_due(self) -> bool:
+        """More than :data:`COMPACT_LINES_PER_ENTRY` lines a live entry, and at least
+        :data:`COMPACT_MIN_LINES`: superseded entries (each refresh and each master
+        again is a line) and settled plans make up most of the file."""
+        live = len(self.by_output) + len(self._legacy_entries)
+        return self._lines >= COMPACT_MIN_LINES and self._lines > COMPACT_LINES_PER_ENTRY * max(
+            live, 1
+        )
+
+    def _compact(self) -> bool:
+        """Rewrite the journal with its live entries only (each rebuilt from its known
+        fields, as a commit note's is), in the order SQLite and git use: a new file
+        written whole and fsynced, renamed over the old one, the folder fsynced. Call
+        under the lock, before this run's plan, with no worker running. The old file
+        stays whole until the rename, so a crash or a full disk loses nothing; then
+        this returns False and the journal is appended to as before."""
+        entries = [_as_entry(e) for _, e in sorted(self.by_output.items())]
+        data = b"".join(
+            json.dumps(e, allow_nan=False).encode("utf-8") + b"\n"
+            for e in [*entries, *self._legacy_entries]
+        )
+        for stale in self.dir.glob(f"{JOURNAL_NAME}.compact-*"):  # of a run that died
+            with contextlib.suppress(OSError):
+                if stat.S_ISREG(os.lstat(stale).st_mode):
+                    os.unlink(stale)
+        tmp = self.dir / f"{JOURNAL_NAME}.compact-{self.run_id}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW, 0o644)
+        except OSError:
+            return False
+        try:
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if self._fd is not None:  # appends go to the new file from here on
+                os.close(self._fd)
+                self._fd = None
+            os.replace(tmp, self.path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            return False
+        _fsync_folder(self.dir)
+        self.by_output = {e["output"]: e for e in entries}
+        self._lines = len(entries) + len(self._legacy_entries)
+        return True
 
     def retire(self) -> None:
         """This run's plan is settled: what it wrote is journaled, the rest it removed."""

@@ -1962,3 +1962,68 @@ def test_a_stop_while_the_output_folders_are_made_leaves_none_unnoted(tmp_path, 
     with pytest.raises(batch._Stop), batch._signals_stop_the_run():
         batch._make_folders(jobs, out, made)
     assert len(made) == 1 and list(out.iterdir()) == made  # the one made, and noted
+
+
+def test_a_journal_mostly_of_superseded_lines_is_rewritten_with_its_live_entries(
+    tmp_path, small_library, monkeypatch
+):
+    """Each refresh (a library chmod'ed, touched, copied without its times) and each
+    run's plan is a line, and every run reads the whole file: past three lines a live
+    entry (and 1,000 lines) the next run rewrites it with its live entries only, whole
+    and fsynced, then renamed over the old one. Legacy entries are kept; a rewrite that
+    fails leaves the journal as it was."""
+    import json
+
+    from auralis_batch import journal as jmod
+    from auralis_batch.journal import Journal
+
+    out = tmp_path / "out"
+    settings = RunSettings(use_cache=False)
+    run_master([small_library], out, settings, n_jobs=1)
+    path = out / JOURNAL_DIR / JOURNAL_NAME
+    live = Journal(out).by_output
+    entries = [ln for ln in path.read_text().splitlines() if '"output_identity"' in ln]
+    legacy = {
+        "input": str(tmp_path / "old.wav"),
+        "identity": [1, 2, 3],
+        "output": str(out / "old.flac"),
+        "settings": "s",
+        "engine": "0.1.0",
+    }
+    (out / "old.flac").write_bytes(b"an old master")
+    with open(path, "a") as f:
+        f.write(json.dumps(legacy) + "\n")
+        for _ in range(300):
+            f.write("\n".join(entries) + "\n")  # superseded copies of the live entries
+    grown = len(path.read_text().splitlines())
+    assert grown > jmod.COMPACT_MIN_LINES
+
+    real_replace = os.replace
+
+    def failing(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(jmod.os, "replace", failing)
+    again = run_master([small_library], out, settings, n_jobs=1)
+    assert {s for _, s in _statuses(again)} == {"skipped"}
+    assert len(path.read_text().splitlines()) == grown  # as it was
+    assert not list(path.parent.glob(f"{JOURNAL_NAME}.compact-*"))
+    monkeypatch.setattr(jmod.os, "replace", real_replace)
+
+    sf.write(small_library / "a" / "00.flac", music_like(seconds=2.0, seed=9).T, 44100)
+    third = run_master([small_library], out, settings, n_jobs=1)  # rewritten, then a master
+    assert dict(_statuses(third)) == {
+        "00.flac": "ok",
+        "01.flac": "skipped",
+        "02.flac": "skipped",
+        "03.flac": "skipped",
+    }
+    assert len(path.read_text().splitlines()) < 20
+    after = Journal(out)
+    assert {k: v for k, v in after.by_output.items() if k != "a/00.flac"} == {
+        k: v for k, v in live.items() if k != "a/00.flac"
+    }
+    assert after.by_output["a/00.flac"]["output_identity"]["sha256"] == sha(out / "a" / "00.flac")
+    assert "old.flac" in after.legacy
+    fourth = run_master([small_library], out, settings, n_jobs=1)
+    assert {s for _, s in _statuses(fourth)} == {"skipped"} and not fourth.notes
