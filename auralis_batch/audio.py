@@ -27,7 +27,7 @@ import numpy as np
 import soundfile as sf
 
 from .errors import AudioError, DecodeError, OutputError, ParameterError, check_float_samples
-from .identity import move_no_clobber
+from .identity import fsync_dir, move_no_clobber
 from .identity import sha256_file as _sha256_file  # a module name the fault tests replace
 from .limits import MAX_CHANNELS, MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
 
@@ -476,21 +476,6 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.EBADF):  # folders some filesystems can't sync
-            raise
-    finally:
-        os.close(fd)
 
 
 def _free_bytes(folder: Path) -> int | None:

@@ -106,3 +106,18 @@ def move_no_clobber(src: Path, dst: Path) -> None:
         os.rename(src, dst)
         return
     os.unlink(src)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EBADF):  # folders some filesystems can't sync
+            raise
+    finally:
+        os.close(fd)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from . import __version__
 from .errors import OutputError
 from .identity import file_identity as input_identity
-from .identity import same_identity, sha256_file, sha256_if_same, valid_identity
+from .identity import fsync_dir, same_identity, sha256_file, sha256_if_same, valid_identity
 
 if TYPE_CHECKING:
     from .plan import Job
@@ -279,19 +279,6 @@ def _valid_plan(entry: object) -> bool:
 COMPACT_LINES_PER_ENTRY = 3
 COMPACT_MIN_LINES = 1000
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (a no-op where folders cannot be synced)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _valid_legacy(entry: object) -> bool:
@@ -675,7 +662,7 @@ class Journal:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             return False
-        _fsync_folder(self.dir)
+        fsync_dir(self.dir)
         self.by_output = {e["output"]: e for e in entries}
         self._lines = len(entries) + len(self._legacy_entries)
         return True
@@ -813,8 +800,6 @@ class CommitLog:
         finally:
             os.close(fd)
         os.replace(tmp, self.folder / name)
-        from .audio import fsync_dir  # the worker's: audio is loaded there already
-
         fsync_dir(self.folder)
 
 
