@@ -417,6 +417,10 @@ def _commit(
     return rec
 
 
+#: Hashes of a source whose ctime alone moves at commit (:func:`_hash_still_true`).
+HASH_TRIES = 3
+
+
 def _hash_still_true(p: _Prepared, now: list[int] | None) -> str | None:
     """The source's SHA-256 for the journal, so that a later run knows the source
     unchanged when only its time or inode moved (copied without its times, touched).
@@ -429,23 +433,25 @@ def _hash_still_true(p: _Prepared, now: list[int] | None) -> str | None:
     Other bytes there mean the file was rewritten in place, its time kept, while the
     track was read (``mp3gain -p``): raises :class:`AudioError`, as a source whose size
     or time changed does (its master could hold some of each)."""
-    if p.source_sha256 is None or p.identity is None or now is None:
+    if p.source_sha256 is None or p.identity is None:
         return None
-    if now == p.identity:
-        return p.source_sha256
-    if now[:3] != p.identity[:3]:
-        return None
-    watch = p.source.watch
-    again = sha256_if_same(p.job.input, now, check=watch.check)
-    if again is None:  # changed again meanwhile, or unreadable: not known
-        return None
-    if again != p.source_sha256:
-        raise AudioError(
-            f"{p.job.input}: the source changed while it was being read (rewritten in "
-            "place, its time kept); not mastered: the next run masters it as it is then"
-        )
-    p.identity = now
-    return p.source_sha256
+    for _ in range(HASH_TRIES):  # a ctime that moves again while it is hashed: again
+        if now is None or now[:3] != p.identity[:3]:
+            return None
+        if now == p.identity:
+            return p.source_sha256
+        again = sha256_if_same(p.job.input, now, check=p.source.watch.check)
+        if again is not None and again != p.source_sha256:
+            raise AudioError(
+                f"{p.job.input}: the source changed while it was being read (rewritten "
+                "in place, its time kept); not mastered: the next run masters it as it "
+                "is then"
+            )
+        if again is not None:
+            p.identity = now
+            return p.source_sha256
+        now = _identity_now(p.job.input)
+    return None  # still moving (a chmod loop, say): not known; the next run reads it
 
 
 def _identity_now(path: Path) -> list[int] | None:

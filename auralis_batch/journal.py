@@ -190,7 +190,9 @@ def _still_there(earlier_input: object, here: str) -> bool:
 
 def _relative_key(text: object) -> bool:
     """A journal's output key: a path relative to OUT that stays inside it."""
-    if not isinstance(text, str) or not text or text.startswith(("/", "\\")) or "\0" in text:
+    if not isinstance(text, str) or not text or text.startswith("/") or "\0" in text:
+        return False
+    if os.name == "nt" and text.startswith("\\"):  # a POSIX name may start with one
         return False
     try:
         os.fsencode(text)  # a name a filesystem can hold (no stray surrogate)
@@ -279,6 +281,12 @@ def _valid_plan(entry: object) -> bool:
 COMPACT_LINES_PER_ENTRY = 3
 COMPACT_MIN_LINES = 1000
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _as_legacy(entry: dict) -> dict:
+    """A legacy entry (valid by :func:`_valid_legacy`) rebuilt from the fields it is
+    read by: nothing else a line read back from disk holds is written again."""
+    return {k: entry[k] for k in ("input", "identity", "output", "settings", "engine")}
 
 
 def _valid_legacy(entry: object) -> bool:
@@ -380,10 +388,11 @@ class Journal:
         #: and read to find them the bytes that were mastered (the run says how many).
         self.rechecked: set[str] = set()
         self._fd: int | None = None
-        #: Lines read (every kind), and the entries of the legacy kind as read: what
-        #: :meth:`_compact` weighs and keeps.
+        #: Lines read (every kind), and the lines other than this format's entries and
+        #: plans that a rewrite keeps (legacy entries, objects of another build's
+        #: format): what :meth:`_compact` weighs and keeps.
         self._lines = 0
-        self._legacy_entries: list[dict] = []
+        self._kept: list[dict] = []
         try:
             fd = _open_regular(self.path, os.O_RDONLY)
         except FileNotFoundError:
@@ -406,11 +415,16 @@ class Journal:
                 plans.append(entry)
             elif _valid_retire(entry):
                 retired.add(entry["retired"])
-            elif _valid_legacy(entry) and (key := self.key(Path(entry["output"]))) is not None:
-                self.legacy.add(key)
-                self._legacy_entries.append(entry)
+            elif _valid_legacy(entry):
+                # kept by a rewrite even when OUT is reached by another path just now
+                # (a drive mounted under another name): its key is then unknown
+                self._kept.append(_as_legacy(entry))
+                if (key := self.key(Path(entry["output"]))) is not None:
+                    self.legacy.add(key)
             else:
                 self.ignored_lines += 1
+                if isinstance(entry, dict):  # another build's line, say: not ours to drop
+                    self._kept.append(entry)
         for plan in plans:
             if plan["planned"] not in retired:
                 self.planned[plan["output"]] = (plan["planned"], plan["at_ns"])
@@ -622,9 +636,9 @@ class Journal:
         """More than :data:`COMPACT_LINES_PER_ENTRY` lines a live entry, and at least
         :data:`COMPACT_MIN_LINES`: superseded entries (each refresh and each master
         again is a line) and settled plans make up most of the file."""
-        live = len(self.by_output) + len(self._legacy_entries)
+        kept = len(self.by_output) + len(self._kept)
         return self._lines >= COMPACT_MIN_LINES and self._lines > COMPACT_LINES_PER_ENTRY * max(
-            live, 1
+            kept, 1
         )
 
     def _compact(self) -> bool:
@@ -635,21 +649,33 @@ class Journal:
         stays whole until the rename, so a crash or a full disk loses nothing; then
         this returns False and the journal is appended to as before."""
         entries = [_as_entry(e) for _, e in sorted(self.by_output.items())]
-        data = b"".join(
-            json.dumps(e, allow_nan=False).encode("utf-8") + b"\n"
-            for e in [*entries, *self._legacy_entries]
-        )
+        try:
+            data = b"".join(
+                json.dumps(e, allow_nan=False).encode("utf-8") + b"\n"
+                for e in [*entries, *self._kept]
+            )
+        except (TypeError, ValueError):  # a kept line JSON cannot write back (1e999)
+            return False
+        try:  # the journal's owner and mode, as an append keeps them
+            st = os.stat(self.path)
+        except OSError:
+            return False
         for stale in self.dir.glob(f"{JOURNAL_NAME}.compact-*"):  # of a run that died
             with contextlib.suppress(OSError):
                 if stat.S_ISREG(os.lstat(stale).st_mode):
                     os.unlink(stale)
         tmp = self.dir / f"{JOURNAL_NAME}.compact-{self.run_id}"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW, 0o644)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW, 0o600)
         except OSError:
             return False
         try:
             try:
+                if hasattr(os, "fchown"):
+                    with contextlib.suppress(OSError):  # as root: the user's journal
+                        os.fchown(fd, st.st_uid, st.st_gid)
+                if hasattr(os, "fchmod"):
+                    os.fchmod(fd, stat.S_IMODE(st.st_mode))
                 _write_all(fd, data)
                 os.fsync(fd)
             finally:
@@ -664,7 +690,7 @@ class Journal:
             return False
         fsync_dir(self.dir)
         self.by_output = {e["output"]: e for e in entries}
-        self._lines = len(entries) + len(self._legacy_entries)
+        self._lines = len(entries) + len(self._kept)
         return True
 
     def retire(self) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -1991,8 +1992,11 @@ def test_a_journal_mostly_of_superseded_lines_is_rewritten_with_its_live_entries
         "engine": "0.1.0",
     }
     (out / "old.flac").write_bytes(b"an old master")
+    elsewhere = dict(legacy, output="/media/old-name/x.flac")  # OUT mounted elsewhere then
+    future = {"kind": "a later build's line", "n": 1}
     with open(path, "a") as f:
-        f.write(json.dumps(legacy) + "\n")
+        f.write(json.dumps(legacy) + "\n" + json.dumps(elsewhere) + "\n")
+        f.write(json.dumps(future) + "\n")
         for _ in range(300):
             f.write("\n".join(entries) + "\n")  # superseded copies of the live entries
     grown = len(path.read_text().splitlines())
@@ -2011,6 +2015,7 @@ def test_a_journal_mostly_of_superseded_lines_is_rewritten_with_its_live_entries
     monkeypatch.setattr(jmod.os, "replace", real_replace)
 
     sf.write(small_library / "a" / "00.flac", music_like(seconds=2.0, seed=9).T, 44100)
+    path.chmod(0o640)  # the rewrite keeps the journal's mode (and, as root, its owner)
     third = run_master([small_library], out, settings, n_jobs=1)  # rewritten, then a master
     assert dict(_statuses(third)) == {
         "00.flac": "ok",
@@ -2019,11 +2024,89 @@ def test_a_journal_mostly_of_superseded_lines_is_rewritten_with_its_live_entries
         "03.flac": "skipped",
     }
     assert len(path.read_text().splitlines()) < 20
+    kept = path.read_text()
+    assert json.dumps(elsewhere) in kept and json.dumps(future) in kept  # not ours to drop
     after = Journal(out)
     assert {k: v for k, v in after.by_output.items() if k != "a/00.flac"} == {
         k: v for k, v in live.items() if k != "a/00.flac"
     }
     assert after.by_output["a/00.flac"]["output_identity"]["sha256"] == sha(out / "a" / "00.flac")
     assert "old.flac" in after.legacy
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
     fourth = run_master([small_library], out, settings, n_jobs=1)
     assert {s for _, s in _statuses(fourth)} == {"skipped"} and not fourth.notes
+
+
+def test_a_line_a_rewrite_cannot_write_back_leaves_the_journal_as_it_is(tmp_path, small_library):
+    """A legacy line holding 1e999 (read as infinity) made the rewrite raise, a traceback
+    at every run (a sweep): the journal is then kept as it is, and the run goes on."""
+    import json
+
+    from auralis_batch import journal as jmod
+
+    out = tmp_path / "out"
+    settings = RunSettings(use_cache=False)
+    run_master([small_library], out, settings, n_jobs=1)
+    path = out / JOURNAL_DIR / JOURNAL_NAME
+    lines = path.read_text().splitlines()
+    odd = {"kind": "another build's", "gain": float("inf")}
+    with open(path, "a") as f:
+        f.write(json.dumps(odd).replace("Infinity", "1e999") + "\n")
+        f.write("\n".join(lines * (jmod.COMPACT_MIN_LINES // len(lines) + 1)) + "\n")
+    grown = path.read_text()
+    again = run_master([small_library], out, settings, n_jobs=1)
+    assert {s for _, s in _statuses(again)} == {"skipped"}
+    assert path.read_text() == grown
+
+
+def test_a_top_level_name_starting_with_a_backslash_is_journaled_and_read_back(
+    tmp_path, write_audio
+):
+    """``lib/\\intro.wav`` (a legal POSIX name): its journal line was refused on reading
+    (a key starting with a backslash was taken for a Windows absolute path), so the next
+    run refused its own master as not written by auralis-batch (a sweep)."""
+    if os.name == "nt":
+        pytest.skip("a backslash separates folders on Windows")
+    write_audio("lib/\\intro.wav", music_like(seconds=1.5))
+    settings = RunSettings(use_cache=False)
+    first = run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1)
+    assert [r["status"] for r in first.records] == ["ok"]
+    again = run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1)
+    assert [r["status"] for r in again.records] == ["skipped"]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="st_ctime is the creation time on Windows")
+def test_a_ctime_that_moves_again_while_the_commit_hashes_is_hashed_again(
+    tmp_path, small_library, monkeypatch
+):
+    """A chmod loop during a render: the commit's hash found the ctime moved again and
+    gave up, the entry kept no hash, and the next run mastered the track again (a
+    sweep). The commit hashes up to HASH_TRIES times."""
+    from auralis_batch import engine
+
+    src = small_library / "a" / "00.flac"
+    real_render, real_hash = engine._render, engine.sha256_if_same
+    state = {"rendered": False, "dropped": 0}
+
+    def render(p, *a, **k):
+        if p.job.input == src:
+            _move_ctime(src, "chmod")
+            state["rendered"] = True
+        return real_render(p, *a, **k)
+
+    def hashing(path, identity, **k):
+        if state["rendered"] and path == src and not state["dropped"]:
+            state["dropped"] += 1
+            _move_ctime(src, "chmod")  # moved again while it was hashed
+            return None
+        return real_hash(path, identity, **k)
+
+    monkeypatch.setattr(engine, "_render", render)
+    monkeypatch.setattr(engine, "sha256_if_same", hashing)
+    first = run_master([src], tmp_path / "out", RunSettings(use_cache=False), n_jobs=1)
+    monkeypatch.undo()
+    (rec,) = first.records
+    assert state["dropped"] == 1
+    assert rec["status"] == "ok" and rec["input_sha256"] == sha(src)
+    again = run_master([src], tmp_path / "out", RunSettings(use_cache=False), n_jobs=1)
+    assert [r["status"] for r in again.records] == ["skipped"]
