@@ -379,6 +379,32 @@ def test_analysis_stores_under_make_key_of_the_pcm_hash(tmp_path, write_audio):
     assert keys == [expected_key]
 
 
+def test_a_file_rewritten_while_it_is_analysed_is_not_remembered_by_path(tmp_path, write_audio):
+    """The path entry took the file's identity after the analysis: a file rewritten
+    meanwhile was remembered under its new identity with the hash of the old bytes,
+    and its next analysis came from the cache, of other audio (a review)."""
+    import soundfile as sf
+
+    import auralis_batch.analysis as analysis
+
+    rng = np.random.default_rng(2)
+    path = write_audio("a.wav", 0.1 * rng.standard_normal((2, 3 * 44100)), 44100)
+    other = 0.3 * rng.standard_normal((3 * 44100, 2))
+
+    def rewriting(blocks):
+        for i, block in enumerate(blocks):
+            if i == 0:
+                time.sleep(0.05)  # the kernel's clock for file times ticks every few ms
+                sf.write(path, other, 44100)
+            yield block
+
+    with FingerprintCache(tmp_path / "c") as c:
+        analysis.analyze_file(path, cache=c, watch=rewriting)
+        assert c.lookup_path(path) is None  # not remembered: the next look decodes
+        again = analysis.analyze_file(path, cache=c)
+        assert again["cached"] is False and c.lookup_path(path) is not None
+
+
 def test_cache_module_and_stats_command_load_no_numpy_or_numba(tmp_path):
     with FingerprintCache(tmp_path) as c:
         c.set(key(1), VALUE)
