@@ -29,6 +29,20 @@ def _kernels_dir() -> str:
     return inside if os.path.isdir(inside) else os.path.join(os.path.dirname(here), "kernels")
 
 
+def _user_cache_root() -> str | None:
+    """The platform's user cache folder for auralis-batch (platformdirs), or None when
+    there is no home folder to put it in: ``HOME`` unset and no user entry (a service
+    user under cron), where platformdirs raises, or an older one returns ``~/...``
+    unexpanded. The one place both caches (Numba's, the fingerprints') find it."""
+    from platformdirs import user_cache_dir
+
+    try:
+        root = user_cache_dir("auralis-batch")
+    except RuntimeError:
+        return None
+    return root if os.path.isabs(root) else None
+
+
 def _numba_cache_dir() -> None:
     """Send Numba's compiled-kernel cache to the user cache dir unless the kernels are
     a writable source checkout (an editable install).
@@ -51,14 +65,8 @@ def _numba_cache_dir() -> None:
         checkout = os.path.isfile(os.path.join(os.path.dirname(kernels), "pyproject.toml"))
         if checkout and os.access(kernels, os.W_OK):
             return
-        from platformdirs import user_cache_dir
-
-        try:
-            chosen = os.path.join(user_cache_dir("auralis-batch"), "numba")
-        except RuntimeError:  # no home folder (HOME unset, no user entry): temporary
-            chosen = ""
-        if not os.path.isabs(chosen):  # "" above, or an older platformdirs' "~/..."
-            chosen = ""
+        root = _user_cache_root()
+        chosen = os.path.join(root, "numba") if root else ""  # no home: temporary
     if chosen and _writable(chosen):
         os.environ["NUMBA_CACHE_DIR"] = chosen
         return

@@ -28,7 +28,7 @@ from .audio import (
 )
 from .cache import PcmHasher, make_key
 from .errors import AuralisError, ParameterError, ParameterTypeError, given
-from .identity import file_identity
+from .identity import identity_or_none
 from .limits import checked_sample_rate
 from .recall import cached_record, recall
 from .records import LOUDNESS_KEYS
@@ -297,7 +297,7 @@ def analyze_file(
         if hit is not None:
             return hit
     # the file as it is before it is read (:func:`_remember`)
-    read_as = _identity_or_none(p) if cache is not None else None
+    read_as = identity_or_none(p) if cache is not None else None
     info = probe(p)
     if cache is not None and cache.path_changed(p):
         # Seen before, changed since: most often a re-tag. Hash first (a decode pass,
@@ -354,15 +354,8 @@ def _remember(cache, path: Path, content: str, read_as: list[int] | None) -> Non
     """The path's content hash into ``cache``, only if the file is still the one read
     (``read_as``, its identity before): a rewrite while it was analysed was remembered
     under its new identity with the hash of the old bytes (a review)."""
-    if read_as is not None and _identity_or_none(path) == read_as:
+    if read_as is not None and identity_or_none(path) == read_as:
         cache.remember_path(path, content)
-
-
-def _identity_or_none(path: Path) -> list[int] | None:
-    try:
-        return file_identity(path)
-    except OSError:
-        return None
 
 
 #: What :func:`analyze_file` calls on a cache (a FingerprintCache, a NullCache).

@@ -118,21 +118,15 @@ def default_cache_dir() -> Path:
     env = os.environ.get("AURALIS_CACHE_DIR")
     if env:
         return Path(env).expanduser()
-    from platformdirs import user_cache_dir
+    from . import _user_cache_root
 
-    try:
-        folder = user_cache_dir("auralis-batch")
-    except RuntimeError as exc:  # no home folder: HOME unset and no user entry
+    root = _user_cache_root()
+    if root is None:
         raise NoCacheFolderError(
-            f"no folder for the fingerprint cache ({exc}): give --cache-dir or set "
-            "AURALIS_CACHE_DIR"
-        ) from None
-    if not os.path.isabs(folder):  # an older platformdirs' "~/.cache/..." unexpanded
-        raise NoCacheFolderError(
-            f"no folder for the fingerprint cache (no home folder: {folder}): give "
-            "--cache-dir or set AURALIS_CACHE_DIR"
+            "no folder for the fingerprint cache (no home folder: HOME is not set and "
+            "the user has no entry): give --cache-dir or set AURALIS_CACHE_DIR"
         )
-    return Path(folder) / "fingerprints"
+    return Path(root) / "fingerprints"
 
 
 def _default_or_none() -> Path | str:

@@ -35,7 +35,7 @@ from .audio import (
     probe,
 )
 from .errors import AudioError, OutputError, RunAbandonedError, TrackTimeoutError
-from .identity import file_identity, sha256_if_same
+from .identity import file_identity, identity_or_none, sha256_if_same
 from .journal import CommitLog
 from .match import SPECTRUM_KEY, THIRD_OCTAVE_HZ, master_spectrum_every, source_plot_spectrum
 from .meter import integrated_from_block_powers, loudness_curve
@@ -219,7 +219,7 @@ def _identify(job: Job, watch: Watch) -> tuple[list[int], str | None]:
     identity = file_identity(job.input)
     digest = sha256_if_same(job.input, identity, check=watch.check)
     if digest is None:  # a chmod or a new link while it was hashed: once more, as it is
-        again = _identity_now(job.input)
+        again = identity_or_none(job.input)
         if again is not None and again != identity and again[:3] == identity[:3]:
             identity, digest = again, sha256_if_same(job.input, again, check=watch.check)
     return identity, digest
@@ -391,7 +391,7 @@ def _commit(
                 input_sha256=source_sha256,
             )
 
-    now = _identity_now(p.job.input)
+    now = identity_or_none(p.job.input)
     changed = _source_changed(p.job, p.identity, now)
     if changed is not None:  # never a master of a source that changed while being read
         raise changed
@@ -450,15 +450,8 @@ def _hash_still_true(p: _Prepared, now: list[int] | None) -> str | None:
         if again is not None:
             p.identity = now
             return p.source_sha256
-        now = _identity_now(p.job.input)
+        now = identity_or_none(p.job.input)
     return None  # still moving (a chmod loop, say): not known; the next run reads it
-
-
-def _identity_now(path: Path) -> list[int] | None:
-    try:
-        return file_identity(path)
-    except OSError:
-        return None
 
 
 def _source_changed(
@@ -469,7 +462,7 @@ def _source_changed(
     could be part one file and part another, or part of a song. None when it is the
     same, or when there is nothing to compare. The inode is not compared: FAT, exFAT
     and some FUSE or CIFS mounts give a file a new one when it is read back. ``now``:
-    the source's identity now (:func:`_identity_now`)."""
+    the source's identity now (:func:`~auralis_batch.identity.identity_or_none`)."""
     if identity is None:
         return None
     if now is not None and now[:2] == identity[:2]:
@@ -485,7 +478,7 @@ def _why_decoding_failed(job: Job, identity: list[int] | None, exc: Exception) -
     changed (a FLAC copied over mid-read fails as 'corrupt or truncated'). Any other
     error (a full disk) is kept as it is: the run decides by it."""
     if isinstance(exc, AudioError):
-        return _source_changed(job, identity, _identity_now(job.input)) or exc
+        return _source_changed(job, identity, identity_or_none(job.input)) or exc
     return exc
 
 

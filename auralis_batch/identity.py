@@ -22,6 +22,14 @@ def file_identity(path: str | os.PathLike | Path) -> list[int]:
     return _identity(os.stat(path))
 
 
+def identity_or_none(path: str | os.PathLike | Path) -> list[int] | None:
+    """:func:`file_identity`, or None when the file cannot be stat'ed (gone, unreadable)."""
+    try:
+        return file_identity(path)
+    except OSError:
+        return None
+
+
 def _identity(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
 
@@ -36,8 +44,8 @@ def same_identity(stored: list[int], now: list[int]) -> bool:
     """Whether ``now`` (:func:`file_identity`) is the file ``stored`` was taken of. A
     stored identity of an earlier build has no ctime: it is compared on the size,
     mtime and inode it has (as that build did), so an upgrade does not redo a finished
-    library; its entry is journaled again with the ctime when its track is next
-    mastered."""
+    library; its entry is journaled again with the ctime by the first run that finds
+    its track done."""
     return list(stored) == list(now[: len(stored)]) if len(stored) == 3 else stored == now
 
 

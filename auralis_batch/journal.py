@@ -33,7 +33,14 @@ from typing import TYPE_CHECKING
 from . import __version__
 from .errors import OutputError
 from .identity import file_identity as input_identity
-from .identity import fsync_dir, same_identity, sha256_file, sha256_if_same, valid_identity
+from .identity import (
+    fsync_dir,
+    identity_or_none,
+    same_identity,
+    sha256_file,
+    sha256_if_same,
+    valid_identity,
+)
 
 if TYPE_CHECKING:
     from .plan import Job
@@ -569,10 +576,7 @@ class Journal:
             written = dict(written, mtime_ns=st.st_mtime_ns)
             entry = self.refreshed[key] = dict(entry, output_identity=written)
         here = str(job.input.resolve())
-        try:  # the same file (size, mtime, inode, ctime) as journaled, wherever it is now
-            now = input_identity(job.input)
-        except OSError:
-            now = None
+        now = identity_or_none(job.input)  # the same file as journaled, wherever it is now?
         same_input = now is not None and same_identity(entry["identity"], now)
         if (
             now is not None
