@@ -948,20 +948,12 @@ def _read_once(inputs: list[Path], *, extensions):
 
 
 def _first_run_note(tempo: bool) -> None:
-    from . import (
-        _NUMBA_CACHE_NOTE,
-        FINGERPRINT_KERNEL,
-        METER_KERNEL,
-        TEMPO_KERNEL,
-        _kernels_compiled,
-    )
-    from .progress import compile_note
+    from . import FINGERPRINT_KERNEL, METER_KERNEL, TEMPO_KERNEL
+    from .progress import first_run_notes
 
-    if _NUMBA_CACHE_NOTE:
-        typer.echo(f"[warning] {_NUMBA_CACHE_NOTE}", err=True)
     kernels = (METER_KERNEL, FINGERPRINT_KERNEL, *((TEMPO_KERNEL,) if tempo else ()))
-    if not _kernels_compiled(kernels):
-        typer.echo(f"[note] {compile_note(_NUMBA_CACHE_NOTE)}", err=True)
+    for kind, text in first_run_notes(kernels):
+        typer.echo(f"[{kind}] {text}", err=True)
 
 
 _ANALYSIS_COLUMNS = (

@@ -58,6 +58,19 @@ def compile_note(cannot_keep: str | None) -> str:
     return EVERY_RUN_NOTE if cannot_keep else FIRST_RUN_NOTE
 
 
+def first_run_notes(kernels: tuple[str, ...]) -> list[tuple[str, str]]:
+    """What a command says before it runs ``kernels`` (names of the package's kernel
+    groups), as ``(kind, text)``: a warning when compiled kernels cannot be kept (said
+    at every run: every run pays for it), then the compile note when they are not
+    compiled yet on this machine. ``analyze`` and ``master`` both say these."""
+    from . import _NUMBA_CACHE_NOTE, _kernels_compiled
+
+    notes = [("warning", _NUMBA_CACHE_NOTE)] if _NUMBA_CACHE_NOTE else []
+    if not _kernels_compiled(kernels):
+        notes.append(("note", compile_note(_NUMBA_CACHE_NOTE)))
+    return notes
+
+
 #: The summary table needs this many terminal columns; a narrower one gets the line.
 SUMMARY_MIN_COLUMNS = 60
 #: The widest a track's name gets in the bar, in terminal cells (at most a third of the
@@ -264,12 +277,9 @@ class BatchProgress:
 
     def first_run_note(self) -> None:
         """On a machine's first run, say why nothing seems to happen for a while."""
-        from . import _NUMBA_CACHE_NOTE, _kernels_compiled
-
-        if _NUMBA_CACHE_NOTE:  # said even with --quiet: every run pays for it
-            self.note(_NUMBA_CACHE_NOTE, kind="warning")
-        if self.enabled and not _kernels_compiled(self.kernels):
-            self.note(compile_note(_NUMBA_CACHE_NOTE))
+        for kind, text in first_run_notes(self.kernels):
+            if kind == "warning" or self.enabled:  # the warning even with --quiet
+                self.note(text, kind=kind)
 
     def note(self, text: str, *, kind: str = "note") -> None:
         """A ``[note]`` (or ``[kind]``) line on stderr, above the bar in a terminal."""
