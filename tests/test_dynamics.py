@@ -323,6 +323,31 @@ def test_deep_limiting_with_the_shortest_times_holds_the_ceiling(channels):
     assert true_peak_db(y) <= -1.0 + TP_TOLERANCE_DB
 
 
+def steady_true_peak_db(y: np.ndarray, up: int = 16) -> float:
+    """True peak of a steady periodic signal: FFT interpolation by ``up`` (exact for a
+    band-limited periodic signal, however close to Nyquist), the edges left out."""
+    r = signal.resample(y, up * len(y))
+    k = len(r) // 5
+    return 20 * math.log10(np.abs(r[k:-k]).max())
+
+
+@pytest.mark.parametrize("sample_rate", [44100, 48000, 96000])
+@pytest.mark.parametrize("f0", [1000, 5000, 10000, 15000, 18000, 20000, 21000, 22000])
+def test_a_steady_sine_is_limited_to_the_ceiling_and_no_further(sample_rate, f0):
+    """A sine 5 dB over the ceiling comes out at the limiter's aim (the ceiling less
+    LIMITER_MARGIN_DB), not below it: the detector's parabolas once took the sample
+    after the interpolated span for the one before it, read a 15 kHz sine 1.7 dB over
+    its true peak, and the limiter took 1.9 dB off instead of 0.2 (10 kHz: 1.4 dB)."""
+    if f0 >= sample_rate / 2:
+        pytest.skip("above Nyquist")
+    t = np.arange(sample_rate) / sample_rate
+    x = np.sin(2 * np.pi * f0 * t + 0.7) * 10 ** ((-1.0 + 5.0) / 20)
+    y = limit(x[np.newaxis], sample_rate, ceiling_dbtp=-1.0)[0]
+    got = steady_true_peak_db(y[sample_rate // 4 :])  # after the onset's release
+    assert got <= -1.0 + TP_TOLERANCE_DB
+    assert got >= -1.0 - LIMITER_MARGIN_DB - 0.1
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_limiter_full_band_noise_ceiling(seed):
     """White noise up to Nyquist: above 18 kHz interpolators disagree (resample_poly vs
