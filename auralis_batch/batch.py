@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import warm
+from . import stopping, warm
 from .adaptive import check_reference
 from .audio import (
     check_output_channels,
@@ -94,16 +94,23 @@ __all__ = ["BatchResult", "PlanError", "RunLockedError", "RunSettings", "run_mas
 #: makes the process die right after that output is renamed into place, before the
 #: run journals it (``kill -9`` at the worst moment), "stopped:NAME" sends the run
 #: SIGINT right after that rename and hangs until the stopping run kills it (Ctrl-C
-#: at the worst moment), "slow-cleanup:" makes the run's cleanup wait 1 s (a signal
-#: during it).
+#: at the worst moment), "slow-cleanup:", "slow-plan:" and "slow-journal:" make the
+#: run's cleanup, its planning (after the inputs are walked) and its journal step
+#: (inside the rewrite's deferral) wait 1 s, and "slow-report:" the CLI before its
+#: reports (a signal during each).
 FAULT_ENV = "AURALIS_BATCH_FAULT"
 
 
-def _cleanup_fault() -> None:
-    """The test suite's "slow-cleanup:" fault (see :data:`FAULT_ENV`)."""
-    if "slow-cleanup:" in os.environ.get(FAULT_ENV, ""):
-        print("[test] cleanup", file=sys.stderr, flush=True)
+def fault_pause(step: str) -> None:
+    """The test suite's "slow-STEP:" faults (see :data:`FAULT_ENV`): say ``[test]
+    STEP`` on stderr and wait a second."""
+    if f"slow-{step}:" in os.environ.get(FAULT_ENV, ""):
+        print(f"[test] {step}", file=sys.stderr, flush=True)
         time.sleep(1.0)
+
+
+def _cleanup_fault() -> None:
+    fault_pause("cleanup")
 
 
 class PlanError(AuralisError):
@@ -206,7 +213,9 @@ def _die_with_the_run(parent_pid: int | None) -> None:
         _TERM_PENDING.append(parent_pid)
 
     signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for name in ("SIGINT", "SIGHUP"):  # sent to the whole group: the run stops its workers
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             import ctypes
@@ -325,7 +334,23 @@ def _decide(
     An output that changed since this tool wrote it is kept aside (renamed to
     ``NAME.altered-DATE``, unless ``dry_run``) before it is redone.
     """
+    # Reading the states may take long (inputs touched since are hashed again) and
+    # may be stopped; what follows moves edited masters aside: a signal waits for it.
     states = {job: journal.state(job, settings_hashes, preset) for job in plan.jobs}
+    with _stops_deferred():
+        return _decided(plan, journal, states, overwrite=overwrite, album=album, dry_run=dry_run)
+
+
+def _decided(
+    plan: Plan,
+    journal: Journal,
+    states: dict[Job, OutputState],
+    *,
+    overwrite: bool,
+    album: bool,
+    dry_run: bool,
+) -> list[Job]:
+    """:func:`_decide` once every planned output's state is known."""
     refused_in: dict[Path, Job] = {}  # album folder -> a track whose output is refused
     refused: set[Job] = set()
     kept: dict[Job, Path] = {}  # altered masters already kept aside (album mode)
@@ -630,9 +655,10 @@ def _make_folders(jobs: Iterable[Job], out_dir: Path, made: list[Path]) -> None:
 
 
 @contextlib.contextmanager
-def _stops_deferred() -> Iterator[None]:
-    """A first SIGINT/SIGTERM during the block is noted, not raised, and raised as it
-    ends (as inside a track: :data:`_IN_TRACK`)."""
+def _stops_deferred(*, raise_after: bool = True) -> Iterator[None]:
+    """A first SIGINT/SIGTERM/SIGHUP during the block is noted, not raised, and
+    raised as it ends (as inside a track: :data:`_IN_TRACK`), unless ``raise_after``
+    is False: then the caller's next :func:`_raise_if_stopped` raises it."""
     global _IN_TRACK
     before = _IN_TRACK
     _IN_TRACK = True
@@ -640,7 +666,8 @@ def _stops_deferred() -> Iterator[None]:
         yield
     finally:
         _IN_TRACK = before
-    _raise_if_stopped()
+    if raise_after:
+        _raise_if_stopped()
 
 
 def _remove_empty(made: list[Path]) -> None:
@@ -741,15 +768,31 @@ _AT_ONCE = (
 )
 
 
+#: The signals that stop a run: Ctrl-C, ``kill``, and the terminal or ssh session
+#: closing (SIGHUP killed the run without a report and left its in-flight notes).
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+#: ``cleaning()`` of the handlers in place, while :func:`_signals_stop_the_run` is
+#: (a nested use shares them: the CLI's whole command, run_master, its run).
+_STOP_CLEANING: list[Callable[[], None]] = []
+
+
 @contextlib.contextmanager
 def _signals_stop_the_run() -> Iterator[Callable[[], None]]:
-    """First SIGINT/SIGTERM raises :class:`_Stop` in the main thread; a second one
-    kills the workers and exits at once (130 / 143), saying so in one line.
+    """First SIGINT/SIGTERM/SIGHUP raises :class:`_Stop` in the main thread; a second
+    one kills the workers, removes the temporaries registered in
+    :data:`~auralis_batch.stopping.AT_ONCE_REMOVE` and exits at once (128 + signal),
+    saying so in one line. Re-entrant: within an outer use, an inner one changes
+    nothing (the command's handlers cover its planning, run and reports alike).
 
     Yields ``cleaning()``: call it before the run's cleanup, which must run to its end
     (a ``_Stop`` or ``KeyboardInterrupt`` in it would leave temporaries and in-flight
     notes behind): from then on a first signal is only noted, and a second one still
     ends the run at once."""
+    if _STOP_CLEANING:
+        yield _STOP_CLEANING[0]
+        return
     raising = [True]
 
     def cleaning() -> None:
@@ -764,6 +807,9 @@ def _signals_stop_the_run() -> Iterator[Callable[[], None]]:
     def handler(signum, frame):
         if received:
             _kill_children()
+            for path in list(stopping.AT_ONCE_REMOVE):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
             with contextlib.suppress(OSError):  # a closed stderr: exit all the same
                 os.write(2, _AT_ONCE.format(signal.Signals(signum).name).encode())
             os._exit(128 + signum)
@@ -774,12 +820,20 @@ def _signals_stop_the_run() -> Iterator[Callable[[], None]]:
         # kernel, where an exception turns into a SystemError a track would report as
         # its own failure: the track's next block raises it instead (_raise_if_stopped).
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    _STOP_CLEANING.append(cleaning)
     try:
         yield cleaning
     finally:
+        _STOP_CLEANING.clear()
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def stop_signal() -> int | None:
+    """The signal that asked the run to stop, if one came (while
+    :func:`_signals_stop_the_run` is in place)."""
+    return _PENDING_STOP[0] if _PENDING_STOP else None
 
 
 # --------------------------------------------------------------------------- the run
@@ -876,14 +930,64 @@ def run_master(
         raise ParameterError(f"n_jobs must be a non-zero int (-1: every core), got {n_jobs!r}")
     n_jobs = int(n_jobs)
     settings.check()  # every bad field now, not once per track
+    known: dict = {}  # the plan and the tracks to do, once known
+    with _signals_stop_the_run():
+        try:
+            return _timed(
+                _plan_and_run(
+                    inputs,
+                    out_dir,
+                    settings,
+                    n_jobs,
+                    overwrite,
+                    dry_run,
+                    on_start,
+                    on_record,
+                    on_progress,
+                    known,
+                ),
+                t0,
+            )
+        except _Stop as stop:  # before the first track started: nothing was written
+            return _timed(_stopped_before_start(known, stop.signum, settings.preset), t0)
+
+
+def _stopped_before_start(known: dict, signum: int, preset: str) -> BatchResult:
+    """The result of a run stopped while it was planned: the tracks it would have done
+    (or, before that was decided, every planned one) are not started."""
+    stopped = f"interrupted by {signal.Signals(signum).name} while the run was planned"
+    plan = known.get("plan")
+    records = list(plan.records) if plan is not None and "todo" in known else []
+    jobs = known.get("todo", plan.jobs if plan is not None else [])
+    records += [record(j.input, "not started", f"not started: {stopped}", j.output) for j in jobs]
+    return _result(records, preset, stopped, signum, plan.notes if plan is not None else ())
+
+
+def _plan_and_run(
+    inputs: list,
+    out_dir: Path,
+    settings: RunSettings,
+    n_jobs: int,
+    overwrite: bool,
+    dry_run: bool,
+    on_start,
+    on_record,
+    on_progress,
+    known: dict,
+) -> BatchResult:
+    """:func:`run_master` once its arguments are checked, under the run's signal
+    handlers; fills ``known`` (``plan``, ``todo``) as it learns them."""
     if settings.reference and settings.reference_record is None:
         from .analysis import analyze_file
 
-        ref = analyze_file(settings.reference, tempo=False, cache=_open_worker_cache(settings))
+        with _stops_deferred():  # a signal inside a kernel would be a SystemError
+            ref = analyze_file(settings.reference, tempo=False, cache=_open_worker_cache(settings))
         settings = replace(settings, reference_record=ref, preset="reference")
     if settings.reference_record is not None:
         check_reference(settings.reference_record)  # before anything is planned or written
     plan = plan_master(inputs, out_dir, settings.fmt, extensions=readable_extensions())
+    known["plan"] = plan
+    fault_pause("plan")
     if settings.reference:  # matched against what this run replaces: it never settles
         ref = Path(settings.reference).resolve()
         for job in plan.jobs:
@@ -923,11 +1027,15 @@ def run_master(
             rec = record(job.input, "planned", _would(job.replace_reason), job.output)
             rec["preset"] = settings.preset
             plan.records.append(rec)
-        return _timed(_result(plan.records, settings.preset, notes=plan.notes), t0)
-    with RunLock(out_dir):
+        return _result(plan.records, settings.preset, notes=plan.notes)
+    with contextlib.ExitStack() as held:
+        with _stops_deferred():  # the lock taken is the lock released
+            held.enter_context(RunLock(out_dir))
         journal = Journal(out_dir)
+        held.callback(journal.close)
         try:  # outputs a killed run renamed into place but did not journal
-            journal.recover()
+            with _stops_deferred():
+                journal.recover()
         except OSError as exc:  # nothing is swept before they are journaled
             raise OutputError(f"{journal.path}: cannot write ({os_reason(exc)})") from None
         todo = _decide(
@@ -939,27 +1047,26 @@ def run_master(
             dry_run=False,
             preset=settings.preset,
         )
-        _sweep_dead_runs(journal, plan.jobs)  # we hold the lock: nobody else writes here
+        known["todo"] = todo
         try:
-            journal.plan(todo)
+            with _stops_deferred():  # the journal's rewrite runs to its end
+                _sweep_dead_runs(journal, plan.jobs)  # we hold the lock: nobody else writes
+                journal.plan(todo)
+                fault_pause("journal")
         except OSError as exc:
             raise OutputError(f"{journal.path}: cannot write ({os_reason(exc)})") from None
-        try:
-            result = _run(
-                plan,
-                todo,
-                journal,
-                settings,
-                settings_hash,
-                n_jobs,
-                out_dir,
-                on_start,
-                on_record,
-                on_progress,
-            )
-        finally:
-            journal.close()
-    return _timed(result, t0)
+        return _run(
+            plan,
+            todo,
+            journal,
+            settings,
+            settings_hash,
+            n_jobs,
+            out_dir,
+            on_start,
+            on_record,
+            on_progress,
+        )
 
 
 def _timed(result: BatchResult, t0: float) -> BatchResult:
@@ -996,18 +1103,19 @@ def _run(
     signum: int | None = None
     poller = _Poller(inflight, units, on_progress)
     unit_of = {str(job.input): i for i, unit in enumerate(units) for job in unit}
-    # A machine's first run: the render's kernels compile beside the analysis's, here
-    # (a cluster's workers compile their own).
-    local = units and (n_jobs == 1 or _local_backend())
-    if local and n_jobs != 1:
-        # the cache opened here first: what is wrong with it is said once, by the run
-        # (its pool workers leave that to it: _quiet_pool_worker)
-        _open_worker_cache(settings)
-    share = warm.run_share(fingerprint=needs_fingerprint(settings), one_job=n_jobs == 1)
-    warmup = warm.start(settings.bit_depth, run_share=share) if local else None
+    warmup = None
     with _signals_stop_the_run() as cleaning:
         try:
             try:
+                # A machine's first run: the render's kernels compile beside the
+                # analysis's, here (a cluster's workers compile their own).
+                local = units and (n_jobs == 1 or _local_backend())
+                if local and n_jobs != 1:
+                    # the cache opened here first: what is wrong with it is said once,
+                    # by the run (its pool workers leave that to it: _quiet_pool_worker)
+                    _open_worker_cache(settings)
+                share = warm.run_share(fingerprint=needs_fingerprint(settings), one_job=n_jobs == 1)
+                warmup = warm.start(settings.bit_depth, run_share=share) if local else None
                 _make_folders(todo, out_dir, made)
                 poller.start()
                 for rec in _execute(units, settings, n_jobs, inflight, journal):

@@ -264,23 +264,64 @@ def _run_master(**opts) -> None:
     )
     if opts["backend"] == "dask":
         opts.update(_absolute_paths(opts))
+    from .batch import _signals_stop_the_run, _Stop, fault_pause, stop_signal
+
     made = _missing_folders(opts["out"])  # an exit 2 leaves none of the folders it made
+    # One set of handlers from here to the exit code: SIGINT/SIGTERM/SIGHUP while the
+    # run is planned or its reports written killed it without a word or a report (or,
+    # in a shell's background job, was ignored and the run exited 0: a sweep).
+    with _signals_stop_the_run() as cleaning:
+        try:
+            try:
+                settings = _master_settings(**opts)
+                progress = BatchProgress(enabled=not opts["quiet"] and not opts["dry_run"])
+                progress.kernels = _master_kernels(settings)
+                result = _run_batch(settings, progress, **opts)
+            finally:
+                _stop_warm_up()
+        except typer.Exit as stop:
+            if stop.exit_code == 2 or stop.exit_code > 128:
+                _remove_empty_folders(made)
+            raise
+        except _Stop as stop:  # before the run began: its settings were being checked
+            _remove_empty_folders(made)
+            name = signal_name(stop.signum)
+            typer.echo(
+                f"[error] interrupted by {name} before the run began: nothing was mastered",
+                err=True,
+            )
+            raise typer.Exit(code=128 + stop.signum) from None
+        cleaning()  # the reports are written whole: a signal now is only noted
+        fault_pause("report")
+        late = stop_signal()
+        if late is not None and result.signal is None:
+            # it came after every track had ended, during the run's cleanup: nothing
+            # was cut short, and the exit code says how the tracks went
+            typer.echo(
+                f"[note] {signal_name(late)} came after every track had ended: the run's "
+                "cleanup and reports were finished first",
+                err=True,
+            )
+        _report(result, progress, **opts)
+
+
+def signal_name(signum: int) -> str:
+    """``SIGINT`` for 2, and so on."""
+    import signal
+
     try:
-        settings = _master_settings(**opts)
-        progress = BatchProgress(enabled=not opts["quiet"] and not opts["dry_run"])
-        progress.kernels = _master_kernels(settings)
-        result = _run_batch(settings, progress, **opts)
-    except typer.Exit as stop:
-        if stop.exit_code == 2:
-            for folder in made:  # deepest first; only while empty
-                try:
-                    os.rmdir(folder)
-                except OSError:
-                    break
-        raise
-    finally:
-        _stop_warm_up()
-    _report(result, progress, **opts)
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _remove_empty_folders(made: list[Path]) -> None:
+    """Remove the folders this command made (deepest first), while they are empty."""
+    for folder in made:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            break
 
 
 def _absolute_paths(opts: dict) -> dict:

@@ -14,6 +14,7 @@ from pathlib import Path
 from .errors import AuralisError
 from .identity import move_no_clobber
 from .records import plain_json
+from .stopping import removed_if_ended
 
 #: File name endings ``--report`` understands.
 REPORT_SUFFIXES = (".json", ".csv", ".html")
@@ -138,23 +139,24 @@ def _atomic_write(
     _sweep_stale_temporaries(path, kind)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     tmp = Path(name)
-    try:
-        with open(fd, "w", encoding="utf-8", errors=errors) as f:
-            os.fchmod(f.fileno(), _PLAIN_FILE_MODE)  # as open() would make it, not 0600
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        if not os.path.lexists(path):
-            move_no_clobber(tmp, path)
-        elif replace_any or is_report_of_ours(path, kind):
-            os.replace(tmp, path)
-        else:
-            raise FileExistsError(
-                errno.EEXIST, "a file that is not an auralis-batch report is there", str(path)
-            )
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with removed_if_ended(tmp):  # a second Ctrl-C ends the process: no finally runs
+        try:
+            with open(fd, "w", encoding="utf-8", errors=errors) as f:
+                os.fchmod(f.fileno(), _PLAIN_FILE_MODE)  # as open() would make it, not 0600
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            if not os.path.lexists(path):
+                move_no_clobber(tmp, path)
+            elif replace_any or is_report_of_ours(path, kind):
+                os.replace(tmp, path)
+            else:
+                raise FileExistsError(
+                    errno.EEXIST, "a file that is not an auralis-batch report is there", str(path)
+                )
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 #: A report temporary older than this (s) belongs to no writer still running: a report

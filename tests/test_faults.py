@@ -399,17 +399,20 @@ def test_a_failed_tracks_folder_goes_if_the_run_made_it_and_stays_if_it_was_ther
     assert not (out / "new").exists() and (out / "old").is_dir()
 
 
-def test_a_second_ctrl_c_stops_at_once_and_says_so_and_cleanup_is_not_cut_by_one():
+def test_a_second_ctrl_c_stops_at_once_and_says_so_and_cleanup_is_not_cut_by_one(tmp_path):
     """Ctrl-C twice (an impatient user) exited 130 without a word, and a signal during
     the run's cleanup raised in the middle of it (leaving temporaries and in-flight
     notes). During cleanup a first signal is now only noted; a second ends the run at
-    once, workers killed, with one line saying what to do. In a process of its own:
-    the second signal ends it."""
+    once, workers killed, the temporaries registered (a report's) removed, with one
+    line saying what to do. In a process of its own: the second signal ends it."""
+    partial = tmp_path / ".r.json.abcdefgh.partial"
     script = textwrap.dedent(
         """
-        import os, signal, time
+        import os, signal, sys, time
         from auralis_batch.batch import _signals_stop_the_run
-        with _signals_stop_the_run() as cleaning:
+        from auralis_batch.stopping import removed_if_ended
+        with _signals_stop_the_run() as cleaning, removed_if_ended(sys.argv[1]):
+            open(sys.argv[1], "w").close()  # a report's temporary, say
             cleaning()
             os.kill(os.getpid(), signal.SIGINT)  # during cleanup: noted, not raised
             print("cleanup goes on", flush=True)
@@ -419,10 +422,12 @@ def test_a_second_ctrl_c_stops_at_once_and_says_so_and_cleanup_is_not_cut_by_one
         """
     )
     proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd="/"
-    )
+        [sys.executable, "-c", script, str(partial)],
+        capture_output=True, text=True, timeout=60, cwd="/",
+    )  # fmt: skip
     assert proc.returncode == 130, proc.stderr
     assert proc.stdout == "cleanup goes on\n"
+    assert not partial.exists()
     assert proc.stderr == (
         "[error] SIGINT again: stopped at once, workers killed; the same command finishes "
         "the tracks and removes what this run left\n"
@@ -451,6 +456,112 @@ def test_a_ctrl_c_during_the_runs_cleanup_lets_it_finish(tmp_path, write_audio):
     assert not list((out / ".auralis-batch").glob("inflight-*"))
     assert len(journal_done(out)) == 2
     assert_consistent(out)
+
+
+def _wait_for(proc: subprocess.Popen, marker: str, timeout_s: float = 60) -> None:
+    """Read the process's stderr until ``marker`` (a fault's ``[test] STEP`` line)."""
+    deadline = time.monotonic() + timeout_s
+    line = ""
+    while marker not in line and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+    assert marker in line, f"no {marker!r} within {timeout_s} s"
+
+
+def _in_background():
+    """As a shell's ``&`` starts a job: SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize(
+    ("step", "sig", "code"),
+    [
+        ("plan", signal.SIGINT, 130),  # while the run is planned, started in the background
+        ("journal", signal.SIGTERM, 143),  # inside the journal step: it runs to its end
+    ],
+)
+def test_a_signal_while_the_run_is_planned_stops_it_before_any_track(
+    tmp_path, write_audio, step, sig, code
+):
+    """Before its first track a run had Python's default handlers: SIGTERM killed it
+    without a word or a report, SIGINT ended it silently (exit 130) or, in a shell's
+    background job (SIGINT ignored), was lost and the run went on to exit 0 (a sweep).
+    Now it stops there: every track `not started` in the report, the usual line, 130 /
+    143; a step that moves or rewrites files (the journal's) is finished first."""
+    for i in range(2):
+        write_audio(f"lib/{i:02d}.flac", music_like(seconds=1.0, seed=i))
+    out = tmp_path / "O"
+    report = tmp_path / "r.json"
+    proc = popen(
+        "master", tmp_path / "lib", "--out", out, "-q", "-j", "1", "--no-cache",
+        "--report", report, env={"AURALIS_BATCH_FAULT": f"slow-{step}:"},
+        preexec_fn=_in_background,
+    )  # fmt: skip
+    _wait_for(proc, f"[test] {step}")
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr, stderr
+    assert "interrupted: 0 done, 2 left; the same command finishes them" in stderr
+    got = json.loads(report.read_text())
+    assert [t["status"] for t in got["tracks"]] == ["not started"] * 2
+    assert all("while the run was planned" in t["error"] for t in got["tracks"])
+    assert not list(out.glob("*.flac"))
+    state = out / ".auralis-batch"
+    assert not list(state.glob("inflight-*")) and not list(state.glob("*.compact-*"))
+    again = subprocess.run(
+        [str(EXE), "master", str(tmp_path / "lib"), "--out", str(out), "-q", "--no-cache"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert len(journal_done(out)) == 2
+    assert_consistent(out)
+
+
+def test_sighup_stops_a_run_as_sigterm_does(tmp_path, write_audio):
+    """The terminal or ssh session closing sent SIGHUP, whose default killed the run
+    like ``kill -9``: no report, its in-flight notes left. It now stops as SIGTERM does
+    (exit 129); the pool's workers ignore it (it reaches the whole group)."""
+    write_audio("lib/a.flac", music_like(seconds=1.0, seed=1))
+    write_audio("lib/slow.flac", music_like(seconds=30.0, seed=2))
+    out = tmp_path / "O"
+    report = tmp_path / "r.json"
+    proc = popen(
+        "master", tmp_path / "lib", "--out", out, "-q", "-j", "2", "--no-cache",
+        "--report", report, env={"AURALIS_BATCH_FAULT": "slow:slow.flac"},
+    )  # fmt: skip
+    wait_until_working(out, started=True)
+    proc.send_signal(signal.SIGHUP)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 129, stderr
+    assert "interrupted:" in stderr and "Traceback" not in stderr
+    tracks = json.loads(report.read_text())["tracks"]
+    statuses = {Path(t["input"]).name: t["status"] for t in tracks}
+    assert statuses["slow.flac"] in ("interrupted", "not started")
+    assert not list((out / ".auralis-batch").glob("inflight-*"))
+    assert not list(out.rglob("*.partial"))
+
+
+def test_a_signal_after_every_track_lets_the_reports_finish(tmp_path, write_audio):
+    """SIGTERM while the reports were written killed the run (its `.partial` left for
+    good under a dated name) and SIGINT ended it with no report and no summary although
+    every track was done. Both now let the reports finish; the exit code is the
+    tracks'."""
+    write_audio("lib/a.flac", music_like(seconds=1.0, seed=1))
+    out = tmp_path / "O"
+    reports = [tmp_path / "r.json", tmp_path / "r.html"]
+    args = [x for r in reports for x in ("--report", r)]
+    proc = popen(
+        "master", tmp_path / "lib", "--out", out, "-j", "1", "--no-cache", *args,
+        env={"AURALIS_BATCH_FAULT": "slow-report:"},
+    )  # fmt: skip
+    _wait_for(proc, "[test] report")
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "[note] SIGTERM came after every track had ended" in stderr
+    assert json.loads(reports[0].read_text())["tracks"][0]["status"] == "ok"
+    assert reports[1].read_text().startswith("<!DOCTYPE html>")
+    assert not list(tmp_path.glob(".r.*.partial"))
 
 
 def test_a_signal_stops_the_lone_rerun_after_a_worker_crash(tmp_path, write_audio):
