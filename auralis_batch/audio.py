@@ -627,6 +627,7 @@ class OutputFile:
         subtype: str,
         replace: bool = False,
         expect: dict | None = None,
+        keep_existing: bool = False,
         frames: int | None = None,
     ) -> None:
         self.path = Path(path)
@@ -639,7 +640,11 @@ class OutputFile:
         self.container = wav_container(frames, channels, subtype) if fmt == "wav" else fmt.upper()
         self.replace = replace
         self.expect = expect
-        #: Where the file found at ``path`` went, if it was not what ``expect`` says.
+        #: Whatever is at ``path`` when the output takes its name is kept aside
+        #: (with ``replace``): an edited master of ours.
+        self.keep_existing = keep_existing
+        #: Where the file found at ``path`` went, if it was not what ``expect`` says
+        #: (or ``keep_existing``).
         self.kept_aside: Path | None = None
         #: set by :meth:`commit` when the master took its name but its folder could not
         #: be synced: in place and journaled, with this said in its record
@@ -786,7 +791,9 @@ class OutputFile:
 
     def _rename(self, tmp: Path) -> None:
         if self.replace:
-            if self.expect is not None and not is_recorded(self.path, self.expect):
+            if self.keep_existing and os.path.lexists(self.path):
+                self.kept_aside = keep_aside(self.path)  # edited since we wrote it
+            elif self.expect is not None and not is_recorded(self.path, self.expect):
                 # changed since it was journaled (by hand, during this run, or a forged
                 # entry): not ours to destroy
                 self.kept_aside = keep_aside(self.path)

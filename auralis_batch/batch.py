@@ -390,11 +390,23 @@ def _decided(
             plan.records.append(failed_record(job.input, refusal, job.output))
         elif state.action == "new":
             todo.append(job)
-        elif state.action == "altered":  # a master with the user's edits: kept, --overwrite or not
+        elif state.action == "altered" and job not in kept and job not in aside_failed:
+            # a master with the user's edits: kept, --overwrite or not, when the new one
+            # takes its place (moved aside here, a failed redo left nothing at its name)
+            if dry_run:
+                aside = keep_aside(job.output, dry_run=True)
+                todo.append(
+                    replace(job, replace_reason=f"{state.reason}: kept as {aside.name}, redone")
+                )
+            else:
+                todo.append(
+                    replace(job, replace=True, keep_aside=True, replace_reason=state.reason)
+                )
+        elif state.action == "altered":  # an album's, moved aside above (all or none)
             try:
                 if job in aside_failed:
                     raise OutputError(aside_failed[job])
-                aside = kept[job] if job in kept else keep_aside(job.output, dry_run=dry_run)
+                aside = kept[job]
             except (OSError, OutputError) as exc:
                 why = os_reason(exc) if isinstance(exc, OSError) else str(exc)
                 plan.records.append(

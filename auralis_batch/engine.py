@@ -297,6 +297,7 @@ def _open_output(p: _Prepared, settings: RunSettings) -> OutputFile:
         subtype=output_subtype(settings.fmt, settings.bit_depth),
         replace=p.job.replace,
         expect=p.job.expect,
+        keep_existing=p.job.keep_aside,
         frames=p.info.frames,
     )
 
@@ -486,7 +487,10 @@ def _publish(p: _Prepared, out: OutputFile, rec: dict) -> None:
     """The prepared output takes its name; what only that step can tell goes into the
     job (a file kept aside) and the record (a folder that could not be synced)."""
     out.publish()
-    if out.kept_aside is not None:
+    if out.kept_aside is not None and p.job.keep_aside:  # an edited master, as planned
+        why = f"{p.job.replace_reason}: kept as {out.kept_aside.name}, redone"
+        p.job = replace(p.job, replace_reason=why)
+    elif out.kept_aside is not None:
         p.job = replace(
             p.job,
             replace_reason=f"{p.job.replace_reason}; the file there had changed since "

@@ -39,6 +39,10 @@ class Job:
     #: ``sha256``): it is replaced only if it is still exactly that when the new master
     #: takes its place; anything else there is kept aside first. None: ``--overwrite``.
     expect: dict | None = None
+    #: A master of ours the user has edited is at ``output``: it is kept aside
+    #: (``NAME.altered-DATE``) when the new master takes its place, not before, so a
+    #: redo that fails leaves it where it was.
+    keep_aside: bool = False
 
 
 @dataclass

@@ -196,6 +196,40 @@ def test_a_copied_output_folder_and_a_renamed_input_folder_are_still_done(
     assert any(".altered-" in p.name for p in masters[0].parent.iterdir())
 
 
+def test_an_edited_master_stays_at_its_name_until_its_redo_is_in_place(tmp_path, write_audio):
+    """An edited master was moved aside while the run was planned: when its redo then
+    failed (the source corrupt, or the run stopped), nothing was left at its name and
+    the report said "kept as ..., redone" (a sweep). It is now kept aside as the new
+    master takes its place, and only then."""
+    import soundfile as sf
+
+    src = write_audio("lib/a.flac", music_like(seconds=2.0, seed=3))
+    good = src.read_bytes()
+    out = tmp_path / "O"
+    run_master([tmp_path / "lib"], out, RunSettings(use_cache=False), n_jobs=1)
+    master = out / "a.flac"
+    edited = bytearray(master.read_bytes())
+    edited[-1] ^= 1  # the user's edit (a tag, say): other bytes than journaled
+    master.write_bytes(bytes(edited))
+    src.write_bytes(good[:5000])  # the source is now cut short: its redo fails
+    failed = run_master([tmp_path / "lib"], out, RunSettings(use_cache=False), n_jobs=1)
+    assert _statuses(failed) == [("a.flac", "failed")]
+    assert master.read_bytes() == bytes(edited)  # still at its name
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".flac") == ["a.flac"]
+    assert not [p for p in out.iterdir() if ".altered-" in p.name]
+    src.write_bytes(good)
+    redone = run_master([tmp_path / "lib"], out, RunSettings(use_cache=False), n_jobs=1)
+    rec = redone.records[0]
+    assert rec["status"] == "ok"
+    aside = [p for p in out.iterdir() if ".altered-" in p.name]
+    assert len(aside) == 1 and aside[0].read_bytes() == bytes(edited)
+    assert (
+        rec["replaced"]
+        == f"it changed since auralis-batch wrote it: kept as {aside[0].name}, redone"
+    )
+    assert sf.info(master).frames > 0 and master.read_bytes() != bytes(edited)
+
+
 @pytest.mark.parametrize("journaled_bytes", [True, False])
 def test_a_source_copied_or_touched_with_its_bytes_is_not_mastered_again(
     tmp_path, small_library, monkeypatch, journaled_bytes
