@@ -160,7 +160,10 @@ def _read_one(p: Path, extensions, excluded: set[Path], skip_masters: bool) -> _
         if dropped:  # said when some were met, not when an enclosing OUT has any
             one.notes.append(f"{p}: masters that earlier runs wrote inside it are not read")
     elif stat.S_ISREG(st.st_mode):
-        one.audio.append((p, Path(p.name)))
+        if _inside(p.resolve(), excluded):  # named, or a link to it: OUT is not input
+            one.skipped.append(skipped_record(p, _IN_OUT_REASON))
+        else:
+            one.audio.append((p, Path(p.name)))
     else:
         one.skipped.append(skipped_record(p, f"not read: {_kind(st.st_mode)}"))
     return one
@@ -268,11 +271,15 @@ def _tracks_in_out(folder: Path, extensions, seen, skipped) -> None:
     ``music``)."""
     found: list[tuple[Path, Path]] = []
     _walk(folder, folder, extensions, set(), set(seen), set(), found, [], [])
-    why = (
-        "inside the output folder, which is not read as input: master it with an --out "
-        "that holds no tracks"
-    )
-    skipped.extend(skipped_record(f, why) for f, _ in found)
+    skipped.extend(skipped_record(f, _IN_OUT_REASON) for f, _ in found)
+
+
+#: Why a file inside OUT is not read, walked into or named on the command line (a
+#: master named there, or through a link, was mastered again into OUT: a sweep).
+_IN_OUT_REASON = (
+    "inside the output folder, which is not read as input: master it with an --out "
+    "that holds no tracks"
+)
 
 
 def output_path(relative: Path, out_dir: Path, fmt: str) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -613,6 +614,24 @@ def test_tracks_in_an_output_folder_inside_the_input_are_listed_as_skipped(tmp_p
     assert (out / "AlbumB" / "01.flac").exists()
     again = run_master([music], out, RunSettings(use_cache=False), n_jobs=1)
     assert sorted(r["input"] for r in again.records) == sorted(by_input)  # no master read
+
+
+def test_a_file_inside_out_named_on_the_command_line_is_not_read(tmp_path, write_audio):
+    """Walked into, OUT is not read; named on the command line, a master inside it (or
+    a link to one) was mastered again into OUT (a sweep). It is skipped the same way."""
+    write_audio("lib/a.flac", music_like(seconds=1.5))
+    out = tmp_path / "O"
+    settings = RunSettings(use_cache=False)
+    run_master([tmp_path / "lib"], out, settings, n_jobs=1)
+    (out / "x.flac").mkdir()
+    shutil.copy(out / "a.flac", out / "x.flac" / "inner.flac")  # a track inside OUT
+    (tmp_path / "lk").mkdir()
+    (tmp_path / "lk" / "linked.flac").symlink_to(out / "a.flac")
+    named = [out / "x.flac" / "inner.flac", tmp_path / "lk" / "linked.flac"]
+    result = run_master(named, out, settings, n_jobs=1)
+    assert [r["status"] for r in result.records] == ["skipped", "skipped"]
+    assert all("inside the output folder" in r["error"] for r in result.records)
+    assert not (out / "inner.flac").exists() and not (out / "linked.flac").exists()
 
 
 def test_every_record_has_the_keys_the_readme_lists(tmp_path, write_audio):
