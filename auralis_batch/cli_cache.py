@@ -29,12 +29,10 @@ def _open(cache_dir: Path | None):
     otherwise leave folders behind)."""
     from .cache import FingerprintCache, NullCache, size_limit_from_env
 
-    folder = cache_dir if cache_dir is not None else _default_folder()
-    if folder.exists() and not folder.is_dir():
-        given = "--cache-dir" if cache_dir is not None else _which_default()
-        typer.echo(f"[error] {given} {folder}: is a file, not a folder", err=True)
-        raise typer.Exit(code=2)
-    if not folder.is_dir():
+    folder = _folder(cache_dir)
+    # a folder without the cache's database is not a cache (yet): --cache-dir pointed
+    # at a folder of the user's left a cache.db there (a sweep)
+    if not (folder / "cache.db").is_file():
         typer.echo(f"[note] no fingerprint cache at {folder} yet: nothing in it", err=True)
         return NullCache(folder)
     try:
@@ -116,7 +114,18 @@ def prune(
 @cache_app.command("path")
 def path(cache_dir: CacheDir = None) -> None:
     """Print the cache folder."""
-    typer.echo(str(cache_dir if cache_dir is not None else _default_folder()))
+    typer.echo(str(_folder(cache_dir)))
+
+
+def _folder(cache_dir: Path | None) -> Path:
+    """The cache folder (``--cache-dir``, else the default), or ``[error]`` and exit 2
+    when a file stands there (``cache path`` printed it as the folder in use: a sweep)."""
+    folder = cache_dir if cache_dir is not None else _default_folder()
+    if folder.exists() and not folder.is_dir():
+        given = "--cache-dir" if cache_dir is not None else _which_default()
+        typer.echo(f"[error] {given} {folder}: is a file, not a folder", err=True)
+        raise typer.Exit(code=2)
+    return folder
 
 
 def _which_default() -> str:

@@ -989,10 +989,20 @@ def test_inspecting_a_cache_that_does_not_exist_creates_nothing(tmp_path):
         assert f"no fingerprint cache at {missing} yet" in " ".join(res.output.split())
         assert "of 0 B" not in res.output  # a limit of nothing: no cache there
     assert not (tmp_path / "no").exists()
+    # a folder of the user's is not a cache: nothing is added to it (a sweep: cache.db)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    for command in (["stats"], ["prune", "--older-than", "1d"], ["clear"]):
+        res = CliRunner().invoke(app, ["cache", *command, "--cache-dir", str(mine)])
+        assert res.exit_code == 0, res.output
+        assert f"no fingerprint cache at {mine} yet" in " ".join(res.output.split())
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
-    res = CliRunner().invoke(app, ["cache", "stats", "--cache-dir", str(a_file)])
-    assert res.exit_code == 2 and f"--cache-dir {a_file}: is a file, not a folder" in res.output
+    for command in ("stats", "path"):  # `path` printed the file as the folder in use
+        res = CliRunner().invoke(app, ["cache", command, "--cache-dir", str(a_file)])
+        assert res.exit_code == 2 and f"--cache-dir {a_file}: is a file, not a folder" in res.output
     # the variable chose it: the message names the variable, not a flag not given
     res = CliRunner().invoke(app, ["cache", "stats"], env={"AURALIS_CACHE_DIR": str(a_file)})
     assert res.exit_code == 2 and f"AURALIS_CACHE_DIR {a_file}: is a file" in res.output
