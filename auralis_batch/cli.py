@@ -442,10 +442,29 @@ def _check_reports(reports, *, overwrite: bool) -> None:
 
 
 def _check_run_flags(
-    *, backend, scheduler, match_strength, reference, target_lufs, ceiling_dbtp, tempo, no_tempo
+    *,
+    backend,
+    scheduler,
+    match_strength,
+    reference,
+    target_lufs,
+    ceiling_dbtp,
+    tempo,
+    no_tempo,
+    timeout_per_track=None,
 ) -> None:
     """Flags that contradict each other or leave their range: exit 2 naming them."""
+    import math
+
     from .presets import LIMITS
+
+    if timeout_per_track is not None and not math.isfinite(timeout_per_track):
+        # click's range lets NaN and inf through, and the settings' message spoke of
+        # the Python API's None and 0 (a sweep)
+        _fail_usage(
+            f"--timeout-per-track {timeout_per_track:g}: must be a number of seconds "
+            f">= {MIN_TIMEOUT_PER_TRACK_S:g}"
+        )
 
     if backend not in ("local", "dask"):
         _fail_usage(f"--backend must be local or dask, got {backend!r}")
@@ -513,6 +532,7 @@ def _master_settings(
         ceiling_dbtp=ceiling_dbtp,
         tempo=tempo,
         no_tempo=no_tempo,
+        timeout_per_track=timeout_per_track,
     )
     try:
         output_subtype(fmt, bit_depth)

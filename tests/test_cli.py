@@ -717,3 +717,16 @@ def test_a_stop_while_the_reference_is_analysed_says_so(tmp_path, monkeypatch, c
     name = signal.Signals(signum).name
     assert f"interrupted by {name} while the reference was analysed" in capsys.readouterr().err
     assert signal.getsignal(signum) is before
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_timeout_that_is_not_a_number_of_seconds_is_a_usage_error(tmp_path, value):
+    """click's range check lets NaN and inf through; the settings then said
+    "must be None, 0 (no limit) or seconds >= 1", the Python API's words (a sweep)."""
+    res = runner.invoke(
+        app,
+        ["master", str(tmp_path), "--out", str(tmp_path / "O"), "--timeout-per-track", value],
+    )
+    assert res.exit_code == 2
+    assert "--timeout-per-track" in res.output and "must be a number of seconds >= 1" in res.output
+    assert "None" not in res.output and not (tmp_path / "O").exists()
