@@ -719,7 +719,7 @@ def test_a_stop_while_the_reference_is_analysed_says_so(tmp_path, monkeypatch, c
     assert signal.getsignal(signum) is before
 
 
-@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize("value", ["nan", "inf"])
 def test_a_timeout_that_is_not_a_number_of_seconds_is_a_usage_error(tmp_path, value):
     """click's range check lets NaN and inf through; the settings then said
     "must be None, 0 (no limit) or seconds >= 1", the Python API's words (a sweep)."""
