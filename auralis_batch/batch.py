@@ -419,7 +419,11 @@ def _decided(
                 )
                 continue
             todo.append(
-                replace(job, replace_reason=f"{state.reason}: kept as {aside.name}, redone")
+                replace(
+                    job,
+                    replace_reason=f"{state.reason}: kept as {aside.name}, redone",
+                    kept_as=aside.name,
+                )
             )
         else:
             reason = {
@@ -1115,6 +1119,7 @@ def _run(
     signum: int | None = None
     poller = _Poller(inflight, units, on_progress)
     unit_of = {str(job.input): i for i, unit in enumerate(units) for job in unit}
+    job_of = {str(job.input): job for job in todo}
     warmup = None
     with _signals_stop_the_run() as cleaning:
         try:
@@ -1131,6 +1136,7 @@ def _run(
                 _make_folders(todo, out_dir, made)
                 poller.start()
                 for rec in _execute(units, settings, n_jobs, inflight, journal):
+                    _say_kept(rec, job_of.get(rec["input"]))
                     records.append(rec)
                     finished[rec["input"]] = rec["status"]
                     try:
@@ -1186,7 +1192,19 @@ def _run(
                         on_record(records[-1])
                 else:
                     records.append(_unfinished(job, i in started, stopped, signum))
+                    _say_kept(records[-1], job)
     return _result(records, settings.preset, stopped, signum, plan.notes)
+
+
+def _say_kept(rec: dict, job: Job | None) -> None:
+    """A track of an album whose edited master was kept aside while the run was
+    planned, and that was not redone: its record says where the edited master is (it
+    said nothing, and nothing was at its name: a sweep)."""
+    if job is not None and job.kept_as and rec.get("status") != "ok":
+        rec["error"] = (
+            f"{rec.get('error') or rec.get('status')}; its edited master was kept aside "
+            f"as {job.kept_as} before the album was rendered"
+        )
 
 
 def _unit_done(units: list[list[Job]], i: int | None, finished: dict[str, str]) -> bool:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .journal import STATE_DIR, written_outputs
-from .records import NOT_AUDIO_REASON, skipped_record
+from .records import NOT_AUDIO_REASON, failed_record, skipped_record
 
 #: File extensions of the temporaries an output is written under before its rename.
 PARTIAL_SUFFIX = ".partial"
@@ -43,6 +43,9 @@ class Job:
     #: (``NAME.altered-DATE``) when the new master takes its place, not before, so a
     #: redo that fails leaves it where it was.
     keep_aside: bool = False
+    #: The name an album's edited master was kept aside under while the run was
+    #: planned (an album moves all of them or none, before it is rendered).
+    kept_as: str | None = None
 
 
 @dataclass
@@ -103,7 +106,7 @@ def discover(
     for one, outer in zip(read, cover, strict=True):
         if outer is not None:
             note = f"{one.item}: inside {read[outer].item}, which is given too; read as part of it"
-            if note not in notes:
+            if (one.folder or one.audio) and note not in notes:  # not a file it skips
                 notes.append(note)  # once, however many times it was given
             continue
         audio.extend(one.audio)
@@ -160,8 +163,9 @@ def _read_one(p: Path, extensions, excluded: set[Path], skip_masters: bool) -> _
         if dropped:  # said when some were met, not when an enclosing OUT has any
             one.notes.append(f"{p}: masters that earlier runs wrote inside it are not read")
     elif stat.S_ISREG(st.st_mode):
-        if _inside(p.resolve(), excluded):  # named, or a link to it: OUT is not input
-            one.skipped.append(skipped_record(p, _IN_OUT_REASON))
+        if _inside(p.resolve(), excluded):  # named, or a link to it: OUT is not input;
+            # asked for by name, it fails (exit 1) where a folder's walk skips it
+            one.skipped.append(failed_record(p, _IN_OUT_REASON))
         else:
             one.audio.append((p, Path(p.name)))
     else:
@@ -298,6 +302,10 @@ def plan_master(
             plan.problems.append(
                 f"--out {out_dir} is the input folder {item}: choose a separate output folder"
             )
+        elif Path(item).is_file():  # a file named whose master would take its place
+            dst = output_path(Path(Path(item).name), out_dir, fmt)
+            if dst.resolve() == item_r:
+                plan.problems.append(f"output {dst} of {item} would overwrite the input {item}")
     if plan.problems:
         return plan
     # An input named twice is read once, with one note (a folder given twice had a
