@@ -163,9 +163,12 @@ def _read_one(p: Path, extensions, excluded: set[Path], skip_masters: bool) -> _
         if dropped:  # said when some were met, not when an enclosing OUT has any
             one.notes.append(f"{p}: masters that earlier runs wrote inside it are not read")
     elif stat.S_ISREG(st.st_mode):
-        if _inside(p.resolve(), excluded):  # named, or a link to it: OUT is not input;
-            # asked for by name, it fails (exit 1) where a folder's walk skips it
-            one.skipped.append(failed_record(p, _IN_OUT_REASON))
+        real = p.resolve()
+        if _inside(real, excluded) and any(real in _masters_in(a) for a in real.parents):
+            # a master of OUT's, named or through a link: never mastered again; asked
+            # for by name, it fails (exit 1). A file of the user's there (a WAV beside
+            # which its FLAC master goes) is taken as named.
+            one.skipped.append(failed_record(p, _MASTER_IN_OUT_REASON))
         else:
             one.audio.append((p, Path(p.name)))
     else:
@@ -278,11 +281,16 @@ def _tracks_in_out(folder: Path, extensions, seen, skipped) -> None:
     skipped.extend(skipped_record(f, _IN_OUT_REASON) for f, _ in found)
 
 
-#: Why a file inside OUT is not read, walked into or named on the command line (a
-#: master named there, or through a link, was mastered again into OUT: a sweep).
+#: Why a file inside OUT is not read when a walk meets it.
 _IN_OUT_REASON = (
     "inside the output folder, which is not read as input: master it with an --out "
     "that holds no tracks"
+)
+#: Why a master of OUT's named on the command line (or a link to one) is not read (it
+#: was mastered again into OUT: a sweep).
+_MASTER_IN_OUT_REASON = (
+    "a master this tool wrote into the output folder: masters are never mastered again "
+    "(copy it out of --out to master it anew)"
 )
 
 

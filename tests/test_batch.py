@@ -165,7 +165,6 @@ def test_a_copied_output_folder_and_a_renamed_input_folder_are_still_done(
     mastered again 'from another input' (a trust sweep's findings). The same bytes are
     the same master, and the same file (inode, size, time) is the same input; both
     are journaled again, so the next run reads no master."""
-    import shutil
 
     from auralis_batch import journal
 
@@ -240,7 +239,6 @@ def test_a_source_copied_or_touched_with_its_bytes_is_not_mastered_again(
     newcomer's try). The journal keeps the SHA-256 of the bytes mastered: the same
     bytes are done, journaled again under the new identity; other bytes of the same
     size are mastered again. A journal of an earlier version, without it, cannot tell."""
-    import shutil
 
     from auralis_batch import engine, journal
 
@@ -639,20 +637,23 @@ def test_an_albums_edited_master_kept_aside_is_named_when_its_redo_fails(tmp_pat
 def test_a_file_inside_out_named_on_the_command_line_is_not_read(tmp_path, write_audio):
     """Walked into, OUT is not read; named on the command line, a master inside it (or
     a link to one) was mastered again into OUT (a sweep). Asked for by name, it fails
-    saying why (a folder's walk skips it)."""
+    saying why; a file of the user's in OUT named there is taken (``cd music && master
+    song.wav --out .`` writes song.flac beside it)."""
     write_audio("lib/a.flac", music_like(seconds=1.5))
+    write_audio("lib/s/b.flac", music_like(seconds=1.5, seed=2))
     out = tmp_path / "O"
     settings = RunSettings(use_cache=False)
     run_master([tmp_path / "lib"], out, settings, n_jobs=1)
-    (out / "x.flac").mkdir()
-    shutil.copy(out / "a.flac", out / "x.flac" / "inner.flac")  # a track inside OUT
     (tmp_path / "lk").mkdir()
     (tmp_path / "lk" / "linked.flac").symlink_to(out / "a.flac")
-    named = [out / "x.flac" / "inner.flac", tmp_path / "lk" / "linked.flac"]
+    named = [out / "s" / "b.flac", tmp_path / "lk" / "linked.flac"]  # masters of OUT's
     result = run_master(named, out, settings, n_jobs=1)
     assert [r["status"] for r in result.records] == ["failed", "failed"]
-    assert all("inside the output folder" in r["error"] for r in result.records)
-    assert not (out / "inner.flac").exists() and not (out / "linked.flac").exists()
+    assert all("masters are never mastered again" in r["error"] for r in result.records)
+    assert not (out / "b.flac").exists() and not (out / "linked.flac").exists()
+    write_audio("O/song.wav", music_like(seconds=1.5, seed=4))  # the user's, in OUT
+    mine = run_master([out / "song.wav"], out, settings, n_jobs=1)
+    assert mine.summary["ok"] == 1 and (out / "song.flac").exists()
 
 
 def test_every_record_has_the_keys_the_readme_lists(tmp_path, write_audio):
