@@ -337,7 +337,7 @@ def _decide(
     # Reading the states may take long (inputs touched since are hashed again) and
     # may be stopped; what follows moves edited masters aside: a signal waits for it.
     states = {job: journal.state(job, settings_hashes, preset) for job in plan.jobs}
-    with _stops_deferred():
+    with _stops_deferred(raise_after=False):  # the caller notes what it decided first
         return _decided(plan, journal, states, overwrite=overwrite, album=album, dry_run=dry_run)
 
 
@@ -711,13 +711,7 @@ def _remove_partials(jobs: Iterable[Job]) -> int:
 
 
 # --------------------------------------------------------------------------- signals
-class _Stop(BaseException):
-    """Raised in the main thread by the first SIGINT/SIGTERM (a BaseException, so no
-    ``except Exception`` of a track swallows it)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
+_Stop = stopping.Stop
 
 
 def _kill_children() -> None:
@@ -784,11 +778,6 @@ _AT_ONCE = (
 )
 
 
-#: The signals that stop a run: Ctrl-C, ``kill``, and the terminal or ssh session
-#: closing (SIGHUP killed the run without a report and left its in-flight notes).
-STOP_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
-)
 #: ``cleaning()`` of the handlers in place, while :func:`_signals_stop_the_run` is
 #: (a nested use shares them: the CLI's whole command, run_master, its run).
 _STOP_CLEANING: list[Callable[[], None]] = []
@@ -836,14 +825,18 @@ def _signals_stop_the_run() -> Iterator[Callable[[], None]]:
         # kernel, where an exception turns into a SystemError a track would report as
         # its own failure: the track's next block raises it instead (_raise_if_stopped).
 
-    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    # SIGHUP killed the run without a report and left its in-flight notes; under nohup
+    # it stays ignored (stopping.handled_signals)
+    previous = {s: signal.signal(s, handler) for s in stopping.handled_signals()}
     _STOP_CLEANING.append(cleaning)
     try:
         yield cleaning
     finally:
+        raising[0] = False  # a signal now is noted: the handlers go back whole
         _STOP_CLEANING.clear()
         for s, h in previous.items():
             signal.signal(s, h)
+        received.clear()  # a later run (a thread's, the API's) starts unstopped
 
 
 def stop_signal() -> int | None:
@@ -973,10 +966,17 @@ def _stopped_before_start(known: dict, signum: int, preset: str) -> BatchResult:
     (or, before that was decided, every planned one) are not started."""
     stopped = f"interrupted by {signal.Signals(signum).name} while the run was planned"
     plan = known.get("plan")
-    records = list(plan.records) if plan is not None and "todo" in known else []
-    jobs = known.get("todo", plan.jobs if plan is not None else [])
-    records += [record(j.input, "not started", f"not started: {stopped}", j.output) for j in jobs]
-    return _result(records, preset, stopped, signum, plan.notes if plan is not None else ())
+    if plan is None:
+        return _result([], preset, stopped, signum)
+    # what planning decided stays (files skipped or refused, tracks already done);
+    # before the journal was read every track is "not started"
+    done = {r["input"] for r in plan.records}
+    jobs = known.get("todo", [j for j in plan.jobs if str(j.input) not in done])
+    records = list(plan.records)
+    for job in jobs:
+        records.append(record(job.input, "not started", f"not started: {stopped}", job.output))
+        _say_kept(records[-1], job)  # an album's edited master already kept aside
+    return _result(records, preset, stopped, signum, plan.notes)
 
 
 def _plan_and_run(
@@ -1035,6 +1035,7 @@ def _plan_and_run(
             dry_run=True,
             preset=settings.preset,
         )
+        _raise_if_stopped()
         for job in todo:
             refusal = _layout_refusal(job, settings.fmt)
             if refusal is not None:  # the real run fails it before decoding: so does this
@@ -1064,11 +1065,12 @@ def _plan_and_run(
             preset=settings.preset,
         )
         known["todo"] = todo
+        _raise_if_stopped()  # a signal while edited masters were kept aside
         try:
             with _stops_deferred():  # the journal's rewrite runs to its end
+                fault_pause("journal")
                 _sweep_dead_runs(journal, plan.jobs)  # we hold the lock: nobody else writes
                 journal.plan(todo)
-                fault_pause("journal")
         except OSError as exc:
             raise OutputError(f"{journal.path}: cannot write ({os_reason(exc)})") from None
         return _run(
@@ -1153,7 +1155,9 @@ def _run(
                     if stopped and _unit_done(units, unit_of.get(rec["input"]), finished):
                         break  # after its unit's last record (an album's are all made)
                 _raise_if_stopped()  # a signal during the last in-process track
+                cleaning()  # from here a signal is noted: the cleanup below runs whole
             except _Stop as stop:
+                cleaning()
                 signum = stop.signum
                 stopped = f"interrupted by {signal.Signals(signum).name}"
         finally:

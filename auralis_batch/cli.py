@@ -293,16 +293,18 @@ def _run_master(**opts) -> None:
             raise typer.Exit(code=128 + stop.signum) from None
         cleaning()  # the reports are written whole: a signal now is only noted
         fault_pause("report")
-        late = stop_signal()
-        if late is not None and result.signal is None:
-            # it came after every track had ended, during the run's cleanup: nothing
-            # was cut short, and the exit code says how the tracks went
-            typer.echo(
-                f"[note] {signal_name(late)} came after every track had ended: the run's "
-                "cleanup and reports were finished first",
-                err=True,
-            )
-        _report(result, progress, **opts)
+        try:
+            _report(result, progress, **opts)
+        finally:
+            late = stop_signal()
+            if late is not None and result.signal is None:
+                # it came after every track had ended (the run's cleanup, the reports):
+                # nothing was cut short, and the exit code says how the tracks went
+                typer.echo(
+                    f"[note] {signal_name(late)} came after every track had ended: the "
+                    "run's cleanup and reports were finished first",
+                    err=True,
+                )
 
 
 def signal_name(signum: int) -> str:
@@ -775,7 +777,9 @@ def _analyse_reference(reference: Path, *, no_cache: bool, cache_dir: Path | Non
 
         cache = open_cache(cache_dir)
     main = threading.current_thread() is threading.main_thread()
-    previous = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    from .stopping import handled_signals
+
+    previous = {s: signal.signal(s, note) for s in handled_signals()} if main else {}
     try:
         with _decoder_notes(reference):
             record = analyze_file(reference, tempo=False, cache=cache, watch=watch)
@@ -1352,6 +1356,8 @@ def main() -> None:
     keep_freed_memory(children=True)
     _sturdy_streams()
     one_line_warnings()
+    from .stopping import Stop
+
     try:
         _refuse_empty_arguments(sys.argv[1:])
         app(prog_name="auralis-batch")
@@ -1359,6 +1365,10 @@ def main() -> None:
         code = exc.code
     except typer.Exit as exc:  # raised before click runs (an empty argument)
         code = exc.exit_code
+    except Stop as stop:  # a signal between a command's steps, past its own handling
+        code = 128 + stop.signum
+        with contextlib.suppress(Exception):
+            sys.stderr.write(f"[error] interrupted by {signal_name(stop.signum)}\n")
     else:
         code = 0
     sys.exit(_exit_code_after_streams(code))

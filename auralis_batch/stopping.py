@@ -14,6 +14,30 @@ import contextlib
 import os
 from collections.abc import Iterator
 
+
+class Stop(BaseException):
+    """Raised in the main thread by the first SIGINT/SIGTERM/SIGHUP (a BaseException,
+    so no ``except Exception`` of a track swallows it). Here, in a module that loads
+    nothing, so that the CLI's entry point can catch it without importing the batch."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def handled_signals() -> tuple[int, ...]:
+    """The signals that stop a run: SIGINT (Ctrl-C), SIGTERM (``kill``) and SIGHUP (the
+    terminal or ssh session closing), but not SIGHUP when this process was started
+    ignoring it (``nohup``, ``trap '' HUP``: the user asked the run to outlive the
+    session)."""
+    import signal
+
+    names = ["SIGINT", "SIGTERM"]
+    if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        names.append("SIGHUP")
+    return tuple(getattr(signal, name) for name in names)
+
+
 #: Temporaries to remove if the process is ended at once.
 AT_ONCE_REMOVE: set[str] = set()
 

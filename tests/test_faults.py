@@ -508,6 +508,10 @@ def test_a_signal_while_the_run_is_planned_stops_it_before_any_track(
     assert not list(out.glob("*.flac"))
     state = out / ".auralis-batch"
     assert not list(state.glob("inflight-*")) and not list(state.glob("*.compact-*"))
+    if step == "journal":  # the signal came just before the journal's step: it ran whole
+        lines = [json.loads(x) for x in (state / "journal.jsonl").read_text().splitlines()]
+        planned = [e["output"] for e in lines if isinstance(e, dict) and "planned" in e]
+        assert sorted(planned) == ["00.flac", "01.flac"]
     again = subprocess.run(
         [str(EXE), "master", str(tmp_path / "lib"), "--out", str(out), "-q", "--no-cache"],
         capture_output=True, text=True, timeout=120,
