@@ -790,10 +790,18 @@ class OutputFile:
         self._sweep_stale()
 
     def _rename(self, tmp: Path) -> None:
-        if self.replace:
-            if self.keep_existing and os.path.lexists(self.path):
+        if self.replace and self.keep_existing:
+            if os.path.lexists(self.path):
                 self.kept_aside = keep_aside(self.path)  # edited since we wrote it
-            elif self.expect is not None and not is_recorded(self.path, self.expect):
+            try:  # the name is free now: a file that appears there meanwhile is the user's
+                move_no_clobber(tmp, self.path)
+            except FileExistsError:
+                raise OutputError(
+                    f"{self.path}: refused: a file appeared there during the run; not replaced"
+                ) from None
+            return
+        if self.replace:
+            if self.expect is not None and not is_recorded(self.path, self.expect):
                 # changed since it was journaled (by hand, during this run, or a forged
                 # entry): not ours to destroy
                 self.kept_aside = keep_aside(self.path)

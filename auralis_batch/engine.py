@@ -552,7 +552,7 @@ def _decorate(rec: dict, job: Job, analysis: dict | None) -> None:
     rec["tempo_confidence"] = analysis.get("tempo_confidence")
     rec["fingerprint_cached"] = analysis.get("cached") or False
     rec["analysis_seconds"] = analysis.get("seconds")
-    if job.replace_reason:
+    if job.replace_reason and rec.get("status") == "ok":  # a failed redo replaced nothing
         rec["replaced"] = job.replace_reason
 
 

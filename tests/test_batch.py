@@ -614,6 +614,35 @@ def test_tracks_in_an_output_folder_inside_the_input_are_listed_as_skipped(tmp_p
     assert sorted(r["input"] for r in again.records) == sorted(by_input)  # no master read
 
 
+def test_a_file_that_appears_as_an_edited_master_is_kept_aside_is_not_replaced(
+    tmp_path, write_audio, monkeypatch
+):
+    """The edited master is kept aside as its redo takes the name; a file written to
+    the name in between is the user's: the redo fails rather than replace it (a
+    review: it went through os.replace)."""
+    from auralis_batch import audio
+
+    write_audio("lib/a.flac", music_like(seconds=1.5, seed=3))
+    out = tmp_path / "O"
+    run_master([tmp_path / "lib"], out, RunSettings(use_cache=False), n_jobs=1)
+    master = out / "a.flac"
+    master.write_bytes(master.read_bytes()[:-1] + b"!")  # the user's edit
+    real_keep_aside = audio.keep_aside
+
+    def keep_aside_then_a_file_appears(path, **kw):
+        aside = real_keep_aside(path, **kw)
+        path.write_bytes(b"the user's new file")
+        return aside
+
+    monkeypatch.setattr(audio, "keep_aside", keep_aside_then_a_file_appears)
+    result = run_master([tmp_path / "lib"], out, RunSettings(use_cache=False), n_jobs=1)
+    assert result.records[0]["status"] == "failed"
+    assert "a file appeared there during the run" in result.records[0]["error"]
+    assert "replaced" not in result.records[0]
+    assert master.read_bytes() == b"the user's new file"
+    assert len([p for p in out.iterdir() if ".altered-" in p.name]) == 1
+
+
 def test_an_albums_edited_master_kept_aside_is_named_when_its_redo_fails(tmp_path, write_audio):
     """An album's edited masters move aside together while the run is planned (all or
     none); when the album's redo then failed, its records did not say where they went."""

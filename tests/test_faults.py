@@ -545,6 +545,23 @@ def test_sighup_stops_a_run_as_sigterm_does(tmp_path, write_audio):
     assert not list(out.rglob("*.partial"))
 
 
+def test_a_run_started_under_nohup_outlives_sighup(tmp_path, write_audio):
+    """``nohup auralis-batch master ...`` asks the run to outlive the session: a run
+    that stopped on SIGHUP must leave an inherited SIG_IGN alone (a review)."""
+    write_audio("lib/slow.flac", music_like(seconds=3.0, seed=2))
+    out = tmp_path / "O"
+    proc = popen(
+        "master", tmp_path / "lib", "--out", out, "-q", "-j", "1", "--no-cache",
+        env={"AURALIS_BATCH_FAULT": "slow:slow.flac"},
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+    )  # fmt: skip
+    wait_until_working(out, started=True)
+    proc.send_signal(signal.SIGHUP)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert (out / "slow.flac").exists()
+
+
 def test_a_signal_after_every_track_lets_the_reports_finish(tmp_path, write_audio):
     """SIGTERM while the reports were written killed the run (its `.partial` left for
     good under a dated name) and SIGINT ended it with no report and no summary although
