@@ -1106,6 +1106,7 @@ def _run(
     plan, todo, journal, settings, settings_hash, n_jobs, out_dir, on_start, on_record, on_progress
 ) -> BatchResult:
     records = plan.records
+    _RUN_STAMP[:] = [time.strftime("%Y%m%d-%H%M%S")]  # as audio.keep_aside stamps
     work, total_s = _headers(todo)
     units = _units(todo, settings.album, work)
     n_jobs = _pool_size(n_jobs, len(units))
@@ -1451,6 +1452,9 @@ def _recovered(job: Job, settings: RunSettings, note: dict, why: str) -> dict:
     rec["recovered"] = True
     if job.replace_reason:
         rec["replaced"] = job.replace_reason
+        aside = _kept_aside_by_this_run(job)
+        if aside is not None:  # the worker named it in the report that was lost
+            rec["replaced"] += f": kept as {aside.name}, redone"
     nxt = (
         "the next run skips it unless another track of its album is not done (an album "
         "is mastered again whole)"
@@ -1462,6 +1466,25 @@ def _recovered(job: Job, settings: RunSettings, note: dict, why: str) -> dict:
         f"journaled, and {nxt}"
     )
     return rec
+
+
+#: When this process's run began, in the stamp of ``NAME.altered-STAMP`` (audio.keep_aside).
+_RUN_STAMP: list[str] = []
+
+
+def _kept_aside_by_this_run(job: Job) -> Path | None:
+    """Where this run kept ``job``'s edited master aside (its ``keep_aside``), read from
+    the folder when the worker's report was lost: the latest ``NAME.altered-STAMP`` not
+    older than the run."""
+    if not job.keep_aside or job.output is None or not _RUN_STAMP:
+        return None
+    prefix = f"{job.output.name}.altered-"
+    try:
+        names = [n for n in os.listdir(job.output.parent) if n.startswith(prefix)]
+    except OSError:
+        return None
+    this_run = sorted(n for n in names if n[len(prefix) :][:15] >= _RUN_STAMP[0])
+    return job.output.parent / this_run[-1] if this_run else None
 
 
 #: A unit's "it started" mark in the in-flight folder, beside its progress mark

@@ -1688,6 +1688,25 @@ def test_a_track_written_when_the_run_is_stopped_is_reported_with_its_line(tmp_p
     assert not list(out.rglob("*.partial"))
 
 
+def test_a_recovered_redo_of_an_edited_master_says_where_it_was_kept(tmp_path, lib):
+    """An edited master is kept aside as its redo takes its name, in the worker; when
+    that worker died before reporting, the recovered record said only "it changed since
+    auralis-batch wrote it" (a review). It names the file kept aside too."""
+    out = tmp_path / "O"
+    assert cli("master", lib, "--out", out, "-j", "2", "--no-cache", "-q").returncode == 0
+    master = out / "01.flac"
+    edited = master.read_bytes()[:-1] + b"!"
+    master.write_bytes(edited)
+    (out / "02.flac").unlink()  # two tracks to do: a pool of two workers
+    res, tracks = _master_j2_with_fault(lib, out, "vanish:01.flac")
+    assert res.returncode == 0, res.stderr
+    rec = tracks["01.flac"]
+    assert rec["status"] == "ok" and rec["recovered"] is True, rec
+    aside = [p for p in out.iterdir() if p.name.startswith("01.flac.altered-")]
+    assert len(aside) == 1 and aside[0].read_bytes() == edited
+    assert rec["replaced"].endswith(f": kept as {aside[0].name}, redone"), rec["replaced"]
+
+
 def test_a_worker_that_dies_after_writing_its_output_leaves_it_journaled(tmp_path, lib):
     """-j 2: the worker holding 01.flac dies right after the rename. Its master is
     complete: journaled from its commit note, not run again (which collided with it),
