@@ -1225,6 +1225,27 @@ def _unfinished(job: Job, started: bool, stopped: str, signum: int | None) -> di
     return record(job.input, "interrupted", f"{stopped}; no output written", job.output)
 
 
+def _start_resource_tracker() -> None:
+    """Start loky's resource tracker with SIGHUP ignored (it inherits that across its
+    exec; its own handlers cover SIGINT and SIGTERM only): a terminal closing sends
+    SIGHUP to the whole process group, and the tracker died of it, to be relaunched
+    with a warning and dozens of tracebacks in the run's log (a review). The run
+    itself stops on SIGHUP; its workers ignore it (:func:`_die_with_the_run`)."""
+    if not hasattr(signal, "SIGHUP") or threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        from joblib.externals.loky.backend.resource_tracker import ensure_running
+    except ImportError:  # pragma: no cover - another joblib
+        return
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        ensure_running()
+    except Exception:  # pragma: no cover - the pool starts it as before
+        pass
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 def _local_backend() -> bool:
     """True when joblib runs our tasks in processes of this machine (loky or
     multiprocessing), not on a cluster (``parallel_config(backend="dask")``)."""
@@ -1311,6 +1332,7 @@ def _execute(
         return
     from joblib import Parallel, delayed
 
+    _start_resource_tracker()
     pending = dict(enumerate(units))
     parent = os.getpid() if _local_backend() else None  # a cluster's workers have others
     while pending:

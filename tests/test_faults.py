@@ -532,12 +532,14 @@ def test_sighup_stops_a_run_as_sigterm_does(tmp_path, write_audio):
     proc = popen(
         "master", tmp_path / "lib", "--out", out, "-q", "-j", "2", "--no-cache",
         "--report", report, env={"AURALIS_BATCH_FAULT": "slow:slow.flac"},
+        start_new_session=True,
     )  # fmt: skip
     wait_until_working(out, started=True)
-    proc.send_signal(signal.SIGHUP)
+    os.killpg(proc.pid, signal.SIGHUP)  # as a closing terminal: the whole group
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 129, stderr
     assert "interrupted:" in stderr and "Traceback" not in stderr
+    assert "resource_tracker" not in stderr  # loky's tracker died of it, and said so
     tracks = json.loads(report.read_text())["tracks"]
     statuses = {Path(t["input"]).name: t["status"] for t in tracks}
     assert statuses["slow.flac"] in ("interrupted", "not started")
