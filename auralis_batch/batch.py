@@ -332,7 +332,8 @@ def _decide(
     In album mode a folder is one unit: when any of its tracks is to be done, its
     finished tracks are redone with it (one shared gain, album tags of the whole).
     An output that changed since this tool wrote it is kept aside (renamed to
-    ``NAME.altered-DATE``, unless ``dry_run``) before it is redone.
+    ``NAME.altered-DATE``) as its redo takes its place (``Job.keep_aside``); an
+    album's are moved here, all or none, unless ``dry_run``.
     """
     # Reading the states may take long (inputs touched since are hashed again) and
     # may be stopped; what follows moves edited masters aside: a signal waits for it.
