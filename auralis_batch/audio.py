@@ -795,10 +795,8 @@ class OutputFile:
                 self.kept_aside = keep_aside(self.path)  # edited since we wrote it
             try:  # the name is free now: a file that appears there meanwhile is the user's
                 move_no_clobber(tmp, self.path)
-            except FileExistsError:
-                raise OutputError(
-                    f"{self.path}: refused: a file appeared there during the run; not replaced"
-                ) from None
+            except OSError as exc:
+                raise self._not_placed(exc) from None
             return
         if self.replace:
             if self.expect is not None and not is_recorded(self.path, self.expect):
@@ -813,6 +811,22 @@ class OutputFile:
             raise OutputError(
                 f"{self.path}: refused: a file appeared there during the run; not replaced"
             ) from None
+
+    def _not_placed(self, exc: OSError) -> OutputError:
+        """The new master could not take the name its edited one was moved from: that
+        one goes back if it can (else the error says where it is)."""
+        aside, where = self.kept_aside, ""
+        if aside is not None:
+            try:
+                move_no_clobber(aside, self.path)
+                self.kept_aside = None
+            except OSError:
+                where = f"; its edited master is kept aside as {aside.name}"
+        if isinstance(exc, FileExistsError):
+            why = "refused: a file appeared there during the run; not replaced"
+        else:
+            why = f"committing the output failed ({(exc.strerror or str(exc)).lower()})"
+        return OutputError(f"{self.path}: {why}{where}")
 
     def discard(self) -> None:
         """Remove every temporary this output still has."""

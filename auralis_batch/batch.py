@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING
 from . import stopping, warm
 from .adaptive import check_reference
 from .audio import (
+    MAX_NAME_BYTES,
+    _cut_name,
     check_output_channels,
     is_our_temporary,
     keep_aside,
@@ -325,9 +327,11 @@ def _decide(
     album: bool,
     dry_run: bool,
     preset: str | None = None,
+    known: dict | None = None,
 ) -> list[Job]:
-    """Check every planned output against the journal; returns the jobs to run and
-    adds records for the rest to ``plan.records``.
+    """Check every planned output against the journal; returns the jobs to run (also
+    as ``known["todo"]``, before a signal may stop the run) and adds records for the
+    rest to ``plan.records``.
 
     In album mode a folder is one unit: when any of its tracks is to be done, its
     finished tracks are redone with it (one shared gain, album tags of the whole).
@@ -338,8 +342,11 @@ def _decide(
     # Reading the states may take long (inputs touched since are hashed again) and
     # may be stopped; what follows moves edited masters aside: a signal waits for it.
     states = {job: journal.state(job, settings_hashes, preset) for job in plan.jobs}
-    with _stops_deferred(raise_after=False):  # the caller notes what it decided first
-        return _decided(plan, journal, states, overwrite=overwrite, album=album, dry_run=dry_run)
+    with _stops_deferred(raise_after=False):  # the caller raises it, once it is noted
+        todo = _decided(plan, journal, states, overwrite=overwrite, album=album, dry_run=dry_run)
+        if known is not None:
+            known["todo"] = todo
+        return todo
 
 
 def _decided(
@@ -941,9 +948,11 @@ def run_master(
     n_jobs = int(n_jobs)
     settings.check()  # every bad field now, not once per track
     known: dict = {}  # the plan and the tracks to do, once known
+    outermost = not _STOP_CLEANING  # no command around this call handles signals
     with _signals_stop_the_run():
+        late = None
         try:
-            return _timed(
+            result = _timed(
                 _plan_and_run(
                     inputs,
                     out_dir,
@@ -958,8 +967,14 @@ def run_master(
                 ),
                 t0,
             )
+            late = stop_signal() if result.signal is None else None
         except _Stop as stop:  # before the first track started: nothing was written
             return _timed(_stopped_before_start(known, stop.signum, settings.preset), t0)
+    if outermost and late is not None and hasattr(signal, "raise_signal"):
+        # noted while the run finished (its cleanup), never acted on: the caller's own
+        # handling gets it now, as if it had come just after (a loop of runs stops)
+        signal.raise_signal(late)
+    return result
 
 
 def _stopped_before_start(known: dict, signum: int, preset: str) -> BatchResult:
@@ -1064,8 +1079,8 @@ def _plan_and_run(
             album=settings.album,
             dry_run=False,
             preset=settings.preset,
+            known=known,
         )
-        known["todo"] = todo
         _raise_if_stopped()  # a signal while edited masters were kept aside
         try:
             with _stops_deferred():  # the journal's rewrite runs to its end
@@ -1107,7 +1122,7 @@ def _run(
     plan, todo, journal, settings, settings_hash, n_jobs, out_dir, on_start, on_record, on_progress
 ) -> BatchResult:
     records = plan.records
-    _RUN_STAMP[:] = [time.strftime("%Y%m%d-%H%M%S")]  # as audio.keep_aside stamps
+    _RUN_STARTED[:] = [time.time()]
     work, total_s = _headers(todo)
     units = _units(todo, settings.album, work)
     n_jobs = _pool_size(n_jobs, len(units))
@@ -1238,13 +1253,15 @@ def _start_resource_tracker() -> None:
         from joblib.externals.loky.backend.resource_tracker import ensure_running
     except ImportError:  # pragma: no cover - another joblib
         return
-    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # blocked, not ignored, while it starts: the tracker inherits the mask (loky
+    # unblocks SIGINT and SIGTERM only), and a SIGHUP meanwhile reaches the run after
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     try:
         ensure_running()
     except Exception:  # pragma: no cover - the pool starts it as before
         pass
     finally:
-        signal.signal(signal.SIGHUP, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _local_backend() -> bool:
@@ -1491,23 +1508,29 @@ def _recovered(job: Job, settings: RunSettings, note: dict, why: str) -> dict:
     return rec
 
 
-#: When this process's run began, in the stamp of ``NAME.altered-STAMP`` (audio.keep_aside).
-_RUN_STAMP: list[str] = []
+#: When this process's run began (``time.time()``).
+_RUN_STARTED: list[float] = []
 
 
 def _kept_aside_by_this_run(job: Job) -> Path | None:
     """Where this run kept ``job``'s edited master aside (its ``keep_aside``), read from
-    the folder when the worker's report was lost: the latest ``NAME.altered-STAMP`` not
-    older than the run."""
-    if not job.keep_aside or job.output is None or not _RUN_STAMP:
+    the folder when the worker's report was lost: the ``NAME.altered-...`` renamed
+    there last, since the run began (a rename sets its ctime; a stamp in the name
+    would trust the clock and the time zone, and a long NAME is cut in it)."""
+    if not job.keep_aside or job.output is None or not _RUN_STARTED:
         return None
-    prefix = f"{job.output.name}.altered-"
+    prefix = _cut_name(job.output.name, MAX_NAME_BYTES - len(".altered-YYYYmmdd-HHMMSS-NNN"))
+    found: list[tuple[float, str]] = []
     try:
-        names = [n for n in os.listdir(job.output.parent) if n.startswith(prefix)]
+        with os.scandir(job.output.parent) as entries:
+            for e in entries:
+                if e.name.startswith(prefix) and ".altered-" in e.name[len(prefix) :]:
+                    ctime = e.stat(follow_symlinks=False).st_ctime
+                    if ctime >= _RUN_STARTED[0] - 1.0:
+                        found.append((ctime, e.name))
     except OSError:
         return None
-    this_run = sorted(n for n in names if n[len(prefix) :][:15] >= _RUN_STAMP[0])
-    return job.output.parent / this_run[-1] if this_run else None
+    return job.output.parent / max(found)[1] if found else None
 
 
 #: A unit's "it started" mark in the in-flight folder, beside its progress mark

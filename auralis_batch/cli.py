@@ -298,11 +298,11 @@ def _run_master(**opts) -> None:
         finally:
             late = stop_signal()
             if late is not None and result.signal is None:
-                # it came after every track had ended (the run's cleanup, the reports):
-                # nothing was cut short, and the exit code says how the tracks went
+                # it came as the run was ending (its cleanup, the reports): nothing was
+                # cut short by it, and the exit code says how the tracks went
                 typer.echo(
-                    f"[note] {signal_name(late)} came after every track had ended: the "
-                    "run's cleanup and reports were finished first",
+                    f"[note] {signal_name(late)} came as the run was ending: its cleanup "
+                    "and reports were finished first",
                     err=True,
                 )
 

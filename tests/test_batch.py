@@ -637,10 +637,44 @@ def test_a_file_that_appears_as_an_edited_master_is_kept_aside_is_not_replaced(
     monkeypatch.setattr(audio, "keep_aside", keep_aside_then_a_file_appears)
     result = run_master([tmp_path / "lib"], out, RunSettings(use_cache=False), n_jobs=1)
     assert result.records[0]["status"] == "failed"
-    assert "a file appeared there during the run" in result.records[0]["error"]
     assert "replaced" not in result.records[0]
     assert master.read_bytes() == b"the user's new file"
-    assert len([p for p in out.iterdir() if ".altered-" in p.name]) == 1
+    aside = [p for p in out.iterdir() if ".altered-" in p.name]
+    assert len(aside) == 1  # it could not go back: the error says where it is
+    assert result.records[0]["error"].endswith(
+        "a file appeared there during the run; not replaced; its edited master is kept "
+        f"aside as {aside[0].name}"
+    )
+
+
+def test_an_edited_master_goes_back_when_its_redo_cannot_take_the_name(
+    tmp_path, write_audio, monkeypatch
+):
+    """The move of the new master failing after the edited one was kept aside (an I/O
+    error) left nothing at the name, and nothing said where the edit was (a review)."""
+    import errno as errno_
+
+    from auralis_batch import audio
+
+    write_audio("lib/a.flac", music_like(seconds=1.5, seed=3))
+    out = tmp_path / "O"
+    run_master([tmp_path / "lib"], out, RunSettings(use_cache=False), n_jobs=1)
+    master = out / "a.flac"
+    edited = master.read_bytes()[:-1] + b"!"
+    master.write_bytes(edited)
+    real_move = audio.move_no_clobber
+
+    def eio_for_the_new_master(src, dst):
+        if os.path.basename(src).endswith(".partial"):
+            raise OSError(errno_.EIO, "Input/output error")
+        return real_move(src, dst)
+
+    monkeypatch.setattr(audio, "move_no_clobber", eio_for_the_new_master)
+    result = run_master([tmp_path / "lib"], out, RunSettings(use_cache=False), n_jobs=1)
+    assert result.records[0]["status"] == "failed"
+    assert "committing the output failed (input/output error)" in result.records[0]["error"]
+    assert master.read_bytes() == edited  # back at its name
+    assert not [p for p in out.iterdir() if ".altered-" in p.name]
 
 
 def test_an_albums_edited_master_kept_aside_is_named_when_its_redo_fails(tmp_path, write_audio):

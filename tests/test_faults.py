@@ -545,6 +545,33 @@ def test_sighup_stops_a_run_as_sigterm_does(tmp_path, write_audio):
     assert not list(out.rglob("*.partial"))
 
 
+def test_a_signal_noted_as_an_api_run_ends_reaches_the_callers_handler(tmp_path, write_audio):
+    """Through the Python API a SIGTERM during a run's cleanup was noted and then
+    dropped: ``for d in libs: run_master(...)`` under systemd went on to the next
+    run (a review). It is delivered again as run_master returns."""
+    write_audio("lib/a.flac", music_like(seconds=1.0, seed=1))
+    script = textwrap.dedent(
+        """
+        import os, signal, sys
+        from auralis_batch import batch
+        from auralis_batch.settings import RunSettings
+        got = []
+        signal.signal(signal.SIGTERM, lambda s, f: got.append(s))
+        # the signal lands during the run's cleanup (where it is only noted)
+        batch._cleanup_fault = lambda: os.kill(os.getpid(), signal.SIGTERM)
+        result = batch.run_master([sys.argv[1]], sys.argv[2], RunSettings(use_cache=False),
+                                  n_jobs=1)
+        print(result.signal, result.summary["ok"], got, flush=True)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "lib"), str(tmp_path / "O")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "None 1 [15]", proc.stderr
+
+
 def test_a_run_started_under_nohup_outlives_sighup(tmp_path, write_audio):
     """``nohup auralis-batch master ...`` asks the run to outlive the session: a run
     that stopped on SIGHUP must leave an inherited SIG_IGN alone (a review)."""
@@ -579,7 +606,7 @@ def test_a_signal_after_every_track_lets_the_reports_finish(tmp_path, write_audi
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
-    assert "[note] SIGTERM came after every track had ended" in stderr
+    assert "[note] SIGTERM came as the run was ending" in stderr
     assert json.loads(reports[0].read_text())["tracks"][0]["status"] == "ok"
     assert reports[1].read_text().startswith("<!DOCTYPE html>")
     assert not list(tmp_path.glob(".r.*.partial"))
