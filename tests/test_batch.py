@@ -1551,9 +1551,12 @@ def test_the_processed_signal_takes_the_decoded_audios_place(
     read = frames_read()
     drained = peak_of("kept")
     assert read == {"a.flac": n} and sum(compressed) == n
+    # the lower of two runs each: a one-time allocation in a worker that ran other
+    # tests first (a clean clone's suite) once lifted one peak by 2 MB
+    drained = min(drained, peak_of("kept-again"))
     with monkeypatch.context() as m:  # the decoded blocks kept whole beside it
         m.setattr(TrackSource, "drop_as_read", lambda self: None)
-        whole = peak_of("whole")
+        whole = min(peak_of("whole"), peak_of("whole-again"))
     decoded = 2 * n * 4
     assert drained < whole - 0.7 * decoded, (drained, whole, decoded)
     tiny = RunSettings(use_cache=False, memory_budget_bytes=1024)  # nothing fits: stream
