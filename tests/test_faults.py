@@ -572,6 +572,19 @@ def test_a_signal_noted_as_an_api_run_ends_reaches_the_callers_handler(tmp_path,
     assert proc.stdout.strip() == "None 1 [15]", proc.stderr
 
 
+def test_sighup_is_not_taken_when_the_process_started_ignoring_it():
+    """nohup's SIG_IGN is left alone (the subprocess test below is marked slow)."""
+    from auralis_batch.stopping import handled_signals
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        assert signal.SIGHUP not in handled_signals()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert signal.SIGHUP in handled_signals() or previous is signal.SIG_IGN
+
+
+@pytest.mark.slow
 def test_a_run_started_under_nohup_outlives_sighup(tmp_path, write_audio):
     """``nohup auralis-batch master ...`` asks the run to outlive the session: a run
     that stopped on SIGHUP must leave an inherited SIG_IGN alone (a review)."""
