@@ -339,7 +339,12 @@ def test_second_run_into_the_same_out_is_refused_naming_the_first(tmp_path, writ
 
 @pytest.mark.parametrize(
     ("sig", "code", "jobs"),
-    [(signal.SIGINT, 130, "1"), (signal.SIGTERM, 143, "2")],  # Ctrl-C in-process; kill with workers
+    [
+        (signal.SIGINT, 130, "1"),  # Ctrl-C in-process
+        # kill with workers: -m slow (7 s); test_sighup_stops_a_run_as_sigterm_does
+        # stops a pool the same way, by the same handler, in the suite
+        pytest.param(signal.SIGTERM, 143, "2", marks=pytest.mark.slow),
+    ],
 )
 def test_signal_stops_workers_cleans_up_and_reports(tmp_path, write_audio, sig, code, jobs):
     for i in range(4):

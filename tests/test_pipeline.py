@@ -423,13 +423,13 @@ def _lands_on_target(path, preset_names, seconds: float | None = None) -> None:
 @pytest.mark.corpus
 def test_real_music_lands_on_target(corpus):
     """The adaptive preset on every corpus track and each built-in preset on one of
-    them (in turn), on their first 30 s: within +/-0.1 LU of its target by libebur128,
+    them (in turn), on their first 15 s: within +/-0.1 LU of its target by libebur128,
     or a note saying the limiter cap forbade it; never over the ceiling by an
     independent 8x true peak. Every preset on every whole track: ``-m slow``, and the
     bench library in ``bench/test_bench_matchering.py``."""
     names = sorted(BUILTIN_PRESETS)
     for i, path in enumerate(corpus):
-        _lands_on_target(path, names[i :: len(corpus)], seconds=30.0)
+        _lands_on_target(path, names[i :: len(corpus)], seconds=15.0)
 
 
 @pytest.mark.slow
