@@ -920,6 +920,25 @@ def keep_aside(path: Path, *, dry_run: bool = False) -> Path:
     raise OutputError(f"{path}: cannot find a free name to keep the changed file")
 
 
+def kept_aside_since(path: Path, since: float) -> Path | None:
+    """The file :func:`keep_aside` renamed ``path`` to at or after ``since``
+    (``time.time()``; a rename sets the file's ctime), the latest if several, or None:
+    its name's stamp would trust the clock and the time zone, and a long NAME is cut in
+    it."""
+    prefix = _cut_name(path.name, MAX_NAME_BYTES - len(".altered-YYYYmmdd-HHMMSS-NNN"))
+    found: list[tuple[float, str]] = []
+    try:
+        with os.scandir(path.parent) as entries:
+            for e in entries:
+                if e.name.startswith(prefix) and ".altered-" in e.name[len(prefix) :]:
+                    ctime = e.stat(follow_symlinks=False).st_ctime
+                    if ctime >= since:
+                        found.append((ctime, e.name))
+    except OSError:
+        return None
+    return path.parent / max(found)[1] if found else None
+
+
 #: How the audio this tool writes begins: FLAC's stream marker, WAV's RIFF or RF64.
 _OUTPUT_MAGIC = (b"fLaC", b"RIFF", b"RF64")
 

@@ -41,11 +41,10 @@ from typing import TYPE_CHECKING
 from . import stopping, warm
 from .adaptive import check_reference
 from .audio import (
-    MAX_NAME_BYTES,
-    _cut_name,
     check_output_channels,
     is_our_temporary,
     keep_aside,
+    kept_aside_since,
     partial_prefix,
     partials_of,
     readable_extensions,
@@ -824,7 +823,7 @@ def _signals_stop_the_run() -> Iterator[Callable[[], None]]:
                 with contextlib.suppress(OSError):
                     os.unlink(path)
             with contextlib.suppress(OSError):  # a closed stderr: exit all the same
-                os.write(2, _AT_ONCE.format(signal.Signals(signum).name).encode())
+                os.write(2, _AT_ONCE.format(stopping.signal_name(signum)).encode())
             os._exit(128 + signum)
         received.append(signum)
         if raising[0] and not _IN_TRACK:
@@ -980,7 +979,7 @@ def run_master(
 def _stopped_before_start(known: dict, signum: int, preset: str) -> BatchResult:
     """The result of a run stopped while it was planned: the tracks it would have done
     (or, before that was decided, every planned one) are not started."""
-    stopped = f"interrupted by {signal.Signals(signum).name} while the run was planned"
+    stopped = f"interrupted by {stopping.signal_name(signum)} while the run was planned"
     plan = known.get("plan")
     if plan is None:
         return _result([], preset, stopped, signum)
@@ -1176,7 +1175,7 @@ def _run(
             except _Stop as stop:
                 cleaning()
                 signum = stop.signum
-                stopped = f"interrupted by {signal.Signals(signum).name}"
+                stopped = f"interrupted by {stopping.signal_name(signum)}"
         finally:
             cleaning()  # runs to its end: a signal now is noted (a second: at once)
             _cleanup_fault()
@@ -1514,23 +1513,10 @@ _RUN_STARTED: list[float] = []
 
 def _kept_aside_by_this_run(job: Job) -> Path | None:
     """Where this run kept ``job``'s edited master aside (its ``keep_aside``), read from
-    the folder when the worker's report was lost: the ``NAME.altered-...`` renamed
-    there last, since the run began (a rename sets its ctime; a stamp in the name
-    would trust the clock and the time zone, and a long NAME is cut in it)."""
+    the folder when the worker's report was lost."""
     if not job.keep_aside or job.output is None or not _RUN_STARTED:
         return None
-    prefix = _cut_name(job.output.name, MAX_NAME_BYTES - len(".altered-YYYYmmdd-HHMMSS-NNN"))
-    found: list[tuple[float, str]] = []
-    try:
-        with os.scandir(job.output.parent) as entries:
-            for e in entries:
-                if e.name.startswith(prefix) and ".altered-" in e.name[len(prefix) :]:
-                    ctime = e.stat(follow_symlinks=False).st_ctime
-                    if ctime >= _RUN_STARTED[0] - 1.0:
-                        found.append((ctime, e.name))
-    except OSError:
-        return None
-    return job.output.parent / max(found)[1] if found else None
+    return kept_aside_since(job.output, _RUN_STARTED[0] - 1.0)
 
 
 #: A unit's "it started" mark in the in-flight folder, beside its progress mark

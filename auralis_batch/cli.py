@@ -265,6 +265,7 @@ def _run_master(**opts) -> None:
     if opts["backend"] == "dask":
         opts.update(_absolute_paths(opts))
     from .batch import _signals_stop_the_run, _Stop, fault_pause, stop_signal
+    from .stopping import signal_name
 
     made = _missing_folders(opts["out"])  # an exit 2 leaves none of the folders it made
     # One set of handlers from here to the exit code: SIGINT/SIGTERM/SIGHUP while the
@@ -305,16 +306,6 @@ def _run_master(**opts) -> None:
                     "and reports were finished first",
                     err=True,
                 )
-
-
-def signal_name(signum: int) -> str:
-    """``SIGINT`` for 2, and so on."""
-    import signal
-
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
 
 
 def _remove_empty_folders(made: list[Path]) -> None:
@@ -777,7 +768,7 @@ def _analyse_reference(reference: Path, *, no_cache: bool, cache_dir: Path | Non
 
         cache = open_cache(cache_dir)
     main = threading.current_thread() is threading.main_thread()
-    from .stopping import handled_signals
+    from .stopping import handled_signals, signal_name
 
     previous = {s: signal.signal(s, note) for s in handled_signals()} if main else {}
     try:
@@ -790,7 +781,7 @@ def _analyse_reference(reference: Path, *, no_cache: bool, cache_dir: Path | Non
     except AuralisError as exc:
         _fail_usage(f"--reference: {exc}")
     except _ReferenceStopped as stop:
-        name = signal.Signals(stop.signum).name
+        name = signal_name(stop.signum)
         typer.echo(
             f"[error] interrupted by {name} while the reference was analysed: nothing was mastered",
             err=True,
@@ -1356,7 +1347,7 @@ def main() -> None:
     keep_freed_memory(children=True)
     _sturdy_streams()
     one_line_warnings()
-    from .stopping import Stop
+    from .stopping import Stop, signal_name
 
     try:
         _refuse_empty_arguments(sys.argv[1:])

@@ -25,6 +25,13 @@ class Stop(BaseException):
         self.signum = signum
 
 
+def signal_name(signum: int) -> str:
+    """``SIGINT`` for 2, and so on (the stop signals' names, for messages)."""
+    import signal
+
+    return signal.Signals(signum).name
+
+
 def handled_signals() -> tuple[int, ...]:
     """The signals that stop a run: SIGINT (Ctrl-C), SIGTERM (``kill``) and SIGHUP (the
     terminal or ssh session closing), but not SIGHUP when this process was started

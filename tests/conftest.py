@@ -113,7 +113,6 @@ def pytest_sessionstart(session) -> None:
 
     if _xdist_worker(session.config) is not None:
         return  # the run's own process has warmed up before starting this one
-    _compile_bytecode()
     code = "import os; os.nice(10)\n"
     spec = importlib.util.find_spec("librosa")
     if spec is not None and spec.submodule_search_locations:
@@ -145,20 +144,6 @@ def pytest_sessionstart(session) -> None:
         # test that masters loads them instead of compiling them itself (a clean clone)
         code += "from auralis_batch.warm import compile_render\ncompile_render()\n"
     _start_warmup(code)
-
-
-def _compile_bytecode() -> None:
-    """Byte-compile the package, as ``pip install`` does for a user (the benches do the
-    same): an editable install run with ``PYTHONDONTWRITEBYTECODE=1`` (set in many
-    containers, and on the machines this was measured on) compiled every module from
-    source in each of the suite's hundreds of CLI processes, about 0.1-0.2 s of CPU
-    each: a clean clone's suite took 173-195 s against 136-153 s in a checkout that
-    had its bytecode."""
-    import compileall
-
-    root = Path(__file__).resolve().parents[1]
-    for folder in ("auralis_batch", "kernels"):
-        compileall.compile_dir(root / folder, quiet=1, workers=1)
 
 
 def _start_warmup(code: str) -> None:
