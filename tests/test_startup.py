@@ -195,3 +195,30 @@ def test_the_compile_note_does_not_promise_a_cache_that_cannot_be_kept(monkeypat
     monkeypatch.setattr(auralis_batch, "_NUMBA_CACHE_NOTE", None)
     BatchProgress(enabled=True, interactive=False).first_run_note()
     assert "once (later runs load them)" in capsys.readouterr().err
+
+
+INTERRUPTED_IMPORT = """
+import importlib.abc, sys
+class Interrupt(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "typer":  # the CLI's import is under way: a Ctrl-C lands here
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, Interrupt())
+from auralis_batch.__main__ import main
+main()
+"""
+
+
+def test_a_ctrl_c_while_the_cli_loads_is_one_line_not_a_traceback():
+    res = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_IMPORT], capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == 130, res.stderr
+    assert res.stderr == "[error] interrupted by SIGINT: nothing was done, as it started\n"
+
+
+def test_the_console_script_is_the_guarded_entry_point():
+    from importlib.metadata import entry_points
+
+    (script,) = [ep for ep in entry_points(group="console_scripts") if ep.name == "auralis-batch"]
+    assert script.value == "auralis_batch.__main__:main"
