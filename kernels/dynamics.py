@@ -437,7 +437,7 @@ def _required_gains_into(buf, bank, need, c0, base, ceiling, ph, pk_buf, gr):
     # (bank.shape[1] // 2), the parabolas had the wrong neighbours and read a steady
     # 15 kHz sine 1.7 dB over its true peak (10 kHz 1.2 dB, 5 kHz 0.4 dB), and the
     # limiter took that much too much off such a signal.
-    centre = 0
+    centre = np.int64(0)  # typed, not Literal[int](0): one signature of the callee
     for k in range(bank.shape[1]):
         centre = k if bank[0, k] == 1.0 else centre
     gr[:] = 1.0

@@ -731,3 +731,28 @@ def test_measuring_passes_read_loudness_only_and_the_written_pass_its_peaks(monk
     assert False in made[1:-1]
     assert math.isfinite(outcome.after.true_peak_dbtp)
     assert outcome.after.true_peak_dbtp <= -1.0
+
+
+def test_a_master_compiles_one_signature_per_kernel_and_output_type():
+    """A constant where a kernel calls another (``centre = 0``) made Numba compile the
+    callee twice, once for ``Literal[int](0)`` (0.1-0.5 s of a first run's compile,
+    issue 10). Kernels loaded from Numba's cache list their signatures too, so this
+    needs no compile."""
+    from auralis_batch import kernels
+
+    x = music_like(seconds=1.0)
+    for preset in ("gentle", "punchy"):
+        master_array(x, 44100, preset=load_preset(preset), bit_depth="24")
+    analyze_array(x, 44100, tempo=True)
+    for module in (
+        kernels.biquad,
+        kernels.dynamics,
+        kernels.loudness,
+        kernels.quantize,
+        kernels.spectral,
+        kernels.tempo,
+        kernels.truepeak,
+    ):
+        for name, obj in vars(module).items():
+            for sig in getattr(obj, "overloads", {}):
+                assert "Literal" not in str(sig), f"{module.__name__}.{name}{sig}"
