@@ -1174,8 +1174,12 @@ def _run(
                 cleaning()  # from here a signal is noted: the cleanup below runs whole
             except _Stop as stop:
                 cleaning()
-                signum = stop.signum
-                stopped = f"interrupted by {stopping.signal_name(signum)}"
+                if stopped or len(finished) < len(todo):
+                    signum = stop.signum
+                    stopped = f"interrupted by {stopping.signal_name(signum)}"
+                # else every track had its record: it stopped nothing (a user saw a
+                # finished run reported "interrupted: 1 done, 0 left", exit 130). It
+                # stays noted, and the CLI says it came as the run was ending.
         finally:
             cleaning()  # runs to its end: a signal now is noted (a second: at once)
             _cleanup_fault()
@@ -1211,7 +1215,7 @@ def _run(
                     if on_record is not None:  # its line, as every finished track's
                         on_record(records[-1])
                 else:
-                    records.append(_unfinished(job, i in started, stopped, signum))
+                    records.append(_unfinished(job, i in started, stopped))
                     _say_kept(records[-1], job)
     return _result(records, settings.preset, stopped, signum, plan.notes)
 
@@ -1233,9 +1237,11 @@ def _unit_done(units: list[list[Job]], i: int | None, finished: dict[str, str]) 
     return i is None or all(str(job.input) in finished for job in units[i])
 
 
-def _unfinished(job: Job, started: bool, stopped: str, signum: int | None) -> dict:
-    """The record of a track a stopped run did not finish."""
-    if signum is None and not started:
+def _unfinished(job: Job, started: bool, stopped: str) -> dict:
+    """The record of a track a stopped run did not finish: ``interrupted`` if its unit
+    had started, ``not started`` if it never had (so a report tells the tracks a stop
+    cut short from those it never reached; both are done by the next run)."""
+    if not started:
         return record(job.input, "not started", f"not started: {stopped}", job.output)
     return record(job.input, "interrupted", f"{stopped}; no output written", job.output)
 

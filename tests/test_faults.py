@@ -382,6 +382,11 @@ def test_signal_stops_workers_cleans_up_and_reports(tmp_path, write_audio, sig, 
     assert not list((out / ".auralis-batch").glob("inflight-*"))
     tracks = {Path(t["input"]).name: t["status"] for t in json.loads(report.read_text())["tracks"]}
     assert tracks["zz-slow.flac"] == "interrupted"
+    # the longest track goes first: with one job the others were never reached, and
+    # say so (they were all "interrupted", as if each had been cut short: a newcomer)
+    others = {name: status for name, status in tracks.items() if name != "zz-slow.flac"}
+    if jobs == "1":
+        assert set(others.values()) == {"not started"}, tracks
     assert_consistent(out)
     assert tree_digest(tmp_path / "lib") == src_before
     # nothing of the run keeps running
@@ -550,10 +555,22 @@ def test_sighup_stops_a_run_as_sigterm_does(tmp_path, write_audio):
     assert not list(out.rglob("*.partial"))
 
 
-def test_a_signal_noted_as_an_api_run_ends_reaches_the_callers_handler(tmp_path, write_audio):
+#: Where a SIGTERM to the run's process lands once its only track is done.
+_AFTER_THE_LAST_TRACK = {
+    # during the run's cleanup, where it is only noted
+    "cleanup": "batch._cleanup_fault = lambda: os.kill(os.getpid(), signal.SIGTERM)",
+    # as the last track's record comes in, before the cleanup: it was taken as a stop,
+    # and a finished run said "interrupted: 1 done, 0 left" with exit 130 (a newcomer)
+    "record": "kw['on_record'] = lambda rec: os.kill(os.getpid(), signal.SIGTERM)",
+}
+
+
+@pytest.mark.parametrize("when", sorted(_AFTER_THE_LAST_TRACK))
+def test_a_signal_noted_as_an_api_run_ends_reaches_the_callers_handler(when, tmp_path, write_audio):
     """Through the Python API a SIGTERM during a run's cleanup was noted and then
     dropped: ``for d in libs: run_master(...)`` under systemd went on to the next
-    run (a review). It is delivered again as run_master returns."""
+    run (a review). It is delivered again as run_master returns, and a run whose
+    tracks were all done is not reported stopped."""
     write_audio("lib/a.flac", music_like(seconds=1.0, seed=1))
     script = textwrap.dedent(
         """
@@ -562,19 +579,20 @@ def test_a_signal_noted_as_an_api_run_ends_reaches_the_callers_handler(tmp_path,
         from auralis_batch.settings import RunSettings
         got = []
         signal.signal(signal.SIGTERM, lambda s, f: got.append(s))
-        # the signal lands during the run's cleanup (where it is only noted)
-        batch._cleanup_fault = lambda: os.kill(os.getpid(), signal.SIGTERM)
+        kw = {}
+        HOOK
         result = batch.run_master([sys.argv[1]], sys.argv[2], RunSettings(use_cache=False),
-                                  n_jobs=1)
-        print(result.signal, result.summary["ok"], got, flush=True)
+                                  n_jobs=1, **kw)
+        statuses = [r["status"] for r in result.records]
+        print(result.signal, result.summary["ok"], got, statuses, flush=True)
         """
-    )
+    ).replace("HOOK", _AFTER_THE_LAST_TRACK[when])
     proc = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path / "lib"), str(tmp_path / "O")],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "None 1 [15]", proc.stderr
+    assert proc.stdout.strip() == "None 1 [15] ['ok']", proc.stderr
 
 
 def test_sighup_is_not_taken_when_the_process_started_ignoring_it():
