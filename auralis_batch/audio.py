@@ -400,12 +400,15 @@ def flac_rate_ok(sample_rate: int) -> bool:
 def output_subtype(fmt: str, bit_depth: str) -> str:
     """soundfile subtype for ``fmt`` and ``bit_depth``; :class:`ParameterError` if invalid."""
     if fmt not in OUTPUT_SUBTYPES:
-        raise ParameterError(f"format must be one of {sorted(OUTPUT_SUBTYPES)}, got {fmt!r}")
+        raise ParameterError(
+            f"format must be one of {', '.join(sorted(OUTPUT_SUBTYPES))}, got {fmt!r}"
+        )
     depths = OUTPUT_SUBTYPES[fmt]
     if bit_depth not in depths:
         raise ParameterError(
             f"bit depth {bit_depth!r} is not available for {fmt}: choose one of "
-            f"{sorted(depths)}" + (" (use --format wav for 32-bit float)" if fmt == "flac" else "")
+            f"{', '.join(sorted(depths))}"
+            + (" (use --format wav for 32-bit float)" if fmt == "flac" else "")
         )
     return depths[bit_depth]
 

@@ -207,7 +207,7 @@ def validate(preset: Preset, *, limits: dict[str, tuple[float, float, str]] = LI
         for key in ("frequency_hz", "gain_db", "q"):
             check(f"eq.bands[{i}].{key}", f"eq.bands.{key}", getattr(band, key))
         if band.kind not in EQ_KINDS:
-            problems.append(f"eq.bands[{i}].kind: must be one of {list(EQ_KINDS)}")
+            problems.append(f"eq.bands[{i}].kind: must be one of {', '.join(EQ_KINDS)}")
     for section in ("compressor", "limiter"):
         obj = getattr(preset, section)
         for f in dataclasses.fields(obj):
@@ -220,7 +220,7 @@ def _parse(data: dict[str, Any], *, name: str, source: str) -> Preset:
     known_top = {"name", "description", "target_lufs", "tempo", "eq", "compressor", "limiter"}
     for key in data:
         if key not in known_top:
-            problems.append(f"{key}: unknown key (expected one of {sorted(known_top)})")
+            problems.append(f"{key}: unknown key (expected one of {', '.join(sorted(known_top))})")
 
     def number(section: dict[str, Any], path: str, key: str, default: float) -> float:
         if key not in section:
@@ -274,7 +274,7 @@ def _parse(data: dict[str, Any], *, name: str, source: str) -> Preset:
                 problems.append(f"{p}.name: must be a string, got {band['name']!r}")
             kind = band.get("kind", "peaking")
             if kind not in EQ_KINDS:
-                problems.append(f"{p}.kind: must be one of {list(EQ_KINDS)}, got {kind!r}")
+                problems.append(f"{p}.kind: must be one of {', '.join(EQ_KINDS)}, got {kind!r}")
             if "frequency_hz" not in band:
                 problems.append(f"{p}.frequency_hz: missing")
             bands.append(
@@ -296,7 +296,9 @@ def _parse(data: dict[str, Any], *, name: str, source: str) -> Preset:
         names = {f.name for f in dataclasses.fields(cls)}
         for key in raw:
             if key not in names:
-                problems.append(f"{name_}.{key}: unknown key (expected one of {sorted(names)})")
+                problems.append(
+                    f"{name_}.{key}: unknown key (expected one of {', '.join(sorted(names))})"
+                )
         values = {f: number(raw, f"{name_}.{f}", f, getattr(defaults, f)) for f in names}
         return cls(**values)
 

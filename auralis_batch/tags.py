@@ -125,7 +125,9 @@ def write_output_tags(
         this error the temporary file may be damaged: remove it.
     """
     if fmt not in TAG_OUTPUT_FORMATS:
-        raise ParameterError(f"fmt must be one of {sorted(TAG_OUTPUT_FORMATS)}, got {fmt!r}")
+        raise ParameterError(
+            f"fmt must be one of {', '.join(sorted(TAG_OUTPUT_FORMATS))}, got {fmt!r}"
+        )
     notes: list[str] = []
     fields: dict[str, list[str]] = {}
     pictures: list[Picture] = []

@@ -449,3 +449,14 @@ def test_a_file_of_more_channels_than_the_engine_takes_is_named_as_such(tmp_path
     res = CliRunner().invoke(app, [*args, "--format", fmt])
     assert res.exit_code == 1
     assert "has 70 channels" in res.output and "--format wav" not in res.output
+
+
+def test_an_output_format_or_depth_that_does_not_exist_names_the_choices_in_words():
+    """The choices read as words, not as a Python list (``['16', '24']``: a newcomer)."""
+    from auralis_batch.audio import output_subtype
+    from auralis_batch.errors import ParameterError
+
+    with pytest.raises(ParameterError, match=r"^format must be one of flac, wav, got 'mp3'$"):
+        output_subtype("mp3", "24")
+    with pytest.raises(ParameterError, match="for flac: choose one of 16, 24 "):
+        output_subtype("flac", "12")
