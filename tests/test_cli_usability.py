@@ -76,6 +76,7 @@ def screen_lines(drawn: str) -> list[str]:
     return [line for line in re.split(r"\r\n|\r|\n", plain) if line.strip()]
 
 
+@pytest.mark.slow  # 5 s; analyze's 80 columns are checked in the suite
 def test_master_fits_an_80_column_terminal(tmp_path, write_audio):
     """Progress and summary in 80 columns: the run's row keeps its bar and count (they
     were squeezed to ``…``), a track's name is cut in the middle, and each track of the

@@ -486,7 +486,8 @@ def _in_background():
     ("step", "sig", "code"),
     [
         ("plan", signal.SIGINT, 130),  # while the run is planned, started in the background
-        ("journal", signal.SIGTERM, 143),  # inside the journal step: it runs to its end
+        # inside the journal step, which runs to its end: -m slow (4 s)
+        pytest.param("journal", signal.SIGTERM, 143, marks=pytest.mark.slow),
     ],
 )
 def test_a_signal_while_the_run_is_planned_stops_it_before_any_track(
@@ -648,6 +649,7 @@ def test_a_signal_after_every_track_lets_the_reports_finish(tmp_path, write_audi
     assert not list(tmp_path.glob(".r.*.partial"))
 
 
+@pytest.mark.slow  # a crash, then a signal (12 s); the suite has each alone
 def test_a_signal_stops_the_lone_rerun_after_a_worker_crash(tmp_path, write_audio):
     """After a worker crash the tracks in flight run again one at a time, each in a
     process of its own; a signal then stops that process too, at once."""
@@ -754,6 +756,7 @@ def test_logs_one_plain_line_per_track_when_stderr_is_a_file(tmp_path, lib):
     assert before[-1].startswith("[failed] ") and "bad.flac" in before[-1]
 
 
+@pytest.mark.slow  # two -j 2 runs (11 s); test_cache.py counts across processes in the suite
 def test_cache_stats_count_master_runs(tmp_path, lib):
     cache = tmp_path / "cache"
     for preset in ("gentle", "warm"):  # the second run finds every analysis cached
@@ -862,6 +865,7 @@ def test_a_real_full_disk(tmp_path, write_audio, small_disk):
     assert tree_digest(tmp_path / "lib") == src_before
 
 
+@pytest.mark.slow  # a pty run of 12 s; the suite checks the log lines
 def test_progress_in_a_terminal_shows_tracks_in_flight_and_failures_as_they_happen(
     tmp_path, write_audio
 ):
@@ -1475,7 +1479,12 @@ def test_a_forged_commit_note_cannot_vouch_for_a_users_file(tmp_path, lib):
 
 
 @pytest.mark.parametrize(
-    "redirect, jobs", [("2>&- >&-", 1), ("2>&- >stdout.txt", 2), ("2>&1 | head -c 1 >/dev/null", 1)]
+    "redirect, jobs",
+    [  # the closed streams: -m slow (9 s); a reader that goes away is in the suite
+        pytest.param("2>&- >&-", 1, marks=pytest.mark.slow),
+        pytest.param("2>&- >stdout.txt", 2, marks=pytest.mark.slow),
+        ("2>&1 | head -c 1 >/dev/null", 1),
+    ],
 )
 def test_a_run_whose_output_streams_go_away_still_masters_everything(tmp_path, lib, redirect, jobs):
     """Standard error closed before the start, or a log reader that exits after its
@@ -1596,6 +1605,7 @@ def _two_workers_busy(tmp_path, write_audio, seconds: float, slow: str):
     return proc, workers, out, report
 
 
+@pytest.mark.slow  # 9 s; a worker's death fails or redoes only its track in the suite
 def test_a_signal_to_one_worker_fails_at_most_its_track_and_the_batch_goes_on(
     tmp_path, write_audio
 ):
@@ -1732,6 +1742,7 @@ def _master_j2_with_fault(lib: Path, out: Path, fault: str):
     return res, tracks
 
 
+@pytest.mark.slow  # -j 2 and a stop (7 s); a stopped run's report is checked in the suite
 def test_a_track_written_when_the_run_is_stopped_is_reported_with_its_line(tmp_path, lib):
     """-j 2, Ctrl-C right after 01.flac's output took its name, before its worker
     reported it: the stopped run recovers it from its commit note as ok, gives it its
@@ -1751,6 +1762,7 @@ def test_a_track_written_when_the_run_is_stopped_is_reported_with_its_line(tmp_p
     assert not list(out.rglob("*.partial"))
 
 
+@pytest.mark.slow  # 9 s; an edited master kept aside is checked in the suite
 def test_a_recovered_redo_of_an_edited_master_says_where_it_was_kept(tmp_path, lib):
     """An edited master is kept aside as its redo takes its name, in the worker; when
     that worker died before reporting, the recovered record said only "it changed since
@@ -1904,6 +1916,7 @@ def test_a_plan_line_naming_out_itself_touches_nothing_beside_out(tmp_path, lib)
     assert beside.read_text() == "not yours"
 
 
+@pytest.mark.slow  # 6 s; test_a_terminal_that_cannot_show_a_name_gets_it_escaped in the suite
 def test_names_a_terminal_cannot_encode_are_escaped_not_muted(tmp_path):
     lib = tmp_path / "lib"
     lib.mkdir()
@@ -2004,6 +2017,7 @@ def test_a_terminal_that_cannot_show_a_name_gets_it_escaped(tmp_path):
     assert "plain.wav" in res.stdout and "\\xe9.wav" in res.stdout
 
 
+@pytest.mark.slow  # two -j 2 album runs (15 s); albums, a lost worker: each in the suite
 def test_an_album_is_never_split_by_a_worker_crash(tmp_path, write_audio):
     """A worker dies after the first track of an album took its name: the album is not
     finished as a smaller album with a gain of its own; the next run masters it whole."""
