@@ -10,7 +10,12 @@ four periods of the slowest tempo. Then:
    4P`` carry the most periodicity on average (a comb), under a broad log-normal prior
    (``PRM_REF_BPM``, ``PRM_REF_OCTAVES``). A period whose multiples land on the bar
    wins over one that drifts across it, so the 2/3 and 3/2 readings of syncopated
-   grooves (tresillo, clave) lose to the beat or the bar.
+   grooves (tresillo, clave) lose to the beat or the bar. One exception: a dotted
+   level (a riff repeating every three beats) can win the comb by its multiples at 3
+   and 6 beats while being less periodic itself than both the beat and twice the
+   beat; the candidate at ``2R/3`` then becomes ``R`` when ``A(2R/3)`` and ``A(4R/3)``
+   both exceed ``A(R)`` (without it the beat is none of ``R``'s neighbours below and
+   cannot be chosen).
 3. **Beat level**: ``R`` and its metrical neighbours ``R/2``, ``2R`` (duple) and
    ``R/3``, ``3R`` (triple) are scored with the features ``FEAT_*`` below and the
    weights ``PRM_W_*``; the highest score is the beat. A duple neighbour must hold at
@@ -414,6 +419,9 @@ def beat_levels(a, x, frame_rate, params):
     ref = reference_period(a, peaks, frame_rate, params[PRM_REF_BPM], params[PRM_REF_OCTAVES])
     if ref <= 0.0:
         return out[:0]
+    q = _level_near(a, peaks, 2.0 * ref / 3.0, lag_lo, lag_hi)  # a dotted R: step 2
+    if q > 0.0 and _value(a, q) > _value(a, ref) and _value(a, 2.0 * q) > _value(a, ref):
+        ref = q
     ref_value = _value(a, ref)
     k = 0
     for m in LEVEL_MULTIPLES:

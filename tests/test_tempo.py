@@ -91,6 +91,39 @@ def test_weights_steer_the_choice():
     )
 
 
+def _acf_with_peaks(heights: dict[float, float], n: int = 600) -> np.ndarray:
+    """An autocorrelation ``a[0] = 1`` with a narrow bump of each height at each lag."""
+    lag = np.arange(n, dtype=np.float64)
+    a = np.exp(-0.5 * lag**2)
+    for at, h in heights.items():
+        a += h * np.exp(-0.5 * (lag - at) ** 2)
+    return a
+
+
+def test_a_dotted_reference_yields_to_a_beat_that_is_stronger_and_doubles():
+    """A riff repeating every three beats over a steady 170 BPM beat: the comb of the
+    dotted level (113 BPM, x1.5 the beat) wins the reference by its multiples (3 and
+    6 beats) and the prior, and its metrical neighbours (x2, x1/2, x3, x1/3) do not
+    hold the beat, so it could never be chosen (the real recordings' 2/3 errors).
+    Where the beat and twice the beat are both more periodic than the dotted level,
+    the beat is the reference."""
+    frame_rate, p = 100.0, 6000.0 / 170.0  # 170 BPM in frames
+    heights = {1.0: 0.5, 2.0: 0.5, 3.0: 0.9, 4.0: 0.3, 5.0: 0.3, 6.0: 0.9, 7.0: 0.3, 8.0: 0.3}
+    heights |= {1.5: 0.4, 4.5: 0.4}  # the dotted level: less periodic than 1 and 2 beats
+    a = _acf_with_peaks({k * p: h for k, h in heights.items()})
+    params = tempo_params()
+    lags = 60.0 * frame_rate / params[tk.PRM_MAX_BPM], 60.0 * frame_rate / params[tk.PRM_MIN_BPM]
+    prior = params[tk.PRM_REF_BPM], params[tk.PRM_REF_OCTAVES]
+    dotted = tk.reference_period(a, tk.acf_peaks(a, *lags), frame_rate, *prior)
+    assert dotted == pytest.approx(1.5 * p, rel=0.02)  # the comb's pick, before the rule
+    levels = tk.beat_levels(a, np.zeros_like(a), frame_rate, params)
+    assert levels[0, tk.LEVEL_PERIOD] == pytest.approx(p, rel=0.02)
+    # the dotted level stays the reference where it is the more periodic one
+    a = _acf_with_peaks({k * p: h for k, h in (heights | {1.5: 0.6, 4.5: 0.6}).items()})
+    levels = tk.beat_levels(a, np.zeros_like(a), frame_rate, params)
+    assert levels[0, tk.LEVEL_PERIOD] == pytest.approx(1.5 * p, rel=0.02)
+
+
 @pytest.mark.parametrize("n", [16, 1024])
 def test_hann_in_the_frequency_domain_equals_windowing(n):
     """The tempo frames are transformed unwindowed and the Hann window applied as a
