@@ -91,7 +91,7 @@ __all__ = ["BatchResult", "PlanError", "RunLockedError", "RunSettings", "run_mas
 
 #: Fault injection for the test suite only: "crash:NAME" makes the worker process die
 #: (os._exit) on the input file named NAME, "memory:NAME" raises MemoryError there,
-#: "slow:NAME" sleeps a second per block there (a track to interrupt), "vanish:NAME"
+#: "slow:NAME" sleeps 0.25 s per block there (a track to interrupt), "vanish:NAME"
 #: makes the process die right after that output is renamed into place, before the
 #: run journals it (``kill -9`` at the worst moment), "stopped:NAME" sends the run
 #: SIGINT right after that rename and hangs until the stopping run kills it (Ctrl-C

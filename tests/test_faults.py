@@ -649,7 +649,7 @@ def test_a_signal_after_every_track_lets_the_reports_finish(tmp_path, write_audi
     assert not list(tmp_path.glob(".r.*.partial"))
 
 
-@pytest.mark.slow  # a crash, then a signal (12 s); the suite has each alone
+@pytest.mark.slow  # a crash, then a signal (12 s); the suite has a crash and a signal
 def test_a_signal_stops_the_lone_rerun_after_a_worker_crash(tmp_path, write_audio):
     """After a worker crash the tracks in flight run again one at a time, each in a
     process of its own; a signal then stops that process too, at once."""
@@ -756,7 +756,7 @@ def test_logs_one_plain_line_per_track_when_stderr_is_a_file(tmp_path, lib):
     assert before[-1].startswith("[failed] ") and "bad.flac" in before[-1]
 
 
-@pytest.mark.slow  # two -j 2 runs (11 s); test_cache.py counts across processes in the suite
+@pytest.mark.slow  # two -j 2 runs (11 s); test_cache.py counts the class across processes
 def test_cache_stats_count_master_runs(tmp_path, lib):
     cache = tmp_path / "cache"
     for preset in ("gentle", "warm"):  # the second run finds every analysis cached
@@ -1480,9 +1480,9 @@ def test_a_forged_commit_note_cannot_vouch_for_a_users_file(tmp_path, lib):
 
 @pytest.mark.parametrize(
     "redirect, jobs",
-    [  # the closed streams: -m slow (9 s); a reader that goes away is in the suite
+    [  # both streams closed at -j 1: -m slow (4 s); stderr closed with workers is here
         pytest.param("2>&- >&-", 1, marks=pytest.mark.slow),
-        pytest.param("2>&- >stdout.txt", 2, marks=pytest.mark.slow),
+        ("2>&- >stdout.txt", 2),
         ("2>&1 | head -c 1 >/dev/null", 1),
     ],
 )
@@ -1585,7 +1585,7 @@ def test_a_name_with_a_colon_is_journaled_and_skipped_on_the_next_run(tmp_path, 
 
 def _two_workers_busy(tmp_path, write_audio, seconds: float, slow: str):
     """``master -j 2 --report`` on a-slow.flac and b-slow.flac (``seconds`` long; the
-    ``slow`` ones, comma-separated stems, a second per block), once both workers are
+    ``slow`` ones, comma-separated stems, 0.25 s per block), once both workers are
     up with their handlers: ``(proc, worker pids, OUT, report path)``."""
     for name in ("a-slow.flac", "b-slow.flac"):
         write_audio(f"lib/{name}", music_like(seconds=seconds, seed=len(name)))
@@ -1805,6 +1805,20 @@ def test_a_worker_that_dies_after_writing_its_output_leaves_it_journaled(tmp_pat
     assert again.returncode == 0, again.stderr
     assert_consistent(out)
     assert not list((out / ".auralis-batch").glob("inflight-*"))
+
+
+def test_a_worker_that_crashes_on_a_track_fails_only_that_track(tmp_path, lib):
+    """-j 2: the worker holding 01.flac dies on it (os._exit), and again when it is
+    re-run alone: that track fails saying so, no output at its name; the others are
+    mastered and the run exits 1 (the pool's crash path, in the suite)."""
+    out = tmp_path / "O"
+    res, tracks = _master_j2_with_fault(lib, out, "crash:01.flac")
+    assert res.returncode == 1, res.stderr
+    assert tracks["01.flac"]["status"] == "failed", tracks["01.flac"]
+    assert "crashed" in tracks["01.flac"]["error"]
+    assert [tracks[n]["status"] for n in ("00.flac", "02.flac")] == ["ok", "ok"]
+    assert not (out / "01.flac").exists()
+    assert_consistent(out)
 
 
 def test_measurements_read_back_from_a_commit_note_are_checked():
