@@ -1080,7 +1080,9 @@ def _analysis_csv_row(r: dict, columns: list[str]) -> list:
     spectrum = r.get(SPECTRUM_KEY) or []
     names = [c for c in columns if c.startswith(SPECTRUM_KEY + ".")]
     flat.update({name: v for name, v in zip(names, spectrum, strict=False) if v is not None})
-    return [flat.get(c, "") for c in columns]
+    from .report import csv_cell
+
+    return [csv_cell(flat.get(c)) for c in columns]
 
 
 def _print_analysis_csv(records: list[dict]) -> None:

@@ -203,6 +203,17 @@ def _starts_as_report(head: str, kind: str) -> bool:
     return head.startswith(_JSON_START)
 
 
+def csv_cell(value: object) -> object:
+    """A value as a CSV cell: ``None`` empty, a bool as JSON writes it (``true`` /
+    ``false``: Python's ``True`` was written before, which no CSV reader takes for a
+    boolean), anything else as it is."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
 def write_report(
     path: str | os.PathLike, records: list[dict], summary: dict, *, replace_any: bool = False
 ) -> None:
@@ -218,7 +229,7 @@ def write_report(
         writer = csv.writer(buf)
         writer.writerow(CSV_COLUMNS)
         for rec in records:
-            writer.writerow(["" if (v := _get(rec, c)) is None else v for c in CSV_COLUMNS])
+            writer.writerow([csv_cell(_get(rec, c)) for c in CSV_COLUMNS])
         text = buf.getvalue()
         _atomic_write(p, text, kind=kind, replace_any=replace_any, errors="surrogateescape")
     else:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import os
 import re
 import shutil
@@ -1143,6 +1145,9 @@ def test_report_csv(tmp_path, small_library):
     lines = report.read_text().splitlines()
     assert lines[0].startswith("input,output,status,error,preset,seconds")
     assert len(lines) == 5
+    rows = list(csv.DictReader(io.StringIO(report.read_text())))
+    assert {r["render.target_reached"] for r in rows} <= {"true", "false"}  # as JSON has it
+    assert {r["fingerprint_cached"] for r in rows} <= {"true", "false", "memory", "disk"}
 
 
 def test_dask_backend_gives_identical_outputs(tmp_path, small_library):
