@@ -37,16 +37,16 @@ from rich.text import Text
 from .records import display_names, failure_line, printable
 
 #: Said before a command compiles kernels its machine has not compiled yet (a first
-#: master, or a first analysis with tempo): 4-6 s on one two-core machine, 8-10 s on a
-#: slower one (README, Performance).
+#: master, or a first analysis with tempo): 4-6 s on one two-core machine, 8-11 s on
+#: slower ones (README, Performance).
 FIRST_RUN_NOTE = (
-    "compiling the DSP kernels this command needs: 5 to 10 s on an idle machine, once "
+    "compiling the DSP kernels this command needs: 5 to 12 s on an idle machine, once "
     "(later runs load them)"
 )
 #: The same when the compiled kernels cannot be kept (the warning before it says why):
 #: "once (later runs load them)" contradicted it (a sweep).
 EVERY_RUN_NOTE = (
-    "compiling the DSP kernels this command needs: 5 to 10 s on an idle machine, at "
+    "compiling the DSP kernels this command needs: 5 to 12 s on an idle machine, at "
     "every run while they cannot be kept"
 )
 
