@@ -182,8 +182,7 @@ def master(
         typer.Option(
             "--jobs",
             "-j",
-            help="Parallel worker processes (default: all cores).",
-            min=1,
+            help="Parallel worker processes, at least 1 (default: all cores).",
             metavar="<n>",
         ),
     ] = None,
@@ -213,8 +212,8 @@ def master(
         Optional[float],  # noqa: UP045
         typer.Option(
             "--timeout-per-track",
-            help="Fail a track that takes longer than this, seconds.",
-            min=MIN_TIMEOUT_PER_TRACK_S,
+            help=f"Fail a track that takes longer than this, seconds (at least "
+            f"{MIN_TIMEOUT_PER_TRACK_S:g}).",
             metavar="<seconds>",
         ),
     ] = None,
@@ -445,15 +444,21 @@ def _check_run_flags(
     tempo,
     no_tempo,
     timeout_per_track=None,
+    jobs=None,
 ) -> None:
-    """Flags that contradict each other or leave their range: exit 2 naming them."""
+    """Flags that contradict each other or leave their range: exit 2 naming them, in
+    the one ``[error]`` line every other bad value gets (click's range check printed
+    its usage block instead: a newcomer's try)."""
     import math
 
     from .presets import LIMITS
 
-    if timeout_per_track is not None and not math.isfinite(timeout_per_track):
-        # click's range lets NaN and inf through, and the settings' message spoke of
-        # the Python API's None and 0 (a sweep)
+    if jobs is not None and jobs < 1:
+        _fail_usage(f"--jobs {jobs}: must be at least 1 worker process (default: all cores)")
+    if timeout_per_track is not None and not (
+        math.isfinite(timeout_per_track) and timeout_per_track >= MIN_TIMEOUT_PER_TRACK_S
+    ):
+        # NaN and inf too; the settings' message spoke of the Python API's None and 0
         _fail_usage(
             f"--timeout-per-track {timeout_per_track:g}: must be a number of seconds "
             f">= {MIN_TIMEOUT_PER_TRACK_S:g}"
@@ -526,6 +531,7 @@ def _master_settings(
         tempo=tempo,
         no_tempo=no_tempo,
         timeout_per_track=timeout_per_track,
+        jobs=jobs,
     )
     try:
         output_subtype(fmt, bit_depth)

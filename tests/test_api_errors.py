@@ -167,18 +167,21 @@ def test_run_settings_timeout_in_range_or_no_limit_is_taken(timeout):
     ab.RunSettings(timeout_per_track_s=timeout).check()
 
 
-def test_the_cli_and_run_settings_share_one_timeout_bound():
-    """One constant: the CLI's ``--timeout-per-track`` declares the minimum the
-    settings check."""
-    import typer.main
+def test_the_cli_and_run_settings_share_one_timeout_bound(tmp_path):
+    """One constant: the CLI's ``--timeout-per-track`` refuses what is under the
+    minimum the settings check, and its help names it."""
+    from typer.testing import CliRunner
 
     from auralis_batch.cli import app
     from auralis_batch.limits import MIN_TIMEOUT_PER_TRACK_S
 
-    command = typer.main.get_command(app)
-    master = command.commands["master"]  # type: ignore[attr-defined]
-    (option,) = [p for p in master.params if "--timeout-per-track" in p.opts]
-    assert option.type.min == MIN_TIMEOUT_PER_TRACK_S
+    under = f"{MIN_TIMEOUT_PER_TRACK_S * 0.99:g}"
+    res = CliRunner().invoke(
+        app, ["master", str(tmp_path), "--out", str(tmp_path / "O"), "--timeout-per-track", under]
+    )
+    assert res.exit_code == 2 and f">= {MIN_TIMEOUT_PER_TRACK_S:g}" in res.output
+    text = CliRunner().invoke(app, ["master", "--help"], env={"COLUMNS": "200"}).output
+    assert f"(at least {MIN_TIMEOUT_PER_TRACK_S:g})" in text
 
 
 # ---------------------------------------------------------------- 9. analyze(path, sample_rate)

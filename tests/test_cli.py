@@ -719,7 +719,7 @@ def test_a_stop_while_the_reference_is_analysed_says_so(tmp_path, monkeypatch, c
     assert signal.getsignal(signum) is before
 
 
-@pytest.mark.parametrize("value", ["nan", "inf"])
+@pytest.mark.parametrize("value", ["nan", "inf", "0.5"])
 def test_a_timeout_that_is_not_a_number_of_seconds_is_a_usage_error(tmp_path, value):
     """click's range check lets NaN and inf through; the settings then said
     "must be None, 0 (no limit) or seconds >= 1", the Python API's words (a sweep)."""
@@ -730,3 +730,16 @@ def test_a_timeout_that_is_not_a_number_of_seconds_is_a_usage_error(tmp_path, va
     assert res.exit_code == 2
     assert "--timeout-per-track" in res.output and "must be a number of seconds >= 1" in res.output
     assert "None" not in res.output and not (tmp_path / "O").exists()
+    assert "Usage:" not in res.output  # one [error] line, as every other bad value
+
+
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_jobs_below_one_is_one_error_line_like_every_other_bad_value(tmp_path, value):
+    """click's range check printed its usage block and 'Invalid value for ...'; every
+    other bad value gets one [error] line (a newcomer's try)."""
+    res = runner.invoke(app, ["master", str(tmp_path), "--out", str(tmp_path / "O"), "-j", value])
+    assert res.exit_code == 2
+    assert res.output.strip() == (
+        f"[error] --jobs {value}: must be at least 1 worker process (default: all cores)"
+    )
+    assert not (tmp_path / "O").exists()
