@@ -635,7 +635,21 @@ def test_the_summary_line_counts_the_masters_with_a_warning():
     ]
     progress.print_summary(records, {"ok": 2, "failed": 1, "skipped": 0})
     out = progress.console.file.getvalue()
-    assert "2 mastered (1 with a warning), 1 failed, 0 skipped" in out
+    assert "2 mastered (1 with a warning), 1 failed, 0 skipped;" in out
+
+
+def test_the_summary_line_says_how_many_skipped_files_are_not_audio(tmp_path, write_audio):
+    """A nightly log's "8 skipped" mixed tracks done before with covers and texts, so
+    it did not say whether the library was finished (a newcomer's try)."""
+    write_audio("lib/a.flac", music_like(seconds=1.0))
+    (tmp_path / "lib" / "cover.jpg").write_bytes(b"\xff\xd8 not audio")
+    (tmp_path / "lib" / "notes.txt").write_text("mine")
+    args = ["master", str(tmp_path / "lib"), "--out", str(tmp_path / "O"), "-j", "1", "--no-cache"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "1 mastered, 0 failed, 2 skipped (2 not audio);" in first.output
+    again = runner.invoke(app, args)
+    assert "0 mastered, 0 failed, 3 skipped (2 not audio);" in again.output
 
 
 @pytest.mark.parametrize("width", [20, 200])
