@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-from .records import LOUDNESS_KEYS, NOT_AUDIO_REASON, STATUSES, display_names
+from .records import LOUDNESS_KEYS, STATUSES, display_names, is_not_audio
 from .versions import DEFAULT_TEMPO_BPM
 
 #: In every page's head, near the top: how a later run knows the file at its
@@ -847,18 +847,11 @@ def _reason(track: dict) -> str:
     return error.removeprefix(f"{track['input']}: ")
 
 
-def _not_audio(track: dict) -> bool:
-    """A file a folder holds beside its tracks (cover art, a playlist, a rip log),
-    skipped by its extension: listed, but at the table's end and not as something to
-    look at (a library's page led with its cover images: a newcomer's try)."""
-    return track["status"] == "skipped" and (track.get("error") or "").startswith(NOT_AUDIO_REASON)
-
-
 def _attention(order: list[int], tracks: list[dict], names: list[str]) -> str:
     """Failures and warnings first; skips are counted (they lead the table)."""
     failed = [i for i in order if tracks[i]["status"] in ("failed", "interrupted", "not started")]
     warned = [i for i in order if tracks[i]["status"] == "ok" and tracks[i].get("warning")]
-    skipped = sum(tracks[i]["status"] == "skipped" and not _not_audio(tracks[i]) for i in order)
+    skipped = sum(tracks[i]["status"] == "skipped" and not is_not_audio(tracks[i]) for i in order)
     if not (failed or warned or skipped):
         return ""
     lines = []
@@ -933,10 +926,12 @@ def render_html(
     tracks, summary, _ = clean_records(records, summary)
     common, names = display_names([t["input"] for t in tracks])
     rank = {s: n for n, s in enumerate(STATUS_ORDER)}
-    last = len(STATUS_ORDER)  # the files that were never audio: after the tracks
+    # the files that were never audio: after the tracks, not as something to look at
+    # (a library's page led with its cover images: a newcomer's try)
+    last = len(STATUS_ORDER)
     order = sorted(
         range(len(tracks)),
-        key=lambda i: last if _not_audio(tracks[i]) else rank.get(tracks[i]["status"], 0),
+        key=lambda i: last if is_not_audio(tracks[i]) else rank.get(tracks[i]["status"], 0),
     )
     sections = [i for i in order if tracks[i]["status"] == "ok"]
     shared_html, shared = _shared_presets(tracks, sections)

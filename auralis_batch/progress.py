@@ -34,7 +34,7 @@ from rich.progress import (
 from rich.table import Column, Table
 from rich.text import Text
 
-from .records import NOT_AUDIO_REASON, display_names, failure_line, printable
+from .records import display_names, failure_line, is_not_audio, printable
 
 #: Said before a command compiles kernels its machine has not compiled yet (a first
 #: master, or a first analysis with tempo): 4-6 s on one two-core machine, 8-11 s on
@@ -398,10 +398,7 @@ class BatchProgress:
         parts = [mastered, f"{summary['failed']} failed"]
         # skipped as done before and skipped as not audio (a cover, a text) read alike in
         # a nightly log, where only the first says the library is finished (a newcomer)
-        not_audio = sum(
-            r.get("status") == "skipped" and str(r.get("error") or "").startswith(NOT_AUDIO_REASON)
-            for r in records
-        )
+        not_audio = sum(map(is_not_audio, records))
         parts.append(
             f"{summary['skipped']} skipped" + (f" ({not_audio} not audio)" if not_audio else "")
         )

@@ -46,6 +46,14 @@ def record(path: Path | str, status: str, error: str | None = None, output=None)
 NOT_AUDIO_REASON = "not an audio file this build can read"
 
 
+def is_not_audio(rec: dict) -> bool:
+    """A file a folder holds beside its tracks (cover art, a playlist, a rip log),
+    skipped by its extension (:data:`NOT_AUDIO_REASON`)."""
+    return rec.get("status") == "skipped" and str(rec.get("error") or "").startswith(
+        NOT_AUDIO_REASON
+    )
+
+
 def skipped_record(path: Path | str, reason: str, output=None) -> dict:
     return record(path, "skipped", reason, output)
 

@@ -228,19 +228,10 @@ def goals(benchmark) -> Goals:
 def pytest_sessionstart(session) -> None:
     _SESSION["load_start"] = os.getloadavg()
     _SESSION["t_start"] = time.time()
-    _compile_bytecode()
+    # the peers were installed by pip, byte-code included; so is a user's copy
+    from tests.bytecode import write_package_bytecode
 
-
-def _compile_bytecode() -> None:
-    """Byte-compile the package, as ``pip install`` does for a user: an editable
-    install run with ``PYTHONDONTWRITEBYTECODE=1`` (set on some machines and in many
-    containers) would otherwise compile every module from source in every fresh
-    process the benches start, about 0.1 s a run that no user pays (the peers were
-    installed by pip, byte-code included)."""
-    import compileall
-
-    for folder in ("auralis_batch", "kernels"):
-        compileall.compile_dir(ROOT / folder, quiet=1, workers=1)
+    write_package_bytecode()
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

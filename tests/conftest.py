@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
+from .bytecode import write_package_bytecode
+
 # CI runs the property tests on a fixed sequence of examples, so that a red run can be
 # reproduced and a green one means the same thing every time; a developer's runs
 # explore new examples (and keep the failing ones in .hypothesis/ to replay).
@@ -113,7 +115,7 @@ def pytest_sessionstart(session) -> None:
 
     if _xdist_worker(session.config) is not None:
         return  # the run's own process has warmed up before starting this one
-    _write_bytecode()
+    write_package_bytecode()  # before the CLI processes the tests start
     code = "import os; os.nice(10)\n"
     spec = importlib.util.find_spec("librosa")
     if spec is not None and spec.submodule_search_locations:
@@ -145,18 +147,6 @@ def pytest_sessionstart(session) -> None:
         # test that masters loads them instead of compiling them itself (a clean clone)
         code += "from auralis_batch.warm import compile_render\ncompile_render()\n"
     _start_warmup(code)
-
-
-def _write_bytecode() -> None:
-    """Write the package's byte-code once, before the many CLI processes the tests
-    start: with ``PYTHONDONTWRITEBYTECODE=1`` (set on this project's machines, maybe
-    on CI's) an editable install is otherwise compiled from source in every one of
-    them (0.1-0.2 s each, a few hundred times; bench/conftest.py does the same)."""
-    import compileall
-
-    root = Path(__file__).resolve().parents[1]
-    for package in ("auralis_batch", "kernels"):
-        compileall.compile_dir(root / package, quiet=1, workers=1)
 
 
 def _start_warmup(code: str) -> None:
