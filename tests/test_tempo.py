@@ -48,6 +48,26 @@ def test_runners_up_are_the_other_metrical_levels():
     assert 0.0 < est.confidence <= 1.0
 
 
+@pytest.mark.parametrize("sample_rate", [44100, 96000])
+def test_the_tempo_api_answers_as_analyze_does_over_many_blocks(sample_rate):
+    """``tempo_estimate`` streams an array through the front end in blocks, as
+    ``analyze`` reads one: the same estimate to the last bit, over a signal of several
+    blocks whose length is no multiple of one (and a decimated rate)."""
+    from auralis_batch.analysis import analyze_array
+    from auralis_batch.audio import BLOCK_FRAMES
+
+    x = drum_pattern(104.0, seconds=20.0, bass=True, sample_rate=sample_rate)
+    assert x.shape[1] > 3 * BLOCK_FRAMES and x.shape[1] % BLOCK_FRAMES
+    est = tempo_estimate(x, sample_rate)
+    rec = analyze_array(x, sample_rate)
+    assert est.bpm == pytest.approx(104.0, rel=0.04)
+    assert round(est.bpm, 2) == rec["tempo_bpm"]
+    assert round(est.confidence, 3) == rec["tempo_confidence"]
+    assert sorted(round(b, 2) for b, _ in est.candidates) == sorted(
+        c["bpm"] for c in rec["tempo_candidates"]
+    )
+
+
 def test_candidates_travel_through_the_fingerprint_and_its_json():
     fp = fingerprint(drum_pattern(128.0, seconds=12.0), SR)
     assert fp.tempo_candidates
