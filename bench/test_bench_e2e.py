@@ -204,10 +204,10 @@ def warm(library, env, scratch) -> dict[str, float]:
     return took
 
 
-def _floor(library, env, scratch) -> Contender:
+def _floor(library, env, scratch, jobs: int = 1) -> Contender:
     return Contender(
-        "io-floor",
-        lambda work: [sys.executable, IO_FLOOR, work / "out", *library.files],
+        "io-floor" if jobs == 1 else f"io-floor-j{jobs}",
+        lambda work: [sys.executable, IO_FLOOR, work / "out", "--jobs", jobs, *library.files],
         env,
         scratch,
     )
@@ -283,11 +283,20 @@ def test_master_j1_against_io_floor(benchmark, goals, library, env, scratch, war
 
 @pytest.mark.benchmark(group="e2e master: realistic library, -j 2")
 def test_master_j2_against_j1(benchmark, goals, library, env, scratch, warm):
-    """``master -j 2`` against ``-j 1``, both on the default path with a fresh cache."""
+    """``master -j 2`` against ``-j 1``, both on the default path with a fresh cache;
+    beside them the I/O floor with one and with two worker processes (largest file
+    first, as ``master`` schedules), which says how far this library's work divides
+    between two cores of this machine with nothing but decoding and encoding."""
     j2 = _master(library, env, scratch, "master-j2", "-j", "2")
     j1 = _master(library, env, scratch, "master-j1-peer", "-j", "1")
-    best = compare(benchmark, j2, {"j1": j1}, rounds=ROUNDS, name="j2")
+    floor1 = _floor(library, env, scratch)
+    floor2 = _floor(library, env, scratch, jobs=2)
+    best = compare(
+        benchmark, j2, {"j1": j1, "floor_j1": floor1, "floor_j2": floor2}, rounds=ROUNDS, name="j2"
+    )
     speedup = best["j1"] / best["j2"]
+    floor_speedup = best["floor_j1"] / best["floor_j2"]
+    _info(benchmark, "io_floor_speedup_j2_vs_j1", floor_speedup)
     _info(benchmark, "speedup_vs_j1", speedup)
     _info(benchmark, "x_realtime_per_core", library.audio_seconds / best["j2"] / 2)
     _info(benchmark, "peak_rss_mb", j2.peak_rss_mb)
@@ -299,6 +308,10 @@ def test_master_j2_against_j1(benchmark, goals, library, env, scratch, warm):
         f"(cores used {j2.cores_used:.2f} vs {j1.cores_used:.2f})",
         ">= 1.85x",
         speedup >= 1.85,
+    )
+    goals.report(
+        "I/O floor, 2 processes vs 1 (same files)",
+        f"{best['floor_j2']:.1f} s vs {best['floor_j1']:.1f} s: {floor_speedup:.2f}x",
     )
     goals.report("master -j 2: peak RSS (largest process)", f"{j2.peak_rss_mb:.0f} MB")
     _say(
