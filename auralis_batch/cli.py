@@ -754,13 +754,17 @@ def _analyse_reference(reference: Path, *, no_cache: bool, cache_dir: Path | Non
     from .adaptive import check_reference
     from .analysis import analyze_file
     from .errors import AuralisError
+    from .stopping import SecondSignal, handled_signals, signal_name
 
     received: list[int] = []
+    second = SecondSignal()
 
     def note(signum, frame) -> None:
-        if received:  # a second signal: at once
+        if received and second.is_second(signum):  # a second signal: at once
             os._exit(128 + signum)
-        received.append(signum)
+        if not received:
+            received.append(signum)
+            second.first(signum)
 
     def watch(blocks):
         for block in blocks:
@@ -774,8 +778,6 @@ def _analyse_reference(reference: Path, *, no_cache: bool, cache_dir: Path | Non
 
         cache = open_cache(cache_dir)
     main = threading.current_thread() is threading.main_thread()
-    from .stopping import handled_signals, signal_name
-
     previous = {s: signal.signal(s, note) for s in handled_signals()} if main else {}
     try:
         with _decoder_notes(reference):
