@@ -632,9 +632,9 @@ def _run_batch(
         _fail_usage(str(exc))
 
 
-def _report(result, progress, *, report, dry_run, quiet, overwrite, **_) -> NoReturn:
+def _report(result, progress, *, inputs, report, dry_run, quiet, overwrite, **_) -> NoReturn:
     """Reports, the summary, one line per failure, and the exit code."""
-    from .records import failure_line, printable
+    from .records import failure_line, is_not_audio, printable
 
     for note in result.notes:
         typer.echo(f"[note] {printable(note)}", err=True)
@@ -698,6 +698,12 @@ def _report(result, progress, *, report, dry_run, quiet, overwrite, **_) -> NoRe
         typer.echo(f"{stamp}[error] {printable(result.stopped)}", err=True)
     if not (quiet or summary_first):
         progress.print_summary(result.records, result.summary)
+    if result.signal is None and not any(not is_not_audio(r) for r in result.records):
+        # an empty folder, or an unmounted share's mount point: a night's run that
+        # ended "0 mastered" and exit 0 read as a good night (a newcomer's cron try)
+        named = ", ".join(str(p) for p in inputs)
+        line = f"{stamp}[warning] master: no audio file found in {named}; nothing was mastered"
+        typer.echo(printable(line), err=True)
     if result.signal is not None:
         raise typer.Exit(code=128 + result.signal)
     failed = result.summary["failed"] or result.stopped or report_failed

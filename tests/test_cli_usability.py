@@ -227,6 +227,29 @@ def test_measure_of_a_file_that_is_not_audio_says_why_and_prints_no_empty_table(
     assert res.exit_code == 1 and res.stdout == "" and f"[failed] {notes}: " in res.stderr
 
 
+def test_a_master_that_finds_no_audio_warns_even_when_quiet(tmp_path):
+    """An empty folder (an unmounted share's mount point) or one of covers and notes
+    ended "0 mastered" with exit 0 and no other word: a cron job's night that looked
+    good (a newcomer). Not an error, as for measure and analyze: a warning, under -q
+    too, stamped like the other lines of a log."""
+    empty, notes = tmp_path / "empty", tmp_path / "notes"
+    empty.mkdir()
+    notes.mkdir()
+    (notes / "liner.txt").write_text("not audio\n")
+    for folder in (empty, notes):
+        for quiet in ([], ["-q"]):
+            out = tmp_path / f"O-{folder.name}-{len(quiet)}"
+            res = runner.invoke(app, ["master", str(folder), "--out", str(out), *quiet])
+            assert res.exit_code == 0, res.stderr
+            line = f"[warning] master: no audio file found in {folder}; nothing was mastered"
+            assert line in res.stderr
+    # a folder of music beside an empty one: the run masters, no warning
+    write = notes / "tone.flac"
+    sf.write(write, music_like(seconds=1.0).T, 44100, subtype="PCM_24")
+    res = runner.invoke(app, ["master", str(notes), str(empty), "--out", str(tmp_path / "M")])
+    assert res.exit_code == 0 and "[warning]" not in res.stderr, res.stderr
+
+
 def _mp3_with_a_bad_id3_frame(path: Path) -> Path:
     """An MP3 whose ID3v2 tag holds a COMM frame with no text: libmpg123 writes
     ``error: No comment text / valid description?`` to stderr each time it opens it."""
