@@ -198,8 +198,9 @@ def master(
         bool,
         typer.Option(
             "--overwrite",
-            help="Redo finished tracks and replace files this tool did not write "
-            "(in --out, at --report).",
+            help="Redo finished tracks even where nothing changed (a track whose input "
+            "or settings changed, another preset say, is redone without it) and replace "
+            "files this tool did not write (in --out, at --report).",
         ),
     ] = False,
     album: Annotated[

@@ -650,7 +650,8 @@ def _render_line(render: dict) -> str:
     if render.get("ceiling_dbtp") is not None:
         parts.append(f"ceiling {_fmt(render['ceiling_dbtp'])} dBTP")
     if render.get("render_passes") is not None:
-        parts.append(f"{_fmt(render['render_passes'])} passes")
+        n = render["render_passes"]
+        parts.append(f"{_fmt(n)} pass{'es' * (n != 1)}")
     return "; ".join(parts)
 
 

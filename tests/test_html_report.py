@@ -830,3 +830,12 @@ def test_files_that_were_never_audio_go_to_the_end_and_need_no_look(tmp_path):
     report["summary"]["skipped"] = 1
     page, _ = render(report, tmp_path)
     assert "skipped, at the top of the table" not in page
+
+
+@pytest.mark.parametrize(("passes", "said"), [(1, "1 pass"), (2, "2 passes")])
+def test_the_render_line_counts_its_passes_in_english(passes, said):
+    """A track written in one pass read "1 passes" (a newcomer)."""
+    from auralis_batch.html_report import _render_line
+
+    line = _render_line({"render_passes": passes})
+    assert line == said
