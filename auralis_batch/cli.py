@@ -579,7 +579,10 @@ def _master_settings(
     try:
         check_output_writable(out, create=not dry_run)
     except OSError as exc:
-        _fail_usage(f"--out {out}: not writable ({exc.strerror or exc})")
+        # a folder that is not there could not be made: "not writable (No such file or
+        # directory)" named two problems at once (a newcomer's --out /proc/x)
+        what = "not writable" if Path(out).is_dir() else "cannot be created"
+        _fail_usage(f"--out {out}: {what} ({exc.strerror or exc})")
     return RunSettings(
         preset="reference" if reference is not None else preset,
         target_lufs=target_lufs,

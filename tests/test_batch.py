@@ -1099,7 +1099,7 @@ def test_unwritable_out_is_a_setup_error(tmp_path, small_library):
     blocker.write_text("x")
     res = runner.invoke(app, ["master", str(small_library), "--out", str(blocker / "out")])
     assert res.exit_code == 2
-    assert "not writable" in res.output
+    assert f"[error] --out {blocker / 'out'}: cannot be created (Not a directory)" in res.output
 
 
 def test_disk_full_fails_track_cleanly_and_stops(tmp_path, small_library, monkeypatch):
