@@ -26,7 +26,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from conftest import ROOT, compare
 
 CLI = Path(sys.executable).with_name("auralis-batch")
 IO_FLOOR = Path(__file__).with_name("io_floor.py")
+RUSAGE = Path(__file__).with_name("rusage.py")
 EXAMPLE = ROOT / "examples" / "example.flac"
 ROUNDS = int(os.environ.get("AURALIS_BENCH_ROUNDS", "3"))
 
@@ -62,28 +62,32 @@ def argv(*parts: object) -> list[str]:
 
 
 def run_fresh(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> Run:
-    """Run ``cmd`` in a new process; wall time and the rusage of that process (and of the
-    children it waited for) from ``os.wait4``."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(
-            [str(c) for c in cmd],
+    """Run ``cmd`` in a new process, started through ``rusage.py`` so that its peak
+    RSS is its own (see there); wall time, CPU time, peak RSS and minor faults of the
+    command (and the children it waited for) from that process's ``os.wait4``."""
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        usage_file = Path(tmp) / "rusage.json"
+        proc = subprocess.run(
+            [sys.executable, str(RUSAGE), str(usage_file), *(str(c) for c in cmd)],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
             env=env,
             cwd=cwd,
+            check=False,
         )
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        usage = json.loads(usage_file.read_text())
         out.seek(0)
         err.seek(0)
         return Run(
-            wall_s=wall,
-            cpu_s=usage.ru_utime + usage.ru_stime,
-            peak_rss_mb=usage.ru_maxrss / 1024,  # KiB on Linux
-            minor_faults=usage.ru_minflt,
+            wall_s=usage["wall_s"],
+            cpu_s=usage["cpu_s"],
+            peak_rss_mb=usage["peak_rss_mb"],
+            minor_faults=usage["minor_faults"],
             returncode=proc.returncode,
             stdout=out.read().decode(errors="replace"),
             stderr=err.read().decode(errors="replace"),
