@@ -818,9 +818,10 @@ def _signals_stop_the_run() -> Iterator[Callable[[], None]]:
     second = stopping.SecondSignal()
 
     def handler(signum, frame):
-        if received and not second.is_second(signum):
+        kind = second.classify(signum)
+        if kind == "echo":
             return  # the first one's echo (stopping.ECHO_S), not a second request
-        if received:
+        if kind == "second":
             _kill_children()
             for path in list(stopping.AT_ONCE_REMOVE):
                 with contextlib.suppress(OSError):
@@ -829,7 +830,6 @@ def _signals_stop_the_run() -> Iterator[Callable[[], None]]:
                 os.write(2, _AT_ONCE.format(stopping.signal_name(signum)).encode())
             os._exit(128 + signum)
         received.append(signum)
-        second.first(signum)
         if raising[0] and not _IN_TRACK:
             raise _Stop(signum)
         # Inside a track in this process (-j 1) the signal may land inside a Numba

@@ -770,11 +770,11 @@ def _analyse_reference(reference: Path, *, no_cache: bool, cache_dir: Path | Non
     second = SecondSignal()
 
     def note(signum, frame) -> None:
-        if received and second.is_second(signum):  # a second signal: at once
+        kind = second.classify(signum)
+        if kind == "second":  # a second signal: at once
             os._exit(128 + signum)
-        if not received:
+        if kind == "first":
             received.append(signum)
-            second.first(signum)
 
     def watch(blocks):
         for block in blocks:

@@ -54,25 +54,27 @@ ECHO_S = 0.25
 
 
 class SecondSignal:
-    """Tells a second stop signal from the first one's echo (:data:`ECHO_S`).
-
-    ``first(signum)`` notes the signal that started the stop; ``is_second(signum)``
-    says whether a later one asks to stop at once: another signal, or the same one
-    :data:`ECHO_S` or more after it."""
+    """Decides, for a run's stop-signal handler, what each signal is: the ``"first"``
+    (stop cleanly), its ``"echo"`` (the same signal within :data:`ECHO_S`: ignored) or
+    a ``"second"`` (another signal, or the same one later: stop at once). The one owner
+    of that decision for every handler that stops a run."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
         self.at = 0.0
 
-    def first(self, signum: int) -> None:
+    def classify(self, signum: int) -> str:
         import time
 
-        self.signum, self.at = signum, time.monotonic()
-
-    def is_second(self, signum: int) -> bool:
-        import time
-
-        return signum != self.signum or time.monotonic() - self.at >= ECHO_S
+        now = time.monotonic()
+        if self.signum is None:
+            # noted before anything else the handler does: an echo whose handler runs
+            # right after this line is told from a second request by it
+            self.signum, self.at = signum, now
+            return "first"
+        if signum == self.signum and now - self.at < ECHO_S:
+            return "echo"
+        return "second"
 
 
 #: Temporaries to remove if the process is ended at once.

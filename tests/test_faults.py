@@ -450,6 +450,22 @@ def test_a_second_ctrl_c_stops_at_once_and_says_so_and_cleanup_is_not_cut_by_one
     )
 
 
+def test_a_stop_signal_is_the_first_its_echo_or_a_second(monkeypatch):
+    """The one decision every stop handler asks: the same signal within ECHO_S of the
+    first is its echo; later, or another signal at any time, is a second request."""
+    from auralis_batch.stopping import ECHO_S, SecondSignal
+
+    now = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    second = SecondSignal()
+    assert second.classify(signal.SIGINT) == "first"
+    now[0] += ECHO_S / 2
+    assert second.classify(signal.SIGINT) == "echo"
+    assert second.classify(signal.SIGTERM) == "second"  # another signal: at once
+    now[0] += ECHO_S
+    assert second.classify(signal.SIGINT) == "second"
+
+
 def test_a_ctrl_c_during_the_runs_cleanup_lets_it_finish(tmp_path, write_audio):
     """The run's cleanup (temporaries, in-flight notes, the journal's plan) keeps the
     run's signal handlers: a Ctrl-C there is noted, not raised halfway through it (it
