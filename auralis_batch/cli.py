@@ -638,7 +638,7 @@ def _run_batch(
 
 def _report(result, progress, *, inputs, report, dry_run, quiet, overwrite, **_) -> NoReturn:
     """Reports, the summary, one line per failure, and the exit code."""
-    from .records import failure_line, is_not_audio, printable
+    from .records import failure_line, is_no_track, printable
 
     for note in result.notes:
         typer.echo(f"[note] {printable(note)}", err=True)
@@ -702,7 +702,7 @@ def _report(result, progress, *, inputs, report, dry_run, quiet, overwrite, **_)
         typer.echo(f"{stamp}[error] {printable(result.stopped)}", err=True)
     if not (quiet or summary_first):
         progress.print_summary(result.records, result.summary)
-    if result.signal is None and not any(not is_not_audio(r) for r in result.records):
+    if result.signal is None and all(is_no_track(r) for r in result.records):
         # an empty folder, or an unmounted share's mount point: a night's run that
         # ended "0 mastered" and exit 0 read as a good night (a newcomer's cron try)
         named = ", ".join(str(p) for p in inputs)

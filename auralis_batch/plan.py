@@ -20,7 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .journal import STATE_DIR, written_outputs
-from .records import NOT_AUDIO_REASON, failed_record, skipped_record
+from .records import (
+    BROKEN_ENTRY_REASON,
+    CANNOT_READ_REASON,
+    FOLDER_READ_TWICE_REASON,
+    LINK_INTO_OUT_REASON,
+    NOT_A_FILE_REASON,
+    NOT_AUDIO_REASON,
+    UNREADABLE_FOLDER_REASON,
+    failed_record,
+    skipped_record,
+)
 
 #: File extensions of the temporaries an output is written under before its rename.
 PARTIAL_SUFFIX = ".partial"
@@ -149,7 +159,7 @@ def _read_one(p: Path, extensions, excluded: set[Path], skip_masters: bool) -> _
     try:
         st = os.stat(p)
     except OSError as exc:
-        one.skipped.append(skipped_record(p, f"cannot read: {exc.strerror or exc}"))
+        one.skipped.append(skipped_record(p, f"{CANNOT_READ_REASON}{exc.strerror or exc}"))
         return one
     if stat.S_ISDIR(st.st_mode):
         one.folder = True
@@ -172,7 +182,7 @@ def _read_one(p: Path, extensions, excluded: set[Path], skip_masters: bool) -> _
         else:
             one.audio.append((p, Path(p.name)))
     else:
-        one.skipped.append(skipped_record(p, f"not read: {_kind(st.st_mode)}"))
+        one.skipped.append(skipped_record(p, f"{NOT_A_FILE_REASON}{_kind(st.st_mode)}"))
     return one
 
 
@@ -224,7 +234,7 @@ def _walk(
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
-        skipped.append(skipped_record(folder, f"folder not readable: {exc.strerror or exc}"))
+        skipped.append(skipped_record(folder, f"{UNREADABLE_FOLDER_REASON}{exc.strerror or exc}"))
         return
     if masters is not None:
         masters |= _masters_in(Path(folder))
@@ -235,7 +245,7 @@ def _walk(
         try:
             st = os.stat(path)  # follows symlinks
         except OSError:
-            skipped.append(skipped_record(path, "broken symlink or unreadable entry"))
+            skipped.append(skipped_record(path, BROKEN_ENTRY_REASON))
             continue
         if stat.S_ISDIR(st.st_mode):
             real = path.resolve()
@@ -247,12 +257,12 @@ def _walk(
             if key in seen:  # a symlink loop, or a second way into a folder already read
                 # (the first way met in name order keeps it: an upgrade must not move
                 # a finished library's masters by reading its folders in another order)
-                skipped.append(skipped_record(path, "folder already read by another path"))
+                skipped.append(skipped_record(path, FOLDER_READ_TWICE_REASON))
                 continue
             seen.add(key)
             _walk(root, path, extensions, excluded, seen, masters, audio, skipped, notes, dropped)
         elif not stat.S_ISREG(st.st_mode):
-            skipped.append(skipped_record(path, f"not read: {_kind(st.st_mode)}"))
+            skipped.append(skipped_record(path, f"{NOT_A_FILE_REASON}{_kind(st.st_mode)}"))
         elif masters and path.resolve() in masters:
             if dropped is not None:
                 dropped.append(path)
@@ -260,7 +270,7 @@ def _walk(
         elif excluded and entry.is_symlink() and _inside(path.resolve(), excluded):
             # a link to a master (lib/latest.flac -> ../out/a.flac): OUT is not input
             # (it stopped the whole run as "output would overwrite the input lib/a.wav")
-            skipped.append(skipped_record(path, "a link into the output folder: not read"))
+            skipped.append(skipped_record(path, LINK_INTO_OUT_REASON))
         elif extensions is None or path.suffix.lower().lstrip(".") in extensions:
             audio.append((path, path.relative_to(root)))
         else:

@@ -54,6 +54,36 @@ def is_not_audio(rec: dict) -> bool:
     )
 
 
+#: Why a walk passes over an entry that is no track (plan.py builds its skipped records
+#: with these): a link to nothing or an entry it cannot look at, a folder it cannot list
+#: or has read by another path, a named input it cannot look at, something that is not
+#: a file (a FIFO, a socket: the kind follows), a link into the output folder.
+BROKEN_ENTRY_REASON = "broken symlink or unreadable entry"
+UNREADABLE_FOLDER_REASON = "folder not readable: "
+FOLDER_READ_TWICE_REASON = "folder already read by another path"
+CANNOT_READ_REASON = "cannot read: "
+NOT_A_FILE_REASON = "not read: "
+LINK_INTO_OUT_REASON = "a link into the output folder: not read"
+_NO_TRACK_REASONS = (
+    NOT_AUDIO_REASON,
+    BROKEN_ENTRY_REASON,
+    UNREADABLE_FOLDER_REASON,
+    FOLDER_READ_TWICE_REASON,
+    CANNOT_READ_REASON,
+    NOT_A_FILE_REASON,
+    LINK_INTO_OUT_REASON,
+)
+
+
+def is_no_track(rec: dict) -> bool:
+    """A record of something a run found that is no audio file to master: a file of
+    another kind (:func:`is_not_audio`), a broken link, a folder it could not list, ...
+    A run whose records are all such found no audio file (an empty folder, a share
+    that is not mounted, a folder of links into one)."""
+    reason = str(rec.get("error") or "")
+    return rec.get("status") == "skipped" and reason.startswith(_NO_TRACK_REASONS)
+
+
 def skipped_record(path: Path | str, reason: str, output=None) -> dict:
     return record(path, "skipped", reason, output)
 

@@ -232,11 +232,13 @@ def test_a_master_that_finds_no_audio_warns_even_when_quiet(tmp_path):
     ended "0 mastered" with exit 0 and no other word: a cron job's night that looked
     good (a newcomer). Not an error, as for measure and analyze: a warning, under -q
     too, stamped like the other lines of a log."""
-    empty, notes = tmp_path / "empty", tmp_path / "notes"
-    empty.mkdir()
-    notes.mkdir()
+    empty, notes, links = tmp_path / "empty", tmp_path / "notes", tmp_path / "links"
+    for folder in (empty, notes, links):
+        folder.mkdir()
     (notes / "liner.txt").write_text("not audio\n")
-    for folder in (empty, notes):
+    # links into a share that is not mounted: broken links named like tracks
+    (links / "01.flac").symlink_to(tmp_path / "share" / "01.flac")
+    for folder in (empty, notes, links):
         for quiet in ([], ["-q"]):
             out = tmp_path / f"O-{folder.name}-{len(quiet)}"
             res = runner.invoke(app, ["master", str(folder), "--out", str(out), *quiet])
