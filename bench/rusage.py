@@ -30,9 +30,14 @@ def main(argv: list[str]) -> int:
         return 2
     out, cmd = argv[0], argv[1:]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd)
+    try:
+        proc = subprocess.Popen(cmd)
+    except OSError as exc:  # no JSON: the caller reports this line
+        print(f"rusage.py: cannot start {cmd[0]}: {exc}", file=sys.stderr)
+        return 127
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen need not wait
     with open(out, "w") as f:
         json.dump(
             {
@@ -43,7 +48,7 @@ def main(argv: list[str]) -> int:
             },
             f,
         )
-    code = os.waitstatus_to_exitcode(status)
+    code = proc.returncode
     return code if code >= 0 else 128 - code
 
 

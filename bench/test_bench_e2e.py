@@ -5,9 +5,12 @@ executable beside ``sys.executable``) on the bench library of ``make_library.py`
 (seven tracks, 30 minutes: Ogg Vorbis, MP3, FLAC 16/24-bit, 44.1/48/96 kHz, one mono),
 with ``--quiet`` and a fresh fingerprint cache unless a figure says otherwise. The I/O
 floor (``io_floor.py``: soundfile decode plus FLAC 24-bit encode of the same files,
-nothing else, one core) runs in a fresh process in the same rounds. Wall time from
-``perf_counter``; peak RSS, CPU time and page faults from ``os.wait4`` (the process and
-the workers it reaped). ``AURALIS_BENCH_ROUNDS`` sets best-of-N (default 3).
+nothing else, one core; with ``--jobs 2`` beside ``-j 2``, two worker processes) runs
+in a fresh process in the same rounds. Each command starts through ``rusage.py``,
+which times it from its fork to its reaping and takes its peak RSS, CPU time and page
+faults from ``os.wait4`` (the process and the workers it reaped), so the figures are
+the command's own, not pytest's (see there). ``AURALIS_BENCH_ROUNDS`` sets best-of-N
+(default 3; the first-master compile rows run one round each).
 
 Goals (issue 10): ``master -j 1`` at most 1.5x the floor on the default path with a cold
 cache and 1.3x with ``--no-cache``, at least 100x realtime per core; ``-j 2`` at least
@@ -80,9 +83,11 @@ def run_fresh(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> R
             cwd=cwd,
             check=False,
         )
-        usage = json.loads(usage_file.read_text())
         out.seek(0)
         err.seek(0)
+        if not usage_file.exists():  # the command could not start: say why
+            raise AssertionError(f"{cmd[0]}: not run\n{err.read().decode(errors='replace')}")
+        usage = json.loads(usage_file.read_text())
         return Run(
             wall_s=usage["wall_s"],
             cpu_s=usage["cpu_s"],
