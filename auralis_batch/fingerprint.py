@@ -877,11 +877,13 @@ def tempo_tracker(audio: np.ndarray, sample_rate: int) -> TempoTracker:
     does: it read the plain mean, and an LMMS song close between two levels got 148
     BPM here and 98.7 from ``analyze``.
 
-    The array goes through in blocks of :data:`~auralis_batch.audio.BLOCK_FRAMES`, as
-    ``analyze`` reads a file: every stage carries its state across blocks, so the
-    result is the same as one piece, and a 4-minute track's downmix no longer goes
-    through memory as 85 MB temporaries (the tempo API took twice the time of the
-    tempo work inside ``analyze``: 130 against 62 ms, bench/test_bench_tempo.py).
+    The downmix, decimation and onset envelope go through in blocks of
+    :data:`~auralis_batch.audio.BLOCK_FRAMES`, as ``analyze`` reads a file: every stage
+    carries its state across blocks, so the result is that of one piece, bit for bit,
+    and the downmix no longer goes through memory as whole-track arrays (85 MB for 4
+    minutes, several times over: the tempo API took 130 ms where the tempo work inside
+    ``analyze`` takes 62, bench/test_bench_tempo.py). ``as_audio`` still validates the
+    whole array first (a float32 one is converted to float64 then).
     """
     from .audio import BLOCK_FRAMES, as_audio
 
