@@ -33,14 +33,22 @@ def _user_cache_root() -> str | None:
     """The platform's user cache folder for auralis-batch (platformdirs), or None when
     there is no home folder to put it in: ``HOME`` unset and no user entry (a service
     user under cron), where platformdirs raises, or an older one returns ``~/...``
-    unexpanded. The one place both caches (Numba's, the fingerprints') find it."""
+    unexpanded; or when ``HOME`` names a folder that does not exist and
+    ``XDG_CACHE_HOME`` is not set: the cache was then made there, home folder and all
+    (a newcomer's try as root with a mistyped HOME), and a tool creates no one's home.
+    The one place both caches (Numba's, the fingerprints') find it."""
     from platformdirs import user_cache_dir
 
     try:
         root = user_cache_dir("auralis-batch")
     except RuntimeError:
         return None
-    return root if os.path.isabs(root) else None
+    if not os.path.isabs(root):
+        return None
+    home = os.path.expanduser("~")
+    if not os.environ.get("XDG_CACHE_HOME") and root.startswith(home) and not os.path.isdir(home):
+        return None
+    return root
 
 
 def _numba_cache_dir() -> None:

@@ -124,7 +124,8 @@ def default_cache_dir() -> Path:
     if root is None:
         raise NoCacheFolderError(
             "no folder for the fingerprint cache (no home folder: HOME is not set and "
-            "the user has no entry): give --cache-dir or set AURALIS_CACHE_DIR"
+            "the user has no entry, or HOME names a folder that does not exist): give "
+            "--cache-dir or set AURALIS_CACHE_DIR"
         )
     return Path(root) / "fingerprints"
 

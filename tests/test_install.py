@@ -168,3 +168,15 @@ def test_no_home_folder_means_temporary_kernels_and_no_fingerprint_cache(monkeyp
     _without_numba_cache_dir(monkeypatch)
     auralis_batch._numba_cache_dir()
     assert os.path.isabs(os.environ["NUMBA_CACHE_DIR"])
+    # HOME names a folder that is not there: no home, and nothing is created (the cache
+    # made /nonexistent/.cache/... as root, home folder and all: a newcomer)
+    gone = tmp_path / "no-such-home"
+    monkeypatch.setattr(platformdirs, "user_cache_dir", lambda *a, **k: f"{gone}/.cache/ab")
+    monkeypatch.setenv("HOME", str(gone))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    with pytest.raises(NoCacheFolderError, match="HOME names a folder that does not exist"):
+        default_cache_dir()
+    _without_numba_cache_dir(monkeypatch)
+    auralis_batch._numba_cache_dir()
+    assert "there is no home folder to keep them in" in auralis_batch._NUMBA_CACHE_NOTE
+    assert not gone.exists()
