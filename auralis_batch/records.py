@@ -46,12 +46,15 @@ def record(path: Path | str, status: str, error: str | None = None, output=None)
 NOT_AUDIO_REASON = "not an audio file this build can read"
 
 
+def _skipped_for(rec: dict, reasons: str | tuple[str, ...]) -> bool:
+    """A skipped record whose reason starts with (one of) ``reasons``."""
+    return rec.get("status") == "skipped" and str(rec.get("error") or "").startswith(reasons)
+
+
 def is_not_audio(rec: dict) -> bool:
     """A file a folder holds beside its tracks (cover art, a playlist, a rip log),
     skipped by its extension (:data:`NOT_AUDIO_REASON`)."""
-    return rec.get("status") == "skipped" and str(rec.get("error") or "").startswith(
-        NOT_AUDIO_REASON
-    )
+    return _skipped_for(rec, NOT_AUDIO_REASON)
 
 
 #: Why a walk passes over an entry that is no track (plan.py builds its skipped records
@@ -80,8 +83,7 @@ def is_no_track(rec: dict) -> bool:
     another kind (:func:`is_not_audio`), a broken link, a folder it could not list, ...
     A run whose records are all such found no audio file (an empty folder, a share
     that is not mounted, a folder of links into one)."""
-    reason = str(rec.get("error") or "")
-    return rec.get("status") == "skipped" and reason.startswith(_NO_TRACK_REASONS)
+    return _skipped_for(rec, _NO_TRACK_REASONS)
 
 
 def skipped_record(path: Path | str, reason: str, output=None) -> dict:
