@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import math
 import os
 import re
 import stat
@@ -29,7 +30,7 @@ import soundfile as sf
 from .errors import AudioError, DecodeError, OutputError, ParameterError, check_float_samples
 from .identity import fsync_dir, move_no_clobber
 from .identity import sha256_file as _sha256_file  # a module name the fault tests replace
-from .limits import MAX_CHANNELS, MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
+from .limits import MAX_CHANNELS, MAX_SAMPLE_MAGNITUDE, MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
 
 #: Frames per block when streaming files (about 1.5 s at 44.1 kHz).
 BLOCK_FRAMES = 65536
@@ -75,15 +76,28 @@ def as_audio(audio: np.ndarray, *, name: str = "audio", finite: bool = True) -> 
             "audio must be (channels, samples): transpose a (samples, channels) array"
         )
     out = np.ascontiguousarray(arr, dtype=np.float64)
-    if finite and not np.isfinite(out).all():
-        raise AudioError(f"{name}: contains NaN or infinite samples")
+    check_samples(out, where=name, finite=finite)
     return out
 
 
-def check_finite_block(block: np.ndarray, *, where: str) -> None:
-    """Raise :class:`AudioError` if a decoded block holds NaN or inf."""
-    if not np.isfinite(block).all():
-        raise AudioError(f"{where}: contains NaN or infinite samples")
+def check_samples(block: np.ndarray, *, where: str, finite: bool = True) -> None:
+    """Raise :class:`AudioError` if ``block`` holds NaN or inf (unless ``finite`` is
+    False: the caller's meter finds them) or a sample beyond
+    :data:`~auralis_batch.limits.MAX_SAMPLE_MAGNITUDE`."""
+    if block.size == 0:
+        return
+    hi, lo = float(block.max()), float(block.min())  # NaN and inf propagate
+    if not (math.isfinite(hi) and math.isfinite(lo)):
+        if finite:
+            raise AudioError(f"{where}: contains NaN or infinite samples")
+        return
+    peak = max(hi, -lo)
+    if peak > MAX_SAMPLE_MAGNITUDE:
+        raise AudioError(
+            f"{where}: holds a sample of magnitude {peak:.3g} ({20 * math.log10(peak):+.0f} "
+            f"dBFS), more than {MAX_SAMPLE_MAGNITUDE:g} times full scale (+60 dBFS): a float "
+            "file with corrupt or unscaled samples; rescale it to about full scale first"
+        )
 
 
 @dataclass(frozen=True)
@@ -352,7 +366,7 @@ def iter_blocks(
             total += data.shape[0]
             # rows in WAV order: fancy indexing makes the contiguous copy by itself
             block = np.ascontiguousarray(data.T) if order is None else data.T[order]
-            check_finite_block(block, where=str(p))
+            check_samples(block, where=str(p))
             yield block
             if data.shape[0] < block_frames:
                 break

@@ -25,6 +25,13 @@ MIN_TIMEOUT_PER_TRACK_S = 1
 #: The most channels a file or array may have: the meter's and the dynamics' range.
 MAX_CHANNELS = 64
 
+#: The largest sample magnitude a source may hold, full scale = 1 (+60 dBFS). Float
+#: files may go over full scale (a hot mix, an unclipped render), but not by a factor
+#: of a thousand: such samples are corrupt or unscaled, and a master of them would need
+#: more than the engine's gain range to reach a target (and their squares overflow the
+#: float32 the engine keeps signals in).
+MAX_SAMPLE_MAGNITUDE = 1000.0
+
 
 def checked_sample_rate(sample_rate: Any, *, name: str = "sample_rate") -> int:
     """``sample_rate`` as an int in the engine's range, or :class:`ParameterError`

@@ -77,6 +77,28 @@ def test_nan_in_float_wav_is_rejected(tmp_path):
         list(iter_blocks(path))
 
 
+@pytest.mark.parametrize("scale", [1e4, 1e10, 1e30])
+def test_samples_beyond_the_magnitude_limit_are_rejected(tmp_path, scale):
+    path = tmp_path / "huge.wav"
+    x = np.zeros((70000, 2), dtype=np.float32)
+    x[69000, 0] = -scale  # in the second block: every block is checked
+    sf.write(path, x, 44100, subtype="FLOAT")
+    with pytest.raises(AudioError, match=r"times full scale \(\+60 dBFS\)"):
+        list(iter_blocks(path))
+    with pytest.raises(AudioError, match="times full scale"):
+        as_audio(x.T)
+
+
+def test_samples_over_full_scale_within_the_limit_are_kept(tmp_path):
+    path = tmp_path / "hot.wav"
+    x = np.zeros((1000, 1), dtype=np.float32)
+    x[10, 0], x[20, 0] = 999.0, -4.0  # a hot float render is audio
+    sf.write(path, x, 44100, subtype="FLOAT")
+    got = np.concatenate(list(iter_blocks(path)), axis=1)
+    assert got[0, 10] == 999.0 and got[0, 20] == -4.0
+    assert as_audio(x.T)[0, 10] == 999.0
+
+
 def test_blocks_concatenate_to_the_file(tmp_path):
     path = tmp_path / "tone.wav"
     _write_tone(path, seconds=2.0, subtype="FLOAT")

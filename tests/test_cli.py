@@ -41,6 +41,8 @@ def library(tmp_path, write_audio):
     x = np.zeros((4410, 2), dtype=np.float32)
     x[100, 0] = np.nan
     sf.write(lib / "nan.wav", x, 44100, subtype="FLOAT")
+    # finite but absurd: music scaled by 1e18 (an unscaled render); its squares overflow
+    sf.write(lib / "huge.wav", 1e18 * music_like(seconds=1.0).T, 44100, subtype="FLOAT")
     good = (lib / "album" / "01 good.wav").read_bytes()
     (lib / "truncated.wav").write_bytes(good[: len(good) // 2][:200])
     return lib
@@ -86,11 +88,12 @@ def test_master_folder_with_bad_files_goes_on_and_reports(tmp_path, library):
         "empty.wav": "empty",
         "fake.flac": "not a readable audio file",
         "nan.wav": "NaN",
+        "huge.wav": "times full scale",
         "truncated.wav": "",
     }.items():
         assert by_name[bad]["status"] == "failed", bad
         assert words in by_name[bad]["error"], by_name[bad]["error"]
-    assert data["summary"]["ok"] == 2 and data["summary"]["failed"] == 4
+    assert data["summary"]["ok"] == 2 and data["summary"]["failed"] == 5
     # outputs mirror the tree, are FLAC 24-bit, nothing partial is left, sources untouched
     info = sf.info(out / "album" / "01 good.flac")
     assert info.subtype == "PCM_24" and info.samplerate == 44100
