@@ -169,7 +169,27 @@ def _read_one(p: Path, extensions, excluded: set[Path], skip_masters: bool) -> _
                 masters |= _masters_in(ancestor)
         seen = {(st.st_dev, st.st_ino)}
         dropped: list[Path] = []
-        _walk(p, p, extensions, excluded, seen, masters, one.audio, one.skipped, one.notes, dropped)
+        links: list[Path] = []
+        walk = (extensions, excluded, seen, masters, one.audio, one.skipped, one.notes, dropped)
+        _walk(p, p, *walk, links=links)
+        # Links to folders are followed after every real folder is read, so a folder
+        # reached both ways is read (and mastered into OUT) where it lies, and the link
+        # is the second way in: a helper's "00_Favorites -> ../Album" took the album's
+        # tracks into OUT/00_Favorites and left OUT/Album empty. A link to a folder the
+        # walk does not reach otherwise (outside the input, or hidden) is read through it.
+        while links:
+            link = links.pop(0)
+            try:
+                lst = os.stat(link)
+            except OSError:
+                one.skipped.append(skipped_record(link, BROKEN_ENTRY_REASON))
+                continue
+            if (lst.st_dev, lst.st_ino) in seen:
+                one.skipped.append(skipped_record(link, FOLDER_READ_TWICE_REASON))
+                continue
+            seen.add((lst.st_dev, lst.st_ino))
+            _walk(p, link, *walk, links=links)
+        one.audio.sort(key=lambda found: found[1].parts)  # the walk's own order: by name
         if dropped:  # said when some were met, not when an enclosing OUT has any
             one.notes.append(f"{p}: masters that earlier runs wrote inside it are not read")
     elif stat.S_ISREG(st.st_mode):
@@ -229,8 +249,21 @@ def _under(path: str, folder: str) -> bool:
 
 
 def _walk(
-    root, folder, extensions, excluded, seen, masters, audio, skipped, notes, dropped=None
+    root,
+    folder,
+    extensions,
+    excluded,
+    seen,
+    masters,
+    audio,
+    skipped,
+    notes,
+    dropped=None,
+    *,
+    links: list[Path] | None = None,
 ) -> None:
+    """Read ``folder`` into ``audio``/``skipped``/``notes``, recursively, in name order;
+    a link to a folder goes into ``links`` (read after, by the caller) when given."""
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
@@ -253,14 +286,27 @@ def _walk(
                 notes.append(f"{path}: the output folder is inside the input; not read")
                 _tracks_in_out(path, extensions, seen, skipped)
                 continue
+            if links is not None and entry.is_symlink():
+                links.append(path)
+                continue
             key = (st.st_dev, st.st_ino)
-            if key in seen:  # a symlink loop, or a second way into a folder already read
-                # (the first way met in name order keeps it: an upgrade must not move
-                # a finished library's masters by reading its folders in another order)
+            if key in seen:  # a second way into a folder already read (a bind mount)
                 skipped.append(skipped_record(path, FOLDER_READ_TWICE_REASON))
                 continue
             seen.add(key)
-            _walk(root, path, extensions, excluded, seen, masters, audio, skipped, notes, dropped)
+            _walk(
+                root,
+                path,
+                extensions,
+                excluded,
+                seen,
+                masters,
+                audio,
+                skipped,
+                notes,
+                dropped,
+                links=links,
+            )
         elif not stat.S_ISREG(st.st_mode):
             skipped.append(skipped_record(path, f"{NOT_A_FILE_REASON}{_kind(st.st_mode)}"))
         elif masters and path.resolve() in masters:
@@ -302,6 +348,29 @@ _MASTER_IN_OUT_REASON = (
     "a master this tool wrote into the output folder: masters are never mastered again "
     "(copy it out of --out to master it anew)"
 )
+
+
+def _chosen_paths(audio: list[tuple[Path, Path]], resolved: list[Path]) -> dict[Path, int]:
+    """For each file (by real path), the index in ``audio`` of the path it is mastered
+    as: the first found that reaches it without a link below its input (the file where
+    it lies, mastered into its own folder of OUT), else the first found."""
+    chosen: dict[Path, int] = {}
+    for i, f_r in enumerate(resolved):
+        j = chosen.get(f_r)
+        if j is None or (_through_link(*audio[j]) and not _through_link(*audio[i])):
+            chosen[f_r] = i
+    return chosen
+
+
+def _through_link(path: Path, relative: Path) -> bool:
+    """``path`` (found as ``relative`` under its input) is a link or lies in a linked
+    folder below its input."""
+    walked = path
+    for _ in relative.parts:
+        if walked.is_symlink():
+            return True
+        walked = walked.parent
+    return False
 
 
 def output_path(relative: Path, out_dir: Path, fmt: str) -> Path:
@@ -347,20 +416,20 @@ def plan_master(
             repeated.append(note)
     audio, plan.records, found_notes = discover(unique, extensions=extensions, exclude=[out_dir])
     plan.notes = repeated + found_notes
-    inputs_resolved = {f.resolve() for f, _ in audio}
+    resolved = [f.resolve() for f, _ in audio]
+    inputs_resolved = set(resolved)
     by_output: dict[Path, Path] = {}
-    seen_inputs: dict[Path, Path] = {}  # resolved -> the path it was first found as
-    for f, rel in audio:
-        f_r = f.resolve()
-        if f_r in seen_inputs:
-            first = seen_inputs[f_r]
+    chosen = _chosen_paths(audio, resolved)
+    for i, (f, rel) in enumerate(audio):
+        f_r = resolved[i]
+        if chosen[f_r] != i:
+            first = audio[chosen[f_r]][0]
             if f != first:  # reached again through a link: its own line in the report
                 why = f"the same file as {first} (reached by another path); mastered once, as that"
                 plan.records.append(skipped_record(f, why))
             elif (note := f"{f}: given more than once; mastered once") not in plan.notes:
                 plan.notes.append(note)  # once, however many times it was given
             continue
-        seen_inputs[f_r] = f
         dst = output_path(rel, out_dir, fmt)
         dst_r = dst.resolve()
         if dst_r in inputs_resolved:

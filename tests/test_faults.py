@@ -264,22 +264,31 @@ def test_folder_symlinks_are_followed_once(tmp_path, lib):
     assert "folder already read" in res.stdout
 
 
-def test_a_folder_met_twice_keeps_its_first_path_and_the_second_is_named_right(
-    tmp_path, write_audio
-):
-    """``lib/0link -> Zreal``: the link, first in name order, keeps the folder's tracks
-    (OUT/0link/), as every earlier build mirrored it (reading real folders first moved
-    a finished library's masters on upgrade: a review); the real folder was reported
-    as "folder already read (symlink)", which it is not (a sweep)."""
+def test_a_folder_or_file_met_twice_is_mastered_where_it_lies(tmp_path, write_audio):
+    """``lib/0link -> Zreal`` and ``lib/00 Favorites/fav.wav -> ../Album/t.wav``: the
+    link came first in name order and took the tracks (OUT/0link/, OUT/00 Favorites/),
+    leaving the album's own folder in OUT without them (a helper's adversarial library);
+    the real path is mastered now, and the link is the path named as read another way.
+    A link to a folder the walk meets no other way is read through it."""
     from auralis_batch.plan import plan_master
 
     write_audio("lib/Zreal/a.wav", music_like(seconds=1.0))
-    (tmp_path / "lib" / "0link").symlink_to("Zreal", target_is_directory=True)
-    plan = plan_master([tmp_path / "lib"], tmp_path / "O", "flac", extensions=frozenset({"wav"}))
-    assert [j.output for j in plan.jobs] == [tmp_path / "O" / "0link" / "a.flac"]
-    (skipped,) = plan.records
-    assert skipped["input"].endswith("Zreal")
-    assert skipped["error"] == "folder already read by another path"
+    write_audio("lib/Album/t.wav", music_like(seconds=1.0, seed=2))
+    write_audio("elsewhere/e.wav", music_like(seconds=1.0, seed=3))
+    lib = tmp_path / "lib"
+    (lib / "0link").symlink_to("Zreal", target_is_directory=True)
+    (lib / "00 Favorites").mkdir()
+    (lib / "00 Favorites" / "fav.wav").symlink_to("../Album/t.wav")
+    (lib / "outside").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    plan = plan_master([lib], tmp_path / "O", "flac", extensions=frozenset({"wav"}))
+    assert [j.output for j in plan.jobs] == [
+        tmp_path / "O" / "Album" / "t.flac",
+        tmp_path / "O" / "Zreal" / "a.flac",
+        tmp_path / "O" / "outside" / "e.flac",
+    ]
+    why = {Path(r["input"]).name: r["error"] for r in plan.records}
+    assert why["0link"] == "folder already read by another path"
+    assert why["fav.wav"].startswith(f"the same file as {lib / 'Album' / 't.wav'} (reached by")
 
 
 def test_a_link_into_a_subfolder_of_out_is_not_read(tmp_path, write_audio):
