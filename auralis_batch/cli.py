@@ -638,7 +638,7 @@ def _run_batch(
 
 def _report(result, progress, *, inputs, report, dry_run, quiet, overwrite, **_) -> NoReturn:
     """Reports, the summary, one line per failure, and the exit code."""
-    from .records import failure_line, is_no_track, printable
+    from .records import failure_line, is_no_track, printable, undecodable_warning
 
     for note in result.notes:
         typer.echo(f"[note] {printable(note)}", err=True)
@@ -702,6 +702,9 @@ def _report(result, progress, *, inputs, report, dry_run, quiet, overwrite, **_)
         typer.echo(f"{stamp}[error] {printable(result.stopped)}", err=True)
     if not (quiet or summary_first):
         progress.print_summary(result.records, result.summary)
+    undecodable = undecodable_warning("master", result.records)
+    if undecodable is not None:  # music left out: said once, -q or not (a helper's try)
+        typer.echo(printable(stamp + undecodable), err=True)
     if result.signal is None and all(is_no_track(r) for r in result.records):
         # an empty folder, or an unmounted share's mount point: a night's run that
         # ended "0 mastered" and exit 0 read as a good night (a newcomer's cron try)
@@ -885,7 +888,13 @@ def analyze(
     cache_dir: CacheDirOpt = None,
 ) -> None:
     """Analyse loudness, spectral fingerprint, dynamics, stereo image and tempo."""
-    from .records import failure_line, plain_json
+    from .records import (
+        failure_line,
+        plain_json,
+        printable,
+        undecodable_record,
+        undecodable_warning,
+    )
     from .versions import CURVE_KEY, SPARSE_SPECTRUM_KEY
 
     if json_out and csv_out:
@@ -902,6 +911,7 @@ def analyze(
         from .cache import open_cache
 
         cache = open_cache(cache_dir)
+    skipped: list[dict] = []
     try:
         records = None
         if cache is not None:  # all from the cache: no NumPy, decoder or Numba loads
@@ -912,8 +922,9 @@ def analyze(
             named = {Path(p) for p in inputs if Path(p).is_file()}
             files = [f for f, _rel in found]
             records = recall_all(cache, files, tempo=not no_tempo, named=named)
+            skipped = [undecodable_record(f) for f in files if f not in named]
         if records is None:
-            records = _analyze_files(inputs, cache, tempo=not no_tempo)
+            records, skipped = _analyze_files(inputs, cache, tempo=not no_tempo)
     finally:
         if cache is not None:
             cache.close()
@@ -931,18 +942,23 @@ def analyze(
     for r in records:
         if "error" in r:
             typer.echo(f"[failed] {failure_line(r['path'], r['error'])}", err=True)
+    undecodable = undecodable_warning("analyze", [r for r in skipped if r])
+    if undecodable is not None:
+        typer.echo(printable(undecodable), err=True)
     if not records:
         _nothing_found("analyze", inputs)
     raise typer.Exit(code=1 if any("error" in r for r in records) else 0)
 
 
-def _analyze_files(inputs: list[Path], cache, *, tempo: bool) -> list[dict]:
+def _analyze_files(inputs: list[Path], cache, *, tempo: bool) -> tuple[list[dict], list[dict]]:
+    """Records of the files ``inputs`` name or hold, and the skipped records of the
+    files passed over."""
     from .analysis import analyze_file
     from .audio import readable_extensions
     from .recall import would_answer
     from .records import error_text
 
-    audio, _, _ = _read_once(inputs, extensions=readable_extensions())
+    audio, skipped, _ = _read_once(inputs, extensions=readable_extensions())
     noted = False
     records = []
     for f, _rel in audio:
@@ -954,7 +970,7 @@ def _analyze_files(inputs: list[Path], cache, *, tempo: bool) -> list[dict]:
                 records.append(analyze_file(f, tempo=tempo, cache=cache))
         except Exception as exc:
             records.append({"path": str(f), "error": error_text(exc)})
-    return records
+    return records, skipped
 
 
 #: Where libmpg123 (inside libsndfile) says where in its source a message comes from:

@@ -34,7 +34,7 @@ from rich.progress import (
 from rich.table import Column, Table
 from rich.text import Text
 
-from .records import display_names, failure_line, is_not_audio, printable
+from .records import display_names, failure_line, is_not_audio, is_undecodable, printable
 
 #: Said before a command compiles kernels its machine has not compiled yet (a first
 #: master, or a first analysis with tempo): 4-6 s on one two-core machine, 8-11 s on
@@ -399,9 +399,10 @@ class BatchProgress:
         # skipped as done before and skipped as not audio (a cover, a text) read alike in
         # a nightly log, where only the first says the library is finished (a newcomer)
         not_audio = sum(map(is_not_audio, records))
-        parts.append(
-            f"{summary['skipped']} skipped" + (f" ({not_audio} not audio)" if not_audio else "")
-        )
+        undecodable = sum(map(is_undecodable, records))
+        why = [f"{not_audio} not audio"] if not_audio else []
+        why += [f"{undecodable} cannot be decoded"] if undecodable else []
+        parts.append(f"{summary['skipped']} skipped" + (f" ({', '.join(why)})" if why else ""))
         for key, label in (("not_started", "not started"), ("interrupted", "interrupted")):
             if summary.get(key):
                 parts.append(f"{summary[key]} {label}")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .cache import make_key
-from .records import LOUDNESS_KEYS
+from .records import LOUDNESS_KEYS, UNDECODABLE_AUDIO
 from .versions import (
     ANALYSIS_SAMPLE_RATE,
     CHANNEL_WEIGHTS_REVISION,
@@ -43,7 +43,7 @@ NOT_AUDIO_EXTENSIONS = frozenset(
     "jpg jpeg png gif bmp webp tif tiff heic ico svg txt log cue m3u m3u8 pls xspf nfo "
     "pdf json xml ini md rtf html htm csv toml yaml yml sfv md5 sha1 sha256 ffp accurip "
     "url lrc db zip rar 7z par2 torrent".split()
-)
+) | frozenset(UNDECODABLE_AUDIO)  # music, but never listed either: skipped with a warning
 
 
 def well_formed(value: dict) -> bool:

@@ -57,6 +57,75 @@ def is_not_audio(rec: dict) -> bool:
     return _skipped_for(rec, NOT_AUDIO_REASON)
 
 
+#: Audio formats libsndfile does not decode, by the extension their files go by: a
+#: folder's ``.m4a`` tracks were "not audio" beside its covers and playlists, and an
+#: iTunes library lost them from the run with only a count to show it (a helper's try).
+UNDECODABLE_AUDIO = {
+    "m4a": "MP4 audio (AAC or ALAC)",
+    "m4b": "MP4 audiobook (AAC)",
+    "m4p": "protected MP4 audio",
+    "mp4": "MP4",
+    "aac": "AAC",
+    "alac": "ALAC",
+    "wma": "Windows Media Audio",
+    "ape": "Monkey's Audio",
+    "wv": "WavPack",
+    "mpc": "Musepack",
+    "tta": "True Audio",
+    "tak": "TAK",
+    "shn": "Shorten",
+    "dsf": "DSD",
+    "dff": "DSD",
+    "ac3": "Dolby Digital",
+    "dts": "DTS",
+    "amr": "AMR",
+    "mka": "Matroska audio",
+    "webm": "WebM",
+}
+#: Why a file found in a folder is skipped when its extension names one of those.
+UNDECODABLE_REASON = "audio in a format this build cannot decode"
+
+
+def undecodable_reason(extension: str) -> str:
+    """The skip reason of a file whose ``extension`` is in :data:`UNDECODABLE_AUDIO`."""
+    return (
+        f"{UNDECODABLE_REASON}: {UNDECODABLE_AUDIO[extension]}; convert it to FLAC "
+        f"first (ffmpeg -i IN.{extension} OUT.flac)"
+    )
+
+
+def undecodable_record(path: Path) -> dict | None:
+    """The skipped record of ``path`` if its extension is in :data:`UNDECODABLE_AUDIO`."""
+    ext = path.suffix.lower().lstrip(".")
+    return skipped_record(path, undecodable_reason(ext)) if ext in UNDECODABLE_AUDIO else None
+
+
+def is_undecodable(rec: dict) -> bool:
+    """A track skipped as :data:`UNDECODABLE_REASON`: music the run could not read,
+    which needs a look (unlike :func:`is_not_audio`)."""
+    return _skipped_for(rec, UNDECODABLE_REASON)
+
+
+def undecodable_warning(command: str, records: list[dict]) -> str | None:
+    """One ``[warning]`` line for the tracks a run skipped as undecodable, counted by
+    extension with the first named (a library of them would otherwise fill a nightly
+    log with one line each), or None if there are none."""
+    found = [str(r["input"]) for r in records if is_undecodable(r)]
+    if not found:
+        return None
+    by_ext: dict[str, int] = {}
+    for f in found:
+        ext = Path(f).suffix.lower() or "?"
+        by_ext[ext] = by_ext.get(ext, 0) + 1
+    kinds = ", ".join(f"{n} {ext}" for ext, n in sorted(by_ext.items()))
+    what = "track" if len(found) == 1 else "tracks"
+    return (
+        f"[warning] {command}: {len(found)} {what} in a format this build cannot decode "
+        f"({kinds}; first: {found[0]}) not read: convert them to FLAC first"
+        + ("; the report lists them" if command == "master" else "")
+    )
+
+
 #: Why a walk passes over an entry that is no track (plan.py builds its skipped records
 #: with these): a link to nothing or an entry it cannot look at, a folder it cannot list
 #: or has read by another path, a named input it cannot look at, something that is not

@@ -655,6 +655,37 @@ def test_the_summary_line_says_how_many_skipped_files_are_not_audio(tmp_path, wr
     assert "0 mastered, 0 failed, 3 skipped (2 not audio);" in again.output
 
 
+def test_tracks_in_a_format_the_decoder_lacks_are_named_not_counted_as_not_audio(
+    tmp_path, write_audio
+):
+    """A folder's .m4a and .wma tracks were skipped as "not an audio file", counted with
+    the covers, and an iTunes library lost them from the run with only that count to
+    show it (a helper's adversarial library): each is skipped as music this build
+    cannot decode, counted apart, said by one warning line (also with -q and in
+    ``analyze``, answered from the cache or not) and listed in the report."""
+    write_audio("lib/a.flac", music_like(seconds=1.0))
+    (tmp_path / "lib" / "b.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A not decoded here")
+    (tmp_path / "lib" / "c.WMA").write_bytes(b"0&\xb2u not decoded here")
+    (tmp_path / "lib" / "cover.jpg").write_bytes(b"\xff\xd8 not audio")
+    lib, report = tmp_path / "lib", tmp_path / "r.json"
+    args = ["master", str(lib), "--out", str(tmp_path / "O"), "-j", "1", "--no-cache"]
+    res = runner.invoke(app, [*args, "--report", str(report)])
+    assert res.exit_code == 0, res.output
+    assert "1 mastered, 0 failed, 3 skipped (1 not audio, 2 cannot be decoded);" in res.output
+    warning = "2 tracks in a format this build cannot decode (1 .m4a, 1 .wma; first: "
+    assert f"[warning] master: {warning}" in res.output
+    why = {Path(t["input"]).name: t["error"] for t in json.loads(report.read_text())["tracks"]}
+    assert why["b.m4a"].startswith("audio in a format this build cannot decode: MP4 audio")
+    assert "Windows Media Audio" in why["c.WMA"] and "not an audio file" in why["cover.jpg"]
+    quiet = runner.invoke(app, [*args, "-q"])
+    assert quiet.exit_code == 0 and f"[warning] master: {warning}" in quiet.output
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    for _ in range(2):  # analysed, then answered from the cache
+        res = runner.invoke(app, ["analyze", str(lib), "--json", *cache])
+        assert res.exit_code == 0, res.output
+        assert f"[warning] analyze: {warning}" in res.output
+
+
 @pytest.mark.parametrize("width", [20, 200])
 def test_a_terminal_too_narrow_for_the_table_gets_the_line_alone(width):
     """COLUMNS=20: the table's borders were drawn with every cell blank (second sweep)."""
