@@ -27,6 +27,7 @@ import math
 from typing import Any
 
 from .errors import ParameterError, ParameterTypeError, PresetError, given
+from .limits import SILENCE_LUFS
 from .match import matching_eq, spectrum_of
 from .presets import (
     REFERENCE_LIMITS,
@@ -302,7 +303,16 @@ def reference_preset(
     fp = _fingerprint(record)
     ref = _fingerprint(reference)
     notes: list[str] = []
-    eq = _reference_eq(record, reference, fp, ref, strength=strength, notes=notes)
+    lufs = record.get("integrated_lufs")
+    if isinstance(lufs, (int, float)) and math.isfinite(lufs) and lufs >= SILENCE_LUFS:
+        eq = _reference_eq(record, reference, fp, ref, strength=strength, notes=notes)
+    else:
+        # A track too short for a 400 ms block, or silent, has no long-term spectrum
+        # worth matching, and the master gives it no loudness gain: its matching EQ
+        # (with the flat gain that keeps a match loudness-neutral) raised a 0.2 s clip
+        # by 17.5 dB while its record said "no loudness gain applied" (a helper's try).
+        eq = EQSettings(highpass_hz=20.0)
+        notes.append("no matching EQ: the track is too short or too quiet to measure")
     ref_lufs = float(reference["integrated_lufs"])
     target = reference_target_lufs(ref_lufs)
     if target != ref_lufs:

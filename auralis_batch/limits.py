@@ -22,6 +22,10 @@ MIN_LOOKAHEAD_MS = 1.0
 #: so the API takes no limit the command line would refuse.
 MIN_TIMEOUT_PER_TRACK_S = 1
 
+#: Integrated loudness below which a track is silent to the master, LUFS: no loudness
+#: gain, no compressor offset, no matching EQ (BS.1770's absolute gate).
+SILENCE_LUFS = -70.0
+
 #: The most channels a file or array may have: the meter's and the dynamics' range.
 MAX_CHANNELS = 64
 

@@ -43,6 +43,7 @@ from .audio import BLOCK_FRAMES, Quantizer
 from .dynamics import LIMITER_MARGIN_DB, Compressor, Limiter
 from .eq import Equalizer, dc_lead_frames, dc_levels
 from .errors import CeilingError, ParameterError
+from .limits import SILENCE_LUFS
 from .match import LongTermSpectrum
 from .meter import Loudness, LoudnessMeter
 from .presets import Preset, load_preset
@@ -81,8 +82,6 @@ MAX_RANGE_PASSES = 2
 MAX_RANGE_THRESHOLD_DROP_DB = 24.0
 #: ... starting from this many dB of threshold per LU of range (secant afterwards).
 RANGE_DB_PER_LU = 3.0
-#: Below this the track is treated as silent: no gain, no compression offset.
-SILENCE_LUFS = -70.0
 
 #: The equalised and compressed signal between the passes: float32, as the decoders
 #: give the source. Its rounding (a relative 6e-8, -144 dB) is that of a 24-bit or

@@ -167,6 +167,20 @@ def test_a_short_reference_gives_its_tone_and_loudness_but_not_its_range():
     assert long.compressor.ratio > 1.0 and long.target_lra_lu == 4.0
 
 
+@pytest.mark.parametrize("lufs", [None, float("-inf"), -70.5])
+def test_a_track_too_short_or_quiet_to_measure_gets_no_matching_eq(lufs):
+    """A 0.2 s clip got a matching EQ with +17.5 dB of flat gain (the gain that keeps a
+    match loudness-neutral, estimated from a spectrum of nothing) while its record said
+    "no loudness gain applied" (a helper's try): a track the master gives no loudness
+    gain gets no matching EQ either. One just above the gate is matched."""
+    ref = with_spectrum(record(BALANCED_SHARES, lufs=-9.5), 1.0)
+    p = reference_preset(with_spectrum(record(BALANCED_SHARES, lufs=lufs), -3.0), ref)
+    assert p.eq.bands == () and p.eq.gain_db == 0.0
+    assert "no matching EQ: the track is too short or too quiet to measure" in p.notes
+    heard = reference_preset(with_spectrum(record(BALANCED_SHARES, lufs=-69.5), -3.0), ref)
+    assert len(heard.eq.bands) == 30
+
+
 def test_reference_presets_are_not_valid_as_ordinary_presets():
     track = with_spectrum(record(BALANCED_SHARES), 0.0)
     p = reference_preset(track, with_spectrum(record(BALANCED_SHARES), 2.0))
