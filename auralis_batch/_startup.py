@@ -20,6 +20,7 @@ import gc
 import importlib.abc
 import os
 import sys
+import time
 
 #: Set by the CLI for itself and the workers it starts.
 OWN_PROCESS_ENV = "AURALIS_BATCH_OWN_PROCESS"
@@ -68,10 +69,13 @@ def one_line_warnings() -> None:
     process and its pool workers."""
     import warnings
 
+    dated = not sys.stderr.isatty()  # a log's lines carry their time (a newcomer's cron try)
+
     def one_line(message, category, filename, lineno, line=None) -> str:
         from .records import printable
 
-        return f"[warning] {printable(str(message))}\n"
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S ") if dated else ""
+        return f"{stamp}[warning] {printable(str(message))}\n"
 
     warnings.formatwarning = one_line
 

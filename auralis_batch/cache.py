@@ -923,7 +923,15 @@ def open_cache(
     if size_limit_bytes is None:
         size_limit_bytes = size_limit_from_env()
     try:
-        return FingerprintCache(directory, size_limit_bytes, value_version=value_version)
+        cache = FingerprintCache(directory, size_limit_bytes, value_version=value_version)
+    except NoCacheFolderError:  # no home: said plainly, with the one thing to do about it
+        warnings.warn(
+            "running without the fingerprint cache: no home folder to keep it in (HOME is "
+            "not set and the user has no entry, or HOME names a folder that does not "
+            "exist); give --cache-dir or set AURALIS_CACHE_DIR",
+            CacheWarning,
+            stacklevel=2,
+        )
     except Exception as exc:
         target = directory if directory is not None else _default_or_none()
         warnings.warn(
@@ -932,4 +940,6 @@ def open_cache(
             CacheWarning,
             stacklevel=2,
         )
-        return NullCache(directory)
+    else:
+        return cache
+    return NullCache(directory)

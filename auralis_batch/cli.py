@@ -638,10 +638,12 @@ def _run_batch(
 
 def _report(result, progress, *, inputs, report, dry_run, quiet, overwrite, **_) -> NoReturn:
     """Reports, the summary, one line per failure, and the exit code."""
+    from .progress import log_stamp
     from .records import failure_line, is_no_track, printable, undecodable_warning
 
+    dated = "" if progress.interactive else log_stamp()  # a log's lines carry their time
     for note in result.notes:
-        typer.echo(f"[note] {printable(note)}", err=True)
+        typer.echo(f"{dated}[note] {printable(note)}", err=True)
     report_failed = False
     if report:
         from .report import write_report
@@ -704,12 +706,12 @@ def _report(result, progress, *, inputs, report, dry_run, quiet, overwrite, **_)
         progress.print_summary(result.records, result.summary)
     undecodable = undecodable_warning("master", result.records)
     if undecodable is not None:  # music left out: said once, -q or not (a helper's try)
-        typer.echo(printable(stamp + undecodable), err=True)
+        typer.echo(printable(dated + undecodable), err=True)
     if result.signal is None and all(is_no_track(r) for r in result.records):
         # an empty folder, or an unmounted share's mount point: a night's run that
         # ended "0 mastered" and exit 0 read as a good night (a newcomer's cron try)
         named = ", ".join(str(p) for p in inputs)
-        line = f"{stamp}[warning] master: no audio file found in {named}; nothing was mastered"
+        line = f"{dated}[warning] master: no audio file found in {named}; nothing was mastered"
         typer.echo(printable(line), err=True)
     if result.signal is not None:
         raise typer.Exit(code=128 + result.signal)

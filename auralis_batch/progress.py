@@ -40,15 +40,21 @@ from .records import display_names, failure_line, is_not_audio, is_undecodable, 
 #: master, or a first analysis with tempo): 4-6 s on one two-core machine, 8-11 s on
 #: slower ones (README, Performance).
 FIRST_RUN_NOTE = (
-    "compiling the DSP kernels this command needs: 5 to 12 s on an idle machine, once "
-    "(later runs load them)"
+    "compiling the DSP kernels this command needs: 5 to 12 s on an idle machine (more "
+    "with -j 2 or more, or on a busy one), once (later runs load them)"
 )
 #: The same when the compiled kernels cannot be kept (the warning before it says why):
 #: "once (later runs load them)" contradicted it (a sweep).
 EVERY_RUN_NOTE = (
-    "compiling the DSP kernels this command needs: 5 to 12 s on an idle machine, at "
-    "every run while they cannot be kept"
+    "compiling the DSP kernels this command needs: 5 to 12 s on an idle machine (more "
+    "with -j 2 or more, or on a busy one), at every run while they cannot be kept"
 )
+
+
+def log_stamp() -> str:
+    """The time that starts a line of a log (stderr not a terminal): a log appended to
+    night after night says which night each line is of."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S ")
 
 
 def compile_note(cannot_keep: str | None) -> str:
@@ -286,8 +292,9 @@ class BatchProgress:
         text = printable(text)
         if self._progress is not None:
             self.console.print(f"[{kind}] {text}", markup=False, highlight=False)
-        else:
-            print(f"[{kind}] {text}", file=sys.stderr, flush=True)
+        else:  # in a log, dated as its other lines are (a newcomer's cron try)
+            stamp = "" if self.interactive else log_stamp()
+            print(f"{stamp}[{kind}] {text}", file=sys.stderr, flush=True)
 
     def _info(self) -> dict[str, str]:
         """The run's row: ``info`` in a wide terminal, ``brief`` in a narrow one."""
@@ -410,7 +417,7 @@ class BatchProgress:
         audio_s = summary.get("audio_seconds", self.audio_s)
         # In a log (cron, a file) every line carries its time, the run's last one too:
         # night after night appended to one file, it says which night ended how.
-        stamp = "" if self.interactive else time.strftime("%Y-%m-%dT%H:%M:%S ")
+        stamp = "" if self.interactive else log_stamp()
         self.console.print(
             stamp
             + ", ".join(parts)

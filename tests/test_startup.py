@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -178,6 +179,12 @@ def test_the_cli_says_once_that_the_kernels_cannot_be_kept(monkeypatch, capsys):
 
     monkeypatch.setattr(auralis_batch, "_NUMBA_CACHE_NOTE", "the compiled kernels cannot be kept")
     BatchProgress(enabled=False, interactive=False).first_run_note()
+    # in a log (not a terminal) dated, as its other lines are
+    err = capsys.readouterr().err
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d \[warning\] the compiled kernels cannot be kept\n", err
+    )
+    BatchProgress(enabled=False, interactive=True).first_run_note()
     assert capsys.readouterr().err == "[warning] the compiled kernels cannot be kept\n"
 
 
