@@ -293,7 +293,7 @@ def _parse(data: dict[str, Any], *, name: str, source: str) -> Preset:
             problems.append(f"{name_}: must be a table")
             return cls()
         defaults = cls()
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = [f.name for f in dataclasses.fields(cls)]  # the fields' order, every run
         for key in raw:
             if key not in names:
                 problems.append(

@@ -151,3 +151,28 @@ def test_a_preset_saved_with_a_byte_order_mark_loads(tmp_path):
     path.write_bytes(b"\xef\xbb\xbf" + builtin_preset_text("warm").encode("utf-8"))
     got = load_preset(str(path))
     assert got.eq == load_preset("warm").eq and got.target_lufs == load_preset("warm").target_lufs
+
+
+def test_several_bad_fields_are_named_in_the_same_order_every_run(tmp_path):
+    """The fields were checked in a set's order, which Python's hash seed changes per
+    process: a preset's two errors came out in either order over six runs (a
+    newcomer's try). Each process here has its own seed."""
+    import os
+    import subprocess
+    import sys
+
+    bad = tmp_path / "mine.toml"
+    bad.write_text('name = "mine"\n[compressor]\nattack_ms = -3\nratio = 0.5\n')
+    code = (
+        "import sys\nfrom auralis_batch.presets import load_preset\n"
+        "try:\n    load_preset(sys.argv[1])\nexcept Exception as e:\n    print(e)\n"
+    )
+    said = set()
+    for seed in ("1", "2", "3", "4"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        run = subprocess.run(
+            [sys.executable, "-c", code, str(bad)], env=env, capture_output=True, text=True
+        )
+        said.add(run.stdout)
+    (only,) = said
+    assert only.index("compressor.ratio") < only.index("compressor.attack_ms")  # field order
