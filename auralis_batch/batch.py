@@ -899,7 +899,8 @@ def run_master(
     Raises
     ------
     PlanError
-        Whole-run problems found before any work (nothing is written).
+        Whole-run problems found before any work (nothing is written), an input that
+        does not exist among them.
     ParameterError
         A field of ``settings`` or ``n_jobs`` is out of range
         (:meth:`RunSettings.check`), or the reference is one there is nothing to match
@@ -950,6 +951,11 @@ def run_master(
         raise ParameterError(f"n_jobs must be a non-zero int (-1: every core), got {n_jobs!r}")
     n_jobs = int(n_jobs)
     settings.check()  # every bad field now, not once per track
+    # As the CLI refuses it (exit 2): a missing folder was a "skipped" record and a
+    # result of 0 failed, which a script reads as a good run (a newcomer's API try).
+    missing = [f"input {item} does not exist" for item in inputs if not os.path.exists(item)]
+    if missing:
+        raise PlanError(missing)
     known: dict = {}  # the plan and the tracks to do, once known
     outermost = not _STOP_CLEANING  # no command around this call handles signals
     with _signals_stop_the_run():

@@ -200,3 +200,15 @@ def test_every_error_here_is_the_librarys_own():
     assert issubclass(ParameterTypeError, AuralisError)
     assert issubclass(ParameterTypeError, TypeError)
     assert issubclass(ParameterError, ValueError)
+
+
+def test_run_master_refuses_an_input_that_does_not_exist(tmp_path, one_track):
+    """The CLI exits 2 on a missing input; the API returned a result of 0 failed with
+    the folder as a "skipped" record, which a script reads as a good run (a newcomer's
+    try of the README's API example without a music/ folder)."""
+    from auralis_batch.batch import PlanError
+
+    with pytest.raises(PlanError, match=r"input .*music does not exist") as info:
+        ab.run_master([one_track, tmp_path / "music"], tmp_path / "out")
+    assert info.value.problems == [f"input {tmp_path / 'music'} does not exist"]
+    assert not (tmp_path / "out").exists()
