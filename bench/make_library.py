@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpus"
+CORPUS = Path(os.environ.get("AURALIS_CORPUS") or ROOT.parent / "shared" / "corpus")
 RECIPE_VERSION = 1  # bump when the recipe below changes: cached libraries are rebuilt
 ENV_DIR = "AURALIS_BENCH_LIBRARY"
 MUSIC = "music"  # the library proper, under the cache folder; manifest.json beside it

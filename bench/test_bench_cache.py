@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import compare
+from conftest import CORPUS, compare
 
 import auralis_batch as ab
 from auralis_batch.cache import FingerprintCache, make_key
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 VALUE = {
     "band_energy": {
         k: 0.1 for k in ("sub_bass", "bass", "low_mid", "mid", "upper_mid", "presence", "air")

@@ -63,11 +63,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import ROOT
+from conftest import CORPUS, ROOT
 from scipy import signal
 
 CLI = Path(sys.executable).with_name("auralis-batch")
-CORPUS = ROOT.parent / "shared" / "corpus"
 TEMPO_SET = Path(os.environ.get("AURALIS_TEMPO_SET", "/work/tempo-set-built"))
 PAIRS_DIR = Path(
     os.environ.get(

@@ -21,7 +21,11 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+#: ../shared/corpus beside the checkout, or AURALIS_CORPUS (a clone kept elsewhere).
+CORPUS = Path(
+    os.environ.get("AURALIS_CORPUS")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+)
 
 _warmup: subprocess.Popen | None = None
 
@@ -186,7 +190,7 @@ def corpus_files() -> list[Path]:
 def corpus() -> list[Path]:
     files = corpus_files()
     if not files:
-        pytest.skip(f"real-music corpus not found at {CORPUS}")
+        pytest.skip(f"real-music corpus not found at {CORPUS} (set AURALIS_CORPUS to its folder)")
     return files
 
 
