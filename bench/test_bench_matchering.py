@@ -63,7 +63,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import CORPUS, ROOT
+from conftest import CORPUS
 from scipy import signal
 
 CLI = Path(sys.executable).with_name("auralis-batch")
