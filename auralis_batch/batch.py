@@ -258,7 +258,9 @@ def master_unit(
         _quiet_pool_worker()
     timeout = settings.timeout_per_track_s
     commits = (
-        None if progress_file is None else CommitLog(progress_file.parent, settings.fingerprint())
+        None
+        if progress_file is None
+        else CommitLog(progress_file.parent, settings.fingerprint(), settings.journal_flags())
     )
     watch = Watch(
         commits=commits,
@@ -327,6 +329,7 @@ def _decide(
     dry_run: bool,
     preset: str | None = None,
     known: dict | None = None,
+    flags: dict | None = None,
 ) -> list[Job]:
     """Check every planned output against the journal; returns the jobs to run (also
     as ``known["todo"]``, before a signal may stop the run) and adds records for the
@@ -340,7 +343,7 @@ def _decide(
     """
     # Reading the states may take long (inputs touched since are hashed again) and
     # may be stopped; what follows moves edited masters aside: a signal waits for it.
-    states = {job: journal.state(job, settings_hashes, preset) for job in plan.jobs}
+    states = {job: journal.state(job, settings_hashes, preset, flags) for job in plan.jobs}
     with _stops_deferred(raise_after=False):  # the caller raises it, once it is noted
         todo = _decided(plan, journal, states, overwrite=overwrite, album=album, dry_run=dry_run)
         if known is not None:
@@ -1058,7 +1061,8 @@ def _plan_and_run(
             overwrite=overwrite,
             album=settings.album,
             dry_run=True,
-            preset=settings.preset,
+            preset=settings.preset_name(),
+            flags=settings.journal_flags(),
         )
         _raise_if_stopped()
         for job in todo:
@@ -1087,7 +1091,8 @@ def _plan_and_run(
             overwrite=overwrite,
             album=settings.album,
             dry_run=False,
-            preset=settings.preset,
+            preset=settings.preset_name(),
+            flags=settings.journal_flags(),
             known=known,
         )
         _raise_if_stopped()  # a signal while edited masters were kept aside
@@ -1131,6 +1136,7 @@ def _run(
     plan, todo, journal, settings, settings_hash, n_jobs, out_dir, on_start, on_record, on_progress
 ) -> BatchResult:
     records = plan.records
+    flags = settings.journal_flags()  # journaled with each entry: a redo says what changed
     _RUN_STARTED[:] = [time.time()]
     work, total_s = _headers(todo)
     units = _units(todo, settings.album, work)
@@ -1169,7 +1175,7 @@ def _run(
                     finished[rec["input"]] = rec["status"]
                     try:
                         # after the output is durable; its note goes once it is journaled
-                        if journal.record(rec, settings_hash):
+                        if journal.record(rec, settings_hash, flags):
                             forget_commit_note(inflight, journal.key(Path(rec["output"])))
                     except OSError as exc:
                         stopped = f"cannot write the journal ({os_reason(exc)}); stopped"

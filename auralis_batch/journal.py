@@ -22,6 +22,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import math
 import os
 import re
 import stat
@@ -116,9 +117,11 @@ def _entry(
     settings_hash: str,
     preset: object,
     input_sha256: object = None,
+    flags: object = None,
 ) -> dict:
     """A journal entry of a finished output; ``input_sha256``, the SHA-256 of the
-    input's bytes that were mastered, when known."""
+    input's bytes that were mastered, when known; ``flags``, what the settings were
+    (:meth:`~auralis_batch.settings.RunSettings.journal_flags`)."""
     entry = {
         "input": str(Path(input_path).resolve()),
         "identity": identity,
@@ -135,7 +138,73 @@ def _entry(
     }
     if _is_sha256(input_sha256):
         entry["input_sha256"] = input_sha256
+    if _valid_flags(flags):
+        entry["flags"] = dict(flags)
     return entry
+
+
+#: What a journal entry's ``flags`` may hold, with how a change of each is said (a key
+#: read back from disk that is not here makes the whole ``flags`` unread).
+_FLAG_NAMES = {
+    "target_lufs": "--target-lufs",
+    "ceiling_dbtp": "--ceiling-dbtp",
+    "bit_depth": "--bit-depth",
+    "album": "--album",
+    "write_loudness_tags": "--write-loudness-tags",
+    "copy_tags": "tag copying",
+    "tempo": "tempo (--tempo / --no-tempo)",
+    "match_strength": "--match-strength",
+    "engine": "auralis-batch version",
+    "preset_parameters": "the preset's own parameters",
+    "reference": "the reference's audio",
+}
+#: Keys said as "changed", without their values (short hashes).
+_HASHED_FLAGS = ("preset_parameters", "reference")
+
+
+def _valid_flags(flags: object) -> bool:
+    """``flags`` is a dict of known keys to None, a bool, a finite number or a short
+    string: the only shape an entry's ``flags`` read back from disk is used in."""
+    if not isinstance(flags, dict) or len(flags) > len(_FLAG_NAMES):
+        return False
+    for k, v in flags.items():
+        if k not in _FLAG_NAMES:
+            return False
+        if v is None or isinstance(v, bool):
+            continue
+        if isinstance(v, (int, float)):
+            if not math.isfinite(v):
+                return False
+        elif not (isinstance(v, str) and len(v) <= 64):
+            return False
+    return True
+
+
+def _flag_value(value: object) -> str:
+    if value is None:
+        return "as the preset says"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _changed_flags(then: object, now: object, *, same_preset: bool) -> list[str]:
+    """Each setting that differs between two entries' ``flags``, said as the flag that
+    sets it (``--bit-depth: 24, now 16``); none if either cannot be read. The preset's
+    parameters count only when the preset is the same (its file was edited)."""
+    if not (_valid_flags(then) and _valid_flags(now)):
+        return []
+    changed = []
+    for key, name in _FLAG_NAMES.items():
+        was, is_ = then.get(key), now.get(key)
+        if was == is_ and type(was) is type(is_):
+            continue
+        if key in _HASHED_FLAGS:
+            if key in then and key in now and (same_preset or key != "preset_parameters"):
+                changed.append(f"{name} changed")
+            continue
+        changed.append(f"{name}: {_flag_value(was)}, now {_flag_value(is_)}")
+    return changed
 
 
 @dataclass(frozen=True)
@@ -161,10 +230,20 @@ class OutputState:
     expect: dict | None = None
 
 
-def _other_settings(then: object, now: str | None) -> str:
+def _other_settings(
+    then: object, now: str | None, then_flags: object = None, now_flags: object = None
+) -> str:
     """Why a master of other settings is redone, as far as the journal can tell: the
     preset it names, or, with the same preset, the flags (``(preset gentle)`` alone read
-    as if the preset had changed when ``--tempo`` had: a newcomer's)."""
+    as if the preset had changed when ``--tempo`` had: a newcomer's); an entry that
+    kept its flags names the ones that changed (the list of every flag that might have
+    said nothing: a newcomer's)."""
+    if isinstance(then, str) and now is not None:
+        changed = _changed_flags(then_flags, now_flags, same_preset=then == now)
+        if then != now:
+            changed.insert(0, f"preset {then}, now {now}")
+        if changed and _valid_flags(then_flags) and _valid_flags(now_flags):
+            return "it was mastered with other settings: " + "; ".join(changed)
     if not isinstance(then, str):
         return "it was mastered with other settings"
     if now is None:
@@ -249,6 +328,8 @@ def _as_entry(note: dict) -> dict:
             entry[k] = note[k]
     if _is_sha256(note.get("input_sha256")):
         entry["input_sha256"] = note["input_sha256"]
+    if _valid_flags(note.get("flags")):
+        entry["flags"] = dict(note["flags"])
     return entry
 
 
@@ -533,11 +614,17 @@ class Journal:
         return entry if _valid_entry(entry) else None
 
     def state(
-        self, job: Job, settings_hashes: tuple[str, ...], preset: str | None = None
+        self,
+        job: Job,
+        settings_hashes: tuple[str, ...],
+        preset: str | None = None,
+        flags: dict | None = None,
     ) -> OutputState:
         """What to do with ``job.output`` (see :class:`OutputState`); ``settings_hashes``:
         every hash that stands for this run's settings
-        (:meth:`~auralis_batch.settings.RunSettings.fingerprints`)."""
+        (:meth:`~auralis_batch.settings.RunSettings.fingerprints`); ``flags``, what
+        they are (:meth:`~auralis_batch.settings.RunSettings.journal_flags`), to say
+        which changed."""
         assert job.output is not None
         out = job.output
         key = self.key(out)
@@ -598,7 +685,7 @@ class Journal:
                 )
             why = f"it was mastered from another input, {entry['input']}"
         elif entry["settings"] not in settings_hashes:
-            why = _other_settings(entry.get("preset"), preset)
+            why = _other_settings(entry.get("preset"), preset, entry.get("flags"), flags)
         elif same_input:
             if entry["input"] != here or entry["identity"] != now:
                 # its folder renamed: journaled under the new path; an entry of a build
@@ -703,7 +790,7 @@ class Journal:
             self._append({"retired": self.run_id})
             self._sync()
 
-    def record(self, rec: dict, settings_hash: str) -> bool:
+    def record(self, rec: dict, settings_hash: str, flags: dict | None = None) -> bool:
         """Append and fsync the entry of a finished output (``rec`` from a worker);
         True when an entry was written (a failed track has none).
 
@@ -730,6 +817,7 @@ class Journal:
             settings_hash,
             rec.get("preset"),
             rec.get("input_sha256"),
+            flags,
         )
         self._append(entry)
         self._sync()
@@ -781,10 +869,11 @@ class CommitLog:
     on the next run if the file is exactly that content.
     """
 
-    def __init__(self, folder: Path, settings_hash: str) -> None:
+    def __init__(self, folder: Path, settings_hash: str, flags: dict | None = None) -> None:
         self.folder = folder  # OUT/.auralis-batch/inflight-<run>
         self.out_dir = folder.parent.parent
         self.settings_hash = settings_hash
+        self.flags = flags
 
     def note(
         self,
@@ -810,7 +899,9 @@ class CommitLog:
         key = output_key(self.out_dir, output)
         if key is None:
             return
-        entry = _entry(input_path, identity, key, written, self.settings_hash, preset, input_sha256)
+        entry = _entry(
+            input_path, identity, key, written, self.settings_hash, preset, input_sha256, self.flags
+        )
         # written as recovery reads it back (no NaN): measurements that cannot be are
         # left out, never the proof
         data = json.dumps(entry, allow_nan=False).encode("utf-8")

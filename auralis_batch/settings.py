@@ -162,6 +162,38 @@ class RunSettings:
         hashes = [v._hash() for v in variants] + [v._hash(spelled=True) for v in variants]
         return tuple(dict.fromkeys(hashes))
 
+    def preset_name(self) -> str:
+        """The preset's name as a master's record and journal entry give it: a TOML
+        file's own ``name`` (its path is how it was given), else :attr:`preset`."""
+        if adapts(self) or self.preset in BUILTIN_PRESETS:
+            return self.preset
+        return load_preset(self.preset).name
+
+    def journal_flags(self) -> dict[str, Any]:
+        """What a journal entry keeps of these settings beside their hash, so that a
+        master redone for other settings can say which ("[replaced] ...: --bit-depth
+        24, now 16"): the settings a user sets (:meth:`canonical`: a flag restating the
+        preset is left out), short hashes of the preset's parameters and of the
+        reference's audio, and the engine's version."""
+        c = self.canonical()
+        flags: dict[str, Any] = {
+            "target_lufs": c.target_lufs,
+            "ceiling_dbtp": c.ceiling_dbtp,
+            "bit_depth": c.bit_depth,
+            "album": c.album,
+            "write_loudness_tags": c.write_loudness_tags,
+            "copy_tags": c.copy_tags,
+            "tempo": c.tempo,
+            "match_strength": c.match_strength,
+            "engine": __version__,
+        }
+        if not adapts(c):
+            blob = json.dumps(load_preset(c.preset).to_dict(), sort_keys=True, default=str)
+            flags["preset_parameters"] = hashlib.sha256(blob.encode()).hexdigest()[:12]
+        if c.reference_record is not None:
+            flags["reference"] = str(c.reference_record.get("content_sha256") or "")[:16]
+        return flags
+
     def canonical(self) -> RunSettings:
         """These settings with every flag that restates the preset left out: a
         ``target_lufs`` or ``ceiling_dbtp`` equal to a fixed preset's own, ``tempo``

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
@@ -13,6 +14,7 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -763,21 +765,74 @@ def test_a_dry_run_fails_a_file_with_more_channels_than_flac_holds(tmp_path, wri
 
 def test_a_redone_master_says_whether_the_preset_or_a_flag_changed(tmp_path, small_library):
     """A newcomer added --tempo to a finished gentle library: "it was mastered with
-    other settings (preset gentle)" read as if the preset had changed."""
+    other settings (preset gentle)" read as if the preset had changed; then the list of
+    every flag that might have changed said nothing of which had. The journal keeps
+    each entry's settings, so a redo names what changed; an entry of a build that kept
+    none gets the list."""
     out = tmp_path / "out"
     run_master([small_library], out, RunSettings(use_cache=False), n_jobs=1)
-    flagged = run_master(
-        [small_library], out, RunSettings(use_cache=False, tempo=True), n_jobs=1, dry_run=True
+
+    def why(**settings) -> str:
+        res = run_master(
+            [small_library], out, RunSettings(use_cache=False, **settings), n_jobs=1, dry_run=True
+        )
+        return res.records[0]["error"]
+
+    said = "would replace an earlier master: it was mastered with other settings: "
+    assert why(tempo=True) == said + "tempo (--tempo / --no-tempo): as the preset says, now on"
+    assert why(bit_depth="16", target_lufs=-16.0) == said + (
+        "--target-lufs: as the preset says, now -16; --bit-depth: 24, now 16"
     )
-    assert flagged.records[0]["error"] == (
+    assert why(preset="warm") == said + "preset gentle, now warm"
+    mine = tmp_path / "mine.toml"
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    mine.write_text((configs / "gentle.toml").read_text().replace("gentle", "mine"))
+    run_master([small_library], tmp_path / "o2", RunSettings(use_cache=False, preset=str(mine)))
+    mine.write_text(mine.read_text().replace("target_lufs = -14.0", "target_lufs = -15.0"))
+    res = run_master(
+        [small_library],
+        tmp_path / "o2",
+        RunSettings(use_cache=False, preset=str(mine)),
+        n_jobs=1,
+        dry_run=True,
+    )
+    assert res.records[0]["error"] == said + "the preset's own parameters changed"
+    # an entry journaled without its settings (earlier builds): the list of candidates
+    journal = out / ".auralis-batch" / "journal.jsonl"
+    lines = [json.loads(x) for x in journal.read_text().splitlines() if x.strip()]
+    journal.write_text(
+        "".join(json.dumps({k: v for k, v in e.items() if k != "flags"}) + "\n" for e in lines)
+    )
+    assert why(tempo=True) == (
         "would replace an earlier master: it was mastered with the same preset, gentle, and "
         "other settings (a flag such as --target-lufs, --ceiling-dbtp, --bit-depth, --tempo, "
         "--album or --match-strength, or the preset's own parameters)"
     )
-    warm = run_master(
-        [small_library], out, RunSettings(use_cache=False, preset="warm"), n_jobs=1, dry_run=True
-    )
-    assert warm.records[0]["error"].endswith("with other settings (preset gentle, now warm)")
+    assert why(preset="warm").endswith("with other settings (preset gentle, now warm)")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        None,
+        [],
+        {"bit_depth": "24", "unknown": 1},
+        {"bit_depth": {"nested": "object"}},
+        {"target_lufs": float("nan")},
+        {"bit_depth": "x" * 65},
+        {f"k{i}": 1 for i in range(40)},
+    ],
+)
+def test_a_journal_entrys_flags_are_read_only_in_their_known_shape(bad):
+    """Every byte read back from disk is distrusted: an entry's ``flags`` of another
+    shape is not read, and the redo is said as for an entry that kept none."""
+    from auralis_batch.journal import _other_settings
+
+    now = RunSettings(bit_depth="16").journal_flags()
+    got = _other_settings("gentle", "gentle", bad, now)
+    assert got.startswith("it was mastered with the same preset, gentle, and other settings (")
+    good = dict(now, bit_depth="24")
+    assert _other_settings("gentle", "gentle", good, now).endswith("--bit-depth: 24, now 16")
 
 
 def test_a_rate_flac_cannot_hold_fails_before_decoding(tmp_path, write_audio, monkeypatch):
@@ -1737,7 +1792,7 @@ def test_a_reference_whose_audio_changed_redoes_its_masters_saying_so(tmp_path, 
     write_audio("ref.flac", music_like(seconds=5.0, level_db=-16.0, seed=4))
     (rec,) = run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1).records
     assert rec["status"] == "ok"
-    assert "another reference (or other audio in the reference's file)" in rec["replaced"]
+    assert rec["replaced"].endswith("with other settings: the reference's audio changed")
 
 
 @pytest.mark.parametrize(
