@@ -14,7 +14,6 @@ import json
 import os
 import re
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, ClassVar, NoReturn, Optional
 
@@ -680,9 +679,9 @@ def _report(result, progress, *, inputs, report, dry_run, quiet, overwrite, **_)
         )
         # as the real run would end: 1 when a track would fail (refused at planning)
         raise typer.Exit(code=1 if result.summary["failed"] or report_failed else 0)
-    # --quiet in a log (cron) has no timestamped lines or summary: these lines carry
-    # the time, so a log appended to night after night says which night they are of.
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S ") if quiet and not progress.interactive else ""
+    # In a log (cron) every line carries its time, so a log appended to night after
+    # night says which night it is of (with -q these are its only lines).
+    stamp = dated
     for rec in result.records:
         if rec.get("replaced") and rec["status"] == "ok":
             line = f"{stamp}[replaced] {rec['output']}: {rec['replaced']}"

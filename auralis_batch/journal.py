@@ -22,7 +22,6 @@ import contextlib
 import errno
 import hashlib
 import json
-import math
 import os
 import re
 import stat
@@ -42,6 +41,7 @@ from .identity import (
     sha256_if_same,
     valid_identity,
 )
+from .limits import is_finite_number
 
 if TYPE_CHECKING:
     from .plan import Job
@@ -173,7 +173,7 @@ def _valid_flags(flags: object) -> bool:
         if v is None or isinstance(v, bool):
             continue
         if isinstance(v, (int, float)):
-            if not math.isfinite(v):
+            if not is_finite_number(v):  # an int of 400 digits overflowed math.isfinite
                 return False
         elif not (isinstance(v, str) and len(v) <= 64):
             return False

@@ -46,9 +46,15 @@ def checked_sample_rate(sample_rate: Any, *, name: str = "sample_rate") -> int:
 
 
 def is_finite_number(value: Any) -> bool:
-    """A real, finite number: an int or float of Python or NumPy; not a bool, NaN or
-    an infinity."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    """A real, finite number: an int or float of Python or NumPy; not a bool, NaN, an
+    infinity or an int too large for a float (``math.isfinite`` raises on one: a
+    journal line read back from disk may hold 400 digits)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def checked_whole(value: Any, *, name: str, lo: int, hi: int, unit: str = "") -> int:

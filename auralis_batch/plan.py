@@ -356,14 +356,26 @@ _MASTER_IN_OUT_REASON = (
 
 def _chosen_paths(audio: list[tuple[Path, Path]], resolved: list[Path]) -> dict[Path, int]:
     """For each file (by real path), the index in ``audio`` of the path it is mastered
-    as: the first found that reaches it without a link below its input (the file where
-    it lies, mastered into its own folder of OUT), else the first found."""
+    as: the first found, unless a later one under the same input reaches it without a
+    link below that input (the file where it lies, mastered into its own folder of
+    OUT). Across inputs the first stays: ``master lib ext/B`` with ``lib/A -> ../ext``
+    kept OUT/A/B/x.flac, where the path of the second input would have taken OUT/x.flac,
+    a name ``lib/x.ogg`` may hold (a review)."""
     chosen: dict[Path, int] = {}
     for i, f_r in enumerate(resolved):
         j = chosen.get(f_r)
-        if j is None or (_through_link(*audio[j]) and not _through_link(*audio[i])):
+        if j is None or (
+            _root(*audio[j]) == _root(*audio[i])
+            and _through_link(*audio[j])
+            and not _through_link(*audio[i])
+        ):
             chosen[f_r] = i
     return chosen
+
+
+def _root(path: Path, relative: Path) -> Path:
+    """The input ``path`` was found under (``relative`` is its name there)."""
+    return Path(*path.parts[: len(path.parts) - len(relative.parts)])
 
 
 def _through_link(path: Path, relative: Path) -> bool:

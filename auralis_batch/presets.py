@@ -174,7 +174,10 @@ def check_range(
     if isinstance(value, bool) or not isinstance(value, numbers.Real):  # NumPy's too
         problems.append(f"{path}: must be a number, got {value!r}")
         return None
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an int of hundreds of digits (TOML's and JSON's have no bound)
+        v = math.inf
     if not math.isfinite(v) or v < lo or v > hi:
         unit_s = f" {unit}" if unit else ""
         problems.append(f"{path}: must be between {lo:g} and {hi:g}{unit_s}, got {value!r}")

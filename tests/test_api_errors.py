@@ -212,3 +212,13 @@ def test_run_master_refuses_an_input_that_does_not_exist(tmp_path, one_track):
         ab.run_master([one_track, tmp_path / "music"], tmp_path / "out")
     assert info.value.problems == [f"input {tmp_path / 'music'} does not exist"]
     assert not (tmp_path / "out").exists()
+
+
+def test_an_int_too_large_for_a_float_is_out_of_range_not_a_traceback():
+    """``float(10**400)`` raises OverflowError: a setting (or a TOML preset's field, or
+    a journal line read back) of hundreds of digits came out as a traceback."""
+    from auralis_batch.limits import is_finite_number
+
+    with pytest.raises(ParameterError, match="target_lufs: must be between -40 and -5 LUFS"):
+        ab.RunSettings(target_lufs=10**400).check()
+    assert not is_finite_number(10**400) and is_finite_number(10**15)

@@ -289,6 +289,16 @@ def test_a_folder_or_file_met_twice_is_mastered_where_it_lies(tmp_path, write_au
     why = {Path(r["input"]).name: r["error"] for r in plan.records}
     assert why["0link"] == "folder already read by another path"
     assert why["fav.wav"].startswith(f"the same file as {lib / 'Album' / 't.wav'} (reached by")
+    # across two inputs the first path stays: ``lib/A -> ../ext`` with ``ext/B`` given
+    # too planned ext/B's track as OUT/x.flac, on lib/x.wav's name: exit 2 (a review)
+    write_audio("s/lib/x.wav", music_like(seconds=1.0, seed=4))
+    write_audio("s/ext/B/x.wav", music_like(seconds=1.0, seed=5))
+    s = tmp_path / "s"
+    (s / "lib" / "A").symlink_to("../ext", target_is_directory=True)
+    plan = plan_master([s / "lib", s / "ext" / "B"], s / "O", "flac", extensions=frozenset({"wav"}))
+    assert not plan.problems
+    assert [j.output for j in plan.jobs] == [s / "O" / "A" / "B" / "x.flac", s / "O" / "x.flac"]
+    assert [Path(r["input"]) for r in plan.records] == [s / "ext" / "B" / "x.wav"]
 
 
 def test_a_link_into_a_subfolder_of_out_is_not_read(tmp_path, write_audio):
@@ -784,7 +794,10 @@ def test_logs_one_plain_line_per_track_when_stderr_is_a_file(tmp_path, lib):
     assert len(lines) == 3 and all("x  " in ln for ln in lines)
     *before, last = log.read_text().splitlines()  # the summary ends the run, with its time
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d 3 mastered, 1 failed, .*", last), last
-    assert before[-1].startswith("[failed] ") and "bad.flac" in before[-1]
+    assert "[failed] " in before[-1] and "bad.flac" in before[-1]
+    # every line of a log carries its time, warnings and the failures' list included
+    dated = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d ")
+    assert all(dated.match(ln) for ln in text.splitlines()), text
 
 
 @pytest.mark.slow  # two -j 2 runs (11 s); test_cache.py counts the class across processes
