@@ -82,7 +82,7 @@ from .records import (
     skipped_record,
     summarize,
 )
-from .settings import RunSettings, needs_fingerprint
+from .settings import RunSettings, needs_fingerprint, needs_tempo
 
 if TYPE_CHECKING:
     from .engine import Watch
@@ -1132,6 +1132,24 @@ def _result(records, preset, stopped=None, signum=None, notes=()) -> BatchResult
     return BatchResult(records, summarize(records), stopped, signum, list(notes))
 
 
+def _compile_analysis_first(settings: RunSettings) -> None:
+    """On a first run with workers, compile the analysis's kernels here, once, before
+    the pool starts (each worker would compile them at once: :func:`warm.compile_analysis`);
+    only in the CLI's own process, as the warm-up (a program that imports the package
+    keeps its process to itself)."""
+    from . import FINGERPRINT_KERNEL, METER_KERNEL, TEMPO_KERNEL, _kernels_compiled
+    from ._startup import OWN_PROCESS_ENV
+
+    if os.environ.get(OWN_PROCESS_ENV) != "1":
+        return
+    tempo, fingerprint = needs_tempo(settings), needs_fingerprint(settings)
+    kernels = (METER_KERNEL,) + (FINGERPRINT_KERNEL,) * fingerprint + (TEMPO_KERNEL,) * tempo
+    if _kernels_compiled(kernels):
+        return
+    with _stops_deferred():  # a signal inside a kernel would be a SystemError
+        warm.compile_analysis(tempo=tempo, fingerprint=fingerprint)
+
+
 def _run(
     plan, todo, journal, settings, settings_hash, n_jobs, out_dir, on_start, on_record, on_progress
 ) -> BatchResult:
@@ -1167,6 +1185,8 @@ def _run(
                     _open_worker_cache(settings)
                 share = warm.run_share(fingerprint=needs_fingerprint(settings), one_job=n_jobs == 1)
                 warmup = warm.start(settings.bit_depth, run_share=share) if local else None
+                if local and n_jobs != 1:
+                    _compile_analysis_first(settings)
                 _make_folders(todo, out_dir, made)
                 poller.start()
                 for rec in _execute(units, settings, n_jobs, inflight, journal):

@@ -41,13 +41,13 @@ from .records import display_names, failure_line, is_not_audio, is_undecodable, 
 #: slower ones (README, Performance).
 FIRST_RUN_NOTE = (
     "compiling the DSP kernels this command needs: 5 to 12 s on an idle machine (more "
-    "with -j 2 or more, or on a busy one), once (later runs load them)"
+    "on a busy one), once (later runs load them)"
 )
 #: The same when the compiled kernels cannot be kept (the warning before it says why):
 #: "once (later runs load them)" contradicted it (a sweep).
 EVERY_RUN_NOTE = (
     "compiling the DSP kernels this command needs: 5 to 12 s on an idle machine (more "
-    "with -j 2 or more, or on a busy one), at every run while they cannot be kept"
+    "on a busy one), at every run while they cannot be kept"
 )
 
 
