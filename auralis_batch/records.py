@@ -60,11 +60,12 @@ def is_not_audio(rec: dict) -> bool:
 #: Audio formats libsndfile does not decode, by the extension their files go by: a
 #: folder's ``.m4a`` tracks were "not audio" beside its covers and playlists, and an
 #: iTunes library lost them from the run with only a count to show it (a helper's try).
+#: Not ``.mp4`` or ``.webm``: in a music folder those are mostly videos, which are no
+#: tracks to warn about every night.
 UNDECODABLE_AUDIO = {
     "m4a": "MP4 audio (AAC or ALAC)",
     "m4b": "MP4 audiobook (AAC)",
     "m4p": "protected MP4 audio",
-    "mp4": "MP4",
     "aac": "AAC",
     "alac": "ALAC",
     "wma": "Windows Media Audio",
@@ -80,7 +81,6 @@ UNDECODABLE_AUDIO = {
     "dts": "DTS",
     "amr": "AMR",
     "mka": "Matroska audio",
-    "webm": "WebM",
 }
 #: Why a file found in a folder is skipped when its extension names one of those.
 UNDECODABLE_REASON = "audio in a format this build cannot decode"
