@@ -8,7 +8,7 @@ Defaults and ranges (unit on each line):
 =====================  ==========  ===============
 parameter              default     range
 =====================  ==========  ===============
-threshold_db           (required)  -80 .. 0 dBFS
+threshold_db           (required)  -80 .. +60 dBFS
 ratio                  (required)  1 .. 20
 knee_db                6           0 .. 24 dB
 attack_ms              10          0.01 .. 1000 ms
@@ -47,7 +47,13 @@ from .kernels.dynamics import (
     compressor,
     limiter,
 )
-from .limits import MAX_CHANNELS, MAX_SAMPLE_RATE_HZ, MIN_LOOKAHEAD_MS, MIN_SAMPLE_RATE_HZ
+from .limits import (
+    MAX_CHANNELS,
+    MAX_SAMPLE_RATE_HZ,
+    MAX_THRESHOLD_DBFS,
+    MIN_LOOKAHEAD_MS,
+    MIN_SAMPLE_RATE_HZ,
+)
 
 #: Internal safety margin below the ceiling, dB. It covers what the construction in
 #: :func:`kernels.dynamics.limiter` does not: a gain that varies across an interpolation
@@ -150,7 +156,7 @@ class Compressor:
     ----------
     sample_rate : int, 8000 .. 384000 Hz (``limits``)
     channels : int, 1 .. 64
-    threshold_db : float, -80 .. 0 dBFS
+    threshold_db : float, -80 .. +60 dBFS (above 0 for a float source over full scale)
     ratio : float, 1 .. 20 (input dB per output dB above the threshold)
     knee_db : float, 0 .. 24 dB, width of the soft knee (default 6)
     attack_ms : float, 0.01 .. 1000 ms (default 10)
@@ -184,7 +190,9 @@ class Compressor:
         self.sample_rate, self.channels = _check_stream(sample_rate, channels)
         sr = self.sample_rate
         params = np.empty(COMP_N_PARAMS)
-        params[COMP_THRESHOLD] = _check("threshold_db", threshold_db, -80.0, 0.0, "dBFS")
+        params[COMP_THRESHOLD] = _check(
+            "threshold_db", threshold_db, -80.0, MAX_THRESHOLD_DBFS, "dBFS"
+        )
         params[COMP_RATIO] = _check("ratio", ratio, 1.0, 20.0, "")
         params[COMP_KNEE] = _check("knee_db", knee_db, 0.0, 24.0, "dB")
         params[COMP_ATTACK] = _coef(_check("attack_ms", attack_ms, 0.01, 1000.0, "ms"), sr)

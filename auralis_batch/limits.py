@@ -35,6 +35,11 @@ MAX_CHANNELS = 64
 #: more than the engine's gain range to reach a target (and their squares overflow the
 #: float32 the engine keeps signals in).
 MAX_SAMPLE_MAGNITUDE = 1000.0
+#: ... in dBFS: the highest compressor threshold the engine sets. A preset's threshold
+#: is at the target level; on a float source louder than that (a +21.7 LUFS render)
+#: it moves up by as much, past 0 dBFS (clipped there, such a source was compressed
+#: far harder than the same music at full scale: a helper's try).
+MAX_THRESHOLD_DBFS = 60.0
 
 
 def checked_sample_rate(sample_rate: Any, *, name: str = "sample_rate") -> int:

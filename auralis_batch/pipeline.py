@@ -43,7 +43,7 @@ from .audio import BLOCK_FRAMES, Quantizer
 from .dynamics import LIMITER_MARGIN_DB, Compressor, Limiter
 from .eq import Equalizer, dc_lead_frames, dc_levels
 from .errors import CeilingError, ParameterError
-from .limits import SILENCE_LUFS
+from .limits import MAX_THRESHOLD_DBFS, SILENCE_LUFS
 from .match import LongTermSpectrum
 from .meter import Loudness, LoudnessMeter
 from .presets import Preset, load_preset
@@ -119,7 +119,8 @@ def effective_threshold_db(preset: Preset, before: Loudness) -> float:
     its target gets a threshold ``d`` dB lower, so the compressor works alike on quiet
     and loud sources. Silent sources keep the preset's value.
     """
-    return float(np.clip(preset.compressor.threshold_db - _level_offset_db(preset, before), -60, 0))
+    threshold = preset.compressor.threshold_db - _level_offset_db(preset, before)
+    return float(np.clip(threshold, -60, MAX_THRESHOLD_DBFS))
 
 
 def _level_offset_db(preset: Preset, before: Loudness) -> float:

@@ -756,3 +756,23 @@ def test_a_master_compiles_one_signature_per_kernel_and_output_type():
         for name, obj in vars(module).items():
             for sig in getattr(obj, "overloads", {}):
                 assert "Literal" not in str(sig), f"{module.__name__}.{name}{sig}"
+
+
+@pytest.mark.parametrize("preset", ["gentle", "punchy"])
+def test_a_float_source_over_full_scale_is_mastered_as_the_same_music_at_full_scale(preset):
+    """The compressor's threshold follows the source's level (a preset's is at the
+    target level); it was clipped at 0 dBFS, so a float render at +21.7 LUFS was
+    compressed far harder than the same music at full scale: another master, its
+    range 5.1 LU against 5.9 (a helper's try). 40 dB hotter, the same master now."""
+    from auralis_batch.limits import MAX_SAMPLE_MAGNITUDE, MAX_THRESHOLD_DBFS
+    from auralis_batch.pipeline import master_array
+
+    assert MAX_THRESHOLD_DBFS == pytest.approx(20 * math.log10(MAX_SAMPLE_MAGNITUDE))
+    x = music_like(seconds=12.0, seed=7)
+    ref, ref_out = master_array(x, 44100, preset=preset)
+    hot, hot_out = master_array(100.0 * x, 44100, preset=preset)
+    assert hot_out.before.integrated_lufs > ref_out.before.integrated_lufs + 39.9
+    assert hot_out.compressor_threshold_db > 0.0  # above full scale, as the source is
+    assert hot_out.after.lra_lu == pytest.approx(ref_out.after.lra_lu, abs=0.01)
+    assert hot_out.after.integrated_lufs == pytest.approx(ref_out.after.integrated_lufs, abs=0.01)
+    np.testing.assert_allclose(hot, ref, atol=1e-4)
