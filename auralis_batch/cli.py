@@ -654,11 +654,14 @@ def _report(result, progress, *, inputs, report, dry_run, quiet, overwrite, **_)
             except OSError as exc:  # the run's work is done: say so, and go on
                 report_failed = True
                 typer.echo(
-                    f"[error] --report {path}: not written ({exc.strerror or exc})", err=True
+                    f"{dated}[error] --report {path}: not written ({exc.strerror or exc})",
+                    err=True,
                 )
             except (ValueError, TypeError, RecursionError) as exc:  # a malformed record
                 report_failed = True
-                typer.echo(printable(f"[error] --report {path}: not written ({exc})"), err=True)
+                typer.echo(
+                    printable(f"{dated}[error] --report {path}: not written ({exc})"), err=True
+                )
     if dry_run:
         for rec in result.records:
             typer.echo(
@@ -701,9 +704,8 @@ def _report(result, progress, *, inputs, report, dry_run, quiet, overwrite, **_)
         typer.echo(f"{stamp}interrupted: {s['ok']} done, {left} left{again}", err=True)
     elif result.stopped:  # stopped by the run itself (a full disk)
         typer.echo(f"{stamp}[error] {printable(result.stopped)}", err=True)
-    if not (quiet or summary_first):
-        progress.print_summary(result.records, result.summary)
-    undecodable = undecodable_warning("master", result.records)
+    # the warnings before a log's summary line, which ends the night's run (a user's try)
+    undecodable = undecodable_warning("master", result.records, report=bool(report))
     if undecodable is not None:  # music left out: said once, -q or not (a helper's try)
         typer.echo(printable(dated + undecodable), err=True)
     if result.signal is None and all(is_no_track(r) for r in result.records):
@@ -712,6 +714,8 @@ def _report(result, progress, *, inputs, report, dry_run, quiet, overwrite, **_)
         named = ", ".join(str(p) for p in inputs)
         line = f"{dated}[warning] master: no audio file found in {named}; nothing was mastered"
         typer.echo(printable(line), err=True)
+    if not (quiet or summary_first):
+        progress.print_summary(result.records, result.summary)
     if result.signal is not None:
         raise typer.Exit(code=128 + result.signal)
     failed = result.summary["failed"] or result.stopped or report_failed

@@ -106,10 +106,11 @@ def is_undecodable(rec: dict) -> bool:
     return _skipped_for(rec, UNDECODABLE_REASON)
 
 
-def undecodable_warning(command: str, records: list[dict]) -> str | None:
+def undecodable_warning(command: str, records: list[dict], *, report: bool = False) -> str | None:
     """One ``[warning]`` line for the tracks a run skipped as undecodable, counted by
     extension with the first named (a library of them would otherwise fill a nightly
-    log with one line each), or None if there are none."""
+    log with one line each), or None if there are none; ``report``: a report was
+    written, which lists them."""
     found = [str(r["input"]) for r in records if is_undecodable(r)]
     if not found:
         return None
@@ -122,7 +123,7 @@ def undecodable_warning(command: str, records: list[dict]) -> str | None:
     return (
         f"[warning] {command}: {len(found)} {what} in a format this build cannot decode "
         f"({kinds}; first: {found[0]}) not read: convert them to FLAC first"
-        + ("; the report lists them" if command == "master" else "")
+        + ("; the report lists them" if report else "")
     )
 
 
