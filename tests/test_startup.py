@@ -229,3 +229,27 @@ def test_the_console_script_is_the_guarded_entry_point():
 
     (script,) = [ep for ep in entry_points(group="console_scripts") if ep.name == "auralis-batch"]
     assert script.value == "auralis_batch.__main__:main"
+
+
+@pytest.mark.parametrize(
+    ("tempo_compiled", "expected"), [(False, "10 to 20 s"), (True, "5 to 12 s")]
+)
+def test_the_compile_note_counts_the_tempo_estimators_compile(
+    monkeypatch, tempo_compiled, expected
+):
+    """A first ``analyze`` compiled for 16.5 s under a note saying "5 to 12 s" (a user's
+    try): when the tempo estimator compiles too, the note says so in its figure."""
+    import auralis_batch
+    from auralis_batch import FINGERPRINT_KERNEL, METER_KERNEL, TEMPO_KERNEL
+    from auralis_batch.progress import first_run_notes
+
+    monkeypatch.setattr(auralis_batch, "_NUMBA_CACHE_NOTE", None)
+    monkeypatch.setattr(
+        auralis_batch,
+        "_kernels_compiled",
+        lambda kernels: tempo_compiled and kernels == (TEMPO_KERNEL,),
+    )
+    ((kind, text),) = first_run_notes((METER_KERNEL, FINGERPRINT_KERNEL, TEMPO_KERNEL))
+    assert kind == "note" and expected in text
+    ((_, text),) = first_run_notes((METER_KERNEL,))  # no tempo asked for: the usual figure
+    assert "5 to 12 s" in text
