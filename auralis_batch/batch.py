@@ -71,6 +71,7 @@ from .journal import (
 )
 from .plan import Job, Plan, plan_master
 from .records import (
+    DONE_REASON,
     add_warning,
     album_not_mastered,
     disk_full_reason,
@@ -391,11 +392,7 @@ def _decided(
             continue
         refusal = _refused_why(job, state, overwrite=overwrite)
         if state.action == "done" and not overwrite:
-            plan.records.append(
-                skipped_record(
-                    job.input, "already mastered with these settings (journal)", job.output
-                )
-            )
+            plan.records.append(skipped_record(job.input, DONE_REASON, job.output))
         elif refusal is not None:
             plan.records.append(failed_record(job.input, refusal, job.output))
         elif state.action == "new":

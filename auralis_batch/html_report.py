@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-from .records import LOUDNESS_KEYS, STATUSES, display_names, is_not_audio
+from .records import LOUDNESS_KEYS, STATUSES, display_names, is_not_audio, is_routine_skip
 from .versions import DEFAULT_TEMPO_BPM
 
 #: In every page's head, near the top: how a later run knows the file at its
@@ -852,7 +852,9 @@ def _attention(order: list[int], tracks: list[dict], names: list[str]) -> str:
     """Failures and warnings first; skips are counted (they lead the table)."""
     failed = [i for i in order if tracks[i]["status"] in ("failed", "interrupted", "not started")]
     warned = [i for i in order if tracks[i]["status"] == "ok" and tracks[i].get("warning")]
-    skipped = sum(tracks[i]["status"] == "skipped" and not is_not_audio(tracks[i]) for i in order)
+    skipped = sum(
+        tracks[i]["status"] == "skipped" and not is_routine_skip(tracks[i]) for i in order
+    )
     if not (failed or warned or skipped):
         return ""
     lines = []

@@ -27,6 +27,7 @@ from .records import (
     LINK_INTO_OUT_REASON,
     NOT_A_FILE_REASON,
     NOT_AUDIO_REASON,
+    SAME_FILE_PREFIX,
     UNDECODABLE_AUDIO,
     UNREADABLE_FOLDER_REASON,
     failed_record,
@@ -169,7 +170,7 @@ def _read_one(p: Path, extensions, excluded: set[Path], skip_masters: bool) -> _
         if masters is not None:  # a folder inside an earlier run's OUT: its masters
             for ancestor in p.resolve().parents:  # are that OUT's journal's
                 masters |= _masters_in(ancestor)
-        seen = {(st.st_dev, st.st_ino)}
+        seen = {(st.st_dev, st.st_ino): p}  # each folder read, by identity: where it was
         dropped: list[Path] = []
         links: list[Path] = []
         walk = (extensions, excluded, seen, masters, one.audio, one.skipped, one.notes, dropped)
@@ -186,10 +187,11 @@ def _read_one(p: Path, extensions, excluded: set[Path], skip_masters: bool) -> _
             except OSError:
                 one.skipped.append(skipped_record(link, BROKEN_ENTRY_REASON))
                 continue
-            if (lst.st_dev, lst.st_ino) in seen:
-                one.skipped.append(skipped_record(link, FOLDER_READ_TWICE_REASON))
+            first = seen.get((lst.st_dev, lst.st_ino))
+            if first is not None:
+                one.skipped.append(skipped_record(link, f"{FOLDER_READ_TWICE_REASON}, {first}"))
                 continue
-            seen.add((lst.st_dev, lst.st_ino))
+            seen[(lst.st_dev, lst.st_ino)] = link
             _walk(p, link, *walk, links=links)
         one.audio.sort(key=lambda found: found[1].parts)  # the walk's own order: by name
         if dropped:  # said when some were met, not when an enclosing OUT has any
@@ -293,9 +295,9 @@ def _walk(
                 continue
             key = (st.st_dev, st.st_ino)
             if key in seen:  # a second way into a folder already read (a bind mount)
-                skipped.append(skipped_record(path, FOLDER_READ_TWICE_REASON))
+                skipped.append(skipped_record(path, f"{FOLDER_READ_TWICE_REASON}, {seen[key]}"))
                 continue
-            seen.add(key)
+            seen[key] = path
             _walk(
                 root,
                 path,
@@ -337,7 +339,7 @@ def _tracks_in_out(folder: Path, extensions, seen, skipped) -> None:
     why: they were left out without a word (a newcomer's ``--out music/AlbumA`` for
     ``music``)."""
     found: list[tuple[Path, Path]] = []
-    _walk(folder, folder, extensions, set(), set(seen), set(), found, [], [])
+    _walk(folder, folder, extensions, set(), dict(seen), set(), found, [], [])
     skipped.extend(skipped_record(f, _IN_OUT_REASON) for f, _ in found)
 
 
@@ -441,7 +443,7 @@ def plan_master(
         if chosen[f_r] != i:
             first = audio[chosen[f_r]][0]
             if f != first:  # reached again through a link: its own line in the report
-                why = f"the same file as {first} (reached by another path); mastered once, as that"
+                why = f"{SAME_FILE_PREFIX}{first} (reached by another path); mastered once, as that"
                 plan.records.append(skipped_record(f, why))
             elif (note := f"{f}: given more than once; mastered once") not in plan.notes:
                 plan.notes.append(note)  # once, however many times it was given

@@ -57,6 +57,23 @@ def is_not_audio(rec: dict) -> bool:
     return _skipped_for(rec, NOT_AUDIO_REASON)
 
 
+#: Why a track is skipped as done (the journal says it is mastered with these settings).
+DONE_REASON = "already mastered with these settings (journal)"
+#: How the skip of a file reached again through a link begins (plan.py adds the path
+#: it is mastered as).
+SAME_FILE_PREFIX = "the same file as "
+
+
+def is_routine_skip(rec: dict) -> bool:
+    """A skip nothing is to be done about: a file that is no audio, a track already
+    done, or a file or folder read by another path (a link to it); the HTML report's
+    "needs a look" counts the other skips (a user's try counted a library's
+    deliberate links there)."""
+    return is_not_audio(rec) or _skipped_for(
+        rec, (DONE_REASON, FOLDER_READ_TWICE_REASON, SAME_FILE_PREFIX)
+    )
+
+
 #: Audio formats libsndfile does not decode, by the extension their files go by: a
 #: folder's ``.m4a`` tracks were "not audio" beside its covers and playlists, and an
 #: iTunes library lost them from the run with only a count to show it (a helper's try).

@@ -287,7 +287,7 @@ def test_a_folder_or_file_met_twice_is_mastered_where_it_lies(tmp_path, write_au
         tmp_path / "O" / "outside" / "e.flac",
     ]
     why = {Path(r["input"]).name: r["error"] for r in plan.records}
-    assert why["0link"] == "folder already read by another path"
+    assert why["0link"] == f"folder already read by another path, {lib / 'Zreal'}"
     assert why["fav.wav"].startswith(f"the same file as {lib / 'Album' / 't.wav'} (reached by")
     # across two inputs the first path stays: ``lib/A -> ../ext`` with ``ext/B`` given
     # too planned ext/B's track as OUT/x.flac, on lib/x.wav's name: exit 2 (a review)

@@ -832,6 +832,30 @@ def test_files_that_were_never_audio_go_to_the_end_and_need_no_look(tmp_path):
     assert "skipped, at the top of the table" not in page
 
 
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "already mastered with these settings (journal)",
+        "folder already read by another path, /music/Album",
+        "the same file as /music/Album/01.flac (reached by another path); mastered once, as that",
+    ],
+)
+def test_routine_skips_need_no_look(tmp_path, reason):
+    """A re-run's finished tracks and a library's deliberate links were counted under
+    "Needs a look" (a user's try): only skips that say something is wrong count."""
+    from auralis_batch.records import DONE_REASON, is_routine_skip
+
+    assert DONE_REASON == "already mastered with these settings (journal)"  # as batch says
+    report = synthetic_report(12)
+    report["tracks"] = [t for t in report["tracks"] if t["status"] == "ok"]
+    routine = {"input": "/music/x.flac", "status": "skipped", "error": reason, "seconds": 0.0}
+    assert is_routine_skip(routine)
+    report["tracks"].append(routine)
+    report["summary"].update(skipped=1, failed=0, tracks=len(report["tracks"]))
+    page, _ = render(report, tmp_path)
+    assert "skipped, at the top of the table" not in page
+
+
 @pytest.mark.parametrize(("passes", "said"), [(1, "1 pass"), (2, "2 passes")])
 def test_the_render_line_counts_its_passes_in_english(passes, said):
     """A track written in one pass read "1 passes" (a newcomer)."""
