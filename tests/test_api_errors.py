@@ -222,3 +222,13 @@ def test_an_int_too_large_for_a_float_is_out_of_range_not_a_traceback():
     with pytest.raises(ParameterError, match="target_lufs: must be between -40 and -5 LUFS"):
         ab.RunSettings(target_lufs=10**400).check()
     assert not is_finite_number(10**400) and is_finite_number(10**15)
+
+
+def test_run_master_refuses_an_empty_list_of_inputs(tmp_path):
+    """``run_master([], out)`` returned an empty result and left OUT with a lock file
+    in it (a user's try): nothing given is a plan error, and nothing is made."""
+    from auralis_batch.batch import PlanError
+
+    with pytest.raises(PlanError, match=r"no inputs given"):
+        ab.run_master([], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
