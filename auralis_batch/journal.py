@@ -196,6 +196,8 @@ def _changed_flags(then: object, now: object, *, same_preset: bool) -> list[str]
         return []
     changed = []
     for key, name in _FLAG_NAMES.items():
+        if key == "tempo":  # never why a master is redone (RunSettings.fingerprints)
+            continue
         was, is_ = then.get(key), now.get(key)
         if was == is_ and type(was) is type(is_):
             continue
@@ -254,11 +256,11 @@ def _other_settings(
         return (
             "it was mastered with other settings: another reference (or other audio in "
             "the reference's file) or a flag such as --match-strength, --target-lufs, "
-            "--ceiling-dbtp, --bit-depth, --tempo or --album"
+            "--ceiling-dbtp, --bit-depth or --album"
         )
     return (
         f"it was mastered with the same preset, {then}, and other settings (a flag such as "
-        "--target-lufs, --ceiling-dbtp, --bit-depth, --tempo, --album or --match-strength, "
+        "--target-lufs, --ceiling-dbtp, --bit-depth, --album or --match-strength, "
         "or the preset's own parameters)"
     )
 

@@ -145,7 +145,10 @@ class RunSettings:
         """Every hash a journal entry may hold for these settings: :meth:`fingerprint`
         first, then the hashes that versions before the canonical form journaled for
         the same masters: these settings with any of the flags that restate the preset
-        given or left out (their masters are not redone for the difference)."""
+        given or left out (their masters are not redone for the difference), and with
+        any ``tempo``: the estimate goes into the report only, never into the audio or
+        its tags, so ``--tempo`` on a finished library re-rendered every track into the
+        same bytes (a user's try; ``analyze`` gives a finished library's tempi)."""
         base = self.canonical()
         variants = [base]
         restating: list[dict[str, Any]] = []
@@ -155,10 +158,14 @@ class RunSettings:
                 restating.append({"target_lufs": preset.target_lufs})
             if base.ceiling_dbtp is None:
                 restating.append({"ceiling_dbtp": preset.limiter.ceiling_dbtp})
-        if base.tempo is None:
-            restating.append({"tempo": needs_tempo(base)})
         for flag in restating:
             variants += [dataclasses.replace(v, **flag) for v in variants]
+        variants += [
+            dataclasses.replace(v, tempo=t)
+            for v in list(variants)
+            for t in (None, True, False)
+            if t is not v.tempo
+        ]
         hashes = [v._hash() for v in variants] + [v._hash(spelled=True) for v in variants]
         return tuple(dict.fromkeys(hashes))
 
