@@ -34,7 +34,15 @@ from rich.progress import (
 from rich.table import Column, Table
 from rich.text import Text
 
-from .records import display_names, failure_line, is_not_audio, is_undecodable, printable
+from .records import (
+    display_names,
+    failure_line,
+    is_done,
+    is_not_audio,
+    is_read_another_way,
+    is_undecodable,
+    printable,
+)
 
 #: Said before a command compiles kernels its machine has not compiled yet (a first
 #: master, or a first analysis with tempo): 4-6 s on one two-core machine, 8-11 s on
@@ -409,10 +417,18 @@ class BatchProgress:
         parts = [mastered, f"{summary['failed']} failed"]
         # skipped as done before and skipped as not audio (a cover, a text) read alike in
         # a nightly log, where only the first says the library is finished (a newcomer)
-        not_audio = sum(map(is_not_audio, records))
-        undecodable = sum(map(is_undecodable, records))
-        why = [f"{not_audio} not audio"] if not_audio else []
-        why += [f"{undecodable} cannot be decoded"] if undecodable else []
+        # what each skip was, so a re-run's "5 skipped" says the library is finished (done)
+        # and not also something else (a user's try)
+        why = [
+            f"{count} {label}"
+            for label, count in (
+                ("done", sum(map(is_done, records))),
+                ("not audio", sum(map(is_not_audio, records))),
+                ("cannot be decoded", sum(map(is_undecodable, records))),
+                ("read another way", sum(map(is_read_another_way, records))),
+            )
+            if count
+        ]
         parts.append(f"{summary['skipped']} skipped" + (f" ({', '.join(why)})" if why else ""))
         for key, label in (("not_started", "not started"), ("interrupted", "interrupted")):
             if summary.get(key):

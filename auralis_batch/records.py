@@ -64,14 +64,22 @@ DONE_REASON = "already mastered with these settings (journal)"
 SAME_FILE_PREFIX = "the same file as "
 
 
+def is_done(rec: dict) -> bool:
+    """A track skipped as already mastered with these settings."""
+    return _skipped_for(rec, DONE_REASON)
+
+
+def is_read_another_way(rec: dict) -> bool:
+    """A file or folder skipped as reached again by another path (a link to it)."""
+    return _skipped_for(rec, (FOLDER_READ_TWICE_REASON, SAME_FILE_PREFIX))
+
+
 def is_routine_skip(rec: dict) -> bool:
     """A skip nothing is to be done about: a file that is no audio, a track already
     done, or a file or folder read by another path (a link to it); the HTML report's
     "needs a look" counts the other skips (a user's try counted a library's
     deliberate links there)."""
-    return is_not_audio(rec) or _skipped_for(
-        rec, (DONE_REASON, FOLDER_READ_TWICE_REASON, SAME_FILE_PREFIX)
-    )
+    return is_not_audio(rec) or is_done(rec) or is_read_another_way(rec)
 
 
 #: Audio formats libsndfile does not decode, by the extension their files go by: a

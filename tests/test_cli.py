@@ -620,6 +620,26 @@ def test_a_rerun_with_nothing_to_do_prints_no_empty_table():
     assert "auralis-batch summary" not in out and "0 mastered, 0 failed, 1 skipped" in out
 
 
+def test_the_summary_line_says_what_each_skip_was():
+    """A re-run said "5 skipped" for 3 tracks done and 2 links (a user's try): only
+    "done" says the library is finished."""
+    import io
+
+    from rich.console import Console
+
+    from auralis_batch.progress import BatchProgress
+    from auralis_batch.records import DONE_REASON, FOLDER_READ_TWICE_REASON, skipped_record
+
+    progress = BatchProgress(enabled=True, interactive=False)
+    progress.console = Console(file=io.StringIO(), width=200)
+    records = [skipped_record(f"/m/{i}.flac", DONE_REASON) for i in range(3)]
+    records += [skipped_record("/m/Best", f"{FOLDER_READ_TWICE_REASON}, /m/Album")]
+    records += [skipped_record("/m/fav.flac", "the same file as /m/Album/1.flac (reached by")]
+    progress.print_summary(records, {"ok": 0, "failed": 0, "skipped": 5})
+    out = progress.console.file.getvalue()
+    assert "0 mastered, 0 failed, 5 skipped (3 done, 2 read another way);" in out
+
+
 def test_the_summary_line_counts_the_masters_with_a_warning():
     """'5 mastered' read as five clean masters when all five missed their target
     (a newcomer's try: --target-lufs -5)."""
@@ -652,7 +672,7 @@ def test_the_summary_line_says_how_many_skipped_files_are_not_audio(tmp_path, wr
     assert first.exit_code == 0, first.output
     assert "1 mastered, 0 failed, 2 skipped (2 not audio);" in first.output
     again = runner.invoke(app, args)
-    assert "0 mastered, 0 failed, 3 skipped (2 not audio);" in again.output
+    assert "0 mastered, 0 failed, 3 skipped (1 done, 2 not audio);" in again.output
 
 
 def test_tracks_in_a_format_the_decoder_lacks_are_named_not_counted_as_not_audio(
