@@ -825,7 +825,14 @@ def measure(inputs: Inputs, json_out: JsonFlag = False) -> None:
     """Measure loudness per ITU-R BS.1770-4 / EBU R128 (integrated, LRA, true peak)."""
     from .audio import readable_extensions
     from .engine import measure_file
-    from .records import failure_line, plain_json
+    from .records import (
+        failure_line,
+        is_not_audio,
+        is_undecodable,
+        plain_json,
+        printable,
+        undecodable_warning,
+    )
 
     missing = [p for p in inputs if not p.exists()]
     if missing:
@@ -855,9 +862,14 @@ def measure(inputs: Inputs, json_out: JsonFlag = False) -> None:
         title = "Loudness (ITU-R BS.1770-4)"
         console.print(fitted_table(title, _MEASURE_TABLE, rows, width=console.width))
     if not json_out:
+        # as analyze says them: a folder's covers and texts without a line each, the
+        # music it cannot decode in one warning (a user's try found the two unalike)
         for r in records:
-            if r["status"] != "ok":
+            if r["status"] != "ok" and not (is_not_audio(r) or is_undecodable(r)):
                 typer.echo(f"[{r['status']}] {failure_line(r['input'], r['error'])}", err=True)
+        undecodable = undecodable_warning("measure", records)
+        if undecodable is not None:
+            typer.echo(printable(undecodable), err=True)
     if not records:
         _nothing_found("measure", inputs)
     raise typer.Exit(code=1 if any(r["status"] == "failed" for r in records) else 0)

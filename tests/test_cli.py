@@ -704,6 +704,9 @@ def test_tracks_in_a_format_the_decoder_lacks_are_named_not_counted_as_not_audio
         res = runner.invoke(app, ["analyze", str(lib), "--json", *cache])
         assert res.exit_code == 0, res.output
         assert f"[warning] analyze: {warning}" in res.output
+    res = runner.invoke(app, ["measure", str(lib)])  # as analyze says them
+    assert res.exit_code == 0 and f"[warning] measure: {warning}" in res.output
+    assert "[skipped]" not in res.output  # no line per cover or per undecodable track
 
 
 @pytest.mark.parametrize("width", [20, 200])
