@@ -63,6 +63,12 @@ def load_numba_numpy_support() -> None:
     gc.freeze()
 
 
+def log_stamp() -> str:
+    """The time that starts a line of a log (stderr not a terminal): a log appended to
+    night after night says which night each line is of."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S ")
+
+
 def one_line_warnings() -> None:
     """A warning (a damaged cache moved aside, say) as one ``[warning]`` line, like the
     CLI's other messages, not Python's file, line number and source line: in the CLI's
@@ -74,8 +80,7 @@ def one_line_warnings() -> None:
     def one_line(message, category, filename, lineno, line=None) -> str:
         from .records import printable
 
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S ") if dated else ""
-        return f"{stamp}[warning] {printable(str(message))}\n"
+        return f"{log_stamp() if dated else ''}[warning] {printable(str(message))}\n"
 
     warnings.formatwarning = one_line
 

@@ -953,9 +953,9 @@ def run_master(
     settings.check()  # every bad field now, not once per track
     # As the CLI refuses it (exit 2): a missing folder was a "skipped" record and a
     # result of 0 failed, which a script reads as a good run (a newcomer's API try).
-    missing = [f"input {item} does not exist" for item in inputs if not os.path.exists(item)]
     if not inputs:  # nothing to do, but OUT and its lock were made (a user's API try)
-        missing = ["no inputs given: run_master(['music/'], 'out')"]
+        raise PlanError(["no inputs given: run_master(['music/'], 'out')"])
+    missing = [f"input {item} does not exist" for item in inputs if not os.path.exists(item)]
     if missing:
         raise PlanError(missing)
     known: dict = {}  # the plan and the tracks to do, once known

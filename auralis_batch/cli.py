@@ -637,7 +637,7 @@ def _run_batch(
 
 def _report(result, progress, *, inputs, report, dry_run, quiet, overwrite, **_) -> NoReturn:
     """Reports, the summary, one line per failure, and the exit code."""
-    from .progress import log_stamp
+    from ._startup import log_stamp
     from .records import failure_line, is_no_track, printable, undecodable_warning
 
     dated = "" if progress.interactive else log_stamp()  # a log's lines carry their time
@@ -682,12 +682,9 @@ def _report(result, progress, *, inputs, report, dry_run, quiet, overwrite, **_)
         )
         # as the real run would end: 1 when a track would fail (refused at planning)
         raise typer.Exit(code=1 if result.summary["failed"] or report_failed else 0)
-    # In a log (cron) every line carries its time, so a log appended to night after
-    # night says which night it is of (with -q these are its only lines).
-    stamp = dated
     for rec in result.records:
         if rec.get("replaced") and rec["status"] == "ok":
-            line = f"{stamp}[replaced] {rec['output']}: {rec['replaced']}"
+            line = f"{dated}[replaced] {rec['output']}: {rec['replaced']}"
             typer.echo(printable(line), err=True)
     # In a terminal the summary table comes before the failures (they stay in view);
     # in a log the timestamped summary line comes after them, so it ends the night's run.
@@ -696,14 +693,14 @@ def _report(result, progress, *, inputs, report, dry_run, quiet, overwrite, **_)
         progress.print_summary(result.records, result.summary)
     for rec in result.records:
         if rec["status"] == "failed":
-            typer.echo(f"{stamp}[failed] {failure_line(rec['input'], rec['error'])}", err=True)
+            typer.echo(f"{dated}[failed] {failure_line(rec['input'], rec['error'])}", err=True)
     if result.signal is not None:  # stopped by a signal: said by its own line
         s = result.summary
         left = s["interrupted"] + s["not_started"]
         again = "; the same command finishes them" if left else ""
-        typer.echo(f"{stamp}interrupted: {s['ok']} done, {left} left{again}", err=True)
+        typer.echo(f"{dated}interrupted: {s['ok']} done, {left} left{again}", err=True)
     elif result.stopped:  # stopped by the run itself (a full disk)
-        typer.echo(f"{stamp}[error] {printable(result.stopped)}", err=True)
+        typer.echo(f"{dated}[error] {printable(result.stopped)}", err=True)
     # the warnings before a log's summary line, which ends the night's run (a user's try)
     undecodable = undecodable_warning("master", result.records, report=bool(report))
     if undecodable is not None:  # music left out: said once, -q or not (a helper's try)
@@ -846,7 +843,6 @@ def measure(inputs: Inputs, json_out: JsonFlag = False) -> None:
         typer.echo(plain_json(records, indent=2))
     elif measured:  # none: the lines below say why, under no empty table
         from .progress import fitted_table
-        from .records import printable
 
         rows = [
             [
@@ -939,7 +935,7 @@ def analyze(
             named = {Path(p) for p in inputs if Path(p).is_file()}
             files = [f for f, _rel in found]
             records = recall_all(cache, files, tempo=not no_tempo, named=named)
-            skipped = [undecodable_record(f) for f in files if f not in named]
+            skipped = [r for f in files if f not in named and (r := undecodable_record(f))]
         if records is None:
             records, skipped = _analyze_files(inputs, cache, tempo=not no_tempo)
     finally:
@@ -959,7 +955,7 @@ def analyze(
     for r in records:
         if "error" in r:
             typer.echo(f"[failed] {failure_line(r['path'], r['error'])}", err=True)
-    undecodable = undecodable_warning("analyze", [r for r in skipped if r])
+    undecodable = undecodable_warning("analyze", skipped)
     if undecodable is not None:
         typer.echo(printable(undecodable), err=True)
     if not records:

@@ -152,7 +152,6 @@ _FLAG_NAMES = {
     "album": "--album",
     "write_loudness_tags": "--write-loudness-tags",
     "copy_tags": "tag copying",
-    "tempo": "tempo (--tempo / --no-tempo)",
     "match_strength": "--match-strength",
     "engine": "auralis-batch version",
     "preset_parameters": "the preset's own parameters",
@@ -196,8 +195,6 @@ def _changed_flags(then: object, now: object, *, same_preset: bool) -> list[str]
         return []
     changed = []
     for key, name in _FLAG_NAMES.items():
-        if key == "tempo":  # never why a master is redone (RunSettings.fingerprints)
-            continue
         was, is_ = then.get(key), now.get(key)
         if was == is_ and type(was) is type(is_):
             continue

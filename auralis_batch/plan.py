@@ -28,11 +28,10 @@ from .records import (
     NOT_A_FILE_REASON,
     NOT_AUDIO_REASON,
     SAME_FILE_PREFIX,
-    UNDECODABLE_AUDIO,
     UNREADABLE_FOLDER_REASON,
     failed_record,
     skipped_record,
-    undecodable_reason,
+    undecodable_record,
 )
 
 #: File extensions of the temporaries an output is written under before its rename.
@@ -321,10 +320,10 @@ def _walk(
             # a link to a master (lib/latest.flac -> ../out/a.flac): OUT is not input
             # (it stopped the whole run as "output would overwrite the input lib/a.wav")
             skipped.append(skipped_record(path, LINK_INTO_OUT_REASON))
-        elif extensions is None or (ext := path.suffix.lower().lstrip(".")) in extensions:
+        elif extensions is None or path.suffix.lower().lstrip(".") in extensions:
             audio.append((path, path.relative_to(root)))
-        elif ext in UNDECODABLE_AUDIO:
-            skipped.append(skipped_record(path, undecodable_reason(ext)))
+        elif (undecodable := undecodable_record(path)) is not None:
+            skipped.append(undecodable)
         else:
             skipped.append(skipped_record(path, f"{NOT_AUDIO_REASON} (by extension)"))
 

@@ -34,6 +34,7 @@ from rich.progress import (
 from rich.table import Column, Table
 from rich.text import Text
 
+from ._startup import log_stamp
 from .records import (
     display_names,
     failure_line,
@@ -57,12 +58,6 @@ EVERY_RUN_NOTE = (
     "compiling the DSP kernels this command needs: 5 to 12 s on an idle machine (more "
     "on a busy one), at every run while they cannot be kept"
 )
-
-
-def log_stamp() -> str:
-    """The time that starts a line of a log (stderr not a terminal): a log appended to
-    night after night says which night each line is of."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S ")
 
 
 def compile_note(cannot_keep: str | None, *, tempo: bool = False) -> str:
@@ -415,10 +410,8 @@ class BatchProgress:
         warned = sum(r.get("status") == "ok" and bool(r.get("warning")) for r in records)
         mastered = f"{summary['ok']} mastered" + (f" ({warned} with a warning)" if warned else "")
         parts = [mastered, f"{summary['failed']} failed"]
-        # skipped as done before and skipped as not audio (a cover, a text) read alike in
-        # a nightly log, where only the first says the library is finished (a newcomer)
-        # what each skip was, so a re-run's "5 skipped" says the library is finished (done)
-        # and not also something else (a user's try)
+        # what each skip was: in a nightly log only "done" says the library is finished
+        # (a newcomer's and a user's tries read covers and links as unfinished work)
         why = [
             f"{count} {label}"
             for label, count in (

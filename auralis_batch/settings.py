@@ -190,7 +190,6 @@ class RunSettings:
             "album": c.album,
             "write_loudness_tags": c.write_loudness_tags,
             "copy_tags": c.copy_tags,
-            "tempo": c.tempo,
             "match_strength": c.match_strength,
             "engine": __version__,
         }
