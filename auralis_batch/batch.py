@@ -1132,10 +1132,11 @@ def _result(records, preset, stopped=None, signum=None, notes=()) -> BatchResult
 
 
 def _compile_analysis_first(settings: RunSettings) -> None:
-    """On a first run with workers, compile the analysis's kernels here, once, before
-    the pool starts (each worker would compile them at once: :func:`warm.compile_analysis`);
-    only in the CLI's own process, as the warm-up (a program that imports the package
-    keeps its process to itself)."""
+    """On a first run with workers, compile the analysis's kernels once, before the
+    pool starts (each worker would compile them at once: :func:`warm.compile_analysis`),
+    in a child a signal stops at once (:func:`warm.compile_analysis_apart`); only
+    from the CLI's own process, as the warm-up (a program that imports the package
+    is not handed processes it did not ask for)."""
     from . import FINGERPRINT_KERNEL, METER_KERNEL, TEMPO_KERNEL, _kernels_compiled
     from ._startup import OWN_PROCESS_ENV
 
@@ -1145,8 +1146,7 @@ def _compile_analysis_first(settings: RunSettings) -> None:
     kernels = (METER_KERNEL,) + (FINGERPRINT_KERNEL,) * fingerprint + (TEMPO_KERNEL,) * tempo
     if _kernels_compiled(kernels):
         return
-    with _stops_deferred():  # a signal inside a kernel would be a SystemError
-        warm.compile_analysis(tempo=tempo, fingerprint=fingerprint)
+    warm.compile_analysis_apart(tempo=tempo, fingerprint=fingerprint)
 
 
 def _run(

@@ -137,7 +137,7 @@ def start(bit_depth: str = "24", *, run_share: tuple[str, ...] = ()) -> Warmup |
             [
                 sys.executable,
                 "-c",
-                _child_code(),
+                _child_code("main"),
                 bit_depth,
                 str(os.getpid()),
                 ",".join(s for s in STAGES if s not in run_share),
@@ -153,13 +153,14 @@ def start(bit_depth: str = "24", *, run_share: tuple[str, ...] = ()) -> Warmup |
     return Warmup.current
 
 
-def _child_code() -> str:
-    """The warm-up's ``python -c`` program. ``-c`` puts the current folder first on the
-    import path: run from a checkout (the README's quickstart) with the package
-    installed, the child imported the checkout's ``auralis_batch``, which has no
-    ``kernels`` there, and died unseen. It imports the package this process runs."""
+def _child_code(entry: str) -> str:
+    """The ``python -c`` program of a compiling child that runs ``entry`` of this
+    module. ``-c`` puts the current folder first on the import path: run from a
+    checkout (the README's quickstart) with the package installed, the child imported
+    the checkout's ``auralis_batch``, which has no ``kernels`` there, and died unseen.
+    It imports the package this process runs."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return f"import sys; sys.path[0] = {root!r}; from auralis_batch.warm import main; main()"
+    return f"import sys; sys.path[0] = {root!r}; from auralis_batch.warm import {entry}; {entry}()"
 
 
 def wait(limit_s: float = WAIT_LIMIT_S, *, check=None, bit_depth: str = "24") -> None:
@@ -254,6 +255,54 @@ def compile_analysis(*, tempo: bool, fingerprint: bool, seconds: float = 6.0) ->
         frames = int(seconds * 44100)
         sf.write(path, 0.1 * rng.standard_normal((frames, 2)), 44100, subtype="PCM_16")
         analyze_file(path, tempo=tempo, cache=None, hash_content=False, fingerprint=fingerprint)
+
+
+def compile_analysis_apart(*, tempo: bool, fingerprint: bool) -> None:
+    """:func:`compile_analysis` in a process of its own, waited for here: a first
+    SIGINT or SIGTERM of the run (raised in this thread while it sleeps) ends the wait
+    at once, and the child is killed on the way out. In the run's own process the
+    compile could not be interrupted (a signal raised inside a kernel is a
+    SystemError), so a Ctrl-C waited up to the compile's end, seconds on a first run.
+    A child that fails costs nothing but time: the workers compile what it did not."""
+    try:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _child_code("analysis_main"),
+                str(os.getpid()),
+                "tempo" if tempo else "-",
+                "fingerprint" if fingerprint else "-",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    except OSError:
+        return
+    try:
+        while proc.poll() is None:
+            time.sleep(_POLL_S)
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(OSError):
+                proc.kill()
+        with contextlib.suppress(Exception):
+            proc.wait(timeout=5)
+
+
+def analysis_main() -> None:
+    """The child of :func:`compile_analysis_apart`. Arguments: the run's pid, then
+    ``tempo`` and ``fingerprint`` (or ``-`` for either not needed)."""
+    from ._startup import load_numba_numpy_support
+
+    args = sys.argv[1:]
+    if not args or not args[0].isdigit():
+        return
+    _die_with(int(args[0]))
+    load_numba_numpy_support()
+    gc.disable()  # as the warm-up: only compiles
+    compile_analysis(tempo="tempo" in args[1:], fingerprint="fingerprint" in args[1:])
 
 
 def main() -> None:

@@ -193,9 +193,54 @@ def test_a_run_with_workers_compiles_the_analysis_once_before_its_pool(
         monkeypatch.setenv(OWN_PROCESS_ENV, own)
     monkeypatch.setattr("auralis_batch._kernels_compiled", lambda kernels=(): compiled)
     calls: list[dict] = []
-    monkeypatch.setattr(warm, "compile_analysis", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(warm, "compile_analysis_apart", lambda **kw: calls.append(kw))
     batch._compile_analysis_first(settings)
     assert calls == expected
+
+
+def test_a_stop_while_the_analysis_compiles_apart_kills_the_child(monkeypatch):
+    """``compile_analysis_apart`` waits in Python (a run's signal handler raises there)
+    and kills its child on the way out, whatever raised."""
+    import signal
+
+    class Stop(Exception):
+        pass
+
+    def stop(signum, frame):
+        raise Stop
+
+    monkeypatch.setattr(warm, "_child_code", lambda entry: "import time; time.sleep(60)")
+    started: list[subprocess.Popen] = []
+    real_popen = subprocess.Popen
+
+    def popen(*args, **kw):
+        started.append(real_popen(*args, **kw))
+        return started[-1]
+
+    monkeypatch.setattr(warm.subprocess, "Popen", popen)
+    old = signal.signal(signal.SIGALRM, stop)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(Stop):
+            warm.compile_analysis_apart(tempo=True, fingerprint=True)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert len(started) == 1
+    assert started[0].returncode == -signal.SIGKILL
+
+
+def test_the_analysis_compile_apart_passes_what_the_run_needs(monkeypatch):
+    seen: list[list[str]] = []
+    real_popen = subprocess.Popen
+
+    def popen(args, **kw):
+        seen.append(args[3:])
+        return real_popen([sys.executable, "-c", "pass"], **kw)
+
+    monkeypatch.setattr(warm.subprocess, "Popen", popen)
+    warm.compile_analysis_apart(tempo=False, fingerprint=True)
+    assert seen == [[str(os.getpid()), "-", "fingerprint"]]
 
 
 def test_wait_returns_when_the_process_has_ended(monkeypatch):
