@@ -610,6 +610,8 @@ def _row(i: int, track: dict, name: str, has_section: bool) -> str:
                 cells.append("<td></td>")
         elif key == "tempo_bpm" and not _tempo_estimated(track):
             cells.append('<td title="not estimated: the preset does not use tempo"></td>')
+        elif key == "seconds" and track["status"] not in ("ok", "failed", "interrupted"):
+            cells.append("<td></td>")  # nothing was timed: a skip read 0.0000
         else:
             cells.append(f"<td>{_fmt(_get(track, key), decimals, sign=sign)}</td>")
     return f'<tr id="r{i}">{"".join(cells)}</tr>'

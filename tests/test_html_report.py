@@ -359,6 +359,10 @@ def test_failures_and_skips_lead_the_table_and_the_summary_counts(tmp_path):
     assert "target not reached: 1.2 LU" in page
     assert "<b>10</b> ok" in page and "<b>1</b> failed" in page and "<b>1</b> skipped" in page
     assert "the run took" not in page  # a report of an earlier version: no wall time
+    time_col = [h for h, *_ in hr._COLUMNS].index("time s")
+    # a skip was not timed: its time is blank, not 0.0000
+    assert [row[time_col] for row in parsed.rows if row[0] == "skipped"] == [""]
+    assert all(row[time_col] for row in parsed.rows if row[0] in ("ok", "failed"))
     report["summary"]["wall_seconds"] = 12.5
     page, _ = render(report, tmp_path)
     assert "the run took 12.500 s" in page
