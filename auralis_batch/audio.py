@@ -28,7 +28,7 @@ import numpy as np
 import soundfile as sf
 
 from .errors import AudioError, DecodeError, OutputError, ParameterError, check_float_samples
-from .identity import fsync_dir, move_no_clobber
+from .identity import fsync_dir, move_no_clobber, same_entry
 from .identity import sha256_file as _sha256_file  # a module name the fault tests replace
 from .limits import MAX_CHANNELS, MAX_SAMPLE_MAGNITUDE, MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
 
@@ -646,8 +646,12 @@ class OutputFile:
         expect: dict | None = None,
         keep_existing: bool = False,
         frames: int | None = None,
+        source: str | os.PathLike | None = None,
     ) -> None:
         self.path = Path(path)
+        #: The input this is the master of: never replaced by it, whatever the plan
+        #: decided (OUT reached by another path than the input: a bind mount).
+        self.source = source
         self.sample_rate = sample_rate
         self.channels = channels
         self.fmt = fmt
@@ -807,6 +811,11 @@ class OutputFile:
         self._sweep_stale()
 
     def _rename(self, tmp: Path) -> None:
+        if self.source is not None and same_entry(self.path, self.source):
+            raise OutputError(
+                f"{self.path}: refused: it is the source {self.source}, reached by another "
+                "path; not replaced (choose an --out that is not the input folder)"
+            )
         if self.replace and self.keep_existing:
             if os.path.lexists(self.path):
                 self.kept_aside = keep_aside(self.path)  # edited since we wrote it

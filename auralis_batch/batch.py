@@ -438,7 +438,10 @@ def _decided(
                 "foreign": "replaced a file auralis-batch did not write (--overwrite)",
                 "other": f"replaced {state.reason} (--overwrite)",
             }.get(state.action, f"replaced an earlier master: {state.reason}")
-            expect = None if overwrite else state.expect  # --overwrite: whatever is there
+            # --overwrite replaces whatever is there, but a master of ours edited since
+            # it was journaled is kept aside first, as without it (state.expect: none
+            # for a file we did not write)
+            expect = state.expect
             todo.append(replace(job, replace=True, replace_reason=reason, expect=expect))
     _note_rechecked(plan, journal, todo)
     return todo

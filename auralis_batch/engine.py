@@ -298,6 +298,7 @@ def _open_output(p: _Prepared, settings: RunSettings) -> OutputFile:
         replace=p.job.replace,
         expect=p.job.expect,
         keep_existing=p.job.keep_aside,
+        source=p.job.input,
         frames=p.info.frames,
     )
 

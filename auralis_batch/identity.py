@@ -91,6 +91,25 @@ def sha256_file(path: str | os.PathLike | Path, *, follow_links: bool = True) ->
     return h.hexdigest()
 
 
+def same_entry(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one directory entry: the same file in the same folder,
+    by identity, so that a bind mount, a second mount of a share or a name that
+    differs only in case (a case-insensitive disk) is seen for what it is. A hard link
+    elsewhere is not the same entry: replacing one name leaves the other's file as
+    it was."""
+    try:
+        sa, sb = os.lstat(a), os.stat(b)
+        pa, pb = os.stat(Path(a).parent), os.stat(Path(os.path.realpath(b)).parent)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino, pa.st_dev, pa.st_ino) == (
+        sb.st_dev,
+        sb.st_ino,
+        pb.st_dev,
+        pb.st_ino,
+    )
+
+
 def move_no_clobber(src: Path, dst: Path) -> None:
     """Rename ``src`` to ``dst`` without ever replacing a file there.
 

@@ -13,12 +13,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .identity import same_entry
 from .journal import STATE_DIR, written_outputs
 from .records import (
     BROKEN_ENTRY_REASON,
@@ -109,7 +111,7 @@ def discover(
     earlier runs wrote into a folder. ``analyze`` and ``measure`` read those too: a
     user measures a folder of masters to check them.
     """
-    excluded = {Path(e).resolve() for e in exclude}
+    excluded = _Out.of(exclude)
     read = [_read_one(Path(item), extensions, excluded, skip_masters) for item in inputs]
     audio: list[tuple[Path, Path]] = []
     skipped: list[dict] = []
@@ -156,7 +158,7 @@ class _Read:
         return reads, reads | {f for f in listed if not os.path.isdir(f)}
 
 
-def _read_one(p: Path, extensions, excluded: set[Path], skip_masters: bool) -> _Read:
+def _read_one(p: Path, extensions, excluded: _Out, skip_masters: bool) -> _Read:
     one = _Read(p)
     try:
         st = os.stat(p)
@@ -197,7 +199,7 @@ def _read_one(p: Path, extensions, excluded: set[Path], skip_masters: bool) -> _
             one.notes.append(f"{p}: masters that earlier runs wrote inside it are not read")
     elif stat.S_ISREG(st.st_mode):
         real = p.resolve()
-        if _inside(real, excluded) and any(real in _masters_in(a) for a in real.parents):
+        if excluded.holds(real) and any(real in _masters_in(a) for a in real.parents):
             # a master of OUT's, named or through a link: never mastered again; asked
             # for by name, it fails (exit 1). A file of the user's there (a WAV beside
             # which its FLAC master goes) is taken as named.
@@ -285,7 +287,7 @@ def _walk(
             continue
         if stat.S_ISDIR(st.st_mode):
             real = path.resolve()
-            if real in excluded or _inside(real, excluded):  # OUT, or a link into it
+            if excluded.holds(real, (st.st_dev, st.st_ino), root):  # OUT, or a way into it
                 notes.append(f"{path}: the output folder is inside the input; not read")
                 _tracks_in_out(path, extensions, seen, skipped)
                 continue
@@ -316,7 +318,7 @@ def _walk(
             if dropped is not None:
                 dropped.append(path)
             continue  # a master an earlier run wrote here: never mastered again
-        elif excluded and entry.is_symlink() and _inside(path.resolve(), excluded):
+        elif excluded and entry.is_symlink() and excluded.holds(path.resolve(), None, root):
             # a link to a master (lib/latest.flac -> ../out/a.flac): OUT is not input
             # (it stopped the whole run as "output would overwrite the input lib/a.wav")
             skipped.append(skipped_record(path, LINK_INTO_OUT_REASON))
@@ -328,8 +330,45 @@ def _walk(
             skipped.append(skipped_record(path, f"{NOT_AUDIO_REASON} (by extension)"))
 
 
-def _inside(real: Path, folders: set[Path]) -> bool:
+def _inside(real: Path, folders: set[Path] | frozenset[Path]) -> bool:
     return any(parent in folders for parent in real.parents)
+
+
+@dataclass(frozen=True)
+class _Out:
+    """The output folders a walk does not read: by real path, and by identity (device
+    and inode), so that OUT reached by another path (a bind mount, a network share of
+    the same disk) is OUT too: ``--out /mnt/lib`` for ``lib`` mounted there wrote every
+    master over its source (a review)."""
+
+    paths: frozenset[Path] = frozenset()
+    ids: frozenset[tuple[int, int]] = frozenset()
+
+    @classmethod
+    def of(cls, folders: Sequence[str | os.PathLike]) -> _Out:
+        ids = set()
+        for folder in folders:
+            with contextlib.suppress(OSError):
+                st = os.stat(folder)
+                ids.add((st.st_dev, st.st_ino))
+        return cls(frozenset(Path(f).resolve() for f in folders), frozenset(ids))
+
+    def __bool__(self) -> bool:
+        return bool(self.paths)
+
+    def holds(self, real: Path, key: tuple[int, int] | None = None, root=None) -> bool:
+        """Whether ``real`` (a resolved path; ``key`` its identity, if a folder) is OUT
+        or inside it. An input that itself lies inside OUT is read whole (its
+        subfolders are inside OUT too: all of them were left out, as OUT's own), but
+        a way out of it into the rest of OUT is not."""
+        if key is not None and key in self.ids:
+            return True
+        if not (real in self.paths or _inside(real, self.paths)):
+            return False
+        if root is None:
+            return True
+        top = Path(root).resolve()
+        return not (_inside(top, self.paths) and (real == top or _inside(real, {top})))
 
 
 def _tracks_in_out(folder: Path, extensions, seen, skipped) -> None:
@@ -338,7 +377,7 @@ def _tracks_in_out(folder: Path, extensions, seen, skipped) -> None:
     why: they were left out without a word (a newcomer's ``--out music/AlbumA`` for
     ``music``)."""
     found: list[tuple[Path, Path]] = []
-    _walk(folder, folder, extensions, set(), dict(seen), set(), found, [], [])
+    _walk(folder, folder, extensions, _Out(), dict(seen), set(), found, [], [])
     skipped.extend(skipped_record(f, _IN_OUT_REASON) for f, _ in found)
 
 
@@ -390,6 +429,31 @@ def _through_link(path: Path, relative: Path) -> bool:
     return False
 
 
+def _identity(path: str | os.PathLike) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _an_input_at(
+    dst: Path, by_path: dict[Path, Path], by_id: dict[tuple[int, int], Path]
+) -> Path | None:
+    """The input that ``dst`` would overwrite: by its real path, or, where a file is
+    there, by identity (OUT reached another way than the input: a bind mount). The
+    maps give each input by its real path and by its identity."""
+    there = by_path.get(dst.resolve())
+    if there is not None:
+        return there
+    try:
+        st = os.lstat(dst)
+    except OSError:
+        return None
+    there = by_id.get((st.st_dev, st.st_ino))
+    return there if there is not None and same_entry(dst, there) else None
+
+
 def output_path(relative: Path, out_dir: Path, fmt: str) -> Path:
     return out_dir / relative.with_suffix("." + fmt)
 
@@ -400,9 +464,11 @@ def plan_master(
     """Jobs for ``master`` with every whole-run problem found up front."""
     plan = Plan()
     out_r = out_dir.resolve()
+    out_id = _identity(out_dir)  # OUT by another path (a bind mount) is OUT too
     for item in inputs:
         item_r = Path(item).resolve()
-        if Path(item).is_dir() and item_r == out_r:
+        same = item_r == out_r or (out_id is not None and _identity(item) == out_id)
+        if Path(item).is_dir() and same:
             plan.problems.append(
                 f"--out {out_dir} is the input folder {item}: choose a separate output folder"
             )
@@ -434,7 +500,12 @@ def plan_master(
     audio, plan.records, found_notes = discover(unique, extensions=extensions, exclude=[out_dir])
     plan.notes = repeated + found_notes
     resolved = [f.resolve() for f, _ in audio]
-    inputs_resolved = set(resolved)
+    by_path: dict[Path, Path] = {}
+    by_id: dict[tuple[int, int], Path] = {}
+    for (f, _), f_r in zip(audio, resolved, strict=True):
+        by_path.setdefault(f_r, f)
+        if (key := _identity(f)) is not None:
+            by_id.setdefault(key, f)
     by_output: dict[Path, Path] = {}
     chosen = _chosen_paths(audio, resolved)
     for i, (f, rel) in enumerate(audio):
@@ -449,8 +520,8 @@ def plan_master(
             continue
         dst = output_path(rel, out_dir, fmt)
         dst_r = dst.resolve()
-        if dst_r in inputs_resolved:
-            there = next(g for g, _ in audio if g.resolve() == dst_r)
+        there = _an_input_at(dst, by_path, by_id)
+        if there is not None:
             plan.problems.append(f"output {dst} of {f} would overwrite the input {there}")
         elif dst_r in by_output:
             plan.problems.append(

@@ -314,6 +314,25 @@ def test_a_link_into_a_subfolder_of_out_is_not_read(tmp_path, write_audio):
     assert any("the output folder is inside the input" in n for n in plan.notes)
 
 
+def test_an_input_inside_out_is_read_whole_but_not_the_rest_of_out(tmp_path, write_audio):
+    """``master O/in --out O``: the tracks in O/in's subfolders were each skipped as
+    "the output folder is inside the input" (every subfolder is inside OUT), the top
+    ones mastered (a review). The input is read whole; a link out of it into the rest
+    of OUT is not read."""
+    from auralis_batch.plan import plan_master
+
+    write_audio("O/in/a.wav", music_like(seconds=1.0))
+    write_audio("O/in/sub/b.wav", music_like(seconds=1.0))
+    write_audio("O/other/m.wav", music_like(seconds=1.0))
+    (tmp_path / "O" / "in" / "y").symlink_to(tmp_path / "O" / "other", target_is_directory=True)
+    (tmp_path / "O" / "in" / "z.wav").symlink_to(tmp_path / "O" / "other" / "m.wav")
+    out = tmp_path / "O"
+    plan = plan_master([out / "in"], out, "flac", extensions=frozenset({"wav"}))
+    assert [j.output for j in plan.jobs] == [out / "a.flac", out / "sub" / "b.flac"]
+    assert not plan.problems
+    assert not any(str(out / "in" / "sub") in n for n in plan.notes)
+
+
 def test_no_note_of_masters_inside_a_folder_that_holds_none(tmp_path, lib):
     """``master OUT/in --out OUT`` said "masters that earlier runs wrote inside it are
     not read" whenever an enclosing OUT's journal named any master (a sweep)."""
@@ -909,6 +928,85 @@ def small_disk(tmp_path):
         subprocess.run(["umount", str(mount)], check=False)
 
 
+@pytest.fixture
+def bind_mount(tmp_path):
+    """``bind(folder)``: the folder reached by a second path, a bind mount (needs root
+    and mount; skipped where the machine forbids it)."""
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("a bind mount needs root")
+    mounted: list[Path] = []
+
+    def bind(folder: Path) -> Path:
+        alias = tmp_path / f"alias{len(mounted)}"
+        alias.mkdir()
+        res = subprocess.run(["mount", "--bind", str(folder), str(alias)], capture_output=True)
+        if res.returncode != 0:
+            pytest.skip(f"cannot bind-mount here: {res.stderr.decode().strip()}")
+        mounted.append(alias)
+        return alias
+
+    try:
+        yield bind
+    finally:
+        for alias in reversed(mounted):
+            subprocess.run(["umount", str(alias)], check=False)
+
+
+def test_out_that_is_the_input_by_another_path_is_refused(tmp_path, lib, bind_mount):
+    """``--out /mnt/lib`` for ``lib`` bind-mounted there: each master was refused as a
+    file of the user's, with "--overwrite replaces it"; with it, every source was
+    replaced by its master (a review). By identity, OUT is the input folder: exit 2;
+    OUT reached as a subfolder of the input is OUT, not read; and no output ever takes
+    the place of its own source, whatever the plan decided."""
+    (lib / "sub").mkdir()
+    sf.write(lib / "sub" / "00.flac", music_like(seconds=2.0, seed=7).T, 44100)
+    before = tree_digest(lib)
+    alias = bind_mount(lib)
+    for extra in ((), ("--overwrite",)):
+        res = cli("master", lib, "--out", alias, "-q", "-j", "1", "--no-cache", *extra)
+        assert res.returncode == 2 and "is the input folder" in res.stderr, res.stderr
+        assert tree_digest(lib) == before and not (lib / ".auralis-batch").exists()
+    # OUT is lib/sub by another path: not read as input, as --out lib/sub is not, and
+    # its track is a file of the user's there, refused (lib/00.flac's master's name)
+    sub_alias = bind_mount(lib / "sub")
+    res = cli("master", lib, "--out", sub_alias, "-q", "-j", "1", "--no-cache")
+    assert res.returncode == 1, res.stderr
+    assert f"{lib / 'sub'}: the output folder is inside the input; not read" in res.stderr
+    assert "not written by auralis-batch" in res.stderr
+    assert sha(lib / "sub" / "00.flac") == before[str(Path("sub") / "00.flac")]
+    assert sha(lib / "00.flac") == before["00.flac"]
+
+
+def test_a_master_never_takes_the_place_of_its_source(tmp_path, write_audio):
+    """The last guard, at the rename: an output that is its own source by another path
+    (here a link to the folder, which the plan resolves; a bind mount it cannot) is
+    refused even when the plan says to replace whatever is there."""
+    import numpy as np
+
+    from auralis_batch.audio import OutputFile
+    from auralis_batch.errors import OutputError
+
+    src = write_audio("lib/a.flac", music_like(seconds=1.0))
+    (tmp_path / "link").symlink_to(tmp_path / "lib")
+    before = sha(src)
+    out = OutputFile(
+        tmp_path / "link" / "a.flac",
+        sample_rate=44100,
+        channels=2,
+        fmt="flac",
+        subtype="PCM_24",
+        replace=True,
+        source=src,
+    )
+    with pytest.raises(OutputError, match="it is the source"):
+        with out:
+            with out.pass_writer() as w:
+                w(np.zeros((4410, 2), dtype=np.float32))
+            out.commit()
+    assert sha(src) == before
+    assert not list((tmp_path / "lib").glob(".*.partial"))
+
+
 def test_a_real_full_disk(tmp_path, write_audio, small_disk):
     for i in range(4):
         write_audio(f"lib/{i:02d}.flac", music_like(seconds=3.0, seed=i))
@@ -1242,6 +1340,19 @@ def test_a_master_changed_since_it_was_written_is_kept_aside(tmp_path, lib):
     assert rec["status"] == "ok" and "kept as" in rec["replaced"]
     (kept,) = out.glob("00.flac.altered-*")
     assert FLAC(kept)["title"] == ["my second edit"]
+    # ... and so does an edit that kept the size and the time (a tagger's "keep file
+    # time"): a finished master taken as done without reading it was replaced unseen
+    kept.unlink()
+    master = out / "00.flac"
+    st = master.stat()
+    data = bytearray(master.read_bytes())
+    data[5000] ^= 0xFF
+    master.write_bytes(bytes(data))
+    os.utime(master, ns=(st.st_atime_ns, st.st_mtime_ns))
+    rec = by_name(run_api([lib / "00.flac"], out, overwrite=True))["00.flac"]
+    assert rec["status"] == "ok" and "kept as" in rec["replaced"]
+    (kept,) = out.glob("00.flac.altered-*")
+    assert kept.read_bytes() == bytes(data)
 
 
 def test_moving_out_keeps_its_journal_valid(tmp_path, lib):
