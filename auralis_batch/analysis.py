@@ -31,7 +31,7 @@ from .errors import AuralisError, ParameterError, ParameterTypeError, given
 from .identity import identity_or_none
 from .limits import checked_sample_rate
 from .recall import cached_record, recall
-from .records import LOUDNESS_KEYS
+from .records import LOUDNESS_KEYS, TOP_LEVEL_LOUDNESS_KEYS
 from .versions import (
     ANALYSIS_SAMPLE_RATE,
     CHANNEL_WEIGHTS_REVISION,
@@ -203,7 +203,7 @@ def _record(
         "channels": channels,
     }
     ld = loud.to_dict()
-    for k in ("integrated_lufs", "true_peak_dbtp", "lra_lu", "sample_peak_dbfs"):
+    for k in TOP_LEVEL_LOUDNESS_KEYS:
         rec[k] = ld[k]
     if finger is None:
         rec["tempo_bpm"], rec["tempo_confidence"], rec["fingerprint"] = DEFAULT_TEMPO_BPM, 0.0, None

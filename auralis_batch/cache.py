@@ -294,7 +294,7 @@ def _json_disk_class():
                 value = value.encode("utf-8")
             if not isinstance(value, bytes):
                 raise UnsafeRowError(f"row value is {type(value).__name__}, not JSON text")
-            return json.loads(value.decode("utf-8"))
+            return json.loads(value.decode("utf-8"), parse_constant=_refuse_constant)
 
         def filename(self, key=diskcache.core.UNKNOWN, value=diskcache.core.UNKNOWN):
             raise TypeError("values are stored inline, never in files")
@@ -322,7 +322,14 @@ def _json_disk_class():
     return JSONDisk
 
 
-_BAD_ROW = (UnsafeRowError, ValueError, UnicodeDecodeError, TypeError)
+def _refuse_constant(name: str) -> None:
+    """NaN and the infinities are not JSON; Python's parser takes them unless told."""
+    raise ValueError(f"row value holds {name}, which is not JSON")
+
+
+#: A row that raises one of these when read is a miss, and deleted (a row nested
+#: thousands deep raises RecursionError in the parser).
+_BAD_ROW = (UnsafeRowError, ValueError, UnicodeDecodeError, TypeError, RecursionError)
 
 
 class FingerprintCache:
@@ -555,6 +562,14 @@ class FingerprintCache:
             self._remember(key, entry)
         content = entry.get("content")
         return content if isinstance(content, str) else None
+
+    def discard(self, key: str) -> None:
+        """Forget ``key`` at both levels: a row the caller found unfit to use (a
+        record whose content is not one an analysis gives) is deleted, not met
+        again by every later run."""
+        with self._lock:
+            self._memory.pop(key, None)
+        self._delete(key)
 
     def peek(self, key: str) -> dict | None:
         """What :meth:`get_with_source` would give, counted in no statistic and
@@ -819,6 +834,9 @@ class NullCache:
         return None
 
     def lookup_path(self, path: str | os.PathLike) -> str | None:
+        return None
+
+    def discard(self, key: str) -> None:
         return None
 
     def peek(self, key: str) -> dict | None:

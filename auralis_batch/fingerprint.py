@@ -88,11 +88,12 @@ from .kernels.tempo import (
     onset_envelopes,
     tempo_from_acf,
 )
-from .versions import ANALYSIS_SAMPLE_RATE, DEFAULT_TEMPO_BPM, FINGERPRINT_VERSION
+from .versions import ANALYSIS_SAMPLE_RATE, BAND_EDGES_HZ, DEFAULT_TEMPO_BPM, FINGERPRINT_VERSION
 
 # FINGERPRINT_VERSION, ANALYSIS_SAMPLE_RATE (spectral analysis runs at the source rate
 # divided by the largest integer that keeps it at or above this rate; 44.1 and 48 kHz
-# are analysed as they are) and DEFAULT_TEMPO_BPM live in the light versions module.
+# are analysed as they are), DEFAULT_TEMPO_BPM and BAND_EDGES_HZ live in the light
+# versions module (the cache's check of a record reads them).
 MIN_TEMPO_BPM = 40.0
 MAX_TEMPO_BPM = 240.0
 #: The metrical reference's prior (kernels.tempo, step 2): it only has to pick a level of
@@ -110,15 +111,6 @@ TEMPO_MIN_TERNARY = 0.1
 TEMPO_WEIGHTS = (0.778, 0.63, -2.504, 4.0, 0.264, -0.618, 1.148, -1.009)
 #: tempo_confidence at or above this: the estimate is usually right (README, Tempo).
 TEMPO_CONFIDENCE_THRESHOLD = 0.3
-BAND_EDGES_HZ: dict[str, tuple[float, float]] = {
-    "sub_bass": (20.0, 60.0),
-    "bass": (60.0, 250.0),
-    "low_mid": (250.0, 500.0),
-    "mid": (500.0, 2000.0),
-    "upper_mid": (2000.0, 4000.0),
-    "presence": (4000.0, 8000.0),
-    "air": (8000.0, 20000.0),
-}
 FRAME_SECONDS = 0.0464  # -> 2048 samples at 44.1 and 48 kHz
 SILENCE_DBFS = -60.0
 ROLLOFF_PERCENT = 0.85

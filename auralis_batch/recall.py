@@ -17,13 +17,22 @@ from pathlib import Path
 from typing import Any
 
 from .cache import make_key
-from .records import LOUDNESS_KEYS, UNDECODABLE_AUDIO
+from .limits import (
+    MAX_CHANNELS,
+    MAX_SAMPLE_RATE_HZ,
+    MIN_SAMPLE_RATE_HZ,
+    SILENCE_LUFS,
+    is_finite_number,
+)
+from .records import LOUDNESS_KEYS, TOP_LEVEL_LOUDNESS_KEYS, UNDECODABLE_AUDIO
 from .versions import (
     ANALYSIS_SAMPLE_RATE,
+    BAND_EDGES_HZ,
     CHANNEL_WEIGHTS_REVISION,
     CURVE_KEY,
     DEFAULT_TEMPO_BPM,
     FINGERPRINT_VERSION,
+    SPARSE_SPECTRUM_KEY,
     SPECTRUM_KEY,
     THIRD_OCTAVE_HZ,
     WEIGHTS_KEY,
@@ -47,24 +56,111 @@ NOT_AUDIO_EXTENSIONS = frozenset(
 
 
 def well_formed(value: dict) -> bool:
-    """A cached record is used only if it has the shape this version writes (a row
-    of the right envelope but foreign content is a miss, not a crash; so is a record
-    written before the long-term spectrum was, and one of 7 or more channels measured
-    with other channel weights)."""
+    """A cached record is used only if it has the shape this version writes and every
+    value in it is one an analysis can give (a row of the right envelope but foreign
+    or tampered content is a miss, and deleted, not a crash or a wrong master: a
+    review's NaN loudness was mastered as silence, a -300 LUFS one failed its track;
+    so is a record written before the long-term spectrum was, and one of 7 or more
+    channels measured with other channel weights)."""
     fp = value.get("fingerprint")
     loud = value.get("loudness")
-    spectrum = value.get(SPECTRUM_KEY)
+    rate, channels = value.get("sample_rate"), value.get("channels")
     return (
-        isinstance(fp, dict)
-        and isinstance(spectrum, list)
-        and len(spectrum) == len(THIRD_OCTAVE_HZ)
-        and isinstance(value.get(CURVE_KEY), dict)
+        type(rate) is int
+        and MIN_SAMPLE_RATE_HZ <= rate <= MAX_SAMPLE_RATE_HZ
+        and type(channels) is int
+        and 1 <= channels <= MAX_CHANNELS
+        and (channels < 7 or value.get(WEIGHTS_KEY) == CHANNEL_WEIGHTS_REVISION)
+        and _number(value.get("duration_s"), 0.0, _MAX_SECONDS)
+        and _number(value.get("tempo_bpm"), 0.0, _MAX_BPM)
+        and _number(value.get("tempo_confidence"), 0.0, 1.0)
         and isinstance(loud, dict)
-        and all(k in loud for k in LOUDNESS_KEYS)
-        and all(isinstance(value.get(k), (int, float)) for k in ("duration_s", "tempo_bpm"))
-        and isinstance(value.get("sample_rate"), int)
-        and isinstance(value.get("channels"), int)
-        and (value["channels"] < 7 or value.get(WEIGHTS_KEY) == CHANNEL_WEIGHTS_REVISION)
+        and all(_loudness(k, loud.get(k, False)) for k in LOUDNESS_KEYS)
+        and all(value.get(k, False) == loud[k] for k in TOP_LEVEL_LOUDNESS_KEYS)
+        and _gated(loud["integrated_lufs"], loud["max_momentary_lufs"])
+        and _levels(value.get(SPECTRUM_KEY), len(THIRD_OCTAVE_HZ))
+        and (SPARSE_SPECTRUM_KEY not in value or _levels(value[SPARSE_SPECTRUM_KEY], None))
+        and _curve(value.get(CURVE_KEY))
+        and _candidates(value.get("tempo_candidates", []))
+        and _fingerprint(fp)
+    )
+
+
+#: Bounds of a record's numbers, wide enough for any analysis of any file this
+#: version reads (samples up to limits.MAX_SAMPLE_MAGNITUDE, +60 dBFS, on up to 64
+#: channels), narrow enough that a value outside is not one.
+_MAX_DB = 100.0
+_MIN_DB = -1000.0
+_MAX_SECONDS = 1e7
+_MAX_BPM = 1000.0
+_MAX_FEATURE = 1e7  # Hz, dB, ratios, counts per second
+
+
+def _number(v: Any, lo: float, hi: float) -> bool:
+    return is_finite_number(v) and lo <= v <= hi
+
+
+def _loudness(key: str, v: Any) -> bool:
+    """One of the meter's values: a level, or None where there is none (silence)."""
+    if v is None:
+        return True
+    if key == "lra_lu":
+        return _number(v, 0.0, 200.0)
+    if key == "integrated_lufs":  # the mean of blocks above the absolute gate
+        return _number(v, SILENCE_LUFS - 1.0, _MAX_DB)
+    return _number(v, _MIN_DB, _MAX_DB)
+
+
+def _gated(integrated: float | None, max_momentary: float | None) -> bool:
+    """BS.1770's gating in two values: no integrated loudness means no momentary block
+    above the absolute gate (or none at all: under 0.4 s), and a gated mean of
+    momentary blocks is never above their maximum (both rounded to 0.01). A record of
+    a loud track whose loudness was nulled ("silent source") fails it."""
+    if integrated is None:
+        return max_momentary is None or max_momentary <= SILENCE_LUFS + 0.01
+    return max_momentary is not None and max_momentary >= integrated - 0.011
+
+
+def _levels(v: Any, n: int | None) -> bool:
+    return (
+        isinstance(v, list)
+        and (n is None or len(v) == n)
+        and all(x is None or _number(x, _MIN_DB, _MAX_DB) for x in v)
+    )
+
+
+def _curve(v: Any) -> bool:
+    return (
+        isinstance(v, dict) and _number(v.get("step_s"), 1e-3, 1e3) and _levels(v.get("lufs"), None)
+    )
+
+
+def _candidates(v: Any) -> bool:
+    return isinstance(v, list) and all(
+        isinstance(c, dict)
+        and _number(c.get("bpm"), 0.0, _MAX_BPM)
+        and _number(c.get("score"), -_MAX_FEATURE, _MAX_FEATURE)
+        for c in v
+    )
+
+
+def _fingerprint(fp: Any) -> bool:
+    """The fingerprint's fields as :meth:`Fingerprint.to_dict` writes them: the band
+    shares by name, each in [0, 1]; every other field a bounded number, or None
+    where the analysis had none."""
+    if not isinstance(fp, dict):
+        return False
+    bands = fp.get("band_energy")
+    if not (isinstance(bands, dict) and list(bands) == list(BAND_EDGES_HZ)):
+        return False
+    if not all(_number(e, 0.0, 1.0) for e in bands.values()):
+        return False
+    if type(fp.get("version")) is not int or not _candidates(fp.get("tempo_candidates", [])):
+        return False
+    return all(
+        v is None or _number(v, -_MAX_FEATURE, _MAX_FEATURE)
+        for k, v in fp.items()
+        if k not in ("band_energy", "version", "tempo_candidates")
     )
 
 
@@ -91,8 +187,14 @@ def cached_record(
     a miss (the hash is of the samples alone: the same samples at another rate, or one
     channel's samples read as two, hash alike: a review)."""
     for with_tempo in _answers(tempo):
-        value, source = cache.get_with_source(_key(content, with_tempo))
-        if value is None or not well_formed(value):
+        key = _key(content, with_tempo)
+        value, source = cache.get_with_source(key)
+        if value is None:
+            continue
+        if not well_formed(value):
+            discard = getattr(cache, "discard", None)  # a cache of the caller's may lack it
+            if discard is not None:
+                discard(key)
             continue
         if layout is None or (value.get("sample_rate"), value.get("channels")) == layout:
             rec = dict(value)

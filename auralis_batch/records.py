@@ -31,6 +31,8 @@ LOUDNESS_KEYS = (
     "max_momentary_lufs",
     "max_short_term_lufs",
 )
+#: Those an analysis record also holds at its top level (the same numbers).
+TOP_LEVEL_LOUDNESS_KEYS = LOUDNESS_KEYS[:4]
 
 
 def record(path: Path | str, status: str, error: str | None = None, output=None) -> dict:

@@ -23,6 +23,16 @@ WEIGHTS_KEY = "channel_weights_revision"
 ANALYSIS_SAMPLE_RATE = 44100
 #: What ``tempo_bpm`` says when tempo was not estimated.
 DEFAULT_TEMPO_BPM = 120.0
+#: The fingerprint's bands (``band_energy``: the share of spectral power in each).
+BAND_EDGES_HZ: dict[str, tuple[float, float]] = {
+    "sub_bass": (20.0, 60.0),
+    "bass": (60.0, 250.0),
+    "low_mid": (250.0, 500.0),
+    "mid": (500.0, 2000.0),
+    "upper_mid": (2000.0, 4000.0),
+    "presence": (4000.0, 8000.0),
+    "air": (8000.0, 20000.0),
+}
 
 #: Nominal third-octave band centres, Hz (IEC 61260 base-10: 1000 * 10 ** (k / 10)):
 #: the bands of a record's long-term spectrum (and of the matching EQ).

@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -639,6 +640,9 @@ def test_a_file_outside_is_never_read_as_a_value(tmp_path):
         b'{"version": 1, "value": [1]}',
         b'{"version": 1, "value": null}',
         b'{"version": 1, "value": {"a": NaN}',
+        b'{"version": 1, "value": {"a": NaN}}',  # NaN is no JSON: Python's parser takes it
+        b'{"version": 1, "value": {"a": -Infinity}}',
+        b'{"version": 1, "value": {"a": ' + b"[" * 200_000 + b"]" * 200_000 + b"}}",
         42,
         1.5,
     ],
@@ -1076,3 +1080,92 @@ def test_a_surround_record_measured_with_the_old_channel_weights_is_a_miss(tmp_p
         cache.set(key, old)
         again = cached_record(cache, content, False)
         assert (again is None) == (channels == 8)
+
+
+def _genuine_record(tmp_path, write_audio) -> tuple[Path, dict]:
+    from auralis_batch.analysis import analyze_file
+
+    x = 0.1 * np.random.default_rng(3).standard_normal((2, 3 * 44100))
+    path = write_audio("a.wav", x, 44100, subtype="PCM_16")
+    with FingerprintCache(tmp_path / "c") as c:
+        analyze_file(path, cache=c)
+    with sqlite3.connect(tmp_path / "c" / "cache.db") as db:
+        ((raw,),) = db.execute("SELECT value FROM Cache WHERE key LIKE 'fp:%'").fetchall()
+    return path, json.loads(bytes(raw))
+
+
+def _set(record: dict, dotted: str, value) -> dict:
+    out = json.loads(json.dumps(record))
+    *parents, last = dotted.split(".")
+    cur = out
+    for p in parents:
+        cur = cur[p]
+    cur[last] = value
+    return out
+
+
+#: Values a tampered or rotten row may hold, each one no analysis gives (a review
+#: mastered a NaN loudness as silence, failed a track on -300 LUFS, crashed on text).
+TAMPERED = [
+    ("loudness.integrated_lufs", None),  # "silent" beside a loud momentary maximum
+    ("loudness.integrated_lufs", -300.0),
+    ("loudness.integrated_lufs", "abc"),
+    ("loudness.true_peak_dbtp", 1e308),
+    ("loudness.lra_lu", -1.0),
+    ("integrated_lufs", -20.0),  # the top level disagrees with the loudness
+    ("fingerprint.band_energy.mid", None),
+    ("fingerprint.band_energy.mid", 7.0),
+    ("fingerprint.band_energy", "x"),
+    ("fingerprint.band_energy", {"mid": 0.5}),
+    ("fingerprint.spectral_centroid_hz", "high"),
+    ("fingerprint.version", "8"),
+    ("fingerprint.tempo_candidates", [{"bpm": "fast"}]),
+    ("tempo_bpm", -5.0),
+    ("tempo_confidence", 3.0),
+    ("sample_rate", 44100.0),
+    ("channels", 0),
+    ("duration_s", True),
+    ("spectrum_db", [0.0]),
+    ("spectrum_db", ["x"] * 31),
+    ("loudness_curve", {"step_s": 0.1, "lufs": [1e9]}),
+]
+
+
+def test_a_genuine_record_is_well_formed(tmp_path, write_audio):
+    from auralis_batch.recall import well_formed
+
+    _, env = _genuine_record(tmp_path, write_audio)
+    assert well_formed(env["value"])
+
+
+@pytest.mark.parametrize(("field", "value"), TAMPERED, ids=lambda v: str(v)[:30])
+def test_a_record_no_analysis_gives_is_not_well_formed(tmp_path, write_audio, field, value):
+    from auralis_batch.recall import well_formed
+
+    _, env = _genuine_record(tmp_path, write_audio)
+    assert not well_formed(_set(env["value"], field, value))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [TAMPERED[0], TAMPERED[2], TAMPERED[7]],
+    ids=lambda v: str(v)[:30],
+)
+def test_a_tampered_record_is_analysed_again_and_replaced(tmp_path, write_audio, field, value):
+    from auralis_batch.analysis import analyze_file
+
+    path, env = _genuine_record(tmp_path, write_audio)
+    good = env["value"]
+    env["value"] = _set(good, field, value)
+    _tamper(
+        tmp_path / "c",
+        "UPDATE Cache SET value = ? WHERE key LIKE 'fp:%'",
+        (json.dumps(env).encode(),),
+    )
+    with FingerprintCache(tmp_path / "c") as c:
+        rec = analyze_file(path, cache=c)
+    assert rec["cached"] is False
+    assert rec["loudness"] == good["loudness"]
+    assert rec["fingerprint"] == good["fingerprint"]
+    with FingerprintCache(tmp_path / "c") as c:  # the row holds the analysis again
+        assert analyze_file(path, cache=c)["cached"] == "disk"
