@@ -14,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import hashlib
 import math
 import os
 import re
+import secrets
 import stat
 import tempfile
 import time
@@ -683,14 +685,17 @@ class OutputFile:
     def _new_temporary(self) -> Path:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(
-                prefix=partial_prefix(self.path), suffix=".partial", dir=self.path.parent
-            )
-            os.close(fd)
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the library
+            for _ in range(100):
+                tmp = temporary_name(self.path)
+                try:  # the umask's mode, as the master will have (0600 hid the library)
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+                except FileExistsError:
+                    continue
+                os.close(fd)
+                return tmp
+            raise FileExistsError(errno.EEXIST, "no free temporary name", str(self.path))
         except OSError as exc:
             raise _write_failure(self.path, exc, "creating the output") from None
-        return Path(tmp)
 
     @contextlib.contextmanager
     def pass_writer(self) -> Iterator[Callable[[np.ndarray], None]]:
@@ -874,7 +879,24 @@ class OutputFile:
 MAX_NAME_BYTES = 255
 #: ``.`` + ``.`` + mkstemp's 8 random characters + ``.partial``.
 _PARTIAL_EXTRA_BYTES = 18
-_PARTIAL_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.partial$")
+_PARTIAL_NAME = re.compile(r"^(\..+\.)([0-9a-f]{4})([0-9a-f]{4})\.partial$")
+
+
+def _name_check(prefix: str, token: str) -> str:
+    """The last four characters of a temporary's eight: a digest of its prefix and its
+    four random ones, so that a file of the user's of that shape (``.a.flac.notes123
+    .partial``) is not taken for one of ours and removed (a review's), and a name of
+    ours read back from disk proves itself."""
+    data = b"auralis-batch temporary\0" + os.fsencode(prefix + token)
+    return hashlib.sha256(data).hexdigest()[:4]
+
+
+def temporary_name(path: Path) -> Path:
+    """A fresh name for a temporary of output ``path``, beside it (not created):
+    ``.NAME.XXXXYYYY.partial``, four random hex digits and their check."""
+    prefix = partial_prefix(path)
+    token = secrets.token_hex(2)
+    return path.parent / f"{prefix}{token}{_name_check(prefix, token)}.partial"
 
 
 def partial_prefix(path: Path) -> str:
@@ -896,8 +918,9 @@ def _cut_name(name: str, budget: int) -> str:
 
 
 def is_partial_name(name: str) -> bool:
-    """True for a name this tool gives its temporaries (``.NAME.XXXXXXXX.partial``)."""
-    return bool(_PARTIAL_NAME.match(name))
+    """True for a name this tool gives its temporaries (:func:`temporary_name`)."""
+    m = _PARTIAL_NAME.match(name)
+    return m is not None and m.group(3) == _name_check(m.group(1), m.group(2))
 
 
 def is_recorded(path: Path, expect: dict) -> bool:

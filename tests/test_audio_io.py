@@ -212,15 +212,21 @@ def test_digital_silence_stays_silent_in_16_bit():
 def test_finished_output_sweeps_temporaries_of_a_killed_run(tmp_path):
     import os
 
+    from auralis_batch.audio import temporary_name
+
     dst = tmp_path / "a.flac"
-    stale = tmp_path / ".a.flac.k1ll3d00.partial"  # left by a run killed mid-write
+    stale = temporary_name(dst)  # left by a run killed mid-write
     stale.write_bytes(b"fLaC" + bytes(200))  # half a FLAC file
     os.utime(stale, (1_000_000_000, 1_000_000_000))
     other = tmp_path / ".b.flac.x.partial"  # another output's: not ours to touch
     other.write_bytes(b"x")
     os.utime(other, (1_000_000_000, 1_000_000_000))
+    # a FLAC of the user's in that shape, whose name does not prove it ours (a review's)
+    users = tmp_path / ".a.flac.12345678.partial"
+    users.write_bytes(b"fLaC" + bytes(200))
+    os.utime(users, (1_000_000_000, 1_000_000_000))
     write_output(dst, np.zeros((100, 1), dtype=np.int16), channels=1, subtype="PCM_16")
-    assert dst.exists() and not stale.exists() and other.exists()
+    assert dst.exists() and not stale.exists() and other.exists() and users.exists()
 
 
 @pytest.mark.parametrize("bit_depth", ["16", "24", "32f"])

@@ -21,6 +21,7 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
+from auralis_batch.audio import temporary_name
 from auralis_batch.batch import RunSettings, run_master
 from auralis_batch.cli import app
 from auralis_batch.journal import JOURNAL_NAME
@@ -149,11 +150,14 @@ def test_a_users_file_shaped_like_a_temporary_is_never_removed(tmp_path, small_l
     users = {
         folder / ".00.flac.abcdefgh.partial": b"mine\n",
         folder / ".01.flac.ijklmnop.partial": b"RIFX not ours",
+        # audio of the user's, named in the shape but not with a name of ours
+        folder / ".00.flac.12345678.partial": b"fLaC" + bytes(100),
+        folder / ".01.flac.userfile.partial": b"",
     }
     for path, data in users.items():
         path.write_bytes(data)
     (folder / ".01.flac.qrstuvwx.partial").symlink_to(small_library / "a" / "01.flac")
-    ours = [folder / ".00.flac.zz000000.partial", folder / ".01.flac.zz111111.partial"]
+    ours = [temporary_name(folder / "00.flac"), temporary_name(folder / "01.flac")]
     ours[0].write_bytes(b"fLaC" + bytes(100))  # what a killed run leaves
     ours[1].write_bytes(b"")
     for overwrite in (False, True):  # a run that skips them all, and one that redoes them

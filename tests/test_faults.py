@@ -1615,7 +1615,9 @@ def test_only_temporaries_of_planned_outputs_are_swept(tmp_path, lib):
     videos.mkdir()
     download = videos / ".holiday.mkv.download.partial"  # the tool's pattern, not its file
     download.write_text("half a film")
-    dead = out / ".00.flac.abcdefgh.partial"  # a temporary of an output it plans
+    from auralis_batch.audio import temporary_name
+
+    dead = temporary_name(out / "00.flac")  # a temporary of an output it plans
     dead.write_text("x")
     run_api([lib], out)
     assert download.read_text() == "half a film"
