@@ -1135,21 +1135,12 @@ def _result(records, preset, stopped=None, signum=None, notes=()) -> BatchResult
 
 
 def _compile_analysis_first(settings: RunSettings) -> None:
-    """On a first run with workers, compile the analysis's kernels once, before the
-    pool starts (each worker would compile them at once: :func:`warm.compile_analysis`),
-    in a child a signal stops at once (:func:`warm.compile_analysis_apart`); only
-    from the CLI's own process, as the warm-up (a program that imports the package
-    is not handed processes it did not ask for)."""
-    from . import FINGERPRINT_KERNEL, METER_KERNEL, TEMPO_KERNEL, _kernels_compiled
-    from ._startup import OWN_PROCESS_ENV
-
-    if os.environ.get(OWN_PROCESS_ENV) != "1":
-        return
+    """On a first run, compile the analysis's kernels once, before any track, in a
+    child a signal stops at once (:func:`warm.compile_analysis_first`): with workers,
+    each would compile them at the same time; in the run's own process (``-j 1``) a
+    Ctrl-C waited for the compile's end, 5 to 13 s on a busy machine (a newcomer's)."""
     tempo, fingerprint = needs_tempo(settings), needs_fingerprint(settings)
-    kernels = (METER_KERNEL,) + (FINGERPRINT_KERNEL,) * fingerprint + (TEMPO_KERNEL,) * tempo
-    if _kernels_compiled(kernels):
-        return
-    warm.compile_analysis_apart(tempo=tempo, fingerprint=fingerprint)
+    warm.compile_analysis_first(tempo=tempo, fingerprint=fingerprint)
 
 
 def _run(
@@ -1187,7 +1178,7 @@ def _run(
                     _open_worker_cache(settings)
                 share = warm.run_share(fingerprint=needs_fingerprint(settings), one_job=n_jobs == 1)
                 warmup = warm.start(settings.bit_depth, run_share=share) if local else None
-                if local and n_jobs != 1:
+                if local:
                     _compile_analysis_first(settings)
                 _make_folders(todo, out_dir, made)
                 poller.start()

@@ -794,7 +794,16 @@ def _analyse_reference(reference: Path, *, no_cache: bool, cache_dir: Path | Non
         cache = open_cache(cache_dir)
     main = threading.current_thread() is threading.main_thread()
     previous = {s: signal.signal(s, note) for s in handled_signals()} if main else {}
+
+    def stop_if_received() -> None:
+        if received:
+            raise _ReferenceStopped(received[0])
+
     try:
+        if main:  # a first run's compile, in a child a signal stops at once
+            from . import warm
+
+            warm.compile_analysis_first(tempo=False, fingerprint=True, check=stop_if_received)
         with _decoder_notes(reference):
             record = analyze_file(reference, tempo=False, cache=cache, watch=watch)
         if received:

@@ -233,7 +233,9 @@ def _die_with(parent_pid: int) -> None:
         os._exit(0)
 
 
-def compile_analysis(*, tempo: bool, fingerprint: bool, seconds: float = 6.0) -> None:
+def compile_analysis(
+    *, tempo: bool, fingerprint: bool, seconds: float = 6.0, path: str | None = None
+) -> None:
     """Analyse a short synthetic file once, as a track's analysis reads one (decoded
     by libsndfile, in blocks, through the same wrappers): Numba compiles (or loads)
     the analysis's kernels with the types a worker's analysis uses.
@@ -241,7 +243,8 @@ def compile_analysis(*, tempo: bool, fingerprint: bool, seconds: float = 6.0) ->
     A ``-j N`` run's first track in each worker compiled them in every worker at
     once, beside the warm-up's render: three compiles on two cores (a first ``-j 2``
     run of the corpus took 16.3 s against 13.0 s at ``-j 1``). The run compiles them
-    here, once, before its pool starts, while the warm-up compiles the render's."""
+    here, once, before its pool starts, while the warm-up compiles the render's.
+    ``path``: the file to write the signal to (a temporary folder of its own if None)."""
     import tempfile
 
     import numpy as np
@@ -249,21 +252,63 @@ def compile_analysis(*, tempo: bool, fingerprint: bool, seconds: float = 6.0) ->
 
     from .analysis import analyze_file
 
-    with tempfile.TemporaryDirectory(prefix="auralis-batch-warm-") as folder:
-        path = os.path.join(folder, "warm.wav")
+    def analyse(file: str) -> None:
         rng = np.random.default_rng(0)
         frames = int(seconds * 44100)
-        sf.write(path, 0.1 * rng.standard_normal((frames, 2)), 44100, subtype="PCM_16")
-        analyze_file(path, tempo=tempo, cache=None, hash_content=False, fingerprint=fingerprint)
+        sf.write(file, 0.1 * rng.standard_normal((frames, 2)), 44100, subtype="PCM_16")
+        analyze_file(file, tempo=tempo, cache=None, hash_content=False, fingerprint=fingerprint)
+
+    if path is not None:
+        analyse(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="auralis-batch-warm-") as folder:
+        analyse(os.path.join(folder, "warm.wav"))
 
 
-def compile_analysis_apart(*, tempo: bool, fingerprint: bool) -> None:
+def compile_analysis_first(*, tempo: bool, fingerprint: bool, check=None) -> None:
+    """:func:`compile_analysis_apart` if the analysis's kernels (with the tempo
+    estimator's and the fingerprint's if asked) are not compiled yet; only in the CLI's
+    own process, as the warm-up (a program that imports the package is not handed
+    processes it did not ask for)."""
+    from . import FINGERPRINT_KERNEL, METER_KERNEL, TEMPO_KERNEL, _kernels_compiled
+    from ._startup import OWN_PROCESS_ENV
+
+    if os.environ.get(OWN_PROCESS_ENV) != "1":
+        return
+    kernels = (METER_KERNEL,) + (FINGERPRINT_KERNEL,) * fingerprint + (TEMPO_KERNEL,) * tempo
+    if not _kernels_compiled(kernels):
+        compile_analysis_apart(tempo=tempo, fingerprint=fingerprint, check=check)
+
+
+def compile_analysis_apart(*, tempo: bool, fingerprint: bool, check=None) -> None:
     """:func:`compile_analysis` in a process of its own, waited for here: a first
     SIGINT or SIGTERM of the run (raised in this thread while it sleeps) ends the wait
     at once, and the child is killed on the way out. In the run's own process the
     compile could not be interrupted (a signal raised inside a kernel is a
     SystemError), so a Ctrl-C waited up to the compile's end, seconds on a first run.
-    A child that fails costs nothing but time: the workers compile what it did not."""
+    ``check`` is called while waiting (a caller whose handler only notes a signal
+    raises from it). A child that fails costs nothing but time: the analysis
+    compiles what it did not."""
+    import tempfile
+
+    from .stopping import removed_if_ended
+
+    # The child's short file is this process's to remove: the child is killed on a
+    # stop, and left it behind in /tmp (1 MB each time: a newcomer's)
+    try:
+        fd, path = tempfile.mkstemp(prefix="auralis-batch-warm-", suffix=".wav")
+        os.close(fd)
+    except OSError:
+        return
+    try:
+        with removed_if_ended(path):  # a second signal ends the run at once
+            _compile_in_child(path, tempo=tempo, fingerprint=fingerprint, check=check)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _compile_in_child(path: str, *, tempo: bool, fingerprint: bool, check) -> None:
     try:
         proc = subprocess.Popen(
             [
@@ -273,6 +318,7 @@ def compile_analysis_apart(*, tempo: bool, fingerprint: bool) -> None:
                 str(os.getpid()),
                 "tempo" if tempo else "-",
                 "fingerprint" if fingerprint else "-",
+                path,
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -282,6 +328,8 @@ def compile_analysis_apart(*, tempo: bool, fingerprint: bool) -> None:
         return
     try:
         while proc.poll() is None:
+            if check is not None:
+                check()
             time.sleep(_POLL_S)
     finally:
         if proc.poll() is None:
@@ -292,17 +340,18 @@ def compile_analysis_apart(*, tempo: bool, fingerprint: bool) -> None:
 
 
 def analysis_main() -> None:
-    """The child of :func:`compile_analysis_apart`. Arguments: the run's pid, then
-    ``tempo`` and ``fingerprint`` (or ``-`` for either not needed)."""
+    """The child of :func:`compile_analysis_apart`. Arguments: the run's pid,
+    ``tempo`` and ``fingerprint`` (or ``-`` for either not needed), and the file to
+    write its short signal to."""
     from ._startup import load_numba_numpy_support
 
     args = sys.argv[1:]
-    if not args or not args[0].isdigit():
+    if len(args) != 4 or not args[0].isdigit():
         return
     _die_with(int(args[0]))
     load_numba_numpy_support()
     gc.disable()  # as the warm-up: only compiles
-    compile_analysis(tempo="tempo" in args[1:], fingerprint="fingerprint" in args[1:])
+    compile_analysis(tempo=args[1] == "tempo", fingerprint=args[2] == "fingerprint", path=args[3])
 
 
 def main() -> None:

@@ -885,16 +885,31 @@ def test_kill_9_of_the_run_leaves_no_worker_writing(tmp_path, write_audio):
 
 @pytest.mark.slow  # compiles into an empty Numba cache (a few seconds of two cores)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_ctrl_c_during_a_first_runs_analysis_compile_stops_it_at_once(tmp_path, write_audio):
-    """A first ``-j 2`` run compiles the analysis's kernels before its pool starts; in
-    the run's own process a Ctrl-C then waited for the compile's end (a signal inside
-    a kernel is a SystemError). It compiles in a child now, which the stop kills: the
-    run reports and exits, and the child never got as far as the tempo estimator."""
+@pytest.mark.parametrize(
+    ("flags", "kernel"),
+    [
+        (("-j", "2", "--tempo"), "tempo_from_acf"),
+        (("-j", "1", "--tempo"), "tempo_from_acf"),
+        (("-j", "1", "--reference", "REF"), "frame_features"),
+    ],
+    ids=["j2", "j1", "reference"],
+)
+def test_ctrl_c_during_a_first_runs_analysis_compile_stops_it_at_once(
+    tmp_path, write_audio, flags, kernel
+):
+    """A first run compiles the analysis's kernels before its first track (and a
+    reference's); in the run's own process a Ctrl-C then waited for the compile's end
+    (a signal inside a kernel is a SystemError): 5 to 13 s on a busy machine, without
+    a word (a newcomer's). It compiles in a child now, which the stop kills: the run
+    reports and exits, and the child never got as far as the kernel named."""
     for i in range(3):
         write_audio(f"lib/{i:02d}.flac", music_like(seconds=2.0, seed=i))
-    out, numba_cache = tmp_path / "O", tmp_path / "numba"
-    env = {"NUMBA_CACHE_DIR": str(numba_cache)}
-    proc = popen("master", tmp_path / "lib", "--out", out, "-j", "2", "--tempo", env=env)
+    ref = write_audio("ref.flac", music_like(seconds=3.0, seed=9))
+    out, numba_cache, tmp = tmp_path / "O", tmp_path / "numba", tmp_path / "tmp"
+    tmp.mkdir()
+    env = {"NUMBA_CACHE_DIR": str(numba_cache), "TMPDIR": str(tmp)}
+    args = [ref if a == "REF" else a for a in flags]
+    proc = popen("master", tmp_path / "lib", "--out", out, *args, env=env)
     deadline, child = time.monotonic() + 60, None
     while child is None and time.monotonic() < deadline and proc.poll() is None:
         found = [c for c in _children(proc.pid) if b"analysis_main" in _cmdline(c)]
@@ -904,10 +919,11 @@ def test_ctrl_c_during_a_first_runs_analysis_compile_stops_it_at_once(tmp_path, 
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert "interrupted: 0 done, 3 left" in err
+    assert "interrupted" in err
     assert not _alive(child)
-    assert not list(numba_cache.rglob("*tempo_from_acf*.nbi")), "the compile ran to its end"
+    assert not list(numba_cache.rglob(f"*{kernel}*.nbi")), "the compile ran to its end"
     assert not list(out.rglob("*.flac"))
+    assert not list(tmp.iterdir())  # the child's short file went with it
 
 
 @pytest.fixture

@@ -193,7 +193,12 @@ def test_a_run_with_workers_compiles_the_analysis_once_before_its_pool(
         monkeypatch.setenv(OWN_PROCESS_ENV, own)
     monkeypatch.setattr("auralis_batch._kernels_compiled", lambda kernels=(): compiled)
     calls: list[dict] = []
-    monkeypatch.setattr(warm, "compile_analysis_apart", lambda **kw: calls.append(kw))
+
+    def apart(*, check, **kw):
+        assert check is None
+        calls.append(kw)
+
+    monkeypatch.setattr(warm, "compile_analysis_apart", apart)
     batch._compile_analysis_first(settings)
     assert calls == expected
 
@@ -240,7 +245,8 @@ def test_the_analysis_compile_apart_passes_what_the_run_needs(monkeypatch):
 
     monkeypatch.setattr(warm.subprocess, "Popen", popen)
     warm.compile_analysis_apart(tempo=False, fingerprint=True)
-    assert seen == [[str(os.getpid()), "-", "fingerprint"]]
+    assert len(seen) == 1 and seen[0][:3] == [str(os.getpid()), "-", "fingerprint"]
+    assert not os.path.exists(seen[0][3])  # the child's file goes with it
 
 
 def test_wait_returns_when_the_process_has_ended(monkeypatch):
