@@ -273,9 +273,10 @@ def _run_master(**opts) -> None:
     with _signals_stop_the_run() as cleaning:
         try:
             try:
+                _COMPILE_NOTE_SAID.clear()  # a command's own (the API's tests run many)
                 settings = _master_settings(**opts)
                 progress = BatchProgress(enabled=not opts["quiet"] and not opts["dry_run"])
-                progress.kernels = _master_kernels(settings)
+                progress.kernels = () if _COMPILE_NOTE_SAID else _master_kernels(settings)
                 result = _run_batch(settings, progress, **opts)
             finally:
                 _stop_warm_up()
@@ -397,6 +398,25 @@ def _can_create_in(folder: Path) -> bool:
         return False
 
 
+#: Set once a command has said it compiles (before a reference's analysis): the run's
+#: progress then does not say it again.
+_COMPILE_NOTE_SAID: list[bool] = []
+
+
+def _say_compile_note_early(kernels: tuple[str, ...]) -> None:
+    """The first-run note (:func:`progress.first_run_notes`), before work that comes
+    ahead of the run's progress; its warning, if any, is left to the progress."""
+    from ._startup import log_stamp
+    from .progress import first_run_notes
+    from .records import printable
+
+    dated = "" if sys.stderr.isatty() else log_stamp()  # as the progress's lines
+    for kind, text in first_run_notes(kernels):
+        if kind == "note":
+            typer.echo(f"{dated}[note] {printable(text)}", err=True)
+            _COMPILE_NOTE_SAID.append(True)
+
+
 def _master_kernels(settings) -> tuple[str, ...]:
     """The kernels every master that renders compiles on a machine's first run (the
     note's test). Not the fingerprint's or tempo's: a run whose analyses all come from
@@ -509,6 +529,7 @@ def _master_settings(
     cache_dir,
     jobs,
     overwrite,
+    quiet=False,
     preset_given=False,
     **_,
 ):
@@ -571,6 +592,8 @@ def _master_settings(
             one_job = jobs == 1 or (len(inputs) == 1 and inputs[0].is_file())
             share = warm.run_share(fingerprint=True, one_job=one_job)
             warm.start(bit_depth, run_share=share)
+            if not quiet:  # before the reference's analysis compiles: 10 s of nothing
+                _say_compile_note_early(_master_kernels(None))  # said (a newcomer's)
         # a dry run writes nothing, the cache included: its reference is analysed afresh
         ref_record = _analyse_reference(
             reference, no_cache=no_cache or dry_run, cache_dir=cache_dir

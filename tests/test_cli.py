@@ -511,6 +511,26 @@ def test_a_first_run_says_it_compiles(tmp_path, write_audio, monkeypatch, comman
         assert res.exit_code == 0 and "first run" not in res.stderr
 
 
+def test_a_first_run_with_a_reference_says_it_compiles_before_the_reference_and_once(
+    tmp_path, write_audio, monkeypatch
+):
+    """The reference is analysed before the run's progress exists: a first run sat
+    10 s without a word, then said nothing of compiling (a newcomer's)."""
+    import auralis_batch
+
+    src = write_audio("a.flac", music_like(seconds=1.0))
+    ref = write_audio("ref.flac", music_like(seconds=4.0, seed=4))
+    # nothing is compiled but an empty list of kernels, as the real check answers
+    monkeypatch.setattr(auralis_batch, "_kernels_compiled", lambda kernels=(): not kernels)
+    args = ["master", str(src), "--out", str(tmp_path / "o"), "-j", "1", "--reference", str(ref)]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    lines = res.stderr.splitlines()
+    said = [i for i, line in enumerate(lines) if "compiling the DSP kernels" in line]
+    assert len(said) == 1
+    assert said[0] < next(i for i, line in enumerate(lines) if "a.flac" in line)
+
+
 def test_no_first_run_note_when_the_cache_answers(tmp_path, write_audio, monkeypatch):
     import auralis_batch
 
