@@ -867,6 +867,8 @@ def measure(inputs: Inputs, json_out: JsonFlag = False) -> None:
     if missing:
         _fail_usage(f"input {missing[0]} does not exist")
     audio, records, _ = _read_once(inputs, extensions=readable_extensions())
+    if audio:
+        _first_run_note(False, meter_only=True)
     for f, _rel in audio:
         with _decoder_notes(f):
             records.append(measure_file(f))
@@ -1082,12 +1084,14 @@ def _read_once(inputs: list[Path], *, extensions):
     return once, skipped, notes
 
 
-def _first_run_note(tempo: bool) -> None:
+def _first_run_note(tempo: bool, *, meter_only: bool = False) -> None:
+    """``analyze``'s (and, ``meter_only``, ``measure``'s) first-run note and warning
+    (a newcomer's first ``measure`` compiled for 7 s without a word)."""
     from . import FINGERPRINT_KERNEL, METER_KERNEL, TEMPO_KERNEL
     from .progress import first_run_notes
 
     kernels = (METER_KERNEL, FINGERPRINT_KERNEL, *((TEMPO_KERNEL,) if tempo else ()))
-    for kind, text in first_run_notes(kernels):
+    for kind, text in first_run_notes(kernels[:1] if meter_only else kernels):
         typer.echo(f"[{kind}] {text}", err=True)
 
 

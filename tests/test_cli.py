@@ -493,13 +493,13 @@ def test_a_real_numba_index_is_read_as_fresh(tmp_path, monkeypatch):
     assert not auralis_batch._kernels_compiled()
 
 
-@pytest.mark.parametrize("command", ["master", "analyze"])
+@pytest.mark.parametrize("command", ["master", "analyze", "measure"])
 def test_a_first_run_says_it_compiles(tmp_path, write_audio, monkeypatch, command):
     import auralis_batch
 
     src = write_audio("a.flac", music_like(seconds=1.0))
     monkeypatch.setattr(auralis_batch, "_kernels_compiled", lambda *kernels: False)
-    args = [command, str(src), "--no-cache"]
+    args = [command, str(src)] + ([] if command == "measure" else ["--no-cache"])
     if command == "master":
         args += ["--out", str(tmp_path / "out"), "-j", "1"]
     res = runner.invoke(app, args)
