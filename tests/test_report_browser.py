@@ -265,3 +265,29 @@ def test_a_2000_track_report_opens_in_under_2_s(browser, tmp_path):
     assert load_ms < 2000
     det = open_section(browser, "t1999")
     assert len(det.find_elements(By.CSS_SELECTOR, "figure svg.marks")) == 4
+
+
+def test_the_eq_axis_holds_a_deep_cut(browser, tmp_path):
+    """A matching EQ cuts a band by up to 30 dB: the axis stopped at -18 dB and drew the
+    cut as a flat line along its floor (a newcomer's)."""
+    data = synthetic_report(12)
+    bands = data["tracks"][0]["parameters"]["eq"]["bands"]
+    next(b for b in bands if b["name"] == "mid")["gain_db"] = -30.0
+    path = tmp_path / "report.html"
+    write_report(path, data["tracks"], data["summary"])
+    load(browser, path)
+    det = open_section(browser, "t0")
+    fig = next(f for f in det.find_elements(By.CSS_SELECTOR, "figure.plot") if "EQ" in f.text)
+    labels = browser.execute_script(
+        "return Array.from(arguments[0].querySelectorAll('.role-axis-label text'),"
+        " t => t.textContent)",
+        fig,
+    )
+    values = []
+    for text in labels:
+        try:
+            values.append(float(text.replace("\u2212", "-").replace(",", "")))
+        except ValueError:
+            continue  # the frequency axis's "1k" and such
+    assert min(values) <= -30, labels
+    assert errors(browser) == []

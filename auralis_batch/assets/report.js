@@ -198,7 +198,10 @@
     const rows = [];
     curve.forEach((v, i) => { if (v !== null) rows.push({ f: page.eq_hz[i], v }); });
     const values = rows.map((r) => r.v);
-    const lo = Math.max(Math.min(-3, Math.floor(Math.min(...values))), -18);
+    // The axis holds the whole curve above 40 Hz (a matching EQ's -38 dB band was drawn
+    // flat at a -18 dB floor: a newcomer's); the high-pass's fall below it is clamped.
+    const audible = rows.filter((r) => r.f >= 40).map((r) => r.v);
+    const lo = Math.min(-3, Math.floor(Math.min(...(audible.length ? audible : values))));
     const hi = Math.max(3, Math.ceil(Math.max(...values)));
     return {
       title: "EQ curve of the preset", width: W, height: H,
