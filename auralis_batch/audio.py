@@ -32,7 +32,13 @@ import soundfile as sf
 from .errors import AudioError, DecodeError, OutputError, ParameterError, check_float_samples
 from .identity import fsync_dir, move_no_clobber, same_entry
 from .identity import sha256_file as _sha256_file  # a module name the fault tests replace
-from .limits import MAX_CHANNELS, MAX_SAMPLE_MAGNITUDE, MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
+from .limits import (
+    MAX_CHANNELS,
+    MAX_NAME_BYTES,
+    MAX_SAMPLE_MAGNITUDE,
+    MAX_SAMPLE_RATE_HZ,
+    MIN_SAMPLE_RATE_HZ,
+)
 
 #: Frames per block when streaming files (about 1.5 s at 44.1 kHz).
 BLOCK_FRAMES = 65536
@@ -875,8 +881,6 @@ class OutputFile:
                     stale.unlink()
 
 
-#: Longest file name most filesystems take, in bytes.
-MAX_NAME_BYTES = 255
 #: ``.`` + ``.`` + mkstemp's 8 random characters + ``.partial``.
 _PARTIAL_EXTRA_BYTES = 18
 _PARTIAL_NAME = re.compile(r"^(\..+\.)([0-9a-f]{4})([0-9a-f]{4})\.partial$")

@@ -29,6 +29,9 @@ SILENCE_LUFS = -70.0
 #: The most channels a file or array may have: the meter's and the dynamics' range.
 MAX_CHANNELS = 64
 
+#: Longest file name most filesystems take, in bytes.
+MAX_NAME_BYTES = 255
+
 #: The largest sample magnitude a source may hold, full scale = 1 (+60 dBFS). Float
 #: files may go over full scale (a hot mix, an unclipped render), but not by a factor
 #: of a thousand: such samples are corrupt or unscaled, and a master of them would need

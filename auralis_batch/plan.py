@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .identity import same_entry
 from .journal import STATE_DIR, written_outputs
+from .limits import MAX_NAME_BYTES
 from .records import (
     BROKEN_ENTRY_REASON,
     CANNOT_READ_REASON,
@@ -519,6 +520,18 @@ def plan_master(
                 plan.notes.append(note)  # once, however many times it was given
             continue
         dst = output_path(rel, out_dir, fmt)
+        if (size := len(os.fsencode(dst.name))) > MAX_NAME_BYTES:
+            # the name's error at the write read "... is unreadable (File name too
+            # long), not a file this tool can replace; move it away" (a newcomer's)
+            plan.records.append(
+                failed_record(
+                    f,
+                    f"its master's name ({dst.suffix} in place of {f.suffix}) would be "
+                    f"{size} bytes, more than a file name may have ({MAX_NAME_BYTES}): "
+                    "rename the source",
+                )
+            )
+            continue
         dst_r = dst.resolve()
         there = _an_input_at(dst, by_path, by_id)
         if there is not None:

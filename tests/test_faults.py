@@ -333,6 +333,19 @@ def test_an_input_inside_out_is_read_whole_but_not_the_rest_of_out(tmp_path, wri
     assert not any(str(out / "in" / "sub") in n for n in plan.notes)
 
 
+def test_a_master_whose_name_would_be_too_long_fails_saying_so(tmp_path, write_audio):
+    """``<251 bytes>.ogg`` has a 256-byte master ``.flac``: the write failed with "...
+    is unreadable (File name too long), not a file this tool can replace; move it away"
+    about a file that does not exist (a newcomer's)."""
+    long = write_audio("lib/" + "y" * 251 + ".wav", music_like(seconds=1.0))
+    write_audio("lib/ok.wav", music_like(seconds=1.0))
+    res = cli("master", tmp_path / "lib", "--out", tmp_path / "O", "-q", "-j", "1", "--no-cache")
+    assert res.returncode == 1
+    assert "would be 256 bytes, more than a file name may have (255)" in res.stderr
+    assert "rename the source" in res.stderr and "move it away" not in res.stderr
+    assert (tmp_path / "O" / "ok.flac").exists() and long.exists()
+
+
 def test_no_note_of_masters_inside_a_folder_that_holds_none(tmp_path, lib):
     """``master OUT/in --out OUT`` said "masters that earlier runs wrote inside it are
     not read" whenever an enclosing OUT's journal named any master (a sweep)."""
