@@ -661,7 +661,14 @@ def _run_batch(
 def _report(result, progress, *, inputs, report, dry_run, quiet, overwrite, **_) -> NoReturn:
     """Reports, the summary, one line per failure, and the exit code."""
     from ._startup import log_stamp
-    from .records import failure_line, is_no_track, printable, undecodable_warning
+    from .records import (
+        failure_line,
+        is_no_track,
+        is_routine_skip,
+        is_undecodable,
+        printable,
+        undecodable_warning,
+    )
 
     dated = "" if progress.interactive else log_stamp()  # a log's lines carry their time
     for note in result.notes:
@@ -717,6 +724,10 @@ def _report(result, progress, *, inputs, report, dry_run, quiet, overwrite, **_)
     for rec in result.records:
         if rec["status"] == "failed":
             typer.echo(f"{dated}[failed] {failure_line(rec['input'], rec['error'])}", err=True)
+    for rec in result.records:  # a skip to look at (a FIFO, tracks inside --out): said,
+        # not only counted (a newcomer's "2 skipped" with no word of which or why)
+        if rec["status"] == "skipped" and not (is_routine_skip(rec) or is_undecodable(rec)):
+            typer.echo(f"{dated}[skipped] {failure_line(rec['input'], rec['error'])}", err=True)
     if result.signal is not None:  # stopped by a signal: said by its own line
         s = result.summary
         left = s["interrupted"] + s["not_started"]

@@ -252,6 +252,10 @@ def test_fifo_and_socket_are_skipped_and_listed(tmp_path, lib):
     assert res.returncode == 0, res.stderr
     tracks = {Path(t["input"]).name: t for t in json.loads(report.read_text())["tracks"]}
     assert tracks["pipe.flac"]["status"] == "skipped" and "FIFO" in tracks["pipe.flac"]["error"]
+    # said in the log, not only counted (-q too: it is not progress); a done track is not
+    assert f"[skipped] {lib / 'pipe.flac'}: not read: a FIFO" in res.stderr
+    again = cli("master", lib, "--out", out, "-j", "1", "--no-cache", timeout=120)
+    assert again.stderr.count("[skipped]") == 1, again.stderr
     dry = cli("master", lib, "--out", tmp_path / "D", "--dry-run", timeout=120)
     assert "pipe.flac" in dry.stdout and "planned  " + str(lib / "pipe.flac") not in dry.stdout
 
