@@ -62,12 +62,19 @@ def report(
         raise _fail(f"--html {out}: a page is HTML: name it {out.with_suffix('.html').name}")
     if out.is_symlink():
         raise _fail(f"--html {out}: is a symbolic link, which is never replaced: name a file")
+    if out.is_dir():  # as master's --report says it (a newcomer's: "not a page" read odd)
+        raise _fail(f"--html {out}: is a folder; give a file name ({out / 'report.html'})")
     if out.exists() and not is_report_of_ours(out, "html"):
         raise _fail(
             f"--html {out}: a file that is not an auralis-batch page is there, and it is "
             "not replaced: name another file"
         )
     folder = out.parent if str(out.parent) else Path(".")
+    if not folder.exists():  # made, as master --report makes a report's folders
+        try:
+            folder.mkdir(parents=True)
+        except OSError as exc:
+            raise _fail(f"--html {out}: folder {folder} cannot be made ({exc.strerror})") from None
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise _fail(f"--html {out}: folder {folder} does not exist or is not writable")
     try:

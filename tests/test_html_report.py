@@ -658,8 +658,14 @@ def test_report_command_output_problems_exit_2(tmp_path, report_app):
     page.write_text("{}")
     res = runner.invoke(report_app, ["report", str(page)])
     assert res.exit_code == 2 and "the page would go over it; give --html" in res.output
+    # a folder that is not there is made, as master --report makes one (a newcomer's)
     res = runner.invoke(report_app, ["report", str(src), "--html", str(tmp_path / "no/r.html")])
-    assert res.exit_code == 2 and "does not exist" in res.output
+    assert res.exit_code == 0 and (tmp_path / "no" / "r.html").exists(), res.output
+    res = runner.invoke(report_app, ["report", str(src), "--html", str(tmp_path / "no")])
+    assert res.exit_code == 2 and "is a folder; give a file name" in res.output
+    (tmp_path / "file").write_text("x")
+    res = runner.invoke(report_app, ["report", str(src), "--html", str(tmp_path / "file/a/r.html")])
+    assert res.exit_code == 2 and "cannot be made" in res.output
     res = runner.invoke(report_app, ["report", str(tmp_path / "missing.json")])
     assert res.exit_code == 2 and "cannot read it" in res.output
     res = runner.invoke(report_app, ["report", str(src), "--html", str(tmp_path / "p.csv")])
