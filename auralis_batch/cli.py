@@ -293,6 +293,9 @@ def _run_master(**opts) -> None:
             )
             raise typer.Exit(code=128 + stop.signum) from None
         cleaning()  # the reports are written whole: a signal now is only noted
+        if made and _found_no_track(result):  # an --out made for nothing goes again
+            _unmake_state(opts["out"])
+            _remove_empty_folders(made)
         fault_pause("report")
         try:
             _report(result, progress, **opts)
@@ -306,6 +309,29 @@ def _run_master(**opts) -> None:
                     "and reports were finished first",
                     err=True,
                 )
+
+
+def _found_no_track(result) -> bool:
+    from .records import is_no_track
+
+    return result.signal is None and all(is_no_track(r) for r in result.records)
+
+
+def _unmake_state(out: Path) -> None:
+    """Remove the state folder a run that found no track left in an --out this command
+    made: its lock file (this process's pid) and nothing else. A newcomer's ``master
+    dir.flac --out new`` (an empty folder) left ``new/.auralis-batch/lock`` behind."""
+    from .journal import LOCK_NAME, STATE_DIR
+
+    state = Path(out) / STATE_DIR
+    try:
+        names = os.listdir(state)
+        lock = state / LOCK_NAME
+        if names == [LOCK_NAME] and lock.read_text().strip() == str(os.getpid()):
+            lock.unlink()
+            state.rmdir()
+    except (OSError, UnicodeDecodeError):
+        pass
 
 
 def _remove_empty_folders(made: list[Path]) -> None:

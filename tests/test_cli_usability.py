@@ -245,6 +245,8 @@ def test_a_master_that_finds_no_audio_warns_even_when_quiet(tmp_path):
             assert res.exit_code == 0, res.stderr
             line = f"[warning] master: no audio file found in {folder}; nothing was mastered"
             assert line in res.stderr
+            # the --out it made for nothing goes again (its state folder was left)
+            assert not out.exists()
     # a folder of music beside an empty one: the run masters, no warning
     write = notes / "tone.flac"
     sf.write(write, music_like(seconds=1.0).T, 44100, subtype="PCM_24")
