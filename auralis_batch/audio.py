@@ -30,7 +30,7 @@ import numpy as np
 import soundfile as sf
 
 from .errors import AudioError, DecodeError, OutputError, ParameterError, check_float_samples
-from .identity import fsync_dir, move_no_clobber, same_entry
+from .identity import O_BINARY, O_NOFOLLOW, O_NONBLOCK, fsync_dir, move_no_clobber, same_entry
 from .identity import sha256_file as _sha256_file  # a module name the fault tests replace
 from .limits import (
     MAX_CHANNELS,
@@ -694,7 +694,8 @@ class OutputFile:
             for _ in range(100):
                 tmp = temporary_name(self.path)
                 try:  # the umask's mode, as the master will have (0600 hid the library)
-                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+                    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW | O_BINARY
+                    fd = os.open(tmp, flags, 0o666)
                 except FileExistsError:
                     continue
                 os.close(fd)
@@ -1004,7 +1005,7 @@ def is_our_temporary(path: str | os.PathLike) -> bool:
     if not is_partial_name(os.path.basename(path)):
         return False
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = os.open(path, os.O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_BINARY)
     except OSError:
         return False
     try:

@@ -276,7 +276,8 @@ def _run_master(**opts) -> None:
                 _COMPILE_NOTE_SAID.clear()  # a command's own (the API's tests run many)
                 settings = _master_settings(**opts)
                 progress = BatchProgress(enabled=not opts["quiet"] and not opts["dry_run"])
-                progress.kernels = () if _COMPILE_NOTE_SAID else _master_kernels(settings)
+                progress.kernels = _master_kernels(settings)
+                progress.first_run_said = bool(_COMPILE_NOTE_SAID)
                 result = _run_batch(settings, progress, **opts)
             finally:
                 _stop_warm_up()
@@ -429,18 +430,20 @@ def _can_create_in(folder: Path) -> bool:
 _COMPILE_NOTE_SAID: list[bool] = []
 
 
-def _say_compile_note_early(kernels: tuple[str, ...]) -> None:
-    """The first-run note (:func:`progress.first_run_notes`), before work that comes
-    ahead of the run's progress; its warning, if any, is left to the progress."""
+def _say_compile_note_early(kernels: tuple[str, ...], *, quiet: bool) -> None:
+    """The first-run warning and note (:func:`progress.first_run_notes`), before work
+    that comes ahead of the run's progress, which then says neither again: the warning
+    (kernels that cannot be kept) even with ``quiet``, as the progress says it, and
+    before the note that refers to it (a review saw them 8 s apart, the note first)."""
     from ._startup import log_stamp
     from .progress import first_run_notes
     from .records import printable
 
     dated = "" if sys.stderr.isatty() else log_stamp()  # as the progress's lines
     for kind, text in first_run_notes(kernels):
-        if kind == "note":
-            typer.echo(f"{dated}[note] {printable(text)}", err=True)
-            _COMPILE_NOTE_SAID.append(True)
+        if kind == "warning" or not quiet:
+            typer.echo(f"{dated}[{kind}] {printable(text)}", err=True)
+        _COMPILE_NOTE_SAID.append(True)
 
 
 def _master_kernels(settings) -> tuple[str, ...]:
@@ -618,8 +621,8 @@ def _master_settings(
             one_job = jobs == 1 or (len(inputs) == 1 and inputs[0].is_file())
             share = warm.run_share(fingerprint=True, one_job=one_job)
             warm.start(bit_depth, run_share=share)
-            if not quiet:  # before the reference's analysis compiles: 10 s of nothing
-                _say_compile_note_early(_master_kernels(None))  # said (a newcomer's)
+            # before the reference's analysis compiles: 10 s of nothing said (a newcomer's)
+            _say_compile_note_early(_master_kernels(None), quiet=quiet)
         # a dry run writes nothing, the cache included: its reference is analysed afresh
         ref_record = _analyse_reference(
             reference, no_cache=no_cache or dry_run, cache_dir=cache_dir

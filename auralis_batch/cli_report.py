@@ -69,14 +69,6 @@ def report(
             f"--html {out}: a file that is not an auralis-batch page is there, and it is "
             "not replaced: name another file"
         )
-    folder = out.parent if str(out.parent) else Path(".")
-    if not folder.exists():  # made, as master --report makes a report's folders
-        try:
-            folder.mkdir(parents=True)
-        except OSError as exc:
-            raise _fail(f"--html {out}: folder {folder} cannot be made ({exc.strerror})") from None
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise _fail(f"--html {out}: folder {folder} does not exist or is not writable")
     try:
         records, summary = read_report(report_json)
     except ReportError as exc:
@@ -89,6 +81,14 @@ def report(
             more = len(problems) - MAX_PROBLEM_LINES
             typer.echo(f"[error] {report_json}: and {more} more problems", err=True)
         raise typer.Exit(code=2)
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.exists():  # made (once the report is sound), as master --report does
+        try:
+            folder.mkdir(parents=True)
+        except OSError as exc:
+            raise _fail(f"--html {out}: folder {folder} cannot be made ({exc.strerror})") from None
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise _fail(f"--html {out}: folder {folder} does not exist or is not writable")
     title = f"auralis-batch report: {report_json.name}"
     try:
         size = write_html_report(out, records, summary, title=title)

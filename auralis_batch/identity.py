@@ -10,6 +10,14 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+#: ``os.open`` flags where the platform has them, none where it has not (Windows has
+#: neither ``O_NOFOLLOW`` nor ``O_NONBLOCK``; an AttributeError failed every output
+#: there: a review), and ``O_BINARY`` where it has it (Windows translates newlines
+#: without it).
+O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+O_BINARY = getattr(os, "O_BINARY", 0)
+
 
 def file_identity(path: str | os.PathLike | Path) -> list[int]:
     """``[size, mtime_ns, inode, ctime_ns]``: changes whenever the file is rewritten.
@@ -92,14 +100,17 @@ def sha256_file(path: str | os.PathLike | Path, *, follow_links: bool = True) ->
 
 
 def same_entry(a: str | os.PathLike, b: str | os.PathLike) -> bool:
-    """Whether two paths name one directory entry: the same file in the same folder,
-    by identity, so that a bind mount, a second mount of a share or a name that
-    differs only in case (a case-insensitive disk) is seen for what it is. A hard link
-    elsewhere is not the same entry: replacing one name leaves the other's file as
-    it was."""
+    """Whether two paths name one directory entry: the same file in the same folder
+    under the same name but for case, by identity, so that a bind mount, a second
+    mount of a share or a name that differs only in case (a case-insensitive disk) is
+    seen for what it is. A hard link is not the same entry, in the same folder or
+    another: replacing one name leaves the other's file as it was."""
+    real_b = Path(os.path.realpath(b))
+    if Path(a).name.casefold() != real_b.name.casefold():
+        return False
     try:
         sa, sb = os.lstat(a), os.stat(b)
-        pa, pb = os.stat(Path(a).parent), os.stat(Path(os.path.realpath(b)).parent)
+        pa, pb = os.stat(Path(a).parent), os.stat(real_b.parent)
     except OSError:
         return False
     return (sa.st_dev, sa.st_ino, pa.st_dev, pa.st_ino) == (

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import OutputError
-from .identity import file_identity as input_identity
 from .identity import (
+    O_NONBLOCK,
     fsync_dir,
     identity_or_none,
     same_identity,
@@ -41,6 +41,7 @@ from .identity import (
     sha256_if_same,
     valid_identity,
 )
+from .identity import file_identity as input_identity
 from .limits import is_finite_number
 
 if TYPE_CHECKING:
@@ -602,7 +603,7 @@ class Journal:
         try:  # a link, a FIFO or a folder is no note of ours; EACCES, EIO: not now
             if not stat.S_ISREG(os.lstat(note).st_mode):
                 return None
-            fd = os.open(note, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
+            fd = os.open(note, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | O_NONBLOCK)
         except FileNotFoundError:
             return None
         with os.fdopen(fd, "rb") as f:
@@ -988,7 +989,7 @@ class RunLock:
         """The pid of the run holding this lock now, or None; takes nothing and writes
         nothing (a dry run asks)."""
         try:
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | O_NONBLOCK)
         except OSError:
             return None
         try:

@@ -254,6 +254,9 @@ class BatchProgress:
         self.total_audio_s = 0.0
         #: The kernels the run will use (``auralis_batch._kernels_compiled``).
         self.kernels: tuple[str, ...] = ("loudness.kweighted_subblock_power", "dynamics.limiter")
+        #: The command said the first-run note and warning already (before a
+        #: reference's analysis): not again.
+        self.first_run_said = False
 
     def __enter__(self) -> BatchProgress:
         if self.enabled and self.interactive:
@@ -289,7 +292,10 @@ class BatchProgress:
             self.first_run_note()
 
     def first_run_note(self) -> None:
-        """On a machine's first run, say why nothing seems to happen for a while."""
+        """On a machine's first run, say why nothing seems to happen for a while
+        (unless the command said it already: :attr:`first_run_said`)."""
+        if self.first_run_said:
+            return
         for kind, text in first_run_notes(self.kernels):
             if kind == "warning" or self.enabled:  # the warning even with --quiet
                 self.note(text, kind=kind)

@@ -34,6 +34,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import re
+import stat
 import subprocess
 import sys
 import threading
@@ -233,8 +235,13 @@ def _die_with(parent_pid: int) -> None:
         os._exit(0)
 
 
+#: The warm-up signal's length, s: long enough for the tempo estimator to run to its
+#: end (four beats of its slowest tempo, 6 s at 40 BPM, and some; 6 s fell just short).
+WARM_SECONDS = 8.0
+
+
 def compile_analysis(
-    *, tempo: bool, fingerprint: bool, seconds: float = 6.0, path: str | None = None
+    *, tempo: bool, fingerprint: bool, seconds: float = WARM_SECONDS, path: str | None = None
 ) -> None:
     """Analyse a short synthetic file once, as a track's analysis reads one (decoded
     by libsndfile, in blocks, through the same wrappers): Numba compiles (or loads)
@@ -294,9 +301,12 @@ def compile_analysis_apart(*, tempo: bool, fingerprint: bool, check=None) -> Non
     from .stopping import removed_if_ended
 
     # The child's short file is this process's to remove: the child is killed on a
-    # stop, and left it behind in /tmp (1 MB each time: a newcomer's)
+    # stop, and left it behind in /tmp (1 MB each time: a newcomer's); one a killed
+    # run left (kill -9) the next first run removes (_sweep_warm_files)
+    folder = tempfile.gettempdir()
+    _sweep_warm_files(folder)
     try:
-        fd, path = tempfile.mkstemp(prefix="auralis-batch-warm-", suffix=".wav")
+        fd, path = tempfile.mkstemp(prefix=f"{_WARM_PREFIX}{os.getpid()}-", suffix=".wav")
         os.close(fd)
     except OSError:
         return
@@ -306,6 +316,39 @@ def compile_analysis_apart(*, tempo: bool, fingerprint: bool, check=None) -> Non
     finally:
         with contextlib.suppress(OSError):
             os.unlink(path)
+
+
+#: The warm-up file's name: this prefix, the run's pid, mkstemp's eight characters.
+_WARM_PREFIX = "auralis-batch-warm-"
+_WARM_NAME = re.compile(re.escape(_WARM_PREFIX) + r"(\d+)-[A-Za-z0-9_]{8}\.wav")
+#: Larger than any warm-up file (8 s of 16-bit stereo at 44.1 kHz, 1.4 MB).
+_WARM_MAX_BYTES = 2_000_000
+
+
+def _sweep_warm_files(folder: str) -> None:
+    """Remove the warm-up files that runs killed at once (``kill -9``) left in
+    ``folder``: named as ours with the pid of a process that is gone, regular files
+    of this user's, no larger than a warm-up file. Anything else is left alone."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        m = _WARM_NAME.fullmatch(entry.name)
+        if m is None:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > _WARM_MAX_BYTES:
+                continue
+            if hasattr(os, "getuid") and st.st_uid != os.getuid():
+                continue
+            os.kill(int(m.group(1)), 0)  # its run is alive (or the pid is another's now)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+        except (OSError, OverflowError, ValueError):
+            continue
 
 
 def _compile_in_child(path: str, *, tempo: bool, fingerprint: bool, check) -> None:

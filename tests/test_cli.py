@@ -529,6 +529,18 @@ def test_a_first_run_with_a_reference_says_it_compiles_before_the_reference_and_
     said = [i for i, line in enumerate(lines) if "compiling the DSP kernels" in line]
     assert len(said) == 1
     assert said[0] < next(i for i, line in enumerate(lines) if "a.flac" in line)
+    # kernels that cannot be kept: the warning first, once, and under -q too (a review)
+    monkeypatch.setattr(auralis_batch, "_NUMBA_CACHE_NOTE", "KEPT NOWHERE")
+    for quiet in ([], ["-q"]):
+        out = str(tmp_path / f"o{len(quiet)}")
+        args = ["master", str(src), "--out", out, "-j", "1", "--reference", str(ref), *quiet]
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, res.output
+        lines = res.stderr.splitlines()
+        warned = [i for i, line in enumerate(lines) if "[warning] KEPT NOWHERE" in line]
+        noted = [i for i, line in enumerate(lines) if "compiling the DSP kernels" in line]
+        assert len(warned) == 1 and len(noted) == (0 if quiet else 1), lines
+        assert all(w < n for w in warned for n in noted)
 
 
 def test_no_first_run_note_when_the_cache_answers(tmp_path, write_audio, monkeypatch):

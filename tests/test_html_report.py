@@ -663,6 +663,10 @@ def test_report_command_output_problems_exit_2(tmp_path, report_app):
     assert res.exit_code == 0 and (tmp_path / "no" / "r.html").exists(), res.output
     res = runner.invoke(report_app, ["report", str(src), "--html", str(tmp_path / "no")])
     assert res.exit_code == 2 and "is a folder; give a file name" in res.output
+    # ... once the report is found sound: a refused one leaves no folder (a review)
+    missing = tmp_path / "missing.json"
+    res = runner.invoke(report_app, ["report", str(missing), "--html", str(tmp_path / "n2/r.html")])
+    assert res.exit_code == 2 and not (tmp_path / "n2").exists()
     (tmp_path / "file").write_text("x")
     res = runner.invoke(report_app, ["report", str(src), "--html", str(tmp_path / "file/a/r.html")])
     assert res.exit_code == 2 and "cannot be made" in res.output

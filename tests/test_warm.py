@@ -118,12 +118,16 @@ def test_the_runs_analysis_compile_is_what_a_workers_analysis_uses(tmp_path):
     compiles its own again), and those of a kernel the render's warm-up compiles at the
     same time must be the warm-up's (one cache index, written by both)."""
     stereo, mono = tmp_path / "stereo.flac", tmp_path / "mono.wav"
-    sf.write(stereo, music_like(seconds=3.0).T, 44100)
-    sf.write(mono, music_like(seconds=3.0)[0], 48000)
+    # long enough for the tempo estimator to run to its end (a 6-s warm-up compiled
+    # 3 of its 20 kernels, and every worker the rest: a review)
+    sf.write(stereo, music_like(seconds=9.0).T, 44100)
+    sf.write(mono, music_like(seconds=9.0)[0], 48000)
     first = _signatures("analysis-warm")["analysis-warm"]
     analysis = _signatures("run", str(stereo), str(mono))["analysis"]
     assert "auralis_batch.kernels.loudness.kweighted_subblock_power" in first
     assert "auralis_batch.kernels.tempo.onset_envelopes" in first
+    assert "auralis_batch.kernels.tempo.tempo_from_acf" in analysis
+    assert "auralis_batch.kernels.tempo.tempo_from_acf" in first
     assert {k: v for k, v in analysis.items() if not set(v) <= set(first.get(k, ()))} == {}
     render = _signatures("warm")["warm"]
     shared = set(first) & set(render)
@@ -513,3 +517,20 @@ def test_only_a_run_of_one_track_decodes_ahead(
     res = run_master([tmp_path / "lib"], tmp_path / "out", settings, n_jobs=1)
     assert res.summary["failed"] == 0
     assert seen == expected
+
+
+def test_warm_files_of_killed_runs_are_swept_and_nothing_else(tmp_path):
+    """A run killed at once (kill -9) during its first compile left its warm-up file
+    in /tmp (a review); the next first run removes it, and only such a file."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = tmp_path / f"auralis-batch-warm-{gone.pid}-abcd1234.wav"
+    alive = tmp_path / f"auralis-batch-warm-{os.getpid()}-abcd1234.wav"
+    big = tmp_path / f"auralis-batch-warm-{gone.pid}-bigbig12.wav"
+    users = tmp_path / f"auralis-batch-warm-{gone.pid}-mine.wav"
+    for path in (dead, alive, users):
+        path.write_bytes(b"RIFF" + bytes(100))
+    big.write_bytes(bytes(warm._WARM_MAX_BYTES + 1))
+    warm._sweep_warm_files(str(tmp_path))
+    assert not dead.exists()
+    assert alive.exists() and big.exists() and users.exists()

@@ -198,10 +198,12 @@
     const rows = [];
     curve.forEach((v, i) => { if (v !== null) rows.push({ f: page.eq_hz[i], v }); });
     const values = rows.map((r) => r.v);
-    // The axis holds the whole curve above 40 Hz (a matching EQ's -38 dB band was drawn
-    // flat at a -18 dB floor: a newcomer's); the high-pass's fall below it is clamped.
+    // The axis holds the whole curve above 40 Hz down to -40 dB (a matching EQ's -38 dB
+    // band was drawn flat at a -18 dB floor: a newcomer's); the high-pass's fall below
+    // 40 Hz and a low-pass's beyond -40 dB are clamped (a +2 dB peak stays readable).
     const audible = rows.filter((r) => r.f >= 40).map((r) => r.v);
-    const lo = Math.min(-3, Math.floor(Math.min(...(audible.length ? audible : values))));
+    const deepest = Math.floor(Math.min(...(audible.length ? audible : values)));
+    const lo = Math.max(Math.min(-3, deepest), -40);
     const hi = Math.max(3, Math.ceil(Math.max(...values)));
     return {
       title: "EQ curve of the preset", width: W, height: H,
