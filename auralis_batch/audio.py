@@ -1002,8 +1002,27 @@ def is_our_temporary(path: str | os.PathLike) -> bool:
     regular file that starts as the audio it writes, or holds less than that (a killed
     run had just created it). A user's file of that shape (notes, a link, a folder) is
     not one, and is never removed."""
-    if not is_partial_name(os.path.basename(path)):
-        return False
+    return is_partial_name(os.path.basename(path)) and _starts_as_output(path)
+
+
+#: The name builds before 2026-12-02 gave their temporaries (mkstemp's characters),
+#: which a file of the user's could have too.
+_LEGACY_PARTIAL_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.partial$")
+
+
+def is_legacy_temporary(path: str | os.PathLike) -> bool:
+    """A file an earlier build's killed run may have left (its name's shape, the audio
+    this tool writes), which this build cannot prove its own: said, never removed."""
+    name = os.path.basename(path)
+    return (
+        bool(_LEGACY_PARTIAL_NAME.match(name))
+        and not is_partial_name(name)
+        and _starts_as_output(path)
+    )
+
+
+def _starts_as_output(path: str | os.PathLike) -> bool:
+    """A regular file that starts as the audio this tool writes, or holds less."""
     try:
         fd = os.open(path, os.O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_BINARY)
     except OSError:

@@ -42,6 +42,7 @@ from . import stopping, warm
 from .adaptive import check_reference
 from .audio import (
     check_output_channels,
+    is_legacy_temporary,
     is_our_temporary,
     keep_aside,
     kept_aside_since,
@@ -608,13 +609,15 @@ def _headers(jobs: Sequence[Job]) -> tuple[dict[Path, float], float]:
     return work, total_s
 
 
-def _sweep_dead_runs(journal: Journal, jobs: Iterable[Job]) -> None:
+def _sweep_dead_runs(journal: Journal, jobs: Iterable[Job]) -> list[Path]:
     """Remove what killed runs left in OUT: the temporaries (``.NAME.XXXXXXXX.partial``)
     of outputs a dead run planned or this run may write, and in-flight folders (after
     :meth:`Journal.recover` read them; a note it could not read, or whose output it
     could not read, is kept for a later run). A file of that shape anywhere else, or
     one that is not audio as this tool writes it (:func:`is_our_temporary`), is the
-    user's: left alone. Each folder is listed once. Call only under the lock."""
+    user's: left alone. Each folder is listed once. Call only under the lock. Returns
+    the temporaries an earlier build may have left (:func:`is_legacy_temporary`),
+    which are said, not removed."""
     outputs = {journal.out_dir / key for key in journal.planned}
     outputs.update(job.output for job in jobs if job.output is not None)
     prefixes: dict[Path, set[str]] = {}
@@ -624,15 +627,35 @@ def _sweep_dead_runs(journal: Journal, jobs: Iterable[Job]) -> None:
             continue  # OUT itself, or through a link out of OUT: not ours to touch
         prefixes.setdefault(output.parent, set()).add(partial_prefix(output))
     tail = len("XXXXXXXX.partial")
+    legacy: list[Path] = []
     for folder, wanted in prefixes.items():
         with contextlib.suppress(OSError), os.scandir(folder) as entries:
             for entry in entries:
                 name = entry.name
-                if name[:-tail] in wanted and is_our_temporary(entry.path):
+                if name[:-tail] not in wanted:
+                    continue
+                if is_our_temporary(entry.path):
                     with contextlib.suppress(OSError):
                         os.unlink(entry.path)
+                elif is_legacy_temporary(entry.path):
+                    legacy.append(Path(entry.path))
     for folder in journal.dir.glob("inflight-*"):
         _clear_inflight(folder, journal)
+    return sorted(legacy)
+
+
+def _legacy_note(paths: list[Path]) -> str:
+    """What to say of the temporaries an earlier build may have left (a killed run's):
+    this build removes only those whose names prove them its own (a file of the user's
+    could look like an earlier one's), so the user is told, once a run."""
+    if len(paths) == 1:
+        what, tail = f"{paths[0]}", "delete it if it is not yours"
+    else:
+        what, tail = f"{len(paths)} files such as {paths[0]}", "delete them if they are not yours"
+    return (
+        f"{what}: named as a build before 2026-12-02 named its temporaries (a killed "
+        f"run's), which this build cannot tell from a file of yours and leaves alone; {tail}"
+    )
 
 
 def _clear_inflight(folder: Path, journal: Journal) -> None:
@@ -1101,10 +1124,13 @@ def _plan_and_run(
         try:
             with _stops_deferred():  # the journal's rewrite runs to its end
                 fault_pause("journal")
-                _sweep_dead_runs(journal, plan.jobs)  # we hold the lock: nobody else writes
+                # we hold the lock: nobody else writes
+                legacy = _sweep_dead_runs(journal, plan.jobs)
                 journal.plan(todo)
         except OSError as exc:
             raise OutputError(f"{journal.path}: cannot write ({os_reason(exc)})") from None
+        if legacy:
+            plan.notes.append(_legacy_note(legacy))
         return _run(
             plan,
             todo,

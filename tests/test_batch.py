@@ -161,10 +161,13 @@ def test_a_users_file_shaped_like_a_temporary_is_never_removed(tmp_path, small_l
     ours[0].write_bytes(b"fLaC" + bytes(100))  # what a killed run leaves
     ours[1].write_bytes(b"")
     for overwrite in (False, True):  # a run that skips them all, and one that redoes them
-        run_master(
+        result = run_master(
             [small_library], out, RunSettings(use_cache=False), n_jobs=1, overwrite=overwrite
         )
         assert all(path.read_bytes() == data for path, data in users.items())
+        # the FLAC named as earlier builds named theirs is said, not removed
+        (legacy,) = [n for n in result.notes if "a build before 2026-12-02" in n]
+        assert legacy.startswith(f"2 files such as {folder / '.00.flac.12345678.partial'}: ")
         assert (folder / ".01.flac.qrstuvwx.partial").is_symlink()
         assert not any(p.exists() for p in ours)
 
