@@ -732,12 +732,23 @@ def _prepare_album(
     return prepared, failures
 
 
+def album_target_lufs(targets: list[float]) -> float:
+    """One album's loudness target from its tracks' (the same for a fixed preset; an
+    adaptive or matched one has one per track): the lowest, the level the album's
+    most dynamic track calls for, so that no track is pushed louder than its own
+    analysis allows while all keep their relative levels. It was the first track's by
+    file name, so renaming two files moved an adaptive album by 1.7 LU (a newcomer's)."""
+    return float(min(targets))
+
+
 def _render_album(
     prepared: list[_AlbumTrack], outs: list[OutputFile], settings: RunSettings
 ) -> _AlbumRender:
     """Render every track at the album's gain into its temporary, correcting the gain
-    from the pooled loudness of what was rendered (at most ALBUM_CORRECTIONS times)."""
-    target = prepared[0].p.preset.target_lufs
+    from the pooled loudness of what was rendered (at most ALBUM_CORRECTIONS times).
+
+    The album's target is the lowest of its tracks' (:func:`album_target_lufs`)."""
+    target = album_target_lufs([t.p.preset.target_lufs for t in prepared])
     album_mid = integrated_from_block_powers(np.concatenate([t.powers for t in prepared]))
     capped = False
 
@@ -796,6 +807,7 @@ def _publish_album_track(
         _publish(p, out, rec)
         _after_commit_fault(watch)
         rec["input_identity"] = p.identity
+        rec["render"]["target_lufs"] = album.target_lufs  # the album's, not the track's
         rec["render"]["target_reached"] = album.reached
         album_lufs, album_peak = album.tags
         rec["album"] = {

@@ -1099,6 +1099,28 @@ def test_album_mode_keeps_relative_levels(tmp_path, small_library):
     assert all(r["album"]["target_reached"] for r in recs)
 
 
+def test_an_adaptive_albums_target_does_not_depend_on_its_files_names(tmp_path, write_audio):
+    """Adaptive gives each track a target: the album took its first track's by file
+    name, so renaming two files moved it by 1.7 LU, and each track's record kept its
+    own target beside the album's (a newcomer's). The lowest of them now, said alike."""
+    rng = np.random.default_rng(0)
+    steady = 0.3 * rng.standard_normal((2, 12 * 44100))  # adaptive: -14 LUFS
+    dynamic = music_like(seconds=12.0)  # a wide loudness range: -16 LUFS
+    targets = set()
+    for first, second in (("steady", "dynamic"), ("dynamic", "steady")):
+        lib = tmp_path / f"lib-{first}"
+        write_audio(f"{lib.name}/a_{first}.flac", steady if first == "steady" else dynamic)
+        write_audio(f"{lib.name}/b_{second}.flac", dynamic if first == "steady" else steady)
+        settings = RunSettings(album=True, use_cache=False, preset="adaptive")
+        result = run_master([lib], tmp_path / f"out-{first}", settings, n_jobs=1)
+        recs = [r for r in result.records if r["status"] == "ok"]
+        assert len(recs) == 2
+        album = {r["album"]["target_lufs"] for r in recs}
+        assert album == {r["render"]["target_lufs"] for r in recs}
+        targets |= album
+    assert targets == {-16.0}
+
+
 def test_tags_and_cover_are_copied_and_loudness_tags_written(tmp_path, write_audio):
     from mutagen.flac import FLAC, Picture
 
