@@ -27,9 +27,9 @@ from .audio import (
     probe,
 )
 from .cache import PcmHasher, make_key
-from .errors import AuralisError, ParameterError, ParameterTypeError, given
+from .errors import AudioError, ParameterError, ParameterTypeError, given
 from .identity import identity_or_none
-from .limits import checked_sample_rate
+from .limits import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, checked_sample_rate
 from .recall import cached_record, recall
 from .records import LOUDNESS_KEYS, TOP_LEVEL_LOUDNESS_KEYS
 from .versions import (
@@ -386,7 +386,7 @@ def analyze_array(audio: np.ndarray, sample_rate: int, *, tempo: bool = True) ->
     t0 = time.perf_counter()
     x = as_audio(audio, finite=False)  # the meter refuses NaN/inf on its pass
     if x.shape[1] == 0:
-        raise AuralisError("audio: has no samples")
+        raise AudioError("audio: has no samples")
     sample_rate = checked_sample_rate(sample_rate)
     step = 65536
     blocks = (x[:, i : i + step] for i in range(0, x.shape[1], step))
@@ -443,7 +443,10 @@ def analyze(
     """
     if isinstance(path_or_array, np.ndarray):
         if sample_rate is None:
-            raise AuralisError("sample_rate is required when analysing an array")
+            raise ParameterError(
+                "sample_rate: required when analysing an array: its rate in Hz, "
+                f"{MIN_SAMPLE_RATE_HZ} to {MAX_SAMPLE_RATE_HZ}"
+            )
         return analyze_array(path_or_array, sample_rate, tempo=tempo)
     if not isinstance(path_or_array, (str, os.PathLike)):
         raise ParameterTypeError(

@@ -74,14 +74,16 @@ def as_audio(audio: np.ndarray, *, name: str = "audio", finite: bool = True) -> 
         arr = arr[np.newaxis, :]
     if arr.ndim != 2:
         raise AudioError(f"{name}: expected shape (channels, samples), got {arr.shape}")
-    if arr.shape[0] == 0 or arr.shape[0] > MAX_CHANNELS:
-        raise AudioError(
-            f"{name}: channels must be between 1 and {MAX_CHANNELS}, got {arr.shape[0]}"
-        )
+    # the transposed layout first: soundfile's (samples, channels) is the common slip,
+    # and "channels must be between 1 and 64, got 661500" did not say so (a newcomer's)
     if arr.shape[0] > arr.shape[1] and arr.shape[1] > 0:
         raise AudioError(
             f"{name}: shape {arr.shape} has more channels than samples; "
             "audio must be (channels, samples): transpose a (samples, channels) array"
+        )
+    if arr.shape[0] == 0 or arr.shape[0] > MAX_CHANNELS:
+        raise AudioError(
+            f"{name}: channels must be between 1 and {MAX_CHANNELS}, got {arr.shape[0]}"
         )
     out = np.ascontiguousarray(arr, dtype=np.float64)
     check_samples(out, where=name, finite=finite)

@@ -444,6 +444,11 @@ def measure_loudness(
         x = x[np.newaxis, :]
     if x.ndim != 2:
         raise AudioError(f"audio: expected shape (channels, samples) or (samples,), got {x.shape}")
+    if x.shape[0] > x.shape[1] > 0:  # soundfile's layout: said as such (a newcomer's)
+        raise AudioError(
+            f"audio: shape {x.shape} has more channels than samples; audio must be "
+            "(channels, samples): transpose a (samples, channels) array"
+        )
     meter = LoudnessMeter(sample_rate, x.shape[0], channel_weights=channel_weights)
     meter.process(x)
     return meter.result()

@@ -42,7 +42,7 @@ from .adaptive import range_compressor
 from .audio import BLOCK_FRAMES, Quantizer
 from .dynamics import LIMITER_MARGIN_DB, Compressor, Limiter
 from .eq import Equalizer, dc_lead_frames, dc_levels
-from .errors import CeilingError, ParameterError
+from .errors import AudioError, CeilingError, ParameterError
 from .limits import MAX_THRESHOLD_DBFS, SILENCE_LUFS
 from .match import LongTermSpectrum
 from .meter import Loudness, LoudnessMeter
@@ -950,6 +950,8 @@ def master_array(
             f"TOML path, got {preset!r}"
         )
     x = as_audio(audio)
+    if x.shape[1] == 0:  # returned as (2, 0), "silent" (a newcomer's)
+        raise AudioError("audio: has no samples")
     out: list[np.ndarray] = []
 
     @contextlib.contextmanager

@@ -232,3 +232,20 @@ def test_run_master_refuses_an_empty_list_of_inputs(tmp_path):
     with pytest.raises(PlanError, match=r"no inputs given"):
         ab.run_master([], tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_array_and_a_missing_rate_are_typed_errors():
+    """Bare AuralisErrors before, and master_array returned a (2, 0) "silent" master
+    (a newcomer's)."""
+    import numpy as np
+
+    import auralis_batch as ab
+    from auralis_batch.errors import AudioError, ParameterError
+
+    empty = np.zeros((2, 0), np.float32)
+    with pytest.raises(AudioError, match="has no samples"):
+        ab.analyze(empty, sample_rate=44100)
+    with pytest.raises(AudioError, match="has no samples"):
+        ab.master_array(empty, 44100, preset="gentle")
+    with pytest.raises(ParameterError, match=r"sample_rate: required .* 8000 to 384000"):
+        ab.analyze(np.zeros((2, 4410), np.float32))

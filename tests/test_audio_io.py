@@ -18,6 +18,13 @@ def test_as_audio_layout_rules():
     assert as_audio(np.zeros((2, 10), dtype=np.float32)).dtype == np.float64
     with pytest.raises(AudioError, match="more channels than samples"):
         as_audio(np.zeros((8, 2)))
+    # a real track as soundfile reads it, (samples, channels): the same hint, not
+    # "channels must be between 1 and 64, got 661500" (a newcomer's)
+    from auralis_batch.meter import measure_loudness
+
+    for call in (as_audio, lambda a: measure_loudness(a, 44100)):
+        with pytest.raises(AudioError, match="transpose a \\(samples, channels\\) array"):
+            call(np.zeros((661500, 2)))
     with pytest.raises(AudioError, match="NaN or infinite"):
         as_audio(np.array([[0.0, np.nan, 0.0]]))
     with pytest.raises(AudioError, match=r"expected shape \(channels, samples\)"):
