@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import numbers
 import os
 import re
 import sqlite3
@@ -49,7 +50,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import NoCacheFolderError, UnsafeRowError
+from .errors import NoCacheFolderError, ParameterError, UnsafeRowError
 from .identity import file_identity
 
 if TYPE_CHECKING:
@@ -75,6 +76,8 @@ DEFAULT_SIZE_LIMIT_BYTES = 2 * 1024**3
 #: (``AURALIS_CACHE_SIZE_MB=512``); 1 to 1048576.
 CACHE_SIZE_ENV = "AURALIS_CACHE_SIZE_MB"
 _CACHE_SIZE_MB_RANGE = (1.0, 1048576.0)
+#: The smallest size limit the API takes: a few records (a 2048 meant as MiB is refused).
+MIN_SIZE_LIMIT_BYTES = 64 * 1024
 DEFAULT_MEMORY_ENTRIES = 50
 FINGERPRINT_PREFIX = "fp:"
 PATH_PREFIX = "path:"
@@ -369,7 +372,7 @@ class FingerprintCache:
         value_version: int = 1,
     ) -> None:
         self.directory = Path(directory) if directory is not None else default_cache_dir()
-        self.size_limit_bytes = int(size_limit_bytes)
+        self.size_limit_bytes = checked_size_limit(size_limit_bytes)
         self.memory_entries = int(memory_entries)
         self.value_version = int(value_version)
         self._memory: OrderedDict[str, dict] = OrderedDict()
@@ -882,6 +885,24 @@ class NullCache:
         return None
 
 
+def checked_size_limit(size_limit_bytes: Any) -> int:
+    """``size_limit_bytes`` as a whole number of bytes in the range ``AURALIS_CACHE_SIZE_MB``
+    may take, else :class:`ParameterError` naming it: -1 was taken and stored nothing,
+    and 2048 (meant as MiB) kept a 2 KB cache without a word (a newcomer's)."""
+    lo, hi = MIN_SIZE_LIMIT_BYTES, int(_CACHE_SIZE_MB_RANGE[1] * 2**20)
+    if (
+        isinstance(size_limit_bytes, bool)
+        or not isinstance(size_limit_bytes, numbers.Integral)
+        or not lo <= size_limit_bytes <= hi
+    ):
+        raise ParameterError(
+            f"size_limit_bytes: must be a whole number of bytes from {lo} (64 KiB) to "
+            f"{hi} (1 TiB), got {size_limit_bytes!r}; the default is "
+            f"{DEFAULT_SIZE_LIMIT_BYTES} (2 GiB)"
+        )
+    return int(size_limit_bytes)
+
+
 def size_limit_from_env() -> int:
     """The caches' size limit in bytes: ``$AURALIS_CACHE_SIZE_MB`` (:data:`CACHE_SIZE_ENV`)
     or :data:`DEFAULT_SIZE_LIMIT_BYTES`. A value that is not a size in range is said in
@@ -929,7 +950,12 @@ def open_cache(
     Returns
     -------
     FingerprintCache or NullCache
-        Never raises: a location that cannot be opened gives a :class:`NullCache`.
+        A location that cannot be opened gives a :class:`NullCache`.
+
+    Raises
+    ------
+    ParameterError
+        ``size_limit_bytes`` is not a whole number of bytes from 64 KiB to 1 TiB.
 
     Warns
     -----
@@ -940,6 +966,7 @@ def open_cache(
         return NullCache(directory)
     if size_limit_bytes is None:
         size_limit_bytes = size_limit_from_env()
+    size_limit_bytes = checked_size_limit(size_limit_bytes)  # a caller's mistake: raised
     try:
         cache = FingerprintCache(directory, size_limit_bytes, value_version=value_version)
     except NoCacheFolderError:  # no home: said plainly, with the one thing to do about it

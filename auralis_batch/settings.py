@@ -17,7 +17,7 @@ from typing import Any
 
 from . import __version__
 from .adaptive import adaptive_preset, reference_preset
-from .errors import ParameterError
+from .errors import ParameterError, given
 from .limits import MIN_TIMEOUT_PER_TRACK_S, is_finite_number
 from .presets import BUILTIN_PRESETS, Preset, load_preset
 
@@ -121,7 +121,16 @@ class RunSettings:
         if not (is_finite_number(budget) and float(budget).is_integer() and budget >= 0):
             problems.append(f"memory_budget_bytes: must be a whole number >= 0, got {budget!r}")
         if not isinstance(self.preset, (str, os.PathLike)):
-            problems.append(f"preset: must be a name or a path, got {self.preset!r}")
+            from .presets import Preset
+
+            if isinstance(self.preset, Preset):  # its repr was a kilobyte (a newcomer's)
+                problems.append(
+                    f"preset: must be a name or a TOML file's path, got a Preset object "
+                    f"({self.preset.name!r}): a batch run journals its preset by name, "
+                    "so give the name, or write its fields to a TOML file and give that path"
+                )
+            else:
+                problems.append(f"preset: must be a name or a path, got {given(self.preset)}")
         for name in ("fmt", "bit_depth"):
             if not isinstance(getattr(self, name), str):
                 problems.append(f"{name}: must be a str, got {getattr(self, name)!r}")

@@ -249,3 +249,12 @@ def test_an_empty_array_and_a_missing_rate_are_typed_errors():
         ab.master_array(empty, 44100, preset="gentle")
     with pytest.raises(ParameterError, match=r"sample_rate: required .* 8000 to 384000"):
         ab.analyze(np.zeros((2, 4410), np.float32))
+
+
+def test_a_preset_object_given_to_a_batch_run_is_said_in_a_line():
+    import auralis_batch as ab
+
+    with pytest.raises(ParameterError) as info:
+        ab.run_master(["x"], "/nonexistent-out", ab.RunSettings(preset=ab.load_preset("warm")))
+    message = str(info.value)
+    assert "got a Preset object ('warm')" in message and len(message) < 300

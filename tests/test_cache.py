@@ -1169,3 +1169,14 @@ def test_a_tampered_record_is_analysed_again_and_replaced(tmp_path, write_audio,
     assert rec["fingerprint"] == good["fingerprint"]
     with FingerprintCache(tmp_path / "c") as c:  # the row holds the analysis again
         assert analyze_file(path, cache=c)["cached"] == "disk"
+
+
+@pytest.mark.parametrize("limit", [-1, 0, 2048, 1.5e9, "1", True, 2**41])
+def test_a_size_limit_out_of_range_is_refused(tmp_path, limit):
+    """-1 was taken and stored nothing; 2048 (meant as MiB) kept a 2 KB cache."""
+    from auralis_batch.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="size_limit_bytes: must be a whole number"):
+        open_cache(tmp_path, size_limit_bytes=limit)
+    with pytest.raises(ParameterError):
+        FingerprintCache(tmp_path, size_limit_bytes=limit)
