@@ -563,7 +563,7 @@ def _master_settings(
     **_,
 ):
     """Validated :class:`RunSettings`; a usage or setup problem exits 2 naming it."""
-    from .audio import output_subtype
+    from .audio import OUTPUT_SUBTYPES, output_subtype
     from .batch import check_output_writable
     from .errors import AuralisError
     from .presets import load_preset
@@ -584,7 +584,11 @@ def _master_settings(
         jobs=jobs,
     )
     try:
-        output_subtype(fmt, bit_depth)
+        try:
+            output_subtype(fmt, bit_depth)
+        except AuralisError as exc:  # named as the flag that sets it (a newcomer's)
+            flag = "--bit-depth" if fmt in OUTPUT_SUBTYPES else "--format"
+            _fail_usage(f"{flag} {bit_depth if flag == '--bit-depth' else fmt}: {exc}")
         if preset != "adaptive":
             load_preset(preset).with_overrides(target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp)
         budget = memory_budget_from_env()

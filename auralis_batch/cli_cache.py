@@ -76,7 +76,8 @@ def stats(
         # "(within one command)" as if the counts were one command's (a newcomer's try)
         within = " (counted across commands; each starts empty)" if level == "memory" else ""
         typer.echo(
-            f"{level:<11} {lv['hits']} hits, {lv['misses']} misses, hit rate {rate:.1f} %{within}"
+            f"{level:<11} {_count(lv['hits'], 'hit')}, {_count(lv['misses'], 'miss', 'misses')}, "
+            f"hit rate {rate:.1f} %{within}"
         )
 
 
@@ -146,3 +147,8 @@ def _default_folder() -> Path:
     except NoCacheFolderError as exc:
         typer.echo(f"[error] {exc}", err=True)
         raise typer.Exit(code=2) from None
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """``1 hit``, ``2 hits`` (``disk 1 hits`` read oddly: a newcomer's)."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"

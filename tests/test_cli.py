@@ -846,3 +846,13 @@ def test_jobs_below_one_is_one_error_line_like_every_other_bad_value(tmp_path, v
         f"[error] --jobs {value}: must be at least 1 worker process (default: all cores)"
     )
     assert not (tmp_path / "O").exists()
+
+
+def test_an_output_format_or_depth_error_names_its_flag(tmp_path, write_audio):
+    src = write_audio("a.flac", music_like(seconds=1.0))
+    out = str(tmp_path / "o")
+    res = runner.invoke(app, ["master", str(src), "--out", out, "--format", "mp3"])
+    assert res.exit_code == 2 and "[error] --format mp3: format must be one of" in res.stderr
+    res = runner.invoke(app, ["master", str(src), "--out", out, "--bit-depth", "32f"])
+    assert res.exit_code == 2 and "[error] --bit-depth 32f: bit depth '32f'" in res.stderr
+    assert not (tmp_path / "o").exists()
