@@ -8,8 +8,10 @@ block equals one piece, exactly: the kernels carry their state.
 Choices where the standards leave room:
 
 * momentary and integrated gating blocks are 400 ms with 75 % overlap (100 ms hop);
-  short-term values for the traces and max are 3 s every 100 ms; LRA uses 3 s
-  short-term values every 1 s (2/3 overlap), as libebur128 does;
+  short-term values for the traces and max are 3 s every 100 ms; LRA uses the same
+  3 s short-term values every 100 ms (EBU Tech 3342 since 2016: at least 10 Hz, as
+  ffmpeg's ebur128; libebur128 takes one a second and reads up to about 1 LU lower on
+  dynamic music);
 * true peak is always 4x oversampled (48-tap polyphase FIR, BS.1770-4 Annex 2), at
   every sample rate;
 * incomplete trailing blocks are not measured (as libebur128).

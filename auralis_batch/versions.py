@@ -8,10 +8,11 @@ them from here).
 from __future__ import annotations
 
 #: Bumped whenever the fingerprint's content changes; part of every cache key.
-#: 8: tempo's dotted reference yields to the beat; 7: one-pole DC blocker; 6: DC
+#: 9: loudness range from short-term values every 100 ms (EBU Tech 3342); 8: tempo's
+#: dotted reference yields to the beat; 7: one-pole DC blocker; 6: DC
 #: offset removed; 5: tempo tatum; 4: backbeat; 3: beat-level tempo, candidates;
 #: 2: bands.
-FINGERPRINT_VERSION = 8
+FINGERPRINT_VERSION = 9
 #: Revision of the meter's channel weights, kept in each cached record (under
 #: ``WEIGHTS_KEY``): a record of a file with 7 or more channels measured with another
 #: revision is a miss. 2: 7.1's back pair and 6.1's back centre weigh 1.0 (BS.1770-4

@@ -22,7 +22,11 @@ RELATIVE_GATE_LU = -10.0  # integrated loudness (BS.1770-4 §2.8)
 LRA_RELATIVE_GATE_LU = -20.0  # EBU Tech 3342
 SUBBLOCKS_MOMENTARY = 4  # 400 ms
 SUBBLOCKS_SHORT_TERM = 30  # 3 s
-LRA_HOP_SUBBLOCKS = 10  # short-term values for LRA every 1 s (as libebur128)
+# Short-term values for the loudness range every 100 ms: EBU Tech 3342 (v3, 2016)
+# asks for an overlap of at least 2.9 s between consecutive 3-s windows, 10 Hz or more
+# (ffmpeg's ebur128 reads so); every 1 s (libebur128's) read up to 1.2 LU lower on
+# orchestral music (an engineer's check).
+LRA_HOP_SUBBLOCKS = 1
 
 
 LANES = 8  # partial sums per sub-block: the squares vectorise, and stay streamable

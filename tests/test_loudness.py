@@ -11,9 +11,12 @@
 from __future__ import annotations
 
 import math
+import re
+import shutil
 
 import numpy as np
 import pytest
+import soundfile as sf
 from scipy import signal
 
 from auralis_batch.errors import AudioError, ParameterError
@@ -609,3 +612,28 @@ def test_a_loudness_only_meter_reads_the_same_loudness_and_no_peaks():
     assert got.max_momentary_lufs == expected.max_momentary_lufs
     assert math.isnan(got.true_peak_dbtp) and math.isnan(got.sample_peak_dbfs)
     assert math.isfinite(expected.true_peak_dbtp)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (its ebur128 filter)")
+@pytest.mark.parametrize("name", ["sad.ogg", "elf-land.ogg", "loyalists.ogg"])
+def test_loudness_range_reads_as_ffmpegs_ebur128(name):
+    """EBU Tech 3342 (since 2016) takes short-term values at 10 Hz or more, as ffmpeg's
+    meter does; one a second (libebur128's, ours before) read sad.ogg 1.2 LU lower than
+    ffmpeg (an engineer's check). ffmpeg prints LRA to 0.1 LU from a histogram of
+    0.1 LU bins: within 0.2 LU."""
+    import subprocess
+
+    from .conftest import CORPUS
+
+    path = CORPUS / name
+    if not path.exists():
+        pytest.skip("the real-music corpus is missing")
+    out = subprocess.run(
+        ["ffmpeg", "-nostats", "-i", str(path), "-af", "ebur128", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    expected = float(re.findall(r"LRA:\s+(-?[\d.]+) LU", out)[-1])
+    audio, sr = sf.read(path, dtype="float32", always_2d=True)
+    assert measure_loudness(audio.T, sr).lra_lu == pytest.approx(expected, abs=0.2)
