@@ -398,15 +398,17 @@ def _reference_dynamics(
     duration = reference.get("duration_s")
     if isinstance(duration, (int, float)) and duration < MIN_RANGE_REFERENCE_S:
         notes.append(
-            f"loudness range left as it is: the reference is {duration:.1f} s long, and a "
-            f"range takes at least {MIN_RANGE_REFERENCE_S:g} s to measure"
+            f"no compression toward the reference's loudness range: the reference is "
+            f"{duration:.1f} s long, and a range takes at least {MIN_RANGE_REFERENCE_S:g} s "
+            "to measure (the matching EQ may still move the range: the report's after "
+            "figure says where it went)"
         )
         return none, None
     if lra <= ref_lra + LRA_TOLERANCE_LU:
         if lra < ref_lra - LRA_TOLERANCE_LU:
             notes.append(
                 f"loudness range {lra:.1f} LU is narrower than the reference's {ref_lra:.1f} LU: "
-                "left as it is (no expansion)"
+                "not expanded (no compression; the matching EQ may still move it)"
             )
         return none, round(ref_lra, 2)
     peak = _finite_or(record.get("true_peak_dbtp"), -1.0)
