@@ -38,6 +38,7 @@ from .presets import (
     Preset,
     validate,
 )
+from .versions import BAND_EDGES_HZ
 
 # (band name, filter kind, frequency Hz, Q) for the seven-band EQ both modes use.
 BAND_LAYOUT: tuple[tuple[str, str, float, float], ...] = (
@@ -131,6 +132,14 @@ def _share_gains(
     return gains
 
 
+def _bands_below_nyquist(sample_rate: Any) -> tuple[str, ...]:
+    """The fingerprint's bands a file at ``sample_rate`` can hold: those starting below
+    its Nyquist frequency (all of them when the rate is not known)."""
+    if not isinstance(sample_rate, (int, float)) or isinstance(sample_rate, bool):
+        return tuple(BALANCED_SHARES)
+    return tuple(n for n in BALANCED_SHARES if BAND_EDGES_HZ[n][0] < sample_rate / 2)
+
+
 def _bands(gains: dict[str, float]) -> tuple[EQBand, ...]:
     return tuple(EQBand(n, k, f, gains[n], q) for n, k, f, q in BAND_LAYOUT)
 
@@ -149,14 +158,20 @@ def adaptive_preset(record: dict[str, Any] | None) -> Preset:
         _check_record("record", record, "adaptive_preset(analyze('track.flac'))")
     fp = _fingerprint(record or {})
     notes: list[str] = []
-    gains = _share_gains(
-        fp["band_energy"], BALANCED_SHARES, amount=0.5, limit_db=ADAPTIVE_MAX_EQ_DB
-    )
+    present = _bands_below_nyquist((record or {}).get("sample_rate"))
+    want = {n: BALANCED_SHARES[n] for n in present}
+    total = sum(want.values())
+    want = {n: v / total for n, v in want.items()}  # the balance of what the file can hold
+    gains = _share_gains(fp["band_energy"], want, amount=0.5, limit_db=ADAPTIVE_MAX_EQ_DB)
+    for name in BALANCED_SHARES:
+        if name not in present:  # an 8 kHz file was "boosted" +3 dB at 6 and 12 kHz, both
+            gains[name] = 0.0  # moved under its Nyquist (an engineer's check)
+            notes.append(f"{name}: none (above this file's {record['sample_rate'] / 2:g} Hz)")
     for name, g in gains.items():
         if abs(g) >= 1.0:
             have = 100 * float(fp["band_energy"].get(name, 0.0))
-            want = 100 * BALANCED_SHARES[name]
-            notes.append(f"{name} {g:+.1f} dB: {have:.1f}% of energy vs {want:.1f}% balanced")
+            want_pct = 100 * want[name]
+            notes.append(f"{name} {g:+.1f} dB: {have:.1f}% of energy vs {want_pct:.1f}% balanced")
     lra = float(fp.get("lra_lu", record.get("lra_lu") or 0.0) or 0.0)
     crest = float(fp.get("crest_db", 12.0))
     ratio, threshold, target, kind = _dynamics_choice(lra, crest)

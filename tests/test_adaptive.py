@@ -229,3 +229,19 @@ def test_a_blend_names_its_second_kind_only_when_it_weighs():
 def test_dynamics_that_are_not_numbers_count_as_typical():
     p = adaptive_preset(record(BALANCED_SHARES, lra=float("nan"), crest=float("inf")))
     assert p.compressor.ratio == 2.0 and p.target_lufs == -14.0
+
+
+@pytest.mark.parametrize(("sample_rate", "absent"), [(8000, {"presence", "air"}), (16000, {"air"})])
+def test_adaptive_eq_leaves_bands_above_the_files_nyquist_alone(sample_rate, absent):
+    """An 8 kHz file has nothing at 4-20 kHz: it read as lacking presence and air and
+    got +3 dB at 6 and 12 kHz, both moved under its Nyquist (an engineer's check)."""
+    import auralis_batch as ab
+
+    x = 0.1 * np.random.default_rng(0).standard_normal((2, 10 * sample_rate))
+    preset = ab.adaptive_preset(ab.analyze(x, sample_rate=sample_rate, tempo=False))
+    gains = {b.name: b.gain_db for b in preset.eq.bands}
+    assert {n for n in absent if gains[n] == 0.0} == absent
+    assert all(any(n.startswith(f"{name}: none") for n in preset.notes) for name in absent)
+    # a 44.1 kHz file's EQ is what it was: every band is there
+    full = ab.adaptive_preset(ab.analyze(x[:, : 10 * 8000], sample_rate=44100, tempo=False))
+    assert not any(": none (above" in n for n in full.notes)
