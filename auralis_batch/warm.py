@@ -1,4 +1,4 @@
-"""A machine's first ``master`` compiles the render's kernels in a second process.
+"""A machine's first ``master`` compiles its kernels in child processes.
 
 Numba compiles each kernel the first time a process calls it and keeps the machine
 code in its cache (``NUMBA_CACHE_DIR``); on an empty cache that is about 9 s of one
@@ -7,7 +7,9 @@ compressor, limiter, quantiser). A track is analysed before it is rendered, so t
 two halves would compile one after the other. When the render's kernels are not in
 the cache, :func:`start` runs a process that compiles them (on a short synthetic
 signal, through the same wrappers the render uses, so the same specialisations)
-while this process compiles the analysis's; :func:`wait`, called when a track's
+while the analysis's compile in a second child before the first track
+(:func:`compile_analysis_first`: a child, because a signal cannot stop a compile in
+the run's own process, and a Ctrl-C waited seconds for it); :func:`wait`, called when a track's
 analysis is done, first compiles the run's own share of the render's stages (a
 ``-j 1`` run keeps one, :data:`METER_ONLY_SHARE` or :data:`FINGERPRINT_SHARE`, so
 that neither process idles), then waits for the warm-up, and the render then loads
