@@ -68,6 +68,7 @@ from .journal import (
     OutputState,
     RunLock,
     RunLockedError,
+    check_no_run_in,
     forget_commit_note,
 )
 from .plan import Job, Plan, plan_master
@@ -626,6 +627,15 @@ def _sweep_dead_runs(journal: Journal, jobs: Iterable[Job]) -> list[Path]:
         if key is None or key == ".":
             continue  # OUT itself, or through a link out of OUT: not ours to touch
         prefixes.setdefault(output.parent, set()).add(partial_prefix(output))
+    out_real = Path(os.path.realpath(journal.out_dir))
+    inside: set[Path] = set()  # every folder it writes into, and those between it and OUT
+    for folder in prefixes:
+        for f in (folder, *folder.parents):
+            if Path(os.path.realpath(f)) == out_real or f in inside:
+                break
+            inside.add(f)
+    for folder in sorted(inside):  # a run into an --out inside this one: refused
+        check_no_run_in(folder, journal.out_dir)
     tail = len("XXXXXXXX.partial")
     legacy: list[Path] = []
     for folder, wanted in prefixes.items():

@@ -937,7 +937,30 @@ def forget_commit_note(folder: Path, key: str | None) -> None:
 
 
 class RunLockedError(OutputError):
-    """Another run is writing into the same output folder."""
+    """Another run is writing into the same output folder (or one holding it, or one
+    inside it)."""
+
+
+def check_no_run_in(folder: Path, out_dir: Path) -> None:
+    """:class:`RunLockedError` if a run holds ``folder``'s lock: an OUT around this
+    run's ``out_dir`` or inside it. Each locked only its own OUT, so ``--out o`` and
+    ``--out o/sub`` at once swept each other's temporaries and failed tracks (a
+    review)."""
+    holder = RunLock(folder).holder()
+    if holder is not None:
+        raise RunLockedError(
+            f"another auralis-batch run (pid {holder}) is writing to {folder}, which "
+            f"{'holds' if _is_inside(out_dir, folder) else 'is inside'} --out {out_dir}; "
+            "wait for it or choose an --out apart from it"
+        )
+
+
+def _is_inside(path: Path, folder: Path) -> bool:
+    try:
+        Path(os.path.realpath(path)).relative_to(os.path.realpath(folder))
+    except ValueError:
+        return False
+    return True
 
 
 #: Tries, 10 ms apart, to take a run's lock before another run is said to hold it.
@@ -984,6 +1007,12 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+        try:
+            for folder in Path(os.path.realpath(self.out_dir)).parents:
+                check_no_run_in(folder, self.out_dir)
+        except RunLockedError:
+            self.release()
+            raise
 
     def holder(self) -> str | None:
         """The pid of the run holding this lock now, or None; takes nothing and writes

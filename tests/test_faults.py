@@ -392,6 +392,32 @@ def test_second_run_into_the_same_out_is_refused_naming_the_first(tmp_path, writ
     assert_consistent(out)
 
 
+def test_runs_into_nested_outs_at_once_are_refused(tmp_path, write_audio):
+    """``--out O`` and ``--out O/sub`` at once each locked only its own OUT: one swept
+    the other's temporaries and tracks failed (a review). The second is refused, which
+    ever of the two comes first, and nothing of the first is touched."""
+    write_audio("lib/sub/long.flac", music_like(seconds=30.0))
+    write_audio("lib/a.flac", music_like(seconds=1.0))
+    out = tmp_path / "O"
+    env = {"AURALIS_BATCH_FAULT": "slow:long.flac"}
+    for first_out, second_out in ((out, out / "sub"), (out / "sub", out)):
+        shutil.rmtree(out, ignore_errors=True)
+        first_lib = tmp_path / "lib" if first_out == out else tmp_path / "lib" / "sub"
+        second_lib = tmp_path / "lib" if second_out == out else tmp_path / "lib" / "sub"
+        args = ("-q", "-j", "1", "--no-cache")
+        first = popen("master", first_lib, "--out", first_out, *args, env=env)
+        try:
+            wait_until_working(first_out)
+            second = cli("master", second_lib, "--out", second_out, "-q", "-j", "1", "--no-cache")
+            assert second.returncode == 2, second.stderr
+            assert f"another auralis-batch run (pid {first.pid}) is writing to {first_out}" in (
+                second.stderr
+            )
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.communicate()
+
+
 @pytest.mark.parametrize(
     ("sig", "code", "jobs"),
     [
