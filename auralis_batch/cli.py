@@ -273,11 +273,11 @@ def _run_master(**opts) -> None:
     with _signals_stop_the_run() as cleaning:
         try:
             try:
-                _COMPILE_NOTE_SAID.clear()  # a command's own (the API's tests run many)
                 settings = _master_settings(**opts)
                 progress = BatchProgress(enabled=not opts["quiet"] and not opts["dry_run"])
                 progress.kernels = _master_kernels(settings)
-                progress.first_run_said = bool(_COMPILE_NOTE_SAID)
+                # said before a reference's analysis already (_say_compile_note_early)
+                progress.first_run_said = _reference_analysed_here(opts)
                 result = _run_batch(settings, progress, **opts)
             finally:
                 _stop_warm_up()
@@ -425,14 +425,10 @@ def _can_create_in(folder: Path) -> bool:
         return False
 
 
-#: Set once a command has said it compiles (before a reference's analysis): the run's
-#: progress then does not say it again.
-_COMPILE_NOTE_SAID: list[bool] = []
-
-
 def _say_compile_note_early(kernels: tuple[str, ...], *, quiet: bool) -> None:
     """The first-run warning and note (:func:`progress.first_run_notes`), before work
-    that comes ahead of the run's progress, which then says neither again: the warning
+    that comes ahead of the run's progress, which then says neither again
+    (:func:`_reference_analysed_here`): the warning
     (kernels that cannot be kept) even with ``quiet``, as the progress says it, and
     before the note that refers to it (a review saw them 8 s apart, the note first)."""
     from ._startup import log_stamp
@@ -443,7 +439,12 @@ def _say_compile_note_early(kernels: tuple[str, ...], *, quiet: bool) -> None:
     for kind, text in first_run_notes(kernels):
         if kind == "warning" or not quiet:
             typer.echo(f"{dated}[{kind}] {printable(text)}", err=True)
-        _COMPILE_NOTE_SAID.append(True)
+
+
+def _reference_analysed_here(opts: dict) -> bool:
+    """Whether the command analysed a reference in its own process, saying the
+    first-run notes first (:func:`_master_settings`)."""
+    return opts["reference"] is not None and not opts["dry_run"] and opts["backend"] == "local"
 
 
 def _master_kernels(settings) -> tuple[str, ...]:

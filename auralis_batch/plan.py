@@ -287,15 +287,14 @@ def _walk(
             skipped.append(skipped_record(path, BROKEN_ENTRY_REASON))
             continue
         if stat.S_ISDIR(st.st_mode):
-            real = path.resolve()
-            if excluded.holds(real, (st.st_dev, st.st_ino), root):  # OUT, or a way into it
+            real, key = path.resolve(), (st.st_dev, st.st_ino)
+            if excluded.holds(real, key, root):  # OUT, or a way into it
                 notes.append(f"{path}: the output folder is inside the input; not read")
                 _tracks_in_out(path, extensions, seen, skipped)
                 continue
             if links is not None and entry.is_symlink():
                 links.append(path)
                 continue
-            key = (st.st_dev, st.st_ino)
             if key in seen:  # a second way into a folder already read (a bind mount)
                 skipped.append(skipped_record(path, f"{FOLDER_READ_TWICE_REASON}, {seen[key]}"))
                 continue
