@@ -334,7 +334,9 @@ def reference_preset(
         notes.append(f"target {target:.1f} LUFS: the reference's {ref_lufs:.1f} is out of range")
     else:
         notes.append(f"target {target:.2f} LUFS = reference loudness")
-    compressor, target_lra = _reference_dynamics(record, reference, fp, ref, target, notes)
+    compressor, target_lra, lra_from = _reference_dynamics(
+        record, reference, fp, ref, target, notes
+    )
     preset = Preset(
         name="reference",
         description=f"matched to {reference.get('path') or 'reference'}",
@@ -346,6 +348,7 @@ def reference_preset(
         source="reference",
         notes=tuple(notes),
         target_lra_lu=target_lra,
+        target_lra_from=lra_from,
     )
     _check(preset, limits=REFERENCE_LIMITS)
     return preset
@@ -395,9 +398,10 @@ def _reference_dynamics(
     ref: dict[str, Any],
     target_lufs: float,
     notes: list[str],
-) -> tuple[CompressorSettings, float | None]:
+) -> tuple[CompressorSettings, float | None, str]:
     """A compressor that narrows the loudness range toward the reference's (never
-    widens it: a narrower track is left uncompressed), and the range to report against.
+    widens it: a narrower track is left uncompressed), the range to report against,
+    and whose range that is (``Preset.target_lra_from``).
 
     A slow compressor (1 s release) works on the level of passages, which is what LRA
     measures; a ratio of r takes the part of the range above its threshold down to 1/r.
@@ -409,27 +413,30 @@ def _reference_dynamics(
     ref_lra = _lra(reference, ref)
     none = CompressorSettings(threshold_db=0.0, ratio=1.0, knee_db=0.0)
     if lra is None or ref_lra is None:
-        return none, None
+        return none, None, "reference"
     duration = reference.get("duration_s")
     if isinstance(duration, (int, float)) and duration < MIN_RANGE_REFERENCE_S:
+        # The matching EQ alone can widen a range by several LU (a full orchestra's
+        # loud passages hold the bass a rock reference lifts: 7.7 -> 11.6 LU matched
+        # to a 42-s clip); the track keeps its own range instead.
         notes.append(
             f"no compression toward the reference's loudness range: the reference is "
             f"{duration:.1f} s long, and a range takes at least {MIN_RANGE_REFERENCE_S:g} s "
-            "to measure (the matching EQ may still move the range: the report's after "
-            "figure says where it went)"
+            f"to measure; the track keeps its own {lra:.1f} LU (compressed back if the "
+            "matching EQ widens it)"
         )
-        return none, None
+        return none, round(lra, 2), "track"
     if lra <= ref_lra + LRA_TOLERANCE_LU:
         if lra < ref_lra - LRA_TOLERANCE_LU:
             notes.append(
                 f"loudness range {lra:.1f} LU is narrower than the reference's {ref_lra:.1f} LU: "
                 "not expanded (no compression; the matching EQ may still move it)"
             )
-        return none, round(ref_lra, 2)
+        return none, round(ref_lra, 2), "reference"
     peak = _finite_or(record.get("true_peak_dbtp"), -1.0)
     source = _finite_or(record.get("integrated_lufs"), target_lufs)
     comp = range_compressor(lra, ref_lra, peak, source, target_lufs, notes)
-    return comp, round(ref_lra, 2)
+    return comp, round(ref_lra, 2), "reference"
 
 
 def range_compressor(
@@ -439,6 +446,8 @@ def range_compressor(
     source_lufs: float,
     target_lufs: float,
     notes: list[str],
+    *,
+    whose: str = "the reference's",
 ) -> CompressorSettings:
     """The slow compressor that takes a range of ``lra_lu`` toward ``ref_lra_lu``
     (see :func:`_reference_dynamics`), for a signal whose true peak is ``peak_dbtp``
@@ -449,10 +458,7 @@ def range_compressor(
     # twice the excess leaves the render room to find the threshold that does it.
     wanted = lra_lu / max(ref_lra_lu, 1.0)
     ratio = min(REFERENCE_MAX_RATIO, 1.0 + 2.0 * (wanted - 1.0))
-    note = (
-        f"compression {ratio:.1f}:1 toward the reference's range "
-        f"({lra_lu:.1f} -> {ref_lra_lu:.1f} LU)"
-    )
+    note = f"compression {ratio:.1f}:1 toward {whose} range ({lra_lu:.1f} -> {ref_lra_lu:.1f} LU)"
     if lra_lu / REFERENCE_MAX_RATIO > ref_lra_lu + LRA_TOLERANCE_LU:
         note += f"; at most {REFERENCE_MAX_RATIO:g}:1, so the track is not crushed"
     notes.append(note)

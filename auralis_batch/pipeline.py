@@ -646,15 +646,22 @@ def _slope(prev: tuple[float, float] | None, gain_db: float, lufs: float) -> flo
     return float(np.clip((lufs - prev[1]) / (gain_db - prev[0]), 0.3, 1.0))
 
 
-def _range_notes(after: Loudness, target_lra_lu: float | None, notes: list[str]) -> None:
-    """A note when the loudness range is not the reference's (the parameters' notes
-    say why: no expansion, or compression held back so nothing is crushed)."""
+def _range_notes(
+    after: Loudness,
+    target_lra_lu: float | None,
+    notes: list[str],
+    *,
+    whose: str = "the reference's",
+) -> None:
+    """A note when the loudness range is not the reference's (or the track's own, when
+    the reference was too short to read one; the parameters' notes say why: no
+    expansion, or compression held back so nothing is crushed)."""
     if target_lra_lu is None or not _finite(after.lra_lu):
         return
     if abs(after.lra_lu - target_lra_lu) > LRA_REPORT_LU:
         side = "wider" if after.lra_lu > target_lra_lu else "narrower"
         notes.append(
-            f"loudness range {after.lra_lu:.1f} LU, {side} than the reference's "
+            f"loudness range {after.lra_lu:.1f} LU, {side} than {whose} "
             f"{target_lra_lu:.1f} LU (see the parameters' notes)"
         )
 
@@ -828,8 +835,8 @@ def master_stream(
         # The source's range needed no compression, but the matching EQ widened it
         # past the reference's: compress toward it after all, by the same rule.
         notes.append(
-            f"the matching EQ widened the loudness range to {mid.lra_lu:.1f} LU, past the "
-            f"reference's {goal_lra:.1f} LU"
+            f"the matching EQ widened the loudness range to {mid.lra_lu:.1f} LU, past "
+            f"{preset.target_lra_whose} {goal_lra:.1f} LU"
         )
         comp = range_compressor(
             mid.lra_lu,
@@ -838,6 +845,7 @@ def master_stream(
             before.integrated_lufs,
             preset.target_lufs,
             notes,
+            whose=preset.target_lra_whose,
         )
         preset = dataclasses.replace(preset, compressor=comp)
         stream = _Stream(sample_rate, channels, preset, check, spectrum_every)
@@ -898,7 +906,7 @@ def master_stream(
     passes += extra
     # a silent source gets no gain: it is not on target, and its warning says why
     reached = not silent and _target_notes(done.after, target, cap, exempt=album, notes=notes)
-    _range_notes(done.after, preset.target_lra_lu, notes)
+    _range_notes(done.after, preset.target_lra_lu, notes, whose=preset.target_lra_whose)
     return MasterOutcome(
         before=before,
         after=done.after,

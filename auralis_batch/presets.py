@@ -120,6 +120,9 @@ class Preset:
     # The loudness range to reach (a reference's), or None; the render reports whether
     # it was. Presets built in code only; not part of the TOML schema.
     target_lra_lu: float | None = None
+    # Whose range that is: the reference's, or the track's own ("track") when the
+    # reference is too short to read one: a range the matching EQ widens comes back.
+    target_lra_from: str = "reference"
 
     def with_overrides(
         self, *, target_lufs: float | None = None, ceiling_dbtp: float | None = None
@@ -158,7 +161,14 @@ class Preset:
             del d["eq"]["gain_db"]
         if self.target_lra_lu is None:
             del d["target_lra_lu"]
+        if self.target_lra_from == "reference":
+            del d["target_lra_from"]
         return d
+
+    @property
+    def target_lra_whose(self) -> str:
+        """``"the reference's"`` or ``"the track's own"``, for notes on the range."""
+        return "the track's own" if self.target_lra_from == "track" else "the reference's"
 
 
 def check_range(

@@ -25,7 +25,10 @@ Measures, every output measured the same way from the file written:
   spectra, each taken on the mid channel ((L + R) / 2) with ``scipy.signal.welch``
   (Hann, 8192 samples, 50 % overlap, mean of the periodograms), a band's level the
   mean power of the Welch bins inside it, in dB, and each spectrum's 28 levels shifted
-  to 0 dB mean before the difference;
+  to 0 dB mean before the difference; beside it the **balance distance**, the same
+  over the ten octave bands from 31.25 Hz to 16 kHz (edges at the centre times
+  2 ** (+/-1/2)): third octaves of two different pieces hold their notes as well as
+  their tone, which our match leaves alone since it smooths over an octave;
 * integrated loudness, loudness range and true peak by libebur128 (``pyebur128``);
 * end-to-end wall time, each tool in a fresh process: ``auralis-batch master TARGET
   --reference REF --out DIR --format wav --bit-depth 24 -j 1 --quiet`` with a fresh
@@ -78,6 +81,7 @@ ROUNDS = int(os.environ.get("AURALIS_BENCH_ROUNDS", "2"))
 SR = 44100
 CEILING_DBTP = -1.0
 THIRD_OCTAVES_HZ = 1000.0 * 10.0 ** (np.arange(-15, 13) / 10.0)  # 31.5 Hz .. 16 kHz
+OCTAVES_HZ = 1000.0 * 2.0 ** np.arange(-5, 5)  # 31.25 Hz .. 16 kHz
 
 TRACKS: dict[str, tuple[list[str], float, float]] = {
     # name: (sources, loudness LUFS, soft-clipper drive dB or 0)
@@ -136,20 +140,27 @@ needs_tempo_set = pytest.mark.skipif(
 
 
 # --------------------------------------------------------------------------- measures
-def third_octave_levels_db(audio: np.ndarray, sample_rate: int = SR) -> np.ndarray:
-    """The 28 band levels of the mid channel's Welch spectrum, shifted to 0 dB mean."""
+def third_octave_levels_db(
+    audio: np.ndarray, sample_rate: int = SR, *, octaves: bool = False
+) -> np.ndarray:
+    """The 28 band levels of the mid channel's Welch spectrum, shifted to 0 dB mean;
+    ``octaves``: the 10 octave bands from 31.5 Hz to 16 kHz instead."""
     mid = audio[:2].mean(axis=0) if audio.shape[0] > 1 else audio[0]
     f, p = signal.welch(mid, sample_rate, window="hann", nperseg=8192)
-    levels = np.array(
-        [p[(f >= c * 10**-0.05) & (f < c * 10**0.05)].mean() for c in THIRD_OCTAVES_HZ]
-    )
+    centres, half = (OCTAVES_HZ, 2.0**0.5) if octaves else (THIRD_OCTAVES_HZ, 10.0**0.05)
+    levels = np.array([p[(f >= c / half) & (f < c * half)].mean() for c in centres])
     db = 10.0 * np.log10(np.maximum(levels, 1e-30))
     return db - db.mean()
 
 
-def tonal_distance_db(audio: np.ndarray, reference: np.ndarray, sample_rate: int = SR) -> float:
-    """RMS (dB) of the difference of the two spectra's band levels (module docstring)."""
-    d = third_octave_levels_db(audio, sample_rate) - third_octave_levels_db(reference, sample_rate)
+def tonal_distance_db(
+    audio: np.ndarray, reference: np.ndarray, sample_rate: int = SR, *, octaves: bool = False
+) -> float:
+    """RMS (dB) of the difference of the two spectra's band levels (module docstring);
+    ``octaves``: of their octave-band levels, the balance without the notes."""
+    d = third_octave_levels_db(audio, sample_rate, octaves=octaves) - third_octave_levels_db(
+        reference, sample_rate, octaves=octaves
+    )
     return float(np.sqrt(np.mean(d**2)))
 
 
@@ -298,6 +309,9 @@ class Row:
     untouched_db: float
     ours_db: float
     theirs_db: float
+    untouched_oct_db: float
+    ours_oct_db: float
+    theirs_oct_db: float
     ours_dlufs: float
     theirs_dlufs: float
     ours_tp: float
@@ -342,6 +356,9 @@ def test_reference_match_against_matchering(benchmark, goals, tmp_path):
                 tonal_distance_db(x, ref),
                 tonal_distance_db(ours, ref),
                 tonal_distance_db(theirs, ref),
+                tonal_distance_db(x, ref, octaves=True),
+                tonal_distance_db(ours, ref, octaves=True),
+                tonal_distance_db(theirs, ref, octaves=True),
                 i_ours - i_ref,
                 i_theirs - i_ref,
                 tp_ours,
@@ -360,14 +377,16 @@ def test_reference_match_against_matchering(benchmark, goals, tmp_path):
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
 
     print(
-        "\n| pair | gap | untouched | ours | matchering | dI ours | dI matchering "
+        "\n| pair | gap | untouched | ours | matchering | octaves: untouched | ours "
+        "| matchering | dI ours | dI matchering "
         "| TP ours | TP matchering | dLRA ours | dLRA matchering | s ours | s matchering "
         "| s floor |"
     )
     for r in rows:
         print(
             f"| {r.pair} | {r.gap_lu:.1f} LU | {r.untouched_db:.1f} dB | {r.ours_db:.2f} dB "
-            f"| {r.theirs_db:.2f} dB | {r.ours_dlufs:+.3f} | {r.theirs_dlufs:+.2f} "
+            f"| {r.theirs_db:.2f} dB | {r.untouched_oct_db:.1f} dB | {r.ours_oct_db:.2f} dB "
+            f"| {r.theirs_oct_db:.2f} dB | {r.ours_dlufs:+.3f} | {r.theirs_dlufs:+.2f} "
             f"| {r.ours_tp:.2f} | {r.theirs_tp:+.2f} | {r.ours_dlra:+.1f} | {r.theirs_dlra:+.1f} "
             f"| {r.ours_s:.2f} | {r.theirs_s:.2f} | {r.floor_s:.2f} |"
         )
@@ -387,6 +406,12 @@ def test_reference_match_against_matchering(benchmark, goals, tmp_path):
         f"{np.mean([r.untouched_db for r in rows]):.2f})",
         "<= 4 dB",
         mean_ours <= 4.0,
+    )
+    goals.report(
+        "balance distance (octave bands), mean",
+        f"{np.mean([r.ours_oct_db for r in rows]):.2f} dB (matchering "
+        f"{np.mean([r.theirs_oct_db for r in rows]):.2f}, untouched "
+        f"{np.mean([r.untouched_oct_db for r in rows]):.2f})",
     )
     free = [r for r in rows if not r.capped]
     worst = max((abs(r.ours_dlufs) for r in free), default=0.0)

@@ -161,10 +161,12 @@ def test_a_short_reference_gives_its_tone_and_loudness_but_not_its_range():
     short = dict(ref, duration_s=MIN_RANGE_REFERENCE_S - 1.0)
     p = reference_preset(wide, short)
     assert p.target_lufs == -9.5 and len(p.eq.bands) == 30
-    assert p.compressor.ratio == 1.0 and p.target_lra_lu is None
-    assert any("the reference is 59.0 s long" in n for n in p.notes)
+    assert p.compressor.ratio == 1.0  # its range: the track's own, nothing to compress
+    assert p.target_lra_lu == 18.0 and p.target_lra_from == "track"
+    assert any("the reference is 59.0 s long" in n and "own 18.0 LU" in n for n in p.notes)
     long = reference_preset(wide, dict(ref, duration_s=MIN_RANGE_REFERENCE_S))
     assert long.compressor.ratio > 1.0 and long.target_lra_lu == 4.0
+    assert long.target_lra_from == "reference"
 
 
 @pytest.mark.parametrize("lufs", [None, float("-inf"), -70.5])
