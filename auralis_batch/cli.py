@@ -14,6 +14,7 @@ import json
 import os
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, ClassVar, NoReturn, Optional
 
@@ -273,8 +274,11 @@ def _run_master(**opts) -> None:
     with _signals_stop_the_run() as cleaning:
         try:
             try:
+                t_settings = time.monotonic()
                 settings = _master_settings(**opts)
                 progress = BatchProgress(enabled=not opts["quiet"] and not opts["dry_run"])
+                if settings.reference_record is not None:  # analysed here, before the run
+                    progress.before_s = time.monotonic() - t_settings
                 progress.kernels = _master_kernels(settings)
                 # said before a reference's analysis already (_say_compile_note_early)
                 progress.first_run_said = _reference_analysed_here(opts)
@@ -293,6 +297,8 @@ def _run_master(**opts) -> None:
                 err=True,
             )
             raise typer.Exit(code=128 + stop.signum) from None
+        if progress.before_s is not None:  # the summary's figures start with the run
+            result.summary["reference_seconds"] = round(progress.before_s, 3)
         cleaning()  # the reports are written whole: a signal now is only noted
         if made and _found_no_track(result):  # an --out made for nothing goes again
             _unmake_state(opts["out"])

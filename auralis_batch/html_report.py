@@ -112,6 +112,7 @@ _SUMMARY_NUMBERS = (
     "seconds",
     "audio_seconds",
     "wall_seconds",
+    "reference_seconds",
 )
 _TIME_SERIES = ("short_term_before", "short_term_after", "compressor_gr_db", "limiter_gr_db")
 _SPECTRUM_LINES = ("source_db", "master_db", "reference_db")
@@ -838,6 +839,10 @@ def _summary_html(tracks: list[dict], summary: dict | None, common: str) -> str:
     spans.append(f"<span>{_fmt(s['seconds'], 3)} s of track time</span>")
     if s.get("wall_seconds") is not None:  # reports of earlier versions lack it
         spans.append(f"<span>the run took {_fmt(s['wall_seconds'], 3)} s</span>")
+    if s.get("reference_seconds") is not None:
+        spans.append(
+            f"<span>after {_fmt(s['reference_seconds'], 3)} s analysing the reference</span>"
+        )
     where = f'<p class="muted">inputs under <span class="path">{_esc(common)}</span></p>'
     return f'<p class="counts">{"".join(spans)}</p>' + (where if common else "")
 

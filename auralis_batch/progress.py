@@ -257,6 +257,8 @@ class BatchProgress:
         #: The command said the first-run note and warning already (before a
         #: reference's analysis): not again.
         self.first_run_said = False
+        #: Seconds the command spent before the run (a reference's analysis), or None.
+        self.before_s: float | None = None
 
     def __enter__(self) -> BatchProgress:
         if self.enabled and self.interactive:
@@ -437,11 +439,19 @@ class BatchProgress:
         # In a log (cron, a file) every line carries its time, the run's last one too:
         # night after night appended to one file, it says which night ended how.
         stamp = "" if self.interactive else log_stamp()
+        # the run's speed is its own; a reference analysed before it is said beside it
+        # (a user timing the command saw seconds the summary did not account for)
+        before = (
+            f", after {self.before_s:.1f} s analysing the reference"
+            if self.before_s is not None and self.before_s >= 0.05  # not a cache hit's
+            else ""
+        )
         self.console.print(
             stamp
             + ", ".join(parts)
             + f"; {_hms(audio_s)} of audio in {elapsed:.1f} s"
             + (f" ({audio_s / elapsed:.0f}x realtime)" if audio_s > 0 else "")
+            + before
         )
 
 

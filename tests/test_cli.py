@@ -220,8 +220,11 @@ def test_master_with_a_reference_track(tmp_path, write_audio):
     args = ["master", str(src), "--out", str(out), "--reference", str(ref), "-q"]
     res = runner.invoke(app, [*args, "--report", str(report)])
     assert res.exit_code == 0, res.output
-    track = json.loads(report.read_text())["tracks"][0]
+    data = json.loads(report.read_text())
+    track = data["tracks"][0]
     assert track["status"] == "ok"
+    # the reference's analysis comes before the run, and is said beside its time
+    assert 0.0 < data["summary"]["reference_seconds"] < 60.0
     ref_lufs = ab.analyze(str(ref))["integrated_lufs"]
     assert track["after"]["integrated_lufs"] == pytest.approx(ref_lufs, abs=0.6)
     again = runner.invoke(app, [*args, "--report", str(report)])
@@ -650,6 +653,26 @@ def test_a_rerun_with_nothing_to_do_prints_no_empty_table():
     progress.print_summary(skipped, {"ok": 0, "failed": 0, "skipped": 1})
     out = progress.console.file.getvalue()
     assert "auralis-batch summary" not in out and "0 mastered, 0 failed, 1 skipped" in out
+
+
+@pytest.mark.parametrize(("before_s", "said"), [(None, False), (0.01, False), (2.25, True)])
+def test_the_summary_line_says_the_time_a_reference_took_before_the_run(before_s, said):
+    """The run's speed is its own; a reference analysed first (not a cache hit) is said
+    beside it: a user timing the command saw seconds nothing accounted for."""
+    import io
+
+    from rich.console import Console
+
+    from auralis_batch.progress import BatchProgress
+
+    progress = BatchProgress(enabled=True, interactive=True)
+    progress.console = Console(file=io.StringIO(), width=200)
+    progress.before_s = before_s
+    skipped = [{"input": "/m/a.flac", "status": "skipped"}]
+    progress.print_summary(skipped, {"ok": 0, "failed": 0, "skipped": 1})
+    out = progress.console.file.getvalue()
+    assert ("after 2.2 s analysing the reference" in out) is said
+    assert ("analysing the reference" in out) is said
 
 
 def test_the_summary_line_says_what_each_skip_was():

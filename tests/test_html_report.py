@@ -367,7 +367,10 @@ def test_failures_and_skips_lead_the_table_and_the_summary_counts(tmp_path):
     assert all(row[time_col] for row in parsed.rows if row[0] in ("ok", "failed"))
     report["summary"]["wall_seconds"] = 12.5
     page, _ = render(report, tmp_path)
-    assert "the run took 12.500 s" in page
+    assert "the run took 12.500 s" in page and "analysing the reference" not in page
+    report["summary"]["reference_seconds"] = 1.25
+    page, _ = render(report, tmp_path)
+    assert "after 1.250 s analysing the reference" in page
     # an error that names its file, as most do, shows the name once (beside it)
     report["tracks"][1]["error"] = "/music/bad/corrupt.flac: truncated: 3 s of 200"
     page, _ = render(report, tmp_path)
