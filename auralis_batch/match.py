@@ -403,6 +403,28 @@ def _holds_music(levels_db: np.ndarray) -> np.ndarray:
         return (levels_db > NOISE_FLOOR_DB) & (levels_db > top - DYNAMIC_RANGE_DB)
 
 
+def band_ranges(indices: Sequence[int]) -> str:
+    """Bands of :data:`BAND_NAMES` by index, runs of neighbours as ranges: ``[4, 5, 6,
+    7, 24, 25, 26]`` -> ``"50-100 Hz, 5-8 kHz"`` (a list of ten band names made a
+    note no one read)."""
+    runs: list[list[int]] = []
+    for i in sorted(set(indices)):
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    out = []
+    for run in runs:
+        first, last = BAND_NAMES[run[0]], BAND_NAMES[run[-1]]
+        if len(run) == 1:
+            out.append(first)
+        elif first.split()[1] == last.split()[1]:  # same unit: "50-100 Hz"
+            out.append(f"{first.split()[0]}-{last}")
+        else:
+            out.append(f"{first}-{last}")
+    return ", ".join(out)
+
+
 def _limits(target_db: np.ndarray, diff_db: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Per-band most boost and most cut (dB, relative to the curve's centre)."""
     notes: list[str] = []
@@ -414,13 +436,13 @@ def _limits(target_db: np.ndarray, diff_db: np.ndarray) -> tuple[np.ndarray, np.
     boost[edges] = np.minimum(boost[edges], EDGE_MAX_BOOST_DB)
     cut = np.full(boost.shape, MAX_CUT_DB)
     empty = [
-        BAND_NAMES[i]
+        i
         for i in range(boost.size)
         if not edges[i] and boost[i] < MAX_BOOST_DB and np.isfinite(diff_db[i])
     ]
     if empty:
         notes.append(
-            "little or no energy in the target at " + ", ".join(empty) + ": boost limited there"
+            f"little or no energy in the target at {band_ranges(empty)}: boost limited there"
         )
     return boost, cut, notes
 
@@ -531,13 +553,13 @@ def matching_eq(
     centre = _centre(diff, boost, cut)
     wanted = np.where(defined, np.clip(diff - centre, -cut, boost), 0.0) * float(strength)
     clipped = [
-        BAND_NAMES[i]
+        i
         for i in range(2, 30)
         if defined[i] and abs(diff[i] - centre) * strength > abs(wanted[i]) + 0.5
     ]
     if clipped:
         notes.append(
-            "tone not fully matched at " + ", ".join(clipped) + f" (limits +{MAX_BOOST_DB:g}/"
+            f"tone not fully matched at {band_ranges(clipped)} (limits +{MAX_BOOST_DB:g}/"
             f"-{MAX_CUT_DB:g} dB per band, less where the target is near silent)"
         )
     gains, fitted = _fit(bank, wanted, defined)

@@ -21,6 +21,7 @@ from auralis_batch.match import (
     SPECTRUM_KEY,
     THIRD_OCTAVE_HZ,
     LongTermSpectrum,
+    band_ranges,
     frame_length,
     matching_eq,
     spectrum_of,
@@ -224,8 +225,22 @@ def test_limits_boost_cut_edges_and_empty_bands():
     assert wanted[0] <= EDGE_MAX_BOOST_DB + 1e-9
     assert wanted[28] <= 0.0
     assert any("12.5 kHz" in n and "no energy" in n for n in m.notes)
-    assert any("not fully matched" in n and "6.3 kHz" in n for n in m.notes)
+    # the bands around 6.3 kHz as one range, not ten names in a row
+    assert any("not fully matched at 200 Hz, 5-8 kHz" in n for n in m.notes), m.notes
     assert all(-MAX_CUT_DB <= g <= MAX_BOOST_DB for _, _, g, _ in m.sections)
+
+
+@pytest.mark.parametrize(
+    ("indices", "expected"),
+    [
+        ([4, 5, 6, 7, 24, 25, 26], "50-100 Hz, 5-8 kHz"),
+        ([28], "12.5 kHz"),
+        ([15, 16, 17, 18], "630 Hz-1.25 kHz"),
+        ([2, 4, 0], "20 Hz, 31.5 Hz, 50 Hz"),
+    ],
+)
+def test_band_ranges_name_runs_of_neighbouring_bands(indices, expected):
+    assert band_ranges(indices) == expected
 
 
 def test_loudness_change_is_compensated_by_the_eq_gain():
