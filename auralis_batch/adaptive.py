@@ -200,7 +200,8 @@ def adaptive_preset(record: dict[str, Any] | None) -> Preset:
         have = 100 * float(fp["band_energy"].get(name, 0.0))
         want_pct = 100 * want[name]
         gap = 10.0 * math.log10(max(want_pct, 1e-9) / max(have, 100 * _FLOOR))
-        if gap > ADAPTIVE_FULL_GAP_DB:
+        full = min(ADAPTIVE_MAX_EQ_DB, 0.5 * ADAPTIVE_FULL_GAP_DB)
+        if gap > ADAPTIVE_FULL_GAP_DB and g < full - 0.5:  # noticeably under the full
             notes.append(
                 f"{name} {g:+.1f} dB: {have:.1f}% of energy vs {want_pct:.1f}% balanced, "
                 "so far under it that it is the arrangement's, not the mix's: boost held back"
@@ -457,8 +458,8 @@ def _reference_dynamics(
         notes.append(
             f"no compression toward the reference's loudness range: the reference is "
             f"{duration:.1f} s long, and a range takes at least {MIN_RANGE_REFERENCE_S:g} s "
-            f"to measure; the track keeps its own {lra:.1f} LU (compressed back if the "
-            "matching EQ widens it)"
+            "to measure; a range the matching EQ widens is compressed back toward the "
+            f"track's own {lra:.1f} LU (one it narrows is not expanded)"
         )
         return none, round(lra, 2), "track"
     if lra <= ref_lra + LRA_TOLERANCE_LU:

@@ -542,20 +542,30 @@ def matching_eq(
     # A band where either track has nothing (at the noise floor, or far below its
     # loudest band: an MP3's empty top octave) reads a difference of 60-90 dB that
     # says nothing of the tone; smoothed in, it moved its neighbours by 20 dB and
-    # more. Their value is read off the lines of the bands around them.
-    diff = smoothed_db(r - t, use=_holds_music(t) & _holds_music(r))
+    # more. One where the track has nothing is read off the lines of the bands around
+    # it (and gets no boost: _limits); one where the reference has nothing is left as
+    # it is: extended into a low-passed reference's empty top, the line of its
+    # roll-off cut the track's top octave by 12 dB (a review).
+    music_r = _holds_music(r)
+    diff = smoothed_db(r - t, use=_holds_music(t) & music_r)
+    silent_ref = defined & ~music_r
+    diff[silent_ref] = np.nan
     boost, cut, notes = _limits(t, diff)
+    if silent_ref[CORE_BANDS].any():
+        where = band_ranges(np.flatnonzero(silent_ref[CORE_BANDS]) + CORE_BANDS.start)
+        notes.append(f"nothing in the reference at {where} (a codec's cut-off?): left as it is")
     bank = _Bank(sample_rate)
     if not defined[CORE_BANDS].any() or strength <= 0.0:
         zeros = (0.0,) * t.size
         sections = tuple((k, f, 0.0, q) for k, f, q in bank.layout)
         return MatchingEQ(sections, zeros, zeros, 0.0, ())
     centre = _centre(diff, boost, cut)
-    wanted = np.where(defined, np.clip(diff - centre, -cut, boost), 0.0) * float(strength)
+    matched = defined & ~silent_ref
+    wanted = np.where(matched, np.clip(diff - centre, -cut, boost), 0.0) * float(strength)
     clipped = [
         i
         for i in range(2, 30)
-        if defined[i] and abs(diff[i] - centre) * strength > abs(wanted[i]) + 0.5
+        if matched[i] and abs(diff[i] - centre) * strength > abs(wanted[i]) + 0.5
     ]
     if clipped:
         notes.append(

@@ -652,6 +652,7 @@ def _range_notes(
     notes: list[str],
     *,
     whose: str = "the reference's",
+    album: bool = False,
 ) -> None:
     """A note when the loudness range is not the reference's (or the track's own, when
     the reference was too short to read one; the parameters' notes say why: no
@@ -662,7 +663,12 @@ def _range_notes(
         side = "wider" if after.lra_lu > target_lra_lu else "narrower"
         notes.append(
             f"loudness range {after.lra_lu:.1f} LU, {side} than {whose} "
-            f"{target_lra_lu:.1f} LU (see the parameters' notes)"
+            f"{target_lra_lu:.1f} LU "
+            + (
+                "(--album: a range is not searched for, the tracks share one gain)"
+                if album
+                else "(see the parameters' notes)"
+            )
         )
 
 
@@ -906,7 +912,9 @@ def master_stream(
     passes += extra
     # a silent source gets no gain: it is not on target, and its warning says why
     reached = not silent and _target_notes(done.after, target, cap, exempt=album, notes=notes)
-    _range_notes(done.after, preset.target_lra_lu, notes, whose=preset.target_lra_whose)
+    _range_notes(
+        done.after, preset.target_lra_lu, notes, whose=preset.target_lra_whose, album=album
+    )
     return MasterOutcome(
         before=before,
         after=done.after,

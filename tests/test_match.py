@@ -167,6 +167,9 @@ def test_a_band_with_nothing_in_it_does_not_move_its_neighbours(empty):
     np.testing.assert_allclose(wanted[2:28] - np.mean(wanted[2:28]), expected[2:28], atol=0.3)
     if empty == "target":
         assert (wanted[28:] <= 0.0).all()
+    else:  # the reference's empty top leaves the track's as it is (it cut 12 dB)
+        assert (wanted[28:] == 0.0).all()
+        assert any("nothing in the reference at 12.5-16 kHz" in n for n in m.notes), m.notes
 
 
 def test_real_pairs_get_a_smooth_eq_within_the_limits(corpus):

@@ -513,6 +513,22 @@ def test_a_short_reference_keeps_the_tracks_own_range_against_the_eq():
     assert "target_lra_from" not in reference_for(x, looped(ref)).to_dict()
 
 
+@pytest.mark.parametrize("album", [False, True])
+def test_a_range_off_its_goal_says_why_and_album_runs_say_they_search_none(album):
+    """--album runs no range search (its tracks share one gain): the note said "see the
+    parameters' notes", which promised a compression back that never came (a review)."""
+    from auralis_batch.meter import Loudness
+    from auralis_batch.pipeline import _range_notes
+
+    after = Loudness(-14.0, -1.0, 10.9, -1.5, -8.0, -10.0)
+    notes: list[str] = []
+    _range_notes(after, 7.7, notes, whose="the track's own", album=album)
+    (note,) = notes
+    assert note.startswith("loudness range 10.9 LU, wider than the track's own 7.7 LU")
+    assert ("--album: a range is not searched for" in note) is album
+    assert ("see the parameters' notes" in note) is not album
+
+
 @pytest.mark.corpus
 def test_real_music_reference_match(corpus):
     """A quiet, soft corpus track matched to a loud, full one: closer in tone, the
