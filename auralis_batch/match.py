@@ -559,12 +559,12 @@ def matching_eq(
         where = band_ranges(np.flatnonzero(silent_ref[CORE_BANDS]) + CORE_BANDS.start)
         notes.append(f"nothing in the reference at {where} (a codec's cut-off?): left as it is")
     bank = _Bank(sample_rate)
-    if not defined[CORE_BANDS].any() or strength <= 0.0:
+    matched = defined & ~silent_ref
+    if not matched[CORE_BANDS].any() or strength <= 0.0:
         zeros = (0.0,) * t.size
         sections = tuple((k, f, 0.0, q) for k, f, q in bank.layout)
         return MatchingEQ(sections, zeros, zeros, 0.0, ())
     centre = _centre(diff, boost, cut)
-    matched = defined & ~silent_ref
     wanted = np.where(matched, np.clip(diff - centre, -cut, boost), 0.0) * float(strength)
     clipped = [
         i

@@ -172,6 +172,15 @@ def test_a_band_with_nothing_in_it_does_not_move_its_neighbours(empty):
         assert any("nothing in the reference at 12.5-16 kHz" in n for n in m.notes), m.notes
 
 
+def test_a_reference_with_nothing_in_the_core_bands_gives_a_flat_eq():
+    """Only its 20 Hz band holds anything: no band to match, a flat EQ (no NaN from
+    an empty curve's centre)."""
+    reference = np.full(BANDS.size, NOISE_FLOOR_DB - 60.0)
+    reference[0] = -20.0
+    m = matching_eq(FLAT, reference)
+    assert all(g == 0.0 for _, _, g, _ in m.sections) and m.loudness_change_db == 0.0
+
+
 def test_real_pairs_get_a_smooth_eq_within_the_limits(corpus):
     """The corpus's tracks matched to one another: sections within the limits, and a
     response without a comb: the second difference of the fitted third-octave curve
