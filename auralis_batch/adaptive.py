@@ -8,10 +8,10 @@ Adaptive EQ compares the track's seven band-energy shares with a reference balan
 (the long-term average of well-balanced commercial masters, a pink-ish tilt) and
 corrects half of the difference, at most ±3 dB per band; a band far under its share
 (over :data:`ADAPTIVE_FULL_GAP_DB`) gets less boost, none from
-:data:`ADAPTIVE_NO_BOOST_GAP_DB`: that is the arrangement, not the balance. Compression follows the
-dynamics: material with a high crest factor or wide loudness range gets a gentle
-ratio (and a quieter target, so an orchestral recording is not squashed to pop
-loudness); material that is already dense gets almost none.
+:data:`ADAPTIVE_NO_BOOST_GAP_DB`: that is the arrangement, not the balance.
+Compression follows the dynamics: material with a high crest factor or wide loudness
+range gets a gentle ratio (and a quieter target, so an orchestral recording is not
+squashed to pop loudness); material that is already dense gets almost none.
 
 Reference matching (as matchering does) takes the tone, loudness and loudness range
 of a reference track: the EQ is :func:`match.matching_eq` between the two long-term
