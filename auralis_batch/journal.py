@@ -157,9 +157,10 @@ _FLAG_NAMES = {
     "engine": "auralis-batch version",
     "preset_parameters": "the preset's own parameters",
     "reference": "the reference's audio",
+    "rules": "the adaptive and reference rules",
 }
-#: Keys said as "changed", without their values (short hashes).
-_HASHED_FLAGS = ("preset_parameters", "reference")
+#: Keys said as "changed", without their values (short hashes, a version).
+_HASHED_FLAGS = ("preset_parameters", "reference", "rules")
 
 
 def _valid_flags(flags: object) -> bool:
@@ -200,7 +201,11 @@ def _changed_flags(then: object, now: object, *, same_preset: bool) -> list[str]
         if was == is_ and type(was) is type(is_):
             continue
         if key in _HASHED_FLAGS:
-            if key in then and key in now and (same_preset or key != "preset_parameters"):
+            # an entry of a version before the rules were kept has none: they changed
+            older = key == "rules" and key in now
+            if ((key in then and key in now) or older) and (
+                same_preset or key != "preset_parameters"
+            ):
                 changed.append(f"{name} changed")
             continue
         changed.append(f"{name}: {_flag_value(was)}, now {_flag_value(is_)}")

@@ -20,6 +20,7 @@ from .adaptive import adaptive_preset, reference_preset
 from .errors import ParameterError, given
 from .limits import MIN_TIMEOUT_PER_TRACK_S, is_finite_number
 from .presets import BUILTIN_PRESETS, Preset, load_preset
+from .versions import PARAMETER_RULES_VERSION
 
 #: Decoded audio (float32) and the equalised and compressed signal (float32,
 #: pipeline.PROCESSED_DTYPE) a worker keeps in memory per track, so the track is decoded
@@ -205,6 +206,8 @@ class RunSettings:
         if not adapts(c):
             blob = json.dumps(load_preset(c.preset).to_dict(), sort_keys=True, default=str)
             flags["preset_parameters"] = hashlib.sha256(blob.encode()).hexdigest()[:12]
+        else:
+            flags["rules"] = PARAMETER_RULES_VERSION
         if c.reference_record is not None:
             flags["reference"] = str(c.reference_record.get("content_sha256") or "")[:16]
         return flags
@@ -258,6 +261,9 @@ class RunSettings:
                     self.reference_record.get("channels"),
                 ]
         d["engine"] = __version__
+        if adapts(self):  # parameters computed per track: by these rules (every hash form,
+            # so no master of older rules passes for done)
+            d["rules"] = PARAMETER_RULES_VERSION
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

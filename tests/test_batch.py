@@ -2356,3 +2356,40 @@ def test_a_ctime_that_moves_again_while_the_commit_hashes_is_hashed_again(
     assert rec["status"] == "ok" and rec["input_sha256"] == sha(src)
     again = run_master([src], tmp_path / "out", RunSettings(use_cache=False), n_jobs=1)
     assert [r["status"] for r in again.records] == ["skipped"]
+
+
+@pytest.mark.parametrize("journaled_rules", [1, None])
+def test_masters_of_older_adaptive_rules_are_redone_and_say_why(
+    tmp_path, small_library, monkeypatch, journaled_rules
+):
+    """The parameters of ``adaptive`` (and ``--reference``) are computed per track by
+    rules that change between versions: a finished library re-run with the same flags
+    kept the older rules' masters. A fixed preset's run does not depend on them."""
+    from auralis_batch import settings as settings_module
+    from auralis_batch.journal import _other_settings
+    from auralis_batch.versions import PARAMETER_RULES_VERSION
+
+    good = small_library / "a" / "00.flac"
+    args = ["master", str(good), "--out", str(tmp_path / "o"), "-q", "--no-cache"]
+    monkeypatch.setattr(settings_module, "PARAMETER_RULES_VERSION", PARAMETER_RULES_VERSION - 1)
+    assert runner.invoke(app, [*args, "--preset", "adaptive"]).exit_code == 0
+    monkeypatch.undo()
+    res = runner.invoke(app, [*args, "--preset", "adaptive"])
+    assert res.exit_code == 0, res.output
+    line = next(ln for ln in res.output.splitlines() if "[replaced] " in ln)
+    assert "the adaptive and reference rules changed" in line, line
+    again = runner.invoke(
+        app, [*args, "--preset", "adaptive", "--report", str(tmp_path / "r.json")]
+    )
+    assert again.exit_code == 0, again.output
+    assert json.loads((tmp_path / "r.json").read_text())["tracks"][0]["status"] == "skipped"
+    # an entry written before the rules were kept says so too
+    now = RunSettings(preset="adaptive").journal_flags()
+    then = {k: v for k, v in now.items() if k != "rules"}
+    if journaled_rules is not None:
+        then["rules"] = journaled_rules
+    assert _other_settings("adaptive", "adaptive", then, now).endswith(
+        "the adaptive and reference rules changed"
+    )
+    fixed = RunSettings(preset="gentle")
+    assert "rules" not in fixed.journal_flags()
