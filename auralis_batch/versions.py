@@ -19,6 +19,7 @@ FINGERPRINT_VERSION = 9
 #: Table 4), and Ogg files' channels are read in WAV order. Other layouts did not
 #: change, so their records (the whole cache of a music library) stay valid.
 CHANNEL_WEIGHTS_REVISION = 2
+WEIGHTS_KEY = "channel_weights_revision"
 #: Bumped whenever the rules that compute a track's parameters from its analysis
 #: change (``adaptive``, ``--reference``): part of those runs' settings, so a re-run
 #: masters again what the older rules made ("[replaced] ...: the adaptive and
@@ -26,7 +27,6 @@ CHANNEL_WEIGHTS_REVISION = 2
 #: follows the octave-smoothed difference within +9/-12 dB, a short reference keeps
 #: the track's own range, adaptive boosts held back far under a band's share.
 PARAMETER_RULES_VERSION = 2
-WEIGHTS_KEY = "channel_weights_revision"
 #: The rate the fingerprint is computed at (sources above 88.2 kHz are decimated).
 ANALYSIS_SAMPLE_RATE = 44100
 #: What ``tempo_bpm`` says when tempo was not estimated.
